@@ -1,0 +1,78 @@
+/*
+ * transport_internal.h: the peer transport of a member: raft messages between members over TCP,
+ * on the member's libuv loop.
+ *
+ * Each member dials every peer once for what it sends (an outbound connection per peer) and
+ * accepts the peers' connections for what it receives. A connection opens with a handshake naming
+ * the cluster id and both member ids; a member of another cluster, or an id this member does not
+ * know, is refused with a log line naming both. Frames are length-prefixed: a 4-byte little-endian
+ * body length, a kind byte, the body. Sending copies the message into the peer's bounded queue;
+ * when the queue is full the message is dropped and the peer reported unreachable (as etcd does),
+ * and raft retransmits later. A dropped connection is redialed with exponential backoff.
+ *
+ * All functions must be called on the loop's thread.
+ */
+#ifndef RAFTFS_FS_TRANSPORT_INTERNAL_H
+#define RAFTFS_FS_TRANSPORT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct fs_transport;
+
+struct fs_transport_callbacks {
+	/* A message from member `from`; buf is valid only during the call. */
+	void (*on_message)(void *ud, uint64_t from, const uint8_t *buf, size_t len);
+	/* A message to member `to` was dropped, or the connection to it failed. */
+	void (*on_unreachable)(void *ud, uint64_t to);
+};
+
+struct fs_transport_config {
+	uint64_t cluster_id;      /* sent and checked in every handshake */
+	uint64_t self_id;         /* this member's id */
+	const char *listen_addr;  /* host:port to accept peers on */
+	size_t max_queue_bytes;   /* per-peer outbound bound; 0: 64 MiB */
+	size_t max_queue_frames;  /* per-peer outbound bound; 0: 4096 */
+	uint32_t max_frame_bytes; /* larger incoming frames close the connection; 0: 256 MiB */
+	unsigned backoff_min_ms;  /* first redial delay; 0: 25 */
+	unsigned backoff_max_ms;  /* longest redial delay; 0: 1000 */
+};
+
+/*
+ * Starts listening. On success *out is a transport owned by the caller until fs_transport_close.
+ * cfg is copied (listen_addr too); cb and ud must stay valid until the close callback.
+ * Returns -EINVAL for a bad address, or the libuv error of bind/listen (e.g. -EADDRINUSE).
+ */
+int fs_transport_start(struct fs_transport **out, uv_loop_t *loop,
+		       const struct fs_transport_config *cfg, const struct fs_transport_callbacks *cb,
+		       void *ud);
+
+/* The port actually bound (useful with port 0 in tests). */
+int fs_transport_port(const struct fs_transport *t);
+
+/* Adds (or readdresses) peer id at host:port; -EINVAL for a bad address, -ENOMEM. */
+int fs_transport_add_peer(struct fs_transport *t, uint64_t id, const char *addr);
+
+/* Forgets peer id: drops its queue and connections. -ENOENT when unknown. */
+int fs_transport_remove_peer(struct fs_transport *t, uint64_t id);
+
+/*
+ * Queues a copy of buf[0..len) for member `to`. Returns 0, -ENOENT for an unknown peer, or
+ * -ENOBUFS when the peer's queue is full (the message is dropped and on_unreachable called).
+ */
+int fs_transport_send(struct fs_transport *t, uint64_t to, const void *buf, size_t len);
+
+/* Whether the outbound connection to `to` is up and past its handshake. */
+int fs_transport_connected(const struct fs_transport *t, uint64_t to);
+
+/*
+ * Test-only fault hook: while `blocked` is set, messages to and from `peer` are silently dropped
+ * (a partition that keeps the TCP connections up).
+ */
+void fs_transport_block(struct fs_transport *t, uint64_t peer, int blocked);
+
+/* Closes every handle; `done(arg)` runs on the loop once all are closed and t is freed. */
+void fs_transport_close(struct fs_transport *t, void (*done)(void *arg), void *arg);
+
+#endif
