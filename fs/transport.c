@@ -7,6 +7,9 @@
  *   WELCOME body empty: the handshake was accepted
  *   REFUSE  body = u8 reason, u64 cluster id, u64 member id of the refusing side
  *   MSG     body = one encoded raft message
+ *   SNAPHELLO, as HELLO, opens a snapshot stream; then
+ *   SNAPHEAD body = the raft message; SNAPCHUNK body = data; SNAPEND body = u64 length, u32 crc32c
+ *   SNAPACK body = u8 ok, from the receiver once it has the whole snapshot (or has given up)
  * The dialing side sends HELLO and waits for WELCOME before sending MSG frames; the accepting side
  * answers HELLO with WELCOME or REFUSE and closes after a REFUSE.
  *
@@ -17,12 +20,14 @@
 #include "transport_internal.h"
 
 #include "log_internal.h"
+#include "wal.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FS_ADDR_MAX_LEN 64 /* host:port, NUL included */
 #define FRAME_HEADER 5
@@ -30,8 +35,26 @@
 #define HELLO_BYTES (8 + 3 * 8)
 #define WRITE_BATCH 64 /* frames per uv_write */
 
-enum frame_kind { KIND_HELLO = 1, KIND_WELCOME = 2, KIND_REFUSE = 3, KIND_MSG = 4 };
-enum refuse_reason { REFUSE_MAGIC = 1, REFUSE_CLUSTER = 2, REFUSE_UNKNOWN = 3, REFUSE_TARGET = 4 };
+#define SNAP_CHUNK (1u << 20)
+
+enum frame_kind {
+	KIND_HELLO = 1,
+	KIND_WELCOME = 2,
+	KIND_REFUSE = 3,
+	KIND_MSG = 4,
+	KIND_SNAPHELLO = 5,
+	KIND_SNAPHEAD = 6,
+	KIND_SNAPCHUNK = 7,
+	KIND_SNAPEND = 8,
+	KIND_SNAPACK = 9,
+};
+enum refuse_reason {
+	REFUSE_MAGIC = 1,
+	REFUSE_CLUSTER = 2,
+	REFUSE_UNKNOWN = 3,
+	REFUSE_TARGET = 4,
+	REFUSE_NOSNAP = 5,
+};
 enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY, CONN_CLOSING };
 
 struct frame {
@@ -41,6 +64,29 @@ struct frame {
 };
 
 struct peer;
+
+/* The sending side of a snapshot stream. */
+struct snap_out {
+	uint64_t to;
+	uint8_t *msg;               /* the raft message, owned */
+	size_t msglen;
+	const uint8_t *data;        /* borrowed until release */
+	size_t len, off;            /* data length, bytes handed to writes so far */
+	uint32_t crc;               /* running CRC-32C of data[0..off) */
+	void (*release)(void *arg);
+	void *arg;
+	int done;                   /* the outcome was reported */
+};
+
+/* The receiving side of a snapshot stream. */
+struct snap_in {
+	int fd;                     /* the temp file, -1 when closed */
+	char path[4200];            /* its name, "" once handed over or removed */
+	uint8_t *msg;               /* the raft message from SNAPHEAD, owned */
+	size_t msglen;
+	uint64_t got;               /* data bytes written */
+	uint32_t crc;               /* running CRC-32C of them */
+};
 
 struct conn {
 	uv_tcp_t tcp;           /* the socket; its data points back here */
@@ -56,6 +102,8 @@ struct conn {
 	struct frame *inflight; /* frames of that batch, freed when it completes */
 	int writing;            /* a MSG batch is in flight */
 	int refused;            /* inbound: refused, closing once the REFUSE is written */
+	struct snap_out *so;    /* a snapshot stream we send, or NULL */
+	struct snap_in *si;     /* a snapshot stream we receive, or NULL */
 	struct conn *next;      /* in t->conns */
 };
 
@@ -79,6 +127,7 @@ struct fs_transport {
 	uv_loop_t *loop;
 	struct fs_transport_config cfg; /* copied; listen_addr points at listen_addr_buf */
 	char listen_addr_buf[FS_ADDR_MAX_LEN];
+	char snap_dir_buf[4096];
 	struct fs_transport_callbacks cb;
 	void *ud;
 	uv_tcp_t listener;
@@ -175,11 +224,24 @@ static void conn_unlink(struct conn *c)
 		*pp = c->next;
 }
 
+static void snapout_finish(struct conn *c, int ok);
+static void snapin_discard(struct snap_in *si);
+
 static void on_conn_closed(uv_handle_t *h)
 {
 	struct conn *c = h->data;
 	struct fs_transport *t = c->t;
 	conn_unlink(c);
+	if (c->so) {
+		snapout_finish(c, 0); /* no-op when already reported */
+		free(c->so->msg);
+		free(c->so);
+	}
+	if (c->si) {
+		snapin_discard(c->si);
+		free(c->si->msg);
+		free(c->si);
+	}
 	frames_free(c->inflight);
 	free(c->rbuf);
 	free(c);
@@ -229,24 +291,35 @@ static struct peer *peer_find(const struct fs_transport *t, uint64_t id)
 
 /* ---- writes ------------------------------------------------------------------------------ */
 
+/* What to do once a frame written outside the MSG queue is out. */
+enum raw_then {
+	RAW_KEEP,        /* nothing */
+	RAW_CLOSE_AFTER, /* close the connection (after a REFUSE or SNAPACK) */
+	RAW_PUMP,        /* write the next snapshot chunk */
+};
+
 struct raw_write {
 	uv_write_t req;
-	int close_after; /* close the connection once written (after a REFUSE) */
+	enum raw_then then;
 	struct frame *f;
 };
+
+static void snapout_pump(struct conn *c);
 
 static void on_raw_written(uv_write_t *req, int status)
 {
 	struct raw_write *w = (struct raw_write *)req;
 	struct conn *c = req->handle->data;
-	if (w->close_after || status < 0)
+	if (w->then == RAW_CLOSE_AFTER || status < 0)
 		conn_close(c);
+	else if (w->then == RAW_PUMP && c->state != CONN_CLOSING && c->so)
+		snapout_pump(c);
 	free(w->f);
 	free(w);
 }
 
-/* Writes a control frame outside the MSG queue; takes ownership of f. */
-static void conn_write_raw(struct conn *c, struct frame *f, int close_after)
+/* Writes a frame outside the MSG queue, in order with other writes; takes ownership of f. */
+static void conn_write_raw(struct conn *c, struct frame *f, enum raw_then then)
 {
 	struct raw_write *w = malloc(sizeof *w);
 	if (!w || !f) {
@@ -255,7 +328,7 @@ static void conn_write_raw(struct conn *c, struct frame *f, int close_after)
 		conn_close(c);
 		return;
 	}
-	w->close_after = close_after;
+	w->then = then;
 	w->f = f;
 	uv_buf_t b = uv_buf_init((char *)f->data, (unsigned)f->len);
 	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_raw_written) != 0) {
@@ -374,6 +447,8 @@ static const char *refuse_reason_text(int reason)
 		return "unknown member id";
 	case REFUSE_TARGET:
 		return "handshake addressed to another member";
+	case REFUSE_NOSNAP:
+		return "snapshots not accepted here";
 	default:
 		return "unknown reason";
 	}
@@ -416,6 +491,8 @@ static void outbound_frame(struct conn *c, int kind, const uint8_t *body, uint32
 
 /* ---- inbound connections ------------------------------------------------------------------- */
 
+static void snapin_frame(struct conn *c, int kind, const uint8_t *body, uint32_t len);
+
 static void inbound_refuse(struct conn *c, int reason, uint64_t their_cluster, uint64_t their_id)
 {
 	struct fs_transport *t = c->t;
@@ -429,14 +506,15 @@ static void inbound_refuse(struct conn *c, int reason, uint64_t their_cluster, u
 	put_le64(body + 9, t->cfg.self_id);
 	c->refused = 1; /* no more frames are read from it */
 	uv_read_stop((uv_stream_t *)&c->tcp);
-	conn_write_raw(c, frame_new(KIND_REFUSE, body, sizeof body), 1);
+	conn_write_raw(c, frame_new(KIND_REFUSE, body, sizeof body), RAW_CLOSE_AFTER);
 }
 
 static void inbound_frame(struct conn *c, int kind, const uint8_t *body, uint32_t len)
 {
 	struct fs_transport *t = c->t;
 	if (c->state == CONN_HANDSHAKE) {
-		if (kind != KIND_HELLO || len != HELLO_BYTES || memcmp(body, HELLO_MAGIC, 8) != 0) {
+		if ((kind != KIND_HELLO && kind != KIND_SNAPHELLO) || len != HELLO_BYTES ||
+		    memcmp(body, HELLO_MAGIC, 8) != 0) {
 			inbound_refuse(c, REFUSE_MAGIC, 0, 0);
 			return;
 		}
@@ -448,11 +526,21 @@ static void inbound_frame(struct conn *c, int kind, const uint8_t *body, uint32_
 			inbound_refuse(c, REFUSE_TARGET, cluster, from);
 		else if (!peer_find(t, from))
 			inbound_refuse(c, REFUSE_UNKNOWN, cluster, from);
+		else if (kind == KIND_SNAPHELLO && !t->snap_dir_buf[0])
+			inbound_refuse(c, REFUSE_NOSNAP, cluster, from);
+		else if (kind == KIND_SNAPHELLO && !(c->si = calloc(1, sizeof *c->si)))
+			conn_close(c);
 		else {
+			if (c->si)
+				c->si->fd = -1;
 			c->remote_id = from;
 			c->state = CONN_READY;
-			conn_write_raw(c, frame_new(KIND_WELCOME, NULL, 0), 0);
+			conn_write_raw(c, frame_new(KIND_WELCOME, NULL, 0), RAW_KEEP);
 		}
+		return;
+	}
+	if (c->si) {
+		snapin_frame(c, kind, body, len);
 		return;
 	}
 	if (kind != KIND_MSG) {
@@ -471,6 +559,8 @@ static void inbound_frame(struct conn *c, int kind, const uint8_t *body, uint32_
 	if (t->cb.on_message)
 		t->cb.on_message(t->ud, c->remote_id, body, len);
 }
+
+static void snapout_frame(struct conn *c, int kind, const uint8_t *body, uint32_t len);
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
@@ -509,7 +599,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			break;
 		const uint8_t *frame = c->rbuf + off;
 		off += FRAME_HEADER + (size_t)len;
-		if (c->outbound)
+		if (c->so)
+			snapout_frame(c, frame[4], frame + FRAME_HEADER, len);
+		else if (c->outbound)
 			outbound_frame(c, frame[4], frame + FRAME_HEADER, len);
 		else
 			inbound_frame(c, frame[4], frame + FRAME_HEADER, len);
@@ -547,7 +639,7 @@ static void on_connected(uv_connect_t *req, int status)
 		peer_failed(p, 0);
 		return;
 	}
-	conn_write_raw(c, frame_new(KIND_HELLO, hello, sizeof hello), 0);
+	conn_write_raw(c, frame_new(KIND_HELLO, hello, sizeof hello), RAW_KEEP);
 }
 
 static void peer_dial(struct peer *p)
@@ -567,6 +659,184 @@ static void peer_dial(struct peer *p)
 		FS_WARN("peer %016" PRIx64 " at %s: cannot dial: %s", p->id, p->addr, uv_strerror(rc));
 		peer_failed(p, 0);
 	}
+}
+
+/* ---- snapshot streams ------------------------------------------------------------------------ */
+
+static void snapout_finish(struct conn *c, int ok)
+{
+	struct snap_out *so = c->so;
+	struct fs_transport *t = c->t;
+	if (!so || so->done)
+		return;
+	so->done = 1;
+	if (ok)
+		FS_INFO("snapshot to %016" PRIx64 ": sent %zu bytes", so->to, so->len);
+	else
+		FS_WARN("snapshot to %016" PRIx64 ": failed after %zu of %zu bytes", so->to,
+			so->off < so->len ? so->off : so->len, so->len);
+	if (t->cb.on_snapshot_sent)
+		t->cb.on_snapshot_sent(t->ud, so->to, ok);
+	if (so->release)
+		so->release(so->arg);
+}
+
+/* Writes the next chunk, or the end frame after the last one; one write in flight at a time. */
+static void snapout_pump(struct conn *c)
+{
+	struct snap_out *so = c->so;
+	struct frame *f;
+	if (so->off < so->len) {
+		size_t n = so->len - so->off < SNAP_CHUNK ? so->len - so->off : SNAP_CHUNK;
+		f = frame_new(KIND_SNAPCHUNK, so->data + so->off, n);
+		so->crc = wal_crc32c(so->crc, so->data + so->off, n);
+		so->off += n;
+		conn_write_raw(c, f, RAW_PUMP);
+	} else if (so->off == so->len) {
+		uint8_t end[12];
+		put_le64(end, so->len);
+		put_le32(end + 8, so->crc);
+		so->off++; /* past the end: the end frame is written, the answer awaited */
+		conn_write_raw(c, frame_new(KIND_SNAPEND, end, sizeof end), RAW_KEEP);
+	}
+}
+
+static void snapout_frame(struct conn *c, int kind, const uint8_t *body, uint32_t len)
+{
+	struct snap_out *so = c->so;
+	if (c->state == CONN_HANDSHAKE && kind == KIND_WELCOME) {
+		c->state = CONN_READY;
+		conn_write_raw(c, frame_new(KIND_SNAPHEAD, so->msg, so->msglen), RAW_KEEP);
+		snapout_pump(c);
+		return;
+	}
+	if (c->state == CONN_HANDSHAKE && kind == KIND_REFUSE && len >= 17)
+		FS_WARN("snapshot to %016" PRIx64 ": refused: %s", so->to,
+			refuse_reason_text(body[0]));
+	else if (c->state == CONN_READY && kind == KIND_SNAPACK && len >= 1)
+		snapout_finish(c, body[0] == 1);
+	else
+		FS_WARN("snapshot to %016" PRIx64 ": unexpected frame kind %d", so->to, kind);
+	conn_close(c); /* reports failure unless finished above */
+}
+
+static void on_snap_connected(uv_connect_t *req, int status)
+{
+	struct conn *c = req->handle->data;
+	struct fs_transport *t = c->t;
+	if (c->state == CONN_CLOSING)
+		return;
+	if (status < 0 || uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+		conn_close(c);
+		return;
+	}
+	uint8_t hello[HELLO_BYTES];
+	memcpy(hello, HELLO_MAGIC, 8);
+	put_le64(hello + 8, t->cfg.cluster_id);
+	put_le64(hello + 16, t->cfg.self_id);
+	put_le64(hello + 24, c->so->to);
+	c->state = CONN_HANDSHAKE;
+	conn_write_raw(c, frame_new(KIND_SNAPHELLO, hello, sizeof hello), RAW_KEEP);
+}
+
+static void snapin_discard(struct snap_in *si)
+{
+	if (si->fd >= 0)
+		close(si->fd);
+	si->fd = -1;
+	if (si->path[0])
+		unlink(si->path);
+	si->path[0] = '\0';
+}
+
+/* Answers the sender and closes once the answer is out; reads nothing more. */
+static void snapin_answer(struct conn *c, int ok)
+{
+	uint8_t b = (uint8_t)(ok ? 1 : 0);
+	c->refused = 1;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	conn_write_raw(c, frame_new(KIND_SNAPACK, &b, 1), RAW_CLOSE_AFTER);
+}
+
+static void snapin_frame(struct conn *c, int kind, const uint8_t *body, uint32_t len)
+{
+	struct snap_in *si = c->si;
+	struct fs_transport *t = c->t;
+	uint64_t from = c->remote_id;
+	if (kind == KIND_SNAPHEAD && !si->msg) {
+		si->msg = malloc(len ? len : 1);
+		if (!si->msg) {
+			snapin_answer(c, 0);
+			return;
+		}
+		memcpy(si->msg, body, len);
+		si->msglen = len;
+		snprintf(si->path, sizeof si->path, "%s/.incoming-%016" PRIx64 "-XXXXXX",
+			 t->snap_dir_buf, from);
+		si->fd = mkstemp(si->path);
+		if (si->fd < 0) {
+			FS_WARN("snapshot from %016" PRIx64 ": cannot create %s: %s", from, si->path,
+				strerror(errno));
+			si->path[0] = '\0';
+			snapin_answer(c, 0);
+		}
+		return;
+	}
+	if (kind == KIND_SNAPCHUNK && si->fd >= 0) {
+		size_t done = 0;
+		while (done < len) {
+			ssize_t w = write(si->fd, body + done, len - done);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				FS_WARN("snapshot from %016" PRIx64 ": writing %s at offset %" PRIu64
+					": %s", from, si->path, si->got + done, strerror(errno));
+				snapin_discard(si);
+				snapin_answer(c, 0);
+				return;
+			}
+			done += (size_t)w;
+		}
+		si->crc = wal_crc32c(si->crc, body, len);
+		si->got += len;
+		return;
+	}
+	if (kind == KIND_SNAPEND && len == 12 && si->fd >= 0) {
+		uint64_t total = get_le64(body);
+		uint32_t crc = get_le32(body + 8);
+		if (total != si->got || crc != si->crc) {
+			FS_WARN("snapshot from %016" PRIx64 ": %s holds %" PRIu64 " bytes with crc "
+				"%08" PRIx32 ", the sender says %" PRIu64 " with crc %08" PRIx32
+				"; discarded", from, si->path, si->got, si->crc, total, crc);
+			snapin_discard(si);
+			snapin_answer(c, 0);
+			return;
+		}
+		if (fdatasync(si->fd) != 0) {
+			FS_WARN("snapshot from %016" PRIx64 ": fdatasync %s: %s", from, si->path,
+				strerror(errno));
+			snapin_discard(si);
+			snapin_answer(c, 0);
+			return;
+		}
+		close(si->fd);
+		si->fd = -1;
+		char path[sizeof si->path];
+		strcpy(path, si->path);
+		si->path[0] = '\0'; /* the callee owns the file now */
+		int rc = -ENOSYS;
+		if (t->cb.on_snapshot)
+			rc = t->cb.on_snapshot(t->ud, from, si->msg, si->msglen, path);
+		else
+			unlink(path);
+		FS_INFO("snapshot from %016" PRIx64 ": received %" PRIu64 " bytes, %s", from,
+			si->got, rc == 0 ? "accepted" : "refused by the member");
+		snapin_answer(c, rc == 0);
+		return;
+	}
+	FS_WARN("snapshot from %016" PRIx64 ": unexpected frame kind %d, discarded", from, kind);
+	snapin_discard(si);
+	conn_close(c);
 }
 
 /* ---- listener -------------------------------------------------------------------------------- */
@@ -620,6 +890,9 @@ int fs_transport_start(struct fs_transport **out, uv_loop_t *loop,
 	t->cfg = *cfg;
 	strcpy(t->listen_addr_buf, cfg->listen_addr);
 	t->cfg.listen_addr = t->listen_addr_buf;
+	if (cfg->snap_dir && strlen(cfg->snap_dir) < sizeof t->snap_dir_buf)
+		strcpy(t->snap_dir_buf, cfg->snap_dir);
+	t->cfg.snap_dir = t->snap_dir_buf;
 	if (!t->cfg.max_queue_bytes)
 		t->cfg.max_queue_bytes = 64u << 20;
 	if (!t->cfg.max_queue_frames)
@@ -752,6 +1025,36 @@ int fs_transport_send(struct fs_transport *t, uint64_t to, const void *buf, size
 	if (!p->conn && !uv_is_active((uv_handle_t *)&p->redial))
 		peer_dial(p);
 	peer_flush(p);
+	return 0;
+}
+
+int fs_transport_send_snapshot(struct fs_transport *t, uint64_t to, const void *msg, size_t msglen,
+			       const void *data, size_t len, void (*release)(void *arg), void *arg)
+{
+	struct peer *p = peer_find(t, to);
+	if (!p)
+		return -ENOENT;
+	if (p->blocked)
+		return -EHOSTUNREACH;
+	struct snap_out *so = calloc(1, sizeof *so);
+	uint8_t *m = malloc(msglen ? msglen : 1);
+	struct conn *c = so && m ? conn_new(t, 1) : NULL;
+	if (!c) {
+		free(so);
+		free(m);
+		return -ENOMEM;
+	}
+	memcpy(m, msg, msglen);
+	*so = (struct snap_out){.to = to, .msg = m, .msglen = msglen, .data = data, .len = len,
+				.release = release, .arg = arg};
+	c->so = so;
+	int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&p->sa,
+				on_snap_connected);
+	if (rc != 0) {
+		so->done = 1; /* the caller hears the error, not the callbacks */
+		conn_close(c);
+		return rc;
+	}
 	return 0;
 }
 

@@ -10,6 +10,12 @@
  * when the queue is full the message is dropped and the peer reported unreachable (as etcd does),
  * and raft retransmits later. A dropped connection is redialed with exponential backoff.
  *
+ * Snapshots travel on a connection of their own, so a large one never blocks messages: a head
+ * frame with the raft message, the data in 1 MiB chunks written one at a time, an end frame with
+ * length and CRC-32C. The receiver writes the chunks to a temp file in its snap_dir and hands the
+ * file to the member only when it is whole and fsynced; the sender learns the outcome (raft's
+ * ReportSnapshot) from the receiver's answer, or a failure if the stream breaks.
+ *
  * All functions must be called on the loop's thread.
  */
 #ifndef RAFTFS_FS_TRANSPORT_INTERNAL_H
@@ -26,6 +32,15 @@ struct fs_transport_callbacks {
 	void (*on_message)(void *ud, uint64_t from, const uint8_t *buf, size_t len);
 	/* A message to member `to` was dropped, or the connection to it failed. */
 	void (*on_unreachable)(void *ud, uint64_t to);
+	/*
+	 * A whole snapshot from `from`: msg[0..msglen) is its raft message, path a fsynced file in
+	 * snap_dir holding its data, which the callee now owns (renames or unlinks it). Returns 0
+	 * when applied or accepted for applying; the sender is told success or failure.
+	 */
+	int (*on_snapshot)(void *ud, uint64_t from, const uint8_t *msg, size_t msglen,
+			   const char *path);
+	/* The snapshot sent to `to` was received whole and accepted (ok = 1), or not (ok = 0). */
+	void (*on_snapshot_sent)(void *ud, uint64_t to, int ok);
 };
 
 struct fs_transport_config {
@@ -37,6 +52,7 @@ struct fs_transport_config {
 	uint32_t max_frame_bytes; /* larger incoming frames close the connection; 0: 256 MiB */
 	unsigned backoff_min_ms;  /* first redial delay; 0: 25 */
 	unsigned backoff_max_ms;  /* longest redial delay; 0: 1000 */
+	const char *snap_dir;     /* where incoming snapshots are written; NULL: refuse them */
 };
 
 /*
@@ -62,6 +78,15 @@ int fs_transport_remove_peer(struct fs_transport *t, uint64_t id);
  * -ENOBUFS when the peer's queue is full (the message is dropped and on_unreachable called).
  */
 int fs_transport_send(struct fs_transport *t, uint64_t to, const void *buf, size_t len);
+
+/*
+ * Streams a snapshot to `to` on a connection of its own: msg[0..msglen) is the raft message
+ * (copied), data[0..len) the snapshot's data, borrowed until release(arg) is called — once, after
+ * on_snapshot_sent. Returns 0, -ENOENT for an unknown peer, -ENOMEM; on an error neither callback
+ * runs and data stays the caller's.
+ */
+int fs_transport_send_snapshot(struct fs_transport *t, uint64_t to, const void *msg, size_t msglen,
+			       const void *data, size_t len, void (*release)(void *arg), void *arg);
 
 /* Whether the outbound connection to `to` is up and past its handshake. */
 int fs_transport_connected(const struct fs_transport *t, uint64_t to);

@@ -8,6 +8,7 @@
 #include "transport_internal.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -26,6 +27,12 @@ struct node {
 	int in_order;           /* every message carried the next sequence number */
 	int unreachable;        /* on_unreachable calls */
 	int closed;             /* the close callback ran */
+	int snaps_received;     /* on_snapshot calls whose file held the expected bytes */
+	int snap_rc;            /* what on_snapshot answers */
+	const uint8_t *expect;  /* the data an incoming snapshot must hold */
+	size_t expect_len;
+	int snaps_sent_ok, snaps_sent_failed; /* on_snapshot_sent outcomes */
+	char snap_dir[64];      /* incoming snapshots, when set */
 };
 
 static void on_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
@@ -45,14 +52,43 @@ static void on_unreachable(void *ud, uint64_t to)
 	((struct node *)ud)->unreachable++;
 }
 
-static const struct fs_transport_callbacks callbacks = {on_message, on_unreachable};
+static int on_snapshot(void *ud, uint64_t from, const uint8_t *msg, size_t msglen, const char *path)
+{
+	struct node *n = ud;
+	FILE *f = fopen(path, "rb");
+	CHECK(f != NULL);
+	uint8_t *buf = malloc(n->expect_len + 1);
+	size_t got = fread(buf, 1, n->expect_len + 1, f);
+	fclose(f);
+	unlink(path); /* ours now */
+	if (got == n->expect_len && memcmp(buf, n->expect, got) == 0 && msglen == 4 &&
+	    memcmp(msg, "SNAP", 4) == 0)
+		n->snaps_received++;
+	free(buf);
+	return n->snap_rc;
+}
+
+static void on_snapshot_sent(void *ud, uint64_t to, int ok)
+{
+	struct node *n = ud;
+	if (ok)
+		n->snaps_sent_ok++;
+	else
+		n->snaps_sent_failed++;
+}
+
+static const struct fs_transport_callbacks callbacks = {on_message, on_unreachable, on_snapshot,
+							on_snapshot_sent};
 
 static void node_start(uv_loop_t *loop, struct node *n, uint64_t cluster, uint64_t id, int port,
 		       size_t max_frames)
 {
 	char addr[32];
 	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+	char dir[sizeof n->snap_dir];
+	strcpy(dir, n->snap_dir);
 	memset(n, 0, sizeof *n);
+	strcpy(n->snap_dir, dir);
 	n->id = id;
 	n->in_order = 1;
 	struct fs_transport_config cfg = {.cluster_id = cluster,
@@ -61,7 +97,8 @@ static void node_start(uv_loop_t *loop, struct node *n, uint64_t cluster, uint64
 					  .max_queue_frames = max_frames,
 					  .max_frame_bytes = 1 << 20,
 					  .backoff_min_ms = 5,
-					  .backoff_max_ms = 50};
+					  .backoff_max_ms = 50,
+					  .snap_dir = n->snap_dir[0] ? n->snap_dir : NULL};
 	CHECK_EQ(fs_transport_start(&n->t, loop, &cfg, &callbacks, n), 0);
 	n->port = fs_transport_port(n->t);
 	CHECK_GT(n->port, 0);
@@ -334,8 +371,128 @@ CHECK_TEST(partition_hook_drops_both_ways)
 	CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
+static int released;
+
+static void release(void *arg)
+{
+	released++;
+	free(arg);
+}
+
+/* Number of entries in dir besides . and .. */
+static int dir_entries(const char *dir)
+{
+	int n = 0;
+	DIR *d = opendir(dir);
+	CHECK(d != NULL);
+	for (struct dirent *e; (e = readdir(d));)
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+CHECK_TEST(snapshot_streams_whole_or_not_at_all)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct node a = {0}, b = {0};
+	strcpy(b.snap_dir, "/tmp/rfs-snap-XXXXXX");
+	CHECK(mkdtemp(b.snap_dir) != NULL);
+	node_start(&loop, &a, CLUSTER, 1, 0, 0);
+	node_start(&loop, &b, CLUSTER, 2, 0, 0);
+	add_peer(&a, &b);
+	add_peer(&b, &a);
+
+	/* 5.5 MiB: several chunks and a partial one. */
+	size_t len = (11u << 20) / 2;
+	uint8_t *data = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (uint8_t)(i * 2654435761u >> 13);
+	b.expect = data;
+	b.expect_len = len;
+	released = 0;
+	CHECK_EQ(fs_transport_send_snapshot(a.t, 2, "SNAP", 4, data, len, NULL, NULL), 0);
+	CHECK(run_until(&loop, &a.snaps_sent_ok, 1, 10000));
+	CHECK_EQ(b.snaps_received, 1);
+	CHECK_EQ(a.snaps_sent_failed, 0);
+
+	/* The member refuses it (say, it cannot apply it): the sender hears a failure. */
+	b.snap_rc = -EIO;
+	uint8_t *copy = malloc(len);
+	memcpy(copy, data, len);
+	CHECK_EQ(fs_transport_send_snapshot(a.t, 2, "SNAP", 4, copy, len, release, copy), 0);
+	CHECK(run_until(&loop, &a.snaps_sent_failed, 1, 10000));
+	CHECK_EQ(released, 1);
+	CHECK_EQ(b.snaps_received, 2);
+	CHECK_EQ(dir_entries(b.snap_dir), 0); /* the callee took its file */
+
+	/* Messages kept flowing on their own connection meanwhile. */
+	send_seq(&a, 2, 0, 3);
+	CHECK(run_until(&loop, &b.received, 3, 5000));
+
+	/* A member that takes no snapshots refuses the stream. */
+	struct node c = {0};
+	node_start(&loop, &c, CLUSTER, 3, 0, 0);
+	add_peer(&c, &a);
+	add_peer(&a, &c);
+	CHECK_EQ(fs_transport_send_snapshot(a.t, 3, "SNAP", 4, data, len, NULL, NULL), 0);
+	CHECK(run_until(&loop, &a.snaps_sent_failed, 2, 10000));
+	CHECK_EQ(fs_transport_send_snapshot(a.t, 42, "SNAP", 4, data, len, NULL, NULL), -ENOENT);
+
+	node_stop(&loop, &a);
+	node_stop(&loop, &b);
+	node_stop(&loop, &c);
+	CHECK_EQ(uv_loop_close(&loop), 0);
+	free(data);
+	rmdir(b.snap_dir);
+}
+
+CHECK_TEST(broken_snapshot_stream_leaves_no_file)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	int old, logfd = capture_log(&old);
+	struct node b = {0};
+	strcpy(b.snap_dir, "/tmp/rfs-snap-XXXXXX");
+	CHECK(mkdtemp(b.snap_dir) != NULL);
+	node_start(&loop, &b, CLUSTER, 2, 0, 0);
+	CHECK_EQ(fs_transport_add_peer(b.t, 1, "127.0.0.1:9"), 0);
+
+	for (int variant = 0; variant < 2; variant++) {
+		int fd = raw_connect(b.port);
+		unsigned char hello[5 + 32] = {32, 0, 0, 0, 5, 'R', 'A', 'F', 'T', 'F', 'S', '0', '1'};
+		uint64_t v[3] = {CLUSTER, 1, 2};
+		memcpy(hello + 13, v, sizeof v);
+		unsigned char head[5 + 4] = {4, 0, 0, 0, 6, 'S', 'N', 'A', 'P'};
+		unsigned char chunk[5 + 100] = {100, 0, 0, 0, 7};
+		CHECK_EQ(write(fd, hello, sizeof hello), (ssize_t)sizeof hello);
+		CHECK_EQ(write(fd, head, sizeof head), (ssize_t)sizeof head);
+		CHECK_EQ(write(fd, chunk, sizeof chunk), (ssize_t)sizeof chunk);
+		if (variant == 1) {
+			/* An end frame whose length disagrees: discarded, answered with failure. */
+			unsigned char end[5 + 12] = {12, 0, 0, 0, 8, 200};
+			CHECK_EQ(write(fd, end, sizeof end), (ssize_t)sizeof end);
+		}
+		int never = 0;
+		run_until(&loop, &never, 1, 100);
+		close(fd); /* variant 0: the sender dies mid-stream */
+		run_until(&loop, &never, 1, 100);
+		CHECK_EQ(dir_entries(b.snap_dir), 0);
+	}
+	CHECK_EQ(b.snaps_received, 0);
+	fs_log_set_fd(old);
+	char *log = read_log(logfd);
+	close(logfd);
+	CHECK(strstr(log, "holds 100 bytes with crc") != NULL);
+	node_stop(&loop, &b);
+	CHECK_EQ(uv_loop_close(&loop), 0);
+	rmdir(b.snap_dir);
+}
+
 CHECK_SUITE("member-transport", CHECK_CASE(handshake_and_ordered_delivery),
 	    CHECK_CASE(member_of_another_cluster_is_refused), CHECK_CASE(unknown_member_is_refused),
 	    CHECK_CASE(full_queue_drops_and_reports_unreachable),
 	    CHECK_CASE(redials_a_restarted_peer), CHECK_CASE(hostile_input_is_refused_not_crashed),
-	    CHECK_CASE(partition_hook_drops_both_ways))
+	    CHECK_CASE(partition_hook_drops_both_ways),
+	    CHECK_CASE(snapshot_streams_whole_or_not_at_all),
+	    CHECK_CASE(broken_snapshot_stream_leaves_no_file))
