@@ -1,0 +1,61 @@
+/*
+ * inode_internal.h: the mount's inode table: which path each FUSE inode number stands for.
+ *
+ * The key space is named by paths; the kernel names files by inode numbers. An inode is made the
+ * first time a path is looked up, counted per lookup reply, and freed when the kernel forgets it
+ * (libfuse's lookup/forget balance). Inode numbers are local to the mount and never reused. Rename
+ * moves every inode at or under the old path, and an inode whose path was replaced or deleted is
+ * detached: it keeps its number until forgotten but resolves to nothing (-ESTALE). Root is inode 1.
+ * Thread-safe: FUSE worker threads and the replay thread share it under one mutex.
+ */
+#ifndef RAFTFS_FS_INODE_INTERNAL_H
+#define RAFTFS_FS_INODE_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FS_ROOT_INO 1
+
+struct fs_inode;
+
+struct fs_itable {
+	pthread_mutex_t lock;          /* guards everything below */
+	struct fs_inode **by_ino;      /* chained hash on ino, nbuckets long */
+	struct fs_inode **by_path;     /* chained hash on path, nbuckets long */
+	size_t nbuckets;               /* a power of two */
+	size_t count;                  /* inodes, root included */
+	uint64_t next_ino;             /* the next number handed out */
+};
+
+/* Makes a table holding only root. -ENOMEM. */
+int fs_itable_init(struct fs_itable *it);
+
+/* Frees every inode. */
+void fs_itable_close(struct fs_itable *it);
+
+/*
+ * The inode of path (made if new), its lookup count raised by one: call once per entry reply.
+ * Returns the number, or 0 when out of memory.
+ */
+uint64_t fs_itable_lookup(struct fs_itable *it, const char *path);
+
+/* The inode of path without counting a lookup, or 0 when the path has none. */
+uint64_t fs_itable_find(struct fs_itable *it, const char *path);
+
+/*
+ * Copies ino's path into buf[size]. Returns its length, -ENOENT for an unknown inode, -ESTALE for
+ * a detached one, -ENAMETOOLONG when buf is too small.
+ */
+int fs_itable_path(struct fs_itable *it, uint64_t ino, char *buf, size_t size);
+
+/* The kernel forgot n lookups of ino; frees it at zero (never root). */
+void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n);
+
+/* Moves every inode at or under `from` to the same place under `to`; detaches what was there. */
+int fs_itable_rename(struct fs_itable *it, const char *from, const char *to);
+
+/* Detaches the inodes at or under path (it was deleted). */
+void fs_itable_detach(struct fs_itable *it, const char *path);
+
+#endif

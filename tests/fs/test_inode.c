@@ -1,0 +1,103 @@
+/* test_inode.c: the mount's inode table: lookup counts, forget, rename of trees, detach. */
+#include "check.h"
+#include "inode_internal.h"
+
+#include <errno.h>
+
+static const char *path_of(struct fs_itable *it, uint64_t ino)
+{
+	static char buf[256];
+	int rc = fs_itable_path(it, ino, buf, sizeof buf);
+	return rc >= 0 ? buf : rc == -ESTALE ? "(stale)" : "(none)";
+}
+
+CHECK_TEST(lookup_counts_and_forget)
+{
+	struct fs_itable it;
+	CHECK_EQ(fs_itable_init(&it), 0);
+	CHECK_STR_EQ(path_of(&it, FS_ROOT_INO), "/");
+	uint64_t a = fs_itable_lookup(&it, "/a");
+	CHECK_GT(a, FS_ROOT_INO);
+	CHECK_EQ(fs_itable_lookup(&it, "/a"), a);
+	CHECK_EQ(fs_itable_find(&it, "/a"), a);
+	fs_itable_forget(&it, a, 1);
+	CHECK_STR_EQ(path_of(&it, a), "/a"); /* one lookup left */
+	fs_itable_forget(&it, a, 1);
+	CHECK_STR_EQ(path_of(&it, a), "(none)");
+	CHECK_EQ(fs_itable_find(&it, "/a"), 0);
+	/* Numbers are never reused. */
+	uint64_t a2 = fs_itable_lookup(&it, "/a");
+	CHECK_GT(a2, a);
+	fs_itable_forget(&it, FS_ROOT_INO, 100);
+	CHECK_STR_EQ(path_of(&it, FS_ROOT_INO), "/");
+	char small[2];
+	CHECK_EQ(fs_itable_path(&it, a2, small, sizeof small), -ENAMETOOLONG);
+	fs_itable_close(&it);
+}
+
+CHECK_TEST(rename_moves_a_tree_and_detaches_the_target)
+{
+	struct fs_itable it;
+	CHECK_EQ(fs_itable_init(&it), 0);
+	uint64_t d = fs_itable_lookup(&it, "/d");
+	uint64_t f = fs_itable_lookup(&it, "/d/f");
+	uint64_t deep = fs_itable_lookup(&it, "/d/sub/g");
+	uint64_t sibling = fs_itable_lookup(&it, "/dx"); /* shares a prefix, not a parent */
+	uint64_t old = fs_itable_lookup(&it, "/e/f");
+	uint64_t e = fs_itable_lookup(&it, "/e");
+	CHECK_EQ(fs_itable_rename(&it, "/d", "/e"), 0);
+	CHECK_STR_EQ(path_of(&it, d), "/e");
+	CHECK_STR_EQ(path_of(&it, f), "/e/f");
+	CHECK_STR_EQ(path_of(&it, deep), "/e/sub/g");
+	CHECK_STR_EQ(path_of(&it, sibling), "/dx");
+	CHECK_STR_EQ(path_of(&it, old), "(stale)"); /* replaced by the rename */
+	CHECK_STR_EQ(path_of(&it, e), "(stale)");
+	CHECK_EQ(fs_itable_find(&it, "/e/f"), f);
+	CHECK_EQ(fs_itable_find(&it, "/d/f"), 0);
+	/* A stale inode is freed by its forget like any other. */
+	fs_itable_forget(&it, old, 1);
+	CHECK_STR_EQ(path_of(&it, old), "(none)");
+	fs_itable_close(&it);
+}
+
+CHECK_TEST(detach_on_delete)
+{
+	struct fs_itable it;
+	CHECK_EQ(fs_itable_init(&it), 0);
+	uint64_t d = fs_itable_lookup(&it, "/d");
+	uint64_t f = fs_itable_lookup(&it, "/d/f");
+	uint64_t keep = fs_itable_lookup(&it, "/d2");
+	fs_itable_detach(&it, "/d");
+	CHECK_STR_EQ(path_of(&it, d), "(stale)");
+	CHECK_STR_EQ(path_of(&it, f), "(stale)");
+	CHECK_STR_EQ(path_of(&it, keep), "/d2");
+	/* The path can be made anew: a new inode. */
+	uint64_t d2 = fs_itable_lookup(&it, "/d");
+	CHECK_NE(d2, d);
+	fs_itable_close(&it);
+}
+
+CHECK_TEST(many_inodes_grow_the_table)
+{
+	struct fs_itable it;
+	CHECK_EQ(fs_itable_init(&it), 0);
+	char p[32];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(p, sizeof p, "/dir/f%d", i);
+		CHECK_EQ(fs_itable_lookup(&it, p), (uint64_t)i + 2);
+	}
+	for (int i = 0; i < 20000; i += 997) {
+		snprintf(p, sizeof p, "/dir/f%d", i);
+		CHECK_STR_EQ(path_of(&it, (uint64_t)i + 2), p);
+	}
+	CHECK_EQ(fs_itable_rename(&it, "/dir", "/moved"), 0);
+	CHECK_STR_EQ(path_of(&it, 19999 + 2), "/moved/f19999");
+	for (int i = 0; i < 20000; i++)
+		fs_itable_forget(&it, (uint64_t)i + 2, 1);
+	CHECK_EQ(it.count, 1);
+	fs_itable_close(&it);
+}
+
+CHECK_SUITE("fs-inode", CHECK_CASE(lookup_counts_and_forget),
+	    CHECK_CASE(rename_moves_a_tree_and_detaches_the_target), CHECK_CASE(detach_on_delete),
+	    CHECK_CASE(many_inodes_grow_the_table))
