@@ -276,6 +276,7 @@ static struct conn *conn_new(struct fs_transport *t, int outbound)
 	}
 	c->tcp.data = c;
 	uv_tcp_nodelay(&c->tcp, 1);
+	uv_tcp_keepalive(&c->tcp, 1, 10); /* notice a peer host that vanished without a FIN */
 	c->next = t->conns;
 	t->conns = c;
 	return c;
