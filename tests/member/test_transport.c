@@ -135,6 +135,15 @@ static int run_until(uv_loop_t *loop, const int *flag, int want, int ms)
 	return *flag >= want;
 }
 
+/* Members 1 and 2 of CLUSTER, each knowing the other. */
+static void start_pair(uv_loop_t *loop, struct node *a, struct node *b)
+{
+	node_start(loop, a, CLUSTER, 1, 0, 0);
+	node_start(loop, b, CLUSTER, 2, 0, 0);
+	add_peer(a, b);
+	add_peer(b, a);
+}
+
 static void node_stop(uv_loop_t *loop, struct node *n)
 {
 	fs_transport_close(n->t, on_closed, n);
@@ -173,10 +182,7 @@ CHECK_TEST(handshake_and_ordered_delivery)
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	struct node a, b;
-	node_start(&loop, &a, CLUSTER, 1, 0, 0);
-	node_start(&loop, &b, CLUSTER, 2, 0, 0);
-	add_peer(&a, &b);
-	add_peer(&b, &a);
+	start_pair(&loop, &a, &b);
 	send_seq(&a, 2, 0, 1000); /* queued while the connection is being made */
 	CHECK(run_until(&loop, &b.received, 1000, 5000));
 	CHECK(b.in_order);
@@ -261,10 +267,7 @@ CHECK_TEST(redials_a_restarted_peer)
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	struct node a, b;
-	node_start(&loop, &a, CLUSTER, 1, 0, 0);
-	node_start(&loop, &b, CLUSTER, 2, 0, 0);
-	add_peer(&a, &b);
-	add_peer(&b, &a);
+	start_pair(&loop, &a, &b);
 	send_seq(&a, 2, 0, 3);
 	CHECK(run_until(&loop, &b.received, 3, 5000));
 	int port = b.port;
@@ -292,6 +295,16 @@ static int raw_connect(int port)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
 	return fd;
+}
+
+/* Writes a valid handshake of kind (1 messages, 5 a snapshot) from member 1 to member 2. */
+static void raw_hello(int fd, int kind)
+{
+	unsigned char hello[5 + 32] = {32, 0, 0, 0, (unsigned char)kind, 'R', 'A', 'F', 'T', 'F',
+				       'S', '0', '1'};
+	uint64_t v[3] = {CLUSTER, 1, 2}; /* little-endian host assumed by this test */
+	memcpy(hello + 13, v, sizeof v);
+	CHECK_EQ(write(fd, hello, sizeof hello), (ssize_t)sizeof hello);
 }
 
 /* Runs the loop a while, then says whether the server closed fd (EOF after any reply). */
@@ -324,10 +337,7 @@ CHECK_TEST(hostile_input_is_refused_not_crashed)
 
 	/* A valid handshake, then a frame claiming 2 GiB. */
 	fd = raw_connect(b.port);
-	unsigned char hello[5 + 32] = {32, 0, 0, 0, 1, 'R', 'A', 'F', 'T', 'F', 'S', '0', '1'};
-	uint64_t v[3] = {CLUSTER, 1, 2}; /* little-endian host assumed by this test */
-	memcpy(hello + 13, v, sizeof v);
-	CHECK_EQ(write(fd, hello, sizeof hello), (ssize_t)sizeof hello);
+	raw_hello(fd, 1);
 	unsigned char huge[5] = {0, 0, 0, 0x80, 4};
 	CHECK_EQ(write(fd, huge, sizeof huge), 5);
 	CHECK(closed_by_server(&loop, fd));
@@ -348,10 +358,7 @@ CHECK_TEST(partition_hook_drops_both_ways)
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	struct node a, b;
-	node_start(&loop, &a, CLUSTER, 1, 0, 0);
-	node_start(&loop, &b, CLUSTER, 2, 0, 0);
-	add_peer(&a, &b);
-	add_peer(&b, &a);
+	start_pair(&loop, &a, &b);
 	send_seq(&a, 2, 0, 1);
 	CHECK(run_until(&loop, &b.received, 1, 5000));
 	fs_transport_block(a.t, 2, 1);
@@ -398,10 +405,7 @@ CHECK_TEST(snapshot_streams_whole_or_not_at_all)
 	struct node a = {0}, b = {0};
 	strcpy(b.snap_dir, "/tmp/rfs-snap-XXXXXX");
 	CHECK(mkdtemp(b.snap_dir) != NULL);
-	node_start(&loop, &a, CLUSTER, 1, 0, 0);
-	node_start(&loop, &b, CLUSTER, 2, 0, 0);
-	add_peer(&a, &b);
-	add_peer(&b, &a);
+	start_pair(&loop, &a, &b);
 
 	/* 5.5 MiB: several chunks and a partial one. */
 	size_t len = (11u << 20) / 2;
@@ -460,12 +464,9 @@ CHECK_TEST(broken_snapshot_stream_leaves_no_file)
 
 	for (int variant = 0; variant < 2; variant++) {
 		int fd = raw_connect(b.port);
-		unsigned char hello[5 + 32] = {32, 0, 0, 0, 5, 'R', 'A', 'F', 'T', 'F', 'S', '0', '1'};
-		uint64_t v[3] = {CLUSTER, 1, 2};
-		memcpy(hello + 13, v, sizeof v);
+		raw_hello(fd, 5);
 		unsigned char head[5 + 4] = {4, 0, 0, 0, 6, 'S', 'N', 'A', 'P'};
 		unsigned char chunk[5 + 100] = {100, 0, 0, 0, 7};
-		CHECK_EQ(write(fd, hello, sizeof hello), (ssize_t)sizeof hello);
 		CHECK_EQ(write(fd, head, sizeof head), (ssize_t)sizeof head);
 		CHECK_EQ(write(fd, chunk, sizeof chunk), (ssize_t)sizeof chunk);
 		if (variant == 1) {
