@@ -9,7 +9,7 @@ import json
 import re
 import sys
 
-CHECK_LINE = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
+CHECK_LINE = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", re.M)
 PYTEST_LINE = re.compile(r"^=+ (.*) in [\d.]+s", re.M)
 
 
@@ -17,8 +17,8 @@ def counts(test):
     out = test.get("stdout") or ""
     m = CHECK_LINE.findall(out)
     if m:
-        p, f = m[-1]
-        return int(p), int(f), 0
+        p, f, s = m[-1]
+        return int(p), int(f), int(s or 0)
     m = PYTEST_LINE.findall(out)
     if m:
         words = dict((k, int(v)) for v, k in re.findall(r"(\d+) (\w+)", m[-1]))

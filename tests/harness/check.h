@@ -34,6 +34,7 @@ struct check_case {
 /* Runner state: one copy per test binary. */
 static jmp_buf check__jmp;          /* where a failed CHECK_* returns to */
 static int check__failed;           /* the running case has failed */
+static int check__skipped;          /* the running case was skipped (CHECK_SKIP_IF) */
 static const char *check__current;  /* name of the running case */
 
 #define CHECK_TEST(name) static void name(void)
@@ -54,6 +55,19 @@ static inline void check__fail(const char *file, int line, const char *fmt, ...)
 	check__failed = 1;
 	longjmp(check__jmp, 1);
 }
+
+/*
+ * Skips the case when cond holds (a missing /dev/fuse, say), saying why. A run whose cases were all
+ * skipped exits 77, which meson reports as skipped.
+ */
+#define CHECK_SKIP_IF(cond, why)                                                                   \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			printf("  skipped: %s\n", (why));                                          \
+			check__skipped = 1;                                                        \
+			longjmp(check__jmp, 1);                                                    \
+		}                                                                                  \
+	} while (0)
 
 /* Fails the case, with a printf-style message. */
 #define CHECK_FAIL(...) check__fail(__FILE__, __LINE__, __VA_ARGS__)
@@ -130,41 +144,52 @@ static inline int check__selected(const char *name, int argc, char **argv)
 	return 0;
 }
 
-/* Runs one case; returns 1 when it failed. Kept apart so no local of the caller spans setjmp. */
+/*
+ * Runs one case; returns 1 when it failed, 2 when it was skipped. Kept apart so no local of the
+ * caller spans setjmp.
+ */
 static __attribute__((noinline)) int check__run_one(void (*fn)(void))
 {
 	check__failed = 0;
+	check__skipped = 0;
 	if (setjmp(check__jmp) == 0)
 		fn();
-	return check__failed;
+	return check__failed ? 1 : check__skipped ? 2 : 0;
 }
 
 /* Runs the cases (all, or those named in argv) and returns the process exit status. */
 static inline int check_main(const char *suite, const struct check_case *cases, size_t n, int argc,
 			     char **argv)
 {
-	int passed = 0, failed = 0;
+	int passed = 0, failed = 0, skipped = 0;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("# suite %s\n", suite);
 	for (size_t i = 0; i < n; i++) {
 		if (!check__selected(cases[i].name, argc, argv))
 			continue;
 		check__current = cases[i].name;
-		if (check__run_one(cases[i].fn)) {
+		int r = check__run_one(cases[i].fn);
+		if (r == 1) {
 			printf("FAIL %s\n", cases[i].name);
 			failed++;
+		} else if (r == 2) {
+			printf("skip %s\n", cases[i].name);
+			skipped++;
 		} else {
 			printf("ok   %s\n", cases[i].name);
 			passed++;
 		}
 	}
 	check__current = NULL;
-	if (passed + failed == 0) {
+	if (passed + failed + skipped == 0) {
 		printf("no case matched\n");
 		return 2;
 	}
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	if (skipped)
+		printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+	else
+		printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : passed ? 0 : 77;
 }
 
 #define CHECK_SUITE(suite, ...)                                                                    \

@@ -1,0 +1,47 @@
+/*
+ * mount_internal.h: a FUSE session served on the member's libuv loop.
+ *
+ * The session's /dev/fuse descriptor is non-blocking and polled by the loop; each readiness reads
+ * and dispatches the queued requests on the loop's thread, so the handlers reach the store and raft
+ * without locks and may answer later (after a commit) from the same thread. A handler must never
+ * block: a request served by a thread that itself waits on the mount (the inotify replay thread)
+ * would deadlock otherwise.
+ */
+#ifndef RAFTFS_FS_MOUNT_INTERNAL_H
+#define RAFTFS_FS_MOUNT_INTERNAL_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <uv.h>
+
+struct fs_mount {
+	struct fuse_session *se;  /* the session, NULL before start and after close */
+	uv_poll_t poll;           /* readiness of the session fd, on the loop */
+	struct fuse_buf buf;      /* the receive buffer, reused */
+	char mountpoint[4096];
+	int mounted;              /* the kernel mount exists (until unmounted or closed) */
+	int polling;              /* poll is initialized and must be closed */
+	void (*on_gone)(struct fs_mount *m, void *arg); /* the mount went away under us */
+	void *arg;
+	void (*closed)(void *arg); /* from fs_mount_close */
+	void *closed_arg;
+};
+
+/*
+ * Mounts `mountpoint` with `options` (a -o string for libfuse: "fsname=...,subtype=...", may be
+ * NULL) and serves it on loop with ops and userdata (fuse_req_userdata). on_gone(m, arg) runs on
+ * the loop when the mount is unmounted by someone else (fusermount3 -u, umount) or the connection
+ * is aborted; the caller then calls fs_mount_close. Returns 0, or -EINVAL / -EIO / -ENOMEM with a
+ * log line naming the mountpoint.
+ */
+int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
+		   const char *options, const struct fuse_lowlevel_ops *ops, size_t ops_size,
+		   void *userdata, void (*on_gone)(struct fs_mount *m, void *arg), void *arg);
+
+/*
+ * Stops serving, unmounts if still mounted, and frees the session; closed(arg) runs on the loop
+ * once the poll handle has closed. Safe after on_gone.
+ */
+void fs_mount_close(struct fs_mount *m, void (*closed)(void *arg), void *arg);
+
+#endif
