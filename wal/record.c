@@ -4,8 +4,10 @@
  * 8-byte alignment), the protobuf walpb.Record {int64 type = 1; uint32 crc = 2; bytes data = 3},
  * then the padding. The protobuf messages are hand-encoded here, byte-identical to etcd's
  * gogoproto output (every scalar field written, in field-number order), so that encoding a batch
- * allocates nothing; tests/wal/test_record.c checks them against protobuf-c. Decoding accepts any
- * valid protobuf (fields in any order, unknown fields skipped) and rejects anything else. This
+ * allocates nothing; tests/wal/test_record.c checks them against protobuf-c. The decoders accept
+ * fields in any order but are strict otherwise: every field we always write (all but Record.data,
+ * which crc records lack) must be there and no unknown one, so that a bit flip turning one record type into another (the type is not
+ * covered by the crc) is caught rather than read as a different, valid record. This
  * file is pure: no I/O, no globals, so the libFuzzer target compiles it alone.
  */
 #include "wal_internal.h"
@@ -182,6 +184,7 @@ int wal__frame_decode(const uint8_t *buf, size_t avail, struct wal__rec *rec, si
 	size_t pos = 0;
 	struct pb_field f;
 	int r;
+	unsigned seen = 0;
 	memset(rec, 0, sizeof *rec);
 	while ((r = pb_next(p, (size_t)rlen, &pos, &f)) == 1) {
 		if (f.num == 1 && f.wire == 0)
@@ -191,13 +194,18 @@ int wal__frame_decode(const uint8_t *buf, size_t avail, struct wal__rec *rec, si
 		else if (f.num == 3 && f.wire == 2) {
 			rec->data = f.bytes;
 			rec->len = f.len;
-		} else if (f.num <= 3) {
-			*why = "record field has the wrong wire type or range";
+		} else {
+			*why = "record has an unknown field, or a field of the wrong wire type or range";
 			return WAL_ECORRUPT;
 		}
+		seen |= 1u << f.num;
 	}
 	if (r < 0) {
 		*why = "record is not a valid protobuf message";
+		return WAL_ECORRUPT;
+	}
+	if ((seen & 0x6) != 0x6) {
+		*why = "record lacks its type or crc";
 		return WAL_ECORRUPT;
 	}
 	if (rec->type < WAL_REC_METADATA || rec->type > WAL_REC_SNAPSHOT) {
@@ -229,6 +237,7 @@ int wal__entry_decode(const uint8_t *buf, size_t len, struct wal_entry *e)
 	size_t pos = 0;
 	struct pb_field f;
 	int r;
+	unsigned seen = 0;
 	memset(e, 0, sizeof *e);
 	while ((r = pb_next(buf, len, &pos, &f)) == 1) {
 		if (f.num == 1 && f.wire == 0)
@@ -240,10 +249,11 @@ int wal__entry_decode(const uint8_t *buf, size_t len, struct wal_entry *e)
 		else if (f.num == 4 && f.wire == 2) {
 			e->data = f.bytes;
 			e->len = f.len;
-		} else if (f.num <= 4)
+		} else
 			return -1;
+		seen |= 1u << f.num;
 	}
-	return r < 0 ? -1 : 0;
+	return r < 0 || seen != 0x1e ? -1 : 0;
 }
 
 size_t wal__hard_state_encode(uint8_t out[33], const struct wal_hard_state *hs)
@@ -258,6 +268,7 @@ int wal__hard_state_decode(const uint8_t *buf, size_t len, struct wal_hard_state
 	size_t pos = 0;
 	struct pb_field f;
 	int r;
+	unsigned seen = 0;
 	memset(hs, 0, sizeof *hs);
 	while ((r = pb_next(buf, len, &pos, &f)) == 1) {
 		if (f.num == 1 && f.wire == 0)
@@ -266,10 +277,11 @@ int wal__hard_state_decode(const uint8_t *buf, size_t len, struct wal_hard_state
 			hs->vote = f.v;
 		else if (f.num == 3 && f.wire == 0)
 			hs->commit = f.v;
-		else if (f.num <= 3)
+		else
 			return -1;
+		seen |= 1u << f.num;
 	}
-	return r < 0 ? -1 : 0;
+	return r < 0 || seen != 0xe ? -1 : 0;
 }
 
 size_t wal__snapref_encode(uint8_t out[22], struct wal_snapshot_ref s)
@@ -283,16 +295,18 @@ int wal__snapref_decode(const uint8_t *buf, size_t len, struct wal_snapshot_ref 
 	size_t pos = 0;
 	struct pb_field f;
 	int r;
+	unsigned seen = 0;
 	memset(s, 0, sizeof *s);
 	while ((r = pb_next(buf, len, &pos, &f)) == 1) {
 		if (f.num == 1 && f.wire == 0)
 			s->index = f.v;
 		else if (f.num == 2 && f.wire == 0)
 			s->term = f.v;
-		else if (f.num <= 2)
+		else
 			return -1;
+		seen |= 1u << f.num;
 	}
-	return r < 0 ? -1 : 0;
+	return r < 0 || seen != 0x6 ? -1 : 0;
 }
 
 size_t wal__snapfile_size(size_t len)

@@ -141,24 +141,41 @@ CHECK_TEST(messages_match_protobuf_c)
 		}
 }
 
-CHECK_TEST(decoder_skips_unknown_fields_and_any_order)
+/* Fields in any order decode; an unknown field (a flipped tag bit, say) does not. */
+CHECK_TEST(decoder_takes_any_order_rejects_unknown_fields)
 {
-	/* data first, then an unknown varint field 9, an unknown bytes field 10, crc, type. */
-	const uint8_t rec[] = {0x1a, 0x02, 0xaa, 0xbb, 0x48, 0x05, 0x52, 0x01, 0x00,
-			       0x10, 0x07, 0x08, 0x02};
+	/* data first, then crc, then type. */
+	const uint8_t rec[] = {0x1a, 0x02, 0xaa, 0xbb, 0x10, 0x07, 0x08, 0x02};
 	uint8_t frame[32] = {0};
 	frame[0] = sizeof rec;
-	frame[7] = 0x80 | (8 - sizeof rec % 8);
+	frame[7] = 0; /* 8 bytes: no padding */
 	memcpy(frame + 8, rec, sizeof rec);
 	struct wal__rec r;
 	size_t fl;
 	const char *why = NULL;
 	CHECK_EQ(wal__frame_decode(frame, sizeof frame, &r, &fl, &why), 0);
-	CHECK_EQ(fl, 24);
+	CHECK_EQ(fl, 16);
 	CHECK_EQ(r.type, 2);
 	CHECK_EQ(r.crc, 7);
 	CHECK_EQ(r.len, 2);
 	CHECK_EQ(r.data[0], 0xaa);
+	/* Field 9 instead of the crc field 2. */
+	frame[8 + 4] = 0x48;
+	CHECK_EQ(wal__frame_decode(frame, sizeof frame, &r, &fl, &why), WAL_ECORRUPT);
+	/* An entry with an extra field, or without its data. */
+	uint8_t ent[64];
+	struct wal_entry e = {1, 2, 0, "x", 1}, d;
+	size_t el = wal__entry_encode(ent, &e);
+	CHECK_EQ(wal__entry_decode(ent, el, &d), 0);
+	CHECK_EQ(wal__entry_decode(ent, el - 3, &d), -1);
+	ent[el] = 0x28, ent[el + 1] = 0x01;
+	CHECK_EQ(wal__entry_decode(ent, el + 2, &d), -1);
+	/* A hard state read as an entry and the other way round (a flipped type bit). */
+	struct wal_hard_state hs = {1, 1, 4}, hd;
+	uint8_t hb[33];
+	size_t hl = wal__hard_state_encode(hb, &hs);
+	CHECK_EQ(wal__entry_decode(hb, hl, &d), -1);
+	CHECK_EQ(wal__hard_state_decode(ent, el, &hd), -1);
 }
 
 /* Seed 003, example 1: `04 00 00 00 00 00 00 84` then 08 04 10 00 and 4 bytes of padding is
@@ -261,6 +278,6 @@ CHECK_TEST(decoder_rejects_damage)
 }
 
 CHECK_SUITE("wal-record", CHECK_CASE(frame_matches_protobuf_c), CHECK_CASE(messages_match_protobuf_c),
-	    CHECK_CASE(decoder_skips_unknown_fields_and_any_order),
+	    CHECK_CASE(decoder_takes_any_order_rejects_unknown_fields),
 	    CHECK_CASE(seed003_example1_crc_record), CHECK_CASE(seed003_second_record_length_word),
 	    CHECK_CASE(seed003_example2_entry_record), CHECK_CASE(decoder_rejects_damage))
