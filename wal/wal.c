@@ -31,6 +31,7 @@ struct wal {
 	pthread_cond_t synced;       /* broadcast when a sync ends */
 	int fd;                      /* the last segment, open read-write; -1 after close */
 	uint64_t seq;                /* its sequence number */
+	char seg_name[64];           /* its file name */
 	uint64_t off;                /* end of the records written to it */
 	uint32_t crc;                /* running crc after the last record */
 	uint64_t last_index;         /* index of the last entry (the snapshot's when none) */
@@ -135,8 +136,9 @@ static int sync_failed(struct wal *w, const char *what, const char *path, int er
 {
 	if (w)
 		w->broken = 1;
-	wal__fatal("wal: FATAL: %s of %s failed: %s (the data on disk is unknown; not carrying on)",
-		   what, path, strerror(err));
+	wal__fatal("wal: FATAL: %s %s%s%s failed: %s (the data on disk is unknown; not carrying "
+		   "on)", what, w && path[0] != '/' ? w->dir : "", w && path[0] != '/' ? "/" : "",
+		   path, strerror(err));
 	return -EIO;
 }
 
@@ -159,10 +161,10 @@ static void put_record(uint8_t *buf, size_t *pos, uint32_t *crc, int64_t type, c
  */
 static int segment_create(struct wal *w, uint64_t seq, uint64_t first,
 			  const struct wal_snapshot_ref *snap, int *fd_out, uint64_t *off_out,
-			  uint32_t *crc_out)
+			  uint32_t *crc_out, char name[64])
 {
-	char name[64], tmpname[72];
-	snprintf(name, sizeof name, "%016" PRIx64 "-%016" PRIx64 ".wal", seq, first);
+	char tmpname[72];
+	snprintf(name, 64, "%016" PRIx64 "-%016" PRIx64 ".wal", seq, first);
 	snprintf(tmpname, sizeof tmpname, "%s.tmp", name);
 	char *path = path_join(w->dir, name), *tmp = path_join(w->dir, tmpname);
 	uint8_t *hdr = NULL;
@@ -252,13 +254,14 @@ static int cut(struct wal *w)
 		wal__log("wal: cannot trim segment %016" PRIx64 " to %" PRIu64 " bytes: %s", w->seq,
 			 w->off, strerror(errno));
 	if (wal__fdatasync(w->fd) != 0)
-		return sync_failed(w, "fdatasync", w->dir, errno);
+		return sync_failed(w, "fdatasync of segment", w->seg_name, errno);
 	w->synced_seq = w->write_seq;
 	pthread_cond_broadcast(&w->synced);
 	int fd;
 	uint64_t off;
 	uint32_t crc;
-	int r = segment_create(w, w->seq + 1, w->last_index + 1, NULL, &fd, &off, &crc);
+	char name[64];
+	int r = segment_create(w, w->seq + 1, w->last_index + 1, NULL, &fd, &off, &crc, name);
 	if (r < 0)
 		return r;
 	close(w->fd);
@@ -266,6 +269,7 @@ static int cut(struct wal *w)
 	w->seq++;
 	w->off = off;
 	w->crc = crc;
+	memcpy(w->seg_name, name, sizeof w->seg_name);
 	return 0;
 }
 
@@ -288,7 +292,7 @@ static int sync_upto(struct wal *w, uint64_t target)
 		w->syncing = 0;
 		pthread_cond_broadcast(&w->synced);
 		if (r != 0)
-			return sync_failed(w, "fdatasync", w->dir, err);
+			return sync_failed(w, "fdatasync of segment", w->seg_name, err);
 		if (upto > w->synced_seq)
 			w->synced_seq = upto;
 	}
@@ -353,7 +357,7 @@ int wal_create(const char *dir, const void *metadata, size_t metadata_len,
 		memcpy(w->meta, metadata, metadata_len);
 	w->meta_len = metadata_len;
 	struct wal_snapshot_ref zero = {0, 0};
-	r = segment_create(w, 0, 0, &zero, &w->fd, &w->off, &w->crc);
+	r = segment_create(w, 0, 0, &zero, &w->fd, &w->off, &w->crc, w->seg_name);
 	if (r < 0) {
 		wal_free(w);
 		return r;
@@ -704,6 +708,7 @@ int wal_open(const char *dir, struct wal_snapshot_ref at, const struct wal_optio
 	}
 	memcpy(w->read.metadata, w->meta, w->meta_len);
 	w->seq = segs[n - 1].seq;
+	memcpy(w->seg_name, segs[n - 1].name, sizeof w->seg_name);
 	w->off = end_off;
 	w->crc = rd.crc;
 	w->hs = w->read.hard;
@@ -860,7 +865,9 @@ int wal_close(struct wal *w)
 	if (!w)
 		return 0;
 	pthread_mutex_lock(&w->mu);
-	if (!w->broken)
+	if (w->broken)
+		r = wal__err(-EIO, "wal: %s: an earlier fsync failed", w->dir);
+	else
 		r = sync_upto(w, w->write_seq);
 	pthread_mutex_unlock(&w->mu);
 	wal_free(w);
