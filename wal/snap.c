@@ -178,8 +178,8 @@ int wal_snap_load(const char *dir, void **data, size_t *len, uint64_t *term, uin
 	r = wal__err(-ENOENT, "wal: no valid snapshot in %s", dir);
 	for (size_t i = 0; i < n; i++) {
 		snap_name(path, plen, dir, v[i].term, v[i].index, "");
-		uint8_t *buf;
-		size_t blen;
+		uint8_t *buf = NULL;
+		size_t blen = 0;
 		int e = read_file(path, &buf, &blen);
 		if (e < 0) {
 			r = wal__err(e, "wal: cannot read %s: %s", path, strerror(-e));
