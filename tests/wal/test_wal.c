@@ -237,6 +237,46 @@ CHECK_TEST(missing_middle_segment_is_corruption)
 	tu_rmdir(dir);
 }
 
+CHECK_TEST(damage_in_an_earlier_segment_names_it)
+{
+	char *dir = tu_tmpdir();
+	struct wal *w;
+	struct wal_options o = {SMALL_SEG};
+	CHECK_EQ(wal_create(dir, "meta", 4, &o, &w), 0);
+	save_range(w, 1, 200, 1, 0, 5, 0);
+	CHECK_EQ(wal_close(w), 0);
+	char cmd[600], name[256], path[600];
+	snprintf(cmd, sizeof cmd, "cd %s && ls 0000000000000001-*.wal", dir);
+	FILE *p = popen(cmd, "r");
+	CHECK(fgets(name, sizeof name, p) != NULL);
+	pclose(p);
+	name[strcspn(name, "\n")] = 0;
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	size_t len;
+	uint8_t *b = tu_read(path, &len);
+	struct wal_snapshot_ref zero = {0, 0};
+	/* A flipped byte in the middle. */
+	b[len / 2] ^= 0x04;
+	tu_write(path, b, len);
+	CHECK_EQ(wal_open(dir, zero, &o, &w), WAL_ECORRUPT);
+	CHECK(strstr(wal_errmsg(), name) != NULL);
+	CHECK(strstr(wal_errmsg(), "offset") != NULL);
+	/* Cut short: no torn-tail repair outside the last segment. */
+	b[len / 2] ^= 0x04;
+	tu_write(path, b, len - 5);
+	CHECK_EQ(wal_open(dir, zero, &o, &w), WAL_ECORRUPT);
+	CHECK(strstr(wal_errmsg(), name) != NULL);
+	/* Restored, it reads again. */
+	tu_write(path, b, len);
+	struct wal_read_result res;
+	w = open_ok(dir, 0, 0, SMALL_SEG, &res);
+	check_range(&res, 1, 200, 1, 0);
+	wal_read_result_free(&res);
+	CHECK_EQ(wal_close(w), 0);
+	free(b);
+	tu_rmdir(dir);
+}
+
 /* Writes entries 1..9, records where the last record (entry 10 with its hard state) starts and
  * ends in the segment, then saves it. Returns the segment's path. */
 static const char *prepare_crash(const char *dir, size_t *start, size_t *end, uint8_t **pristine,
@@ -457,6 +497,7 @@ CHECK_SUITE("wal-log", CHECK_CASE(round_trip_every_record_type),
 	    CHECK_CASE(overwritten_entries_replace_the_tail),
 	    CHECK_CASE(reads_across_segment_cuts_and_purges),
 	    CHECK_CASE(missing_middle_segment_is_corruption),
+	    CHECK_CASE(damage_in_an_earlier_segment_names_it),
 	    CHECK_CASE(crash_at_every_byte_of_the_last_record),
 	    CHECK_CASE(bit_flips_before_the_tail_are_detected),
 	    CHECK_CASE(group_commit_shares_fdatasyncs), CHECK_CASE(second_process_is_kept_out))
