@@ -464,6 +464,55 @@ CHECK_TEST(group_commit_shares_fdatasyncs)
 	tu_rmdir(dir);
 }
 
+/* Group commit across segment cuts: threads append entries in index order (a test mutex keeps the
+ * order, as the member's loop does) and wait for durability outside it, while segments are cut. */
+static pthread_mutex_t order_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t next_index;
+
+static void *cut_thread(void *p)
+{
+	struct wal *w = p;
+	uint8_t data[300];
+	for (int i = 0; i < 100; i++) {
+		pthread_mutex_lock(&order_mu);
+		uint64_t idx = ++next_index;
+		struct wal_entry e = {3, idx, idx % 7 == 0, data, payload(idx, 11, data)};
+		struct wal_hard_state hs = {3, 1, idx};
+		int r = wal_save(w, &hs, &e, 1, 0);
+		pthread_mutex_unlock(&order_mu);
+		if (r != 0 || wal_sync(w) != 0)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+CHECK_TEST(group_commit_across_cuts)
+{
+	char *dir = tu_tmpdir();
+	struct wal *w;
+	struct wal_options o = {SMALL_SEG};
+	CHECK_EQ(wal_create(dir, "m", 1, &o, &w), 0);
+	next_index = 0;
+	enum { T = 4 };
+	pthread_t th[T];
+	for (int i = 0; i < T; i++)
+		pthread_create(&th[i], NULL, cut_thread, w);
+	for (int i = 0; i < T; i++) {
+		void *rv;
+		pthread_join(th[i], &rv);
+		CHECK(rv == NULL);
+	}
+	CHECK_EQ(wal_close(w), 0);
+	CHECK_GE(count_files(dir, ".wal"), 4);
+	struct wal_read_result res;
+	w = open_ok(dir, 0, 0, SMALL_SEG, &res);
+	check_range(&res, 1, T * 100, 3, 11);
+	CHECK_EQ(res.hard.commit, T * 100);
+	wal_read_result_free(&res);
+	CHECK_EQ(wal_close(w), 0);
+	tu_rmdir(dir);
+}
+
 CHECK_TEST(second_process_is_kept_out)
 {
 	char *dir = tu_tmpdir();
@@ -500,4 +549,5 @@ CHECK_SUITE("wal-log", CHECK_CASE(round_trip_every_record_type),
 	    CHECK_CASE(damage_in_an_earlier_segment_names_it),
 	    CHECK_CASE(crash_at_every_byte_of_the_last_record),
 	    CHECK_CASE(bit_flips_before_the_tail_are_detected),
-	    CHECK_CASE(group_commit_shares_fdatasyncs), CHECK_CASE(second_process_is_kept_out))
+	    CHECK_CASE(group_commit_shares_fdatasyncs), CHECK_CASE(group_commit_across_cuts),
+	    CHECK_CASE(second_process_is_kept_out))
