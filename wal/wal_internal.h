@@ -58,6 +58,12 @@ size_t wal__snapfile_encode(uint8_t *out, uint32_t crc, const void *data, size_t
 int wal__snapfile_decode(const uint8_t *buf, size_t len, uint32_t *crc, const uint8_t **data,
 			 size_t *data_len);
 
+/* CRC-32C paths (crc32c.c): the portable slicing-by-8 one, and the SSE4.2 one when the CPU has it
+ * (wal__crc32c_hw falls back to the portable one elsewhere). wal_crc32c picks at run time. */
+uint32_t wal__crc32c_sw(uint32_t crc, const void *buf, size_t len);
+uint32_t wal__crc32c_hw(uint32_t crc, const void *buf, size_t len);
+int wal__crc32c_hw_available(void);
+
 /* The syscall table (sys.c): each call counts, and fails when a fault says so (errno set). */
 int wal__open(const char *path, int flags, mode_t mode);
 ssize_t wal__pwrite(int fd, const void *buf, size_t len, off_t off);

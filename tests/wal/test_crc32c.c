@@ -1,6 +1,6 @@
 /* test_crc32c.c: CRC-32C known answers, chaining, and agreement with a bitwise reference. */
 #include "check.h"
-#include "wal.h"
+#include "wal_internal.h"
 
 /* The textbook bit-at-a-time CRC-32C, as the reference for the table-driven one. */
 static uint32_t crc32c_bitwise(uint32_t crc, const unsigned char *p, size_t len)
@@ -45,11 +45,15 @@ CHECK_TEST(matches_bitwise_reference)
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		buf[i] = (unsigned char)x;
 	}
-	/* Every length and misalignment through the slicing-by-8 path and its tail. */
+	/* Every length and misalignment through both paths (slicing-by-8 and SSE4.2). */
+	printf("# sse4.2 path %s\n", wal__crc32c_hw_available() ? "available" : "not available");
 	for (size_t off = 0; off < 8; off++)
-		for (size_t len = 0; len + off <= sizeof buf; len += 37)
-			CHECK_EQ_U64(wal_crc32c(0x1234, buf + off, len),
-				     crc32c_bitwise(0x1234, buf + off, len));
+		for (size_t len = 0; len + off <= sizeof buf; len += 37) {
+			uint32_t want = crc32c_bitwise(0x1234, buf + off, len);
+			CHECK_EQ_U64(wal_crc32c(0x1234, buf + off, len), want);
+			CHECK_EQ_U64(wal__crc32c_sw(0x1234, buf + off, len), want);
+			CHECK_EQ_U64(wal__crc32c_hw(0x1234, buf + off, len), want);
+		}
 }
 
 CHECK_SUITE("wal-crc32c", CHECK_CASE(known_answers), CHECK_CASE(chaining_equals_whole),
