@@ -87,8 +87,9 @@ static int seg_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Lists the segments of dir by sequence into *out (malloc'd). Removes leftover temp files. */
-static int list_segments(const char *dir, struct seg **out, size_t *n)
+/* Lists the segments of dir by sequence into *out (malloc'd). With clean, removes the temp files
+ * a crash mid-cut left (only when no log is open on dir: a cut may be making one). */
+static int list_segments(const char *dir, struct seg **out, size_t *n, int clean)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -99,7 +100,7 @@ static int list_segments(const char *dir, struct seg **out, size_t *n)
 	while ((de = readdir(d)) != NULL) {
 		struct seg s;
 		size_t len = strlen(de->d_name);
-		if (len == 37 + 4 && strcmp(de->d_name + 37, ".tmp") == 0) {
+		if (clean && len == 37 + 4 && strcmp(de->d_name + 37, ".tmp") == 0) {
 			char *p = path_join(dir, de->d_name);
 			if (p)
 				unlink(p);
@@ -339,7 +340,7 @@ int wal_create(const char *dir, const void *metadata, size_t metadata_len,
 		return wal__err(-errno, "wal: cannot create log dir %s: %s", dir, strerror(errno));
 	struct seg *segs;
 	size_t n;
-	int r = list_segments(dir, &segs, &n);
+	int r = list_segments(dir, &segs, &n, 1);
 	if (r < 0)
 		return r;
 	free(segs);
@@ -623,7 +624,7 @@ int wal_open(const char *dir, struct wal_snapshot_ref at, const struct wal_optio
 {
 	struct seg *segs = NULL;
 	size_t n = 0;
-	int r = list_segments(dir, &segs, &n);
+	int r = list_segments(dir, &segs, &n, 1);
 	if (r < 0)
 		return r;
 	if (n == 0) {
@@ -663,6 +664,10 @@ int wal_open(const char *dir, struct wal_snapshot_ref at, const struct wal_optio
 		r = read_segment(&rd, path, i == n - 1, &end_off, &garbage_end);
 		if (r < 0)
 			goto fail;
+	}
+	if (!w->read.metadata) {
+		r = wal__err(WAL_ECORRUPT, "wal: %s: no metadata record", dir);
+		goto fail;
 	}
 	if (!rd.snap_found) {
 		r = wal__err(-ENOENT, "wal: %s: no snapshot record for index %" PRIu64 " term %" PRIu64,
@@ -881,7 +886,7 @@ int wal_purge(const char *dir, uint64_t upto, unsigned keep, unsigned *removed)
 	struct seg *segs;
 	size_t n;
 	unsigned gone = 0;
-	int r = list_segments(dir, &segs, &n);
+	int r = list_segments(dir, &segs, &n, 0);
 	if (r < 0)
 		return r;
 	if (!keep)

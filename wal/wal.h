@@ -119,8 +119,11 @@ void wal_read_result_free(struct wal_read_result *res);
  * Appends the hard state (NULL for none) and n entries (copied) as one write, cutting to a new
  * segment when the current one is full. With must_sync the call returns only once the records are
  * durable: calls from several threads that arrive while an fdatasync is running share the next
- * one (group commit). Thread-safe. An entry at an index <= a previous one replaces the old ones
- * from that index on (as raft does when a follower's log is overwritten).
+ * one (group commit). Thread-safe: each call's records are written as one unit, in the order the
+ * calls take the log's lock, so callers saving entries from several threads must order those calls
+ * themselves (the member saves from its loop, in Ready order, and may wait for the sync elsewhere:
+ * wal_save(..., 0) on the loop, then wal_sync() off it). An entry at an index <= a previous one
+ * replaces the old ones from that index on (as raft does when a follower's log is overwritten).
  * Errors: -ENOSPC and other write errors fail this save only and leave the log valid (nothing of
  * it counts as written). A failed fdatasync/fsync is fatal: the fatal handler runs (by default
  * logs and exits with status 1); if a test handler returns, the save returns -EIO and the log
