@@ -5,6 +5,7 @@
  * same data dir.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include "wal_test_util.h"
@@ -513,6 +514,62 @@ CHECK_TEST(group_commit_across_cuts)
 	tu_rmdir(dir);
 }
 
+/* A member killed (SIGKILL) at a random moment, mid-save or mid-cut: everything it was told is
+ * durable reads back, and the log opens cleanly and takes new records. */
+CHECK_TEST(killed_writer_loses_nothing_acknowledged)
+{
+	uint64_t s = check_seed() * 3 + 1;
+	for (int round = 0; round < 8; round++) {
+		char *dir = tu_tmpdir();
+		int pfd[2];
+		CHECK_EQ(pipe(pfd), 0);
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(pfd[0]);
+			struct wal *w;
+			struct wal_options o = {SMALL_SEG};
+			if (wal_create(dir, "m", 1, &o, &w) != 0)
+				_exit(3);
+			uint8_t data[300];
+			for (uint64_t i = 1;; i++) {
+				struct wal_entry e = {1, i, i % 7 == 0, data, payload(i, 5, data)};
+				struct wal_hard_state hs = {1, 1, i};
+				if (wal_save(w, &hs, &e, 1, 1) != 0)
+					_exit(4);
+				if (write(pfd[1], &i, sizeof i) != sizeof i)
+					_exit(5);
+			}
+		}
+		close(pfd[1]);
+		usleep((useconds_t)(20000 + tu_rand(&s) % 80000));
+		kill(pid, SIGKILL);
+		int st;
+		waitpid(pid, &st, 0);
+		CHECK(WIFSIGNALED(st));
+		uint64_t acked = 0, v;
+		while (read(pfd[0], &v, sizeof v) == sizeof v)
+			acked = v;
+		close(pfd[0]);
+		CHECK_GT(acked, 0);
+		struct wal_read_result res;
+		struct wal *w = open_ok(dir, 0, 0, SMALL_SEG, &res);
+		CHECK_GE(res.n_entries, acked);
+		check_range(&res, 1, res.n_entries, 1, 5);
+		uint64_t n = res.n_entries;
+		printf("# killed after %" PRIu64 " acknowledged saves; %" PRIu64 " entries read back\n",
+		       acked, n);
+		wal_read_result_free(&res);
+		save_range(w, n + 1, n + 3, 2, 6, 3, 1);
+		CHECK_EQ(wal_close(w), 0);
+		w = open_ok(dir, 0, 0, SMALL_SEG, &res);
+		CHECK_EQ(res.n_entries, n + 3);
+		wal_read_result_free(&res);
+		CHECK_EQ(wal_close(w), 0);
+		tu_rmdir(dir);
+	}
+}
+
 CHECK_TEST(second_process_is_kept_out)
 {
 	char *dir = tu_tmpdir();
@@ -550,4 +607,5 @@ CHECK_SUITE("wal-log", CHECK_CASE(round_trip_every_record_type),
 	    CHECK_CASE(crash_at_every_byte_of_the_last_record),
 	    CHECK_CASE(bit_flips_before_the_tail_are_detected),
 	    CHECK_CASE(group_commit_shares_fdatasyncs), CHECK_CASE(group_commit_across_cuts),
+	    CHECK_CASE(killed_writer_loses_nothing_acknowledged),
 	    CHECK_CASE(second_process_is_kept_out))
