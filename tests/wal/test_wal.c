@@ -570,6 +570,78 @@ CHECK_TEST(killed_writer_loses_nothing_acknowledged)
 	}
 }
 
+/* The member's restart path (DESIGN.md): lock the data dir, load the newest valid snapshot, open the
+ * log at it. Snapshots at 100, 200 and 300; the log purged up to the oldest kept snapshot, so that
+ * when the newest snapshot turns out broken the one before it still has its log. */
+CHECK_TEST(restart_from_newest_valid_snapshot)
+{
+	char *data_dir = tu_tmpdir();
+	char wd[512], sd[512];
+	snprintf(wd, sizeof wd, "%s/wal", data_dir);
+	snprintf(sd, sizeof sd, "%s/snap", data_dir);
+	int lock;
+	CHECK_EQ(wal_dir_lock(data_dir, &lock), 0);
+	struct wal *w;
+	struct wal_options o = {SMALL_SEG};
+	CHECK_EQ(wal_create(wd, "m", 1, &o, &w), 0);
+	for (uint64_t snap = 100; snap <= 300; snap += 100) {
+		save_range(w, snap - 99, snap, 2, 8, 10, 1);
+		char img[32];
+		int n = snprintf(img, sizeof img, "image@%" PRIu64, snap);
+		CHECK_EQ(wal_snap_save(sd, 2, snap, img, (size_t)n), 0);
+		struct wal_snapshot_ref ref = {snap, 2};
+		CHECK_EQ(wal_save_snapshot(w, ref), 0);
+		/* Keep two snapshots; purge the log up to the older of them. */
+		CHECK_EQ(wal_snap_purge(sd, 2, NULL), 0);
+		struct wal_snap_info *v;
+		size_t nv;
+		CHECK_EQ(wal_snap_list(sd, &v, &nv), 0);
+		CHECK_EQ(wal_purge(wd, v[nv - 1].index, 1, NULL), 0);
+		free(v);
+	}
+	save_range(w, 301, 350, 2, 8, 10, 1);
+	CHECK_EQ(wal_close(w), 0);
+	wal_dir_unlock(lock);
+	/* The purge did remove the oldest segments. */
+	CHECK(access(tu_path(wd, "0000000000000000-0000000000000000.wal"), F_OK) != 0);
+
+	/* Restart. */
+	CHECK_EQ(wal_dir_lock(data_dir, &lock), 0);
+	void *img;
+	size_t len;
+	uint64_t term, index;
+	CHECK_EQ(wal_snap_load(sd, &img, &len, &term, &index), 0);
+	CHECK_EQ(index, 300);
+	CHECK_MEM_EQ(img, "image@300", 9);
+	free(img);
+	struct wal_read_result res;
+	w = open_ok(wd, index, term, SMALL_SEG, &res);
+	check_range(&res, 301, 350, 2, 8);
+	CHECK_EQ(res.hard.commit, 350);
+	wal_read_result_free(&res);
+	CHECK_EQ(wal_close(w), 0);
+
+	/* The newest snapshot rots: the one at 200 and the log after it take over. */
+	char p300[600];
+	snprintf(p300, sizeof p300, "%s/%016x-%016x.snap", sd, 2, 300);
+	size_t fl;
+	uint8_t *b = tu_read(p300, &fl);
+	b[fl - 1] ^= 1;
+	tu_write(p300, b, fl);
+	free(b);
+	tu_log_reset();
+	CHECK_EQ(wal_snap_load(sd, &img, &len, &term, &index), 0);
+	wal_set_log(NULL, NULL);
+	CHECK_EQ(index, 200);
+	free(img);
+	w = open_ok(wd, index, term, SMALL_SEG, &res);
+	check_range(&res, 201, 350, 2, 8);
+	wal_read_result_free(&res);
+	CHECK_EQ(wal_close(w), 0);
+	wal_dir_unlock(lock);
+	tu_rmdir(data_dir);
+}
+
 CHECK_TEST(second_process_is_kept_out)
 {
 	char *dir = tu_tmpdir();
@@ -608,4 +680,5 @@ CHECK_SUITE("wal-log", CHECK_CASE(round_trip_every_record_type),
 	    CHECK_CASE(bit_flips_before_the_tail_are_detected),
 	    CHECK_CASE(group_commit_shares_fdatasyncs), CHECK_CASE(group_commit_across_cuts),
 	    CHECK_CASE(killed_writer_loses_nothing_acknowledged),
+	    CHECK_CASE(restart_from_newest_valid_snapshot),
 	    CHECK_CASE(second_process_is_kept_out))

@@ -39,7 +39,7 @@ static inline void tu_rmdir(char *dir)
 /* dir/name in a static buffer (one at a time). */
 static inline const char *tu_path(const char *dir, const char *name)
 {
-	static char buf[2][512];
+	static char buf[2][1100];
 	static int k;
 	k ^= 1;
 	snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
