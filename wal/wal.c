@@ -111,7 +111,7 @@ static int list_segments(const char *dir, struct seg **out, size_t *n, int clean
 		if (len != 37 || sscanf(de->d_name, "%16" SCNx64 "-%16" SCNx64 "%5s", &s.seq,
 					&s.first, tail) != 3 || strcmp(tail, ".wal") != 0)
 			continue;
-		snprintf(s.name, sizeof s.name, "%s", de->d_name);
+		memcpy(s.name, de->d_name, len + 1); /* len is 37 */
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 16;
 			struct seg *nv = realloc(v, cap * sizeof *v);

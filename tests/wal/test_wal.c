@@ -344,7 +344,7 @@ CHECK_TEST(crash_at_every_byte_of_the_last_record)
 				ge--;
 			if (!whole && ge > start) {
 				CHECK_EQ(tu_log_lines, 1);
-				char want[64];
+				char want[128];
 				snprintf(want, sizeof want, "offset %zu: truncated %zu bytes", start,
 					 ge - start);
 				if (!strstr(tu_log_buf, want))
