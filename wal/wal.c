@@ -386,6 +386,16 @@ int wal_create(const char *dir, const void *metadata, size_t metadata_len,
 
 /* ======================================== open ================================================== */
 
+int wal_exists(const char *dir)
+{
+	struct seg *segs = NULL;
+	size_t n = 0;
+	if (list_segments(dir, &segs, &n, 0) < 0)
+		return 0;
+	free(segs);
+	return n > 0;
+}
+
 /* Everything open reads, while it reads. */
 struct reader {
 	struct wal_snapshot_ref at; /* the snapshot opened at */

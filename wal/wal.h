@@ -92,6 +92,9 @@ struct wal;
 int wal_create(const char *dir, const void *metadata, size_t metadata_len,
 	       const struct wal_options *opt, struct wal **out);
 
+/* 1 when dir holds a log (at least one segment), else 0: whether to wal_create or wal_open. */
+int wal_exists(const char *dir);
+
 /*
  * Opens the log in dir to continue from the snapshot at (use {0, 0} with no snapshot): reads and
  * checks every record of the segments from the one holding at.index on, truncates a torn or

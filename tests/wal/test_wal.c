@@ -90,7 +90,11 @@ CHECK_TEST(round_trip_every_record_type)
 	const char *wd = tu_path(dir, "wal");
 	struct wal *w;
 	const char meta[] = "node=1 cluster=7";
+	CHECK_EQ(wal_exists(wd), 0);
+	struct wal_snapshot_ref none = {0, 0};
+	CHECK_EQ(wal_open(wd, none, NULL, &w), -ENOENT);
 	CHECK_EQ(wal_create(wd, meta, sizeof meta, NULL, &w), 0);
+	CHECK_EQ(wal_exists(wd), 1);
 	save_range(w, 1, 40, 2, 0, 3, 1);
 	struct wal_entry empty = {3, 41, 0, NULL, 0};
 	struct wal_hard_state hs = {3, 2, 40};
