@@ -1,0 +1,1290 @@
+/*
+ * member.c: the member's server loop (see member_internal.h): recovery from the data dir, the
+ * raft Ready cycle with the WAL on a worker thread, apply, wait table, snapshots, membership.
+ *
+ * While a Ready is being persisted on the worker thread, the raft core is left alone: messages,
+ * proposals, ticks and transport reports that arrive meanwhile wait in the member's inbox and are
+ * fed to raft together once the Ready is advanced. They then form the next Ready, so one fdatasync
+ * covers everything that arrived during the previous one (group commit), and the worker never
+ * reads memory the core could change under it.
+ *
+ * Entry payloads are envelopes: an 8-byte little-endian request id, then the state machine's
+ * request. Snapshot data is an envelope too: the membership with addresses, then the state
+ * machine's image; a snapshot file holds the raft snapshot metadata before it.
+ */
+#include "member_internal.h"
+
+#include "log_internal.h"
+#include "raft.h"
+#include "transport_internal.h"
+#include "wal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define META_MAGIC "RFSM"
+#define SNAP_MAGIC "RFSS"
+#define ENVELOPE_ID_BYTES 8
+
+/* A member of the cluster as this member knows it: id, name and peer address. */
+struct member_peer {
+	uint64_t id;
+	char name[FS_NAME_MAX + 1];
+	char addr[FS_ADDR_MAX + 1];
+};
+
+/* Something that arrived while a Ready was being persisted, fed to raft afterwards. */
+struct inbox_item {
+	struct inbox_item *next;
+	enum { IN_MESSAGE, IN_PROPOSAL, IN_CONF_CHANGE, IN_UNREACHABLE, IN_SNAP_STATUS } kind;
+	uint64_t peer;            /* IN_UNREACHABLE, IN_SNAP_STATUS */
+	int ok;                   /* IN_SNAP_STATUS */
+	struct raft_message msg;  /* IN_MESSAGE: decoded, freed with raft_message_free_decoded */
+	uint8_t *snap_data;       /* IN_MESSAGE of a streamed snapshot: its data, owned */
+	struct raft_conf_change cc; /* IN_CONF_CHANGE; context points into data */
+	size_t len;               /* IN_PROPOSAL, IN_CONF_CHANGE: bytes of data */
+	uint8_t data[];           /* IN_PROPOSAL: the envelope; IN_CONF_CHANGE: the context */
+};
+
+/* A linearizable read waiting for its read index, then for apply to reach it. */
+struct read_wait {
+	struct read_wait *next;
+	uint64_t ctx;      /* the id sent with raft_read_index */
+	uint64_t index;    /* the read index once known, else 0 */
+	uint64_t deadline; /* uv_now ms */
+	fs_wait_cb cb;
+	void *arg;
+};
+
+struct fs_member {
+	uv_loop_t *loop;
+	struct fs_member_config cfg;  /* a copy; peers are the flags' initial cluster */
+	struct fs_member_options opt;
+	struct fs_state_machine sm;
+	uint64_t id, cluster_id;
+	char wal_dir[4200], snap_dir[4200], incoming_dir[4200];
+	int lock_fd;
+	struct wal *wal;
+	struct raft_memory_storage *ms;
+	struct raft_storage st;
+	struct raft *raft;
+	struct fs_transport *tr;
+	struct fs_wait wait;
+	struct fs_reqid reqid;
+
+	struct member_peer peers[FS_MAX_MEMBERS]; /* every member with its address */
+	int n_peers;
+	struct raft_conf_state conf;  /* the applied membership */
+
+	uint64_t applied;             /* last applied index */
+	uint64_t snap_index, snap_term; /* the newest snapshot */
+	uint64_t lead;                /* the leader known, or 0 */
+	int raft_state;
+
+	uv_timer_t ticker;
+	uv_check_t check;             /* runs the Ready cycle once per loop iteration */
+	uv_work_t work;
+	int persisting;               /* a Ready is on the worker thread */
+	struct raft_ready rd;         /* that Ready */
+	struct wal_entry *went;       /* its entries, copied for the worker */
+	uint8_t *went_data;
+	struct wal_hard_state whs;
+	int save_rc;                  /* the worker's result */
+
+	struct inbox_item *in_head, *in_tail; /* arrived during a persist */
+	int pending_ticks;
+	struct inbox_item *waiting_leader; /* proposals refused for want of a leader, retried
+					    * before the next Ready once one is known */
+	struct read_wait *reads;
+	uint64_t read_seq;
+
+	int stopping;                 /* fs_member_stop was called: no new work */
+	int transferring;             /* stopping waits for leadership to move, until stop_deadline */
+	uint64_t stop_deadline;
+	int closing;                  /* handles are being closed */
+	int removed;                  /* a conf change removed this member */
+	int open_handles;
+	void (*done)(void *arg);
+	void *done_arg;
+};
+
+/* ---- small encoders ------------------------------------------------------------------------- */
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* A byte writer that counts when buf is NULL. */
+struct wbuf {
+	uint8_t *p;
+	size_t n;
+};
+
+static void w_bytes(struct wbuf *w, const void *src, size_t len)
+{
+	if (w->p)
+		memcpy(w->p + w->n, src, len);
+	w->n += len;
+}
+
+static void w_u64(struct wbuf *w, uint64_t v)
+{
+	uint8_t b[8];
+	put_u64(b, v);
+	w_bytes(w, b, 8);
+}
+
+static void w_str(struct wbuf *w, const char *s)
+{
+	uint8_t len = (uint8_t)strlen(s);
+	w_bytes(w, &len, 1);
+	w_bytes(w, s, len);
+}
+
+struct rbuf {
+	const uint8_t *p;
+	size_t n, off;
+	int bad;
+};
+
+static const uint8_t *r_bytes(struct rbuf *r, size_t len)
+{
+	if (r->bad || r->n - r->off < len) {
+		r->bad = 1;
+		return NULL;
+	}
+	const uint8_t *p = r->p + r->off;
+	r->off += len;
+	return p;
+}
+
+static uint64_t r_u64(struct rbuf *r)
+{
+	const uint8_t *p = r_bytes(r, 8);
+	return p ? get_u64(p) : 0;
+}
+
+static void r_str(struct rbuf *r, char *dst, size_t cap)
+{
+	const uint8_t *lp = r_bytes(r, 1);
+	size_t len = lp ? *lp : 0;
+	const uint8_t *p = r_bytes(r, len);
+	if (!p || len >= cap) {
+		r->bad = 1;
+		dst[0] = '\0';
+		return;
+	}
+	memcpy(dst, p, len);
+	dst[len] = '\0';
+}
+
+/* The peer table: count, then id, name, address of each. */
+static void w_peers(struct wbuf *w, const struct member_peer *peers, int n)
+{
+	w_u64(w, (uint64_t)n);
+	for (int i = 0; i < n; i++) {
+		w_u64(w, peers[i].id);
+		w_str(w, peers[i].name);
+		w_str(w, peers[i].addr);
+	}
+}
+
+static int r_peers(struct rbuf *r, struct member_peer *peers, int *n)
+{
+	uint64_t count = r_u64(r);
+	if (r->bad || count > FS_MAX_MEMBERS)
+		return -EINVAL;
+	for (uint64_t i = 0; i < count; i++) {
+		peers[i].id = r_u64(r);
+		r_str(r, peers[i].name, sizeof peers[i].name);
+		r_str(r, peers[i].addr, sizeof peers[i].addr);
+	}
+	*n = (int)count;
+	return r->bad ? -EINVAL : 0;
+}
+
+/* ---- membership table ------------------------------------------------------------------------ */
+
+static struct member_peer *peer_by_id(struct fs_member *m, uint64_t id)
+{
+	for (int i = 0; i < m->n_peers; i++)
+		if (m->peers[i].id == id)
+			return &m->peers[i];
+	return NULL;
+}
+
+static void peer_set(struct fs_member *m, uint64_t id, const char *name, const char *addr)
+{
+	struct member_peer *p = peer_by_id(m, id);
+	if (!p) {
+		if (m->n_peers == FS_MAX_MEMBERS) {
+			FS_ERROR("member %016" PRIx64 " not added: the table holds %d members", id,
+				 FS_MAX_MEMBERS);
+			return;
+		}
+		p = &m->peers[m->n_peers++];
+		p->id = id;
+	}
+	snprintf(p->name, sizeof p->name, "%s", name);
+	snprintf(p->addr, sizeof p->addr, "%s", addr);
+	if (id != m->id && m->tr && fs_transport_add_peer(m->tr, id, addr) != 0)
+		FS_ERROR("member %s (%016" PRIx64 "): bad peer address %s", name, id, addr);
+}
+
+static void peer_remove(struct fs_member *m, uint64_t id)
+{
+	struct member_peer *p = peer_by_id(m, id);
+	if (!p)
+		return;
+	*p = m->peers[--m->n_peers];
+	if (id != m->id && m->tr)
+		fs_transport_remove_peer(m->tr, id);
+}
+
+/* Makes the transport's peers those of the table. */
+static void peers_connect(struct fs_member *m)
+{
+	for (int i = 0; i < m->n_peers; i++)
+		if (m->peers[i].id != m->id &&
+		    fs_transport_add_peer(m->tr, m->peers[i].id, m->peers[i].addr) != 0)
+			FS_ERROR("member %s (%016" PRIx64 "): bad peer address %s", m->peers[i].name,
+				 m->peers[i].id, m->peers[i].addr);
+}
+
+/* ---- snapshots -------------------------------------------------------------------------------- */
+
+/* Snapshot data: magic, peers, then the state machine's image. malloc'd into *out. */
+static int snapshot_data_build(struct fs_member *m, uint8_t **out, size_t *len)
+{
+	uint8_t *image = NULL;
+	size_t image_len = 0;
+	int rc = m->sm.snapshot(m->sm.ud, &image, &image_len);
+	if (rc != 0)
+		return rc;
+	struct wbuf w = {0};
+	for (int pass = 0; pass < 2; pass++) {
+		w.n = 0;
+		w_bytes(&w, SNAP_MAGIC, 4);
+		w_peers(&w, m->peers, m->n_peers);
+		w_u64(&w, image_len);
+		w_bytes(&w, image, image_len);
+		if (pass == 0 && !(w.p = malloc(w.n))) {
+			free(image);
+			return -ENOMEM;
+		}
+	}
+	free(image);
+	*out = w.p;
+	*len = w.n;
+	return 0;
+}
+
+/* Restores the peers and the state machine from snapshot data. */
+static int snapshot_data_restore(struct fs_member *m, const uint8_t *data, size_t len)
+{
+	struct rbuf r = {data, len, 0, 0};
+	const uint8_t *magic = r_bytes(&r, 4);
+	struct member_peer peers[FS_MAX_MEMBERS];
+	int n = 0;
+	if (!magic || memcmp(magic, SNAP_MAGIC, 4) != 0 || r_peers(&r, peers, &n) != 0)
+		return -EINVAL;
+	uint64_t image_len = r_u64(&r);
+	const uint8_t *image = r_bytes(&r, image_len);
+	if (!image && image_len)
+		return -EINVAL;
+	int rc = m->sm.restore(m->sm.ud, image, image_len);
+	if (rc != 0)
+		return rc;
+	/* Peers: drop those gone, add or readdress the rest. */
+	for (int i = m->n_peers - 1; i >= 0; i--) {
+		int keep = 0;
+		for (int j = 0; j < n; j++)
+			keep |= peers[j].id == m->peers[i].id;
+		if (!keep)
+			peer_remove(m, m->peers[i].id);
+	}
+	for (int j = 0; j < n; j++)
+		peer_set(m, peers[j].id, peers[j].name, peers[j].addr);
+	return 0;
+}
+
+/* A snapshot file: u64 meta length, raftpb.SnapshotMetadata, then the snapshot data. */
+static int snapshot_file_save(struct fs_member *m, const struct raft_snapshot *snap)
+{
+	size_t ml = raft_snapshot_meta_encoded_size(&snap->meta);
+	uint8_t *buf = malloc(8 + ml + snap->len);
+	if (!buf)
+		return -ENOMEM;
+	put_u64(buf, ml);
+	raft_snapshot_meta_encode(&snap->meta, buf + 8);
+	memcpy(buf + 8 + ml, snap->data, snap->len);
+	int rc = wal_snap_save(m->snap_dir, snap->meta.term, snap->meta.index, buf,
+			       8 + ml + snap->len);
+	free(buf);
+	if (rc == 0)
+		rc = wal_save_snapshot(m->wal, (struct wal_snapshot_ref){snap->meta.index,
+									 snap->meta.term});
+	return rc;
+}
+
+static int snapshot_file_parse(const uint8_t *buf, size_t len, struct raft_snapshot *snap)
+{
+	if (len < 8)
+		return -EINVAL;
+	uint64_t ml = get_u64(buf);
+	if (ml > len - 8 || raft_snapshot_meta_decode(buf + 8, ml, &snap->meta) != 0)
+		return -EINVAL;
+	snap->data = (uint8_t *)buf + 8 + ml;
+	snap->len = len - 8 - ml;
+	return 0;
+}
+
+/* Takes a snapshot at the applied index when snapshot_count entries were applied since the last. */
+static void maybe_snapshot(struct fs_member *m)
+{
+	if (m->applied < m->snap_index + m->cfg.snapshot_count || m->stopping)
+		return;
+	struct raft_snapshot snap = {0};
+	uint64_t term = 0;
+	int rc = m->st.term(m->st.data, m->applied, &term);
+	if (rc == 0)
+		rc = snapshot_data_build(m, &snap.data, &snap.len);
+	if (rc != 0) {
+		FS_ERROR("snapshot at index %" PRIu64 " failed: %s", m->applied, raft_strerror(rc));
+		return;
+	}
+	snap.meta.index = m->applied;
+	snap.meta.term = term;
+	snap.meta.conf = m->conf;
+	rc = raft_memory_storage_create_snapshot(m->ms, m->applied, &m->conf, snap.data, snap.len);
+	if (rc == 0)
+		rc = snapshot_file_save(m, &snap);
+	if (rc != 0) {
+		FS_ERROR("snapshot at index %" PRIu64 " failed: %s (%s)", m->applied,
+			 raft_strerror(rc), wal_errmsg());
+		free(snap.data);
+		return;
+	}
+	m->snap_index = m->applied;
+	m->snap_term = term;
+	uint64_t first = 0;
+	m->st.first_index(m->st.data, &first);
+	uint64_t keep = m->opt.catchup_entries;
+	if (m->applied > keep && m->applied - keep > first)
+		raft_memory_storage_compact(m->ms, m->applied - keep);
+	unsigned segs = 0, snaps = 0;
+	wal_purge(m->wal_dir, m->applied, 0, &segs);
+	wal_snap_purge(m->snap_dir, 0, &snaps);
+	FS_INFO("snapshot at index %" PRIu64 " term %" PRIu64 ": %zu bytes; purged %u WAL "
+		"segments and %u snapshots", m->applied, term, snap.len, segs, snaps);
+	free(snap.data);
+}
+
+/* ---- apply ----------------------------------------------------------------------------------- */
+
+static void member_begin_stop(struct fs_member *m);
+
+static void apply_conf_change(struct fs_member *m, const struct raft_entry *e)
+{
+	struct raft_conf_change cc;
+	if (raft_conf_change_decode(e->data, e->len, &cc) != 0) {
+		FS_ERROR("entry %" PRIu64 ": undecodable conf change, skipped", e->index);
+		return;
+	}
+	int rc = raft_apply_conf_change(m->raft, &cc, &m->conf);
+	if (rc == 0) {
+		char name[FS_NAME_MAX + 1] = "", addr[FS_ADDR_MAX + 1] = "";
+		/* context: "name=host:port" */
+		const char *eq = cc.context ? memchr(cc.context, '=', cc.context_len) : NULL;
+		if (eq) {
+			snprintf(name, sizeof name, "%.*s", (int)(eq - (char *)cc.context),
+				 (char *)cc.context);
+			snprintf(addr, sizeof addr, "%.*s",
+				 (int)(cc.context_len - (size_t)(eq - (char *)cc.context) - 1),
+				 eq + 1);
+		}
+		switch (cc.type) {
+		case RAFT_CONF_ADD_NODE:
+		case RAFT_CONF_ADD_LEARNER_NODE:
+			if (addr[0])
+				peer_set(m, cc.node_id, name, addr);
+			FS_INFO("member %s (%016" PRIx64 ") added as %s at index %" PRIu64, name,
+				cc.node_id, cc.type == RAFT_CONF_ADD_NODE ? "voter" : "learner",
+				e->index);
+			break;
+		case RAFT_CONF_REMOVE_NODE:
+			FS_INFO("member %016" PRIx64 " removed at index %" PRIu64, cc.node_id,
+				e->index);
+			if (cc.node_id == m->id) {
+				m->removed = 1;
+			} else {
+				peer_remove(m, cc.node_id);
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	fs_wait_trigger(&m->wait, cc.id, rc, NULL, 0);
+	free(cc.context);
+}
+
+static void apply_entries(struct fs_member *m, const struct raft_entry *ents, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct raft_entry *e = &ents[i];
+		if (e->index <= m->applied)
+			continue; /* already in the snapshot the state machine was restored from */
+		if (e->type == RAFT_ENTRY_CONF_CHANGE) {
+			apply_conf_change(m, e);
+		} else if (e->len >= ENVELOPE_ID_BYTES) {
+			uint64_t id = get_u64(e->data);
+			void *result = NULL;
+			size_t rlen = 0;
+			int status = m->sm.apply(m->sm.ud, e->index, e->data + ENVELOPE_ID_BYTES,
+						 e->len - ENVELOPE_ID_BYTES, &result, &rlen);
+			fs_wait_trigger(&m->wait, id, status, result, rlen);
+			free(result);
+		} else if (e->len != 0) {
+			FS_ERROR("entry %" PRIu64 ": %zu bytes, too short for a request, skipped",
+				 e->index, e->len);
+		}
+		m->applied = e->index;
+	}
+}
+
+/* Answers the reads whose index has been applied, and those past their deadline. */
+static void reads_settle(struct fs_member *m, uint64_t now)
+{
+	struct read_wait **pp = &m->reads;
+	while (*pp) {
+		struct read_wait *r = *pp;
+		int status = 1;
+		if (r->index && m->applied >= r->index)
+			status = 0;
+		else if (now >= r->deadline || m->stopping)
+			status = m->stopping ? FS_ESTOPPING : -ETIMEDOUT;
+		if (status == 1) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		r->cb(r->arg, 0, status, NULL, 0);
+		free(r);
+	}
+}
+
+/* ---- the Ready cycle ------------------------------------------------------------------------- */
+
+static void inbox_push(struct fs_member *m, struct inbox_item *it)
+{
+	it->next = NULL;
+	if (m->in_tail)
+		m->in_tail->next = it;
+	else
+		m->in_head = it;
+	m->in_tail = it;
+}
+
+static int propose_now(struct fs_member *m, struct inbox_item *it)
+{
+	if (it->kind == IN_CONF_CHANGE)
+		return raft_propose_conf_change(m->raft, &it->cc);
+	return raft_propose(m->raft, it->data, it->len);
+}
+
+/* Feeds what arrived during the last persist to raft. */
+static void inbox_drain(struct fs_member *m)
+{
+	for (; m->pending_ticks > 0; m->pending_ticks--)
+		raft_tick(m->raft);
+	while (m->in_head) {
+		struct inbox_item *it = m->in_head;
+		m->in_head = it->next;
+		if (!m->in_head)
+			m->in_tail = NULL;
+		switch (it->kind) {
+		case IN_MESSAGE:
+			raft_step(m->raft, &it->msg);
+			raft_message_free_decoded(&it->msg);
+			free(it->snap_data);
+			free(it);
+			break;
+		case IN_PROPOSAL:
+		case IN_CONF_CHANGE: {
+			int prc = propose_now(m, it);
+			if (prc != 0)
+				FS_DEBUG("proposal refused by raft: %s", raft_strerror(prc));
+			if (prc == RAFT_EPROPOSALDROPPED) {
+				it->next = m->waiting_leader; /* retried when a leader is known */
+				m->waiting_leader = it;
+			} else {
+				free(it);
+			}
+			break;
+		}
+		case IN_UNREACHABLE:
+			raft_report_unreachable(m->raft, it->peer);
+			free(it);
+			break;
+		case IN_SNAP_STATUS:
+			raft_report_snapshot(m->raft, it->peer, it->ok);
+			free(it);
+			break;
+		}
+	}
+}
+
+/* Proposals that waited for a leader: propose again (those already timed out are dropped). */
+static void retry_waiting_for_leader(struct fs_member *m)
+{
+	struct inbox_item *list = m->waiting_leader;
+	m->waiting_leader = NULL;
+	while (list) {
+		struct inbox_item *it = list;
+		list = it->next;
+		uint64_t id = it->kind == IN_CONF_CHANGE ? it->cc.id : get_u64(it->data);
+		if (fs_wait_is_registered(&m->wait, id) &&
+		    propose_now(m, it) == RAFT_EPROPOSALDROPPED) {
+			it->next = m->waiting_leader;
+			m->waiting_leader = it;
+		} else {
+			free(it);
+		}
+	}
+}
+
+static void send_message(struct fs_member *m, const struct raft_message *msg)
+{
+	if (msg->type == RAFT_MSG_SNAP && msg->has_snapshot) {
+		/* The data travels on its own stream; the message goes without it. */
+		struct raft_message head = *msg;
+		head.snapshot.data = NULL;
+		head.snapshot.len = 0;
+		size_t hl = raft_message_encoded_size(&head);
+		uint8_t *hb = malloc(hl ? hl : 1), *data = malloc(msg->snapshot.len ? msg->snapshot.len
+										    : 1);
+		if (!hb || !data) {
+			free(hb);
+			free(data);
+			raft_report_snapshot(m->raft, msg->to, 0);
+			return;
+		}
+		raft_message_encode(&head, hb);
+		memcpy(data, msg->snapshot.data, msg->snapshot.len);
+		int rc = fs_transport_send_snapshot(m->tr, msg->to, hb, hl, data, msg->snapshot.len,
+						    free, data);
+		free(hb);
+		if (rc != 0) {
+			free(data);
+			raft_report_snapshot(m->raft, msg->to, 0);
+		}
+		return;
+	}
+	uint8_t stackbuf[4096];
+	size_t len = raft_message_encoded_size(msg);
+	uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+	if (!buf)
+		return; /* raft retransmits */
+	raft_message_encode(msg, buf);
+	fs_transport_send(m->tr, msg->to, buf, len);
+	if (buf != stackbuf)
+		free(buf);
+}
+
+static void process_ready(struct fs_member *m);
+
+static void persist_work(uv_work_t *req)
+{
+	struct fs_member *m = req->data;
+	m->save_rc = 0;
+	if (m->rd.has_snapshot)
+		m->save_rc = snapshot_file_save(m, &m->rd.snapshot);
+	if (m->save_rc == 0 && (m->rd.has_hard_state || m->rd.n_entries))
+		m->save_rc = wal_save(m->wal, m->rd.has_hard_state ? &m->whs : NULL, m->went,
+				      m->rd.n_entries, m->rd.must_sync);
+}
+
+static void handles_closed_maybe_done(struct fs_member *m);
+
+static void persist_done(uv_work_t *req, int status)
+{
+	struct fs_member *m = req->data;
+	struct raft_ready *rd = &m->rd;
+	free(m->went);
+	free(m->went_data);
+	m->went = NULL;
+	m->went_data = NULL;
+	if (m->save_rc != 0) {
+		/* Nothing unpersisted may be acknowledged: a member that cannot write stops. */
+		FS_FATAL("WAL save failed: %s (%s); stopping", strerror(-m->save_rc), wal_errmsg());
+		exit(1);
+	}
+	if (rd->has_snapshot) {
+		raft_memory_storage_apply_snapshot(m->ms, &rd->snapshot);
+		if (snapshot_data_restore(m, rd->snapshot.data, rd->snapshot.len) != 0) {
+			FS_FATAL("snapshot at index %" PRIu64 " from the leader cannot be restored; "
+				 "stopping", rd->snapshot.meta.index);
+			exit(1);
+		}
+		m->applied = rd->snapshot.meta.index;
+		m->snap_index = rd->snapshot.meta.index;
+		m->snap_term = rd->snapshot.meta.term;
+		m->conf = rd->snapshot.meta.conf;
+		FS_INFO("restored the snapshot at index %" PRIu64 " term %" PRIu64 " from the leader",
+			m->snap_index, m->snap_term);
+	}
+	if (rd->has_hard_state)
+		raft_memory_storage_set_hard_state(m->ms, &rd->hard_state);
+	if (rd->n_entries)
+		raft_memory_storage_append(m->ms, rd->entries, rd->n_entries);
+	for (size_t i = 0; i < rd->n_messages && m->tr; i++)
+		send_message(m, &rd->messages[i]);
+	apply_entries(m, rd->committed_entries, rd->n_committed_entries);
+	for (size_t i = 0; i < rd->n_read_states; i++) {
+		if (rd->read_states[i].context_len != 8)
+			continue;
+		uint64_t ctx = get_u64(rd->read_states[i].context);
+		for (struct read_wait *r = m->reads; r; r = r->next)
+			if (r->ctx == ctx && !r->index)
+				r->index = rd->read_states[i].index;
+	}
+	raft_advance(m->raft, rd);
+	m->persisting = 0;
+	reads_settle(m, uv_now(m->loop));
+	maybe_snapshot(m);
+	if (m->removed == 1) {
+		m->removed = 2; /* said once */
+		FS_ERROR("this member (%016" PRIx64 ") was removed from the cluster", m->id);
+		if (m->opt.on_removed)
+			m->opt.on_removed(m->opt.arg);
+	}
+	if (m->closing)
+		handles_closed_maybe_done(m);
+	else
+		process_ready(m);
+}
+
+static void process_ready(struct fs_member *m)
+{
+	if (m->persisting || m->closing)
+		return;
+	inbox_drain(m);
+	if (m->lead && m->waiting_leader)
+		retry_waiting_for_leader(m);
+	if (!raft_has_ready(m->raft))
+		return;
+	struct raft_ready *rd = &m->rd;
+	raft_ready(m->raft, rd);
+	if (rd->has_soft_state) {
+		uint64_t old = m->lead;
+		m->lead = rd->soft_state.lead;
+		m->raft_state = rd->soft_state.state;
+		if (old != m->lead) {
+			if (m->lead)
+				FS_INFO("leader is %016" PRIx64 "%s", m->lead,
+					m->lead == m->id ? " (this member)" : "");
+			else
+				FS_INFO("no leader");
+		}
+	}
+	/* Copy what the worker reads, so the core's memory is not shared across threads. */
+	size_t bytes = 0;
+	for (size_t i = 0; i < rd->n_entries; i++)
+		bytes += rd->entries[i].len;
+	m->went = calloc(rd->n_entries ? rd->n_entries : 1, sizeof *m->went);
+	m->went_data = malloc(bytes ? bytes : 1);
+	if (!m->went || !m->went_data) {
+		FS_FATAL("out of memory persisting %zu entries; stopping", rd->n_entries);
+		exit(1);
+	}
+	size_t off = 0;
+	for (size_t i = 0; i < rd->n_entries; i++) {
+		const struct raft_entry *e = &rd->entries[i];
+		if (e->len)
+			memcpy(m->went_data + off, e->data, e->len);
+		m->went[i] = (struct wal_entry){e->term, e->index, e->type, m->went_data + off,
+						e->len};
+		off += e->len;
+	}
+	m->whs = (struct wal_hard_state){rd->hard_state.term, rd->hard_state.vote,
+					 rd->hard_state.commit};
+	m->persisting = 1;
+	m->work.data = m;
+	if (!rd->has_hard_state && !rd->n_entries && !rd->has_snapshot) {
+		persist_done(&m->work, 0); /* nothing to write: no thread hop */
+		return;
+	}
+	uv_queue_work(m->loop, &m->work, persist_work, persist_done);
+}
+
+static void on_check(uv_check_t *h)
+{
+	process_ready(h->data);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct fs_member *m = t->data;
+	uint64_t now = uv_now(m->loop);
+	if (m->persisting)
+		m->pending_ticks++;
+	else
+		raft_tick(m->raft);
+	fs_wait_expire(&m->wait, now);
+	/* Reads whose index is unknown ask again: the leader may have changed. */
+	for (struct read_wait *r = m->reads; r && !m->persisting; r = r->next) {
+		if (!r->index && m->lead) {
+			uint8_t ctx[8];
+			put_u64(ctx, r->ctx);
+			raft_read_index(m->raft, ctx, sizeof ctx);
+		}
+	}
+	reads_settle(m, now);
+	if (m->transferring && (m->lead != m->id || now >= m->stop_deadline)) {
+		m->transferring = 0;
+		member_begin_stop(m);
+	}
+	process_ready(m);
+}
+
+/* ---- transport callbacks --------------------------------------------------------------------- */
+
+static struct inbox_item *item_new(size_t extra)
+{
+	return calloc(1, sizeof(struct inbox_item) + extra);
+}
+
+static void on_peer_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
+{
+	struct fs_member *m = ud;
+	struct inbox_item *it = item_new(0);
+	if (!it)
+		return;
+	it->kind = IN_MESSAGE;
+	int rc = raft_message_decode(buf, len, &it->msg);
+	if (rc != 0 || it->msg.from != from) {
+		FS_WARN("peer %016" PRIx64 ": %s message of %zu bytes dropped", from,
+			rc ? "undecodable" : "misattributed", len);
+		if (rc == 0)
+			raft_message_free_decoded(&it->msg);
+		free(it);
+		return;
+	}
+	inbox_push(m, it);
+}
+
+static void on_peer_unreachable(void *ud, uint64_t to)
+{
+	struct inbox_item *it = item_new(0);
+	if (!it)
+		return;
+	it->kind = IN_UNREACHABLE;
+	it->peer = to;
+	inbox_push(ud, it);
+}
+
+static int on_peer_snapshot(void *ud, uint64_t from, const uint8_t *msg, size_t msglen,
+			    const char *path)
+{
+	struct fs_member *m = ud;
+	struct inbox_item *it = item_new(0);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int rc = -EIO;
+	if (it && fd >= 0 && fstat(fd, &st) == 0 && (it->snap_data = malloc((size_t)st.st_size + 1))) {
+		size_t got = 0;
+		while (got < (size_t)st.st_size) {
+			ssize_t n = read(fd, it->snap_data + got, (size_t)st.st_size - got);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		if (got == (size_t)st.st_size && raft_message_decode(msg, msglen, &it->msg) == 0) {
+			it->kind = IN_MESSAGE;
+			it->msg.has_snapshot = 1;
+			it->msg.snapshot.data = it->snap_data;
+			it->msg.snapshot.len = got;
+			inbox_push(m, it);
+			it = NULL;
+			rc = 0;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	if (it) {
+		FS_WARN("snapshot from %016" PRIx64 ": cannot read %s", from, path);
+		free(it->snap_data);
+		free(it);
+	}
+	return rc;
+}
+
+static void on_peer_snapshot_sent(void *ud, uint64_t to, int ok)
+{
+	struct inbox_item *it = item_new(0);
+	if (!it)
+		return;
+	it->kind = IN_SNAP_STATUS;
+	it->peer = to;
+	it->ok = ok;
+	inbox_push(ud, it);
+}
+
+static const struct fs_transport_callbacks transport_cb = {
+	on_peer_message, on_peer_unreachable, on_peer_snapshot, on_peer_snapshot_sent};
+
+/* ---- start -------------------------------------------------------------------------------------- */
+
+static int mkdir_p(const char *path)
+{
+	char buf[4200];
+	snprintf(buf, sizeof buf, "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static void wal_log_line(void *arg, const char *line)
+{
+	FS_WARN("%s", line);
+}
+
+/* WAL metadata: magic, cluster id, member id, the initial peers. */
+static int metadata_build(struct fs_member *m, uint8_t **out, size_t *len)
+{
+	struct wbuf w = {0};
+	for (int pass = 0; pass < 2; pass++) {
+		w.n = 0;
+		w_bytes(&w, META_MAGIC, 4);
+		w_u64(&w, m->cluster_id);
+		w_u64(&w, m->id);
+		w_peers(&w, m->peers, m->n_peers);
+		if (pass == 0 && !(w.p = malloc(w.n)))
+			return -ENOMEM;
+	}
+	*out = w.p;
+	*len = w.n;
+	return 0;
+}
+
+/* Fresh data dir: the WAL is made with the initial cluster as metadata. */
+static int bootstrap(struct fs_member *m)
+{
+	for (int i = 0; i < m->cfg.n_peers; i++)
+		peer_set(m, m->cfg.peers[i].id, m->cfg.peers[i].name, m->cfg.peers[i].addr);
+	if (!m->cfg.existing) {
+		/* A new cluster: every initial member is a voter. */
+		for (int i = 0; i < m->n_peers; i++)
+			m->conf.voters[m->conf.n_voters++] = m->peers[i].id;
+	}
+	uint8_t *meta;
+	size_t len;
+	int rc = metadata_build(m, &meta, &len);
+	if (rc != 0)
+		return rc;
+	rc = wal_create(m->wal_dir, meta, len, NULL, &m->wal);
+	free(meta);
+	if (rc != 0) {
+		FS_ERROR("cannot create the WAL in %s: %s", m->wal_dir, wal_errmsg());
+		return rc;
+	}
+	raft_memory_storage_set_conf_state(m->ms, &m->conf);
+	FS_INFO("bootstrapped member %s (%016" PRIx64 ") of cluster %016" PRIx64 " with %d "
+		"members (%s) in %s", m->cfg.name, m->id, m->cluster_id, m->n_peers,
+		m->cfg.existing ? "joining an existing cluster" : "a new cluster", m->cfg.data_dir);
+	return 0;
+}
+
+/* A data dir holding a member: snapshot, then WAL. */
+static int recover(struct fs_member *m)
+{
+	void *file = NULL;
+	size_t flen = 0;
+	uint64_t term = 0, index = 0;
+	struct raft_snapshot snap = {0};
+	int rc = wal_snap_load(m->snap_dir, &file, &flen, &term, &index);
+	if (rc == 0) {
+		if (snapshot_file_parse(file, flen, &snap) != 0 ||
+		    snapshot_data_restore(m, snap.data, snap.len) != 0) {
+			FS_ERROR("snapshot %s/%016" PRIx64 "-%016" PRIx64 ".snap cannot be restored",
+				 m->snap_dir, term, index);
+			free(file);
+			return -EINVAL;
+		}
+		raft_memory_storage_apply_snapshot(m->ms, &snap);
+		m->applied = m->snap_index = index;
+		m->snap_term = term;
+		m->conf = snap.meta.conf;
+	} else if (rc != -ENOENT) {
+		FS_ERROR("cannot read snapshots in %s: %s", m->snap_dir, wal_errmsg());
+		return rc;
+	}
+	free(file);
+	rc = wal_open(m->wal_dir, (struct wal_snapshot_ref){index, term}, NULL, &m->wal);
+	struct wal_read_result res = {0};
+	if (rc == 0)
+		rc = wal_read_all(m->wal, &res);
+	if (rc != 0) {
+		FS_ERROR("cannot open the WAL in %s: %s", m->wal_dir, wal_errmsg());
+		return rc;
+	}
+	struct rbuf r = {res.metadata, res.metadata_len, 0, 0};
+	const uint8_t *magic = r_bytes(&r, 4);
+	uint64_t cluster = r_u64(&r), self = r_u64(&r);
+	struct member_peer initial[FS_MAX_MEMBERS];
+	int n_initial = 0;
+	if (!magic || memcmp(magic, META_MAGIC, 4) != 0 || r_peers(&r, initial, &n_initial) != 0) {
+		FS_ERROR("the WAL in %s has metadata raftfs does not know", m->wal_dir);
+		wal_read_result_free(&res);
+		return -EINVAL;
+	}
+	if (self != m->id || cluster != m->cluster_id)
+		FS_WARN("data dir %s holds member %016" PRIx64 " of cluster %016" PRIx64
+			": ignoring --name and the --initial-cluster flags", m->cfg.data_dir, self,
+			cluster);
+	m->id = self;
+	m->cluster_id = cluster;
+	if (!snap.meta.index) {
+		for (int i = 0; i < n_initial; i++)
+			peer_set(m, initial[i].id, initial[i].name, initial[i].addr);
+		/* The initial voters, unless this member joined an existing cluster empty. */
+		m->conf.n_voters = 0;
+		for (int i = 0; i < n_initial; i++)
+			m->conf.voters[m->conf.n_voters++] = initial[i].id;
+	}
+	raft_memory_storage_set_conf_state(m->ms, &m->conf);
+	if (res.has_hard)
+		raft_memory_storage_set_hard_state(
+			m->ms, &(struct raft_hard_state){res.hard.term, res.hard.vote, res.hard.commit});
+	if (res.n_entries) {
+		struct raft_entry *ents = calloc(res.n_entries, sizeof *ents);
+		if (!ents) {
+			wal_read_result_free(&res);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < res.n_entries; i++)
+			ents[i] = (struct raft_entry){res.entries[i].term, res.entries[i].index,
+						      res.entries[i].type,
+						      (uint8_t *)res.entries[i].data,
+						      res.entries[i].len};
+		rc = raft_memory_storage_append(m->ms, ents, res.n_entries);
+		free(ents);
+	}
+	FS_INFO("recovered member %016" PRIx64 " of cluster %016" PRIx64 ": snapshot at index %"
+		PRIu64 ", %zu WAL entries, commit %" PRIu64, m->id, m->cluster_id, m->snap_index,
+		res.n_entries, res.has_hard ? res.hard.commit : 0);
+	wal_read_result_free(&res);
+	return rc;
+}
+
+static void member_free(struct fs_member *m)
+{
+	if (m->raft)
+		raft_free(m->raft);
+	if (m->ms)
+		raft_memory_storage_free(m->ms);
+	if (m->wal)
+		wal_close(m->wal);
+	if (m->lock_fd >= 0)
+		wal_dir_unlock(m->lock_fd);
+	while (m->in_head) {
+		struct inbox_item *it = m->in_head;
+		m->in_head = it->next;
+		if (it->kind == IN_MESSAGE) {
+			raft_message_free_decoded(&it->msg);
+			free(it->snap_data);
+		}
+		free(it);
+	}
+	while (m->waiting_leader) {
+		struct inbox_item *it = m->waiting_leader;
+		m->waiting_leader = it->next;
+		free(it);
+	}
+	free(m);
+}
+
+int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_member_config *cfg,
+		    const struct fs_member_options *opt, const struct fs_state_machine *sm)
+{
+	struct fs_member *m = calloc(1, sizeof *m);
+	if (!m)
+		return -ENOMEM;
+	m->loop = loop;
+	m->cfg = *cfg;
+	if (opt)
+		m->opt = *opt;
+	if (!m->opt.request_timeout_ms)
+		m->opt.request_timeout_ms = 7000;
+	if (!m->opt.catchup_entries)
+		m->opt.catchup_entries = FS_SNAPSHOT_CATCHUP_ENTRIES;
+	m->sm = *sm;
+	m->id = cfg->self_id;
+	m->cluster_id = cfg->cluster_id;
+	m->lock_fd = -1;
+	fs_wait_init(&m->wait);
+	snprintf(m->wal_dir, sizeof m->wal_dir, "%s/member/wal", cfg->data_dir);
+	snprintf(m->snap_dir, sizeof m->snap_dir, "%s/member/snap", cfg->data_dir);
+	snprintf(m->incoming_dir, sizeof m->incoming_dir, "%s/member/incoming", cfg->data_dir);
+	wal_set_log(wal_log_line, m);
+
+	int rc = mkdir_p(cfg->data_dir);
+	if (rc != 0) {
+		FS_ERROR("cannot create data dir %s: %s", cfg->data_dir, strerror(-rc));
+		goto err;
+	}
+	rc = wal_dir_lock(cfg->data_dir, &m->lock_fd);
+	if (rc != 0) {
+		FS_ERROR("%s", wal_errmsg());
+		goto err;
+	}
+	if ((rc = mkdir_p(m->snap_dir)) != 0 || (rc = mkdir_p(m->incoming_dir)) != 0) {
+		FS_ERROR("cannot create %s: %s", m->snap_dir, strerror(-rc));
+		goto err;
+	}
+	m->ms = raft_memory_storage_new();
+	if (!m->ms) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	raft_memory_storage_bind(m->ms, &m->st);
+	struct stat st;
+	rc = stat(m->wal_dir, &st) == 0 ? recover(m) : bootstrap(m);
+	if (rc != 0)
+		goto err;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	fs_reqid_init(&m->reqid, m->id, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+
+	struct raft_config rc_cfg = {
+		.id = m->id,
+		.election_tick = (int)(cfg->election_ms / cfg->heartbeat_ms),
+		.heartbeat_tick = 1,
+		.applied = m->applied,
+		.max_size_per_msg = 1 << 20,
+		.max_inflight_msgs = 256,
+		.check_quorum = 1,
+		.pre_vote = 1,
+		.seed = m->id ^ (uint64_t)ts.tv_nsec,
+	};
+	rc = raft_new(&rc_cfg, &m->st, &m->raft);
+	if (rc != 0) {
+		FS_ERROR("cannot start raft: %s", raft_strerror(rc));
+		goto err;
+	}
+	struct fs_transport_config tc = {.cluster_id = m->cluster_id,
+					 .self_id = m->id,
+					 .listen_addr = cfg->listen_peer,
+					 .max_queue_frames = m->opt.max_queue_frames,
+					 .snap_dir = m->incoming_dir};
+	rc = fs_transport_start(&m->tr, loop, &tc, &transport_cb, m);
+	if (rc != 0) {
+		FS_ERROR("cannot listen for peers on %s: %s", tc.listen_addr, uv_strerror(rc));
+		goto err;
+	}
+	peers_connect(m);
+	uv_timer_init(loop, &m->ticker);
+	m->ticker.data = m;
+	uv_timer_start(&m->ticker, on_tick, cfg->heartbeat_ms, cfg->heartbeat_ms);
+	uv_check_init(loop, &m->check);
+	m->check.data = m;
+	uv_check_start(&m->check, on_check);
+	if (m->conf.n_voters == 1 && m->conf.voters[0] == m->id)
+		raft_campaign(m->raft); /* alone: no need to wait an election timeout */
+	process_ready(m);
+	*out = m;
+	return 0;
+err:
+	if (m->tr) {
+		fs_transport_close(m->tr, NULL, NULL);
+		m->tr = NULL;
+	}
+	member_free(m);
+	return rc;
+}
+
+/* ---- API ---------------------------------------------------------------------------------------- */
+
+static int backlog_too_large(struct fs_member *m)
+{
+	struct raft_status st;
+	raft_status(m->raft, &st);
+	return st.hard_state.commit > m->applied + FS_MAX_APPLY_BACKLOG;
+}
+
+int fs_member_propose(struct fs_member *m, const void *req, size_t len, fs_wait_cb cb, void *arg)
+{
+	if (m->stopping || m->removed) {
+		cb(arg, 0, m->removed ? FS_EREMOVED : FS_ESTOPPING, NULL, 0);
+		return 0;
+	}
+	if (backlog_too_large(m)) {
+		cb(arg, 0, FS_ETOOMANYREQUESTS, NULL, 0);
+		return 0;
+	}
+	struct inbox_item *it = item_new(ENVELOPE_ID_BYTES + len);
+	if (!it)
+		return -ENOMEM;
+	uint64_t id = fs_reqid_next(&m->reqid);
+	it->kind = IN_PROPOSAL;
+	it->len = ENVELOPE_ID_BYTES + len;
+	put_u64(it->data, id);
+	memcpy(it->data + ENVELOPE_ID_BYTES, req, len);
+	int rc = fs_wait_register(&m->wait, id, uv_now(m->loop) + m->opt.request_timeout_ms, cb,
+				  arg);
+	if (rc != 0) {
+		free(it);
+		return rc;
+	}
+	inbox_push(m, it);
+	return 0;
+}
+
+int fs_member_read_barrier(struct fs_member *m, fs_wait_cb cb, void *arg)
+{
+	if (m->stopping) {
+		cb(arg, 0, FS_ESTOPPING, NULL, 0);
+		return 0;
+	}
+	struct read_wait *r = calloc(1, sizeof *r);
+	if (!r)
+		return -ENOMEM;
+	r->ctx = ++m->read_seq;
+	r->deadline = uv_now(m->loop) + m->opt.request_timeout_ms;
+	r->cb = cb;
+	r->arg = arg;
+	r->next = m->reads;
+	m->reads = r;
+	if (!m->persisting && m->lead) {
+		uint8_t ctx[8];
+		put_u64(ctx, r->ctx);
+		raft_read_index(m->raft, ctx, sizeof ctx);
+	}
+	return 0;
+}
+
+void fs_member_status(struct fs_member *m, struct fs_member_status *out)
+{
+	struct raft_status st;
+	raft_status(m->raft, &st);
+	memset(out, 0, sizeof *out);
+	out->id = m->id;
+	out->cluster_id = m->cluster_id;
+	out->leader = m->lead;
+	out->is_leader = m->lead == m->id;
+	out->term = st.hard_state.term;
+	out->commit = st.hard_state.commit;
+	out->applied = m->applied;
+	out->last_index = st.last_index;
+	out->snapshot_index = m->snap_index;
+	out->n_voters = (int)m->conf.n_voters;
+	out->n_learners = (int)m->conf.n_learners;
+	memcpy(out->voters, m->conf.voters, m->conf.n_voters * sizeof m->conf.voters[0]);
+	memcpy(out->learners, m->conf.learners, m->conf.n_learners * sizeof m->conf.learners[0]);
+}
+
+void fs_member_block_peer(struct fs_member *m, uint64_t peer, int blocked)
+{
+	fs_transport_block(m->tr, peer, blocked);
+}
+
+/* ---- stop --------------------------------------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct fs_member *m = h->data;
+	m->open_handles--;
+	handles_closed_maybe_done(m);
+}
+
+static void on_transport_closed(void *arg)
+{
+	struct fs_member *m = arg;
+	m->tr = NULL;
+	m->open_handles--;
+	handles_closed_maybe_done(m);
+}
+
+static void handles_closed_maybe_done(struct fs_member *m)
+{
+	if (!m->closing || m->open_handles > 0 || m->persisting)
+		return;
+	void (*done)(void *) = m->done;
+	void *arg = m->done_arg;
+	FS_INFO("member %016" PRIx64 " stopped at applied index %" PRIu64, m->id, m->applied);
+	member_free(m);
+	if (done)
+		done(arg);
+}
+
+/* Leadership has moved (or the wait is over): fail what waits, close everything. */
+static void member_begin_stop(struct fs_member *m)
+{
+	if (m->closing)
+		return;
+	m->stopping = 1;
+	m->closing = 1;
+	fs_wait_fail_all(&m->wait, FS_ESTOPPING);
+	reads_settle(m, uv_now(m->loop));
+	m->open_handles = 3;
+	uv_timer_stop(&m->ticker);
+	uv_close((uv_handle_t *)&m->ticker, on_handle_closed);
+	uv_close((uv_handle_t *)&m->check, on_handle_closed);
+	fs_transport_close(m->tr, on_transport_closed, m);
+}
+
+void fs_member_stop(struct fs_member *m, void (*done)(void *arg), void *arg)
+{
+	m->done = done;
+	m->done_arg = arg;
+	if (m->closing || m->transferring)
+		return;
+	m->stopping = 1;
+	struct raft_status st;
+	raft_status(m->raft, &st);
+	uint64_t best = 0, best_match = 0;
+	if (m->lead == m->id) {
+		for (size_t i = 0; i < st.n_progress; i++) {
+			const struct raft_status_progress *p = &st.progress[i];
+			if (p->id != m->id && !p->is_learner && p->match >= best_match) {
+				best = p->id;
+				best_match = p->match;
+			}
+		}
+	}
+	if (best && !m->removed) {
+		FS_INFO("handing leadership to %016" PRIx64 " before stopping", best);
+		raft_transfer_leader(m->raft, best);
+		m->transferring = 1;
+		m->stop_deadline = uv_now(m->loop) + m->cfg.election_ms;
+		process_ready(m);
+		return; /* on_tick finishes the stop once the leader moved */
+	}
+	member_begin_stop(m);
+}

@@ -1,0 +1,115 @@
+/*
+ * member_internal.h: a running member, the EtcdServer role: raft + WAL + peer transport on one
+ * libuv loop, applying committed requests to a state machine and answering each proposer.
+ *
+ * The write path (seed 000): fs_member_propose wraps the payload in an envelope with a request id,
+ * registers the id in the wait table and proposes it; the loop takes each raft Ready, persists its
+ * hard state and entries to the WAL on a worker thread (one fdatasync for the batch: group commit —
+ * proposals and messages keep arriving meanwhile and form the next batch), then sends the messages,
+ * applies the committed entries in order through the state machine's apply callback, wakes the
+ * proposer of each with its result, and advances raft. Every snapshot_count applied entries the
+ * state machine's image is saved in a snapshot, the in-memory log compacted (keeping 5,000 entries
+ * for slow followers) and old WAL segments and snapshots purged.
+ *
+ * Restart reads the data dir: newest valid snapshot -> state machine restore -> WAL replay ->
+ * raft restart. The applied index travels inside the snapshot, so nothing is applied twice.
+ *
+ * On disk, under the data dir: lock, member/wal/, member/snap/, raftfs.log (daemonized mounts).
+ * Everything here runs on the member's loop thread.
+ */
+#ifndef RAFTFS_FS_MEMBER_INTERNAL_H
+#define RAFTFS_FS_MEMBER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config_internal.h"
+#include "wait_internal.h"
+
+/* Errors of the member (besides negative errno values). */
+enum {
+	FS_ETOOMANYREQUESTS = -2001, /* committed runs too far ahead of applied: back off */
+	FS_ESTOPPING = -2002,        /* the member is shutting down */
+	FS_EREMOVED = -2003,         /* this member was removed from the cluster */
+};
+
+/* How far committed may run ahead of applied before proposals are refused (seed 000). */
+#define FS_MAX_APPLY_BACKLOG 5000
+/* Entries the in-memory log keeps behind a snapshot, for slow followers. */
+#define FS_SNAPSHOT_CATCHUP_ENTRIES 5000
+
+/* The replicated state machine a member applies committed requests to (the store, in raftfs). */
+struct fs_state_machine {
+	void *ud; /* passed to every call */
+	/*
+	 * Applies a committed request. result/result_len (may stay NULL/0) is handed to the
+	 * proposer's callback and freed by the member with free(). The return value is the
+	 * request's status (0 or a negative error) — a request that fails is still applied, as a
+	 * no-op, on every member alike.
+	 */
+	int (*apply)(void *ud, uint64_t index, const uint8_t *req, size_t len, void **result,
+		     size_t *result_len);
+	/* An image of the applied state (malloc'd, the member frees it). */
+	int (*snapshot)(void *ud, uint8_t **image, size_t *len);
+	/* Replaces the state with an image from fs_state_machine.snapshot (borrowed). */
+	int (*restore)(void *ud, const uint8_t *image, size_t len);
+};
+
+struct fs_member;
+
+struct fs_member_options {
+	uint64_t request_timeout_ms; /* a proposal not applied by then fails: 0 means 7000 */
+	size_t max_queue_frames;     /* transport's per-peer queue; 0: its default */
+	uint64_t catchup_entries;    /* entries kept behind a snapshot; 0: FS_SNAPSHOT_CATCHUP_ENTRIES */
+	/* A committed conf change removed this member: the owner should stop it (may be NULL). */
+	void (*on_removed)(void *arg);
+	void *arg;
+};
+
+/*
+ * Opens (or bootstraps) the member described by cfg on loop: locks the data dir, recovers from it
+ * or creates it, starts the transport and the tick. sm is copied; sm.ud must outlive the member.
+ * Returns 0 and *out, or a negative error with a log line saying what failed (a data dir in use, a
+ * corrupt WAL naming file and offset, an address in use).
+ */
+int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_member_config *cfg,
+		    const struct fs_member_options *opt, const struct fs_state_machine *sm);
+
+/*
+ * Proposes req[0..len) (copied). cb(arg, id, status, result, len) runs exactly once on the loop:
+ * with the apply result once this member has applied the entry, -ETIMEDOUT after the request
+ * timeout (the request may still commit later), FS_ETOOMANYREQUESTS at once when apply lags,
+ * FS_ESTOPPING at shutdown. While no leader is known the proposal waits for one (until timeout).
+ * Returns 0 or -ENOMEM (cb not called).
+ */
+int fs_member_propose(struct fs_member *m, const void *req, size_t len, fs_wait_cb cb, void *arg);
+
+/*
+ * A linearizable read barrier (ReadIndex): cb(arg, 0, status, NULL, 0) runs once this member has
+ * applied everything committed when the call was made, as confirmed by the leader; -ETIMEDOUT
+ * otherwise.
+ */
+int fs_member_read_barrier(struct fs_member *m, fs_wait_cb cb, void *arg);
+
+/* A snapshot of the member's state for status reports. */
+struct fs_member_status {
+	uint64_t id, cluster_id, leader, term, commit, applied, last_index, snapshot_index;
+	int is_leader;
+	int n_voters, n_learners;
+	uint64_t voters[FS_MAX_MEMBERS], learners[FS_MAX_MEMBERS];
+};
+
+void fs_member_status(struct fs_member *m, struct fs_member_status *st);
+
+/* Test hook: drop all traffic with peer (a partition), or heal it. */
+void fs_member_block_peer(struct fs_member *m, uint64_t peer, int blocked);
+
+/*
+ * Stops: hands leadership to the most caught-up voter when this member leads (waiting at most an
+ * election timeout), fails the proposals still waiting with FS_ESTOPPING, syncs and closes the
+ * WAL, closes every handle. done(arg) runs on the loop once m is freed.
+ */
+void fs_member_stop(struct fs_member *m, void (*done)(void *arg), void *arg);
+
+#endif

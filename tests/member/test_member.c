@@ -1,0 +1,370 @@
+/*
+ * test_member.c: members of a 3-member cluster in one process, each with its own data dir, WAL and
+ * loopback peer port, applying to a small test state machine: election and commit, restart from
+ * the data dir, a lagging member caught up by snapshot, quorum loss and heal, leadership handed over
+ * on stop. (Crashes of separate processes are the e2e suite's.)
+ */
+#include "check.h"
+#include "log_internal.h"
+#include "member_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define N 3
+
+/* The test state machine: every applied request, in order. */
+struct tsm {
+	char items[4096][16]; /* applied payloads, as strings */
+	int count;
+};
+
+static int tsm_apply(void *ud, uint64_t index, const uint8_t *req, size_t len, void **result,
+		     size_t *rlen)
+{
+	struct tsm *s = ud;
+	if (len >= sizeof s->items[0] || s->count == 4096)
+		return -EINVAL;
+	memcpy(s->items[s->count], req, len);
+	s->items[s->count][len] = '\0';
+	s->count++;
+	char *r = malloc(32);
+	*rlen = (size_t)snprintf(r, 32, "applied at %" PRIu64, index);
+	*result = r;
+	return 0;
+}
+
+static int tsm_snapshot(void *ud, uint8_t **image, size_t *len)
+{
+	struct tsm *s = ud;
+	*len = sizeof s->count + (size_t)s->count * sizeof s->items[0];
+	*image = malloc(*len);
+	memcpy(*image, &s->count, sizeof s->count);
+	memcpy(*image + sizeof s->count, s->items, (size_t)s->count * sizeof s->items[0]);
+	return 0;
+}
+
+static int tsm_restore(void *ud, const uint8_t *image, size_t len)
+{
+	struct tsm *s = ud;
+	int count;
+	if (len < sizeof count)
+		return -EINVAL;
+	memcpy(&count, image, sizeof count);
+	if (count < 0 || count > 4096 || len != sizeof count + (size_t)count * sizeof s->items[0])
+		return -EINVAL;
+	s->count = count;
+	memcpy(s->items, image + sizeof count, (size_t)count * sizeof s->items[0]);
+	return 0;
+}
+
+struct cluster {
+	uv_loop_t loop;
+	char root[64];
+	struct fs_member_config cfg[N];
+	struct fs_member *m[N];
+	struct tsm sm[N];
+	int stopped[N];
+	uint64_t snapshot_count;
+	uint64_t timeout_ms;
+};
+
+static struct cluster C;
+
+/* Answers of proposals made by the tests. */
+struct answer {
+	int done;
+	int status;
+	char result[64];
+};
+
+static void on_answer(void *arg, uint64_t id, int status, const void *result, size_t len)
+{
+	struct answer *a = arg;
+	a->done = 1;
+	a->status = status;
+	snprintf(a->result, sizeof a->result, "%.*s", (int)len, result ? (const char *)result : "");
+}
+
+static void on_tick_noop(uv_timer_t *t)
+{
+	(void)t;
+}
+
+/* Runs the loop until pred() or ms pass. */
+static int run_until(int (*pred)(void *), void *arg, int ms)
+{
+	uv_timer_t tick;
+	uv_timer_init(&C.loop, &tick);
+	uv_timer_start(&tick, on_tick_noop, 5, 5);
+	uint64_t deadline = uv_now(&C.loop) + (uint64_t)ms;
+	int ok;
+	while (!(ok = pred(arg)) && uv_now(&C.loop) < deadline)
+		uv_run(&C.loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_run(&C.loop, UV_RUN_NOWAIT);
+	return ok;
+}
+
+static int answered(void *arg)
+{
+	return ((struct answer *)arg)->done;
+}
+
+static int leader_of(void)
+{
+	for (int i = 0; i < N; i++) {
+		if (C.stopped[i])
+			continue;
+		struct fs_member_status st;
+		fs_member_status(C.m[i], &st);
+		if (st.is_leader)
+			return i;
+	}
+	return -1;
+}
+
+static int has_leader(void *arg)
+{
+	(void)arg;
+	int l = leader_of();
+	if (l < 0)
+		return 0;
+	/* every running member knows it */
+	struct fs_member_status lst;
+	fs_member_status(C.m[l], &lst);
+	for (int i = 0; i < N; i++) {
+		struct fs_member_status st;
+		if (C.stopped[i])
+			continue;
+		fs_member_status(C.m[i], &st);
+		if (st.leader != lst.id)
+			return 0;
+	}
+	return 1;
+}
+
+static void member_start(int i)
+{
+	struct fs_state_machine sm = {&C.sm[i], tsm_apply, tsm_snapshot, tsm_restore};
+	struct fs_member_options opt = {.request_timeout_ms = C.timeout_ms, .catchup_entries = 5};
+	memset(&C.sm[i], 0, sizeof C.sm[i]);
+	CHECK_EQ(fs_member_start(&C.m[i], &C.loop, &C.cfg[i], &opt, &sm), 0);
+	C.stopped[i] = 0;
+}
+
+static void cluster_start(uint64_t snapshot_count, uint64_t timeout_ms)
+{
+	if (getenv("RAFTFS_TEST_DEBUG"))
+		fs_log_setup(FS_LOG_DEBUG, NULL);
+	memset(&C, 0, sizeof C);
+	uv_loop_init(&C.loop);
+	strcpy(C.root, "/tmp/rfs-member-XXXXXX");
+	CHECK(mkdtemp(C.root) != NULL);
+	C.snapshot_count = snapshot_count;
+	C.timeout_ms = timeout_ms;
+	char cluster[256] = "";
+	int ports[N];
+	for (int i = 0; i < N; i++) {
+		/* a free port: bind to 0 through a throwaway transport-free socket */
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sa = {.sin_family = AF_INET};
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t sl = sizeof sa;
+		CHECK_EQ(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+		getsockname(fd, (struct sockaddr *)&sa, &sl);
+		ports[i] = ntohs(sa.sin_port);
+		close(fd);
+		snprintf(cluster + strlen(cluster), sizeof cluster - strlen(cluster), "%sn%d=127.0.0.1:%d",
+			 i ? "," : "", i + 1, ports[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		struct fs_member_config *c = &C.cfg[i];
+		char name[8], dir[128], hb[8];
+		snprintf(name, sizeof name, "n%d", i + 1);
+		snprintf(dir, sizeof dir, "%s/n%d", C.root, i + 1);
+		fs_config_defaults(c);
+		CHECK_EQ(fs_config_flag(c, "--name", name, stderr), 1);
+		CHECK_EQ(fs_config_flag(c, "--data-dir", dir, stderr), 1);
+		CHECK_EQ(fs_config_flag(c, "--initial-cluster", cluster, stderr), 1);
+		CHECK_EQ(fs_config_flag(c, "--heartbeat-interval", "10", stderr), 1);
+		CHECK_EQ(fs_config_flag(c, "--election-timeout", "100", stderr), 1);
+		snprintf(hb, sizeof hb, "%" PRIu64, snapshot_count);
+		CHECK_EQ(fs_config_flag(c, "--snapshot-count", hb, stderr), 1);
+		CHECK_EQ(fs_config_finish(c, stderr), 0);
+	}
+	for (int i = 0; i < N; i++)
+		member_start(i);
+}
+
+static int stopped_flag;
+
+static void on_stopped(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static void member_stop(int i)
+{
+	int before = stopped_flag;
+	fs_member_stop(C.m[i], on_stopped, &stopped_flag);
+	int want = before + 1;
+	uint64_t deadline = uv_now(&C.loop) + 5000;
+	while (stopped_flag < want && uv_now(&C.loop) < deadline)
+		uv_run(&C.loop, UV_RUN_ONCE);
+	CHECK_EQ(stopped_flag, want);
+	C.m[i] = NULL;
+	C.stopped[i] = 1;
+}
+
+static void cluster_stop(void)
+{
+	for (int i = 0; i < N; i++)
+		if (!C.stopped[i])
+			member_stop(i);
+	uv_run(&C.loop, UV_RUN_NOWAIT);
+	CHECK_EQ(uv_loop_close(&C.loop), 0);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", C.root);
+	CHECK_EQ(system(cmd), 0);
+}
+
+/* Proposes "v<k>" through member i and waits for the answer. */
+static int put(int i, int k, struct answer *a)
+{
+	char req[16];
+	int len = snprintf(req, sizeof req, "v%d", k);
+	memset(a, 0, sizeof *a);
+	CHECK_EQ(fs_member_propose(C.m[i], req, (size_t)len, on_answer, a), 0);
+	CHECK(run_until(answered, a, (int)C.timeout_ms + 2000));
+	return a->status;
+}
+
+struct applied_at_least {
+	int member, count;
+};
+
+static int applied_count(void *arg)
+{
+	struct applied_at_least *w = arg;
+	return C.sm[w->member].count >= w->count;
+}
+
+static void check_same_history(int a, int b)
+{
+	CHECK_EQ(C.sm[a].count, C.sm[b].count);
+	for (int i = 0; i < C.sm[a].count; i++)
+		CHECK_STR_EQ(C.sm[a].items[i], C.sm[b].items[i]);
+}
+
+CHECK_TEST(three_members_elect_and_commit)
+{
+	cluster_start(10000, 3000);
+	CHECK(run_until(has_leader, NULL, 5000));
+	struct answer a;
+	for (int k = 0; k < 30; k++) {
+		CHECK_EQ(put(k % N, k, &a), 0);
+		CHECK(strncmp(a.result, "applied at ", 11) == 0);
+	}
+	for (int i = 0; i < N; i++) {
+		struct applied_at_least w = {i, 30};
+		CHECK(run_until(applied_count, &w, 3000));
+	}
+	check_same_history(0, 1);
+	check_same_history(0, 2);
+	CHECK_STR_EQ(C.sm[2].items[29], "v29");
+	cluster_stop();
+}
+
+CHECK_TEST(restart_replays_snapshot_and_wal)
+{
+	cluster_start(7, 3000); /* snapshots every 7 entries: both paths of recovery */
+	CHECK(run_until(has_leader, NULL, 5000));
+	struct answer a;
+	for (int k = 0; k < 25; k++)
+		CHECK_EQ(put(0, k, &a), 0);
+	struct applied_at_least w = {2, 25};
+	CHECK(run_until(applied_count, &w, 3000));
+	struct tsm before = C.sm[2];
+	member_stop(2);
+	member_start(2); /* a fresh state machine: everything comes from the data dir */
+	CHECK(run_until(applied_count, &w, 5000));
+	CHECK_EQ(C.sm[2].count, before.count);
+	for (int i = 0; i < before.count; i++)
+		CHECK_STR_EQ(C.sm[2].items[i], before.items[i]);
+	/* and it goes on taking part */
+	CHECK_EQ(put(2, 99, &a), 0);
+	w.count = 26;
+	CHECK(run_until(applied_count, &w, 3000));
+	CHECK_STR_EQ(C.sm[2].items[25], "v99");
+	cluster_stop();
+}
+
+CHECK_TEST(lagging_member_catches_up_by_snapshot)
+{
+	cluster_start(10, 3000);
+	CHECK(run_until(has_leader, NULL, 5000));
+	int l = leader_of(), f = (l + 1) % N;
+	member_stop(f);
+	struct answer a;
+	for (int k = 0; k < 60; k++)
+		CHECK_EQ(put(l, k, &a), 0); /* the log is compacted past what f has */
+	member_start(f);
+	struct applied_at_least w = {f, 60};
+	CHECK(run_until(applied_count, &w, 10000));
+	check_same_history(l, f);
+	cluster_stop();
+}
+
+CHECK_TEST(quorum_lost_times_out_then_heals)
+{
+	cluster_start(10000, 500);
+	CHECK(run_until(has_leader, NULL, 5000));
+	int l = leader_of();
+	struct fs_member_status st[N];
+	for (int i = 0; i < N; i++)
+		fs_member_status(C.m[i], &st[i]);
+	/* Cut the leader off from both others. */
+	for (int i = 0; i < N; i++) {
+		if (i == l)
+			continue;
+		fs_member_block_peer(C.m[l], st[i].id, 1);
+		fs_member_block_peer(C.m[i], st[l].id, 1);
+	}
+	struct answer a;
+	CHECK_EQ(put(l, 1, &a), -ETIMEDOUT);
+	for (int i = 0; i < N; i++) {
+		if (i == l)
+			continue;
+		fs_member_block_peer(C.m[l], st[i].id, 0);
+		fs_member_block_peer(C.m[i], st[l].id, 0);
+	}
+	CHECK(run_until(has_leader, NULL, 5000));
+	CHECK_EQ(put(l, 2, &a), 0);
+	cluster_stop();
+}
+
+CHECK_TEST(stopping_leader_hands_over)
+{
+	cluster_start(10000, 3000);
+	CHECK(run_until(has_leader, NULL, 5000));
+	int l = leader_of();
+	struct answer a;
+	CHECK_EQ(put(l, 1, &a), 0);
+	member_stop(l);
+	/* A new leader among the two left, quickly: no election timeout to sit out. */
+	CHECK(run_until(has_leader, NULL, 2000));
+	CHECK_NE(leader_of(), l);
+	CHECK_EQ(put(leader_of(), 2, &a), 0);
+	cluster_stop();
+}
+
+CHECK_SUITE("member-member", CHECK_CASE(three_members_elect_and_commit),
+	    CHECK_CASE(restart_replays_snapshot_and_wal),
+	    CHECK_CASE(lagging_member_catches_up_by_snapshot),
+	    CHECK_CASE(quorum_lost_times_out_then_heals), CHECK_CASE(stopping_leader_hands_over))
