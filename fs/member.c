@@ -388,9 +388,17 @@ static void maybe_snapshot(struct fs_member *m)
 	uint64_t keep = m->opt.catchup_entries;
 	if (m->applied > keep && m->applied - keep > first)
 		raft_memory_storage_compact(m->ms, m->applied - keep);
+	/*
+	 * Snapshots first, then the WAL only up to the oldest snapshot kept: if the newest one
+	 * rots, restart falls back to an older one and needs the log from there.
+	 */
 	unsigned segs = 0, snaps = 0;
-	wal_purge(m->wal_dir, m->applied, 0, &segs);
 	wal_snap_purge(m->snap_dir, 0, &snaps);
+	struct wal_snap_info *kept = NULL;
+	size_t n_kept = 0;
+	if (wal_snap_list(m->snap_dir, &kept, &n_kept) == 0 && n_kept > 0)
+		wal_purge(m->wal_dir, kept[n_kept - 1].index, 0, &segs);
+	free(kept);
 	FS_INFO("snapshot at index %" PRIu64 " term %" PRIu64 ": %zu bytes; purged %u WAL "
 		"segments and %u snapshots", m->applied, term, snap.len, segs, snaps);
 	free(snap.data);
@@ -509,6 +517,36 @@ static int propose_now(struct fs_member *m, struct inbox_item *it)
 	return raft_propose(m->raft, it->data, it->len);
 }
 
+static uint64_t item_request_id(const struct inbox_item *it)
+{
+	return it->kind == IN_CONF_CHANGE ? it->cc.id : get_u64(it->data);
+}
+
+/*
+ * Proposes it and frees it, unless no leader is known: then it waits in waiting_leader for the
+ * next try. A proposal whose proposer gave up (timed out) is dropped; one raft refuses for good
+ * (a conf change while another is pending) is answered with raft's error.
+ */
+static void propose_item(struct fs_member *m, struct inbox_item *it)
+{
+	uint64_t id = item_request_id(it);
+	if (!fs_wait_is_registered(&m->wait, id)) {
+		free(it);
+		return;
+	}
+	int rc = propose_now(m, it);
+	if (rc == RAFT_EPROPOSALDROPPED) {
+		it->next = m->waiting_leader;
+		m->waiting_leader = it;
+		return;
+	}
+	if (rc != 0) {
+		FS_DEBUG("request %016" PRIx64 " refused by raft: %s", id, raft_strerror(rc));
+		fs_wait_trigger(&m->wait, id, rc, NULL, 0);
+	}
+	free(it);
+}
+
 /* Feeds what arrived during the last persist to raft. */
 static void inbox_drain(struct fs_member *m)
 {
@@ -527,18 +565,9 @@ static void inbox_drain(struct fs_member *m)
 			free(it);
 			break;
 		case IN_PROPOSAL:
-		case IN_CONF_CHANGE: {
-			int prc = propose_now(m, it);
-			if (prc != 0)
-				FS_DEBUG("proposal refused by raft: %s", raft_strerror(prc));
-			if (prc == RAFT_EPROPOSALDROPPED) {
-				it->next = m->waiting_leader; /* retried when a leader is known */
-				m->waiting_leader = it;
-			} else {
-				free(it);
-			}
+		case IN_CONF_CHANGE:
+			propose_item(m, it);
 			break;
-		}
 		case IN_UNREACHABLE:
 			raft_report_unreachable(m->raft, it->peer);
 			free(it);
@@ -551,7 +580,7 @@ static void inbox_drain(struct fs_member *m)
 	}
 }
 
-/* Proposals that waited for a leader: propose again (those already timed out are dropped). */
+/* Proposals that waited for a leader: propose them again. */
 static void retry_waiting_for_leader(struct fs_member *m)
 {
 	struct inbox_item *list = m->waiting_leader;
@@ -559,14 +588,7 @@ static void retry_waiting_for_leader(struct fs_member *m)
 	while (list) {
 		struct inbox_item *it = list;
 		list = it->next;
-		uint64_t id = it->kind == IN_CONF_CHANGE ? it->cc.id : get_u64(it->data);
-		if (fs_wait_is_registered(&m->wait, id) &&
-		    propose_now(m, it) == RAFT_EPROPOSALDROPPED) {
-			it->next = m->waiting_leader;
-			m->waiting_leader = it;
-		} else {
-			free(it);
-		}
+		propose_item(m, it);
 	}
 }
 
@@ -848,8 +870,14 @@ static void on_peer_snapshot_sent(void *ud, uint64_t to, int ok)
 	inbox_push(ud, it);
 }
 
+static void on_peer_cluster_id(void *ud, uint64_t cluster_id)
+{
+	((struct fs_member *)ud)->cluster_id = cluster_id;
+}
+
 static const struct fs_transport_callbacks transport_cb = {
-	on_peer_message, on_peer_unreachable, on_peer_snapshot, on_peer_snapshot_sent};
+	on_peer_message, on_peer_unreachable, on_peer_snapshot, on_peer_snapshot_sent,
+	on_peer_cluster_id};
 
 /* ---- start -------------------------------------------------------------------------------------- */
 
@@ -898,7 +926,10 @@ static int bootstrap(struct fs_member *m)
 {
 	for (int i = 0; i < m->cfg.n_peers; i++)
 		peer_set(m, m->cfg.peers[i].id, m->cfg.peers[i].name, m->cfg.peers[i].addr);
-	if (!m->cfg.existing) {
+	if (m->cfg.existing) {
+		/* Joining: the cluster's id comes from the first member that accepts us. */
+		m->cluster_id = 0;
+	} else {
 		/* A new cluster: every initial member is a voter. */
 		for (int i = 0; i < m->n_peers; i++)
 			m->conf.voters[m->conf.n_voters++] = m->peers[i].id;
@@ -964,10 +995,8 @@ static int recover(struct fs_member *m)
 		wal_read_result_free(&res);
 		return -EINVAL;
 	}
-	if (self != m->id || cluster != m->cluster_id)
-		FS_WARN("data dir %s holds member %016" PRIx64 " of cluster %016" PRIx64
-			": ignoring --name and the --initial-cluster flags", m->cfg.data_dir, self,
-			cluster);
+	FS_INFO("data dir %s holds member %016" PRIx64 " of cluster %016" PRIx64
+		": the --initial-cluster flags are not used", m->cfg.data_dir, self, cluster);
 	m->id = self;
 	m->cluster_id = cluster;
 	if (!snap.meta.index) {
@@ -1158,6 +1187,43 @@ int fs_member_propose(struct fs_member *m, const void *req, size_t len, fs_wait_
 	memcpy(it->data + ENVELOPE_ID_BYTES, req, len);
 	int rc = fs_wait_register(&m->wait, id, uv_now(m->loop) + m->opt.request_timeout_ms, cb,
 				  arg);
+	if (rc != 0) {
+		free(it);
+		return rc;
+	}
+	inbox_push(m, it);
+	return 0;
+}
+
+int fs_member_change(struct fs_member *m, enum fs_member_change_type type, uint64_t node_id,
+		     const char *name, const char *addr, fs_wait_cb cb, void *arg)
+{
+	char context[FS_NAME_MAX + FS_ADDR_MAX + 2] = "";
+	if (type != FS_MEMBER_REMOVE) {
+		if (!name || !addr || strlen(name) > FS_NAME_MAX || strlen(addr) > FS_ADDR_MAX)
+			return -EINVAL;
+		snprintf(context, sizeof context, "%s=%s", name, addr);
+	}
+	if (m->stopping || m->removed) {
+		cb(arg, 0, m->removed ? FS_EREMOVED : FS_ESTOPPING, NULL, 0);
+		return 0;
+	}
+	size_t clen = strlen(context);
+	struct inbox_item *it = item_new(clen);
+	if (!it)
+		return -ENOMEM;
+	it->kind = IN_CONF_CHANGE;
+	memcpy(it->data, context, clen);
+	it->len = clen;
+	it->cc.type = type == FS_MEMBER_ADD_VOTER     ? RAFT_CONF_ADD_NODE
+		      : type == FS_MEMBER_ADD_LEARNER ? RAFT_CONF_ADD_LEARNER_NODE
+						      : RAFT_CONF_REMOVE_NODE;
+	it->cc.node_id = node_id;
+	it->cc.id = fs_reqid_next(&m->reqid);
+	it->cc.context = clen ? it->data : NULL;
+	it->cc.context_len = clen;
+	int rc = fs_wait_register(&m->wait, it->cc.id, uv_now(m->loop) + m->opt.request_timeout_ms,
+				  cb, arg);
 	if (rc != 0) {
 		free(it);
 		return rc;

@@ -85,6 +85,22 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
  */
 int fs_member_propose(struct fs_member *m, const void *req, size_t len, fs_wait_cb cb, void *arg);
 
+/* Membership changes (fs_member_change). */
+enum fs_member_change_type {
+	FS_MEMBER_ADD_VOTER,   /* add a voter, or promote the learner node_id */
+	FS_MEMBER_ADD_LEARNER, /* add a learner: it receives the log, never votes */
+	FS_MEMBER_REMOVE,      /* remove a voter or learner */
+};
+
+/*
+ * Proposes a membership change through raft; name and addr (host:port) say where a new member
+ * listens (ignored for FS_MEMBER_REMOVE). cb runs once as for fs_member_propose, with status 0
+ * once the change is applied here, or the raft error (RAFT_ECONFPENDING when another change is
+ * still pending). Returns 0, -EINVAL for a name or address too long, or -ENOMEM.
+ */
+int fs_member_change(struct fs_member *m, enum fs_member_change_type type, uint64_t node_id,
+		     const char *name, const char *addr, fs_wait_cb cb, void *arg);
+
 /*
  * A linearizable read barrier (ReadIndex): cb(arg, 0, status, NULL, 0) runs once this member has
  * applied everything committed when the call was made, as confirmed by the leader; -ETIMEDOUT

@@ -4,7 +4,9 @@
  *
  * Frame: u32 little-endian body length, u8 kind, body. Kinds:
  *   HELLO   body = "RAFTFS01", u64 cluster id, u64 sender id, u64 receiver id (all LE)
- *   WELCOME body empty: the handshake was accepted
+ *   WELCOME body = u64 cluster id: the handshake was accepted
+ * A member joining an existing cluster does not know the cluster id yet: it says 0, is accepted by
+ * members that know its id (the cluster added it), and adopts the id their WELCOME carries.
  *   REFUSE  body = u8 reason, u64 cluster id, u64 member id of the refusing side
  *   MSG     body = one encoded raft message
  *   SNAPHELLO, as HELLO, opens a snapshot stream; then
@@ -437,6 +439,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
 
+static void transport_adopt_cluster(struct fs_transport *t, uint64_t cluster);
+
 static const char *refuse_reason_text(int reason)
 {
 	switch (reason) {
@@ -465,6 +469,8 @@ static void outbound_frame(struct conn *c, int kind, const uint8_t *body, uint32
 		return;
 	}
 	if (c->state == CONN_HANDSHAKE && kind == KIND_WELCOME) {
+		if (len >= 8 && t->cfg.cluster_id == 0 && get_le64(body) != 0)
+			transport_adopt_cluster(t, get_le64(body));
 		c->state = CONN_READY;
 		p->backoff_ms = t->cfg.backoff_min_ms;
 		if (p->refusal_logged)
@@ -488,6 +494,15 @@ static void outbound_frame(struct conn *c, int kind, const uint8_t *body, uint32
 	FS_WARN("peer %016" PRIx64 " at %s: unexpected frame kind %d, closing", p->id, p->addr,
 		kind);
 	peer_failed(p, 0);
+}
+
+/* A joining member learns the cluster's id from the first member that accepts it. */
+static void transport_adopt_cluster(struct fs_transport *t, uint64_t cluster)
+{
+	t->cfg.cluster_id = cluster;
+	FS_INFO("joined cluster %016" PRIx64, cluster);
+	if (t->cb.on_cluster_id)
+		t->cb.on_cluster_id(t->ud, cluster);
 }
 
 /* ---- inbound connections ------------------------------------------------------------------- */
@@ -521,7 +536,7 @@ static void inbound_frame(struct conn *c, int kind, const uint8_t *body, uint32_
 		}
 		uint64_t cluster = get_le64(body + 8), from = get_le64(body + 16),
 			 to = get_le64(body + 24);
-		if (cluster != t->cfg.cluster_id)
+		if (cluster != t->cfg.cluster_id && cluster != 0 && t->cfg.cluster_id != 0)
 			inbound_refuse(c, REFUSE_CLUSTER, cluster, from);
 		else if (to != t->cfg.self_id)
 			inbound_refuse(c, REFUSE_TARGET, cluster, from);
@@ -536,7 +551,11 @@ static void inbound_frame(struct conn *c, int kind, const uint8_t *body, uint32_
 				c->si->fd = -1;
 			c->remote_id = from;
 			c->state = CONN_READY;
-			conn_write_raw(c, frame_new(KIND_WELCOME, NULL, 0), RAW_KEEP);
+			if (t->cfg.cluster_id == 0 && cluster != 0)
+				transport_adopt_cluster(t, cluster);
+			uint8_t id[8];
+			put_le64(id, t->cfg.cluster_id);
+			conn_write_raw(c, frame_new(KIND_WELCOME, id, sizeof id), RAW_KEEP);
 		}
 		return;
 	}

@@ -41,10 +41,13 @@ struct fs_transport_callbacks {
 			   const char *path);
 	/* The snapshot sent to `to` was received whole and accepted (ok = 1), or not (ok = 0). */
 	void (*on_snapshot_sent)(void *ud, uint64_t to, int ok);
+	/* Started with cluster_id 0 (joining), the cluster's id was learned from a peer. */
+	void (*on_cluster_id)(void *ud, uint64_t cluster_id);
 };
 
 struct fs_transport_config {
-	uint64_t cluster_id;      /* sent and checked in every handshake */
+	uint64_t cluster_id;      /* sent and checked in every handshake; 0 while joining a
+				   * cluster whose id is learned from the first peer that accepts */
 	uint64_t self_id;         /* this member's id */
 	const char *listen_addr;  /* host:port to accept peers on */
 	size_t max_queue_bytes;   /* per-peer outbound bound; 0: 64 MiB */

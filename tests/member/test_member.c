@@ -7,6 +7,7 @@
 #include "check.h"
 #include "log_internal.h"
 #include "member_internal.h"
+#include "raft.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,7 +17,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define N 3
+#define N 3       /* the initial members */
+#define N_MAX 4   /* and one that can join */
 
 /* The test state machine: every applied request, in order. */
 struct tsm {
@@ -66,10 +68,11 @@ static int tsm_restore(void *ud, const uint8_t *image, size_t len)
 struct cluster {
 	uv_loop_t loop;
 	char root[64];
-	struct fs_member_config cfg[N];
-	struct fs_member *m[N];
-	struct tsm sm[N];
-	int stopped[N];
+	struct fs_member_config cfg[N_MAX];
+	struct fs_member *m[N_MAX];
+	struct tsm sm[N_MAX];
+	int stopped[N_MAX];   /* not running (never started, or stopped) */
+	int removed[N_MAX];   /* on_removed ran */
 	uint64_t snapshot_count;
 	uint64_t timeout_ms;
 };
@@ -149,10 +152,18 @@ static int has_leader(void *arg)
 	return 1;
 }
 
+static void on_removed(void *arg)
+{
+	*(int *)arg = 1;
+}
+
 static void member_start(int i)
 {
 	struct fs_state_machine sm = {&C.sm[i], tsm_apply, tsm_snapshot, tsm_restore};
-	struct fs_member_options opt = {.request_timeout_ms = C.timeout_ms, .catchup_entries = 5};
+	struct fs_member_options opt = {.request_timeout_ms = C.timeout_ms,
+					.catchup_entries = 5,
+					.on_removed = on_removed,
+					.arg = &C.removed[i]};
 	memset(&C.sm[i], 0, sizeof C.sm[i]);
 	CHECK_EQ(fs_member_start(&C.m[i], &C.loop, &C.cfg[i], &opt, &sm), 0);
 	C.stopped[i] = 0;
@@ -168,9 +179,9 @@ static void cluster_start(uint64_t snapshot_count, uint64_t timeout_ms)
 	CHECK(mkdtemp(C.root) != NULL);
 	C.snapshot_count = snapshot_count;
 	C.timeout_ms = timeout_ms;
-	char cluster[256] = "";
-	int ports[N];
-	for (int i = 0; i < N; i++) {
+	char cluster[256] = "", joined[256];
+	int ports[N_MAX];
+	for (int i = 0; i < N_MAX; i++) {
 		/* a free port: bind to 0 through a throwaway transport-free socket */
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
 		struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -180,10 +191,12 @@ static void cluster_start(uint64_t snapshot_count, uint64_t timeout_ms)
 		getsockname(fd, (struct sockaddr *)&sa, &sl);
 		ports[i] = ntohs(sa.sin_port);
 		close(fd);
-		snprintf(cluster + strlen(cluster), sizeof cluster - strlen(cluster), "%sn%d=127.0.0.1:%d",
-			 i ? "," : "", i + 1, ports[i]);
+		if (i == N)
+			strcpy(joined, cluster); /* what the cluster was made of */
+		snprintf(cluster + strlen(cluster), sizeof cluster - strlen(cluster),
+			 "%sn%d=127.0.0.1:%d", i ? "," : "", i + 1, ports[i]);
 	}
-	for (int i = 0; i < N; i++) {
+	for (int i = 0; i < N_MAX; i++) {
 		struct fs_member_config *c = &C.cfg[i];
 		char name[8], dir[128], hb[8];
 		snprintf(name, sizeof name, "n%d", i + 1);
@@ -191,13 +204,17 @@ static void cluster_start(uint64_t snapshot_count, uint64_t timeout_ms)
 		fs_config_defaults(c);
 		CHECK_EQ(fs_config_flag(c, "--name", name, stderr), 1);
 		CHECK_EQ(fs_config_flag(c, "--data-dir", dir, stderr), 1);
-		CHECK_EQ(fs_config_flag(c, "--initial-cluster", cluster, stderr), 1);
+		/* The fourth joins later, as etcd's `member add` tells it to: all four, existing. */
+		CHECK_EQ(fs_config_flag(c, "--initial-cluster", i < N ? joined : cluster, stderr), 1);
+		if (i == N)
+			CHECK_EQ(fs_config_flag(c, "--initial-cluster-state", "existing", stderr), 1);
 		CHECK_EQ(fs_config_flag(c, "--heartbeat-interval", "10", stderr), 1);
 		CHECK_EQ(fs_config_flag(c, "--election-timeout", "100", stderr), 1);
 		snprintf(hb, sizeof hb, "%" PRIu64, snapshot_count);
 		CHECK_EQ(fs_config_flag(c, "--snapshot-count", hb, stderr), 1);
 		CHECK_EQ(fs_config_finish(c, stderr), 0);
 	}
+	C.stopped[N] = 1;
 	for (int i = 0; i < N; i++)
 		member_start(i);
 }
@@ -224,7 +241,7 @@ static void member_stop(int i)
 
 static void cluster_stop(void)
 {
-	for (int i = 0; i < N; i++)
+	for (int i = 0; i < N_MAX; i++)
 		if (!C.stopped[i])
 			member_stop(i);
 	uv_run(&C.loop, UV_RUN_NOWAIT);
@@ -364,7 +381,141 @@ CHECK_TEST(stopping_leader_hands_over)
 	cluster_stop();
 }
 
+struct flag_set {
+	int *flag;
+};
+
+static int flag_is_set(void *arg)
+{
+	return *((struct flag_set *)arg)->flag;
+}
+
+static void change(int via, enum fs_member_change_type type, int who, struct answer *a)
+{
+	memset(a, 0, sizeof *a);
+	CHECK_EQ(fs_member_change(C.m[via], type, C.cfg[who].self_id, C.cfg[who].name,
+				  C.cfg[who].listen_peer, on_answer, a),
+		 0);
+}
+
+CHECK_TEST(learner_joins_is_promoted_and_removed_while_writing)
+{
+	cluster_start(10000, 3000);
+	CHECK(run_until(has_leader, NULL, 5000));
+	int l = leader_of(), k = 0;
+	struct answer a, b;
+	for (; k < 10; k++)
+		CHECK_EQ(put(k % N, k, &a), 0);
+
+	change(l, FS_MEMBER_ADD_LEARNER, N, &a);
+	CHECK(run_until(answered, &a, 5000));
+	CHECK_EQ(a.status, 0);
+	member_start(N); /* fresh data dir, --initial-cluster-state existing */
+	for (; k < 20; k++)
+		CHECK_EQ(put(k % N, k, &a), 0);
+	struct applied_at_least w = {N, 20};
+	CHECK(run_until(applied_count, &w, 10000));
+	check_same_history(0, N);
+	struct fs_member_status st;
+	fs_member_status(C.m[l], &st);
+	CHECK_EQ(st.n_learners, 1);
+	CHECK_EQ(st.n_voters, 3);
+	fs_member_status(C.m[N], &st);
+	CHECK_EQ_U64(st.cluster_id, C.cfg[0].cluster_id); /* learned from its peers */
+
+	/* Promote; a second change while the first is pending is refused. */
+	change(l, FS_MEMBER_ADD_VOTER, N, &a);
+	change(l, FS_MEMBER_REMOVE, N, &b);
+	CHECK(run_until(answered, &a, 5000));
+	CHECK(run_until(answered, &b, 5000));
+	CHECK_EQ(a.status, 0);
+	CHECK_EQ(b.status, RAFT_ECONFPENDING);
+	fs_member_status(C.m[l], &st);
+	CHECK_EQ(st.n_voters, 4);
+	CHECK_EQ(st.n_learners, 0);
+	for (; k < 25; k++)
+		CHECK_EQ(put(N, k, &a), 0); /* the new voter proposes too */
+
+	/* Remove it: it hears so, and the others go on without it. */
+	l = leader_of();
+	change(l == N ? 0 : l, FS_MEMBER_REMOVE, N, &a);
+	CHECK(run_until(answered, &a, 5000));
+	CHECK_EQ(a.status, 0);
+	CHECK(run_until(has_leader, NULL, 5000));
+	int l2 = leader_of();
+	CHECK_NE(l2, N);
+	for (; k < 30; k++)
+		CHECK_EQ(put(l2, k, &a), 0);
+	struct flag_set removed = {&C.removed[N]};
+	CHECK(run_until(flag_is_set, &removed, 5000)); /* the removed member was told */
+	fs_member_status(C.m[l2], &st);
+	CHECK_EQ(st.n_voters, 3);
+	cluster_stop();
+}
+
+/* A read barrier's answer, and what the member had applied when it came. */
+struct read {
+	struct answer a;
+	int member;
+	int applied_then;
+};
+
+static void on_read(void *arg, uint64_t id, int status, const void *r, size_t len)
+{
+	struct read *rd = arg;
+	rd->a.done = 1;
+	rd->a.status = status;
+	rd->applied_then = C.sm[rd->member].count;
+}
+
+static void read_barrier(int i, struct read *rd)
+{
+	memset(rd, 0, sizeof *rd);
+	rd->member = i;
+	rd->applied_then = -1;
+	CHECK_EQ(fs_member_read_barrier(C.m[i], on_read, rd), 0);
+	CHECK(run_until(answered, &rd->a, 3000));
+}
+
+CHECK_TEST(read_barrier_sees_every_acknowledged_write)
+{
+	cluster_start(10000, 500);
+	CHECK(run_until(has_leader, NULL, 5000));
+	struct answer a;
+	for (int k = 0; k < 12; k++)
+		CHECK_EQ(put(0, k, &a), 0);
+	struct read rd;
+	for (int i = 0; i < N; i++) {
+		/* Linearizable: everything acknowledged before the read is applied when it answers. */
+		read_barrier(i, &rd);
+		CHECK_EQ(rd.a.status, 0);
+		CHECK_GE(rd.applied_then, 12);
+	}
+	/* A member cut off from the others cannot confirm a read. */
+	int f = (leader_of() + 1) % N;
+	struct fs_member_status st[N];
+	for (int i = 0; i < N; i++)
+		fs_member_status(C.m[i], &st[i]);
+	for (int i = 0; i < N; i++) {
+		if (i == f)
+			continue;
+		fs_member_block_peer(C.m[f], st[i].id, 1);
+		fs_member_block_peer(C.m[i], st[f].id, 1);
+	}
+	read_barrier(f, &rd);
+	CHECK_EQ(rd.a.status, -ETIMEDOUT);
+	for (int i = 0; i < N; i++) {
+		if (i == f)
+			continue;
+		fs_member_block_peer(C.m[f], st[i].id, 0);
+		fs_member_block_peer(C.m[i], st[f].id, 0);
+	}
+	cluster_stop();
+}
+
 CHECK_SUITE("member-member", CHECK_CASE(three_members_elect_and_commit),
 	    CHECK_CASE(restart_replays_snapshot_and_wal),
 	    CHECK_CASE(lagging_member_catches_up_by_snapshot),
-	    CHECK_CASE(quorum_lost_times_out_then_heals), CHECK_CASE(stopping_leader_hands_over))
+	    CHECK_CASE(quorum_lost_times_out_then_heals), CHECK_CASE(stopping_leader_hands_over),
+	    CHECK_CASE(learner_joins_is_promoted_and_removed_while_writing),
+	    CHECK_CASE(read_barrier_sees_every_acknowledged_write))

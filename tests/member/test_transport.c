@@ -33,6 +33,7 @@ struct node {
 	size_t expect_len;
 	int snaps_sent_ok, snaps_sent_failed; /* on_snapshot_sent outcomes */
 	char snap_dir[64];      /* incoming snapshots, when set */
+	uint64_t learned;       /* the cluster id learned while joining */
 };
 
 static void on_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
@@ -77,8 +78,13 @@ static void on_snapshot_sent(void *ud, uint64_t to, int ok)
 		n->snaps_sent_failed++;
 }
 
+static void on_cluster_id(void *ud, uint64_t cluster_id)
+{
+	((struct node *)ud)->learned = cluster_id;
+}
+
 static const struct fs_transport_callbacks callbacks = {on_message, on_unreachable, on_snapshot,
-							on_snapshot_sent};
+							on_snapshot_sent, on_cluster_id};
 
 static void node_start(uv_loop_t *loop, struct node *n, uint64_t cluster, uint64_t id, int port,
 		       size_t max_frames)
@@ -239,6 +245,25 @@ CHECK_TEST(member_of_another_cluster_is_refused)
 CHECK_TEST(unknown_member_is_refused)
 {
 	refused_case(CLUSTER, 77, "unknown member id");
+}
+
+CHECK_TEST(joining_member_learns_the_cluster_id)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct node a, b;
+	node_start(&loop, &a, 0, 1, 0, 0); /* joining: cluster id unknown */
+	node_start(&loop, &b, CLUSTER, 2, 0, 0);
+	add_peer(&a, &b);
+	add_peer(&b, &a); /* b's cluster added member 1 */
+	send_seq(&a, 2, 0, 3);
+	CHECK(run_until(&loop, &b.received, 3, 5000));
+	CHECK_EQ_U64(a.learned, CLUSTER);
+	send_seq(&b, 1, 0, 2);
+	CHECK(run_until(&loop, &a.received, 2, 5000));
+	node_stop(&loop, &a);
+	node_stop(&loop, &b);
+	CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
 CHECK_TEST(full_queue_drops_and_reports_unreachable)
@@ -492,6 +517,7 @@ CHECK_TEST(broken_snapshot_stream_leaves_no_file)
 
 CHECK_SUITE("member-transport", CHECK_CASE(handshake_and_ordered_delivery),
 	    CHECK_CASE(member_of_another_cluster_is_refused), CHECK_CASE(unknown_member_is_refused),
+	    CHECK_CASE(joining_member_learns_the_cluster_id),
 	    CHECK_CASE(full_queue_drops_and_reports_unreachable),
 	    CHECK_CASE(redials_a_restarted_peer), CHECK_CASE(hostile_input_is_refused_not_crashed),
 	    CHECK_CASE(partition_hook_drops_both_ways),
