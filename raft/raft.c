@@ -49,27 +49,43 @@ static void *arena_alloc(struct arena *a, size_t n)
 	return p;
 }
 
-/* Frees all chunks but the newest, which is kept for reuse. */
+/*
+ * Empties the arena. When it needed more than one chunk, they are replaced by one chunk as large as
+ * all of them, so a steady workload settles on a single chunk and allocates nothing.
+ */
 static void arena_reset(struct arena *a)
 {
 	struct arena_chunk *c = a->head;
 	if (!c)
 		return;
-	struct arena_chunk *o = c->next;
-	while (o) {
-		struct arena_chunk *n = o->next;
-		free(o);
-		o = n;
+	if (!c->next) {
+		c->used = 0;
+		return;
 	}
-	c->next = NULL;
-	c->used = 0;
+	size_t total = 0;
+	while (c) {
+		struct arena_chunk *n = c->next;
+		total += c->cap;
+		free(c);
+		c = n;
+	}
+	a->head = NULL;
+	c = malloc(sizeof *c + total);
+	if (c) {
+		c->cap = total;
+		c->used = 0;
+		c->next = NULL;
+		a->head = c;
+	}
 }
 
 static void arena_free(struct arena *a)
 {
-	arena_reset(a);
-	free(a->head);
-	a->head = NULL;
+	while (a->head) {
+		struct arena_chunk *n = a->head->next;
+		free(a->head);
+		a->head = n;
+	}
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -134,9 +150,14 @@ struct raft {
 	uint64_t max_msg_size, max_committed_size;
 	size_t max_inflight;
 	int check_quorum, pre_vote, disable_forwarding;
+	int append_pending;           /* leader: proposals appended, appends not yet sent */
 	uint64_t rng;
 
-	struct arena arena;           /* message and Ready payloads, reset by advance */
+	struct arena arenas[2];       /* message and Ready payloads; one is handed out in a Ready */
+	int cur;                      /* the arena new payloads go to */
+	size_t handed_msgs, handed_rs; /* messages / read states in the outstanding Ready */
+	uint64_t rd_last_index, rd_last_term; /* last unstable entry in the outstanding Ready */
+	int in_ready;                 /* between raft_ready and raft_advance */
 	struct raft_message *msgs;    /* outgoing, payloads in arena */
 	size_t n_msgs, cap_msgs;
 	struct raft_read_state *rs;   /* read states, ctx in arena */
@@ -759,7 +780,7 @@ static int send_msg(struct raft *r, const struct raft_message *m)
 		size_t bytes = m->n_entries * sizeof *d->entries;
 		for (size_t i = 0; i < m->n_entries; i++)
 			bytes += (m->entries[i].len + 15) & ~(size_t)15;
-		unsigned char *p = arena_alloc(&r->arena, bytes);
+		unsigned char *p = arena_alloc(&r->arenas[r->cur], bytes);
 		if (!p)
 			return -ENOMEM;
 		d->entries = (struct raft_entry *)p;
@@ -778,13 +799,13 @@ static int send_msg(struct raft *r, const struct raft_message *m)
 		d->entries = NULL;
 	}
 	if (m->has_snapshot && m->snapshot.len) {
-		d->snapshot.data = arena_alloc(&r->arena, m->snapshot.len);
+		d->snapshot.data = arena_alloc(&r->arenas[r->cur], m->snapshot.len);
 		if (!d->snapshot.data)
 			return -ENOMEM;
 		memcpy(d->snapshot.data, m->snapshot.data, m->snapshot.len);
 	}
 	if (m->context_len) {
-		d->context = arena_alloc(&r->arena, m->context_len);
+		d->context = arena_alloc(&r->arenas[r->cur], m->context_len);
 		if (!d->context)
 			return -ENOMEM;
 		memcpy(d->context, m->context, m->context_len);
@@ -810,7 +831,7 @@ static int add_read_state(struct raft *r, uint64_t index, const uint8_t *ctx, si
 	s->context = NULL;
 	s->context_len = len;
 	if (len) {
-		s->context = arena_alloc(&r->arena, len);
+		s->context = arena_alloc(&r->arenas[r->cur], len);
 		if (!s->context)
 			return -ENOMEM;
 		memcpy(s->context, ctx, len);
@@ -1291,7 +1312,8 @@ static int step_leader(struct raft *r, const struct raft_message *m)
 		if (rv)
 			return rv;
 		maybe_commit(r);
-		bcast_append(r);
+		/* Batching: the appends go out when the application next asks for a Ready. */
+		r->append_pending = 1;
 		return 0;
 	}
 	case RAFT_MSG_READ_INDEX:
@@ -1816,7 +1838,8 @@ void raft_free(struct raft *r)
 	free(r->msgs);
 	free(r->rs);
 	free(r->scratch.v);
-	arena_free(&r->arena);
+	arena_free(&r->arenas[0]);
+	arena_free(&r->arenas[1]);
 	free(r);
 }
 
@@ -1904,16 +1927,21 @@ int raft_apply_conf_change(struct raft *r, const struct raft_conf_change *cc,
 	if (cc->node_id == RAFT_NONE)
 		goto out; /* an empty change: nothing to do */
 	struct progress *p = pr_get(r, cc->node_id);
+	int added = 0;
 	switch (cc->type) {
 	case RAFT_CONF_ADD_NODE:
-		if (p)
+		if (p) {
 			p->is_learner = 0; /* promotes a learner */
-		else
+		} else {
 			rv = pr_add(r, cc->node_id, 0);
+			added = rv == 0;
+		}
 		break;
 	case RAFT_CONF_ADD_LEARNER_NODE:
-		if (!p)
+		if (!p) {
 			rv = pr_add(r, cc->node_id, 1);
+			added = rv == 0;
+		}
 		/* A voter is never demoted by this change. */
 		break;
 	case RAFT_CONF_REMOVE_NODE:
@@ -1935,6 +1963,8 @@ int raft_apply_conf_change(struct raft *r, const struct raft_conf_change *cc,
 			become_follower(r, r->term, RAFT_NONE);
 		} else if (maybe_commit(r)) {
 			bcast_append(r);
+		} else if (added) {
+			maybe_send_append(r, pr_get(r, cc->node_id), 1); /* start probing the newcomer */
 		}
 	}
 out:
@@ -1977,8 +2007,27 @@ static void current_hs(struct raft *r, struct raft_hard_state *hs)
 	hs->commit = r->log.committed;
 }
 
+/* Sends the appends that proposals since the last Ready call for, many entries per message. */
+static void flush_appends(struct raft *r)
+{
+	if (!r->append_pending)
+		return;
+	r->append_pending = 0;
+	if (r->state != RAFT_LEADER)
+		return;
+	for (size_t i = 0; i < r->n_prs; i++) {
+		struct progress *p = &r->prs[i];
+		if (p->id == r->id)
+			continue;
+		if (maybe_send_append(r, p, 1))
+			while (maybe_send_append(r, p, 0)) {
+			}
+	}
+}
+
 int raft_has_ready(struct raft *r)
 {
+	flush_appends(r);
 	struct raft_hard_state hs;
 	current_hs(r, &hs);
 	if (r->lead != r->prev_ss.lead || r->state != r->prev_ss.state)
@@ -1988,9 +2037,35 @@ int raft_has_ready(struct raft *r)
 	return r->log.has_usnap || r->log.un || r->n_msgs || r->n_rs || log_has_next_ents(&r->log);
 }
 
+/* Copies n entries and their payloads into the current arena (one allocation at most). */
+static struct raft_entry *copy_entries(struct raft *r, const struct raft_entry *src, size_t n)
+{
+	size_t bytes = n * sizeof(struct raft_entry);
+	for (size_t i = 0; i < n; i++)
+		bytes += (src[i].len + 15) & ~(size_t)15;
+	unsigned char *p = arena_alloc(&r->arenas[r->cur], bytes);
+	if (!p)
+		return NULL;
+	struct raft_entry *d = (struct raft_entry *)p;
+	p += n * sizeof(struct raft_entry);
+	for (size_t i = 0; i < n; i++) {
+		d[i] = src[i];
+		d[i].data = NULL;
+		if (src[i].len) {
+			memcpy(p, src[i].data, src[i].len);
+			d[i].data = p;
+			p += (src[i].len + 15) & ~(size_t)15;
+		}
+	}
+	return d;
+}
+
 int raft_ready(struct raft *r, struct raft_ready *rd)
 {
 	memset(rd, 0, sizeof *rd);
+	if (r->in_ready)
+		return RAFT_EINVAL; /* one Ready at a time: advance the previous one first */
+	flush_appends(r);
 	if (r->lead != r->prev_ss.lead || r->state != r->prev_ss.state) {
 		rd->has_soft_state = 1;
 		rd->soft_state.lead = r->lead;
@@ -1999,8 +2074,13 @@ int raft_ready(struct raft *r, struct raft_ready *rd)
 	current_hs(r, &rd->hard_state);
 	if (memcmp(&rd->hard_state, &r->prev_hs, sizeof rd->hard_state) != 0)
 		rd->has_hard_state = 1;
-	rd->entries = r->log.uents;
-	rd->n_entries = r->log.un;
+	if (r->log.un) {
+		/* A copy, so the log may change (steps, proposals) while the application persists. */
+		rd->entries = copy_entries(r, r->log.uents, r->log.un);
+		if (!rd->entries)
+			return -ENOMEM;
+		rd->n_entries = r->log.un;
+	}
 	if (r->log.has_usnap) {
 		rd->has_snapshot = 1;
 		rd->snapshot = r->log.usnap;
@@ -2013,30 +2093,22 @@ int raft_ready(struct raft *r, struct raft_ready *rd)
 				   &r->scratch);
 		if (rv)
 			return rv;
-		size_t bytes = r->scratch.n * sizeof(struct raft_entry);
-		for (size_t i = 0; i < r->scratch.n; i++)
-			bytes += (r->scratch.v[i].len + 15) & ~(size_t)15;
-		unsigned char *p = arena_alloc(&r->arena, bytes);
-		if (!p)
+		rd->committed_entries = copy_entries(r, r->scratch.v, r->scratch.n);
+		if (!rd->committed_entries)
 			return -ENOMEM;
-		rd->committed_entries = (struct raft_entry *)p;
 		rd->n_committed_entries = r->scratch.n;
-		p += r->scratch.n * sizeof(struct raft_entry);
-		for (size_t i = 0; i < r->scratch.n; i++) {
-			rd->committed_entries[i] = r->scratch.v[i];
-			if (r->scratch.v[i].len) {
-				memcpy(p, r->scratch.v[i].data, r->scratch.v[i].len);
-				rd->committed_entries[i].data = p;
-				p += (r->scratch.v[i].len + 15) & ~(size_t)15;
-			} else {
-				rd->committed_entries[i].data = NULL;
-			}
-		}
 	}
 	rd->messages = r->msgs;
 	rd->n_messages = r->n_msgs;
 	rd->read_states = r->rs;
 	rd->n_read_states = r->n_rs;
+	/* What the core produces from now on (raft_apply_conf_change) goes to the next Ready. */
+	r->handed_msgs = r->n_msgs;
+	r->handed_rs = r->n_rs;
+	r->rd_last_index = r->log.un ? r->log.uoffset + r->log.un - 1 : 0;
+	r->rd_last_term = r->log.un ? r->log.uents[r->log.un - 1].term : 0;
+	r->cur ^= 1;
+	r->in_ready = 1;
 	rd->must_sync = rd->n_entries != 0 || rd->hard_state.term != r->prev_hs.term ||
 			rd->hard_state.vote != r->prev_hs.vote;
 	return 0;
@@ -2044,6 +2116,9 @@ int raft_ready(struct raft *r, struct raft_ready *rd)
 
 void raft_advance(struct raft *r, struct raft_ready *rd)
 {
+	if (!r->in_ready)
+		return;
+	r->in_ready = 0;
 	if (rd->has_soft_state)
 		r->prev_ss = rd->soft_state;
 	if (rd->has_hard_state)
@@ -2053,16 +2128,20 @@ void raft_advance(struct raft *r, struct raft_ready *rd)
 		if (a > r->log.applied && a <= r->log.committed)
 			r->log.applied = a;
 	}
-	if (rd->n_entries) {
-		const struct raft_entry *e = &rd->entries[rd->n_entries - 1];
-		log_stable_to(&r->log, e->index, e->term);
-	}
+	if (rd->n_entries)
+		log_stable_to(&r->log, r->rd_last_index, r->rd_last_term);
 	if (rd->has_snapshot)
 		log_stable_snap_to(&r->log, rd->snapshot.meta.index);
-	/* All queued messages and read states were in rd (nothing may run between ready and advance). */
-	r->n_msgs = 0;
-	r->n_rs = 0;
-	arena_reset(&r->arena);
+	/* Drop what rd handed out; keep what was queued since (its payloads are in the other arena). */
+	if (r->n_msgs > r->handed_msgs)
+		memmove(r->msgs, r->msgs + r->handed_msgs,
+			(r->n_msgs - r->handed_msgs) * sizeof *r->msgs);
+	r->n_msgs -= r->handed_msgs;
+	if (r->n_rs > r->handed_rs)
+		memmove(r->rs, r->rs + r->handed_rs, (r->n_rs - r->handed_rs) * sizeof *r->rs);
+	r->n_rs -= r->handed_rs;
+	r->handed_msgs = r->handed_rs = 0;
+	arena_reset(&r->arenas[r->cur ^ 1]);
 	memset(rd, 0, sizeof *rd);
 }
 

@@ -16,7 +16,10 @@
  *       raft_advance(r, &rd);
  *   }
  *
- * Everything a Ready points at is owned by the core and stays valid until raft_advance().
+ * Everything a Ready points at is owned by the core and stays valid until raft_advance(). Only one
+ * Ready is outstanding at a time. Between raft_ready() and raft_advance() the application may go on
+ * calling raft_step/tick/propose (say, while an fsync runs off-loop) and must call
+ * raft_apply_conf_change for the conf changes it applies; what those produce comes in the next Ready.
  */
 #ifndef RAFTFS_RAFT_H
 #define RAFTFS_RAFT_H
@@ -324,7 +327,10 @@ void raft_report_unreachable(struct raft *r, uint64_t id);
 void raft_report_snapshot(struct raft *r, uint64_t id, int ok);
 
 int raft_has_ready(struct raft *r);
-/* Fills rd; everything it points to is owned by r and valid until raft_advance(r, rd). */
+/*
+ * Fills rd; everything it points to is owned by r and valid until raft_advance(r, rd). RAFT_EINVAL
+ * while a previous Ready has not been advanced.
+ */
 int raft_ready(struct raft *r, struct raft_ready *rd);
 /* Tells the core rd was persisted, sent and applied; frees rd's buffers. */
 void raft_advance(struct raft *r, struct raft_ready *rd);
