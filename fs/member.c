@@ -96,6 +96,7 @@ struct fs_member {
 	uint8_t *went_data;
 	struct wal_hard_state whs;
 	int save_rc;                  /* the worker's result */
+	int sent_early;               /* the leader sent that Ready's messages before persisting */
 
 	struct inbox_item *in_head, *in_tail; /* arrived during a persist */
 	int pending_ticks;
@@ -676,7 +677,7 @@ static void persist_done(uv_work_t *req, int status)
 		raft_memory_storage_set_hard_state(m->ms, &rd->hard_state);
 	if (rd->n_entries)
 		raft_memory_storage_append(m->ms, rd->entries, rd->n_entries);
-	for (size_t i = 0; i < rd->n_messages && m->tr; i++)
+	for (size_t i = 0; i < rd->n_messages && m->tr && !m->sent_early; i++)
 		send_message(m, &rd->messages[i]);
 	apply_entries(m, rd->committed_entries, rd->n_committed_entries);
 	for (size_t i = 0; i < rd->n_read_states; i++) {
@@ -747,10 +748,21 @@ static void process_ready(struct fs_member *m)
 	}
 	m->whs = (struct wal_hard_state){rd->hard_state.term, rd->hard_state.vote,
 					 rd->hard_state.commit};
+	/*
+	 * A leader sends before its own write is durable (Raft thesis 10.2.1, and etcd's raft):
+	 * followers persist in parallel, and an entry only commits once a quorum has it on disk,
+	 * so the leader's fdatasync and the followers' overlap. Everyone else persists first.
+	 */
+	m->sent_early = m->raft_state == RAFT_LEADER && !rd->has_snapshot;
+	if (m->sent_early)
+		for (size_t i = 0; i < rd->n_messages; i++)
+			send_message(m, &rd->messages[i]);
 	m->persisting = 1;
 	m->work.data = m;
-	if (!rd->has_hard_state && !rd->n_entries && !rd->has_snapshot) {
-		persist_done(&m->work, 0); /* nothing to write: no thread hop */
+	if (!rd->must_sync && !rd->has_snapshot) {
+		/* Nothing to fsync (a commit index, say): a plain write, no thread hop. */
+		persist_work(&m->work);
+		persist_done(&m->work, 0);
 		return;
 	}
 	uv_queue_work(m->loop, &m->work, persist_work, persist_done);
