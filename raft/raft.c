@@ -8,6 +8,7 @@
  * resets, so steady-state replication allocates little more than the entry copies themselves.
  */
 #include "raft.h"
+#include "payload_internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -125,9 +126,10 @@ struct read_req {
 
 struct raft_log {
 	const struct raft_storage *st;
+	struct raft__payloads pl;   /* payloads of uents */
 	int has_usnap;
 	struct raft_snapshot usnap; /* unstable snapshot; data malloc'd */
-	struct raft_entry *uents;   /* unstable entries; data of each malloc'd */
+	struct raft_entry *uents;   /* unstable entries; payloads in the chunks */
 	size_t un, ucap;
 	uint64_t uoffset;           /* index of uents[0] */
 	uint64_t committed, applied;
@@ -158,6 +160,7 @@ struct raft {
 	size_t handed_msgs, handed_rs; /* messages / read states in the outstanding Ready */
 	uint64_t rd_last_index, rd_last_term; /* last unstable entry in the outstanding Ready */
 	int in_ready;                 /* between raft_ready and raft_advance */
+	uint8_t *retired_snap;        /* snapshot data the outstanding Ready may still point at */
 	struct raft_message *msgs;    /* outgoing, payloads in arena */
 	size_t n_msgs, cap_msgs;
 	struct raft_read_state *rs;   /* read states, ctx in arena */
@@ -403,9 +406,7 @@ static int unstable_reserve(struct raft_log *l, size_t n)
 
 static void unstable_truncate(struct raft_log *l, size_t keep)
 {
-	for (size_t i = keep; i < l->un; i++)
-		free(l->uents[i].data);
-	l->un = keep;
+	l->un = keep; /* payloads stay in their chunks until released */
 }
 
 /* Appends copies of ents (consecutive), truncating whatever they overwrite. */
@@ -430,7 +431,7 @@ static int log_append(struct raft_log *l, const struct raft_entry *ents, size_t 
 		*d = ents[i];
 		d->data = NULL;
 		if (ents[i].len) {
-			d->data = malloc(ents[i].len);
+			d->data = raft__payload_alloc(&l->pl, ents[i].len, ents[i].index);
 			if (!d->data)
 				return -ENOMEM;
 			memcpy(d->data, ents[i].data, ents[i].len);
@@ -528,11 +529,10 @@ static void log_stable_to(struct raft_log *l, uint64_t i, uint64_t t)
 	if (l->uents[i - l->uoffset].term != t)
 		return;
 	size_t k = (size_t)(i - l->uoffset + 1);
-	for (size_t j = 0; j < k; j++)
-		free(l->uents[j].data);
 	memmove(l->uents, l->uents + k, (l->un - k) * sizeof *l->uents);
 	l->un -= k;
 	l->uoffset = i + 1;
+	raft__payload_release_to(&l->pl, i, l->un == 0);
 }
 
 static void log_stable_snap_to(struct raft_log *l, uint64_t i)
@@ -559,6 +559,7 @@ static int log_restore(struct raft_log *l, const struct raft_snapshot *s)
 	l->has_usnap = 1;
 	l->committed = s->meta.index;
 	unstable_truncate(l, 0);
+	raft__payload_release_all(&l->pl);
 	l->uoffset = s->meta.index + 1;
 	return 0;
 }
@@ -1508,6 +1509,12 @@ static int handle_snapshot(struct raft *r, const struct raft_message *m)
 		if (log_match_term(&r->log, s->meta.index, s->meta.term)) {
 			log_commit_to(&r->log, s->meta.index);
 		} else {
+			if (r->in_ready && r->log.has_usnap) {
+				/* The outstanding Ready points at the old snapshot: free it at advance. */
+				free(r->retired_snap);
+				r->retired_snap = r->log.usnap.data;
+				r->log.usnap.data = NULL;
+			}
 			int rv = log_restore(&r->log, s);
 			if (rv)
 				return rv;
@@ -1830,6 +1837,7 @@ void raft_free(struct raft *r)
 	while (r->n_prs)
 		pr_remove(r, r->prs[0].id);
 	unstable_truncate(&r->log, 0);
+	raft__payload_free(&r->log.pl);
 	free(r->log.uents);
 	free(r->log.usnap.data);
 	reads_clear(r);
@@ -1838,6 +1846,7 @@ void raft_free(struct raft *r)
 	free(r->msgs);
 	free(r->rs);
 	free(r->scratch.v);
+	free(r->retired_snap);
 	arena_free(&r->arenas[0]);
 	arena_free(&r->arenas[1]);
 	free(r);
@@ -2142,6 +2151,8 @@ void raft_advance(struct raft *r, struct raft_ready *rd)
 	r->n_rs -= r->handed_rs;
 	r->handed_msgs = r->handed_rs = 0;
 	arena_reset(&r->arenas[r->cur ^ 1]);
+	free(r->retired_snap);
+	r->retired_snap = NULL;
 	memset(rd, 0, sizeof *rd);
 }
 

@@ -5,6 +5,7 @@
  * term(first_index - 1) is always answerable.
  */
 #include "raft.h"
+#include "payload_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -13,23 +14,18 @@
 struct raft_memory_storage {
 	struct raft_hard_state hs;  /* last set hard state */
 	struct raft_snapshot snap;  /* newest snapshot; data owned */
-	struct raft_entry *ents;    /* ents[0] is the dummy; data of every entry owned */
+	struct raft_entry *ents;    /* ents[0] is the dummy; payloads in pl */
+	struct raft__payloads pl;   /* payloads of ents, released by compaction */
 	size_t n, cap;              /* entries used / allocated */
 };
 
-static void entry_free_data(struct raft_entry *e)
-{
-	free(e->data);
-	e->data = NULL;
-	e->len = 0;
-}
-
-static int entry_copy(struct raft_entry *dst, const struct raft_entry *src)
+static int entry_copy(struct raft_memory_storage *ms, struct raft_entry *dst,
+		      const struct raft_entry *src)
 {
 	*dst = *src;
 	dst->data = NULL;
 	if (src->len) {
-		dst->data = malloc(src->len);
+		dst->data = raft__payload_alloc(&ms->pl, src->len, src->index);
 		if (!dst->data)
 			return -ENOMEM;
 		memcpy(dst->data, src->data, src->len);
@@ -56,8 +52,7 @@ void raft_memory_storage_free(struct raft_memory_storage *ms)
 {
 	if (!ms)
 		return;
-	for (size_t i = 0; i < ms->n; i++)
-		free(ms->ents[i].data);
+	raft__payload_free(&ms->pl);
 	free(ms->ents);
 	free(ms->snap.data);
 	free(ms);
@@ -201,15 +196,13 @@ int raft_memory_storage_append(struct raft_memory_storage *ms, const struct raft
 	uint64_t off = ents[0].index - ms->ents[0].index;
 	if (off > ms->n)
 		return RAFT_EINVAL; /* gap */
-	/* Truncate the conflicting (or overwritten) suffix. */
-	for (size_t i = (size_t)off; i < ms->n; i++)
-		entry_free_data(&ms->ents[i]);
+	/* Truncate the conflicting (or overwritten) suffix; its payloads go with their chunks. */
 	ms->n = (size_t)off;
 	int rv = ms_reserve(ms, ms->n + n);
 	if (rv)
 		return rv;
 	for (size_t i = 0; i < n; i++) {
-		rv = entry_copy(&ms->ents[ms->n], &ents[i]);
+		rv = entry_copy(ms, &ms->ents[ms->n], &ents[i]);
 		if (rv)
 			return rv;
 		ms->n++;
@@ -226,10 +219,11 @@ int raft_memory_storage_compact(struct raft_memory_storage *ms, uint64_t compact
 		return RAFT_EUNAVAILABLE;
 	size_t k = (size_t)(compact_index - off);
 	/* ents[k] becomes the dummy: keep its index and term, drop its data. */
-	for (size_t i = 0; i <= k; i++)
-		entry_free_data(&ms->ents[i]);
 	memmove(ms->ents, ms->ents + k, (ms->n - k) * sizeof *ms->ents);
 	ms->n -= k;
+	ms->ents[0].data = NULL;
+	ms->ents[0].len = 0;
+	raft__payload_release_to(&ms->pl, compact_index, ms->n == 1);
 	return 0;
 }
 
@@ -258,8 +252,7 @@ int raft_memory_storage_apply_snapshot(struct raft_memory_storage *ms,
 	int rv = snap_set(ms, &snap->meta, snap->data, snap->len);
 	if (rv)
 		return rv;
-	for (size_t i = 0; i < ms->n; i++)
-		entry_free_data(&ms->ents[i]);
+	raft__payload_release_all(&ms->pl);
 	ms->n = 1;
 	memset(&ms->ents[0], 0, sizeof ms->ents[0]);
 	ms->ents[0].index = snap->meta.index;

@@ -30,6 +30,7 @@ static int verbose;
 /* Totals over all seeds, printed at the end so a run shows it exercised what it claims. */
 static struct {
 	uint64_t committed, elections, crashes, snap_restores, conf_applied, removals, msgs, promoted;
+	uint64_t reads, transfers;
 } tot;
 
 static void vlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -122,6 +123,8 @@ struct sim {
 	uint64_t seed;
 	int phase;       /* membership plan progress */
 	int faults;      /* fault injection on */
+	uint64_t *read_min; /* per read request id: the commit index it must at least return */
+	size_t n_read;
 	uint64_t failed; /* set when an invariant broke */
 	char why[256];
 };
@@ -399,6 +402,23 @@ static void process(struct node *n)
 		for (size_t i = 0; i < rd.n_messages; i++)
 			send_pkt(&rd.messages[i]);
 		apply_entries(n, rd.committed_entries, rd.n_committed_entries);
+		for (size_t i = 0; i < rd.n_read_states; i++) {
+			/* Linearizable reads: at least everything committed before the request. */
+			uint64_t id = 0;
+			if (rd.read_states[i].context_len == 8)
+				memcpy(&id, rd.read_states[i].context, 8);
+			if (id == 0 || id > S->n_read) {
+				FAIL("read state with unknown context on %" PRIu64, n->id);
+				continue;
+			}
+			if (rd.read_states[i].index < S->read_min[id - 1])
+				FAIL("read index %" PRIu64 " below commit %" PRIu64 " known at request",
+				     rd.read_states[i].index, S->read_min[id - 1]);
+			tot.reads++;
+		}
+		/* The application may keep driving the core while it persists (async fsync). */
+		if (S->faults && chance(50) && !n->removed)
+			raft_tick(n->r);
 		raft_advance(n->r, &rd);
 		check_node(n);
 		if (n->removed) {
@@ -647,6 +667,26 @@ static int run_seed(uint64_t seed)
 					process(n);
 				}
 			}
+		if (chance(30)) {
+			struct node *n = &s->n[rnd() % (uint64_t)s->nn];
+			if (n->r) {
+				s->read_min = realloc(s->read_min, (s->n_read + 1) * sizeof *s->read_min);
+				s->read_min[s->n_read++] = s->leader_commit;
+				uint64_t id = s->n_read;
+				raft_read_index(n->r, (const uint8_t *)&id, 8);
+				process(n);
+			}
+		}
+		if (chance(5)) {
+			struct node *l = leader();
+			if (l) {
+				struct raft_status st;
+				raft_status(l->r, &st);
+				raft_transfer_leader(l->r, st.conf.voters[rnd() % st.conf.n_voters]);
+				tot.transfers++;
+				process(l);
+			}
+		}
 		membership();
 		deliver_due();
 	}
@@ -698,6 +738,7 @@ static int run_seed(uint64_t seed)
 	free(s->q);
 	free(s->ch);
 	free(s->lm);
+	free(s->read_min);
 	free(s);
 	S = NULL;
 	return failed;
@@ -727,9 +768,10 @@ CHECK_TEST(sim_seeds)
 	}
 	printf("# totals: %" PRIu64 " entries committed, %" PRIu64 " leaders elected, %" PRIu64
 	       " crashes, %" PRIu64 " snapshots restored, %" PRIu64 " conf changes applied, %" PRIu64
-	       " learners promoted, %" PRIu64 " members removed, %" PRIu64 " messages\n",
+	       " learners promoted, %" PRIu64 " members removed, %" PRIu64 " reads, %" PRIu64
+	       " transfers, %" PRIu64 " messages\n",
 	       tot.committed, tot.elections, tot.crashes, tot.snap_restores, tot.conf_applied,
-	       tot.promoted, tot.removals, tot.msgs);
+	       tot.promoted, tot.removals, tot.reads, tot.transfers, tot.msgs);
 	CHECK_EQ(failures, 0);
 }
 
