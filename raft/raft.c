@@ -771,10 +771,13 @@ static int send_msg(struct raft *r, const struct raft_message *m)
 	}
 	struct raft_message *d = &r->msgs[r->n_msgs];
 	*d = *m;
-	d->from = r->id;
+	/* A forwarded MsgTransferLeader names the transferee in from; everything else is ours. */
+	if (m->type != RAFT_MSG_TRANSFER_LEADER)
+		d->from = r->id;
 	if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE || is_response(m->type)) {
 		assert(m->term != 0);
-	} else if (m->type != RAFT_MSG_PROP && m->type != RAFT_MSG_READ_INDEX) {
+	} else if (m->type != RAFT_MSG_PROP && m->type != RAFT_MSG_READ_INDEX &&
+		   m->type != RAFT_MSG_TRANSFER_LEADER) {
 		d->term = r->term;
 	}
 	if (m->n_entries) {

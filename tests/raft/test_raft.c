@@ -584,6 +584,18 @@ CHECK_TEST(leadership_transfer)
 	net_free(&nw);
 }
 
+CHECK_TEST(leadership_transfer_asked_on_follower)
+{
+	/* A follower forwards the request to the leader, naming the transferee. */
+	struct net nw;
+	net_init(&nw, 3, 1, 1);
+	net_elect(&nw, 1);
+	CHECK_EQ(raft_transfer_leader(nw.n[2].r, 3), 0);
+	net_stabilize(&nw);
+	CHECK_EQ(net_leader(&nw), 3);
+	net_free(&nw);
+}
+
 CHECK_TEST(leadership_transfer_catches_up_target)
 {
 	struct net nw;
@@ -796,6 +808,7 @@ CHECK_SUITE("raft", CHECK_CASE(leader_election), CHECK_CASE(election_timeout_is_
 	    CHECK_CASE(removed_leader_steps_down), CHECK_CASE(snapshot_to_lagging_follower),
 	    CHECK_CASE(snapshot_failure_reported_then_retried),
 	    CHECK_CASE(restart_from_snapshot_plus_entries), CHECK_CASE(leadership_transfer),
+	    CHECK_CASE(leadership_transfer_asked_on_follower),
 	    CHECK_CASE(leadership_transfer_catches_up_target),
 	    CHECK_CASE(leadership_transfer_times_out), CHECK_CASE(read_index_on_leader_and_follower),
 	    CHECK_CASE(read_index_needs_heartbeat_quorum),
