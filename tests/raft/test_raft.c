@@ -40,6 +40,14 @@ static void net_init_logs(struct net *nw, int nn, const uint64_t *const *terms, 
 	}
 }
 
+static int propose_cc(struct net *nw, uint64_t on, int type, uint64_t node)
+{
+	struct raft_conf_change cc = {.type = type, .node_id = node, .id = 7};
+	int rv = raft_propose_conf_change(nw->n[on].r, &cc);
+	net_ready(nw, on);
+	return rv;
+}
+
 /* ---- elections ---- */
 
 CHECK_TEST(leader_election)
@@ -340,6 +348,49 @@ CHECK_TEST(max_size_per_msg_and_inflight_window)
 	net_free(&nw);
 }
 
+CHECK_TEST(report_unreachable_moves_to_probe)
+{
+	struct net nw;
+	net_init(&nw, 3, 0, 0);
+	net_elect(&nw, 1);
+	struct raft_status st = net_status(&nw, 1);
+	for (size_t i = 0; i < st.n_progress; i++)
+		if (st.progress[i].id == 2)
+			CHECK_EQ(st.progress[i].state, RAFT_PROGRESS_REPLICATE);
+	raft_report_unreachable(nw.n[1].r, 2);
+	st = net_status(&nw, 1);
+	for (size_t i = 0; i < st.n_progress; i++)
+		if (st.progress[i].id == 2)
+			CHECK_EQ(st.progress[i].state, RAFT_PROGRESS_PROBE);
+	/* Replication resumes on the next heartbeat round. */
+	net_propose(&nw, 1, "x");
+	net_tick_all(&nw, 2);
+	CHECK_EQ(net_commit(&nw, 2), net_last_index(&nw, 1));
+	net_free(&nw);
+}
+
+CHECK_TEST(learner_does_not_count_for_commit)
+{
+	struct net nw;
+	struct raft_config cfg;
+	net_default_cfg(&cfg);
+	net_init_cfg(&nw, 3, 2, &cfg);
+	net_elect(&nw, 1);
+	CHECK_EQ(propose_cc(&nw, 1, RAFT_CONF_ADD_LEARNER_NODE, 3), 0);
+	net_stabilize(&nw);
+	uint64_t c = net_commit(&nw, 1);
+	/* With voter 2 cut off, leader + learner are not a quorum. */
+	net_isolate(&nw, 2);
+	net_propose(&nw, 1, "x");
+	net_stabilize(&nw);
+	CHECK_EQ(net_commit(&nw, 1), c);
+	CHECK_EQ(net_last_index(&nw, 3), c + 1);
+	net_heal(&nw);
+	net_tick_all(&nw, 2);
+	CHECK_EQ(net_commit(&nw, 1), c + 1);
+	net_free(&nw);
+}
+
 /* ---- proposals ---- */
 
 CHECK_TEST(proposal_without_leader_is_dropped)
@@ -382,14 +433,6 @@ CHECK_TEST(forwarding_disabled_drops)
 }
 
 /* ---- membership ---- */
-
-static int propose_cc(struct net *nw, uint64_t on, int type, uint64_t node)
-{
-	struct raft_conf_change cc = {.type = type, .node_id = node, .id = 7};
-	int rv = raft_propose_conf_change(nw->n[on].r, &cc);
-	net_ready(nw, on);
-	return rv;
-}
 
 CHECK_TEST(learner_joins_never_votes_then_promoted)
 {
@@ -801,6 +844,8 @@ CHECK_SUITE("raft", CHECK_CASE(leader_election), CHECK_CASE(election_timeout_is_
 	    CHECK_CASE(heartbeat_carries_commit),
 	    CHECK_CASE(batching_many_proposals_one_ready_one_append),
 	    CHECK_CASE(max_size_per_msg_and_inflight_window),
+	    CHECK_CASE(report_unreachable_moves_to_probe),
+	    CHECK_CASE(learner_does_not_count_for_commit),
 	    CHECK_CASE(proposal_without_leader_is_dropped), CHECK_CASE(follower_forwards_proposal),
 	    CHECK_CASE(forwarding_disabled_drops),
 	    CHECK_CASE(learner_joins_never_votes_then_promoted),
