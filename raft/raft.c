@@ -2142,8 +2142,12 @@ void raft_advance(struct raft *r, struct raft_ready *rd)
 	}
 	if (rd->n_entries)
 		log_stable_to(&r->log, r->rd_last_index, r->rd_last_term);
-	if (rd->has_snapshot)
+	if (rd->has_snapshot) {
 		log_stable_snap_to(&r->log, rd->snapshot.meta.index);
+		/* The application restored its state from the snapshot. */
+		if (rd->snapshot.meta.index > r->log.applied)
+			r->log.applied = rd->snapshot.meta.index;
+	}
 	/* Drop what rd handed out; keep what was queued since (its payloads are in the other arena). */
 	if (r->n_msgs > r->handed_msgs)
 		memmove(r->msgs, r->msgs + r->handed_msgs,

@@ -44,7 +44,38 @@ struct net {
 	size_t sent[RAFT_MSG_TYPE_COUNT];
 	size_t sent_rejects;  /* MsgAppResp with reject */
 	size_t max_app_entries; /* largest MsgApp seen */
+	FILE *trace;            /* when set, every delivered or dropped message is described here */
 };
+
+/* One line describing m, in the spirit of etcd raft's DescribeMessage. */
+static inline void net_describe(FILE *f, const struct raft_message *m, const char *note)
+{
+	fprintf(f, "%" PRIu64 "->%" PRIu64 " %s Term:%" PRIu64, m->from, m->to,
+		raft_message_type_name(m->type), m->term);
+	if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE)
+		fprintf(f, " Log:%" PRIu64 "/%" PRIu64, m->log_term, m->index);
+	else if (m->type == RAFT_MSG_APP_RESP || m->type == RAFT_MSG_READ_INDEX_RESP)
+		fprintf(f, " Index:%" PRIu64, m->index);
+	if (m->commit)
+		fprintf(f, " Commit:%" PRIu64, m->commit);
+	if (m->reject) {
+		fprintf(f, " Rejected");
+		if (m->type == RAFT_MSG_APP_RESP)
+			fprintf(f, " (Hint: %" PRIu64 "/%" PRIu64 ")", m->log_term, m->reject_hint);
+	}
+	if (m->n_entries) {
+		fprintf(f, " Entries:[");
+		for (size_t i = 0; i < m->n_entries; i++)
+			fprintf(f, "%s%" PRIu64 "/%" PRIu64 "%s", i ? " " : "", m->entries[i].term,
+				m->entries[i].index,
+				m->entries[i].type == RAFT_ENTRY_CONF_CHANGE ? "cc" : "");
+		fprintf(f, "]");
+	}
+	if (m->has_snapshot)
+		fprintf(f, " Snapshot:%" PRIu64 "/%" PRIu64, m->snapshot.meta.term,
+			m->snapshot.meta.index);
+	fprintf(f, "%s\n", note);
+}
 
 static inline void net_default_cfg(struct raft_config *cfg)
 {
@@ -206,9 +237,17 @@ static inline int net_deliver(struct net *nw)
 		struct tnode *to = net_node(nw, t->to);
 		int ok = to && to->r && t->from <= NET_MAX && !nw->cut[t->from][t->to] &&
 			 !nw->drop_type[t->type];
+		if (nw->trace && !ok) {
+			struct raft_message m;
+			CHECK_EQ(raft_message_decode(t->buf, t->len, &m), 0);
+			net_describe(nw->trace, &m, " (dropped)");
+			raft_message_free_decoded(&m);
+		}
 		if (ok) {
 			struct raft_message m;
 			CHECK_EQ(raft_message_decode(t->buf, t->len, &m), 0);
+			if (nw->trace)
+				net_describe(nw->trace, &m, "");
 			raft_step(to->r, &m);
 			raft_message_free_decoded(&m);
 			net_ready(nw, t->to);
