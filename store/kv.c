@@ -1,0 +1,779 @@
+/*
+ * kv.c: the MVCC key space proper: keyIndex generations (seed 000), range at a revision, put,
+ * delete_range, txn as one revision, compaction (seed 004), hash_kv and the quota alarm.
+ *
+ * Writes go through store__begin_write, which opens the next main revision on the first change of
+ * an operation group (a txn, a delete_range, a lease revoke), so a group that changes nothing keeps
+ * the revision. Each change appends one kvrec to its key's current generation and to the log.
+ */
+#include "store_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+#define DEFAULT_QUOTA (2ull << 30)
+#define DEFAULT_MIN_TTL 5
+#define KV_OVERHEAD 64 /* per stored revision in the size estimate, on top of key and value */
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+void *store__xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p) {
+		fprintf(stderr, "store: out of memory allocating %zu bytes\n", n);
+		abort();
+	}
+	return p;
+}
+
+void *store__xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p) {
+		fprintf(stderr, "store: out of memory allocating %zu bytes\n", n);
+		abort();
+	}
+	return p;
+}
+
+void *store__xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+	if (!p) {
+		fprintf(stderr, "store: out of memory allocating %zu bytes\n", n * m);
+		abort();
+	}
+	return p;
+}
+
+const char *store_strerror(int err)
+{
+	switch (err) {
+	case 0: return "success";
+	case STORE_ECOMPACTED: return "revision has been compacted";
+	case STORE_EFUTUREREV: return "revision is a future revision";
+	case STORE_ENOSPACE: return "database space exceeded (NOSPACE alarm)";
+	case STORE_ELEASENOTFOUND: return "lease not found";
+	case STORE_ELEASEEXISTS: return "lease already exists";
+	case STORE_EKEYNOTFOUND: return "key not found";
+	case STORE_ECORRUPT: return "corrupt snapshot image";
+	case STORE_EWATCHCANCELED: return "watch canceled";
+	default: return err < 0 && err > -4096 ? strerror(-err) : "unknown store error";
+	}
+}
+
+uint64_t store__kv_cost(const struct store__kv *kv)
+{
+	return KV_OVERHEAD + kv->ki->key_len + kv->vlen;
+}
+
+size_t store_prefix_end(const void *prefix, size_t len, unsigned char *end)
+{
+	const unsigned char *p = prefix;
+	for (size_t i = len; i > 0; i--) {
+		if (p[i - 1] < 0xff) {
+			memcpy(end, p, i - 1);
+			end[i - 1] = (unsigned char)(p[i - 1] + 1);
+			return i;
+		}
+	}
+	end[0] = 0;
+	return 1;
+}
+
+bool store__in_range(const unsigned char *k, size_t klen, const unsigned char *key, size_t key_len,
+		     const unsigned char *end, size_t end_len)
+{
+	if (!end || !end_len)
+		return store__keycmp(k, klen, key, key_len) == 0;
+	if (store__keycmp(k, klen, key, key_len) < 0)
+		return false;
+	if (end_len == 1 && end[0] == 0)
+		return true;
+	return store__keycmp(k, klen, end, end_len) < 0;
+}
+
+/* ---- keyIndex -------------------------------------------------------------------------------- */
+
+static struct store__ki *ki_new(const void *key, size_t len)
+{
+	struct store__ki *ki = store__xmalloc(sizeof *ki + len);
+	ki->key_len = (uint32_t)len;
+	memcpy(ki->key, key, len);
+	ki->ngens = 1;
+	ki->gcap = 1;
+	ki->gens = store__xcalloc(1, sizeof *ki->gens);
+	return ki;
+}
+
+void store__ki_free(struct store__ki *ki)
+{
+	for (uint32_t g = 0; g < ki->ngens; g++)
+		free(ki->gens[g].revs);
+	free(ki->gens);
+	free(ki);
+}
+
+static void gen_push(struct store__gen *g, struct store__kv *kv)
+{
+	if (g->n == g->cap) {
+		g->cap = g->cap ? g->cap * 2 : 1;
+		g->revs = store__xrealloc(g->revs, g->cap * sizeof *g->revs);
+	}
+	g->revs[g->n++] = kv;
+}
+
+static struct store__gen *ki_cur(const struct store__ki *ki)
+{
+	return &ki->gens[ki->ngens - 1];
+}
+
+bool store__ki_live(const struct store__ki *ki)
+{
+	return ki_cur(ki)->n > 0;
+}
+
+/* The live kvrec of the key, NULL when deleted. */
+struct store__kv *store__ki_latest(const struct store__ki *ki)
+{
+	struct store__gen *g = ki_cur(ki);
+	return g->n ? g->revs[g->n - 1] : NULL;
+}
+
+/* etcd's keyIndex.get: the newest revision <= at of the generation alive at `at`. */
+struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at)
+{
+	for (int64_t cg = (int64_t)ki->ngens - 1; cg >= 0; cg--) {
+		const struct store__gen *g = &ki->gens[cg];
+		if (!g->n)
+			continue;
+		if (cg != (int64_t)ki->ngens - 1 && g->revs[g->n - 1]->main <= at)
+			return NULL; /* tombstoned at or before `at` */
+		if (g->revs[0]->main <= at) {
+			for (int64_t i = (int64_t)g->n - 1; i >= 0; i--)
+				if (g->revs[i]->main <= at)
+					return g->revs[i];
+		}
+	}
+	return NULL;
+}
+
+/* The revision stored just before kv in its generation (NULL: kv created it or it is compacted). */
+struct store__kv *store__kv_prev(const struct store__kv *kv)
+{
+	const struct store__ki *ki = kv->ki;
+	for (uint32_t g = 0; g < ki->ngens; g++) {
+		const struct store__gen *gen = &ki->gens[g];
+		for (uint32_t i = 0; i < gen->n; i++)
+			if (gen->revs[i] == kv)
+				return i ? gen->revs[i - 1] : NULL;
+	}
+	return NULL;
+}
+
+void store__fill_kv(struct store_kv *out, const struct store__kv *kv, bool keys_only)
+{
+	out->key = kv->ki->key;
+	out->key_len = kv->ki->key_len;
+	out->value = keys_only ? NULL : kv->value;
+	out->value_len = keys_only ? 0 : kv->vlen;
+	out->create_revision = (kv->flags & STORE__TOMB) ? 0 : kv->create;
+	out->mod_revision = kv->main;
+	out->mod_sub = kv->sub;
+	out->version = kv->version;
+	out->lease = kv->lease;
+	out->meta = kv->meta;
+}
+
+/* ---- store ----------------------------------------------------------------------------------- */
+
+int store_open(const struct store_config *cfg, struct store **out)
+{
+	struct store *s = store__xcalloc(1, sizeof *s);
+	store__index_init(&s->idx);
+	s->rev = 1;
+	s->quota = cfg && cfg->quota_bytes ? cfg->quota_bytes : DEFAULT_QUOTA;
+	s->min_ttl = cfg && cfg->min_lease_ttl_s ? cfg->min_lease_ttl_s : DEFAULT_MIN_TTL;
+	*out = s;
+	return 0;
+}
+
+static void free_contents(struct store *s)
+{
+	for (size_t i = 0; i < s->log_n; i++)
+		free(s->log[i]);
+	free(s->log);
+	s->log = NULL;
+	s->log_n = s->log_cap = 0;
+	struct store__iter it;
+	store__index_seek(&s->idx, NULL, 0, &it);
+	for (struct store__ki *ki; (ki = store__iter_next(&it));)
+		store__ki_free(ki);
+	store__index_free(&s->idx);
+	store__leases_free(s);
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	store__watch_cancel_all(s);
+	free_contents(s);
+	free(s);
+}
+
+int64_t store_rev(const struct store *s) { return s->rev; }
+int64_t store_compact_rev(const struct store *s) { return s->compact_rev; }
+void store_set_applied_index(struct store *s, uint64_t index) { s->applied = index; }
+uint64_t store_applied_index(const struct store *s) { return s->applied; }
+uint64_t store_size(const struct store *s) { return s->size; }
+bool store_alarm_nospace(const struct store *s) { return s->nospace; }
+
+int store_alarm_disarm(struct store *s)
+{
+	if (s->size > s->quota)
+		return STORE_ENOSPACE;
+	s->nospace = false;
+	return 0;
+}
+
+/* ---- range ----------------------------------------------------------------------------------- */
+
+static int check_rev(const struct store *s, int64_t rev)
+{
+	if (rev > s->rev)
+		return STORE_EFUTUREREV;
+	if (rev < s->compact_rev)
+		return STORE_ECOMPACTED;
+	return 0;
+}
+
+int store_range(struct store *s, const struct store_range_req *req, struct store_range_result *res)
+{
+	memset(res, 0, sizeof *res);
+	int64_t at = req->rev > 0 ? req->rev : s->rev;
+	int r = check_rev(s, at);
+	if (r)
+		return r;
+	res->rev = s->rev;
+	bool count_only = req->flags & STORE_RANGE_COUNT_ONLY;
+	bool keys_only = req->flags & STORE_RANGE_KEYS_ONLY;
+	size_t cap = 0;
+	if (!req->end || !req->end_len) {
+		struct store__ki *ki = store__index_get(&s->idx, req->key, req->key_len);
+		struct store__kv *kv = ki ? store__ki_get(ki, at) : NULL;
+		if (kv) {
+			res->count = 1;
+			if (!count_only) {
+				res->kvs = store__xmalloc(sizeof *res->kvs);
+				store__fill_kv(&res->kvs[0], kv, keys_only);
+				res->n = 1;
+			}
+		}
+		return 0;
+	}
+	struct store__iter it;
+	store__index_seek(&s->idx, req->key, req->key_len, &it);
+	const unsigned char *end = req->end;
+	bool to_end = req->end_len == 1 && end[0] == 0;
+	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
+		if (!to_end && store__keycmp(ki->key, ki->key_len, end, req->end_len) >= 0)
+			break;
+		struct store__kv *kv = store__ki_get(ki, at);
+		if (!kv)
+			continue;
+		res->count++;
+		if (count_only)
+			continue;
+		if (req->limit > 0 && (int64_t)res->n >= req->limit) {
+			res->more = true;
+			continue;
+		}
+		if (res->n == cap) {
+			cap = cap ? cap * 2 : 8;
+			res->kvs = store__xrealloc(res->kvs, cap * sizeof *res->kvs);
+		}
+		store__fill_kv(&res->kvs[res->n++], kv, keys_only);
+	}
+	return 0;
+}
+
+void store_range_result_free(struct store_range_result *res)
+{
+	free(res->kvs);
+	res->kvs = NULL;
+	res->n = 0;
+}
+
+/* ---- writes ---------------------------------------------------------------------------------- */
+
+void store__begin_write(struct store *s)
+{
+	if (!s->wrote) {
+		s->wrote = true;
+		s->rev++;
+		s->sub = 0;
+	}
+}
+
+static void log_push(struct store *s, struct store__kv *kv)
+{
+	if (s->log_n == s->log_cap) {
+		s->log_cap = s->log_cap ? s->log_cap * 2 : 1024;
+		s->log = store__xrealloc(s->log, s->log_cap * sizeof *s->log);
+	}
+	s->log[s->log_n++] = kv;
+	s->size += store__kv_cost(kv);
+}
+
+static struct store__kv *kv_new(struct store *s, struct store__ki *ki, const void *val, size_t vlen)
+{
+	struct store__kv *kv = store__xmalloc(sizeof *kv + vlen);
+	memset(kv, 0, sizeof *kv);
+	kv->ki = ki;
+	kv->main = s->rev;
+	kv->sub = s->sub++;
+	kv->vlen = (uint32_t)vlen;
+	if (vlen)
+		memcpy(kv->value, val, vlen);
+	return kv;
+}
+
+/* Validates a put against the current state (no change). */
+static int check_put(struct store *s, const struct store_put *p)
+{
+	if (p->key_len == 0 || p->key_len > UINT32_MAX || p->value_len > UINT32_MAX)
+		return -EINVAL;
+	if (p->flags & (STORE_PUT_IGNORE_VALUE | STORE_PUT_IGNORE_LEASE)) {
+		struct store__ki *ki = store__index_get(&s->idx, p->key, p->key_len);
+		if (!ki || !store__ki_live(ki))
+			return STORE_EKEYNOTFOUND;
+	}
+	if (!(p->flags & STORE_PUT_IGNORE_LEASE) && p->lease && !store__lease_find(s, p->lease))
+		return STORE_ELEASENOTFOUND;
+	return 0;
+}
+
+/* Applies a validated put inside the open write. */
+static void do_put(struct store *s, const struct store_put *p, struct store_put_result *res)
+{
+	store__begin_write(s);
+	struct store__ki *ki = store__index_get(&s->idx, p->key, p->key_len);
+	if (!ki) {
+		ki = ki_new(p->key, p->key_len);
+		store__index_insert(&s->idx, ki);
+	}
+	struct store__kv *old = store__ki_latest(ki);
+	const void *val = p->value;
+	size_t vlen = p->value_len;
+	const struct store_meta *meta = &p->meta;
+	int64_t lease = p->lease;
+	if (old && (p->flags & STORE_PUT_IGNORE_VALUE)) {
+		val = old->value;
+		vlen = old->vlen;
+		meta = &old->meta;
+	}
+	if (old && (p->flags & STORE_PUT_IGNORE_LEASE))
+		lease = old->lease;
+	struct store__kv *kv = kv_new(s, ki, val, vlen);
+	kv->meta = *meta;
+	kv->lease = lease;
+	struct store__gen *g = ki_cur(ki);
+	if (!g->n) {
+		g->created_main = kv->main;
+		g->created_sub = kv->sub;
+	}
+	kv->create = g->created_main;
+	g->ver++;
+	kv->version = g->ver;
+	gen_push(g, kv);
+	log_push(s, kv);
+	if (old && old->lease != lease && old->lease)
+		store__lease_detach(s, old->lease, ki);
+	if (lease && (!old || old->lease != lease))
+		store__lease_attach(s, lease, ki);
+	if (res) {
+		res->rev = s->rev;
+		res->has_prev = false;
+		if (old && (p->flags & STORE_PUT_PREV_KV)) {
+			res->has_prev = true;
+			store__fill_kv(&res->prev, old, false);
+		}
+	}
+}
+
+/* Deletes a live key inside the open write: a tombstone ends its generation. */
+int store__delete_ki(struct store *s, struct store__ki *ki, struct store_kv *prev)
+{
+	struct store__kv *old = store__ki_latest(ki);
+	if (!old)
+		return 0;
+	store__begin_write(s);
+	if (prev)
+		store__fill_kv(prev, old, false);
+	struct store__kv *kv = kv_new(s, ki, NULL, 0);
+	kv->flags = STORE__TOMB;
+	struct store__gen *g = ki_cur(ki);
+	kv->create = g->created_main;
+	g->ver++;
+	gen_push(g, kv);
+	log_push(s, kv);
+	if (old->lease)
+		store__lease_detach(s, old->lease, ki);
+	if (ki->ngens == ki->gcap) {
+		ki->gcap *= 2;
+		ki->gens = store__xrealloc(ki->gens, ki->gcap * sizeof *ki->gens);
+	}
+	memset(&ki->gens[ki->ngens++], 0, sizeof ki->gens[0]);
+	return 1;
+}
+
+static void do_delete(struct store *s, const struct store_delete *d, struct store_delete_result *res)
+{
+	memset(res, 0, sizeof *res);
+	size_t cap = 0;
+	if (!d->end || !d->end_len) {
+		struct store__ki *ki = store__index_get(&s->idx, d->key, d->key_len);
+		if (ki && store__ki_live(ki)) {
+			if (d->prev_kv) {
+				res->prev_kvs = store__xmalloc(sizeof *res->prev_kvs);
+				res->n_prev = 1;
+			}
+			res->deleted = store__delete_ki(s, ki, res->prev_kvs);
+		}
+		res->rev = s->rev;
+		return;
+	}
+	/* Collect first: deleting never changes the index's shape, but keep the scan simple. */
+	struct store__iter it;
+	store__index_seek(&s->idx, d->key, d->key_len, &it);
+	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
+		if (!store__in_range(ki->key, ki->key_len, d->key, d->key_len, d->end, d->end_len))
+			break;
+		if (!store__ki_live(ki))
+			continue;
+		struct store_kv *prev = NULL;
+		if (d->prev_kv) {
+			if (res->n_prev == cap) {
+				cap = cap ? cap * 2 : 8;
+				res->prev_kvs = store__xrealloc(res->prev_kvs, cap * sizeof *prev);
+			}
+			prev = &res->prev_kvs[res->n_prev++];
+		}
+		res->deleted += store__delete_ki(s, ki, prev);
+	}
+	res->rev = s->rev;
+}
+
+static int quota_check(struct store *s, uint64_t add)
+{
+	if (s->nospace)
+		return STORE_ENOSPACE;
+	if (s->size + add > s->quota) {
+		s->nospace = true;
+		return STORE_ENOSPACE;
+	}
+	return 0;
+}
+
+static uint64_t put_cost(const struct store_put *p)
+{
+	return KV_OVERHEAD + p->key_len + p->value_len;
+}
+
+int store_put(struct store *s, const struct store_put *p, struct store_put_result *res)
+{
+	int r = check_put(s, p);
+	if (r)
+		return r;
+	r = quota_check(s, put_cost(p));
+	if (r)
+		return r;
+	s->wrote = false;
+	do_put(s, p, res);
+	s->wrote = false;
+	return 0;
+}
+
+int store_delete_range(struct store *s, const struct store_delete *d, struct store_delete_result *res)
+{
+	if (!d->key_len)
+		return -EINVAL;
+	s->wrote = false;
+	do_delete(s, d, res);
+	s->wrote = false;
+	return 0;
+}
+
+void store_delete_result_free(struct store_delete_result *res)
+{
+	free(res->prev_kvs);
+	res->prev_kvs = NULL;
+	res->n_prev = 0;
+}
+
+/* ---- txn ------------------------------------------------------------------------------------- */
+
+static bool cmp_int(int64_t a, int64_t b, enum store_cmp_result r)
+{
+	switch (r) {
+	case STORE_CMP_EQ: return a == b;
+	case STORE_CMP_NE: return a != b;
+	case STORE_CMP_LT: return a < b;
+	case STORE_CMP_GT: return a > b;
+	}
+	return false;
+}
+
+static bool eval_cmp(struct store *s, const struct store_cmp *c)
+{
+	struct store__ki *ki = store__index_get(&s->idx, c->key, c->key_len);
+	struct store__kv *kv = ki ? store__ki_latest(ki) : NULL;
+	if (c->target == STORE_CMP_VALUE) {
+		if (!kv)
+			return false;
+		int x = store__keycmp(kv->value, kv->vlen, c->value, c->value_len);
+		return cmp_int(x, 0, c->result);
+	}
+	int64_t v = 0;
+	if (kv) {
+		switch (c->target) {
+		case STORE_CMP_VERSION: v = kv->version; break;
+		case STORE_CMP_CREATE: v = kv->create; break;
+		case STORE_CMP_MOD: v = kv->main; break;
+		case STORE_CMP_LEASE: v = kv->lease; break;
+		case STORE_CMP_VALUE: break;
+		}
+	}
+	return cmp_int(v, c->num, c->result);
+}
+
+int store_txn(struct store *s, const struct store_txn *t, struct store_txn_result *res)
+{
+	memset(res, 0, sizeof *res);
+	bool ok = true;
+	for (size_t i = 0; i < t->n_cmps && ok; i++)
+		ok = eval_cmp(s, &t->cmps[i]);
+	const struct store_op *ops = ok ? t->success : t->failure;
+	size_t n = ok ? t->n_success : t->n_failure;
+	uint64_t add = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i].type == STORE_OP_PUT) {
+			int r = check_put(s, &ops[i].put);
+			if (r)
+				return r;
+			add += put_cost(&ops[i].put);
+		} else if (ops[i].type == STORE_OP_RANGE && ops[i].range.rev > 0) {
+			int r = check_rev(s, ops[i].range.rev);
+			if (r)
+				return r;
+		} else if (ops[i].type == STORE_OP_DELETE && !ops[i].del.key_len) {
+			return -EINVAL;
+		}
+	}
+	if (add) {
+		int r = quota_check(s, add);
+		if (r)
+			return r;
+	}
+	res->succeeded = ok;
+	res->n = n;
+	res->results = store__xcalloc(n, sizeof *res->results);
+	s->wrote = false;
+	for (size_t i = 0; i < n; i++) {
+		struct store_op_result *o = &res->results[i];
+		o->type = ops[i].type;
+		switch (ops[i].type) {
+		case STORE_OP_RANGE: {
+			struct store_range_req rq = ops[i].range;
+			if (rq.rev <= 0)
+				rq.rev = s->rev;
+			(void)store_range(s, &rq, &o->range);
+			break;
+		}
+		case STORE_OP_PUT:
+			do_put(s, &ops[i].put, &o->put);
+			break;
+		case STORE_OP_DELETE:
+			do_delete(s, &ops[i].del, &o->del);
+			break;
+		}
+	}
+	s->wrote = false;
+	res->rev = s->rev;
+	return 0;
+}
+
+void store_txn_result_free(struct store_txn_result *res)
+{
+	for (size_t i = 0; i < res->n; i++) {
+		store_range_result_free(&res->results[i].range);
+		store_delete_result_free(&res->results[i].del);
+	}
+	free(res->results);
+	res->results = NULL;
+	res->n = 0;
+}
+
+/* ---- compaction ------------------------------------------------------------------------------ */
+
+static void gen_drop(struct store__gen *g)
+{
+	for (uint32_t i = 0; i < g->n; i++)
+		g->revs[i]->flags |= STORE__DEAD;
+	free(g->revs);
+}
+
+/* etcd's keyIndex.compact: marks the dropped kvrecs dead; returns true when the key is empty. */
+static bool ki_compact(struct store__ki *ki, int64_t at)
+{
+	uint32_t gi = 0;
+	while (gi < ki->ngens - 1) {
+		struct store__gen *g = &ki->gens[gi];
+		if (g->revs[g->n - 1]->main > at)
+			break;
+		gi++;
+	}
+	struct store__gen *g = &ki->gens[gi];
+	if (g->n) {
+		/* keep the newest revision <= at and everything after it */
+		int64_t keep = -1;
+		for (int64_t i = (int64_t)g->n - 1; i >= 0; i--)
+			if (g->revs[i]->main <= at) {
+				keep = i;
+				break;
+			}
+		if (keep > 0) {
+			for (int64_t i = 0; i < keep; i++)
+				g->revs[i]->flags |= STORE__DEAD;
+			memmove(g->revs, g->revs + keep, (g->n - (uint32_t)keep) * sizeof *g->revs);
+			g->n -= (uint32_t)keep;
+		}
+		/* a generation left holding only its tombstone goes */
+		if (g->n == 1 && gi != ki->ngens - 1) {
+			g->revs[0]->flags |= STORE__DEAD;
+			gi++;
+		}
+	}
+	if (gi) {
+		for (uint32_t i = 0; i < gi; i++)
+			gen_drop(&ki->gens[i]);
+		memmove(ki->gens, ki->gens + gi, (ki->ngens - gi) * sizeof *ki->gens);
+		ki->ngens -= gi;
+	}
+	return ki->ngens == 1 && ki->gens[0].n == 0;
+}
+
+int store_compact(struct store *s, int64_t rev)
+{
+	if (rev <= s->compact_rev)
+		return STORE_ECOMPACTED;
+	if (rev > s->rev)
+		return STORE_EFUTUREREV;
+	/* walk every key; collect the survivors for the rebuild */
+	struct store__ki **keep = store__xmalloc((s->idx.n ? s->idx.n : 1) * sizeof *keep);
+	size_t nk = 0;
+	struct store__iter it;
+	store__index_seek(&s->idx, NULL, 0, &it);
+	struct store__ki *dead = NULL; /* freed after the log sweep: dead kvrecs still point at them */
+	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
+		if (ki_compact(ki, rev)) {
+			free(ki->gens[0].revs);
+			ki->gens[0].revs = (struct store__kv **)dead; /* chain (empty gen) */
+			dead = ki;
+		} else {
+			keep[nk++] = ki;
+		}
+	}
+	if (nk != s->idx.n)
+		store__index_build(&s->idx, keep, nk);
+	free(keep);
+	/* sweep the log's prefix up to rev */
+	size_t w = 0, i = 0;
+	for (; i < s->log_n && s->log[i]->main <= rev; i++) {
+		struct store__kv *kv = s->log[i];
+		if (kv->flags & STORE__DEAD) {
+			s->size -= store__kv_cost(kv);
+			free(kv);
+		} else {
+			s->log[w++] = kv;
+		}
+	}
+	if (w != i) {
+		memmove(s->log + w, s->log + i, (s->log_n - i) * sizeof *s->log);
+		s->log_n -= i - w;
+		if (s->log_cap > 1024 && s->log_n < s->log_cap / 4) {
+			s->log_cap = s->log_n * 2 > 1024 ? s->log_n * 2 : 1024;
+			s->log = store__xrealloc(s->log, s->log_cap * sizeof *s->log);
+		}
+	}
+	while (dead) {
+		struct store__ki *next = (struct store__ki *)(void *)dead->gens[0].revs;
+		dead->gens[0].revs = NULL;
+		store__ki_free(dead);
+		dead = next;
+	}
+	s->compact_rev = rev;
+	store__watch_compacted(s, rev);
+	return 0;
+}
+
+/* ---- hash ------------------------------------------------------------------------------------ */
+
+static inline uint64_t mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+	h *= 0xff51afd7ed558ccdull;
+	return h ^ (h >> 33);
+}
+
+static uint64_t mix_bytes(uint64_t h, const unsigned char *p, size_t n)
+{
+	h = mix(h, n);
+	while (n >= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		h = mix(h, v);
+		p += 8;
+		n -= 8;
+	}
+	uint64_t v = 0;
+	memcpy(&v, p, n);
+	return mix(h, v);
+}
+
+int store_hash_kv(struct store *s, int64_t rev, uint64_t *hash)
+{
+	if (rev <= 0)
+		rev = s->rev;
+	int r = check_rev(s, rev);
+	if (r)
+		return r;
+	uint64_t h = mix(0x5eed, (uint64_t)s->compact_rev);
+	struct store__iter it;
+	store__index_seek(&s->idx, NULL, 0, &it);
+	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
+		bool keyed = false;
+		for (uint32_t g = 0; g < ki->ngens; g++)
+			for (uint32_t i = 0; i < ki->gens[g].n; i++) {
+				const struct store__kv *kv = ki->gens[g].revs[i];
+				if (kv->main > rev)
+					continue;
+				if (!keyed) {
+					h = mix_bytes(h, ki->key, ki->key_len);
+					keyed = true;
+				}
+				h = mix(h, (uint64_t)kv->main);
+				h = mix(h, kv->sub);
+				h = mix(h, kv->flags & STORE__TOMB);
+				h = mix(h, (uint64_t)kv->create);
+				h = mix(h, (uint64_t)kv->version);
+				h = mix(h, (uint64_t)kv->lease);
+				h = mix_bytes(h, (const unsigned char *)&kv->meta, sizeof kv->meta);
+				h = mix_bytes(h, kv->value, kv->vlen);
+			}
+	}
+	*hash = h;
+	return 0;
+}

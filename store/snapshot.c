@@ -1,0 +1,482 @@
+/*
+ * snapshot.c: the store image, one zstd frame (with zstd's content checksum) holding:
+ *
+ *   "RFSSTOR1" u32 version=1  i64 rev  i64 compact_rev  u64 applied_index  u8 nospace
+ *   u64 n_leases  { i64 id  i64 ttl_s }*
+ *   u64 n_keys    { u32 key_len  key  u32 n_gens
+ *                   { i64 ver  i64 created_main  i64 created_sub  u32 n
+ *                     { i64 main  u32 sub  u32 flags  i64 create  i64 version  i64 lease
+ *                       meta(4 x u32, 3 x i64)  u32 value_len  value }* }* }*
+ *   "RFSSTEND"
+ *
+ * integers little-endian, keys in key order. Restore parses into a fresh store, checks every
+ * invariant the rest of the store relies on (key order, generation shape, revision ranges, leases)
+ * and only then swaps it in, so a corrupt image is STORE_ECORRUPT and never a crash. The log (the
+ * revision-ordered table) is rebuilt by sorting, and the B+tree by bulk-loading the sorted keys.
+ */
+#include "store_internal.h"
+
+#include <errno.h>
+#include <zstd.h>
+#include <stdio.h>
+
+#define MAGIC "RFSSTOR1"
+#define TRAILER "RFSSTEND"
+#define VERSION 1u
+#define CHUNK (1u << 20)
+
+/* ---- save ------------------------------------------------------------------------------------ */
+
+struct enc {
+	ZSTD_CCtx *cctx;
+	unsigned char *in; /* raw bytes waiting to be compressed */
+	size_t in_n;
+	unsigned char *out;
+	store_write_fn write;
+	void *arg;
+	int err;
+};
+
+static void enc_flush(struct enc *e, ZSTD_EndDirective mode)
+{
+	ZSTD_inBuffer in = {e->in, e->in_n, 0};
+	for (;;) {
+		ZSTD_outBuffer out = {e->out, ZSTD_CStreamOutSize(), 0};
+		size_t left = ZSTD_compressStream2(e->cctx, &out, &in, mode);
+		if (ZSTD_isError(left)) {
+			if (!e->err)
+				e->err = -EIO;
+			return;
+		}
+		if (out.pos && !e->err) {
+			int r = e->write(e->arg, e->out, out.pos);
+			if (r)
+				e->err = r < 0 ? r : -EIO;
+		}
+		if (mode == ZSTD_e_continue ? in.pos == in.size : left == 0)
+			break;
+	}
+	e->in_n = 0;
+}
+
+static void put_bytes(struct enc *e, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	while (n) {
+		size_t room = CHUNK - e->in_n, k = n < room ? n : room;
+		memcpy(e->in + e->in_n, b, k);
+		e->in_n += k;
+		b += k;
+		n -= k;
+		if (e->in_n == CHUNK)
+			enc_flush(e, ZSTD_e_continue);
+	}
+}
+
+static void put_u32(struct enc *e, uint32_t v)
+{
+	unsigned char b[4];
+	for (int i = 0; i < 4; i++)
+		b[i] = (unsigned char)(v >> (8 * i));
+	put_bytes(e, b, 4);
+}
+
+static void put_u64(struct enc *e, uint64_t v)
+{
+	unsigned char b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (unsigned char)(v >> (8 * i));
+	put_bytes(e, b, 8);
+}
+
+static void put_kv(struct enc *e, const struct store__kv *kv)
+{
+	unsigned char b[8 + 4 + 4 + 8 * 3 + 16 + 24 + 4];
+	unsigned char *p = b;
+#define W(v, n)                                                                                    \
+	do {                                                                                       \
+		uint64_t x_ = (uint64_t)(v);                                                       \
+		for (int i_ = 0; i_ < (n); i_++)                                                   \
+			*p++ = (unsigned char)(x_ >> (8 * i_));                                    \
+	} while (0)
+	W(kv->main, 8);
+	W(kv->sub, 4);
+	W(kv->flags & STORE__TOMB, 4);
+	W(kv->create, 8);
+	W(kv->version, 8);
+	W(kv->lease, 8);
+	W(kv->meta.type, 4);
+	W(kv->meta.mode, 4);
+	W(kv->meta.uid, 4);
+	W(kv->meta.gid, 4);
+	W(kv->meta.atime_ns, 8);
+	W(kv->meta.mtime_ns, 8);
+	W(kv->meta.ctime_ns, 8);
+	W(kv->vlen, 4);
+#undef W
+	put_bytes(e, b, sizeof b);
+	put_bytes(e, kv->value, kv->vlen);
+}
+
+int store_snapshot_save(struct store *s, store_write_fn write, void *arg)
+{
+	struct enc e = {0};
+	e.cctx = ZSTD_createCCtx();
+	e.in = malloc(CHUNK);
+	e.out = malloc(ZSTD_CStreamOutSize());
+	e.write = write;
+	e.arg = arg;
+	if (!e.cctx || !e.in || !e.out) {
+		e.err = -ENOMEM;
+		goto out;
+	}
+	ZSTD_CCtx_setParameter(e.cctx, ZSTD_c_compressionLevel, 1);
+	ZSTD_CCtx_setParameter(e.cctx, ZSTD_c_checksumFlag, 1);
+	put_bytes(&e, MAGIC, 8);
+	put_u32(&e, VERSION);
+	put_u64(&e, (uint64_t)s->rev);
+	put_u64(&e, (uint64_t)s->compact_rev);
+	put_u64(&e, s->applied);
+	put_bytes(&e, &(unsigned char){s->nospace}, 1);
+	put_u64(&e, s->n_leases);
+	for (size_t i = 0; i < s->n_leases; i++) {
+		put_u64(&e, (uint64_t)s->leases[i]->id);
+		put_u64(&e, (uint64_t)s->leases[i]->ttl_s);
+	}
+	put_u64(&e, s->idx.n);
+	struct store__iter it;
+	store__index_seek(&s->idx, NULL, 0, &it);
+	for (struct store__ki *ki; (ki = store__iter_next(&it)) && !e.err;) {
+		put_u32(&e, ki->key_len);
+		put_bytes(&e, ki->key, ki->key_len);
+		put_u32(&e, ki->ngens);
+		for (uint32_t g = 0; g < ki->ngens; g++) {
+			const struct store__gen *gen = &ki->gens[g];
+			put_u64(&e, (uint64_t)gen->ver);
+			put_u64(&e, (uint64_t)gen->created_main);
+			put_u64(&e, (uint64_t)gen->created_sub);
+			put_u32(&e, gen->n);
+			for (uint32_t i = 0; i < gen->n; i++)
+				put_kv(&e, gen->revs[i]);
+		}
+	}
+	put_bytes(&e, TRAILER, 8);
+	enc_flush(&e, ZSTD_e_end);
+out:
+	ZSTD_freeCCtx(e.cctx);
+	free(e.in);
+	free(e.out);
+	return e.err;
+}
+
+struct membuf {
+	unsigned char *p;
+	size_t n, cap;
+};
+
+static int membuf_write(void *arg, const void *buf, size_t len)
+{
+	struct membuf *m = arg;
+	if (m->n + len > m->cap) {
+		size_t cap = m->cap ? m->cap : 1 << 16;
+		while (cap < m->n + len)
+			cap *= 2;
+		unsigned char *p = realloc(m->p, cap);
+		if (!p)
+			return -ENOMEM;
+		m->p = p;
+		m->cap = cap;
+	}
+	memcpy(m->p + m->n, buf, len);
+	m->n += len;
+	return 0;
+}
+
+int store_snapshot_save_buf(struct store *s, void **buf, size_t *len)
+{
+	struct membuf m = {0};
+	int r = store_snapshot_save(s, membuf_write, &m);
+	if (r) {
+		free(m.p);
+		return r;
+	}
+	*buf = m.p;
+	*len = m.n;
+	return 0;
+}
+
+/* ---- restore --------------------------------------------------------------------------------- */
+
+/* STORE_ECORRUPT, naming the failed check on stderr when STORE_SNAPSHOT_DEBUG is set. */
+static int corrupt_at(int line)
+{
+	if (getenv("STORE_SNAPSHOT_DEBUG"))
+		fprintf(stderr, "store: snapshot image fails the check at snapshot.c:%d\n", line);
+	return STORE_ECORRUPT;
+}
+#define CORRUPT corrupt_at(__LINE__)
+
+struct dec {
+	const unsigned char *p, *end;
+	bool bad;
+};
+
+static const unsigned char *take(struct dec *d, size_t n)
+{
+	if (d->bad || (size_t)(d->end - d->p) < n) {
+		d->bad = true;
+		return NULL;
+	}
+	const unsigned char *r = d->p;
+	d->p += n;
+	return r;
+}
+
+static uint64_t get_n(struct dec *d, int n)
+{
+	const unsigned char *b = take(d, (size_t)n);
+	uint64_t v = 0;
+	if (!b)
+		return 0;
+	for (int i = n - 1; i >= 0; i--)
+		v = v << 8 | b[i];
+	return v;
+}
+
+static int kv_order(const void *a, const void *b)
+{
+	const struct store__kv *x = *(struct store__kv *const *)a, *y = *(struct store__kv *const *)b;
+	if (x->main != y->main)
+		return x->main < y->main ? -1 : 1;
+	return x->sub < y->sub ? -1 : x->sub > y->sub;
+}
+
+static int decompress(const void *buf, size_t len, unsigned char **out, size_t *out_n)
+{
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	if (!dctx)
+		return -ENOMEM;
+	size_t cap = len * 4 + (1 << 16), n = 0;
+	unsigned char *o = malloc(cap);
+	ZSTD_inBuffer in = {buf, len, 0};
+	int err = o ? 0 : -ENOMEM;
+	size_t ret = 1;
+	while (!err) {
+		if (n == cap) {
+			cap *= 2;
+			unsigned char *t = realloc(o, cap);
+			if (!t) {
+				err = -ENOMEM;
+				break;
+			}
+			o = t;
+		}
+		ZSTD_outBuffer ob = {o, cap, n};
+		ret = ZSTD_decompressStream(dctx, &ob, &in);
+		n = ob.pos;
+		if (ZSTD_isError(ret)) {
+			err = CORRUPT;
+			break;
+		}
+		if (ret == 0)
+			break; /* frame complete */
+		if (in.pos == in.size && ob.pos < ob.size) {
+			err = CORRUPT; /* truncated */
+			break;
+		}
+	}
+	if (!err && in.pos != in.size)
+		err = CORRUPT; /* trailing bytes */
+	ZSTD_freeDCtx(dctx);
+	if (err) {
+		free(o);
+		return err;
+	}
+	*out = o;
+	*out_n = n;
+	return 0;
+}
+
+/* Parses the image into t (a fresh store); STORE_ECORRUPT on any inconsistency. */
+static int parse(struct store *t, struct dec *d)
+{
+	const unsigned char *m = take(d, 8);
+	if (!m || memcmp(m, MAGIC, 8) || get_n(d, 4) != VERSION)
+		return CORRUPT;
+	t->rev = (int64_t)get_n(d, 8);
+	t->compact_rev = (int64_t)get_n(d, 8);
+	t->applied = get_n(d, 8);
+	uint64_t ns = get_n(d, 1);
+	if (d->bad || t->rev < 1 || t->compact_rev < 0 || t->compact_rev > t->rev || ns > 1)
+		return CORRUPT;
+	t->nospace = ns;
+	uint64_t nl = get_n(d, 8);
+	if (nl > (size_t)(d->end - d->p) / 16)
+		return CORRUPT;
+	int64_t last_id = 0;
+	for (uint64_t i = 0; i < nl; i++) {
+		int64_t id = (int64_t)get_n(d, 8), ttl = (int64_t)get_n(d, 8);
+		if (d->bad || id <= last_id || ttl < 0)
+			return CORRUPT;
+		last_id = id;
+		store__lease_restore(t, id, ttl); /* ascending ids: appends */
+	}
+	uint64_t nk = get_n(d, 8);
+	if (d->bad || nk > (size_t)(d->end - d->p) / 8)
+		return CORRUPT;
+	struct store__ki **kis = store__xmalloc((nk ? nk : 1) * sizeof *kis);
+	size_t nkis = 0;
+	int err = 0;
+	for (uint64_t k = 0; k < nk && !err; k++) {
+		uint32_t kl = (uint32_t)get_n(d, 4);
+		const unsigned char *key = take(d, kl);
+		uint32_t ng = (uint32_t)get_n(d, 4);
+		if (d->bad || !kl || !ng || ng > (size_t)(d->end - d->p) / 28 + 1) {
+			err = CORRUPT;
+			break;
+		}
+		if (nkis && store__keycmp(kis[nkis - 1]->key, kis[nkis - 1]->key_len, key, kl) >= 0) {
+			err = CORRUPT;
+			break;
+		}
+		struct store__ki *ki = store__xmalloc(sizeof *ki + kl);
+		ki->key_len = kl;
+		memcpy(ki->key, key, kl);
+		ki->ngens = 0;
+		ki->gcap = ng;
+		ki->gens = store__xcalloc(ng, sizeof *ki->gens);
+		kis[nkis++] = ki;
+		struct store_rev last = {0, 0};
+		for (uint32_t g = 0; g < ng && !err; g++) {
+			struct store__gen *gen = &ki->gens[ki->ngens++];
+			gen->ver = (int64_t)get_n(d, 8);
+			gen->created_main = (int64_t)get_n(d, 8);
+			gen->created_sub = (int64_t)get_n(d, 8);
+			uint32_t n = (uint32_t)get_n(d, 4);
+			bool lastg = g == ng - 1;
+			if (d->bad || n > (size_t)(d->end - d->p) / 80 || (!lastg && !n) ||
+			    (ng == 1 && !n) || gen->ver < n) {
+				err = CORRUPT;
+				break;
+			}
+			gen->cap = n;
+			gen->revs = n ? store__xmalloc(n * sizeof *gen->revs) : NULL;
+			for (uint32_t i = 0; i < n; i++) {
+				struct store__kv hdr;
+				memset(&hdr, 0, sizeof hdr);
+				hdr.main = (int64_t)get_n(d, 8);
+				hdr.sub = (uint32_t)get_n(d, 4);
+				hdr.flags = (uint32_t)get_n(d, 4);
+				hdr.create = (int64_t)get_n(d, 8);
+				hdr.version = (int64_t)get_n(d, 8);
+				hdr.lease = (int64_t)get_n(d, 8);
+				hdr.meta.type = (uint32_t)get_n(d, 4);
+				hdr.meta.mode = (uint32_t)get_n(d, 4);
+				hdr.meta.uid = (uint32_t)get_n(d, 4);
+				hdr.meta.gid = (uint32_t)get_n(d, 4);
+				hdr.meta.atime_ns = (int64_t)get_n(d, 8);
+				hdr.meta.mtime_ns = (int64_t)get_n(d, 8);
+				hdr.meta.ctime_ns = (int64_t)get_n(d, 8);
+				hdr.vlen = (uint32_t)get_n(d, 4);
+				const unsigned char *val = take(d, hdr.vlen);
+				bool tomb = hdr.flags == STORE__TOMB;
+				struct store_rev rv = {hdr.main, hdr.sub};
+				if (d->bad || hdr.flags > STORE__TOMB || store_rev_cmp(rv, last) <= 0 ||
+				    hdr.main > t->rev || tomb != (i == n - 1 && !lastg)) {
+					err = CORRUPT;
+					break;
+				}
+				last = rv;
+				struct store__kv *kv = store__xmalloc(sizeof *kv + hdr.vlen);
+				*kv = hdr;
+				kv->ki = ki;
+				if (hdr.vlen)
+					memcpy(kv->value, val, hdr.vlen);
+				gen->revs[gen->n++] = kv;
+				if (t->log_n == t->log_cap) {
+					t->log_cap = t->log_cap ? t->log_cap * 2 : 1024;
+					t->log = store__xrealloc(t->log, t->log_cap * sizeof *t->log);
+				}
+				t->log[t->log_n++] = kv;
+				t->size += store__kv_cost(kv);
+			}
+		}
+	}
+	if (!err) {
+		const unsigned char *tr = take(d, 8);
+		if (!tr || memcmp(tr, TRAILER, 8) || d->p != d->end)
+			err = CORRUPT;
+	}
+	store__index_build(&t->idx, kis, nkis);
+	free(kis);
+	if (err)
+		return err;
+	qsort(t->log, t->log_n, sizeof *t->log, kv_order);
+	for (size_t i = 1; i < t->log_n; i++)
+		if (kv_order(&t->log[i - 1], &t->log[i]) == 0)
+			return CORRUPT;
+	/* attach live keys to their leases */
+	struct store__iter it;
+	store__index_seek(&t->idx, NULL, 0, &it);
+	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
+		struct store__kv *kv = store__ki_latest(ki);
+		if (kv && kv->lease) {
+			if (!store__lease_find(t, kv->lease))
+				return CORRUPT;
+			store__lease_attach(t, kv->lease, ki);
+		}
+	}
+	return 0;
+}
+
+/* Frees a half-built store from parse (kis may hold partially filled generations). */
+static void free_parsed(struct store *t)
+{
+	for (size_t i = 0; i < t->log_n; i++)
+		free(t->log[i]);
+	free(t->log);
+	struct store__iter it;
+	store__index_seek(&t->idx, NULL, 0, &it);
+	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
+		for (uint32_t g = 0; g < ki->gcap; g++)
+			free(ki->gens[g].revs);
+		free(ki->gens);
+		free(ki);
+	}
+	store__index_free(&t->idx);
+	store__leases_free(t);
+}
+
+int store_snapshot_restore(struct store *s, const void *buf, size_t len)
+{
+	unsigned char *raw;
+	size_t n;
+	int r = decompress(buf, len, &raw, &n);
+	if (r)
+		return r;
+	struct store t;
+	memset(&t, 0, sizeof t);
+	store__index_init(&t.idx);
+	t.quota = s->quota;
+	t.min_ttl = s->min_ttl;
+	struct dec d = {raw, raw + n, false};
+	r = parse(&t, &d);
+	free(raw);
+	if (r) {
+		free_parsed(&t);
+		return r;
+	}
+	store__watch_cancel_all(s);
+	/* free the old contents */
+	for (size_t i = 0; i < s->log_n; i++)
+		free(s->log[i]);
+	free(s->log);
+	struct store__iter it;
+	store__index_seek(&s->idx, NULL, 0, &it);
+	for (struct store__ki *ki; (ki = store__iter_next(&it));)
+		store__ki_free(ki);
+	store__index_free(&s->idx);
+	store__leases_free(s);
+	*s = t;
+	return 0;
+}

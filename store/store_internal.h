@@ -1,0 +1,136 @@
+/*
+ * store_internal.h: the data layout shared by the store's files (index.c, kv.c, lease.c,
+ * watch.c, snapshot.c). Nothing outside store/ includes it.
+ *
+ * Layout: every stored revision of a key is one struct kvrec (header, metadata and value in one
+ * allocation). The ordered index (a B+tree of struct ki, index.c) maps a key to its keyIndex
+ * {key, generations[{ver, created, revs[]}]} whose revs point at the kvrecs. The revision-keyed
+ * table is `log`: every stored kvrec in revision order (appends are in order because revisions only
+ * grow), searched by binary search; watches and compaction walk it.
+ */
+#ifndef RAFTFS_STORE_INTERNAL_H
+#define RAFTFS_STORE_INTERNAL_H
+
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define STORE__TOMB 1u /* kvrec flag: a deletion (tombstone) */
+#define STORE__DEAD 2u /* kvrec flag: dropped by the compaction in progress */
+
+struct store__ki;
+
+/* One stored revision of a key. */
+struct store__kv {
+	struct store__ki *ki; /* the key it belongs to (valid while the kvrec lives) */
+	int64_t main;         /* its revision */
+	uint32_t sub;
+	uint32_t flags;  /* STORE__TOMB, STORE__DEAD */
+	int64_t create;  /* create_revision (main) */
+	int64_t version; /* 0 for a tombstone */
+	int64_t lease;
+	struct store_meta meta;
+	uint32_t vlen;
+	unsigned char value[];
+};
+
+/* A generation: the life of a key from its creation to its deletion (seed 000). */
+struct store__gen {
+	int64_t ver;          /* writes in the generation, tombstone included */
+	int64_t created_main; /* revision of the put that created it */
+	int64_t created_sub;
+	uint32_t n, cap;
+	struct store__kv **revs; /* stored revisions, oldest first; a tombstone ends it */
+};
+
+/* etcd's keyIndex. The last generation is the current one (empty when the key is deleted). */
+struct store__ki {
+	uint32_t key_len;
+	uint32_t ngens, gcap;
+	struct store__gen *gens;
+	unsigned char key[];
+};
+
+/* The B+tree (index.c). */
+struct store__bnode;
+struct store__index {
+	struct store__bnode *root;
+	size_t n; /* keys */
+};
+
+struct store__iter {
+	struct store__bnode *leaf;
+	unsigned pos;
+};
+
+struct store__lease {
+	int64_t id;
+	int64_t ttl_s;
+	int64_t expiry_ms; /* INT64_MAX: not expiring until promoted */
+	struct store__ki **keys;
+	size_t n_keys, cap;
+};
+
+struct store {
+	struct store__index idx;
+	struct store__kv **log; /* every stored kvrec, revision order */
+	size_t log_n, log_cap;
+	int64_t rev;         /* current revision */
+	int64_t compact_rev; /* last compaction */
+	uint64_t applied;
+	uint64_t size;  /* deterministic size estimate */
+	uint64_t quota;
+	bool nospace;
+	int64_t min_ttl;
+	struct store__lease **leases; /* sorted by id */
+	size_t n_leases, leases_cap;
+	struct store_watch *watches; /* doubly linked */
+	/* write transaction in progress */
+	bool wrote;   /* the current op group bumped rev */
+	uint32_t sub; /* next sub revision */
+};
+
+void *store__xmalloc(size_t n);
+void *store__xrealloc(void *p, size_t n);
+void *store__xcalloc(size_t n, size_t m);
+
+int store__keycmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen);
+
+/* index.c */
+void store__index_init(struct store__index *ix);
+void store__index_free(struct store__index *ix); /* nodes only, not the kis */
+struct store__ki *store__index_get(const struct store__index *ix, const void *key, size_t len);
+void store__index_insert(struct store__index *ix, struct store__ki *ki); /* key must be absent */
+/* First key >= key (key NULL: the first key). */
+void store__index_seek(const struct store__index *ix, const void *key, size_t len,
+		       struct store__iter *it);
+struct store__ki *store__iter_next(struct store__iter *it); /* NULL at the end */
+/* Rebuilds from kis[0..n) in key order (after compaction, on restore). */
+void store__index_build(struct store__index *ix, struct store__ki **kis, size_t n);
+
+/* kv.c */
+uint64_t store__kv_cost(const struct store__kv *kv);
+struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at);
+bool store__ki_live(const struct store__ki *ki);
+struct store__kv *store__ki_latest(const struct store__ki *ki);
+void store__fill_kv(struct store_kv *out, const struct store__kv *kv, bool keys_only);
+struct store__kv *store__kv_prev(const struct store__kv *kv);
+void store__ki_free(struct store__ki *ki);
+bool store__in_range(const unsigned char *k, size_t klen, const unsigned char *key, size_t key_len,
+		     const unsigned char *end, size_t end_len);
+void store__begin_write(struct store *s);
+int store__delete_ki(struct store *s, struct store__ki *ki, struct store_kv *prev);
+
+/* lease.c */
+struct store__lease *store__lease_find(const struct store *s, int64_t id);
+void store__lease_attach(struct store *s, int64_t id, struct store__ki *ki);
+void store__lease_detach(struct store *s, int64_t id, struct store__ki *ki);
+void store__leases_free(struct store *s);
+int store__lease_restore(struct store *s, int64_t id, int64_t ttl_s); /* expiry: none yet */
+
+/* watch.c */
+void store__watch_compacted(struct store *s, int64_t rev);
+void store__watch_cancel_all(struct store *s);
+
+#endif
