@@ -1724,6 +1724,8 @@ static int validate(struct raft *r, const struct raft_message *m)
 		const struct raft_entry *e = &m->entries[i];
 		if (e->len && !e->data)
 			return RAFT_EINVAL;
+		if (e->type != RAFT_ENTRY_NORMAL && e->type != RAFT_ENTRY_CONF_CHANGE)
+			return RAFT_EINVAL;
 		if (m->type == RAFT_MSG_APP) {
 			if (e->index != m->index + 1 + i || e->term > m->term || e->term == 0)
 				return RAFT_EINVAL;
