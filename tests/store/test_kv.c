@@ -1,0 +1,657 @@
+/*
+ * test_kv.c: the store's behaviour case by case: seed 000's keyIndex examples (the compact(2),
+ * compact(3), compact(4) walk-through and etcd's own keyIndex example), range options and errors,
+ * put flags, txn atomicity as one revision, watches (order, no duplicates, whole revisions,
+ * prev kv, progress, slow consumers catching up from history, compaction cancels), leases with an
+ * injected clock, the quota alarm, snapshots (round trip, leases survive, corrupt images refused
+ * without a crash) and compaction freeing memory.
+ *
+ * etcd's store starts at revision 1, so its first write is revision 2: the seeds' examples, whose
+ * first write is revision 1, appear here with every revision one higher.
+ */
+#include "check.h"
+#include "store.h"
+#include "store_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <zstd.h>
+
+static struct store *open_store(uint64_t quota)
+{
+	struct store_config cfg = {.quota_bytes = quota};
+	struct store *s;
+	CHECK_EQ(store_open(&cfg, &s), 0);
+	return s;
+}
+
+static int64_t put(struct store *s, const char *k, const char *v)
+{
+	struct store_put p = {.key = k, .key_len = strlen(k), .value = v, .value_len = strlen(v)};
+	struct store_put_result r;
+	int e = store_put(s, &p, &r);
+	return e ? e : r.rev;
+}
+
+static int64_t put_lease(struct store *s, const char *k, const char *v, int64_t lease)
+{
+	struct store_put p = {.key = k, .key_len = strlen(k), .value = v, .value_len = strlen(v),
+			      .lease = lease};
+	struct store_put_result r;
+	int e = store_put(s, &p, &r);
+	return e ? e : r.rev;
+}
+
+static int64_t del(struct store *s, const char *k)
+{
+	struct store_delete d = {.key = k, .key_len = strlen(k)};
+	struct store_delete_result r;
+	CHECK_EQ(store_delete_range(s, &d, &r), 0);
+	store_delete_result_free(&r);
+	return r.deleted;
+}
+
+/* The value of k at rev (0: current) into buf, or "" when absent; returns the range's code. */
+static int get(struct store *s, const char *k, int64_t rev, char *buf, size_t cap)
+{
+	struct store_range_req rq = {.key = k, .key_len = strlen(k), .rev = rev};
+	struct store_range_result res;
+	int r = store_range(s, &rq, &res);
+	buf[0] = 0;
+	if (!r && res.n)
+		snprintf(buf, cap, "%.*s", (int)res.kvs[0].value_len, (const char *)res.kvs[0].value);
+	store_range_result_free(&res);
+	return r;
+}
+
+/* Checks a generation: its revisions' mains (sub ignored), tombstone last when tomb. */
+static void check_gen(const struct store__gen *g, const int64_t *mains, uint32_t n, bool tomb)
+{
+	CHECK_EQ(g->n, n);
+	for (uint32_t i = 0; i < n; i++)
+		CHECK_EQ(g->revs[i]->main, mains[i]);
+	if (n)
+		CHECK_EQ((g->revs[n - 1]->flags & STORE__TOMB) != 0, tomb);
+}
+
+CHECK_TEST(keyindex_seed000_walkthrough)
+{
+	/* seed 000: generations[0] = {1.0, 2.1(t)}, generations[1] = {3.3, ...}; here +1 */
+	struct store *s = open_store(0);
+	CHECK_EQ(put(s, "test", "a"), 2); /* 2.0 */
+	struct store_op o1[2] = {{.type = STORE_OP_PUT,
+				  .put = {.key = "o", .key_len = 1, .value = "x", .value_len = 1}},
+				 {.type = STORE_OP_DELETE, .del = {.key = "test", .key_len = 4}}};
+	struct store_txn t1 = {.success = o1, .n_success = 2};
+	struct store_txn_result tr;
+	CHECK_EQ(store_txn(s, &t1, &tr), 0); /* 3.0 put o, 3.1 tombstone test */
+	store_txn_result_free(&tr);
+	struct store_op o2[4];
+	memset(o2, 0, sizeof o2);
+	for (int i = 0; i < 3; i++)
+		o2[i] = (struct store_op){.type = STORE_OP_PUT,
+					  .put = {.key = "o", .key_len = 1, .value = "y", .value_len = 1}};
+	o2[3] = (struct store_op){.type = STORE_OP_PUT,
+				  .put = {.key = "test", .key_len = 4, .value = "b", .value_len = 1}};
+	struct store_txn t2 = {.success = o2, .n_success = 4};
+	CHECK_EQ(store_txn(s, &t2, &tr), 0); /* 4.0-4.2 o, 4.3 test */
+	CHECK_EQ(tr.results[3].put.rev, 4);
+	store_txn_result_free(&tr);
+	CHECK_EQ(del(s, "test"), 1); /* 5.0 tombstone */
+
+	struct store__ki *ki = store__index_get(&s->idx, "test", 4);
+	CHECK(ki != NULL);
+	CHECK_EQ(ki->ngens, 3);
+	check_gen(&ki->gens[0], (int64_t[]){2, 3}, 2, true);
+	CHECK_EQ(ki->gens[0].revs[1]->sub, 1);
+	CHECK_EQ(ki->gens[0].created_main, 2);
+	CHECK_EQ(ki->gens[1].created_main, 4);
+	CHECK_EQ(ki->gens[1].created_sub, 3);
+	check_gen(&ki->gens[1], (int64_t[]){4, 5}, 2, true);
+	CHECK_EQ(ki->gens[2].n, 0);
+	char v[16];
+	CHECK_EQ(get(s, "test", 4, v, sizeof v), 0);
+	CHECK_STR_EQ(v, "b");
+
+	/* compact(2): the first generation, tombstoned at 2.1, goes */
+	CHECK_EQ(store_compact(s, 3), 0);
+	ki = store__index_get(&s->idx, "test", 4);
+	CHECK_EQ(ki->ngens, 2);
+	check_gen(&ki->gens[0], (int64_t[]){4, 5}, 2, true);
+	CHECK_EQ(get(s, "test", 3, v, sizeof v), 0);
+	CHECK_STR_EQ(v, "");
+	CHECK_EQ(get(s, "test", 2, v, sizeof v), STORE_ECOMPACTED);
+	/* compact(3): 3.3 is the newest version <= 3 of a generation still alive at 3: it stays */
+	CHECK_EQ(store_compact(s, 4), 0);
+	ki = store__index_get(&s->idx, "test", 4);
+	CHECK_EQ(ki->ngens, 2);
+	check_gen(&ki->gens[0], (int64_t[]){4, 5}, 2, true);
+	CHECK_EQ(get(s, "test", 4, v, sizeof v), 0);
+	CHECK_STR_EQ(v, "b");
+	/* compact(4): the tombstone is <= 4: every generation is gone and so is the keyIndex */
+	CHECK_EQ(store_compact(s, 5), 0);
+	CHECK(store__index_get(&s->idx, "test", 4) == NULL);
+	CHECK(store__index_get(&s->idx, "o", 1) != NULL);
+	CHECK_EQ(s->log_n, 1); /* only o's 4.2 */
+	store_close(s);
+}
+
+CHECK_TEST(keyindex_etcd_example)
+{
+	/* put(1.0) put(2.0) tombstone(3.0) put(4.0) tombstone(5.0), every revision +1 */
+	struct store *s = open_store(0);
+	put(s, "foo", "1");
+	put(s, "foo", "2");
+	del(s, "foo");
+	put(s, "foo", "4");
+	del(s, "foo");
+	struct store__ki *ki = store__index_get(&s->idx, "foo", 3);
+	CHECK_EQ(ki->ngens, 3);
+	check_gen(&ki->gens[0], (int64_t[]){2, 3, 4}, 3, true);
+	CHECK_EQ(ki->gens[0].ver, 3);
+	check_gen(&ki->gens[1], (int64_t[]){5, 6}, 2, true);
+	CHECK_EQ(store_compact(s, 3), 0); /* compact(2) */
+	ki = store__index_get(&s->idx, "foo", 3);
+	CHECK_EQ(ki->ngens, 3);
+	check_gen(&ki->gens[0], (int64_t[]){3, 4}, 2, true);
+	CHECK_EQ(ki->gens[0].ver, 3); /* ver counts writes, not what compaction left */
+	CHECK_EQ(store_compact(s, 5), 0); /* compact(4) */
+	ki = store__index_get(&s->idx, "foo", 3);
+	CHECK_EQ(ki->ngens, 2);
+	check_gen(&ki->gens[0], (int64_t[]){5, 6}, 2, true);
+	CHECK_EQ(store_compact(s, 6), 0); /* compact(5): removed */
+	CHECK(store__index_get(&s->idx, "foo", 3) == NULL);
+	CHECK_EQ(s->log_n, 0);
+	CHECK_EQ(store_size(s), 0);
+	store_close(s);
+}
+
+CHECK_TEST(range_options_and_errors)
+{
+	struct store *s = open_store(0);
+	char k[16];
+	for (int i = 0; i < 10; i++) {
+		snprintf(k, sizeof k, "dir/%d", i);
+		put(s, k, "v");
+	}
+	put(s, "dis", "x");
+	put(s, "dir0", "x");
+	unsigned char end[8];
+	size_t el = store_prefix_end("dir/", 4, end);
+	CHECK_EQ(el, 4);
+	CHECK_MEM_EQ(end, "dir0", 4);
+	struct store_range_req rq = {.key = "dir/", .key_len = 4, .end = end, .end_len = el};
+	struct store_range_result res;
+	CHECK_EQ(store_range(s, &rq, &res), 0);
+	CHECK_EQ(res.n, 10);
+	CHECK_EQ(res.count, 10);
+	CHECK_MEM_EQ(res.kvs[3].key, "dir/3", 5);
+	store_range_result_free(&res);
+	rq.limit = 3;
+	rq.flags = STORE_RANGE_KEYS_ONLY;
+	CHECK_EQ(store_range(s, &rq, &res), 0);
+	CHECK_EQ(res.n, 3);
+	CHECK_EQ(res.count, 10);
+	CHECK(res.more);
+	CHECK(res.kvs[0].value == NULL);
+	store_range_result_free(&res);
+	rq.flags = STORE_RANGE_COUNT_ONLY;
+	CHECK_EQ(store_range(s, &rq, &res), 0);
+	CHECK_EQ(res.n, 0);
+	CHECK_EQ(res.count, 10);
+	/* every key from "dir0" on: an end of one zero byte */
+	struct store_range_req all = {.key = "dir0", .key_len = 4, .end = "\0", .end_len = 1};
+	CHECK_EQ(store_range(s, &all, &res), 0);
+	CHECK_EQ(res.n, 2);
+	store_range_result_free(&res);
+	CHECK_EQ(store_prefix_end("\xff\xff", 2, end), 1);
+	CHECK_EQ(end[0], 0);
+	/* at a revision */
+	el = store_prefix_end("dir/", 4, end);
+	rq.flags = 0;
+	rq.limit = 0;
+	rq.rev = 5;
+	CHECK_EQ(store_range(s, &rq, &res), 0);
+	CHECK_EQ(res.n, 4); /* revisions 2..5 */
+	store_range_result_free(&res);
+	rq.rev = store_rev(s) + 1;
+	CHECK_EQ(store_range(s, &rq, &res), STORE_EFUTUREREV);
+	CHECK_EQ(store_compact(s, 6), 0);
+	rq.rev = 5;
+	CHECK_EQ(store_range(s, &rq, &res), STORE_ECOMPACTED);
+	rq.rev = 6;
+	CHECK_EQ(store_range(s, &rq, &res), 0);
+	CHECK_EQ(res.n, 5);
+	store_range_result_free(&res);
+	CHECK_EQ(store_compact(s, 6), STORE_ECOMPACTED);
+	CHECK_EQ(store_compact(s, 100), STORE_EFUTUREREV);
+	CHECK(strstr(store_strerror(STORE_ECOMPACTED), "compacted") != NULL);
+	CHECK(strcmp(store_strerror(STORE_ENOSPACE), store_strerror(STORE_ELEASENOTFOUND)) != 0);
+	store_close(s);
+}
+
+CHECK_TEST(put_flags_and_metadata)
+{
+	struct store *s = open_store(0);
+	CHECK_EQ(store_lease_grant(s, 7, 10, 0), 0);
+	struct store_put p = {.key = "f", .key_len = 1, .value = "abc", .value_len = 3, .lease = 7,
+			      .meta = {.type = 1, .mode = 0644, .uid = 5, .gid = 6, .mtime_ns = 123}};
+	struct store_put_result r;
+	CHECK_EQ(store_put(s, &p, &r), 0);
+	/* ignore value and lease keep both (and the metadata with the value) */
+	struct store_put q = {.key = "f", .key_len = 1, .flags = STORE_PUT_IGNORE_VALUE |
+				  STORE_PUT_IGNORE_LEASE | STORE_PUT_PREV_KV};
+	CHECK_EQ(store_put(s, &q, &r), 0);
+	CHECK(r.has_prev);
+	CHECK_EQ(r.prev.version, 1);
+	struct store_range_req rq = {.key = "f", .key_len = 1};
+	struct store_range_result res;
+	CHECK_EQ(store_range(s, &rq, &res), 0);
+	CHECK_EQ(res.kvs[0].value_len, 3);
+	CHECK_EQ(res.kvs[0].lease, 7);
+	CHECK_EQ(res.kvs[0].version, 2);
+	CHECK_EQ(res.kvs[0].meta.mode, 0644);
+	CHECK_EQ(res.kvs[0].meta.mtime_ns, 123);
+	CHECK_EQ(res.kvs[0].create_revision, 2);
+	CHECK_EQ(res.kvs[0].mod_revision, 3);
+	store_range_result_free(&res);
+	q.key = "g";
+	CHECK_EQ(store_put(s, &q, &r), STORE_EKEYNOTFOUND);
+	p.lease = 99;
+	CHECK_EQ(store_put(s, &p, &r), STORE_ELEASENOTFOUND);
+	CHECK_EQ(store_rev(s), 3);
+	store_close(s);
+}
+
+CHECK_TEST(txn_is_one_revision)
+{
+	struct store *s = open_store(0);
+	put(s, "a", "1");
+	CHECK_EQ(store_lease_grant(s, 3, 60, 0), 0);
+	put_lease(s, "l", "x", 3);
+	struct store_watch *w;
+	CHECK_EQ(store_watch_create(s, "\0", 1, "\0", 1, 0, STORE_WATCH_PREV_KV, &w, NULL), 0);
+	struct store_cmp cmps[3] = {
+		{.target = STORE_CMP_VALUE, .result = STORE_CMP_EQ, .key = "a", .key_len = 1,
+		 .value = "1", .value_len = 1},
+		{.target = STORE_CMP_VERSION, .result = STORE_CMP_LT, .key = "a", .key_len = 1, .num = 2},
+		{.target = STORE_CMP_LEASE, .result = STORE_CMP_EQ, .key = "l", .key_len = 1, .num = 3},
+	};
+	struct store_op ops[4] = {
+		{.type = STORE_OP_PUT, .put = {.key = "a", .key_len = 1, .value = "2", .value_len = 1}},
+		{.type = STORE_OP_PUT, .put = {.key = "b", .key_len = 1, .value = "2", .value_len = 1}},
+		{.type = STORE_OP_DELETE, .del = {.key = "a", .key_len = 1, .prev_kv = true}},
+		{.type = STORE_OP_RANGE, .range = {.key = "a", .key_len = 1, .end = "c", .end_len = 1}},
+	};
+	struct store_txn t = {cmps, 3, ops, 4, NULL, 0};
+	struct store_txn_result tr;
+	CHECK_EQ(store_txn(s, &t, &tr), 0);
+	CHECK(tr.succeeded);
+	CHECK_EQ(tr.rev, 4);
+	CHECK_EQ(tr.results[2].del.deleted, 1);
+	CHECK_EQ(tr.results[2].del.prev_kvs[0].value[0], '2'); /* sees the txn's own put */
+	CHECK_EQ(tr.results[3].range.n, 1);                    /* only b */
+	store_txn_result_free(&tr);
+	/* the watcher gets the three changes at once, even when asking for one event */
+	struct store_watch_batch b;
+	CHECK_EQ(store_watch_next(w, 1, &b), 0);
+	CHECK_EQ(b.n, 3);
+	for (size_t i = 0; i < 3; i++) {
+		CHECK_EQ(b.events[i].kv.mod_revision, 4);
+		CHECK_EQ(b.events[i].kv.mod_sub, (int64_t)i);
+	}
+	CHECK_EQ(b.events[2].type, STORE_EVENT_DELETE);
+	CHECK(b.events[2].has_prev);
+	CHECK_EQ(b.events[2].prev.mod_sub, 0);
+	CHECK(b.events[0].has_prev); /* a's put replaced revision 2 */
+	CHECK_EQ(b.events[0].prev.mod_revision, 2);
+	CHECK(!b.events[1].has_prev); /* b was created */
+	store_watch_batch_free(&b);
+	/* a failing compare takes the failure branch; a failing branch changes nothing */
+	struct store_op bad = {.type = STORE_OP_PUT,
+			       .put = {.key = "z", .key_len = 1, .value = "v", .value_len = 1, .lease = 42}};
+	struct store_txn t2 = {cmps, 1, ops, 1, &bad, 1};
+	CHECK_EQ(store_txn(s, &t2, &tr), STORE_ELEASENOTFOUND);
+	CHECK_EQ(store_rev(s), 4);
+	/* read-only txn keeps the revision */
+	struct store_txn t3 = {NULL, 0, &ops[3], 1, NULL, 0};
+	CHECK_EQ(store_txn(s, &t3, &tr), 0);
+	CHECK_EQ(tr.rev, 4);
+	store_txn_result_free(&tr);
+	CHECK_EQ(store_watch_next(w, 10, &b), 0);
+	CHECK_EQ(b.n, 0);
+	store_watch_cancel(w);
+	store_close(s);
+}
+
+CHECK_TEST(watch_history_progress_and_compaction)
+{
+	struct store *s = open_store(0);
+	put(s, "k", "0");
+	struct store_watch *slow, *fast, *late;
+	CHECK_EQ(store_watch_create(s, "k", 1, NULL, 0, 0, 0, &slow, NULL), 0);
+	CHECK_EQ(store_watch_create(s, "k", 1, NULL, 0, 0, 0, &fast, NULL), 0);
+	int64_t seen_fast = 0, seen_slow = 0;
+	char v[16];
+	for (int i = 1; i <= 5000; i++) {
+		snprintf(v, sizeof v, "%d", i);
+		put(s, "k", v);
+		put(s, "other", v);
+		struct store_watch_batch b;
+		CHECK_EQ(store_watch_next(fast, 100, &b), 0);
+		CHECK_EQ(b.n, 1);
+		CHECK_EQ(b.events[0].kv.version, i + 1);
+		seen_fast++;
+		store_watch_batch_free(&b);
+	}
+	/* the slow one catches up from history, in bounded batches, in order, never twice */
+	int64_t last = 0;
+	for (;;) {
+		struct store_watch_batch b;
+		CHECK_EQ(store_watch_next(slow, 64, &b), 0);
+		if (!b.n)
+			break;
+		CHECK_LE(b.n, 64);
+		for (size_t i = 0; i < b.n; i++) {
+			CHECK_GT(b.events[i].kv.mod_revision, last);
+			last = b.events[i].kv.mod_revision;
+			seen_slow++;
+		}
+		store_watch_batch_free(&b);
+	}
+	CHECK_EQ(seen_slow, seen_fast);
+	/* progress on request */
+	struct store_watch_batch b;
+	store_watch_request_progress(fast);
+	CHECK_EQ(store_watch_next(fast, 10, &b), 0);
+	CHECK(b.progress);
+	CHECK_EQ(b.rev, store_rev(s));
+	CHECK_EQ(store_watch_next(fast, 10, &b), 0);
+	CHECK(!b.progress);
+	/* a watch from an old revision, then a compaction past it: canceled, carrying the rev */
+	CHECK_EQ(store_watch_create(s, "k", 1, NULL, 0, 10, 0, &late, NULL), 0);
+	put(s, "k", "x");
+	CHECK_EQ(store_compact(s, 100), 0);
+	CHECK_EQ(store_watch_next(late, 10, &b), STORE_ECOMPACTED);
+	CHECK_EQ(b.compact_rev, 100);
+	CHECK_EQ(store_watch_next(fast, 10, &b), 0); /* past it: unaffected */
+	CHECK_EQ(b.n, 1);
+	store_watch_batch_free(&b);
+	int64_t crev = 0;
+	struct store_watch *w2;
+	CHECK_EQ(store_watch_create(s, "k", 1, NULL, 0, 50, 0, &w2, &crev), STORE_ECOMPACTED);
+	CHECK_EQ(crev, 100);
+	store_watch_cancel(late);
+	store_watch_cancel(slow);
+	store_close(s);
+	/* a watch outliving its store reports cancellation and can still be freed */
+	CHECK_EQ(store_watch_next(fast, 10, &b), STORE_EWATCHCANCELED);
+	store_watch_cancel(fast);
+}
+
+CHECK_TEST(lease_expiry_with_injected_clock)
+{
+	struct store_config cfg = {.min_lease_ttl_s = 2};
+	struct store *s;
+	CHECK_EQ(store_open(&cfg, &s), 0);
+	int64_t now = 1000000;
+	CHECK_EQ(store_lease_grant(s, 1, 1, now), 0); /* raised to the minimum, 2 s */
+	CHECK_EQ(store_lease_grant(s, 2, 10, now), 0);
+	CHECK_EQ(store_lease_grant(s, 2, 10, now), STORE_ELEASEEXISTS);
+	CHECK_EQ(store_lease_grant(s, 0, 10, now), -EINVAL);
+	struct store_lease_info li;
+	CHECK_EQ(store_lease_time_to_live(s, 1, now, &li), 0);
+	CHECK_EQ(li.ttl_s, 2);
+	CHECK_EQ(li.remaining_ms, 2000);
+	put_lease(s, "a", "1", 1);
+	put_lease(s, "b", "1", 1);
+	put_lease(s, "c", "1", 2);
+	put_lease(s, "b", "2", 2); /* moves b to lease 2 */
+	CHECK_EQ(store_lease_time_to_live(s, 1, now, &li), 0);
+	CHECK_EQ(li.n_keys, 1);
+	int64_t *ids;
+	size_t n;
+	CHECK_EQ(store_lease_expired(s, now + 1999, 10, &ids, &n), 0);
+	CHECK_EQ(n, 0);
+	free(ids);
+	CHECK_EQ(store_lease_expired(s, now + 2000, 10, &ids, &n), 0);
+	CHECK_EQ(n, 1);
+	CHECK_EQ(ids[0], 1);
+	free(ids);
+	/* nothing was deleted by time alone */
+	char v[8];
+	get(s, "a", 0, v, sizeof v);
+	CHECK_STR_EQ(v, "1");
+	/* renewing pushes the expiry */
+	int64_t ttl;
+	CHECK_EQ(store_lease_renew(s, 1, now + 1500, &ttl), 0);
+	CHECK_EQ(ttl, 2);
+	CHECK_EQ(store_lease_expired(s, now + 3000, 10, &ids, &n), 0);
+	CHECK_EQ(n, 0);
+	free(ids);
+	/* the leader's revoke deletes every attached key in one revision */
+	int64_t r0 = store_rev(s);
+	CHECK_EQ(store_lease_revoke(s, 2), 0);
+	CHECK_EQ(store_rev(s), r0 + 1);
+	get(s, "b", 0, v, sizeof v);
+	CHECK_STR_EQ(v, "");
+	get(s, "c", 0, v, sizeof v);
+	CHECK_STR_EQ(v, "");
+	CHECK_EQ(store_lease_revoke(s, 2), STORE_ELEASENOTFOUND);
+	CHECK_EQ(store_lease_list(s, &ids, &n), 0);
+	CHECK_EQ(n, 1);
+	free(ids);
+	/* leases survive a snapshot; they wait for a leader's promote before expiring again */
+	void *img;
+	size_t len;
+	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
+	struct store *t;
+	CHECK_EQ(store_open(&cfg, &t), 0);
+	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
+	free(img);
+	CHECK_EQ(store_lease_time_to_live(t, 1, now, &li), 0);
+	CHECK_EQ(li.remaining_ms, INT64_MAX);
+	CHECK_EQ(li.n_keys, 1);
+	CHECK_EQ(store_lease_expired(t, INT64_MAX - 1, 10, &ids, &n), 0);
+	CHECK_EQ(n, 0);
+	free(ids);
+	store_lease_promote(t, now + 10000);
+	CHECK_EQ(store_lease_expired(t, now + 12000, 10, &ids, &n), 0);
+	CHECK_EQ(n, 1);
+	free(ids);
+	CHECK_EQ(store_lease_revoke(t, 1), 0);
+	get(t, "a", 0, v, sizeof v);
+	CHECK_STR_EQ(v, "");
+	store_close(t);
+	store_close(s);
+}
+
+CHECK_TEST(quota_alarm)
+{
+	struct store *s = open_store(64 * 1024);
+	char k[16], big[1024];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	int i, r = 0;
+	for (i = 0; i < 1000; i++) {
+		snprintf(k, sizeof k, "k%d", i);
+		r = (int)put(s, k, big);
+		if (r < 0)
+			break;
+	}
+	CHECK_EQ(r, STORE_ENOSPACE);
+	CHECK(store_alarm_nospace(s));
+	CHECK_LE(store_size(s), 64 * 1024);
+	int64_t rev = store_rev(s);
+	/* small puts and txns that add data are refused too; deletes work */
+	CHECK_EQ(put(s, "tiny", "1"), STORE_ENOSPACE);
+	struct store_op op = {.type = STORE_OP_PUT,
+			      .put = {.key = "t", .key_len = 1, .value = "v", .value_len = 1}};
+	struct store_txn t = {NULL, 0, &op, 1, NULL, 0};
+	struct store_txn_result tr;
+	CHECK_EQ(store_txn(s, &t, &tr), STORE_ENOSPACE);
+	CHECK_EQ(store_rev(s), rev);
+	CHECK_EQ(del(s, "k0"), 1);
+	CHECK_EQ(del(s, "k1"), 1);
+	/* still armed until disarmed explicitly, and disarm waits for the size to drop */
+	CHECK_EQ(put(s, "tiny", "1"), STORE_ENOSPACE);
+	put(s, "k2", "");
+	CHECK_EQ(store_alarm_disarm(s) == 0 || store_size(s) > 64 * 1024, 1);
+	CHECK_EQ(store_compact(s, store_rev(s)), 0);
+	CHECK_LT(store_size(s), 64 * 1024);
+	CHECK_EQ(store_alarm_disarm(s), 0);
+	CHECK(!store_alarm_nospace(s));
+	CHECK_GT(put(s, "tiny", "1"), 0);
+	store_close(s);
+}
+
+CHECK_TEST(snapshot_round_trip_and_corruption)
+{
+	struct store *s = open_store(0);
+	char k[16], v[32];
+	CHECK_EQ(store_lease_grant(s, 9, 30, 0), 0);
+	for (int i = 0; i < 300; i++) {
+		snprintf(k, sizeof k, "k%03d", i % 70);
+		snprintf(v, sizeof v, "value %d", i);
+		if (i % 7 == 3)
+			del(s, k);
+		else
+			put_lease(s, k, v, i % 11 == 0 ? 9 : 0);
+	}
+	CHECK_EQ(store_compact(s, 120), 0);
+	store_set_applied_index(s, 4242);
+	void *img;
+	size_t len;
+	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
+	struct store *t = open_store(0);
+	put(t, "junk", "j");
+	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
+	uint64_t h1, h2;
+	CHECK_EQ(store_hash_kv(s, 0, &h1), 0);
+	CHECK_EQ(store_hash_kv(t, 0, &h2), 0);
+	CHECK_EQ_U64(h1, h2);
+	CHECK_EQ(store_applied_index(t), 4242);
+	CHECK_EQ(store_compact_rev(t), 120);
+	/* the restored store keeps working like the original */
+	CHECK_EQ(put(s, "new", "n"), put(t, "new", "n"));
+	CHECK_EQ(store_compact(s, 200), 0);
+	CHECK_EQ(store_compact(t, 200), 0);
+	CHECK_EQ(store_hash_kv(s, 0, &h1), 0);
+	CHECK_EQ(store_hash_kv(t, 0, &h2), 0);
+	CHECK_EQ_U64(h1, h2);
+	/* damaged compressed images: refused, store unchanged */
+	unsigned char *bad = malloc(len);
+	for (size_t i = 0; i < len; i += 1 + len / 300) {
+		memcpy(bad, img, len);
+		bad[i] ^= 0x10;
+		CHECK_NE(store_snapshot_restore(t, bad, len), 0);
+	}
+	for (size_t cut = 0; cut < len; cut += 1 + len / 50)
+		CHECK_NE(store_snapshot_restore(t, img, cut), 0);
+	free(bad);
+	CHECK_EQ(store_hash_kv(t, 0, &h2), 0);
+	CHECK_EQ_U64(h1, h2);
+	/* damaged raw images under a valid frame: refused or accepted, never a crash */
+	size_t rawn = len * 64 + 65536;
+	unsigned char *raw = malloc(rawn), *re = malloc(ZSTD_compressBound(rawn));
+	size_t got = ZSTD_decompress(raw, rawn, img, len);
+	CHECK(!ZSTD_isError(got));
+	uint64_t x = check_seed() | 1;
+	for (int i = 0; i < 400; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t pos = x % got;
+		unsigned char old = raw[pos];
+		raw[pos] ^= (unsigned char)(1u << (x >> 32) % 8);
+		size_t rl = ZSTD_compress(re, ZSTD_compressBound(got), raw, got, 1);
+		struct store *u = open_store(0);
+		int r = store_snapshot_restore(u, re, rl);
+		CHECK(r == 0 || r == STORE_ECORRUPT);
+		if (r == 0) { /* the store must stay usable */
+			uint64_t hh;
+			CHECK_EQ(store_hash_kv(u, 0, &hh), 0);
+			put(u, "k001", "after");
+			if (store_rev(u) > store_compact_rev(u))
+				store_compact(u, store_rev(u));
+		}
+		store_close(u);
+		raw[pos] = old;
+	}
+	/* garbage that is not zstd at all */
+	CHECK_EQ(store_snapshot_restore(t, "hello", 5), STORE_ECORRUPT);
+	free(raw);
+	free(re);
+	free(img);
+	store_close(t);
+	store_close(s);
+}
+
+CHECK_TEST(compaction_frees_memory)
+{
+	struct store *s = open_store(0);
+	char k[16], v[64];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(k, sizeof k, "key%02d", i % 50);
+		snprintf(v, sizeof v, "%060d", i);
+		put(s, k, v);
+		if (i % 1000 == 999)
+			del(s, "key07");
+	}
+	uint64_t before = store_size(s);
+	CHECK_GT(s->log_n, 20000);
+	CHECK_EQ(store_compact(s, store_rev(s)), 0);
+	CHECK_EQ(s->log_n, 49); /* key07's last write was a delete */
+	CHECK_LT(store_size(s) * 100, before);
+	/* the index shrinks when keys die */
+	for (int i = 0; i < 50; i++) {
+		snprintf(k, sizeof k, "key%02d", i);
+		del(s, k);
+	}
+	CHECK_EQ(store_compact(s, store_rev(s)), 0);
+	CHECK_EQ(s->log_n, 0);
+	CHECK_EQ(s->idx.n, 0);
+	CHECK_EQ(store_size(s), 0);
+	store_close(s);
+}
+
+CHECK_TEST(index_many_keys_in_order)
+{
+	/* enough keys for a three-level B+tree, inserted in a scrambled order */
+	struct store *s = open_store(0);
+	char k[16];
+	const int n = 300000;
+	for (int i = 0; i < n; i++) {
+		int j = (int)(((uint64_t)i * 7919) % (uint64_t)n);
+		snprintf(k, sizeof k, "%08d", j);
+		put(s, k, "v");
+	}
+	struct store__iter it;
+	store__index_seek(&s->idx, NULL, 0, &it);
+	int c = 0;
+	for (struct store__ki *ki; (ki = store__iter_next(&it)); c++) {
+		snprintf(k, sizeof k, "%08d", c);
+		CHECK_MEM_EQ(ki->key, k, 8);
+	}
+	CHECK_EQ(c, n);
+	snprintf(k, sizeof k, "%08d", 123456);
+	CHECK(store__index_get(&s->idx, k, 8) != NULL);
+	CHECK(store__index_get(&s->idx, "0012345", 7) == NULL);
+	/* delete every other key and compact: the rebuilt tree is still ordered and complete */
+	for (int i = 0; i < n; i += 2) {
+		snprintf(k, sizeof k, "%08d", i);
+		del(s, k);
+	}
+	CHECK_EQ(store_compact(s, store_rev(s)), 0);
+	CHECK_EQ(s->idx.n, (size_t)n / 2);
+	put(s, "00000000", "back");
+	store__index_seek(&s->idx, "0000000", 7, &it);
+	CHECK_MEM_EQ(store__iter_next(&it)->key, "00000000", 8);
+	CHECK_MEM_EQ(store__iter_next(&it)->key, "00000001", 8);
+	store_close(s);
+}
+
+CHECK_SUITE("store-kv", CHECK_CASE(keyindex_seed000_walkthrough), CHECK_CASE(keyindex_etcd_example),
+	    CHECK_CASE(range_options_and_errors), CHECK_CASE(put_flags_and_metadata),
+	    CHECK_CASE(txn_is_one_revision), CHECK_CASE(watch_history_progress_and_compaction),
+	    CHECK_CASE(lease_expiry_with_injected_clock), CHECK_CASE(quota_alarm),
+	    CHECK_CASE(snapshot_round_trip_and_corruption), CHECK_CASE(compaction_frees_memory),
+	    CHECK_CASE(index_many_keys_in_order))
