@@ -1973,7 +1973,13 @@ int raft_apply_conf_change(struct raft *r, const struct raft_conf_change *cc,
 	}
 	if (r->state == RAFT_LEADER) {
 		if (!is_voter(r, r->id)) {
-			/* Removed (or never a voter): hand over by stepping down. */
+			/*
+			 * Removed (or never a voter): tell the others the change committed (heartbeats
+			 * carry the commit index, so they apply it too and need no quorum of the old
+			 * configuration to go on), then step down.
+			 */
+			maybe_commit(r);
+			bcast_heartbeat(r, NULL, 0);
 			become_follower(r, r->term, RAFT_NONE);
 		} else if (maybe_commit(r)) {
 			bcast_append(r);

@@ -384,8 +384,18 @@ static void step_some_for(struct node *n, int k)
 	}
 }
 
-/* Runs the Ready loop of n until it has nothing to do; may crash it half-way. */
+static void process_ready(struct node *n);
+
+/* Runs the Ready loop of n; a member that applied its own removal sends what it has left, then
+ * shuts down for good. */
 static void process(struct node *n)
+{
+	process_ready(n);
+	if (n->r && n->removed)
+		crash(n, 1 << 30);
+}
+
+static void process_ready(struct node *n)
 {
 	for (int guard = 0; n->r && guard < 100 && raft_has_ready(n->r); guard++) {
 		struct raft_ready rd;
@@ -453,10 +463,6 @@ static void process(struct node *n)
 			step_some_for(n, 3);
 		raft_advance(n->r, &rd);
 		check_node(n);
-		if (n->removed) {
-			crash(n, 1 << 30);
-			return;
-		}
 		maybe_snapshot(n);
 		if (crash_point == 2) {
 			crash(n, S->now + 1 + (int)(rnd() % 30));
@@ -732,7 +738,7 @@ static int run_seed(uint64_t seed)
 	int healed_at = s->now, committed = 0;
 	uint64_t want = 0;
 	struct node *wl = NULL;
-	for (; s->now < healed_at + 400 && !s->failed && !committed; s->now++) {
+	for (; s->now < healed_at + 1000 && !s->failed && !committed; s->now++) {
 		tick_all();
 		deliver_due();
 		struct node *l = leader();
@@ -755,7 +761,7 @@ static int run_seed(uint64_t seed)
 		}
 	}
 	if (!s->failed && !committed)
-		FAIL("no proposal committed within 400 ticks of healing");
+		FAIL("no proposal committed within 1000 ticks of healing");
 	int failed = s->failed != 0;
 	if (failed)
 		printf("seed %" PRIu64 " FAILED at tick %d: %s (replay: RAFT_SIM_SEED=%" PRIu64
