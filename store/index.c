@@ -5,9 +5,13 @@
  * scans; inner nodes hold up to BT_MAX children and, for each, the smallest key below it. Keys are
  * only inserted one by one; removal happens in bulk after a compaction, which rebuilds the tree
  * from the surviving keys (compaction walks every key anyway, so the rebuild adds O(n)).
- * Cost: get, insert and seek are O(log n) key comparisons.
+ * Cost: insert and seek are O(log n) key comparisons. Point lookups (store__index_get) skip the
+ * tree: a hash table of the same keys answers them in one or two cache misses, which is what makes
+ * point reads and puts of new keys fast; it is rebuilt along with the tree.
  */
 #include "store_internal.h"
+
+#include <stdio.h>
 
 #define BT_MAX 64
 #define BT_FILL 48 /* keys per leaf when bulk-building */
@@ -48,6 +52,77 @@ void store__index_init(struct store__index *ix)
 {
 	ix->root = NULL;
 	ix->n = 0;
+	ix->slots = NULL;
+	ix->mask = 0;
+}
+
+/* ---- the hash table of keys ------------------------------------------------------------------ */
+
+#define TAG_SHIFT 48
+#define PTR_MASK ((UINT64_C(1) << TAG_SHIFT) - 1)
+
+static inline uint64_t hmix(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= UINT64_C(0xff51afd7ed558ccd);
+	h ^= h >> 33;
+	h *= UINT64_C(0xc4ceb9fe1a85ec53);
+	return h ^ (h >> 33);
+}
+
+static uint64_t key_hash(const unsigned char *p, size_t n)
+{
+	uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ n;
+	while (n >= 8) {
+		uint64_t v;
+		memcpy(&v, p, 8);
+		h = (h ^ v) * UINT64_C(0x100000001b3) + (h >> 29);
+		h = (h << 23 | h >> 41) * UINT64_C(0x9e3779b97f4a7c15);
+		p += 8;
+		n -= 8;
+	}
+	uint64_t v = 0;
+	memcpy(&v, p, n);
+	h = (h ^ v) * UINT64_C(0x100000001b3);
+	return hmix(h);
+}
+
+static void slot_put(uint64_t *slots, size_t mask, struct store__ki *ki, uint64_t h)
+{
+	uint64_t ptr = (uint64_t)(uintptr_t)ki;
+	if (ptr >> TAG_SHIFT) {
+		fprintf(stderr, "store: pointer %p does not fit the key table's 48 bits\n", (void *)ki);
+		abort();
+	}
+	size_t i = h & mask;
+	while (slots[i])
+		i = (i + 1) & mask;
+	slots[i] = (h >> TAG_SHIFT) << TAG_SHIFT | ptr;
+}
+
+static void hash_rebuild(struct store__index *ix, size_t want)
+{
+	size_t cap = 16;
+	while (cap < want * 2)
+		cap *= 2;
+	uint64_t *slots = store__xcalloc(cap, sizeof *slots);
+	if (ix->slots) {
+		for (size_t i = 0; i <= ix->mask; i++)
+			if (ix->slots[i]) {
+				struct store__ki *ki = (struct store__ki *)(uintptr_t)(ix->slots[i] & PTR_MASK);
+				slot_put(slots, cap - 1, ki, key_hash(ki->key, ki->key_len));
+			}
+		free(ix->slots);
+	}
+	ix->slots = slots;
+	ix->mask = cap - 1;
+}
+
+static void hash_insert(struct store__index *ix, struct store__ki *ki)
+{
+	if (!ix->slots || (ix->n + 1) * 10 > (ix->mask + 1) * 7)
+		hash_rebuild(ix, ix->n + 1);
+	slot_put(ix->slots, ix->mask, ki, key_hash(ki->key, ki->key_len));
 }
 
 static void node_free(struct store__bnode *b)
@@ -64,6 +139,9 @@ void store__index_free(struct store__index *ix)
 		node_free(ix->root);
 	ix->root = NULL;
 	ix->n = 0;
+	free(ix->slots);
+	ix->slots = NULL;
+	ix->mask = 0;
 }
 
 /* Inner: the child whose range holds key (largest i with keys[i] <= key, or 0). */
@@ -96,15 +174,19 @@ static uint32_t leaf_lower(const struct store__bnode *b, const void *key, size_t
 
 struct store__ki *store__index_get(const struct store__index *ix, const void *key, size_t len)
 {
-	const struct store__bnode *b = ix->root;
-	if (!b)
+	if (!ix->slots)
 		return NULL;
-	while (!b->leaf)
-		b = b->kids[inner_pick(b, key, len)];
-	uint32_t i = leaf_lower(b, key, len);
-	if (i < b->n && kicmp(b->keys[i], key, len) == 0)
-		return b->keys[i];
-	return NULL;
+	uint64_t h = key_hash(key, len), tag = h >> TAG_SHIFT;
+	for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
+		uint64_t v = ix->slots[i];
+		if (!v)
+			return NULL;
+		if (v >> TAG_SHIFT == tag) {
+			struct store__ki *ki = (struct store__ki *)(uintptr_t)(v & PTR_MASK);
+			if (ki->key_len == len && memcmp(ki->key, key, len) == 0)
+				return ki;
+		}
+	}
 }
 
 /* Inserts into the subtree; returns a new right sibling when b split (NULL otherwise). */
@@ -176,6 +258,7 @@ void store__index_insert(struct store__index *ix, struct store__ki *ki)
 		r->kids[1] = right;
 		ix->root = r;
 	}
+	hash_insert(ix, ki);
 	ix->n++;
 }
 
@@ -207,6 +290,9 @@ struct store__ki *store__iter_next(struct store__iter *it)
 void store__index_build(struct store__index *ix, struct store__ki **kis, size_t n)
 {
 	store__index_free(ix);
+	hash_rebuild(ix, n);
+	for (size_t i = 0; i < n; i++)
+		slot_put(ix->slots, ix->mask, kis[i], key_hash(kis[i]->key, kis[i]->key_len));
 	ix->n = n;
 	if (!n)
 		return;

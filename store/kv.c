@@ -103,25 +103,44 @@ static struct store__ki *ki_new(const void *key, size_t len)
 	memcpy(ki->key, key, len);
 	ki->ngens = 1;
 	ki->gcap = 1;
-	ki->gens = store__xcalloc(1, sizeof *ki->gens);
+	memset(&ki->g0, 0, sizeof ki->g0);
+	ki->gens = &ki->g0;
 	return ki;
+}
+
+static void gen_free(struct store__gen *g)
+{
+	if (g->cap > 1)
+		free(g->r.many);
+	g->cap = g->n = 0;
+	g->r.many = NULL;
 }
 
 void store__ki_free(struct store__ki *ki)
 {
 	for (uint32_t g = 0; g < ki->ngens; g++)
-		free(ki->gens[g].revs);
-	free(ki->gens);
+		gen_free(&ki->gens[g]);
+	if (ki->gens != &ki->g0)
+		free(ki->gens);
 	free(ki);
 }
 
 static void gen_push(struct store__gen *g, struct store__kv *kv)
 {
 	if (g->n == g->cap) {
-		g->cap = g->cap ? g->cap * 2 : 1;
-		g->revs = store__xrealloc(g->revs, g->cap * sizeof *g->revs);
+		if (g->cap == 0) {
+			g->cap = 1;
+		} else if (g->cap == 1) {
+			struct store__kv *one = g->r.one;
+			g->r.many = store__xmalloc(4 * sizeof *g->r.many);
+			g->r.many[0] = one;
+			g->cap = 4;
+		} else {
+			g->cap *= 2;
+			g->r.many = store__xrealloc(g->r.many, g->cap * sizeof *g->r.many);
+		}
 	}
-	g->revs[g->n++] = kv;
+	STORE__REVS(g)[g->n++] = kv;
 }
 
 static struct store__gen *ki_cur(const struct store__ki *ki)
@@ -138,7 +157,7 @@ bool store__ki_live(const struct store__ki *ki)
 struct store__kv *store__ki_latest(const struct store__ki *ki)
 {
 	struct store__gen *g = ki_cur(ki);
-	return g->n ? g->revs[g->n - 1] : NULL;
+	return g->n ? STORE__REVS(g)[g->n - 1] : NULL;
 }
 
 /* etcd's keyIndex.get: the newest revision <= at of the generation alive at `at`. */
@@ -148,12 +167,12 @@ struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at)
 		const struct store__gen *g = &ki->gens[cg];
 		if (!g->n)
 			continue;
-		if (cg != (int64_t)ki->ngens - 1 && g->revs[g->n - 1]->main <= at)
+		if (cg != (int64_t)ki->ngens - 1 && STORE__REVS(g)[g->n - 1]->main <= at)
 			return NULL; /* tombstoned at or before `at` */
-		if (g->revs[0]->main <= at) {
+		if (STORE__REVS(g)[0]->main <= at) {
 			for (int64_t i = (int64_t)g->n - 1; i >= 0; i--)
-				if (g->revs[i]->main <= at)
-					return g->revs[i];
+				if (STORE__REVS(g)[i]->main <= at)
+					return STORE__REVS(g)[i];
 		}
 	}
 	return NULL;
@@ -166,8 +185,8 @@ struct store__kv *store__kv_prev(const struct store__kv *kv)
 	for (uint32_t g = 0; g < ki->ngens; g++) {
 		const struct store__gen *gen = &ki->gens[g];
 		for (uint32_t i = 0; i < gen->n; i++)
-			if (gen->revs[i] == kv)
-				return i ? gen->revs[i - 1] : NULL;
+			if (STORE__REVS(gen)[i] == kv)
+				return i ? STORE__REVS(gen)[i - 1] : NULL;
 	}
 	return NULL;
 }
@@ -423,7 +442,12 @@ int store__delete_ki(struct store *s, struct store__ki *ki, struct store_kv *pre
 		store__lease_detach(s, old->lease, ki);
 	if (ki->ngens == ki->gcap) {
 		ki->gcap *= 2;
-		ki->gens = store__xrealloc(ki->gens, ki->gcap * sizeof *ki->gens);
+		if (ki->gens == &ki->g0) {
+			ki->gens = store__xmalloc(ki->gcap * sizeof *ki->gens);
+			ki->gens[0] = ki->g0;
+		} else {
+			ki->gens = store__xrealloc(ki->gens, ki->gcap * sizeof *ki->gens);
+		}
 	}
 	memset(&ki->gens[ki->ngens++], 0, sizeof ki->gens[0]);
 	return 1;
@@ -621,8 +645,8 @@ void store_txn_result_free(struct store_txn_result *res)
 static void gen_drop(struct store__gen *g)
 {
 	for (uint32_t i = 0; i < g->n; i++)
-		g->revs[i]->flags |= STORE__DEAD;
-	free(g->revs);
+		STORE__REVS(g)[i]->flags |= STORE__DEAD;
+	gen_free(g);
 }
 
 /* etcd's keyIndex.compact: marks the dropped kvrecs dead; returns true when the key is empty. */
@@ -631,7 +655,7 @@ static bool ki_compact(struct store__ki *ki, int64_t at)
 	uint32_t gi = 0;
 	while (gi < ki->ngens - 1) {
 		struct store__gen *g = &ki->gens[gi];
-		if (g->revs[g->n - 1]->main > at)
+		if (STORE__REVS(g)[g->n - 1]->main > at)
 			break;
 		gi++;
 	}
@@ -640,19 +664,20 @@ static bool ki_compact(struct store__ki *ki, int64_t at)
 		/* keep the newest revision <= at and everything after it */
 		int64_t keep = -1;
 		for (int64_t i = (int64_t)g->n - 1; i >= 0; i--)
-			if (g->revs[i]->main <= at) {
+			if (STORE__REVS(g)[i]->main <= at) {
 				keep = i;
 				break;
 			}
 		if (keep > 0) {
 			for (int64_t i = 0; i < keep; i++)
-				g->revs[i]->flags |= STORE__DEAD;
-			memmove(g->revs, g->revs + keep, (g->n - (uint32_t)keep) * sizeof *g->revs);
+				STORE__REVS(g)[i]->flags |= STORE__DEAD;
+			struct store__kv **revs = STORE__REVS(g);
+			memmove(revs, revs + keep, (g->n - (uint32_t)keep) * sizeof *revs);
 			g->n -= (uint32_t)keep;
 		}
 		/* a generation left holding only its tombstone goes */
 		if (g->n == 1 && gi != ki->ngens - 1) {
-			g->revs[0]->flags |= STORE__DEAD;
+			STORE__REVS(g)[0]->flags |= STORE__DEAD;
 			gi++;
 		}
 	}
@@ -676,19 +701,18 @@ int store_compact(struct store *s, int64_t rev)
 	size_t nk = 0;
 	struct store__iter it;
 	store__index_seek(&s->idx, NULL, 0, &it);
-	struct store__ki *dead = NULL; /* freed after the log sweep: dead kvrecs still point at them */
+	/* the dead keys go to the end of keep[], freed after the log sweep (their dead kvrecs
+	   still point at them) */
+	size_t nd = s->idx.n;
 	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
-		if (ki_compact(ki, rev)) {
-			free(ki->gens[0].revs);
-			ki->gens[0].revs = (struct store__kv **)dead; /* chain (empty gen) */
-			dead = ki;
-		} else {
+		if (ki_compact(ki, rev))
+			keep[--nd] = ki;
+		else
 			keep[nk++] = ki;
-		}
 	}
-	if (nk != s->idx.n)
+	size_t nkeys = s->idx.n;
+	if (nk != nkeys)
 		store__index_build(&s->idx, keep, nk);
-	free(keep);
 	/* sweep the log's prefix up to rev */
 	size_t w = 0, i = 0;
 	for (; i < s->log_n && s->log[i]->main <= rev; i++) {
@@ -708,12 +732,9 @@ int store_compact(struct store *s, int64_t rev)
 			s->log = store__xrealloc(s->log, s->log_cap * sizeof *s->log);
 		}
 	}
-	while (dead) {
-		struct store__ki *next = (struct store__ki *)(void *)dead->gens[0].revs;
-		dead->gens[0].revs = NULL;
-		store__ki_free(dead);
-		dead = next;
-	}
+	for (size_t d = nk; d < nkeys; d++)
+		store__ki_free(keep[d]);
+	free(keep);
 	s->compact_rev = rev;
 	store__watch_compacted(s, rev);
 	return 0;
@@ -757,7 +778,7 @@ int store_hash_kv(struct store *s, int64_t rev, uint64_t *hash)
 		bool keyed = false;
 		for (uint32_t g = 0; g < ki->ngens; g++)
 			for (uint32_t i = 0; i < ki->gens[g].n; i++) {
-				const struct store__kv *kv = ki->gens[g].revs[i];
+				const struct store__kv *kv = STORE__REVS(&ki->gens[g])[i];
 				if (kv->main > rev)
 					continue;
 				if (!keyed) {

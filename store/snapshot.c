@@ -157,7 +157,7 @@ int store_snapshot_save(struct store *s, store_write_fn write, void *arg)
 			put_u64(&e, (uint64_t)gen->created_sub);
 			put_u32(&e, gen->n);
 			for (uint32_t i = 0; i < gen->n; i++)
-				put_kv(&e, gen->revs[i]);
+				put_kv(&e, STORE__REVS(gen)[i]);
 		}
 	}
 	put_bytes(&e, TRAILER, 8);
@@ -344,7 +344,8 @@ static int parse(struct store *t, struct dec *d)
 		memcpy(ki->key, key, kl);
 		ki->ngens = 0;
 		ki->gcap = ng;
-		ki->gens = store__xcalloc(ng, sizeof *ki->gens);
+		memset(&ki->g0, 0, sizeof ki->g0);
+		ki->gens = ng == 1 ? &ki->g0 : store__xcalloc(ng, sizeof *ki->gens);
 		kis[nkis++] = ki;
 		struct store_rev last = {0, 0};
 		for (uint32_t g = 0; g < ng && !err; g++) {
@@ -360,7 +361,8 @@ static int parse(struct store *t, struct dec *d)
 				break;
 			}
 			gen->cap = n;
-			gen->revs = n ? store__xmalloc(n * sizeof *gen->revs) : NULL;
+			if (n > 1)
+				gen->r.many = store__xmalloc(n * sizeof *gen->r.many);
 			for (uint32_t i = 0; i < n; i++) {
 				struct store__kv hdr;
 				memset(&hdr, 0, sizeof hdr);
@@ -392,7 +394,7 @@ static int parse(struct store *t, struct dec *d)
 				kv->ki = ki;
 				if (hdr.vlen)
 					memcpy(kv->value, val, hdr.vlen);
-				gen->revs[gen->n++] = kv;
+				STORE__REVS(gen)[gen->n++] = kv;
 				if (t->log_n == t->log_cap) {
 					t->log_cap = t->log_cap ? t->log_cap * 2 : 1024;
 					t->log = store__xrealloc(t->log, t->log_cap * sizeof *t->log);
@@ -439,8 +441,10 @@ static void free_parsed(struct store *t)
 	store__index_seek(&t->idx, NULL, 0, &it);
 	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
 		for (uint32_t g = 0; g < ki->gcap; g++)
-			free(ki->gens[g].revs);
-		free(ki->gens);
+			if (ki->gens[g].cap > 1)
+				free(ki->gens[g].r.many);
+		if (ki->gens != &ki->g0)
+			free(ki->gens);
 		free(ki);
 	}
 	store__index_free(&t->idx);

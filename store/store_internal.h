@@ -40,15 +40,26 @@ struct store__gen {
 	int64_t ver;          /* writes in the generation, tombstone included */
 	int64_t created_main; /* revision of the put that created it */
 	int64_t created_sub;
-	uint32_t n, cap;
-	struct store__kv **revs; /* stored revisions, oldest first; a tombstone ends it */
+	uint32_t n, cap; /* cap <= 1: the one revision is inline (r.one) */
+	union {
+		struct store__kv **many;
+		struct store__kv *one;
+	} r; /* stored revisions, oldest first; a tombstone ends it; read through STORE__REVS */
 };
 
-/* etcd's keyIndex. The last generation is the current one (empty when the key is deleted). */
+/* The revisions array of a generation (inline when it holds at most one). */
+#define STORE__REVS(g) ((g)->cap > 1 ? (g)->r.many : (struct store__kv **)&(g)->r.one)
+
+/*
+ * etcd's keyIndex. The last generation is the current one (empty when the key is deleted). A key
+ * that was never deleted keeps its one generation inline (gens == &g0): with the inline revision
+ * that makes a key written once a single allocation besides its kvrec.
+ */
 struct store__ki {
 	uint32_t key_len;
 	uint32_t ngens, gcap;
-	struct store__gen *gens;
+	struct store__gen *gens; /* &g0 or a heap array of gcap */
+	struct store__gen g0;
 	unsigned char key[];
 };
 
@@ -57,6 +68,10 @@ struct store__bnode;
 struct store__index {
 	struct store__bnode *root;
 	size_t n; /* keys */
+	/* point lookups: open addressing, linear probing; a slot is the ki pointer with the top 16
+	   bits of the key's hash in its (unused) top 16 bits, 0 when empty */
+	uint64_t *slots;
+	size_t mask; /* slots - 1 (a power of two minus one) */
 };
 
 struct store__iter {

@@ -69,9 +69,9 @@ static void check_gen(const struct store__gen *g, const int64_t *mains, uint32_t
 {
 	CHECK_EQ(g->n, n);
 	for (uint32_t i = 0; i < n; i++)
-		CHECK_EQ(g->revs[i]->main, mains[i]);
+		CHECK_EQ(STORE__REVS(g)[i]->main, mains[i]);
 	if (n)
-		CHECK_EQ((g->revs[n - 1]->flags & STORE__TOMB) != 0, tomb);
+		CHECK_EQ((STORE__REVS(g)[n - 1]->flags & STORE__TOMB) != 0, tomb);
 }
 
 CHECK_TEST(keyindex_seed000_walkthrough)
@@ -103,7 +103,7 @@ CHECK_TEST(keyindex_seed000_walkthrough)
 	CHECK(ki != NULL);
 	CHECK_EQ(ki->ngens, 3);
 	check_gen(&ki->gens[0], (int64_t[]){2, 3}, 2, true);
-	CHECK_EQ(ki->gens[0].revs[1]->sub, 1);
+	CHECK_EQ(STORE__REVS(&ki->gens[0])[1]->sub, 1);
 	CHECK_EQ(ki->gens[0].created_main, 2);
 	CHECK_EQ(ki->gens[1].created_main, 4);
 	CHECK_EQ(ki->gens[1].created_sub, 3);

@@ -1,0 +1,177 @@
+/*
+ * store_bench.c: the store's figures on one core. 1,000,000 puts of 256-byte values under
+ * distinct keys (/bench/dNNN/fNNNNNNN: 1,000 directories of 1,000 files, inserted in a scrambled
+ * order), point ranges at random keys, 1,000-key prefix ranges (one directory), memory per live
+ * key beyond key and value (RSS growth / keys), compaction of half the history, snapshot save and
+ * restore. Prints one `name: value` line per figure. Times are the process's CPU time (the
+ * machine is shared; wall time would measure the neighbours).
+ *
+ *   store-bench [keys]
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static long rss_bytes(void)
+{
+	long pages = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+		res = 0;
+	fclose(f);
+	return res * sysconf(_SC_PAGESIZE);
+}
+
+static int key_of(uint64_t i, char *buf)
+{
+	return sprintf(buf, "/bench/d%03u/f%07u", (unsigned)(i % 1000), (unsigned)i);
+}
+
+static uint64_t scramble(uint64_t i, uint64_t n)
+{
+	/* a permutation of [0, n) for n not a multiple of the (prime) multiplier */
+	return (i * 1000003ull) % n;
+}
+
+static void die(const char *what, int r)
+{
+	fprintf(stderr, "store-bench: %s: %s\n", what, store_strerror(r));
+	exit(1);
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 0) : 1000000;
+	struct store *s;
+	store_open(&(struct store_config){.quota_bytes = 64ull << 30}, &s);
+	unsigned char val[256];
+	for (size_t i = 0; i < sizeof val; i++)
+		val[i] = (unsigned char)(i * 131 + 7);
+	char key[64];
+	uint64_t key_bytes = 0;
+
+	long rss0 = rss_bytes();
+	double t0 = now_s();
+	for (uint64_t i = 0; i < n; i++) {
+		int kl = key_of(scramble(i, n), key);
+		key_bytes += (uint64_t)kl;
+		memcpy(val, &i, sizeof i);
+		struct store_put p = {.key = key, .key_len = (size_t)kl, .value = val,
+				      .value_len = sizeof val};
+		int r = store_put(s, &p, NULL);
+		if (r)
+			die("put", r);
+	}
+	double t_put = now_s() - t0;
+	long rss1 = rss_bytes();
+	printf("store_keys: %llu\n", (unsigned long long)n);
+	printf("store_put_per_s: %.0f\n", (double)n / t_put);
+	printf("store_overhead_bytes_per_key: %.1f\n",
+	       (double)(rss1 - rss0) / (double)n - (double)key_bytes / (double)n - (double)sizeof val);
+
+	/* point ranges at random keys */
+	uint64_t x = 88172645463325252ull, found = 0;
+	uint64_t gets = 2000000;
+	t0 = now_s();
+	for (uint64_t i = 0; i < gets; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		int kl = key_of(x % n, key);
+		struct store_range_req rq = {.key = key, .key_len = (size_t)kl};
+		struct store_range_result res;
+		int r = store_range(s, &rq, &res);
+		if (r)
+			die("range", r);
+		found += res.n;
+		store_range_result_free(&res);
+	}
+	double t_get = now_s() - t0;
+	if (found != gets)
+		fprintf(stderr, "store-bench: %llu of %llu keys found\n", (unsigned long long)found,
+			(unsigned long long)gets);
+	printf("store_get_per_s: %.0f\n", (double)gets / t_get);
+
+	/* prefix ranges of one directory (n / 1000 keys) */
+	uint64_t prefixes = 2000, got = 0;
+	t0 = now_s();
+	for (uint64_t i = 0; i < prefixes; i++) {
+		char pre[32];
+		unsigned char end[32];
+		int pl = sprintf(pre, "/bench/d%03u/", (unsigned)(i * 7 % 1000));
+		size_t el = store_prefix_end(pre, (size_t)pl, end);
+		struct store_range_req rq = {.key = pre, .key_len = (size_t)pl, .end = end, .end_len = el};
+		struct store_range_result res;
+		int r = store_range(s, &rq, &res);
+		if (r)
+			die("prefix range", r);
+		got += res.n;
+		store_range_result_free(&res);
+	}
+	double t_pre = now_s() - t0;
+	printf("store_prefix_range_keys: %llu\n", (unsigned long long)(got / prefixes));
+	printf("store_prefix_range_per_s: %.0f\n", (double)prefixes / t_pre);
+
+	/* snapshot save and restore of the whole store */
+	void *img;
+	size_t len;
+	t0 = now_s();
+	int r = store_snapshot_save_buf(s, &img, &len);
+	if (r)
+		die("snapshot save", r);
+	double t_save = now_s() - t0;
+	printf("store_snapshot_bytes: %zu\n", len);
+	printf("store_snapshot_save_s: %.3f\n", t_save);
+	struct store *t;
+	store_open(NULL, &t);
+	t0 = now_s();
+	r = store_snapshot_restore(t, img, len);
+	if (r)
+		die("snapshot restore", r);
+	double t_restore = now_s() - t0;
+	printf("store_snapshot_restore_s: %.3f\n", t_restore);
+	uint64_t h1, h2;
+	store_hash_kv(s, 0, &h1);
+	store_hash_kv(t, 0, &h2);
+	printf("store_snapshot_hash_equal: %d\n", h1 == h2);
+	free(img);
+	store_close(t);
+
+	/* overwrite every key once more, then compact away half of the history */
+	int64_t mid = store_rev(s);
+	t0 = now_s();
+	for (uint64_t i = 0; i < n; i++) {
+		int kl = key_of(i, key);
+		struct store_put p = {.key = key, .key_len = (size_t)kl, .value = val,
+				      .value_len = sizeof val};
+		if ((r = store_put(s, &p, NULL)))
+			die("put", r);
+	}
+	double t_over = now_s() - t0;
+	printf("store_overwrite_put_per_s: %.0f\n", (double)n / t_over);
+	uint64_t size0 = store_size(s);
+	t0 = now_s();
+	if ((r = store_compact(s, mid + (int64_t)n / 2)))
+		die("compact", r);
+	double t_comp = now_s() - t0;
+	printf("store_compact_half_s: %.3f\n", t_comp);
+	printf("store_compact_size_before_bytes: %llu\n", (unsigned long long)size0);
+	printf("store_compact_size_after_bytes: %llu\n", (unsigned long long)store_size(s));
+	t0 = now_s();
+	if ((r = store_compact(s, store_rev(s))))
+		die("compact", r);
+	printf("store_compact_rest_s: %.3f\n", now_s() - t0);
+	store_close(s);
+	return 0;
+}
