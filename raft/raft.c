@@ -735,6 +735,11 @@ static int cmp_desc(const void *a, const void *b)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
+static int cmp_asc(const void *a, const void *b)
+{
+	return -cmp_desc(a, b);
+}
+
 /* The highest index a quorum of voters has. */
 static uint64_t quorum_match(struct raft *r)
 {
@@ -1930,8 +1935,8 @@ static void fill_conf(struct raft *r, struct raft_conf_state *cs)
 		else
 			cs->voters[cs->n_voters++] = r->prs[i].id;
 	}
-	qsort(cs->voters, cs->n_voters, sizeof cs->voters[0], cmp_desc);
-	qsort(cs->learners, cs->n_learners, sizeof cs->learners[0], cmp_desc);
+	qsort(cs->voters, cs->n_voters, sizeof cs->voters[0], cmp_asc);
+	qsort(cs->learners, cs->n_learners, sizeof cs->learners[0], cmp_asc);
 }
 
 int raft_apply_conf_change(struct raft *r, const struct raft_conf_change *cc,

@@ -68,7 +68,8 @@ struct raft_hard_state {
 	uint64_t commit; /* highest index known committed */
 };
 
-/* The membership: voters count for quorum, learners only receive the log. */
+/* The membership: voters count for quorum, learners only receive the log (ids ascending when the
+ * core fills it). */
 struct raft_conf_state {
 	uint64_t voters[RAFT_MAX_MEMBERS];
 	size_t n_voters;

@@ -29,11 +29,10 @@ static void print_status(FILE *out, uint64_t id)
 		id, raft_state_name(st.soft_state.state), st.hard_state.term, st.hard_state.vote,
 		st.soft_state.lead, st.hard_state.commit, st.applied, st.last_index);
 	for (size_t i = 0; i < st.conf.n_voters; i++)
-		fprintf(out, "%s%" PRIu64, i ? " " : "", st.conf.voters[st.conf.n_voters - 1 - i]);
+		fprintf(out, "%s%" PRIu64, i ? " " : "", st.conf.voters[i]);
 	fprintf(out, ") learners=(");
 	for (size_t i = 0; i < st.conf.n_learners; i++)
-		fprintf(out, "%s%" PRIu64, i ? " " : "",
-			st.conf.learners[st.conf.n_learners - 1 - i]);
+		fprintf(out, "%s%" PRIu64, i ? " " : "", st.conf.learners[i]);
 	fprintf(out, ")\n");
 }
 
