@@ -4,6 +4,8 @@
  */
 #include "fs.h"
 
+#include "cli_internal.h"
+
 #include <string.h>
 
 #ifndef RAFTFS_VERSION
@@ -18,8 +20,9 @@ struct fs_cmd {
 };
 
 static const struct fs_cmd fs_cmds[] = {
-	{"mount", "[member flags] [-o opts] [-f] DIR", "mount DIR as a member of a cluster", NULL},
-	{"umount", "DIR", "unmount DIR cleanly (leadership handed over first)", NULL},
+	{"mount", "[member flags] [-o opts] [-f] DIR", "mount DIR as a member of a cluster",
+	 fs_cli_mount},
+	{"umount", "DIR", "unmount DIR cleanly (leadership handed over first)", fs_cli_umount},
 	{"status", "MOUNT", "member, leader, term, indexes, revision, members, alarms", NULL},
 	{"member", "list|add|remove|promote MOUNT ...", "change or list the cluster's members", NULL},
 	{"lease", "grant|revoke|keepalive|ttl|list MOUNT ...", "manage leases", NULL},

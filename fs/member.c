@@ -83,6 +83,7 @@ struct fs_member {
 	struct raft_conf_state conf;  /* the applied membership */
 
 	uint64_t applied;             /* last applied index */
+	uint64_t recovered_commit;    /* the commit index the WAL held at start */
 	uint64_t snap_index, snap_term; /* the newest snapshot */
 	uint64_t lead;                /* the leader known, or 0 */
 	int raft_state;
@@ -1020,6 +1021,7 @@ static int recover(struct fs_member *m)
 			m->conf.voters[m->conf.n_voters++] = initial[i].id;
 	}
 	raft_memory_storage_set_conf_state(m->ms, &m->conf);
+	m->recovered_commit = res.has_hard ? res.hard.commit : 0;
 	if (res.has_hard)
 		raft_memory_storage_set_hard_state(
 			m->ms, &(struct raft_hard_state){res.hard.term, res.hard.vote, res.hard.commit});
@@ -1285,6 +1287,11 @@ void fs_member_status(struct fs_member *m, struct fs_member_status *out)
 	out->n_learners = (int)m->conf.n_learners;
 	memcpy(out->voters, m->conf.voters, m->conf.n_voters * sizeof m->conf.voters[0]);
 	memcpy(out->learners, m->conf.learners, m->conf.n_learners * sizeof m->conf.learners[0]);
+}
+
+int fs_member_replayed(struct fs_member *m)
+{
+	return m->applied >= m->recovered_commit;
 }
 
 void fs_member_block_peer(struct fs_member *m, uint64_t peer, int blocked)

@@ -118,6 +118,12 @@ struct fs_member_status {
 
 void fs_member_status(struct fs_member *m, struct fs_member_status *st);
 
+/*
+ * Whether everything the data dir held as committed at start has been applied again: a mount is
+ * served only after, so a restarted member never shows less than it had.
+ */
+int fs_member_replayed(struct fs_member *m);
+
 /* Test hook: drop all traffic with peer (a partition), or heal it. */
 void fs_member_block_peer(struct fs_member *m, uint64_t peer, int blocked);
 

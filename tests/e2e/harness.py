@@ -89,7 +89,8 @@ class Daemon:
 
     def start(self):
         os.makedirs(self.mountpoint, exist_ok=True)
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+        # appended: a restarted daemon's earlier output stays for the checker
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=err, start_new_session=True, env=self.env)
         return self

@@ -1,0 +1,1386 @@
+/*
+ * ops.c: the FUSE lowlevel operations of a mount (see ops_internal.h for the mapping and the
+ * consistency rules). Every handler ends in exactly one reply: at once for reads and refusals,
+ * from the proposal's callback for changes.
+ */
+#include "ops_internal.h"
+
+#include "kv_internal.h"
+#include "log_internal.h"
+#include "raft.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#define ENTRY_TIMEOUT 0.1 /* s: remote changes show within this, until invalidation lands */
+#define ATTR_TIMEOUT 0.1
+#define RETRIES 5         /* a compare that lost to a concurrent change is retried */
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int fs_ops_errno(int status)
+{
+	switch (status) {
+	case 0:
+		return 0;
+	case -ETIMEDOUT:
+	case FS_ESTOPPING:
+	case FS_EREMOVED:
+	case RAFT_EPROPOSALDROPPED:
+		return EIO;
+	case FS_ETOOMANYREQUESTS:
+		return EAGAIN;
+	case STORE_ENOSPACE:
+		return ENOSPC;
+	case STORE_ELEASENOTFOUND:
+		return EINVAL;
+	case STORE_EKEYNOTFOUND:
+		return ENOENT;
+	default:
+		return status < 0 && status > -4096 ? -status : EIO;
+	}
+}
+
+/* Looks path up; 0 with *kv (pointing into the store until its next change), or -ENOENT. */
+static int get_kv(struct fs_ops *o, const char *path, struct store_kv *kv)
+{
+	struct store_range_req rq = {.key = path, .key_len = strlen(path)};
+	struct store_range_result res;
+	if (store_range(o->store, &rq, &res) != 0)
+		return -EIO;
+	int rc = res.n ? 0 : -ENOENT;
+	if (res.n)
+		*kv = res.kvs[0];
+	store_range_result_free(&res);
+	return rc;
+}
+
+static int is_root(const char *path)
+{
+	return path[0] == '/' && path[1] == '\0';
+}
+
+static void fill_attr(uint64_t ino, const struct store_kv *kv, struct stat *st)
+{
+	memset(st, 0, sizeof *st);
+	st->st_ino = ino;
+	if (!kv) { /* the root */
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		st->st_blksize = 4096;
+		return;
+	}
+	uint32_t type = kv->meta.type & S_IFMT;
+	st->st_mode = (type ? type : S_IFREG) | (kv->meta.mode & 07777);
+	st->st_nlink = S_ISDIR(st->st_mode) ? 2 : 1;
+	st->st_uid = kv->meta.uid;
+	st->st_gid = kv->meta.gid;
+	st->st_size = S_ISDIR(st->st_mode) ? 0 : (off_t)kv->value_len;
+	st->st_blksize = 4096;
+	st->st_blocks = (st->st_size + 511) / 512;
+	st->st_atim.tv_sec = kv->meta.atime_ns / 1000000000;
+	st->st_atim.tv_nsec = kv->meta.atime_ns % 1000000000;
+	st->st_mtim.tv_sec = kv->meta.mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = kv->meta.mtime_ns % 1000000000;
+	st->st_ctim.tv_sec = kv->meta.ctime_ns / 1000000000;
+	st->st_ctim.tv_nsec = kv->meta.ctime_ns % 1000000000;
+}
+
+/* The path of ino into buf[FS_PATH_MAX_BYTES + 1]; a negative errno when it has none. */
+static int ino_path(struct fs_ops *o, fuse_ino_t ino, char *buf)
+{
+	int rc = fs_itable_path(&o->itable, ino, buf, FS_PATH_MAX_BYTES + 1);
+	return rc < 0 ? (rc == -ESTALE ? -ENOENT : rc) : 0;
+}
+
+/* parent's path joined with name into buf; ENAMETOOLONG, EINVAL for "." "..", "/" in name. */
+static int child_path(struct fs_ops *o, fuse_ino_t parent, const char *name, char *buf)
+{
+	size_t nl = strlen(name);
+	if (nl > FS_NAME_MAX_BYTES)
+		return -ENAMETOOLONG;
+	if (nl == 0 || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	int rc = ino_path(o, parent, buf);
+	if (rc)
+		return rc;
+	size_t pl = strlen(buf);
+	if (pl + 1 + nl > FS_PATH_MAX_BYTES)
+		return -ENAMETOOLONG;
+	if (!is_root(buf))
+		buf[pl++] = '/';
+	memcpy(buf + pl, name, nl + 1);
+	return 0;
+}
+
+/* The parent directory of path into buf. */
+static void parent_of(const char *path, char *buf)
+{
+	const char *slash = strrchr(path, '/');
+	size_t n = slash == path ? 1 : (size_t)(slash - path);
+	memcpy(buf, path, n);
+	buf[n] = '\0';
+}
+
+/* Whether the reserved control name is being touched: /.raftfs at the root. */
+static int reserved(const char *path)
+{
+	return strcmp(path, "/.raftfs") == 0 || strncmp(path, "/.raftfs/", 9) == 0;
+}
+
+static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
+{
+	struct store_kv kv;
+	if (get_kv(o, path, &kv) != 0)
+		return fuse_reply_err(req, ENOENT);
+	struct fuse_entry_param e = {.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ENTRY_TIMEOUT};
+	e.ino = fs_itable_lookup(&o->itable, path);
+	if (!e.ino)
+		return fuse_reply_err(req, ENOMEM);
+	fill_attr(e.ino, &kv, &e.attr);
+	return fuse_reply_entry(req, &e);
+}
+
+/* ---- building requests ----------------------------------------------------------------------- */
+
+/* A transaction under construction: its compares and success ops, with room for their data. */
+struct txn_builder {
+	Rpc__Compare cmp[64];
+	Rpc__Compare *cmpp[64];
+	size_t n_cmp;
+	Rpc__Op op[64];
+	Rpc__Op *opp[64];
+	Rpc__Put put[64];
+	Rpc__DeleteRange del[64];
+	Rpc__Meta meta[64];
+	size_t n_op;
+	/* Larger transactions (renaming a directory with many entries) spill here. */
+	Rpc__Compare **cmp_big;
+	Rpc__Op **op_big;
+	int overflow;
+};
+
+static void bytes_of(ProtobufCBinaryData *b, protobuf_c_boolean *has, const void *p, size_t n)
+{
+	b->data = (uint8_t *)p;
+	b->len = n;
+	*has = 1;
+}
+
+static Rpc__Compare *tb_cmp(struct txn_builder *tb, Rpc__Compare__Target target,
+			    Rpc__Compare__Result result, const char *key, int64_t number)
+{
+	if (tb->n_cmp == 64) {
+		tb->overflow = 1;
+		return NULL;
+	}
+	Rpc__Compare *c = &tb->cmp[tb->n_cmp];
+	rpc__compare__init(c);
+	c->has_target = c->has_result = c->has_number = 1;
+	c->target = target;
+	c->result = result;
+	c->number = number;
+	bytes_of(&c->key, &c->has_key, key, strlen(key));
+	tb->cmpp[tb->n_cmp++] = c;
+	return c;
+}
+
+static Rpc__Put *tb_put(struct txn_builder *tb, const char *key, const void *value, size_t len,
+			const struct store_meta *m, int64_t lease)
+{
+	if (tb->n_op == 64) {
+		tb->overflow = 1;
+		return NULL;
+	}
+	size_t i = tb->n_op;
+	Rpc__Put *p = &tb->put[i];
+	Rpc__Meta *mm = &tb->meta[i];
+	rpc__put__init(p);
+	rpc__meta__init(mm);
+	bytes_of(&p->key, &p->has_key, key, strlen(key));
+	bytes_of(&p->value, &p->has_value, value, len);
+	mm->has_type = mm->has_mode = mm->has_uid = mm->has_gid = 1;
+	mm->has_atime_ns = mm->has_mtime_ns = mm->has_ctime_ns = 1;
+	mm->type = m->type;
+	mm->mode = m->mode;
+	mm->uid = m->uid;
+	mm->gid = m->gid;
+	mm->atime_ns = m->atime_ns;
+	mm->mtime_ns = m->mtime_ns;
+	mm->ctime_ns = m->ctime_ns;
+	p->meta = mm;
+	if (lease) {
+		p->has_lease = 1;
+		p->lease = lease;
+	}
+	rpc__op__init(&tb->op[i]);
+	tb->op[i].op_case = RPC__OP__OP_PUT;
+	tb->op[i].put = p;
+	tb->opp[i] = &tb->op[i];
+	tb->n_op++;
+	return p;
+}
+
+static void tb_delete(struct txn_builder *tb, const char *key, const void *end, size_t end_len)
+{
+	if (tb->n_op == 64) {
+		tb->overflow = 1;
+		return;
+	}
+	size_t i = tb->n_op;
+	Rpc__DeleteRange *d = &tb->del[i];
+	rpc__delete_range__init(d);
+	bytes_of(&d->key, &d->has_key, key, strlen(key));
+	if (end)
+		bytes_of(&d->range_end, &d->has_range_end, end, end_len);
+	rpc__op__init(&tb->op[i]);
+	tb->op[i].op_case = RPC__OP__OP_DELETE_RANGE;
+	tb->op[i].delete_range = d;
+	tb->opp[i] = &tb->op[i];
+	tb->n_op++;
+}
+
+/* Touches directory dir (its mtime and ctime) in the txn, so its mod revision moves; root: no-op. */
+static int tb_touch_dir(struct txn_builder *tb, struct fs_ops *o, const char *dir, int64_t now)
+{
+	if (is_root(dir))
+		return 0;
+	struct store_kv kv;
+	if (get_kv(o, dir, &kv) != 0)
+		return -ENOENT;
+	if ((kv.meta.type & S_IFMT) != S_IFDIR)
+		return -ENOTDIR;
+	struct store_meta m = kv.meta;
+	m.mtime_ns = m.ctime_ns = now;
+	tb_put(tb, dir, NULL, 0, &m, kv.lease);
+	/* it must still be the directory we saw */
+	tb_cmp(tb, RPC__COMPARE__TARGET__CREATE, RPC__COMPARE__RESULT__EQUAL, dir,
+	       kv.create_revision);
+	return 0;
+}
+
+/* One proposal on behalf of a FUSE request. */
+struct pending {
+	struct fs_ops *o;
+	fuse_req_t req;
+	void (*done)(struct pending *p, int status, const Rpc__Response *resp);
+	char path[FS_PATH_MAX_BYTES + 1];
+	char path2[FS_PATH_MAX_BYTES + 1]; /* rename's target */
+	struct fuse_file_info fi;            /* create's */
+	int flags;                           /* the operation's own */
+	int attempt;
+	void *fh;                            /* flush/release: the handle */
+	int release;                         /* free the handle after the commit */
+	fuse_ino_t ino, parent, newparent;
+	char name[FS_NAME_MAX_BYTES + 1], newname[FS_NAME_MAX_BYTES + 1];
+	mode_t mode;
+	struct stat attr;                    /* setattr's */
+	int to_set;
+};
+
+static struct pending *pending_new(struct fs_ops *o, fuse_req_t req,
+				   void (*done)(struct pending *, int, const Rpc__Response *))
+{
+	struct pending *p = calloc(1, sizeof *p);
+	if (p) {
+		p->o = o;
+		p->req = req;
+		p->done = done;
+	}
+	return p;
+}
+
+static void on_proposed(void *arg, uint64_t id, int status, const void *result, size_t len)
+{
+	struct pending *p = arg;
+	Rpc__Response resp;
+	if (fs_kv_decode_response(result, len, &resp) != 0 && status == 0)
+		status = -EIO;
+	p->done(p, status, &resp);
+}
+
+/* Proposes the transaction; p->done runs with the outcome. Returns 0 or a negative errno. */
+static int propose_txn(struct pending *p, struct txn_builder *tb)
+{
+	if (tb->overflow)
+		return -E2BIG;
+	Rpc__Txn t = RPC__TXN__INIT;
+	t.n_compare = tb->n_cmp;
+	t.compare = tb->cmpp;
+	t.n_success = tb->n_op;
+	t.success = tb->opp;
+	Rpc__Request r = RPC__REQUEST__INIT;
+	r.has_time_ns = 1;
+	r.time_ns = now_ns();
+	r.op_case = RPC__REQUEST__OP_TXN;
+	r.txn = &t;
+	size_t len;
+	uint8_t *buf = fs_kv_encode(&r, &len);
+	if (!buf)
+		return -ENOMEM;
+	int rc = fs_member_propose(p->o->member, buf, len, on_proposed, p);
+	free(buf);
+	return rc;
+}
+
+/* ---- lookup, attributes, directories --------------------------------------------------------- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	char path[FS_PATH_MAX_BYTES + 1];
+	int rc = child_path(o, parent, name, path);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry_for(req, o, path);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	fs_itable_forget(&o->itable, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	for (size_t i = 0; i < count; i++)
+		fs_itable_forget(&o->itable, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	char path[FS_PATH_MAX_BYTES + 1];
+	struct stat st;
+	int rc = ino_path(o, ino, path);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (is_root(path)) {
+		fill_attr(ino, NULL, &st);
+		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+		return;
+	}
+	struct store_kv kv;
+	if (get_kv(o, path, &kv) != 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	fill_attr(ino, &kv, &st);
+	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+/* Calls fn for each direct child of dir (name, kv); stops when fn returns non-zero. */
+static int for_each_child(struct fs_ops *o, const char *dir,
+			  int (*fn)(void *arg, const char *name, size_t len, const struct store_kv *kv),
+			  void *arg)
+{
+	char prefix[FS_PATH_MAX_BYTES + 2];
+	size_t pl = strlen(dir);
+	memcpy(prefix, dir, pl + 1);
+	if (!is_root(dir))
+		prefix[pl++] = '/', prefix[pl] = '\0';
+	unsigned char end[FS_PATH_MAX_BYTES + 2];
+	size_t el = store_prefix_end(prefix, pl, end);
+	struct store_range_req rq = {.key = prefix, .key_len = pl, .end = end, .end_len = el};
+	struct store_range_result res;
+	int rc = store_range(o->store, &rq, &res);
+	if (rc)
+		return -EIO;
+	for (size_t i = 0; i < res.n && rc == 0; i++) {
+		const char *k = (const char *)res.kvs[i].key + pl;
+		size_t kl = res.kvs[i].key_len - pl;
+		if (kl == 0 || memchr(k, '/', kl))
+			continue; /* deeper down */
+		rc = fn(arg, k, kl, &res.kvs[i]);
+	}
+	store_range_result_free(&res);
+	return rc;
+}
+
+struct dir_fill {
+	fuse_req_t req;
+	struct fs_ops *o;
+	char *buf;
+	size_t size, used;
+	off_t index, skip; /* entries seen, entries the kernel already has */
+	const char *dir;
+};
+
+static int fill_one(struct dir_fill *d, const char *name, size_t len, mode_t mode)
+{
+	if (d->index++ < d->skip)
+		return 0;
+	char nm[FS_NAME_MAX_BYTES + 1];
+	snprintf(nm, sizeof nm, "%.*s", (int)len, name);
+	/* a zero inode number would hide the entry from readdir(3); this one is only a hint */
+	struct stat st = {.st_mode = mode, .st_ino = (ino_t)d->index + 1};
+	size_t n = fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used, nm, &st, d->index);
+	if (n > d->size - d->used)
+		return 1; /* full: the kernel asks again from this offset */
+	d->used += n;
+	return 0;
+}
+
+static int fill_child(void *arg, const char *name, size_t len, const struct store_kv *kv)
+{
+	uint32_t type = kv->meta.type & S_IFMT;
+	return fill_one(arg, name, len, type ? type : S_IFREG);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	char path[FS_PATH_MAX_BYTES + 1];
+	int rc = ino_path(o, ino, path);
+	struct store_kv kv;
+	if (!rc && !is_root(path))
+		rc = get_kv(o, path, &kv) ? -ENOENT
+					  : (kv.meta.type & S_IFMT) == S_IFDIR ? 0 : -ENOTDIR;
+	char *buf = rc ? NULL : malloc(size);
+	if (rc || !buf) {
+		fuse_reply_err(req, rc ? -rc : ENOMEM);
+		return;
+	}
+	struct dir_fill d = {req, o, buf, size, 0, 0, off, path};
+	if (!fill_one(&d, ".", 1, S_IFDIR) && !fill_one(&d, "..", 2, S_IFDIR))
+		for_each_child(o, path, fill_child, &d);
+	fuse_reply_buf(req, buf, d.used);
+	free(buf);
+}
+
+static int any_child(void *arg, const char *name, size_t len, const struct store_kv *kv)
+{
+	return 1;
+}
+
+/* ---- files ----------------------------------------------------------------------------------- */
+
+/*
+ * An open file. The content of a writable handle is buffered here until it is committed. A handle
+ * names its file by inode, so a rename moves it along and a delete detaches it (its content is
+ * then dropped at close, as an unlinked file's is).
+ */
+struct fh {
+	fuse_ino_t ino;
+	struct fh *prev, *next; /* writable handles of the mount (fs_ops.open_files) */
+	char path[FS_PATH_MAX_BYTES + 1]; /* the inode's path when last resolved */
+	uint8_t *buf;
+	size_t len, cap;
+	int writable;
+	int dirty;
+	int failed;  /* a write failed (EFBIG): nothing of this handle is ever committed */
+};
+
+static struct fh *fh_of(struct fuse_file_info *fi)
+{
+	return (struct fh *)(uintptr_t)fi->fh;
+}
+
+static int fh_reserve(struct fh *h, size_t n)
+{
+	if (n <= h->cap)
+		return 0;
+	size_t cap = h->cap ? h->cap : 4096;
+	while (cap < n)
+		cap *= 2;
+	uint8_t *nb = realloc(h->buf, cap);
+	if (!nb)
+		return -ENOMEM;
+	h->buf = nb;
+	h->cap = cap;
+	return 0;
+}
+
+static void fh_free(struct fs_ops *o, struct fh *h)
+{
+	if (!h)
+		return;
+	if (h->writable) {
+		if (h->prev)
+			h->prev->next = h->next;
+		else
+			o->open_files = h->next;
+		if (h->next)
+			h->next->prev = h->prev;
+	}
+	free(h->buf);
+	free(h);
+}
+
+/* Refreshes h->path from its inode; -ENOENT once the file was deleted or replaced. */
+static int fh_path(struct fs_ops *o, struct fh *h)
+{
+	return ino_path(o, h->ino, h->path);
+}
+
+/* The writable handle open on ino, if any (setattr commits its buffered content along). */
+static struct fh *fh_writable_of(struct fs_ops *o, fuse_ino_t ino)
+{
+	for (struct fh *h = o->open_files; h; h = h->next)
+		if (h->ino == ino)
+			return h;
+	return NULL;
+}
+
+/* A handle on path; writable ones start with the current content unless truncating. */
+static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int flags, struct fh **out)
+{
+	struct store_kv kv;
+	if (get_kv(o, path, &kv) != 0)
+		return -ENOENT;
+	uint32_t type = kv.meta.type & S_IFMT;
+	if (type == S_IFDIR)
+		return -EISDIR;
+	struct fh *h = calloc(1, sizeof *h);
+	if (!h)
+		return -ENOMEM;
+	strcpy(h->path, path);
+	h->ino = ino;
+	h->writable = (flags & O_ACCMODE) != O_RDONLY;
+	if (h->writable) {
+		if (flags & O_TRUNC) {
+			h->dirty = kv.value_len != 0;
+		} else if (fh_reserve(h, kv.value_len) != 0) {
+			free(h);
+			return -ENOMEM;
+		} else {
+			if (kv.value_len)
+				memcpy(h->buf, kv.value, kv.value_len);
+			h->len = kv.value_len;
+		}
+		h->next = o->open_files;
+		if (h->next)
+			h->next->prev = h;
+		o->open_files = h;
+	}
+	*out = h;
+	return 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	char path[FS_PATH_MAX_BYTES + 1];
+	struct fh *h = NULL;
+	int rc = ino_path(o, ino, path);
+	if (!rc)
+		rc = fh_open(o, ino, path, fi->flags, &h);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_open(req, fi) != 0)
+		fh_free(o, h); /* interrupted: no release will come */
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	struct fh *h = fh_of(fi);
+	const uint8_t *data;
+	size_t len;
+	struct store_kv kv;
+	if (h->writable) {
+		data = h->buf;
+		len = h->len;
+	} else if (fh_path(o, h) == 0 && get_kv(o, h->path, &kv) == 0) {
+		data = kv.value;
+		len = kv.value_len;
+	} else {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if ((size_t)off >= len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, (const char *)data + off,
+			       len - (size_t)off < size ? len - (size_t)off : size);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	struct fh *h = fh_of(fi);
+	if (!h->writable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if (fi->flags & O_APPEND)
+		off = (off_t)h->len;
+	size_t end = (size_t)off + size;
+	if (end > o->opt.max_value_bytes) {
+		h->failed = EFBIG; /* the old value stays, on every member */
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	if (fh_reserve(h, end) != 0) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if ((size_t)off > h->len)
+		memset(h->buf + h->len, 0, (size_t)off - h->len);
+	memcpy(h->buf + off, buf, size);
+	if (end > h->len)
+		h->len = end;
+	h->dirty = 1;
+	fuse_reply_write(req, size);
+}
+
+static void commit_done(struct pending *p, int status, const Rpc__Response *resp)
+{
+	struct fh *h = p->fh;
+	int err = fs_ops_errno(status);
+	if (!err && !resp->succeeded)
+		err = ENOENT; /* the file's directory went away meanwhile */
+	if (err)
+		FS_WARN("commit of %s failed: %s", h->path, strerror(err));
+	else
+		h->dirty = 0;
+	if (p->release)
+		fh_free(p->o, h);
+	fuse_reply_err(p->req, err);
+	free(p);
+}
+
+/* Commits a dirty handle's content as one proposal, then replies (flush, fsync, release). */
+static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
+{
+	if (h->dirty && !h->failed && fh_path(o, h) != 0)
+		h->dirty = 0; /* deleted or replaced meanwhile: its content goes with it */
+	if (h->failed || !h->dirty) {
+		int err = h->failed;
+		if (release)
+			fh_free(o, h);
+		fuse_reply_err(req, err);
+		return;
+	}
+	struct store_kv kv;
+	struct store_meta m = {.type = S_IFREG, .mode = 0644};
+	int64_t now = now_ns();
+	if (get_kv(o, h->path, &kv) == 0)
+		m = kv.meta;
+	m.mtime_ns = m.ctime_ns = now;
+	if (!m.atime_ns)
+		m.atime_ns = now;
+	struct pending *p = pending_new(o, req, commit_done);
+	struct txn_builder *tb = calloc(1, sizeof *tb);
+	int rc = p && tb ? 0 : -ENOMEM;
+	if (!rc) {
+		p->fh = h;
+		p->release = release;
+		char parent[FS_PATH_MAX_BYTES + 1];
+		parent_of(h->path, parent);
+		if (!is_root(parent))
+			tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER,
+			       parent, 0);
+		Rpc__Put *put = tb_put(tb, h->path, h->buf, h->len, &m, 0);
+		put->has_ignore_lease = 1;
+		put->ignore_lease = 1;
+		/* ignore_lease needs the key to exist: a file deleted meanwhile comes back bare */
+		if (get_kv(o, h->path, &kv) != 0)
+			put->ignore_lease = 0;
+		rc = propose_txn(p, tb);
+	}
+	free(tb);
+	if (rc) {
+		free(p);
+		if (release)
+			fh_free(o, h);
+		fuse_reply_err(req, -rc);
+	}
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	commit(req, fuse_req_userdata(req), fh_of(fi), 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	commit(req, fuse_req_userdata(req), fh_of(fi), 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	commit(req, fuse_req_userdata(req), fh_of(fi), 1);
+}
+
+/* ---- creating: files, directories, symlinks --------------------------------------------------- */
+
+static void create_done(struct pending *p, int status, const Rpc__Response *resp)
+{
+	struct fs_ops *o = p->o;
+	int err = fs_ops_errno(status);
+	struct store_kv kv;
+	if (!err && !resp->succeeded) {
+		/* lost a race, or the directory went away */
+		int exists = get_kv(o, p->path, &kv) == 0;
+		if (!exists)
+			err = ENOENT;
+		else if (p->flags == 1 /* create */ && !(p->fi.flags & O_EXCL))
+			err = 0; /* plain O_CREAT opens what the other member made */
+		else
+			err = EEXIST;
+	}
+	if (err) {
+		fuse_reply_err(p->req, err);
+		free(p);
+		return;
+	}
+	if (p->flags != 1) {
+		reply_entry_for(p->req, o, p->path);
+		free(p);
+		return;
+	}
+	struct fh *h;
+	struct fuse_entry_param e = {.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ENTRY_TIMEOUT};
+	e.ino = fs_itable_lookup(&o->itable, p->path);
+	int rc = e.ino ? fh_open(o, e.ino, p->path, p->fi.flags & ~O_TRUNC, &h) : -ENOMEM;
+	if (rc) {
+		if (e.ino)
+			fs_itable_forget(&o->itable, e.ino, 1);
+		fuse_reply_err(p->req, -rc);
+		free(p);
+		return;
+	}
+	get_kv(o, p->path, &kv);
+	fill_attr(e.ino, &kv, &e.attr);
+	p->fi.fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_create(p->req, &e, &p->fi) != 0) {
+		fh_free(o, h);
+		fs_itable_forget(&o->itable, e.ino, 1);
+	}
+	free(p);
+}
+
+/*
+ * Creates path as type (S_IFREG, S_IFDIR, S_IFLNK with value) if it does not exist, in one txn
+ * with the parent's touch. kind: 1 create (opens), 0 otherwise.
+ */
+static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      uint32_t type, const char *value, int kind, struct fuse_file_info *fi)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	struct pending *p = pending_new(o, req, create_done);
+	struct txn_builder *tb = calloc(1, sizeof *tb);
+	int rc = p && tb ? child_path(o, parent, name, p->path) : -ENOMEM;
+	if (!rc && reserved(p->path))
+		rc = -EPERM;
+	if (!rc) {
+		const struct fuse_ctx *ctx = fuse_req_ctx(req);
+		int64_t now = now_ns();
+		struct store_meta m = {.type = type, .mode = (uint32_t)mode & 07777, .uid = ctx->uid,
+				       .gid = ctx->gid, .atime_ns = now, .mtime_ns = now,
+				       .ctime_ns = now};
+		char dir[FS_PATH_MAX_BYTES + 1];
+		parent_of(p->path, dir);
+		tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__EQUAL, p->path, 0);
+		tb_put(tb, p->path, value, value ? strlen(value) : 0, &m, 0);
+		rc = tb_touch_dir(tb, o, dir, now);
+		p->flags = kind;
+		if (fi)
+			p->fi = *fi;
+		if (!rc)
+			rc = propose_txn(p, tb);
+	}
+	free(tb);
+	if (rc) {
+		free(p);
+		fuse_reply_err(req, -rc);
+	}
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	make_node(req, parent, name, mode, S_IFREG, NULL, 1, fi);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	if (!S_ISREG(mode)) {
+		fuse_reply_err(req, EPERM); /* device nodes, fifos, sockets */
+		return;
+	}
+	make_node(req, parent, name, mode, S_IFREG, NULL, 0, NULL);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	make_node(req, parent, name, mode, S_IFDIR, NULL, 0, NULL);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	if (strlen(link) > FS_PATH_MAX_BYTES) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	make_node(req, parent, name, 0777, S_IFLNK, link, 0, NULL);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fuse_reply_err(req, EPERM); /* hard links have no place in a key space */
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	char path[FS_PATH_MAX_BYTES + 1], target[FS_PATH_MAX_BYTES + 1];
+	struct store_kv kv;
+	int rc = ino_path(o, ino, path);
+	if (!rc)
+		rc = get_kv(o, path, &kv);
+	if (!rc && (kv.meta.type & S_IFMT) != S_IFLNK)
+		rc = -EINVAL;
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	snprintf(target, sizeof target, "%.*s", (int)kv.value_len, kv.value);
+	fuse_reply_readlink(req, target);
+}
+
+/* ---- removing -------------------------------------------------------------------------------- */
+
+static void remove_done(struct pending *p, int status, const Rpc__Response *resp)
+{
+	int err = fs_ops_errno(status);
+	struct store_kv kv;
+	if (!err && !resp->succeeded)
+		err = get_kv(p->o, p->path, &kv) == 0 ? ENOTEMPTY : ENOENT;
+	if (!err)
+		fs_itable_detach(&p->o->itable, p->path);
+	fuse_reply_err(p->req, err);
+	free(p);
+}
+
+static void remove_node(fuse_req_t req, fuse_ino_t parent, const char *name, int dir)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	struct pending *p = pending_new(o, req, remove_done);
+	struct txn_builder *tb = calloc(1, sizeof *tb);
+	struct store_kv kv;
+	int rc = p && tb ? child_path(o, parent, name, p->path) : -ENOMEM;
+	if (!rc)
+		rc = get_kv(o, p->path, &kv);
+	if (!rc) {
+		int is_dir = (kv.meta.type & S_IFMT) == S_IFDIR;
+		if (dir && !is_dir)
+			rc = -ENOTDIR;
+		else if (!dir && is_dir)
+			rc = -EISDIR;
+	}
+	if (!rc && dir && for_each_child(o, p->path, any_child, NULL) > 0)
+		rc = -ENOTEMPTY;
+	if (!rc) {
+		char d[FS_PATH_MAX_BYTES + 1];
+		parent_of(p->path, d);
+		/* unchanged since seen: for a directory, that also means still empty */
+		tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path,
+		       kv.mod_revision);
+		tb_delete(tb, p->path, NULL, 0);
+		rc = tb_touch_dir(tb, o, d, now_ns());
+		if (!rc)
+			rc = propose_txn(p, tb);
+	}
+	free(tb);
+	if (rc) {
+		free(p);
+		fuse_reply_err(req, -rc);
+	}
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_node(req, parent, name, 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_node(req, parent, name, 1);
+}
+
+/* ---- rename ---------------------------------------------------------------------------------- */
+
+static void rename_start(struct pending *p);
+
+static void rename_done(struct pending *p, int status, const Rpc__Response *resp)
+{
+	int err = fs_ops_errno(status);
+	if (!err && !resp->succeeded) {
+		if (++p->attempt < RETRIES) {
+			rename_start(p); /* something changed meanwhile: look again */
+			return;
+		}
+		err = EBUSY;
+	}
+	if (!err)
+		fs_itable_rename(&p->o->itable, p->path, p->path2);
+	fuse_reply_err(p->req, err);
+	free(p);
+}
+
+struct move {
+	struct txn_builder *tb;
+	const char *from, *to;
+	size_t from_len;
+	int64_t now;
+	char (*keys)[FS_PATH_MAX_BYTES + 1]; /* the new keys, kept alive until proposed */
+	size_t n, cap;
+	int rc;
+};
+
+/* Adds the move of one descendant (key under `from`) to the txn. */
+static int move_one(struct move *mv, const struct store_kv *kv)
+{
+	size_t tl = strlen(mv->to), rest = kv->key_len - mv->from_len;
+	if (tl + rest > FS_PATH_MAX_BYTES)
+		return mv->rc = -ENAMETOOLONG;
+	if (mv->n == mv->cap)
+		return mv->rc = -E2BIG;
+	char *nk = mv->keys[mv->n++];
+	memcpy(nk, mv->to, tl);
+	memcpy(nk + tl, kv->key + mv->from_len, rest);
+	nk[tl + rest] = '\0';
+	char *ok = mv->keys[mv->n++];
+	snprintf(ok, FS_PATH_MAX_BYTES + 1, "%.*s", (int)kv->key_len, kv->key);
+	tb_cmp(mv->tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, ok,
+	       kv->mod_revision);
+	struct store_meta m = kv->meta;
+	m.ctime_ns = mv->now;
+	tb_put(mv->tb, nk, kv->value, kv->value_len, &m, kv->lease);
+	return mv->tb->overflow ? (mv->rc = -E2BIG) : 0;
+}
+
+static void rename_start(struct pending *p)
+{
+	struct fs_ops *o = p->o;
+	struct txn_builder *tb = calloc(1, sizeof *tb);
+	struct store_kv src, dst;
+	int rc = tb ? 0 : -ENOMEM;
+	int has_dst = 0;
+	char (*keys)[FS_PATH_MAX_BYTES + 1] = calloc(64, sizeof *keys);
+	char prefix[FS_PATH_MAX_BYTES + 2];     /* the txn points at these until it is proposed */
+	unsigned char end[FS_PATH_MAX_BYTES + 2];
+	if (!keys)
+		rc = -ENOMEM;
+	if (!rc)
+		rc = get_kv(o, p->path, &src);
+	if (!rc)
+		has_dst = get_kv(o, p->path2, &dst) == 0;
+	int src_dir = !rc && (src.meta.type & S_IFMT) == S_IFDIR;
+	size_t sl = strlen(p->path);
+	if (!rc && !strncmp(p->path2, p->path, sl) && p->path2[sl] == '/')
+		rc = -EINVAL; /* into itself */
+	if (!rc && has_dst) {
+		int dst_dir = (dst.meta.type & S_IFMT) == S_IFDIR;
+		if (p->flags & RENAME_NOREPLACE)
+			rc = -EEXIST;
+		else if (src_dir && !dst_dir)
+			rc = -ENOTDIR;
+		else if (!src_dir && dst_dir)
+			rc = -EISDIR;
+		else if (dst_dir && for_each_child(o, p->path2, any_child, NULL) > 0)
+			rc = -ENOTEMPTY;
+	}
+	if (!rc && p->flags & ~RENAME_NOREPLACE)
+		rc = -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+	if (!rc) {
+		int64_t now = now_ns();
+		char sp[FS_PATH_MAX_BYTES + 1], dp[FS_PATH_MAX_BYTES + 1];
+		parent_of(p->path, sp);
+		parent_of(p->path2, dp);
+		/* the source, unchanged since seen, goes; the target takes its place */
+		tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path,
+		       src.mod_revision);
+		if (has_dst)
+			tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path2,
+			       dst.mod_revision);
+		else
+			tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__EQUAL,
+			       p->path2, 0);
+		tb_delete(tb, p->path, NULL, 0);
+		struct store_meta m = src.meta;
+		m.ctime_ns = now;
+		tb_put(tb, p->path2, src.value, src.value_len, &m, src.lease);
+		if (src_dir) {
+			/* everything under the directory moves along, in the same revision */
+			snprintf(prefix, sizeof prefix, "%s/", p->path);
+			size_t el = store_prefix_end(prefix, strlen(prefix), end);
+			struct store_range_req rq = {.key = prefix, .key_len = strlen(prefix),
+						     .end = end, .end_len = el};
+			struct store_range_result res;
+			if (store_range(o->store, &rq, &res) != 0) {
+				rc = -EIO;
+			} else {
+				struct move mv = {tb, p->path, p->path2, sl, now, keys, 0, 64, 0};
+				for (size_t i = 0; i < res.n && !mv.rc; i++)
+					move_one(&mv, &res.kvs[i]);
+				rc = mv.rc;
+				if (!rc && res.n)
+					tb_delete(tb, prefix, end, el);
+				store_range_result_free(&res);
+			}
+		}
+		if (!rc)
+			rc = tb_touch_dir(tb, o, sp, now);
+		if (!rc && strcmp(sp, dp) != 0)
+			rc = tb_touch_dir(tb, o, dp, now);
+		if (!rc)
+			rc = propose_txn(p, tb);
+	}
+	free(tb);
+	free(keys);
+	if (rc) {
+		fuse_reply_err(p->req, rc == -E2BIG ? EXDEV : -rc);
+		free(p);
+	}
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	struct pending *p = pending_new(o, req, rename_done);
+	int rc = p ? child_path(o, parent, name, p->path) : -ENOMEM;
+	if (!rc)
+		rc = child_path(o, newparent, newname, p->path2);
+	if (!rc && (reserved(p->path) || reserved(p->path2)))
+		rc = -EPERM;
+	if (rc) {
+		free(p);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	p->flags = (int)flags;
+	if (!strcmp(p->path, p->path2)) {
+		free(p);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	rename_start(p);
+}
+
+/* ---- setattr --------------------------------------------------------------------------------- */
+
+static void setattr_start(struct pending *p);
+
+static void setattr_done(struct pending *p, int status, const Rpc__Response *resp)
+{
+	int err = fs_ops_errno(status);
+	if (!err && !resp->succeeded) {
+		if (++p->attempt < RETRIES) {
+			setattr_start(p);
+			return;
+		}
+		err = EBUSY;
+	}
+	struct store_kv kv;
+	if (!err && get_kv(p->o, p->path, &kv) != 0)
+		err = ENOENT;
+	if (!err && p->fh)
+		((struct fh *)p->fh)->dirty = 0; /* its content went with the change */
+	if (err) {
+		fuse_reply_err(p->req, err);
+	} else {
+		struct stat st;
+		fill_attr(p->ino, &kv, &st);
+		fuse_reply_attr(p->req, &st, ATTR_TIMEOUT);
+	}
+	free(p);
+}
+
+static void setattr_start(struct pending *p)
+{
+	struct fs_ops *o = p->o;
+	struct store_kv kv;
+	struct txn_builder *tb = calloc(1, sizeof *tb);
+	uint8_t *value = NULL;
+	int rc = tb ? get_kv(o, p->path, &kv) : -ENOMEM;
+	if (!rc) {
+		int64_t now = now_ns();
+		struct store_meta m = kv.meta;
+		size_t len = kv.value_len;
+		const struct stat *a = &p->attr;
+		if (p->to_set & FUSE_SET_ATTR_MODE)
+			m.mode = a->st_mode & 07777;
+		if (p->to_set & FUSE_SET_ATTR_UID)
+			m.uid = a->st_uid;
+		if (p->to_set & FUSE_SET_ATTR_GID)
+			m.gid = a->st_gid;
+		if (p->to_set & FUSE_SET_ATTR_ATIME)
+			m.atime_ns = (int64_t)a->st_atim.tv_sec * 1000000000 + a->st_atim.tv_nsec;
+		if (p->to_set & FUSE_SET_ATTR_MTIME)
+			m.mtime_ns = (int64_t)a->st_mtim.tv_sec * 1000000000 + a->st_mtim.tv_nsec;
+		if (p->to_set & FUSE_SET_ATTR_ATIME_NOW)
+			m.atime_ns = now;
+		if (p->to_set & FUSE_SET_ATTR_MTIME_NOW)
+			m.mtime_ns = now;
+		m.ctime_ns = now;
+		if (p->to_set & FUSE_SET_ATTR_SIZE) {
+			if ((kv.meta.type & S_IFMT) == S_IFDIR)
+				rc = -EISDIR;
+			else if ((size_t)a->st_size > o->opt.max_value_bytes)
+				rc = -EFBIG;
+			len = (size_t)a->st_size;
+			if (!(p->to_set & FUSE_SET_ATTR_MTIME))
+				m.mtime_ns = now;
+		}
+		struct fh *h = p->fh;
+		const uint8_t *from = kv.value;
+		size_t from_len = kv.value_len;
+		if (h) {
+			from = h->buf;
+			from_len = len = h->len;
+		}
+		value = rc ? NULL : calloc(1, len ? len : 1);
+		if (!rc && !value)
+			rc = -ENOMEM;
+		if (!rc) {
+			if (from_len)
+				memcpy(value, from, len < from_len ? len : from_len);
+			tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path,
+			       kv.mod_revision);
+			tb_put(tb, p->path, value, len, &m, kv.lease);
+			rc = propose_txn(p, tb);
+		}
+	}
+	free(tb);
+	free(value);
+	if (rc) {
+		fuse_reply_err(p->req, -rc);
+		free(p);
+	}
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	struct fh *h = fi ? fh_of(fi) : NULL;
+	if (h && !h->writable)
+		h = NULL;
+	if (!h)
+		h = fh_writable_of(o, ino); /* fchmod, futimens: the kernel sends no handle */
+	if (h && (to_set & FUSE_SET_ATTR_SIZE)) {
+		/* ftruncate of an open file: its buffered content changes first */
+		size_t len = (size_t)attr->st_size;
+		if (len > o->opt.max_value_bytes) {
+			h->failed = EFBIG;
+			fuse_reply_err(req, EFBIG);
+			return;
+		}
+		if (fh_reserve(h, len) != 0) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		if (len > h->len)
+			memset(h->buf + h->len, 0, len - h->len);
+		h->len = len;
+		h->dirty = 1;
+	}
+	struct pending *p = pending_new(o, req, setattr_done);
+	int rc = p ? ino_path(o, ino, p->path) : -ENOMEM;
+	if (!rc && is_root(p->path))
+		rc = -EPERM;
+	if (!rc && h && h->failed)
+		rc = -h->failed;
+	if (rc) {
+		free(p);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	p->ino = ino;
+	p->attr = *attr;
+	p->to_set = to_set;
+	p->fh = h; /* through an open file: its buffered content is committed with the change */
+	setattr_start(p);
+}
+
+/* ---- statfs and extended attributes ------------------------------------------------------------ */
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	uint64_t used = store_size(o->store), quota = o->quota_bytes;
+	struct statvfs sv = {.f_bsize = 4096, .f_frsize = 4096, .f_namemax = FS_NAME_MAX_BYTES};
+	sv.f_blocks = quota / 4096;
+	sv.f_bfree = sv.f_bavail = used < quota ? (quota - used) / 4096 : 0;
+	sv.f_files = 1u << 30;
+	sv.f_ffree = sv.f_favail = sv.f_files;
+	fuse_reply_statfs(req, &sv);
+}
+
+#define XATTR_PREFIX "user.raftfs."
+
+/* The read-only attributes every node has, and those the root adds. */
+static const char *const node_xattrs[] = {"create_revision", "mod_revision", "version", "lease"};
+static const char *const root_xattrs[] = {"revision", "member", "leader", "term"};
+
+static int xattr_value(struct fs_ops *o, const char *path, const char *name, char *out, size_t n)
+{
+	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0)
+		return -ENODATA;
+	name += strlen(XATTR_PREFIX);
+	if (is_root(path)) {
+		struct fs_member_status st;
+		fs_member_status(o->member, &st);
+		if (!strcmp(name, "revision"))
+			return snprintf(out, n, "%" PRId64, store_rev(o->store));
+		if (!strcmp(name, "member"))
+			return snprintf(out, n, "%016" PRIx64, st.id);
+		if (!strcmp(name, "leader"))
+			return snprintf(out, n, "%016" PRIx64, st.leader);
+		if (!strcmp(name, "term"))
+			return snprintf(out, n, "%" PRIu64, st.term);
+		return -ENODATA;
+	}
+	struct store_kv kv;
+	if (get_kv(o, path, &kv) != 0)
+		return -ENOENT;
+	if (!strcmp(name, "create_revision"))
+		return snprintf(out, n, "%" PRId64, kv.create_revision);
+	if (!strcmp(name, "mod_revision"))
+		return snprintf(out, n, "%" PRId64, kv.mod_revision);
+	if (!strcmp(name, "version"))
+		return snprintf(out, n, "%" PRId64, kv.version);
+	if (!strcmp(name, "lease"))
+		return snprintf(out, n, "%" PRId64, kv.lease);
+	return -ENODATA;
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	char path[FS_PATH_MAX_BYTES + 1], value[64];
+	int rc = ino_path(o, ino, path);
+	int len = rc ? rc : xattr_value(o, path, name, value, sizeof value);
+	if (len < 0)
+		fuse_reply_err(req, -len);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)len);
+	else if ((size_t)len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, (size_t)len);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	char path[FS_PATH_MAX_BYTES + 1], list[512];
+	size_t used = 0;
+	int rc = ino_path(o, ino, path);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	const char *const *names = is_root(path) ? root_xattrs : node_xattrs;
+	for (int i = 0; i < 4; i++)
+		used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", XATTR_PREFIX,
+					 names[i]) + 1;
+	if (size == 0)
+		fuse_reply_xattr(req, used);
+	else if (used > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, list, used);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	/* user.raftfs.* are read-only (the lease one becomes writable with leases); others: not yet */
+	fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0 ? EPERM
+										    : ENOTSUP);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0 ? EPERM
+										    : ENOTSUP);
+}
+
+/* ---- table and life cycle ---------------------------------------------------------------------- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* The kernel checks permissions against the attributes (mount option default_permissions). */
+	conn->want &= ~FUSE_CAP_SPLICE_READ;
+}
+
+const struct fuse_lowlevel_ops fs_ops_table = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.readdir = op_readdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+};
+
+int fs_ops_init(struct fs_ops *ops, struct fs_member *member, struct store *store,
+		const struct fs_ops_options *opt, uint64_t quota_bytes)
+{
+	memset(ops, 0, sizeof *ops);
+	ops->member = member;
+	ops->store = store;
+	if (opt)
+		ops->opt = *opt;
+	if (!ops->opt.max_value_bytes)
+		ops->opt.max_value_bytes = FS_DEFAULT_MAX_VALUE;
+	ops->quota_bytes = quota_bytes ? quota_bytes : (2ull << 30);
+	return fs_itable_init(&ops->itable);
+}
+
+void fs_ops_close(struct fs_ops *ops)
+{
+	fs_itable_close(&ops->itable);
+}

@@ -1,0 +1,294 @@
+/*
+ * server.c: `raftfs mount` and `raftfs umount`: a member process serving its mount.
+ *
+ * One libuv loop owns the store, the member (raft, WAL, transport) and the FUSE session. The
+ * command returns once the mount is live (the daemon goes on in the background, logging to
+ * DATA_DIR/raftfs.log) unless -f keeps it in the foreground. SIGTERM, SIGINT, `raftfs umount` and
+ * `fusermount3 -u` all end it the same way: unmount, hand leadership over, finish or fail what is
+ * pending, exit 0.
+ */
+#include "fs.h"
+
+#include "cli_internal.h"
+#include "config_internal.h"
+#include "daemon_internal.h"
+#include "kv_internal.h"
+#include "log_internal.h"
+#include "mount_internal.h"
+#include "ops_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct server {
+	uv_loop_t loop;
+	struct store *store;
+	struct fs_member *member;
+	struct fs_ops ops;
+	struct fs_mount mount;
+	uv_signal_t sigterm, sigint;
+	int stopping;
+	int exit_code;
+};
+
+static void server_on_member_stopped(void *arg)
+{
+	struct server *sv = arg;
+	sv->member = NULL;
+	uv_close((uv_handle_t *)&sv->sigterm, NULL);
+	uv_close((uv_handle_t *)&sv->sigint, NULL);
+}
+
+static void server_on_mount_closed(void *arg)
+{
+	struct server *sv = arg;
+	fs_member_stop(sv->member, server_on_member_stopped, sv);
+}
+
+static void server_stop(struct server *sv, const char *why)
+{
+	if (sv->stopping)
+		return;
+	sv->stopping = 1;
+	FS_INFO("stopping: %s", why);
+	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
+}
+
+static void server_on_signal(uv_signal_t *h, int signum)
+{
+	server_stop(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void server_on_gone(struct fs_mount *m, void *arg)
+{
+	server_stop(arg, "unmounted");
+}
+
+static void server_on_removed(void *arg)
+{
+	server_stop(arg, "removed from the cluster");
+}
+
+static int usage(FILE *err)
+{
+	fprintf(err, "usage: raftfs mount [--name N] [--data-dir D] [--listen-peer H:P]\n"
+		     "         [--initial-cluster N=H:P,...] [--initial-cluster-state new|existing]\n"
+		     "         [--initial-cluster-token T] [--heartbeat-interval MS]\n"
+		     "         [--election-timeout MS] [--snapshot-count N] [--log-level L]\n"
+		     "         [--max-request-bytes N] [--quota-backend-bytes N]\n"
+		     "         [--request-timeout MS] [-o linearizable] [-f] DIR\n");
+	return FS_EXIT_USAGE;
+}
+
+static int parse_size(const char *flag, const char *v, uint64_t *out, FILE *err)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || end == v || *end || v[0] == '-' || n == 0) {
+		fprintf(err, "raftfs mount: %s: '%s' is not a positive number\n", flag, v);
+		return -EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
+static int run_mount(int argc, char **argv, FILE *out, FILE *err)
+{
+	struct fs_member_config cfg;
+	struct fs_ops_options oopt = {0};
+	uint64_t quota = 0, max_request = 0, timeout_ms = 0;
+	const char *dir = NULL;
+	int foreground = 0;
+	fs_config_defaults(&cfg);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-f")) {
+			foreground = 1;
+			continue;
+		}
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(out);
+			return FS_EXIT_OK;
+		}
+		if (a[0] != '-') {
+			if (dir) {
+				fprintf(err, "raftfs mount: one mount directory only ('%s', '%s')\n",
+					dir, a);
+				return usage(err);
+			}
+			dir = a;
+			continue;
+		}
+		if (i + 1 >= argc) {
+			fprintf(err, "raftfs mount: %s needs a value\n", a);
+			return usage(err);
+		}
+		const char *v = argv[++i];
+		int rc = 0;
+		if (!strcmp(a, "-o")) {
+			char opts[256];
+			snprintf(opts, sizeof opts, "%s", v);
+			for (char *save, *o = strtok_r(opts, ",", &save); o;
+			     o = strtok_r(NULL, ",", &save)) {
+				if (!strcmp(o, "linearizable")) {
+					oopt.linearizable = 1;
+				} else {
+					fprintf(err, "raftfs mount: unknown option -o %s\n", o);
+					return usage(err);
+				}
+			}
+		} else if (!strcmp(a, "--max-request-bytes")) {
+			rc = parse_size(a, v, &max_request, err);
+		} else if (!strcmp(a, "--quota-backend-bytes")) {
+			rc = parse_size(a, v, &quota, err);
+		} else if (!strcmp(a, "--request-timeout")) {
+			rc = parse_size(a, v, &timeout_ms, err);
+		} else {
+			rc = fs_config_flag(&cfg, a, v, err);
+			if (rc == 0) {
+				fprintf(err, "raftfs mount: unknown flag %s\n", a);
+				return usage(err);
+			}
+			rc = rc < 0 ? rc : 0;
+		}
+		if (rc)
+			return FS_EXIT_USAGE;
+	}
+	if (!dir) {
+		fprintf(err, "raftfs mount: no mount directory given\n");
+		return usage(err);
+	}
+	if (fs_config_finish(&cfg, err) != 0)
+		return FS_EXIT_USAGE;
+	oopt.max_value_bytes = max_request;
+	enum fs_log_level level = FS_LOG_INFO;
+	fs_log_parse_level(cfg.log_level, &level);
+	fs_log_setup(level, cfg.name);
+
+	int ready_fd;
+	int rc = fs_daemon_start(foreground, &ready_fd);
+	if (rc) {
+		fprintf(err, "raftfs mount: cannot start the daemon: %s\n", strerror(-rc));
+		return FS_EXIT_FAILURE;
+	}
+	static struct server sv;
+	memset(&sv, 0, sizeof sv);
+	uv_loop_init(&sv.loop);
+	struct store_config scfg = {.quota_bytes = quota};
+	struct fs_state_machine sm;
+	struct fs_member_options mopt = {.request_timeout_ms = timeout_ms,
+					 .on_removed = server_on_removed,
+					 .arg = &sv};
+	if ((rc = store_open(&scfg, &sv.store)) != 0) {
+		FS_ERROR("cannot open the store: %s", store_strerror(rc));
+		return FS_EXIT_FAILURE;
+	}
+	fs_kv_state_machine(sv.store, &sm);
+	if ((rc = fs_member_start(&sv.member, &sv.loop, &cfg, &mopt, &sm)) != 0)
+		return FS_EXIT_FAILURE; /* it said why */
+	/* Replay what the WAL holds before anyone can look. */
+	uint64_t deadline = uv_now(&sv.loop) + 60000;
+	while (!fs_member_replayed(sv.member) && uv_now(&sv.loop) < deadline)
+		uv_run(&sv.loop, UV_RUN_ONCE);
+	if (!fs_member_replayed(sv.member)) {
+		FS_ERROR("the WAL in %s was not replayed within 60 s", cfg.data_dir);
+		return FS_EXIT_FAILURE;
+	}
+	if ((rc = fs_ops_init(&sv.ops, sv.member, sv.store, &oopt, quota)) != 0) {
+		FS_ERROR("out of memory");
+		return FS_EXIT_FAILURE;
+	}
+	char options[256];
+	snprintf(options, sizeof options, "fsname=raftfs,subtype=raftfs,default_permissions%s",
+		 geteuid() == 0 ? ",allow_other" : "");
+	if ((rc = fs_mount_start(&sv.mount, &sv.loop, dir, options, &fs_ops_table,
+				 sizeof fs_ops_table, &sv.ops, server_on_gone, &sv)) != 0)
+		return FS_EXIT_FAILURE; /* it said why */
+	uv_signal_init(&sv.loop, &sv.sigterm);
+	uv_signal_init(&sv.loop, &sv.sigint);
+	sv.sigterm.data = sv.sigint.data = &sv;
+	uv_signal_start(&sv.sigterm, server_on_signal, SIGTERM);
+	uv_signal_start(&sv.sigint, server_on_signal, SIGINT);
+	FS_INFO("member %s serving %s (data dir %s)", cfg.name, dir, cfg.data_dir);
+	char log_path[4200];
+	snprintf(log_path, sizeof log_path, "%s/raftfs.log", cfg.data_dir);
+	fs_daemon_ready(ready_fd, foreground ? NULL : log_path);
+	uv_run(&sv.loop, UV_RUN_DEFAULT);
+	fs_ops_close(&sv.ops);
+	store_close(sv.store);
+	uv_loop_close(&sv.loop);
+	FS_INFO("exiting");
+	return sv.exit_code;
+}
+
+/* Whether mountinfo lists dir as a raftfs mount. */
+static int is_raftfs_mount(const char *dir)
+{
+	char real[4096];
+	if (!realpath(dir, real))
+		return 0;
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return 0;
+	char line[8192];
+	int found = 0;
+	while (!found && fgets(line, sizeof line, f)) {
+		char mp[4096], fstype[256];
+		/* id parent major:minor root mountpoint options ... - fstype source */
+		const char *dash = strstr(line, " - ");
+		if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
+		    sscanf(dash + 3, "%255s", fstype) != 1)
+			continue;
+		found = !strcmp(mp, real) && !strcmp(fstype, "fuse.raftfs");
+	}
+	fclose(f);
+	return found;
+}
+
+static int run_umount(int argc, char **argv, FILE *out, FILE *err)
+{
+	if (argc != 2) {
+		fprintf(err, "usage: raftfs umount DIR\n");
+		return FS_EXIT_USAGE;
+	}
+	if (!is_raftfs_mount(argv[1])) {
+		fprintf(err, "raftfs umount: %s is not a raftfs mount\n", argv[1]);
+		return FS_EXIT_FAILURE;
+	}
+	if (umount2(argv[1], 0) == 0)
+		return FS_EXIT_OK;
+	if (errno != EPERM) {
+		fprintf(err, "raftfs umount: %s: %s\n", argv[1], strerror(errno));
+		return FS_EXIT_FAILURE;
+	}
+	/* not root: the setuid helper may */
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		fprintf(err, "raftfs umount: fusermount3 -u %s failed\n", argv[1]);
+		return FS_EXIT_FAILURE;
+	}
+	return FS_EXIT_OK;
+}
+
+int fs_cli_mount(int argc, char **argv, FILE *out, FILE *err)
+{
+	return run_mount(argc, argv, out, err);
+}
+
+int fs_cli_umount(int argc, char **argv, FILE *out, FILE *err)
+{
+	return run_umount(argc, argv, out, err);
+}

@@ -1,0 +1,172 @@
+"""test_fs.py: raftfs mounts used as ordinary directories, through real tools.
+
+One member: files, directories, symlinks, renames, attributes and the errors of the mapping.
+Three members: a change made through one mount is seen through the others; create races have one
+winner; a restarted member keeps everything.
+"""
+
+import errno
+import os
+import subprocess
+import time
+
+import pytest
+
+
+def sh(cmd, cwd):
+    """Runs a shell command in cwd; returns its stdout, failing the test on a non-zero exit."""
+    r = subprocess.run(["sh", "-ec", cmd], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"{cmd!r} failed ({r.returncode}):\n{r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def xattr(path, name):
+    return os.getxattr(path, "user.raftfs." + name).decode()
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def test_shell_tools_on_one_member(cluster):
+    (m,) = cluster(1)
+    d = m.mountpoint
+    sh("echo 'worker_processes 4;' > nginx.conf", d)
+    assert read(os.path.join(d, "nginx.conf")) == "worker_processes 4;\n"
+    sh("mkdir -p a/b/c && echo deep > a/b/c/f && cp -r a a2 && mv a2 moved", d)
+    assert read(os.path.join(d, "moved/b/c/f")) == "deep\n"
+    assert sorted(os.listdir(d)) == ["a", "moved", "nginx.conf"]
+    sh("sed -i 's/4/8/' nginx.conf", d)  # writes a temp file, renames it over
+    assert read(os.path.join(d, "nginx.conf")) == "worker_processes 8;\n"
+    sh("ln -s nginx.conf current && touch empty && chmod 600 empty", d)
+    assert os.readlink(os.path.join(d, "current")) == "nginx.conf"
+    assert read(os.path.join(d, "current")) == "worker_processes 8;\n"
+    st = os.stat(os.path.join(d, "empty"))
+    assert st.st_size == 0 and st.st_mode & 0o777 == 0o600
+    sh("tar cf /tmp/rfs-e2e.tar -C a . && mkdir t && tar xf /tmp/rfs-e2e.tar -C t", d)
+    assert read(os.path.join(d, "t/b/c/f")) == "deep\n"
+    sh("rm -r a t moved && rm empty current", d)
+    assert os.listdir(d) == ["nginx.conf"]
+    out = sh("df -P .", d).splitlines()[1].split()
+    assert out[0] == "raftfs" and int(out[1]) > 0
+
+
+def test_editor_save_is_atomic_and_revisions_move(cluster):
+    (m,) = cluster(1)
+    p = os.path.join(m.mountpoint, "app.conf")
+    with open(p, "w") as f:
+        f.write("v1\n")
+    create, mod = int(xattr(p, "create_revision")), int(xattr(p, "mod_revision"))
+    # two proposals: the create, then the content at close
+    assert mod > create and xattr(p, "version") == "2" and xattr(p, "lease") == "0"
+    # write a temp file, fsync, rename over: what editors do
+    tmp = os.path.join(m.mountpoint, ".app.conf.swp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, b"v2\n")
+    os.fsync(fd)
+    os.close(fd)
+    os.rename(tmp, p)
+    assert read(p) == "v2\n"
+    assert not os.path.exists(tmp)
+    assert int(xattr(p, "mod_revision")) > mod
+    root = m.mountpoint
+    assert int(xattr(root, "revision")) >= int(xattr(p, "mod_revision"))
+    assert xattr(root, "member") == xattr(root, "leader")
+    assert int(xattr(root, "term")) >= 1
+
+
+def test_errors_of_the_mapping(cluster):
+    (m,) = cluster(1)
+    d = m.mountpoint
+    os.mkdir(os.path.join(d, "dir"))
+    with open(os.path.join(d, "dir/f"), "w") as f:
+        f.write("x")
+
+    def err(fn, *args):
+        with pytest.raises(OSError) as e:
+            fn(*args)
+        return e.value.errno
+
+    assert err(os.rmdir, os.path.join(d, "dir")) == errno.ENOTEMPTY
+    assert err(os.mkdir, os.path.join(d, "dir")) == errno.EEXIST
+    assert err(os.open, os.path.join(d, "dir/f"), os.O_CREAT | os.O_EXCL | os.O_WRONLY) == \
+        errno.EEXIST
+    assert err(os.link, os.path.join(d, "dir/f"), os.path.join(d, "hard")) == errno.EPERM
+    assert err(os.mkfifo, os.path.join(d, "fifo")) == errno.EPERM
+    assert err(os.mknod, os.path.join(d, "dev"), 0o600 | 0o020000, os.makedev(1, 3)) == \
+        errno.EPERM
+    assert err(open, os.path.join(d, "x" * 256), "w") == errno.ENAMETOOLONG
+    assert err(os.mkdir, os.path.join(d, ".raftfs")) == errno.EPERM
+    assert err(os.setxattr, os.path.join(d, "dir/f"), "user.raftfs.version", b"9") == \
+        errno.EPERM
+    # above the maximum value size: EFBIG, and the old content stays
+    with pytest.raises(OSError) as e:
+        with open(os.path.join(d, "dir/f"), "w") as f:
+            f.write("y" * (1536 * 1024 + 1))
+    assert e.value.errno == errno.EFBIG
+    assert read(os.path.join(d, "dir/f")) == "x"  # nothing of the failed handle was committed
+    # none of it left anything behind
+    assert sorted(os.listdir(d)) == ["dir"]
+
+
+def test_three_members_see_each_others_writes(cluster):
+    n1, n2, n3 = cluster(3)
+    p1, p2, p3 = (os.path.join(m.mountpoint, "shared.conf") for m in (n1, n2, n3))
+    with open(p1, "w") as f:
+        f.write("from n1\n")
+    # close() returned after a quorum committed and n1 applied; the others follow within 100 ms
+    assert wait_for(lambda: read(p2) == "from n1\n", 1.0)
+    assert wait_for(lambda: read(p3) == "from n1\n", 1.0)
+    os.mkdir(os.path.join(n2.mountpoint, "d"))
+    assert wait_for(lambda: os.path.isdir(os.path.join(n3.mountpoint, "d")), 1.0)
+    os.rename(p3, os.path.join(n3.mountpoint, "d/moved.conf"))
+    assert wait_for(lambda: read(os.path.join(n1.mountpoint, "d/moved.conf")) == "from n1\n",
+                    1.0)
+    assert xattr(n1.mountpoint, "leader") == xattr(n2.mountpoint, "leader")
+
+
+def test_exclusive_create_races_have_one_winner(cluster):
+    n1, n2 = cluster(2)
+    wins = 0
+    for i in range(20):
+        results = []
+        for m in (n1, n2):
+            try:
+                fd = os.open(os.path.join(m.mountpoint, f"lock{i}"),
+                             os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, m.name.encode())
+                os.close(fd)
+                results.append(m.name)
+            except FileExistsError:
+                pass
+        assert len(results) == 1
+        wins += 1
+    assert wins == 20
+
+
+def test_restart_keeps_everything(cluster, ws):
+    (m,) = cluster(1)
+    os.makedirs(os.path.join(m.mountpoint, "etc/app"))
+    for i in range(50):
+        with open(os.path.join(m.mountpoint, f"etc/app/{i}.conf"), "w") as f:
+            f.write(f"value {i}\n")
+    m.stop()
+    assert m.proc.returncode == 0
+    m.teardown_steps.clear()
+    m.start().wait_mounted(20)
+    names = sorted(os.listdir(os.path.join(m.mountpoint, "etc/app")))
+    assert names == sorted(f"{i}.conf" for i in range(50))
+    assert read(os.path.join(m.mountpoint, "etc/app/49.conf")) == "value 49\n"
