@@ -107,11 +107,14 @@ static void hash_rebuild(struct store__index *ix, size_t want)
 		cap *= 2;
 	uint64_t *slots = store__xcalloc(cap, sizeof *slots);
 	if (ix->slots) {
-		for (size_t i = 0; i <= ix->mask; i++)
+		for (size_t i = 0; i <= ix->mask; i++) {
+			if (i + 16 <= ix->mask && ix->slots[i + 16]) /* hide the misses on the keys */
+				__builtin_prefetch((void *)(uintptr_t)(ix->slots[i + 16] & PTR_MASK));
 			if (ix->slots[i]) {
 				struct store__ki *ki = (struct store__ki *)(uintptr_t)(ix->slots[i] & PTR_MASK);
 				slot_put(slots, cap - 1, ki, key_hash(ki->key, ki->key_len));
 			}
+		}
 		free(ix->slots);
 	}
 	ix->slots = slots;

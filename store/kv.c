@@ -362,8 +362,10 @@ static struct store__kv *kv_new(struct store *s, struct store__ki *ki, const voi
 /* Validates a put against the current state (no change). */
 static int check_put(struct store *s, const struct store_put *p)
 {
-	if (p->key_len == 0 || p->key_len > UINT32_MAX || p->value_len > UINT32_MAX)
+	if (p->key_len == 0 || p->key_len > UINT32_MAX)
 		return -EINVAL;
+	if (p->value_len > STORE__MAX_VALUE)
+		return -EFBIG;
 	if (p->flags & (STORE_PUT_IGNORE_VALUE | STORE_PUT_IGNORE_LEASE)) {
 		struct store__ki *ki = store__index_get(&s->idx, p->key, p->key_len);
 		if (!ki || !store__ki_live(ki))

@@ -368,7 +368,7 @@ static int parse(struct store *t, struct dec *d)
 				memset(&hdr, 0, sizeof hdr);
 				hdr.main = (int64_t)get_n(d, 8);
 				hdr.sub = (uint32_t)get_n(d, 4);
-				hdr.flags = (uint32_t)get_n(d, 4);
+				uint64_t flags = get_n(d, 4);
 				hdr.create = (int64_t)get_n(d, 8);
 				hdr.version = (int64_t)get_n(d, 8);
 				hdr.lease = (int64_t)get_n(d, 8);
@@ -379,16 +379,18 @@ static int parse(struct store *t, struct dec *d)
 				hdr.meta.atime_ns = (int64_t)get_n(d, 8);
 				hdr.meta.mtime_ns = (int64_t)get_n(d, 8);
 				hdr.meta.ctime_ns = (int64_t)get_n(d, 8);
-				hdr.vlen = (uint32_t)get_n(d, 4);
-				const unsigned char *val = take(d, hdr.vlen);
-				bool tomb = hdr.flags == STORE__TOMB;
+				uint64_t vlen = get_n(d, 4);
+				const unsigned char *val = vlen <= STORE__MAX_VALUE ? take(d, vlen) : NULL;
+				bool tomb = flags == STORE__TOMB;
 				struct store_rev rv = {hdr.main, hdr.sub};
-				if (d->bad || hdr.flags > STORE__TOMB || store_rev_cmp(rv, last) <= 0 ||
+				if (d->bad || !val || flags > STORE__TOMB || store_rev_cmp(rv, last) <= 0 ||
 				    hdr.main > t->rev || tomb != (i == n - 1 && !lastg)) {
 					err = CORRUPT;
 					break;
 				}
 				last = rv;
+				hdr.flags = flags & STORE__TOMB;
+				hdr.vlen = vlen & STORE__MAX_VALUE;
 				struct store__kv *kv = store__xmalloc(sizeof *kv + hdr.vlen);
 				*kv = hdr;
 				kv->ki = ki;

@@ -21,17 +21,19 @@
 
 struct store__ki;
 
-/* One stored revision of a key. */
+#define STORE__MAX_VALUE ((1u << 30) - 1) /* vlen's 30 bits */
+
+/* One stored revision of a key: 88 bytes of header, then the value, in one allocation. */
 struct store__kv {
 	struct store__ki *ki; /* the key it belongs to (valid while the kvrec lives) */
 	int64_t main;         /* its revision */
-	uint32_t sub;
-	uint32_t flags;  /* STORE__TOMB, STORE__DEAD */
-	int64_t create;  /* create_revision (main) */
-	int64_t version; /* 0 for a tombstone */
+	int64_t create;       /* create_revision (main) */
+	int64_t version;      /* 0 for a tombstone */
 	int64_t lease;
 	struct store_meta meta;
-	uint32_t vlen;
+	uint32_t sub;
+	uint32_t vlen : 30;
+	uint32_t flags : 2; /* STORE__TOMB, STORE__DEAD */
 	unsigned char value[];
 };
 
