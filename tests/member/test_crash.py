@@ -335,3 +335,29 @@ def test_leader_stopped_sigstop_majority_commits_old_leader_steps_down(root):
     check_history(ms, ["a", "b", "c"])
     for m in ms:
         assert m.terminate() == 0
+
+
+def test_sigterm_of_the_leader_hands_over_and_exits_0(root):
+    c = cluster(root).start()  # default timings: a handover beats the 1 s election timeout
+    lead = c.leader(timeout=15)
+    ms = list(c.members.values())
+    w = Writer(ms, "w_")
+    w.start()
+    time.sleep(0.5)
+    others = [m for m in ms if m is not lead]
+    t0 = time.monotonic()
+    assert lead.terminate() == 0
+    new = c.leader(among=others, timeout=5)
+    took = time.monotonic() - t0
+    print("SIGTERM to %s: %s leads after %.2f s" % (lead.name, new.name, took))
+    assert "handing leadership to %s before stopping" % new.id in lead.log()
+    assert took < 1.0, took
+    time.sleep(0.5)
+    lead.start()
+    assert "the --initial-cluster flags are not used" in lead.log()
+    time.sleep(0.5)
+    acked = w.stop()
+    c.wait_same(ms)
+    check_history(ms, acked)
+    for m in ms:
+        assert m.terminate() == 0
