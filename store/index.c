@@ -5,7 +5,10 @@
  * scans; inner nodes hold up to BT_MAX children and, for each, the smallest key below it. Keys are
  * only inserted one by one; removal happens in bulk after a compaction, which rebuilds the tree
  * from the surviving keys (compaction walks every key anyway, so the rebuild adds O(n)).
- * Cost: insert and seek are O(log n) key comparisons. Point lookups (store__index_get) skip the
+ * Cost: insert and seek are O(log n) key comparisons. Most comparisons never touch the keys: every
+ * node knows `skip`, a prefix length all keys of its range share (ranges only shrink as nodes
+ * split, so a skip computed from a node's bounds when it is made stays true), and keeps next to
+ * each key pointer the 4 key bytes after that prefix; only equal chunks compare whole keys. Point lookups (store__index_get) skip the
  * tree: a hash table of the same keys answers them in one or two cache misses, which is what makes
  * point reads and puts of new keys fast; it is rebuilt along with the tree.
  */
@@ -18,11 +21,43 @@
 
 struct store__bnode {
 	uint32_t n;
-	uint32_t leaf;
+	uint16_t leaf;
+	uint16_t pad;
+	uint32_t skip;             /* every key in the node's range shares its first skip bytes */
 	struct store__bnode *next; /* leaves: the next leaf */
 	struct store__ki *keys[BT_MAX]; /* inner: keys[i] is the smallest key under kids[i] */
+	uint32_t chunk[BT_MAX];         /* bytes [skip, skip + 4) of keys[i], big-endian, 0-padded */
 	struct store__bnode *kids[];    /* inner only */
 };
+
+static inline uint32_t chunk_of(const unsigned char *k, size_t len, uint32_t skip)
+{
+	if (len >= (size_t)skip + 4) {
+		return (uint32_t)k[skip] << 24 | (uint32_t)k[skip + 1] << 16 |
+		       (uint32_t)k[skip + 2] << 8 | k[skip + 3];
+	}
+	uint32_t c = 0;
+	for (size_t j = skip; j < (size_t)skip + 4; j++)
+		c = c << 8 | (j < len ? k[j] : 0);
+	return c;
+}
+
+static inline void set_slot(struct store__bnode *b, uint32_t i, struct store__ki *ki)
+{
+	b->keys[i] = ki;
+	b->chunk[i] = chunk_of(ki->key, ki->key_len, b->skip);
+}
+
+/* Common prefix length of two bounds (0 when one is open). */
+static uint32_t bound_cpl(const struct store__ki *a, const struct store__ki *b)
+{
+	if (!a || !b)
+		return 0;
+	uint32_t m = a->key_len < b->key_len ? a->key_len : b->key_len, i = 0;
+	while (i < m && a->key[i] == b->key[i])
+		i++;
+	return i;
+}
 
 int store__keycmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
 {
@@ -44,6 +79,8 @@ static struct store__bnode *node_new(bool leaf)
 	struct store__bnode *b = store__xmalloc(sz);
 	b->n = 0;
 	b->leaf = leaf;
+	b->pad = 0;
+	b->skip = 0;
 	b->next = NULL;
 	return b;
 }
@@ -147,13 +184,23 @@ void store__index_free(struct store__index *ix)
 	ix->mask = 0;
 }
 
+/* keys[i] against key (which lies in b's range, so shares its skip prefix), as kicmp. */
+static inline int slot_cmp(const struct store__bnode *b, uint32_t i, uint32_t c, const void *key,
+			   size_t len)
+{
+	if (b->chunk[i] != c)
+		return b->chunk[i] < c ? -1 : 1;
+	return kicmp(b->keys[i], key, len);
+}
+
 /* Inner: the child whose range holds key (largest i with keys[i] <= key, or 0). */
 static uint32_t inner_pick(const struct store__bnode *b, const void *key, size_t len)
 {
+	uint32_t c = chunk_of(key, len, b->skip);
 	uint32_t lo = 1, hi = b->n; /* find first i in [1,n) with keys[i] > key */
 	while (lo < hi) {
 		uint32_t mid = (lo + hi) / 2;
-		if (kicmp(b->keys[mid], key, len) <= 0)
+		if (slot_cmp(b, mid, c, key, len) <= 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -164,10 +211,11 @@ static uint32_t inner_pick(const struct store__bnode *b, const void *key, size_t
 /* Leaf: first i with keys[i] >= key. */
 static uint32_t leaf_lower(const struct store__bnode *b, const void *key, size_t len)
 {
+	uint32_t c = chunk_of(key, len, b->skip);
 	uint32_t lo = 0, hi = b->n;
 	while (lo < hi) {
 		uint32_t mid = (lo + hi) / 2;
-		if (kicmp(b->keys[mid], key, len) < 0)
+		if (slot_cmp(b, mid, c, key, len) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -192,8 +240,12 @@ struct store__ki *store__index_get(const struct store__index *ix, const void *ke
 	}
 }
 
-/* Inserts into the subtree; returns a new right sibling when b split (NULL otherwise). */
-static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki *ki)
+/*
+ * Inserts into the subtree of b, whose range is [lo, hi) (NULL: open); returns a new right sibling
+ * when b split (NULL otherwise).
+ */
+static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki *ki,
+				       struct store__ki *lo, struct store__ki *hi)
 {
 	uint32_t i;
 	struct store__bnode *right = NULL;
@@ -204,8 +256,9 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 	} else {
 		i = inner_pick(b, ki->key, ki->key_len);
 		if (kicmp(b->keys[i], ki->key, ki->key_len) > 0)
-			b->keys[i] = ki; /* new smallest key of the subtree */
-		right = insert_rec(b->kids[i], ki);
+			set_slot(b, i, ki); /* new smallest key of the subtree (leftmost path) */
+		right = insert_rec(b->kids[i], ki, i ? b->keys[i] : lo,
+				   i + 1 < b->n ? b->keys[i + 1] : hi);
 		if (!right)
 			return NULL;
 		rkey = right->keys[0];
@@ -215,7 +268,9 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 		struct store__bnode *nb = node_new(b->leaf);
 		uint32_t half = BT_MAX / 2;
 		nb->n = BT_MAX - half;
-		memcpy(nb->keys, b->keys + half, nb->n * sizeof b->keys[0]);
+		nb->skip = bound_cpl(b->keys[half], hi); /* nb's range: [keys[half], hi) */
+		for (uint32_t j = 0; j < nb->n; j++)
+			set_slot(nb, j, b->keys[half + j]);
 		if (!b->leaf)
 			memcpy(nb->kids, b->kids + half, nb->n * sizeof b->kids[0]);
 		b->n = half;
@@ -229,7 +284,8 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 			i -= half;
 		}
 		memmove(t->keys + i + 1, t->keys + i, (t->n - i) * sizeof t->keys[0]);
-		t->keys[i] = rkey;
+		memmove(t->chunk + i + 1, t->chunk + i, (t->n - i) * sizeof t->chunk[0]);
+		set_slot(t, i, rkey);
 		if (!t->leaf) {
 			memmove(t->kids + i + 1, t->kids + i, (t->n - i) * sizeof t->kids[0]);
 			t->kids[i] = right;
@@ -238,7 +294,8 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 		return nb;
 	}
 	memmove(b->keys + i + 1, b->keys + i, (b->n - i) * sizeof b->keys[0]);
-	b->keys[i] = rkey;
+	memmove(b->chunk + i + 1, b->chunk + i, (b->n - i) * sizeof b->chunk[0]);
+	set_slot(b, i, rkey);
 	if (!b->leaf) {
 		memmove(b->kids + i + 1, b->kids + i, (b->n - i) * sizeof b->kids[0]);
 		b->kids[i] = right;
@@ -251,13 +308,13 @@ void store__index_insert(struct store__index *ix, struct store__ki *ki)
 {
 	if (!ix->root)
 		ix->root = node_new(true);
-	struct store__bnode *right = insert_rec(ix->root, ki);
+	struct store__bnode *right = insert_rec(ix->root, ki, NULL, NULL);
 	if (right) {
 		struct store__bnode *r = node_new(false);
 		r->n = 2;
-		r->keys[0] = ix->root->keys[0];
+		set_slot(r, 0, ix->root->keys[0]);
 		r->kids[0] = ix->root;
-		r->keys[1] = right->keys[0];
+		set_slot(r, 1, right->keys[0]);
 		r->kids[1] = right;
 		ix->root = r;
 	}
@@ -305,7 +362,10 @@ void store__index_build(struct store__index *ix, struct store__ki **kis, size_t 
 	for (size_t i = 0; i < nl; i++) {
 		struct store__bnode *b = node_new(true);
 		size_t from = i * BT_FILL, cnt = n - from < BT_FILL ? n - from : BT_FILL;
-		memcpy(b->keys, kis + from, cnt * sizeof *kis);
+		if (i > 0 && i + 1 < nl)
+			b->skip = bound_cpl(kis[from], kis[from + BT_FILL]);
+		for (size_t j = 0; j < cnt; j++)
+			set_slot(b, (uint32_t)j, kis[from + j]);
 		b->n = (uint32_t)cnt;
 		if (prev)
 			prev->next = b;
@@ -317,9 +377,11 @@ void store__index_build(struct store__index *ix, struct store__ki **kis, size_t 
 		for (size_t i = 0; i < nu; i++) {
 			struct store__bnode *b = node_new(false);
 			size_t from = i * BT_FILL, cnt = nl - from < BT_FILL ? nl - from : BT_FILL;
+			if (i > 0 && i + 1 < nu)
+				b->skip = bound_cpl(level[from]->keys[0], level[from + BT_FILL]->keys[0]);
 			for (size_t j = 0; j < cnt; j++) {
 				b->kids[j] = level[from + j];
-				b->keys[j] = level[from + j]->keys[0];
+				set_slot(b, (uint32_t)j, level[from + j]->keys[0]);
 			}
 			b->n = (uint32_t)cnt;
 			level[i] = b;

@@ -649,9 +649,105 @@ CHECK_TEST(index_many_keys_in_order)
 	store_close(s);
 }
 
+static int ki_sort(const void *a, const void *b)
+{
+	const struct store__ki *x = *(struct store__ki *const *)a, *y = *(struct store__ki *const *)b;
+	return store__keycmp(x->key, x->key_len, y->key, y->key_len);
+}
+
+/* Checks seek (lower bound) and get of key against the sorted reference. */
+static void check_seek(struct store__index *ix, struct store__ki **ref, size_t n,
+		       const unsigned char *key, size_t len)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (store__keycmp(ref[mid]->key, ref[mid]->key_len, key, len) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	struct store__iter it;
+	store__index_seek(ix, key, len, &it);
+	struct store__ki *got = store__iter_next(&it);
+	CHECK(got == (lo < n ? ref[lo] : NULL));
+	struct store__ki *g = store__index_get(ix, key, len);
+	bool present = lo < n && store__keycmp(ref[lo]->key, ref[lo]->key_len, key, len) == 0;
+	CHECK(g == (present ? ref[lo] : NULL));
+}
+
+CHECK_TEST(index_random_keys_against_sorted_reference)
+{
+	/* keys over a tiny alphabet with 0x00 and 0xff, long shared prefixes, every length */
+	uint64_t x = check_seed() * 6364136223846793005ull + 1;
+	const unsigned char alpha[] = {0x00, 0x01, 'a', 'b', 0x7f, 0xfe, 0xff};
+	enum { N = 40000 };
+	struct store__ki **ref = malloc(N * sizeof *ref);
+	size_t n = 0;
+	struct store__index ix;
+	store__index_init(&ix);
+	for (int round = 0; round < 4; round++) {
+		for (int i = 0; i < N / 4; i++) {
+			unsigned char k[40];
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			size_t len = 1 + x % 24, pre = (x >> 8) % 3 == 0 ? 0 : 12;
+			for (size_t j = 0; j < len; j++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				k[j] = j < pre && len > pre ? 'p' : alpha[x % sizeof alpha];
+			}
+			if (store__index_get(&ix, k, len))
+				continue;
+			struct store__ki *ki = calloc(1, sizeof *ki + len);
+			ki->key_len = (uint32_t)len;
+			memcpy(ki->key, k, len);
+			store__index_insert(&ix, ki);
+			ref[n++] = ki;
+			if (i % 97 == 0) {
+				qsort(ref, n, sizeof *ref, ki_sort);
+				check_seek(&ix, ref, n, k, len);
+				check_seek(&ix, ref, n, k, len - 1);
+			}
+		}
+		qsort(ref, n, sizeof *ref, ki_sort);
+		/* the whole order, then random seeks */
+		struct store__iter it;
+		store__index_seek(&ix, NULL, 0, &it);
+		for (size_t i = 0; i < n; i++)
+			CHECK(store__iter_next(&it) == ref[i]);
+		CHECK(store__iter_next(&it) == NULL);
+		for (int q = 0; q < 2000; q++) {
+			unsigned char k[40];
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			size_t len = x % 20;
+			for (size_t j = 0; j < len; j++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				k[j] = j < 12 && (q & 1) ? 'p' : alpha[x % sizeof alpha];
+			}
+			if (len)
+				check_seek(&ix, ref, n, k, len);
+		}
+		/* drop a third and rebuild, as compaction does */
+		size_t w = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (i % 3 == (size_t)round % 3)
+				free(ref[i]);
+			else
+				ref[w++] = ref[i];
+		}
+		n = w;
+		store__index_build(&ix, ref, n);
+		CHECK_EQ(ix.n, n);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(ref[i]);
+	free(ref);
+	store__index_free(&ix);
+}
+
 CHECK_SUITE("store-kv", CHECK_CASE(keyindex_seed000_walkthrough), CHECK_CASE(keyindex_etcd_example),
 	    CHECK_CASE(range_options_and_errors), CHECK_CASE(put_flags_and_metadata),
 	    CHECK_CASE(txn_is_one_revision), CHECK_CASE(watch_history_progress_and_compaction),
 	    CHECK_CASE(lease_expiry_with_injected_clock), CHECK_CASE(quota_alarm),
 	    CHECK_CASE(snapshot_round_trip_and_corruption), CHECK_CASE(compaction_frees_memory),
-	    CHECK_CASE(index_many_keys_in_order))
+	    CHECK_CASE(index_many_keys_in_order),
+	    CHECK_CASE(index_random_keys_against_sorted_reference))
