@@ -649,6 +649,68 @@ CHECK_TEST(index_many_keys_in_order)
 	store_close(s);
 }
 
+struct sink {
+	unsigned char *p;
+	size_t n, cap;
+	int calls, fail_at;
+};
+
+static int sink_write(void *arg, const void *buf, size_t len)
+{
+	struct sink *k = arg;
+	if (++k->calls == k->fail_at)
+		return -EIO;
+	if (k->n + len > k->cap) {
+		k->cap = (k->n + len) * 2;
+		k->p = realloc(k->p, k->cap);
+	}
+	memcpy(k->p + k->n, buf, len);
+	k->n += len;
+	return 0;
+}
+
+CHECK_TEST(snapshot_write_callback)
+{
+	struct store *s = open_store(0);
+	char k[32], v[300];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(k, sizeof k, "file/%05d", i);
+		for (size_t j = 0; j < sizeof v - 1; j++)
+			v[j] = (char)('a' + (i * 7 + (int)j * 13) % 26);
+		v[sizeof v - 1] = 0;
+		put(s, k, v);
+	}
+	struct sink a = {0};
+	CHECK_EQ(store_snapshot_save(s, sink_write, &a), 0);
+	CHECK_GT(a.calls, 1);
+	void *img;
+	size_t len;
+	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
+	CHECK_EQ(a.n, len);
+	CHECK_MEM_EQ(a.p, img, len);
+	/* a failing sink aborts the save with its error */
+	struct sink b = {.fail_at = 2};
+	CHECK_EQ(store_snapshot_save(s, sink_write, &b), -EIO);
+	/* restore into a store with watches: they are canceled, the data replaced */
+	struct store *t = open_store(0);
+	put(t, "old", "x");
+	struct store_watch *w;
+	CHECK_EQ(store_watch_create(t, "file/", 5, "file0", 5, 0, 0, &w, NULL), 0);
+	CHECK_EQ(store_snapshot_restore(t, a.p, a.n), 0);
+	struct store_watch_batch wb;
+	CHECK_EQ(store_watch_next(w, 10, &wb), STORE_EWATCHCANCELED);
+	store_watch_cancel(w);
+	char got[8];
+	CHECK_EQ(get(t, "old", 0, got, sizeof got), 0);
+	CHECK_STR_EQ(got, "");
+	CHECK_EQ(store_rev(t), store_rev(s));
+	free(a.p);
+	free(b.p);
+	free(img);
+	store_close(t);
+	store_close(s);
+}
+
 static int ki_sort(const void *a, const void *b)
 {
 	const struct store__ki *x = *(struct store__ki *const *)a, *y = *(struct store__ki *const *)b;
@@ -750,4 +812,4 @@ CHECK_SUITE("store-kv", CHECK_CASE(keyindex_seed000_walkthrough), CHECK_CASE(key
 	    CHECK_CASE(lease_expiry_with_injected_clock), CHECK_CASE(quota_alarm),
 	    CHECK_CASE(snapshot_round_trip_and_corruption), CHECK_CASE(compaction_frees_memory),
 	    CHECK_CASE(index_many_keys_in_order),
-	    CHECK_CASE(index_random_keys_against_sorted_reference))
+	    CHECK_CASE(index_random_keys_against_sorted_reference), CHECK_CASE(snapshot_write_callback))
