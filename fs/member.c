@@ -681,6 +681,8 @@ static void persist_done(uv_work_t *req, int status)
 	for (size_t i = 0; i < rd->n_messages && m->tr && !m->sent_early; i++)
 		send_message(m, &rd->messages[i]);
 	apply_entries(m, rd->committed_entries, rd->n_committed_entries);
+	if ((rd->n_committed_entries || rd->has_snapshot) && m->opt.on_applied)
+		m->opt.on_applied(m->opt.arg);
 	for (size_t i = 0; i < rd->n_read_states; i++) {
 		if (rd->read_states[i].context_len != 8)
 			continue;

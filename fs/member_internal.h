@@ -64,7 +64,9 @@ struct fs_member_options {
 	uint64_t catchup_entries;    /* entries kept behind a snapshot; 0: FS_SNAPSHOT_CATCHUP_ENTRIES */
 	/* A committed conf change removed this member: the owner should stop it (may be NULL). */
 	void (*on_removed)(void *arg);
-	void *arg;
+	/* Entries were applied (after each batch; may be NULL). */
+	void (*on_applied)(void *arg);
+	void *arg;                   /* for on_removed and on_applied */
 };
 
 /*

@@ -19,8 +19,8 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-#define ENTRY_TIMEOUT 0.1 /* s: remote changes show within this, until invalidation lands */
-#define ATTR_TIMEOUT 0.1
+#define ENTRY_TIMEOUT 1.0 /* s; remote changes invalidate at once (fs_ops_after_apply) */
+#define ATTR_TIMEOUT 1.0
 #define RETRIES 5         /* a compare that lost to a concurrent change is retried */
 
 /* ---- helpers --------------------------------------------------------------------------------- */
@@ -1380,7 +1380,72 @@ int fs_ops_init(struct fs_ops *ops, struct fs_member *member, struct store *stor
 	return fs_itable_init(&ops->itable);
 }
 
+static int watch_create(struct fs_ops *ops)
+{
+	int64_t compacted;
+	unsigned char end[2];
+	size_t el = store_prefix_end("/", 1, end); /* every path */
+	return store_watch_create(ops->store, "/", 1, end, el, store_rev(ops->store) + 1, 0,
+				  &ops->watch, &compacted);
+}
+
+int fs_ops_watch_start(struct fs_ops *ops, struct fuse_session *se)
+{
+	int rc = watch_create(ops);
+	if (rc)
+		return rc == STORE_ECOMPACTED ? -EAGAIN : rc;
+	return fs_notify_start(&ops->notifier, se);
+}
+
+/* Invalidates what the kernel may hold of one changed key. */
+static void invalidate(struct fs_ops *o, const struct store_event *ev)
+{
+	char path[FS_PATH_MAX_BYTES + 1], parent[FS_PATH_MAX_BYTES + 1];
+	if (ev->kv.key_len == 0 || ev->kv.key_len > FS_PATH_MAX_BYTES || ev->kv.key[0] != '/')
+		return;
+	memcpy(path, ev->kv.key, ev->kv.key_len);
+	path[ev->kv.key_len] = '\0';
+	uint64_t ino = fs_itable_find(&o->itable, path);
+	if (ino)
+		fs_notify_inode(&o->notifier, ino);
+	parent_of(path, parent);
+	uint64_t pino = is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent);
+	const char *name = strrchr(path, '/') + 1;
+	if (pino)
+		fs_notify_entry(&o->notifier, pino, name, strlen(name));
+	if (ev->type == STORE_EVENT_DELETE)
+		fs_itable_detach(&o->itable, path); /* a later lookup makes a new inode */
+}
+
+void fs_ops_after_apply(struct fs_ops *ops)
+{
+	if (!ops->watch)
+		return;
+	for (;;) {
+		struct store_watch_batch b;
+		int rc = store_watch_next(ops->watch, 256, &b);
+		if (rc == STORE_ECOMPACTED || rc == STORE_EWATCHCANCELED) {
+			/* history we had not read went (compaction, a restored snapshot): go on from now */
+			store_watch_batch_free(&b);
+			store_watch_cancel(ops->watch);
+			ops->watch = NULL;
+			watch_create(ops);
+			return;
+		}
+		if (rc != 0 || b.n == 0) {
+			store_watch_batch_free(&b);
+			return;
+		}
+		for (size_t i = 0; i < b.n; i++)
+			invalidate(ops, &b.events[i]);
+		store_watch_batch_free(&b);
+	}
+}
+
 void fs_ops_close(struct fs_ops *ops)
 {
+	fs_notify_stop(&ops->notifier);
+	store_watch_cancel(ops->watch);
+	ops->watch = NULL;
 	fs_itable_close(&ops->itable);
 }

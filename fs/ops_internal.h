@@ -29,6 +29,7 @@
 #include "inode_internal.h"
 #include "member_internal.h"
 #include "mount_internal.h"
+#include "notify_internal.h"
 #include "store.h"
 
 #define FS_DEFAULT_MAX_VALUE (1536u * 1024) /* 1.5 MiB, etcd's default request size limit */
@@ -50,6 +51,8 @@ struct fs_ops {
 	struct fs_ops_options opt;
 	uint64_t quota_bytes;       /* for statfs */
 	struct fh *open_files;      /* writable open files (ops.c) */
+	struct store_watch *watch;  /* every change applied, for invalidating the kernel's caches */
+	struct fs_notifier notifier;
 };
 
 /* The lowlevel operations table; userdata must be a struct fs_ops. */
@@ -59,6 +62,16 @@ extern const struct fuse_lowlevel_ops fs_ops_table;
 int fs_ops_init(struct fs_ops *ops, struct fs_member *member, struct store *store,
 		const struct fs_ops_options *opt, uint64_t quota_bytes);
 
+/* Starts invalidating the kernel's caches of se for changes applied from now on. -errno. */
+int fs_ops_watch_start(struct fs_ops *ops, struct fuse_session *se);
+
+/*
+ * After entries were applied (fs_member_options.on_applied): queues an invalidation of the entry
+ * and inode of every path they changed that the kernel may have cached.
+ */
+void fs_ops_after_apply(struct fs_ops *ops);
+
+/* Stops invalidating (before the session goes) and frees everything. */
 void fs_ops_close(struct fs_ops *ops);
 
 /* The errno a FUSE reply carries for a member, raft or store error (positive). */

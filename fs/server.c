@@ -34,6 +34,7 @@ struct server {
 	struct fs_mount mount;
 	uv_signal_t sigterm, sigint;
 	int stopping;
+	int serving;  /* ops are initialized and the mount is live */
 	int exit_code;
 };
 
@@ -57,6 +58,9 @@ static void server_stop(struct server *sv, const char *why)
 		return;
 	sv->stopping = 1;
 	FS_INFO("stopping: %s", why);
+	/* no more invalidations: the session is about to go */
+	sv->serving = 0;
+	fs_notify_stop(&sv->ops.notifier);
 	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
 }
 
@@ -68,6 +72,13 @@ static void server_on_signal(uv_signal_t *h, int signum)
 static void server_on_gone(struct fs_mount *m, void *arg)
 {
 	server_stop(arg, "unmounted");
+}
+
+static void server_on_applied(void *arg)
+{
+	struct server *sv = arg;
+	if (sv->serving)
+		fs_ops_after_apply(&sv->ops);
 }
 
 static void server_on_removed(void *arg)
@@ -185,6 +196,7 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 	struct fs_state_machine sm;
 	struct fs_member_options mopt = {.request_timeout_ms = timeout_ms,
 					 .on_removed = server_on_removed,
+					 .on_applied = server_on_applied,
 					 .arg = &sv};
 	if ((rc = store_open(&scfg, &sv.store)) != 0) {
 		FS_ERROR("cannot open the store: %s", store_strerror(rc));
@@ -211,6 +223,11 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 	if ((rc = fs_mount_start(&sv.mount, &sv.loop, dir, options, &fs_ops_table,
 				 sizeof fs_ops_table, &sv.ops, server_on_gone, &sv)) != 0)
 		return FS_EXIT_FAILURE; /* it said why */
+	if ((rc = fs_ops_watch_start(&sv.ops, sv.mount.se)) != 0) {
+		FS_ERROR("cannot watch the store for changes: %s", store_strerror(rc));
+		return FS_EXIT_FAILURE;
+	}
+	sv.serving = 1;
 	uv_signal_init(&sv.loop, &sv.sigterm);
 	uv_signal_init(&sv.loop, &sv.sigint);
 	sv.sigterm.data = sv.sigint.data = &sv;

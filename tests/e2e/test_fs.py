@@ -138,6 +138,23 @@ def test_three_members_see_each_others_writes(cluster):
     assert xattr(n1.mountpoint, "leader") == xattr(n2.mountpoint, "leader")
 
 
+def test_remote_changes_replace_what_the_kernel_cached(cluster):
+    n1, n2 = cluster(2)
+    a, b = (os.path.join(m.mountpoint, "app.conf") for m in (n1, n2))
+    with open(a, "w") as f:
+        f.write("v1\n")
+    assert wait_for(lambda: read(b) == "v1\n", 1.0)
+    assert os.stat(b).st_size == 3  # n2's kernel now caches entry, attributes and pages
+    for i in range(2, 6):
+        with open(a, "w") as f:
+            f.write(f"version {i}\n")
+        # the kernel caches attributes for a second; n2 shows the change well within 100 ms
+        assert wait_for(lambda: read(b) == f"version {i}\n", 0.1), read(b)
+        assert os.stat(b).st_size == len(f"version {i}\n")
+    os.unlink(a)
+    assert wait_for(lambda: not os.path.exists(b), 0.1)
+
+
 def test_exclusive_create_races_have_one_winner(cluster):
     n1, n2 = cluster(2)
     wins = 0
