@@ -102,9 +102,7 @@ static struct store__ki *ki_new(const void *key, size_t len)
 	ki->key_len = (uint32_t)len;
 	memcpy(ki->key, key, len);
 	ki->ngens = 1;
-	ki->gcap = 1;
-	memset(&ki->g0, 0, sizeof ki->g0);
-	ki->gens = &ki->g0;
+	memset(&ki->u, 0, sizeof ki->u);
 	return ki;
 }
 
@@ -119,9 +117,9 @@ static void gen_free(struct store__gen *g)
 void store__ki_free(struct store__ki *ki)
 {
 	for (uint32_t g = 0; g < ki->ngens; g++)
-		gen_free(&ki->gens[g]);
-	if (ki->gens != &ki->g0)
-		free(ki->gens);
+		gen_free(&STORE__GENS(ki)[g]);
+	if (ki->ngens > 1)
+		free(ki->u.heap.arr);
 	free(ki);
 }
 
@@ -145,7 +143,7 @@ static void gen_push(struct store__gen *g, struct store__kv *kv)
 
 static struct store__gen *ki_cur(const struct store__ki *ki)
 {
-	return &ki->gens[ki->ngens - 1];
+	return &STORE__GENS(ki)[ki->ngens - 1];
 }
 
 bool store__ki_live(const struct store__ki *ki)
@@ -164,7 +162,7 @@ struct store__kv *store__ki_latest(const struct store__ki *ki)
 struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at)
 {
 	for (int64_t cg = (int64_t)ki->ngens - 1; cg >= 0; cg--) {
-		const struct store__gen *g = &ki->gens[cg];
+		const struct store__gen *g = &STORE__GENS(ki)[cg];
 		if (!g->n)
 			continue;
 		if (cg != (int64_t)ki->ngens - 1 && STORE__REVS(g)[g->n - 1]->main <= at)
@@ -183,7 +181,7 @@ struct store__kv *store__kv_prev(const struct store__kv *kv)
 {
 	const struct store__ki *ki = kv->ki;
 	for (uint32_t g = 0; g < ki->ngens; g++) {
-		const struct store__gen *gen = &ki->gens[g];
+		const struct store__gen *gen = &STORE__GENS(ki)[g];
 		for (uint32_t i = 0; i < gen->n; i++)
 			if (STORE__REVS(gen)[i] == kv)
 				return i ? STORE__REVS(gen)[i - 1] : NULL;
@@ -442,16 +440,16 @@ int store__delete_ki(struct store *s, struct store__ki *ki, struct store_kv *pre
 	log_push(s, kv);
 	if (old->lease)
 		store__lease_detach(s, old->lease, ki);
-	if (ki->ngens == ki->gcap) {
-		ki->gcap *= 2;
-		if (ki->gens == &ki->g0) {
-			ki->gens = store__xmalloc(ki->gcap * sizeof *ki->gens);
-			ki->gens[0] = ki->g0;
-		} else {
-			ki->gens = store__xrealloc(ki->gens, ki->gcap * sizeof *ki->gens);
-		}
+	if (ki->ngens == 1) {
+		struct store__gen *arr = store__xmalloc(4 * sizeof *arr);
+		arr[0] = ki->u.g0;
+		ki->u.heap.arr = arr;
+		ki->u.heap.cap = 4;
+	} else if (ki->ngens == ki->u.heap.cap) {
+		ki->u.heap.cap *= 2;
+		ki->u.heap.arr = store__xrealloc(ki->u.heap.arr, ki->u.heap.cap * sizeof *ki->u.heap.arr);
 	}
-	memset(&ki->gens[ki->ngens++], 0, sizeof ki->gens[0]);
+	memset(&ki->u.heap.arr[ki->ngens++], 0, sizeof ki->u.heap.arr[0]);
 	return 1;
 }
 
@@ -656,12 +654,12 @@ static bool ki_compact(struct store__ki *ki, int64_t at)
 {
 	uint32_t gi = 0;
 	while (gi < ki->ngens - 1) {
-		struct store__gen *g = &ki->gens[gi];
+		struct store__gen *g = &STORE__GENS(ki)[gi];
 		if (STORE__REVS(g)[g->n - 1]->main > at)
 			break;
 		gi++;
 	}
-	struct store__gen *g = &ki->gens[gi];
+	struct store__gen *g = &STORE__GENS(ki)[gi];
 	if (g->n) {
 		/* keep the newest revision <= at and everything after it */
 		int64_t keep = -1;
@@ -685,11 +683,16 @@ static bool ki_compact(struct store__ki *ki, int64_t at)
 	}
 	if (gi) {
 		for (uint32_t i = 0; i < gi; i++)
-			gen_drop(&ki->gens[i]);
-		memmove(ki->gens, ki->gens + gi, (ki->ngens - gi) * sizeof *ki->gens);
+			gen_drop(&STORE__GENS(ki)[i]);
+		struct store__gen *arr = ki->u.heap.arr; /* gi > 0: more than one generation */
+		memmove(arr, arr + gi, (ki->ngens - gi) * sizeof *arr);
 		ki->ngens -= gi;
+		if (ki->ngens == 1) { /* back inline */
+			ki->u.g0 = arr[0];
+			free(arr);
+		}
 	}
-	return ki->ngens == 1 && ki->gens[0].n == 0;
+	return ki->ngens == 1 && STORE__GENS(ki)[0].n == 0;
 }
 
 int store_compact(struct store *s, int64_t rev)
@@ -779,8 +782,8 @@ int store_hash_kv(struct store *s, int64_t rev, uint64_t *hash)
 	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
 		bool keyed = false;
 		for (uint32_t g = 0; g < ki->ngens; g++)
-			for (uint32_t i = 0; i < ki->gens[g].n; i++) {
-				const struct store__kv *kv = STORE__REVS(&ki->gens[g])[i];
+			for (uint32_t i = 0; i < STORE__GENS(ki)[g].n; i++) {
+				const struct store__kv *kv = STORE__REVS(&STORE__GENS(ki)[g])[i];
 				if (kv->main > rev)
 					continue;
 				if (!keyed) {

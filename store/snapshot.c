@@ -151,7 +151,7 @@ int store_snapshot_save(struct store *s, store_write_fn write, void *arg)
 		put_bytes(&e, ki->key, ki->key_len);
 		put_u32(&e, ki->ngens);
 		for (uint32_t g = 0; g < ki->ngens; g++) {
-			const struct store__gen *gen = &ki->gens[g];
+			const struct store__gen *gen = &STORE__GENS(ki)[g];
 			put_u64(&e, (uint64_t)gen->ver);
 			put_u64(&e, (uint64_t)gen->created_main);
 			put_u64(&e, (uint64_t)gen->created_sub);
@@ -342,14 +342,16 @@ static int parse(struct store *t, struct dec *d)
 		struct store__ki *ki = store__xmalloc(sizeof *ki + kl);
 		ki->key_len = kl;
 		memcpy(ki->key, key, kl);
-		ki->ngens = 0;
-		ki->gcap = ng;
-		memset(&ki->g0, 0, sizeof ki->g0);
-		ki->gens = ng == 1 ? &ki->g0 : store__xcalloc(ng, sizeof *ki->gens);
+		ki->ngens = ng;
+		memset(&ki->u, 0, sizeof ki->u);
+		if (ng > 1) {
+			ki->u.heap.arr = store__xcalloc(ng, sizeof *ki->u.heap.arr);
+			ki->u.heap.cap = ng;
+		}
 		kis[nkis++] = ki;
 		struct store_rev last = {0, 0};
 		for (uint32_t g = 0; g < ng && !err; g++) {
-			struct store__gen *gen = &ki->gens[ki->ngens++];
+			struct store__gen *gen = &STORE__GENS(ki)[g];
 			gen->ver = (int64_t)get_n(d, 8);
 			gen->created_main = (int64_t)get_n(d, 8);
 			gen->created_sub = (int64_t)get_n(d, 8);
@@ -442,11 +444,11 @@ static void free_parsed(struct store *t)
 	struct store__iter it;
 	store__index_seek(&t->idx, NULL, 0, &it);
 	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
-		for (uint32_t g = 0; g < ki->gcap; g++)
-			if (ki->gens[g].cap > 1)
-				free(ki->gens[g].r.many);
-		if (ki->gens != &ki->g0)
-			free(ki->gens);
+		for (uint32_t g = 0; g < ki->ngens; g++)
+			if (STORE__GENS(ki)[g].cap > 1)
+				free(STORE__GENS(ki)[g].r.many);
+		if (ki->ngens > 1)
+			free(ki->u.heap.arr);
 		free(ki);
 	}
 	store__index_free(&t->idx);

@@ -54,16 +54,24 @@ struct store__gen {
 
 /*
  * etcd's keyIndex. The last generation is the current one (empty when the key is deleted). A key
- * that was never deleted keeps its one generation inline (gens == &g0): with the inline revision
- * that makes a key written once a single allocation besides its kvrec.
+ * with one generation keeps it inline (u.g0): with the inline revision
+ * that makes a key written once a single allocation besides its kvrec. Generations move back inline
+ * when compaction leaves one.
  */
 struct store__ki {
 	uint32_t key_len;
-	uint32_t ngens, gcap;
-	struct store__gen *gens; /* &g0 or a heap array of gcap */
-	struct store__gen g0;
+	uint32_t ngens; /* 1: the generation is inline (u.g0); more: u.heap */
+	union {
+		struct store__gen g0;
+		struct {
+			struct store__gen *arr;
+			uint32_t cap;
+		} heap;
+	} u; /* read through STORE__GENS */
 	unsigned char key[];
 };
+
+#define STORE__GENS(ki) ((ki)->ngens == 1 ? (struct store__gen *)&(ki)->u.g0 : (ki)->u.heap.arr)
 
 /* The B+tree (index.c). */
 struct store__bnode;

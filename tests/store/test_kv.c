@@ -102,13 +102,13 @@ CHECK_TEST(keyindex_seed000_walkthrough)
 	struct store__ki *ki = store__index_get(&s->idx, "test", 4);
 	CHECK(ki != NULL);
 	CHECK_EQ(ki->ngens, 3);
-	check_gen(&ki->gens[0], (int64_t[]){2, 3}, 2, true);
-	CHECK_EQ(STORE__REVS(&ki->gens[0])[1]->sub, 1);
-	CHECK_EQ(ki->gens[0].created_main, 2);
-	CHECK_EQ(ki->gens[1].created_main, 4);
-	CHECK_EQ(ki->gens[1].created_sub, 3);
-	check_gen(&ki->gens[1], (int64_t[]){4, 5}, 2, true);
-	CHECK_EQ(ki->gens[2].n, 0);
+	check_gen(&STORE__GENS(ki)[0], (int64_t[]){2, 3}, 2, true);
+	CHECK_EQ(STORE__REVS(&STORE__GENS(ki)[0])[1]->sub, 1);
+	CHECK_EQ(STORE__GENS(ki)[0].created_main, 2);
+	CHECK_EQ(STORE__GENS(ki)[1].created_main, 4);
+	CHECK_EQ(STORE__GENS(ki)[1].created_sub, 3);
+	check_gen(&STORE__GENS(ki)[1], (int64_t[]){4, 5}, 2, true);
+	CHECK_EQ(STORE__GENS(ki)[2].n, 0);
 	char v[16];
 	CHECK_EQ(get(s, "test", 4, v, sizeof v), 0);
 	CHECK_STR_EQ(v, "b");
@@ -117,7 +117,7 @@ CHECK_TEST(keyindex_seed000_walkthrough)
 	CHECK_EQ(store_compact(s, 3), 0);
 	ki = store__index_get(&s->idx, "test", 4);
 	CHECK_EQ(ki->ngens, 2);
-	check_gen(&ki->gens[0], (int64_t[]){4, 5}, 2, true);
+	check_gen(&STORE__GENS(ki)[0], (int64_t[]){4, 5}, 2, true);
 	CHECK_EQ(get(s, "test", 3, v, sizeof v), 0);
 	CHECK_STR_EQ(v, "");
 	CHECK_EQ(get(s, "test", 2, v, sizeof v), STORE_ECOMPACTED);
@@ -125,7 +125,7 @@ CHECK_TEST(keyindex_seed000_walkthrough)
 	CHECK_EQ(store_compact(s, 4), 0);
 	ki = store__index_get(&s->idx, "test", 4);
 	CHECK_EQ(ki->ngens, 2);
-	check_gen(&ki->gens[0], (int64_t[]){4, 5}, 2, true);
+	check_gen(&STORE__GENS(ki)[0], (int64_t[]){4, 5}, 2, true);
 	CHECK_EQ(get(s, "test", 4, v, sizeof v), 0);
 	CHECK_STR_EQ(v, "b");
 	/* compact(4): the tombstone is <= 4: every generation is gone and so is the keyIndex */
@@ -147,18 +147,18 @@ CHECK_TEST(keyindex_etcd_example)
 	del(s, "foo");
 	struct store__ki *ki = store__index_get(&s->idx, "foo", 3);
 	CHECK_EQ(ki->ngens, 3);
-	check_gen(&ki->gens[0], (int64_t[]){2, 3, 4}, 3, true);
-	CHECK_EQ(ki->gens[0].ver, 3);
-	check_gen(&ki->gens[1], (int64_t[]){5, 6}, 2, true);
+	check_gen(&STORE__GENS(ki)[0], (int64_t[]){2, 3, 4}, 3, true);
+	CHECK_EQ(STORE__GENS(ki)[0].ver, 3);
+	check_gen(&STORE__GENS(ki)[1], (int64_t[]){5, 6}, 2, true);
 	CHECK_EQ(store_compact(s, 3), 0); /* compact(2) */
 	ki = store__index_get(&s->idx, "foo", 3);
 	CHECK_EQ(ki->ngens, 3);
-	check_gen(&ki->gens[0], (int64_t[]){3, 4}, 2, true);
-	CHECK_EQ(ki->gens[0].ver, 3); /* ver counts writes, not what compaction left */
+	check_gen(&STORE__GENS(ki)[0], (int64_t[]){3, 4}, 2, true);
+	CHECK_EQ(STORE__GENS(ki)[0].ver, 3); /* ver counts writes, not what compaction left */
 	CHECK_EQ(store_compact(s, 5), 0); /* compact(4) */
 	ki = store__index_get(&s->idx, "foo", 3);
 	CHECK_EQ(ki->ngens, 2);
-	check_gen(&ki->gens[0], (int64_t[]){5, 6}, 2, true);
+	check_gen(&STORE__GENS(ki)[0], (int64_t[]){5, 6}, 2, true);
 	CHECK_EQ(store_compact(s, 6), 0); /* compact(5): removed */
 	CHECK(store__index_get(&s->idx, "foo", 3) == NULL);
 	CHECK_EQ(s->log_n, 0);
