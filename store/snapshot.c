@@ -251,6 +251,51 @@ static int kv_order(const void *a, const void *b)
 	return x->sub < y->sub ? -1 : x->sub > y->sub;
 }
 
+/*
+ * Puts the log in revision order: a counting sort on main when the revisions are dense enough
+ * (they are, unless compaction removed most of a long history), insertion sort of each main's few
+ * subs; qsort otherwise.
+ */
+static void sort_log(struct store *t)
+{
+	size_t n = t->log_n;
+	if (n < 2)
+		return;
+	int64_t lo = INT64_MAX, hi = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (t->log[i]->main < lo)
+			lo = t->log[i]->main;
+		if (t->log[i]->main > hi)
+			hi = t->log[i]->main;
+	}
+	uint64_t range = (uint64_t)(hi - lo) + 1;
+	if (range > 4 * (uint64_t)n + 1024) {
+		qsort(t->log, n, sizeof *t->log, kv_order);
+		return;
+	}
+	size_t *start = store__xcalloc(range + 1, sizeof *start);
+	for (size_t i = 0; i < n; i++)
+		start[t->log[i]->main - lo + 1]++;
+	for (uint64_t r = 1; r <= range; r++)
+		start[r] += start[r - 1];
+	struct store__kv **out = store__xmalloc(n * sizeof *out);
+	for (size_t i = 0; i < n; i++)
+		out[start[t->log[i]->main - lo]++] = t->log[i];
+	free(start);
+	for (size_t i = 1; i < n; i++) { /* same main: order by sub */
+		struct store__kv *kv = out[i];
+		size_t j = i;
+		while (j > 0 && out[j - 1]->main == kv->main && out[j - 1]->sub > kv->sub) {
+			out[j] = out[j - 1];
+			j--;
+		}
+		out[j] = kv;
+	}
+	free(t->log);
+	t->log = out;
+	t->log_cap = n;
+}
+
 static int decompress(const void *buf, size_t len, unsigned char **out, size_t *out_n)
 {
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
@@ -417,7 +462,7 @@ static int parse(struct store *t, struct dec *d)
 	free(kis);
 	if (err)
 		return err;
-	qsort(t->log, t->log_n, sizeof *t->log, kv_order);
+	sort_log(t);
 	for (size_t i = 1; i < t->log_n; i++)
 		if (kv_order(&t->log[i - 1], &t->log[i]) == 0)
 			return CORRUPT;

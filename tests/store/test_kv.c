@@ -601,6 +601,21 @@ CHECK_TEST(compaction_frees_memory)
 	CHECK_EQ(store_compact(s, store_rev(s)), 0);
 	CHECK_EQ(s->log_n, 49); /* key07's last write was a delete */
 	CHECK_LT(store_size(s) * 100, before);
+	/* a sparse history (few revisions over a long range) survives a snapshot too */
+	void *img;
+	size_t len;
+	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
+	struct store *t = open_store(0);
+	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
+	free(img);
+	uint64_t h1, h2;
+	CHECK_EQ(store_hash_kv(s, 0, &h1), 0);
+	CHECK_EQ(store_hash_kv(t, 0, &h2), 0);
+	CHECK_EQ_U64(h1, h2);
+	CHECK_EQ(t->log_n, 49);
+	for (size_t i = 1; i < t->log_n; i++)
+		CHECK_LT(t->log[i - 1]->main, t->log[i]->main);
+	store_close(t);
 	/* the index shrinks when keys die */
 	for (int i = 0; i < 50; i++) {
 		snprintf(k, sizeof k, "key%02d", i);
