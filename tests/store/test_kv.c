@@ -616,6 +616,21 @@ CHECK_TEST(compaction_frees_memory)
 	for (size_t i = 1; i < t->log_n; i++)
 		CHECK_LT(t->log[i - 1]->main, t->log[i]->main);
 	store_close(t);
+	/* and a very sparse one (two revisions thousands apart: restore sorts it with qsort) */
+	struct store *u = open_store(0);
+	put(u, "early", "e");
+	for (int i = 0; i < 5000; i++)
+		put(u, "x", "v");
+	CHECK_EQ(store_compact(u, store_rev(u)), 0);
+	CHECK_EQ(store_snapshot_save_buf(u, &img, &len), 0);
+	t = open_store(0);
+	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
+	free(img);
+	CHECK_EQ(t->log_n, 2);
+	CHECK_EQ(t->log[0]->main, 2);
+	CHECK_EQ(t->log[1]->main, store_rev(u));
+	store_close(t);
+	store_close(u);
 	/* the index shrinks when keys die */
 	for (int i = 0; i < 50; i++) {
 		snprintf(k, sizeof k, "key%02d", i);
