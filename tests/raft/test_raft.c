@@ -391,6 +391,46 @@ CHECK_TEST(learner_does_not_count_for_commit)
 	net_free(&nw);
 }
 
+CHECK_TEST(ready_stays_valid_while_core_keeps_running)
+{
+	/* Between ready and advance the loop may step, tick and propose (fsync off-loop). */
+	struct net nw;
+	net_init(&nw, 3, 0, 0);
+	net_elect(&nw, 1);
+	for (int i = 0; i < 50; i++)
+		raft_propose(nw.n[1].r, (const uint8_t *)"first-batch", 11);
+	struct raft_ready rd;
+	CHECK_EQ(raft_ready(nw.n[1].r, &rd), 0);
+	CHECK_EQ(rd.n_entries, 50);
+	struct raft_ready rd2;
+	CHECK_EQ(raft_ready(nw.n[1].r, &rd2), RAFT_EINVAL); /* one Ready at a time */
+	/* Lots of activity meanwhile: more proposals (the unstable log grows and reallocates). */
+	for (int i = 0; i < 2000; i++)
+		raft_propose(nw.n[1].r, (const uint8_t *)"second-batch", 12);
+	raft_tick(nw.n[1].r);
+	/* rd is intact. */
+	for (size_t i = 0; i < rd.n_entries; i++) {
+		CHECK_EQ(rd.entries[i].len, 11);
+		CHECK_MEM_EQ(rd.entries[i].data, "first-batch", 11);
+	}
+	CHECK_EQ(raft_memory_storage_append(nw.n[1].ms, rd.entries, rd.n_entries), 0);
+	for (size_t i = 0; i < rd.n_messages; i++)
+		net_send(&nw, &rd.messages[i]);
+	raft_advance(nw.n[1].r, &rd);
+	/* The rest comes in the next Ready. */
+	CHECK_EQ(raft_ready(nw.n[1].r, &rd2), 0);
+	CHECK_EQ(rd2.n_entries, 2000);
+	CHECK_EQ(rd2.entries[0].index, 55);
+	CHECK_MEM_EQ(rd2.entries[1999].data, "second-batch", 12);
+	CHECK_EQ(raft_memory_storage_append(nw.n[1].ms, rd2.entries, rd2.n_entries), 0);
+	for (size_t i = 0; i < rd2.n_messages; i++)
+		net_send(&nw, &rd2.messages[i]);
+	raft_advance(nw.n[1].r, &rd2);
+	net_stabilize(&nw);
+	CHECK_EQ(net_commit(&nw, 3), 2054);
+	net_free(&nw);
+}
+
 /* ---- proposals ---- */
 
 CHECK_TEST(proposal_without_leader_is_dropped)
@@ -845,6 +885,7 @@ CHECK_SUITE("raft", CHECK_CASE(leader_election), CHECK_CASE(election_timeout_is_
 	    CHECK_CASE(batching_many_proposals_one_ready_one_append),
 	    CHECK_CASE(max_size_per_msg_and_inflight_window),
 	    CHECK_CASE(report_unreachable_moves_to_probe),
+	    CHECK_CASE(ready_stays_valid_while_core_keeps_running),
 	    CHECK_CASE(learner_does_not_count_for_commit),
 	    CHECK_CASE(proposal_without_leader_is_dropped), CHECK_CASE(follower_forwards_proposal),
 	    CHECK_CASE(forwarding_disabled_drops),
