@@ -491,6 +491,16 @@ CHECK_TEST(quota_alarm)
 	struct store_txn_result tr;
 	CHECK_EQ(store_txn(s, &t, &tr), STORE_ENOSPACE);
 	CHECK_EQ(store_rev(s), rev);
+	/* the alarm is part of the replicated state: a snapshot carries it */
+	void *img;
+	size_t len;
+	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
+	struct store *rs = open_store(64 * 1024);
+	CHECK_EQ(store_snapshot_restore(rs, img, len), 0);
+	free(img);
+	CHECK(store_alarm_nospace(rs));
+	CHECK_EQ(put(rs, "tiny", "1"), STORE_ENOSPACE);
+	store_close(rs);
 	CHECK_EQ(del(s, "k0"), 1);
 	CHECK_EQ(del(s, "k1"), 1);
 	/* still armed until disarmed explicitly, and disarm waits for the size to drop */
