@@ -1216,9 +1216,22 @@ int fs_member_change(struct fs_member *m, enum fs_member_change_type type, uint6
 {
 	char context[FS_NAME_MAX + FS_ADDR_MAX + 2] = "";
 	if (type != FS_MEMBER_REMOVE) {
-		if (!name || !addr || strlen(name) > FS_NAME_MAX || strlen(addr) > FS_ADDR_MAX)
+		/* as etcd's member add: a name=host:port that parses, a name no other member has */
+		struct fs_peer_config pc;
+		int n = 0;
+		if (!name || !addr || !name[0] || strlen(name) > FS_NAME_MAX ||
+		    strlen(addr) > FS_ADDR_MAX || strchr(name, '=') || strchr(name, ','))
 			return -EINVAL;
 		snprintf(context, sizeof context, "%s=%s", name, addr);
+		FILE *devnull = fopen("/dev/null", "w");
+		int bad = !devnull || fs_config_parse_cluster(context, &pc, 1, &n, devnull) != 0;
+		if (devnull)
+			fclose(devnull);
+		if (bad)
+			return -EINVAL;
+		for (int i = 0; i < m->n_peers; i++)
+			if (!strcmp(m->peers[i].name, name) && m->peers[i].id != node_id)
+				return -EEXIST;
 	}
 	if (m->stopping || m->removed) {
 		cb(arg, 0, m->removed ? FS_EREMOVED : FS_ESTOPPING, NULL, 0);

@@ -98,7 +98,8 @@ enum fs_member_change_type {
  * Proposes a membership change through raft; name and addr (host:port) say where a new member
  * listens (ignored for FS_MEMBER_REMOVE). cb runs once as for fs_member_propose, with status 0
  * once the change is applied here, or the raft error (RAFT_ECONFPENDING when another change is
- * still pending). Returns 0, -EINVAL for a name or address too long, or -ENOMEM.
+ * still pending). Returns 0 (cb will run), -EINVAL for an empty or malformed name or host:port,
+ * -EEXIST for a name another member has, or -ENOMEM (cb not called).
  */
 int fs_member_change(struct fs_member *m, enum fs_member_change_type type, uint64_t node_id,
 		     const char *name, const char *addr, fs_wait_cb cb, void *arg);

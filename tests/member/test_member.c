@@ -407,6 +407,13 @@ CHECK_TEST(learner_joins_is_promoted_and_removed_while_writing)
 	for (; k < 10; k++)
 		CHECK_EQ(put(k % N, k, &a), 0);
 
+	/* malformed additions are refused before anything is proposed */
+	CHECK_EQ(fs_member_change(C.m[l], FS_MEMBER_ADD_LEARNER, 77, "n9", "", on_answer, &a),
+		 -EINVAL);
+	CHECK_EQ(fs_member_change(C.m[l], FS_MEMBER_ADD_LEARNER, 77, "n9", "nohostport", on_answer,
+				  &a), -EINVAL);
+	CHECK_EQ(fs_member_change(C.m[l], FS_MEMBER_ADD_VOTER, 77, "n1", "127.0.0.1:9", on_answer,
+				  &a), -EEXIST);
 	change(l, FS_MEMBER_ADD_LEARNER, N, &a);
 	CHECK(run_until(answered, &a, 5000));
 	CHECK_EQ(a.status, 0);
