@@ -119,7 +119,8 @@ int store_lease_revoke(struct store *s, int64_t id)
 	/* delete in key order so every member writes the same sub revisions */
 	size_t n = l->n_keys;
 	struct store__ki **keys = store__xmalloc((n ? n : 1) * sizeof *keys);
-	memcpy(keys, l->keys, n * sizeof *keys);
+	if (n)
+		memcpy(keys, l->keys, n * sizeof *keys);
 	qsort(keys, n, sizeof *keys, ki_order);
 	for (size_t k = 0; k < n; k++)
 		store__delete_ki(s, keys[k], NULL); /* detaches it */

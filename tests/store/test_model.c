@@ -23,6 +23,7 @@ struct ment {
 	char val[24];
 	bool tomb;
 	int64_t create, version;
+	int64_t lease;
 };
 
 static struct ment mlog[MAXE];
@@ -55,6 +56,8 @@ static const struct ment *m_get(const char *key, int64_t at)
 	return r && !r->tomb ? r : NULL;
 }
 
+static int64_t m_lease; /* lease of the next m_add */
+
 static void m_add(int64_t main, int64_t sub, const char *key, const char *val, bool tomb)
 {
 	const struct ment *cur = m_get(key, INT64_MAX);
@@ -68,6 +71,8 @@ static void m_add(int64_t main, int64_t sub, const char *key, const char *val, b
 	e->tomb = tomb;
 	e->create = tomb ? 0 : cur ? cur->create : main;
 	e->version = tomb ? 0 : cur ? cur->version + 1 : 1;
+	e->lease = tomb ? 0 : m_lease;
+	m_lease = 0;
 }
 
 static bool in_rng(const char *k, const char *from, const char *to)
@@ -166,6 +171,7 @@ static void check_range(struct store *s, int64_t at, const char *from, const cha
 		CHECK_EQ(kv->mod_revision, e->main);
 		CHECK_EQ(kv->create_revision, e->create);
 		CHECK_EQ(kv->version, e->version);
+		CHECK_EQ(kv->lease, e->lease);
 	}
 	CHECK_EQ(res.n, n);
 	CHECK_EQ(res.count, count);
@@ -220,20 +226,47 @@ static void one_run(uint64_t seed, int steps)
 	struct wst ws[4];
 	memset(ws, 0, sizeof ws);
 	int64_t compacted = 0;
+	bool leases[4] = {false};
 	for (int step = 0; step < steps && mn < MAXE - 40; step++) {
 		unsigned op = rn(100);
 		char key[8], val[24];
 		key_name(rn(NKEYS), key);
 		snprintf(val, sizeof val, "v%d.%u", step, rn(1000));
+		if (rn(300) == 0) {
+			/* go on from a snapshot of the store (watches do not survive it) */
+			for (int i = 0; i < 4; i++) {
+				store_watch_cancel(ws[i].w);
+				ws[i].w = NULL;
+			}
+			void *img;
+			size_t len;
+			CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
+			struct store *t;
+			CHECK_EQ(store_open(NULL, &t), 0);
+			CHECK_EQ(store_snapshot_restore(t, img, len), 0);
+			free(img);
+			uint64_t h1, h2;
+			CHECK_EQ(store_hash_kv(s, 0, &h1), 0);
+			CHECK_EQ(store_hash_kv(t, 0, &h2), 0);
+			CHECK_EQ_U64(h1, h2);
+			store_close(s);
+			s = t;
+		}
 		if (op < 35) {
+			int64_t lease = 0;
+			unsigned l = 1 + rn(3);
+			if (rn(3) == 0 && leases[l])
+				lease = l;
 			struct store_put p = {.key = key, .key_len = strlen(key), .value = val,
-					      .value_len = strlen(val), .flags = STORE_PUT_PREV_KV};
+					      .value_len = strlen(val), .flags = STORE_PUT_PREV_KV,
+					      .lease = lease};
 			struct store_put_result pr;
 			const struct ment *old = m_get(key, INT64_MAX);
 			CHECK_EQ(store_put(s, &p, &pr), 0);
 			CHECK_EQ(pr.has_prev, old != NULL);
 			if (old)
 				CHECK_EQ(pr.prev.mod_revision, old->main);
+			m_lease = lease;
 			m_add(pr.rev, 0, key, val, false);
 			CHECK_EQ(pr.rev, store_rev(s));
 		} else if (op < 45) {
@@ -365,6 +398,28 @@ static void one_run(uint64_t seed, int steps)
 			if (compacted > 1) {
 				rq.rev = compacted - 1;
 				CHECK_EQ(store_range(s, &rq, &res), STORE_ECOMPACTED);
+			}
+		} else if (op == 87) {
+			/* leases: grant, or revoke (every attached key deleted in one revision) */
+			int64_t l = 1 + rn(3);
+			if (!leases[l]) {
+				CHECK_EQ(store_lease_grant(s, l, 60, step), 0);
+				leases[l] = true;
+			} else {
+				char keys[NKEYS][8];
+				for (unsigned i = 0; i < NKEYS; i++)
+					key_name(i, keys[i]);
+				qsort(keys, NKEYS, 8, (int (*)(const void *, const void *))strcmp);
+				int64_t before = store_rev(s), sub = 0;
+				CHECK_EQ(store_lease_revoke(s, l), 0);
+				for (unsigned i = 0; i < NKEYS; i++) {
+					const struct ment *e = m_get(keys[i], INT64_MAX);
+					if (e && e->lease == l)
+						m_add(before + 1, sub++, keys[i], NULL, true);
+				}
+				CHECK_EQ(store_rev(s), before + (sub ? 1 : 0));
+				CHECK_EQ(store_lease_revoke(s, l), STORE_ELEASENOTFOUND);
+				leases[l] = false;
 			}
 		} else if (op < 88) {
 			if (store_rev(s) > compacted + 1) {
