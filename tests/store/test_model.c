@@ -90,6 +90,7 @@ struct wst {
 	size_t seen; /* events checked so far */
 	int64_t last_rev, last_sub;
 	bool done;
+	bool prev_kv; /* asked for previous kvs */
 };
 
 /* Checks a watch batch against the model: the next events of the range after start. */
@@ -116,6 +117,21 @@ static void check_batch(struct wst *ws, const struct store_watch_batch *b)
 			CHECK_MEM_EQ(ev->kv.value, e->val, strlen(e->val));
 			CHECK_EQ(ev->kv.version, e->version);
 			CHECK_EQ(ev->kv.create_revision, e->create);
+		}
+		if (ws->prev_kv) {
+			/* the previous entry of the key; always still stored, as the event is */
+			const struct ment *p = NULL;
+			for (size_t q = 0; q < i; q++)
+				if (!strcmp(mlog[q].key, e->key))
+					p = &mlog[q];
+			bool want = p && !p->tomb;
+			CHECK_EQ(ev->has_prev, want);
+			if (want) {
+				CHECK_EQ(ev->prev.mod_revision, p->main);
+				CHECK_EQ(ev->prev.mod_sub, p->sub);
+				CHECK_EQ(ev->prev.value_len, strlen(p->val));
+				CHECK_MEM_EQ(ev->prev.value, p->val, strlen(p->val));
+			}
 		}
 		/* strictly increasing, never twice */
 		CHECK(ev->kv.mod_revision > ws->last_rev ||
@@ -434,11 +450,13 @@ static void one_run(uint64_t seed, int steps)
 			if (!w->w) {
 				memset(w, 0, sizeof *w);
 				rand_range(w->from, w->to, &w->single);
+				w->prev_kv = rn(2);
 				int64_t lo = compacted + 1;
 				w->start = rn(3) == 0 ? 0 : lo + (int64_t)rn((unsigned)(store_rev(s) - lo + 2));
 				int64_t crev = 0;
 				CHECK_EQ(store_watch_create(s, w->from, strlen(w->from), w->single ? NULL : w->to,
-							    w->single ? 0 : strlen(w->to), w->start, 0,
+							    w->single ? 0 : strlen(w->to), w->start,
+							    w->prev_kv ? STORE_WATCH_PREV_KV : 0,
 							    &w->w, &crev), 0);
 				if (!w->start)
 					w->start = store_rev(s) + 1;
