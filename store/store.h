@@ -135,7 +135,7 @@ struct store_range_result {
 };
 
 /*
- * Writes into end[] (capacity key_len) the range end of every key that starts with prefix and
+ * Writes into end[] (capacity max(len, 1)) the range end of every key that starts with prefix and
  * returns its length; 1 with end[0] == 0 (every key) when the prefix is all 0xff or empty.
  */
 size_t store_prefix_end(const void *prefix, size_t len, unsigned char *end);
