@@ -255,8 +255,10 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 		rkey = ki;
 	} else {
 		i = inner_pick(b, ki->key, ki->key_len);
-		if (kicmp(b->keys[i], ki->key, ki->key_len) > 0)
-			set_slot(b, i, ki); /* new smallest key of the subtree (leftmost path) */
+		/* keys[i] <= key for i > 0; only keys[0] can be passed (on the leftmost path) */
+		if (i == 0 && slot_cmp(b, 0, chunk_of(ki->key, ki->key_len, b->skip), ki->key,
+				       ki->key_len) > 0)
+			set_slot(b, 0, ki); /* the new smallest key of the subtree */
 		right = insert_rec(b->kids[i], ki, i ? b->keys[i] : lo,
 				   i + 1 < b->n ? b->keys[i + 1] : hi);
 		if (!right)
@@ -271,6 +273,13 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 		nb->skip = bound_cpl(b->keys[half], hi); /* nb's range: [keys[half], hi) */
 		for (uint32_t j = 0; j < nb->n; j++)
 			set_slot(nb, j, b->keys[half + j]);
+		/* b's range narrowed to [lo, keys[half]): its shared prefix may have grown */
+		uint32_t skip = bound_cpl(lo, b->keys[half]);
+		if (skip > b->skip) {
+			b->skip = skip;
+			for (uint32_t j = 0; j < half; j++)
+				set_slot(b, j, b->keys[j]);
+		}
 		if (!b->leaf)
 			memcpy(nb->kids, b->kids + half, nb->n * sizeof b->kids[0]);
 		b->n = half;
