@@ -111,6 +111,9 @@ struct fs_member {
 	uint64_t stop_deadline;
 	int closing;                  /* handles are being closed */
 	int removed;                  /* a conf change removed this member */
+	int was_member;               /* an applied membership included this member */
+	uint64_t refused_by[FS_MAX_MEMBERS]; /* peers that no longer know this member */
+	int n_refused;
 	int open_handles;
 	void (*done)(void *arg);
 	void *done_arg;
@@ -410,6 +413,15 @@ static void maybe_snapshot(struct fs_member *m)
 
 static void member_begin_stop(struct fs_member *m);
 
+/* Remembers that this member has been part of the cluster (see on_peer_refused_unknown). */
+static void note_membership(struct fs_member *m)
+{
+	for (size_t i = 0; i < m->conf.n_voters; i++)
+		m->was_member |= m->conf.voters[i] == m->id;
+	for (size_t i = 0; i < m->conf.n_learners; i++)
+		m->was_member |= m->conf.learners[i] == m->id;
+}
+
 static void apply_conf_change(struct fs_member *m, const struct raft_entry *e)
 {
 	struct raft_conf_change cc;
@@ -418,6 +430,8 @@ static void apply_conf_change(struct fs_member *m, const struct raft_entry *e)
 		return;
 	}
 	int rc = raft_apply_conf_change(m->raft, &cc, &m->conf);
+	if (rc == 0)
+		note_membership(m);
 	if (rc == 0) {
 		char name[FS_NAME_MAX + 1] = "", addr[FS_ADDR_MAX + 1] = "";
 		/* context: "name=host:port" */
@@ -434,6 +448,8 @@ static void apply_conf_change(struct fs_member *m, const struct raft_entry *e)
 		case RAFT_CONF_ADD_LEARNER_NODE:
 			if (addr[0])
 				peer_set(m, cc.node_id, name, addr);
+			else if (peer_by_id(m, cc.node_id)) /* a founder, from the bootstrap entries */
+				snprintf(name, sizeof name, "%s", peer_by_id(m, cc.node_id)->name);
 			FS_INFO("member %s (%016" PRIx64 ") added as %s at index %" PRIu64, name,
 				cc.node_id, cc.type == RAFT_CONF_ADD_NODE ? "voter" : "learner",
 				e->index);
@@ -671,6 +687,7 @@ static void persist_done(uv_work_t *req, int status)
 		m->snap_index = rd->snapshot.meta.index;
 		m->snap_term = rd->snapshot.meta.term;
 		m->conf = rd->snapshot.meta.conf;
+		note_membership(m);
 		FS_INFO("restored the snapshot at index %" PRIu64 " term %" PRIu64 " from the leader",
 			m->snap_index, m->snap_term);
 	}
@@ -885,6 +902,31 @@ static void on_peer_snapshot_sent(void *ud, uint64_t to, int ok)
 	inbox_push(ud, it);
 }
 
+/*
+ * A removed member may never receive the entry that removes it: the leader stops replicating to
+ * it. As etcd's peers answer a removed member "gone", ours refuse it as unknown; once a majority of
+ * the other members do, and this member had been part of the cluster, it concludes it was removed.
+ */
+static void on_peer_refused_unknown(void *ud, uint64_t from)
+{
+	struct fs_member *m = ud;
+	if (!m->was_member || m->removed)
+		return;
+	for (int i = 0; i < m->n_refused; i++)
+		if (m->refused_by[i] == from)
+			return;
+	if (m->n_refused < FS_MAX_MEMBERS)
+		m->refused_by[m->n_refused++] = from;
+	int others = m->n_peers - (peer_by_id(m, m->id) ? 1 : 0);
+	if (m->n_refused < others / 2 + 1)
+		return;
+	FS_ERROR("%d of %d peers no longer know this member (%016" PRIx64 "): it was removed from "
+		 "the cluster", m->n_refused, others, m->id);
+	m->removed = 2; /* said */
+	if (m->opt.on_removed)
+		m->opt.on_removed(m->opt.arg);
+}
+
 static void on_peer_cluster_id(void *ud, uint64_t cluster_id)
 {
 	((struct fs_member *)ud)->cluster_id = cluster_id;
@@ -892,7 +934,7 @@ static void on_peer_cluster_id(void *ud, uint64_t cluster_id)
 
 static const struct fs_transport_callbacks transport_cb = {
 	on_peer_message, on_peer_unreachable, on_peer_snapshot, on_peer_snapshot_sent,
-	on_peer_cluster_id};
+	on_peer_cluster_id, on_peer_refused_unknown};
 
 /* ---- start -------------------------------------------------------------------------------------- */
 
@@ -941,13 +983,15 @@ static int bootstrap(struct fs_member *m)
 {
 	for (int i = 0; i < m->cfg.n_peers; i++)
 		peer_set(m, m->cfg.peers[i].id, m->cfg.peers[i].name, m->cfg.peers[i].addr);
+	struct raft_conf_state initial = {0};
 	if (m->cfg.existing) {
-		/* Joining: the cluster's id comes from the first member that accepts us. */
+		/* Joining: the cluster's id comes from the first member that accepts us, the
+		 * membership from the leader's log or snapshot. */
 		m->cluster_id = 0;
 	} else {
 		/* A new cluster: every initial member is a voter. */
 		for (int i = 0; i < m->n_peers; i++)
-			m->conf.voters[m->conf.n_voters++] = m->peers[i].id;
+			initial.voters[initial.n_voters++] = m->peers[i].id;
 	}
 	uint8_t *meta;
 	size_t len;
@@ -960,7 +1004,35 @@ static int bootstrap(struct fs_member *m)
 		FS_ERROR("cannot create the WAL in %s: %s", m->wal_dir, wal_errmsg());
 		return rc;
 	}
-	raft_memory_storage_set_conf_state(m->ms, &m->conf);
+	if (!m->cfg.existing) {
+		/*
+		 * The membership goes into the log as committed conf entries at term 1, on disk
+		 * before anything else: a member that joins later learns it from the log (with only
+		 * a conf state, it would learn just its own addition and could elect itself).
+		 */
+		rc = raft_memory_storage_bootstrap(m->ms, &initial);
+		const struct raft_entry *ents = NULL;
+		size_t n = 0;
+		struct raft_hard_state hs;
+		struct raft_conf_state cs;
+		if (rc == 0)
+			rc = m->st.entries(m->st.data, 1, initial.n_voters + 1, UINT64_MAX, &ents, &n);
+		if (rc == 0)
+			rc = m->st.initial_state(m->st.data, &hs, &cs);
+		struct wal_entry went[FS_MAX_MEMBERS];
+		for (size_t i = 0; rc == 0 && i < n && i < FS_MAX_MEMBERS; i++)
+			went[i] = (struct wal_entry){ents[i].term, ents[i].index, ents[i].type,
+						     ents[i].data, ents[i].len};
+		if (rc == 0)
+			rc = wal_save(m->wal, &(struct wal_hard_state){hs.term, hs.vote, hs.commit},
+				      went, n, 1);
+		if (rc != 0) {
+			FS_ERROR("cannot bootstrap the log in %s: %s", m->wal_dir,
+				 rc < -1000 ? raft_strerror(rc) : wal_errmsg());
+			return rc;
+		}
+		m->recovered_commit = hs.commit; /* applied before the member serves */
+	}
 	FS_INFO("bootstrapped member %s (%016" PRIx64 ") of cluster %016" PRIx64 " with %d "
 		"members (%s) in %s", m->cfg.name, m->id, m->cluster_id, m->n_peers,
 		m->cfg.existing ? "joining an existing cluster" : "a new cluster", m->cfg.data_dir);
@@ -1015,12 +1087,9 @@ static int recover(struct fs_member *m)
 	m->id = self;
 	m->cluster_id = cluster;
 	if (!snap.meta.index) {
+		/* addresses from the metadata; the membership comes back as the log is replayed */
 		for (int i = 0; i < n_initial; i++)
 			peer_set(m, initial[i].id, initial[i].name, initial[i].addr);
-		/* The initial voters, unless this member joined an existing cluster empty. */
-		m->conf.n_voters = 0;
-		for (int i = 0; i < n_initial; i++)
-			m->conf.voters[m->conf.n_voters++] = initial[i].id;
 	}
 	raft_memory_storage_set_conf_state(m->ms, &m->conf);
 	m->recovered_commit = res.has_hard ? res.hard.commit : 0;
@@ -1160,9 +1229,14 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
 	uv_check_init(loop, &m->check);
 	m->check.data = m;
 	uv_check_start(&m->check, on_check);
-	if (m->conf.n_voters == 1 && m->conf.voters[0] == m->id)
-		raft_campaign(m->raft); /* alone: no need to wait an election timeout */
+	/* Apply the membership in the log first: nothing campaigns before it knows its voters. */
 	process_ready(m);
+	for (int i = 0; i < 1000 && m->persisting; i++)
+		uv_run(loop, UV_RUN_ONCE);
+	if (m->conf.n_voters == 1 && m->conf.voters[0] == m->id) {
+		raft_campaign(m->raft); /* alone: no need to wait an election timeout */
+		process_ready(m);
+	}
 	*out = m;
 	return 0;
 err:

@@ -488,7 +488,11 @@ static void outbound_frame(struct conn *c, int kind, const uint8_t *body, uint32
 				p->id, p->addr, t->cfg.cluster_id, t->cfg.self_id,
 				refuse_reason_text(body[0]), get_le64(body + 9), get_le64(body + 1));
 		p->refusal_logged = 1;
+		uint64_t id = p->id;
+		int unknown = body[0] == REFUSE_UNKNOWN && get_le64(body + 1) == t->cfg.cluster_id;
 		peer_failed(p, t->cfg.backoff_max_ms);
+		if (unknown && t->cb.on_refused_unknown)
+			t->cb.on_refused_unknown(t->ud, id);
 		return;
 	}
 	FS_WARN("peer %016" PRIx64 " at %s: unexpected frame kind %d, closing", p->id, p->addr,

@@ -43,6 +43,8 @@ struct fs_transport_callbacks {
 	void (*on_snapshot_sent)(void *ud, uint64_t to, int ok);
 	/* Started with cluster_id 0 (joining), the cluster's id was learned from a peer. */
 	void (*on_cluster_id)(void *ud, uint64_t cluster_id);
+	/* Peer `from`, of our own cluster, refused us as a member it does not know (removed?). */
+	void (*on_refused_unknown)(void *ud, uint64_t from);
 };
 
 struct fs_transport_config {

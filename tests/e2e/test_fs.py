@@ -187,3 +187,71 @@ def test_restart_keeps_everything(cluster, ws):
     names = sorted(os.listdir(os.path.join(m.mountpoint, "etc/app")))
     assert names == sorted(f"{i}.conf" for i in range(50))
     assert read(os.path.join(m.mountpoint, "etc/app/49.conf")) == "value 49\n"
+
+
+def test_quorum_lost_writes_fail_with_eio_reads_work(cluster):
+    n1, n2, n3 = cluster(3, extra=("--request-timeout", "2000"))
+    p = os.path.join(n1.mountpoint, "app.conf")
+    with open(p, "w") as f:
+        f.write("before\n")
+    assert wait_for(lambda: read(os.path.join(n3.mountpoint, "app.conf")) == "before\n", 1.0)
+    n2.kill()
+    n3.kill()
+    started = time.monotonic()
+    with pytest.raises(OSError) as e:
+        with open(p, "w") as f:
+            f.write("after\n")
+    assert e.value.errno == errno.EIO
+    assert time.monotonic() - started < 10
+    with pytest.raises(OSError) as e:
+        os.mkdir(os.path.join(n1.mountpoint, "d"))
+    assert e.value.errno == errno.EIO
+    assert read(p) == "before\n"  # reads are served locally, and the old value stands
+    n1.expect_error(r"commit of /app.conf failed")
+    for m in (n2, n3):
+        m.start().wait_mounted(20)
+    assert wait_for(lambda: _write(p, "healed\n"), 20)
+    assert wait_for(lambda: read(os.path.join(n2.mountpoint, "app.conf")) == "healed\n", 5)
+
+
+def _write(path, text):
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+        return True
+    except OSError:
+        return False
+
+
+def test_sigkill_during_writes_loses_no_acknowledged_write(cluster):
+    n1, n2, n3 = cluster(3)
+    acked = []
+    for i in range(40):
+        p = os.path.join(n1.mountpoint, f"f{i}")
+        with open(p, "w") as f:
+            f.write(f"value {i}\n")
+        acked.append(i)  # close() returned: a quorum has it
+        if i == 20:
+            n3.kill()
+    n3.start().wait_mounted(20)
+    for m in (n1, n2, n3):
+        for i in acked:
+            assert wait_for(lambda: read(os.path.join(m.mountpoint, f"f{i}")) ==
+                            f"value {i}\n", 5), (m.name, i)
+
+
+def test_quota_exceeded_is_enospc_and_deletes_still_work(cluster):
+    (m,) = cluster(1, extra=("--quota-backend-bytes", "65536"))
+    d = m.mountpoint
+    written = 0
+    with pytest.raises(OSError) as e:
+        for i in range(1000):
+            with open(os.path.join(d, f"f{i}"), "w") as f:
+                f.write("x" * 1000)
+            written += 1
+    assert e.value.errno == errno.ENOSPC
+    assert written > 10
+    m.expect_error(r"commit of .* failed")
+    os.unlink(os.path.join(d, "f0"))  # deletes still work under the alarm
+    assert not os.path.exists(os.path.join(d, "f0"))
+    assert read(os.path.join(d, "f1")) == "x" * 1000

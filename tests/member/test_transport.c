@@ -34,6 +34,7 @@ struct node {
 	int snaps_sent_ok, snaps_sent_failed; /* on_snapshot_sent outcomes */
 	char snap_dir[64];      /* incoming snapshots, when set */
 	uint64_t learned;       /* the cluster id learned while joining */
+	int refused_unknown;    /* peers of our cluster that did not know us */
 };
 
 static void on_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
@@ -83,8 +84,14 @@ static void on_cluster_id(void *ud, uint64_t cluster_id)
 	((struct node *)ud)->learned = cluster_id;
 }
 
+static void on_refused_unknown(void *ud, uint64_t from)
+{
+	((struct node *)ud)->refused_unknown++;
+}
+
 static const struct fs_transport_callbacks callbacks = {on_message, on_unreachable, on_snapshot,
-							on_snapshot_sent, on_cluster_id};
+							on_snapshot_sent, on_cluster_id,
+							on_refused_unknown};
 
 static void node_start(uv_loop_t *loop, struct node *n, uint64_t cluster, uint64_t id, int port,
 		       size_t max_frames)
@@ -232,6 +239,11 @@ static void refused_case(uint64_t intruder_cluster, uint64_t intruder_id, const 
 	if (!strstr(log, want))
 		CHECK_FAIL("log lacks \"%s\":\n%s", want, log);
 	CHECK(strstr(log, "refused us") != NULL); /* and the intruder says why it was refused */
+	/* only a peer of its own cluster not knowing it hints that it was removed */
+	if (intruder_cluster == CLUSTER)
+		CHECK_GE(x.refused_unknown, 1);
+	else
+		CHECK_EQ(x.refused_unknown, 0);
 	node_stop(&loop, &x);
 	node_stop(&loop, &b);
 	CHECK_EQ(uv_loop_close(&loop), 0);
