@@ -1,0 +1,1257 @@
+/*
+ * fs-bench.c: issue 7's benchmark. It starts a throw-away 3-member raftfs cluster on loopback
+ * (`raftfs mount -f` children, data dirs in a fresh temp dir on the real disk, free ports, mounts
+ * under a short temp path, fsync on as by default), drives mount n1 with
+ *
+ *   1 thread, then 64 threads: create+write+close of unique files of 256 bytes (O_CREAT|O_EXCL;
+ *                              close returns once a quorum committed the write)
+ *   64 threads:                open+read+close of files already read once (cached reads), each
+ *                              read checked against what was written
+ *
+ * then stops it and runs the same workload against a 3-member etcd 3.4 (etcd_cluster.sh serve,
+ * through etcd_client's HTTP/JSON gateway client: puts of 256-byte values at 1 client and at 64
+ * clients spread over the members, serializable ranges of existing keys at 64 clients), and prints
+ * one `name: value` line per figure and the ratios fs/etcd:
+ *
+ *   fs_write_per_s_1 fs_write_p50_us_1 fs_write_p99_us_1        (and _64)
+ *   fs_read_per_s_64 fs_read_p50_us_64 fs_read_p99_us_64
+ *   etcd_put_per_s_1 etcd_put_p50_us_1 etcd_put_p99_us_1        (and _64)
+ *   etcd_range_serializable_per_s_64 ..._p50_us_64 ..._p99_us_64
+ *   fs_write_p50_ratio_1, fs_write_per_s_ratio_1, fs_write_per_s_ratio_64, fs_read_ratio_64
+ *   fs_target_*_met: 1 or 0 for issue 7's targets (p50 ratio at 1 writer <= 0.5, puts/s ratio at
+ *   64 writers >= 2, cached reads >= 20x serializable ranges)
+ *
+ * Usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]
+ *                 [--read-seconds S] [--threads N] [--no-etcd] [--keep]
+ * Every phase is a fixed number of operations (or seconds) under a time cap, and a watchdog ends
+ * the whole run after --max-seconds (180). Whatever happens (failure, SIGINT/SIGTERM/SIGHUP, exit)
+ * it unmounts and stops every member it started (raftfs umount, then SIGTERM, SIGKILL and
+ * `fusermount3 -u -z` as last resorts); members also get SIGTERM should the bench itself be killed
+ * (PR_SET_PDEATHSIG), and the etcd script stops its cluster when the bench's pipe closes. Data dirs
+ * are removed after a clean run and kept (path on stderr, logs in DIR/nN/raftfs.log) after a
+ * failure. Progress goes to stderr as `# ...` lines; stdout has only the figures.
+ * Exit 0, 1 on failure, 2 usage, 130 when interrupted.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "etcd_client.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef RAFTFS_BIN
+#define RAFTFS_BIN "build/fs/raftfs"
+#endif
+#ifndef ETCD_CLUSTER_SCRIPT
+#define ETCD_CLUSTER_SCRIPT "tests/bench/etcd/etcd_cluster.sh"
+#endif
+
+#define VALUE_SIZE 256
+#define MEMBERS 3
+#define MAX_THREADS 256
+#define MAX_ENDPOINTS 8
+#define REQUEST_TIMEOUT_MS 10000
+#define PHASE_CAP_S 25.0  /* no phase runs longer than this, whatever its count */
+#define WARMUP_OPS 50
+
+static struct {
+	const char *raftfs, *script;
+	long write1_ops, write64_ops;
+	double read_seconds;
+	int threads;
+	int no_etcd, keep;
+	double max_seconds;
+} opt = {
+	.write1_ops = 1000,
+	.write64_ops = 150,
+	.read_seconds = 3.0,
+	.threads = 64,
+	.max_seconds = 180,
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* ---- state shared with the cleanup paths ------------------------------------------------------ */
+
+static char data_base[192];  /* /var/tmp/fs-bench.XXXXXX: data dirs n1..n3 */
+static char mnt_base[64];         /* /tmp/fsb.XXXXXX: mount points n1..n3 */
+static char data_dir[MEMBERS][224];
+static char mnt[MEMBERS][96];
+static volatile pid_t member_pid[MEMBERS] = {-1, -1, -1};
+static volatile sig_atomic_t interrupted;
+static atomic_int stop_all;       /* workers stop at their next op */
+static atomic_int cleaning;       /* main is in cleanup (the watchdog leaves it alone) */
+static atomic_int cleaned;
+static double run_started;
+static int failed;                /* keep the data dirs */
+
+static pid_t cluster_pid = -1;    /* the `etcd_cluster.sh serve` we started */
+static int cluster_stdin = -1;
+static int cluster_stdout = -1;
+static char cluster_endpoints[512];
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+	atomic_store(&stop_all, 1);
+}
+
+/* Runs ARGV (a program found in PATH or by path) and waits at most TIMEOUT_S; -1 on a timeout
+ * (the child is killed) or failure, else its exit status. Output goes to our stderr. */
+static int run_cmd(char *const argv[], double timeout_s)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0)
+			dup2(fd, 0);
+		dup2(2, 1);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	double deadline = now_s() + timeout_s;
+	for (;;) {
+		int status;
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		if (w < 0 && errno != EINTR)
+			return -1;
+		if (now_s() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -1;
+		}
+		sleep_ms(10);
+	}
+}
+
+/* Whether /proc/self/mountinfo lists PATH as a mount point (of any type). */
+static int is_mounted(const char *path, int want_raftfs)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return 0;
+	char line[8192];
+	int found = 0;
+	while (!found && fgets(line, sizeof line, f)) {
+		char mp[4096], fstype[256];
+		const char *dash = strstr(line, " - ");
+		if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
+		    sscanf(dash + 3, "%255s", fstype) != 1)
+			continue;
+		found = !strcmp(mp, path) && (!want_raftfs || !strcmp(fstype, "fuse.raftfs"));
+	}
+	fclose(f);
+	return found;
+}
+
+/* Reaps member I if it has exited; returns 1 when it is gone. */
+static int member_reaped(int i)
+{
+	if (member_pid[i] <= 0)
+		return 1;
+	int status;
+	pid_t w = waitpid(member_pid[i], &status, WNOHANG);
+	if (w == member_pid[i] || (w < 0 && errno == ECHILD)) {
+		if (w == member_pid[i] && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+			if (WIFEXITED(status))
+				fprintf(stderr, "# member n%d exited with status %d\n", i + 1,
+					WEXITSTATUS(status));
+			else if (WIFSIGNALED(status))
+				fprintf(stderr, "# member n%d died of signal %d\n", i + 1,
+					WTERMSIG(status));
+		}
+		member_pid[i] = -1;
+		return 1;
+	}
+	return 0;
+}
+
+static int members_alive(void)
+{
+	int n = 0;
+	for (int i = 0; i < MEMBERS; i++)
+		n += !member_reaped(i);
+	return n;
+}
+
+/* Waits up to TIMEOUT_S for every member to exit. */
+static void wait_members(double timeout_s)
+{
+	double deadline = now_s() + timeout_s;
+	while (members_alive() && now_s() < deadline)
+		sleep_ms(20);
+}
+
+/* Stops the raftfs members: `raftfs umount` each (n2, n3 first so that n1 does not hand over
+ * leadership back and forth), waits for them to exit; SIGTERM, then SIGKILL for the ones that do
+ * not, then a lazy unmount of whatever is still mounted. */
+static void stop_members(void)
+{
+	double t0 = now_s();
+	int order[MEMBERS] = {1, 2, 0};
+	for (int k = 0; k < MEMBERS; k++) {
+		int i = order[k];
+		if (mnt[i][0] && is_mounted(mnt[i], 1)) {
+			char *argv[] = {(char *)opt.raftfs, "umount", mnt[i], NULL};
+			if (run_cmd(argv, 10) != 0)
+				fprintf(stderr, "# raftfs umount %s failed\n", mnt[i]);
+		}
+	}
+	wait_members(20);
+	if (members_alive()) {
+		for (int i = 0; i < MEMBERS; i++)
+			if (member_pid[i] > 0) {
+				fprintf(stderr, "# member n%d (pid %d) still running 20 s after its "
+						"unmount: SIGTERM\n",
+					i + 1, (int)member_pid[i]);
+				kill(member_pid[i], SIGTERM);
+			}
+		wait_members(10);
+	}
+	for (int i = 0; i < MEMBERS; i++)
+		if (member_pid[i] > 0) {
+			fprintf(stderr, "# member n%d (pid %d) ignored SIGTERM: SIGKILL\n", i + 1,
+				(int)member_pid[i]);
+			kill(member_pid[i], SIGKILL);
+			failed = 1;
+		}
+	wait_members(5);
+	for (int i = 0; i < MEMBERS; i++)
+		if (mnt[i][0] && is_mounted(mnt[i], 0)) {
+			fprintf(stderr, "# %s still mounted: fusermount3 -u -z\n", mnt[i]);
+			char *argv[] = {"fusermount3", "-u", "-z", mnt[i], NULL};
+			run_cmd(argv, 10);
+			failed = 1;
+		}
+	fprintf(stderr, "# raftfs members stopped in %.1f s\n", now_s() - t0);
+}
+
+/* Stops the etcd cluster we started, if any: EOF on the script's stdin, SIGTERM after 15 s. */
+static void cluster_stop(void)
+{
+	if (cluster_pid < 0)
+		return;
+	close(cluster_stdin);
+	cluster_stdin = -1;
+	close(cluster_stdout);
+	cluster_stdout = -1;
+	double deadline = now_s() + 15;
+	int status;
+	for (;;) {
+		pid_t w = waitpid(cluster_pid, &status, WNOHANG);
+		if (w == cluster_pid || (w < 0 && errno != EINTR))
+			break;
+		if (now_s() > deadline) {
+			kill(cluster_pid, SIGTERM);
+			waitpid(cluster_pid, &status, 0);
+			break;
+		}
+		sleep_ms(20);
+	}
+	cluster_pid = -1;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Everything this run started goes away; runs once (main's way out, atexit, or the watchdog). */
+static void cleanup_all(void)
+{
+	if (atomic_exchange(&cleaning, 1))
+		return;
+	atomic_store(&stop_all, 1);
+	stop_members();
+	cluster_stop();
+	for (int i = 0; i < MEMBERS; i++)
+		if (mnt[i][0] && !is_mounted(mnt[i], 0))
+			rmdir(mnt[i]);
+	if (mnt_base[0])
+		rmdir(mnt_base);
+	if (data_base[0]) {
+		if (failed || opt.keep)
+			fprintf(stderr, "# data dirs kept in %s (logs: %s/nN/raftfs.log)\n",
+				data_base, data_base);
+		else
+			nftw(data_base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	}
+	atomic_store(&cleaned, 1);
+}
+
+/* The watchdog: after a signal or the whole run's time limit it stops the workers; if main does
+ * not get out of its phase (a hung mount) it signals the members, which aborts the hung requests;
+ * if even the cleanup hangs, it unmounts lazily and exits. */
+static void *watchdog_main(void *arg)
+{
+	(void)arg;
+	double soft = 0, hard_cleanup = 0;
+	int stage = 0;
+	for (;;) {
+		sleep_ms(100);
+		if (atomic_load(&cleaned))
+			return NULL;
+		double t = now_s();
+		if (!atomic_load(&cleaning))
+			hard_cleanup = 0;
+		if (atomic_load(&cleaning)) {
+			if (hard_cleanup == 0)
+				hard_cleanup = t + 90;
+			if (t > hard_cleanup) {
+				fprintf(stderr, "fs-bench: cleanup hangs: killing members, lazy "
+						"unmounts, exiting\n");
+				for (int i = 0; i < MEMBERS; i++) {
+					if (member_pid[i] > 0)
+						kill(member_pid[i], SIGKILL);
+					if (mnt[i][0]) {
+						char *argv[] = {"fusermount3", "-u", "-z", mnt[i], NULL};
+						run_cmd(argv, 5);
+					}
+				}
+				if (cluster_stdin >= 0)
+					close(cluster_stdin);
+				_exit(1);
+			}
+			continue;
+		}
+		if (soft == 0 && (interrupted || t > run_started + opt.max_seconds)) {
+			fprintf(stderr, "fs-bench: %s: stopping\n",
+				interrupted ? "interrupted" : "the run's time limit passed");
+			atomic_store(&stop_all, 1);
+			failed = 1;
+			soft = t;
+		}
+		/* Workers stuck in a FUSE request for 10 s: end the members, which fails it. */
+		if (soft > 0 && stage == 0 && t > soft + 10) {
+			fprintf(stderr, "fs-bench: requests still hang: SIGTERM to the members\n");
+			for (int i = 0; i < MEMBERS; i++)
+				if (member_pid[i] > 0)
+					kill(member_pid[i], SIGTERM);
+			stage = 1;
+		}
+		if (stage == 1 && t > soft + 20) {
+			fprintf(stderr, "fs-bench: requests still hang: SIGKILL to the members\n");
+			for (int i = 0; i < MEMBERS; i++)
+				if (member_pid[i] > 0)
+					kill(member_pid[i], SIGKILL);
+			stage = 2;
+		}
+	}
+}
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The nearest-rank percentile P of the N sorted latencies V. */
+static uint32_t percentile(const uint32_t *v, size_t n, int p)
+{
+	if (n == 0)
+		return 0;
+	size_t rank = (n * (size_t)p + 99) / 100;
+	return v[rank ? rank - 1 : 0];
+}
+
+/* A 256-byte value that differs per (thread, index): the same generator as etcd-bench. */
+static void make_value(unsigned char *v, uint64_t seed)
+{
+	uint64_t x = seed * 0x9E3779B97F4A7C15u | 1;
+	for (int i = 0; i < VALUE_SIZE; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		v[i] = (unsigned char)x;
+	}
+}
+
+static uint64_t seed_of(int thread, long i)
+{
+	return (uint64_t)thread << 32 | (uint64_t)i;
+}
+
+/* ---- raftfs cluster ------------------------------------------------------------------------- */
+
+static int free_ports(int n, int *ports)
+{
+	int fds[8];
+	int r = 0, k = 0;
+	for (; k < n; k++) {
+		fds[k] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t len = sizeof a;
+		if (fds[k] < 0 || bind(fds[k], (struct sockaddr *)&a, sizeof a) < 0 ||
+		    getsockname(fds[k], (struct sockaddr *)&a, &len) < 0) {
+			r = -errno;
+			if (fds[k] >= 0)
+				close(fds[k]);
+			break;
+		}
+		ports[k] = ntohs(a.sin_port);
+	}
+	for (int i = 0; i < k; i++)
+		close(fds[i]);
+	return r;
+}
+
+/* Starts member I as a foreground child; its stderr goes to DATA_DIR/raftfs.log. */
+static int start_member(int i, const char *cluster, const int *ports, const char *token)
+{
+	char name[16], listen[64];
+	snprintf(name, sizeof name, "n%d", i + 1);
+	snprintf(listen, sizeof listen, "127.0.0.1:%d", ports[i]);
+	if (mkdir(data_dir[i], 0700) < 0 || mkdir(mnt[i], 0755) < 0)
+		return -errno;
+	char log[256];
+	if (snprintf(log, sizeof log, "%s/raftfs.log", data_dir[i]) >= (int)sizeof log)
+		return -ENAMETOOLONG;
+	pid_t parent = getpid();
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		setpgid(0, 0); /* a ^C reaches the bench, which stops the members in order */
+		int fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0)
+			dup2(fd, 0);
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		sigset_t none;
+		sigemptyset(&none);
+		pthread_sigmask(SIG_SETMASK, &none, NULL);
+		execl(opt.raftfs, opt.raftfs, "mount", "--name", name, "--data-dir", data_dir[i],
+		      "--listen-peer", listen, "--initial-cluster", cluster,
+		      "--initial-cluster-token", token, "-f", mnt[i], (char *)NULL);
+		fprintf(stderr, "fs-bench: cannot run %s: %s\n", opt.raftfs, strerror(errno));
+		_exit(127);
+	}
+	member_pid[i] = pid;
+	return 0;
+}
+
+static void print_log_tail(int i)
+{
+	char path[256];
+	if (snprintf(path, sizeof path, "%s/raftfs.log", data_dir[i]) >= (int)sizeof path)
+		return;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	static char lines[10][512];
+	int n = 0;
+	while (fgets(lines[n % 10], sizeof lines[0], f))
+		n++;
+	fclose(f);
+	fprintf(stderr, "# --- tail of %s\n", path);
+	for (int k = n > 10 ? n - 10 : 0; k < n; k++)
+		fprintf(stderr, "#   %s", lines[k % 10]);
+}
+
+static int read_xattr(const char *path, const char *name, char *out, size_t cap)
+{
+	ssize_t n = getxattr(path, name, out, cap - 1);
+	if (n < 0)
+		return -errno;
+	out[n] = '\0';
+	return 0;
+}
+
+/* Starts three members and waits until every mount is live and n1 knows a leader. */
+static int cluster_fs_start(void)
+{
+	int ports[MEMBERS];
+	int r = free_ports(MEMBERS, ports);
+	if (r < 0)
+		return r;
+	char cluster[256] = "", token[64];
+	for (int i = 0; i < MEMBERS; i++) {
+		size_t l = strlen(cluster);
+		snprintf(cluster + l, sizeof cluster - l, "%sn%d=127.0.0.1:%d", i ? "," : "", i + 1,
+			 ports[i]);
+		snprintf(data_dir[i], sizeof data_dir[i], "%s/n%d", data_base, i + 1);
+		snprintf(mnt[i], sizeof mnt[i], "%s/n%d", mnt_base, i + 1);
+	}
+	snprintf(token, sizeof token, "fs-bench-%d", (int)getpid());
+	for (int i = 0; i < MEMBERS; i++)
+		if ((r = start_member(i, cluster, ports, token)) < 0) {
+			fprintf(stderr, "fs-bench: starting n%d: %s\n", i + 1, strerror(-r));
+			return r;
+		}
+	double t0 = now_s(), deadline = t0 + 30;
+	int live = 0;
+	while (live < MEMBERS && now_s() < deadline && !interrupted) {
+		live = 0;
+		for (int i = 0; i < MEMBERS; i++) {
+			if (member_reaped(i)) {
+				fprintf(stderr, "fs-bench: member n%d exited before its mount was live\n",
+					i + 1);
+				print_log_tail(i);
+				return -ECHILD;
+			}
+			live += is_mounted(mnt[i], 1);
+		}
+		if (live < MEMBERS)
+			sleep_ms(20);
+	}
+	if (live < MEMBERS) {
+		fprintf(stderr, "fs-bench: the mounts are not live after 30 s\n");
+		return -ETIMEDOUT;
+	}
+	/* A leader, as n1 sees it. */
+	char leader[64] = "", self[MEMBERS][64];
+	while (now_s() < deadline && !interrupted) {
+		if (read_xattr(mnt[0], "user.raftfs.leader", leader, sizeof leader) == 0 &&
+		    strspn(leader, "0") != strlen(leader))
+			break;
+		leader[0] = '\0';
+		sleep_ms(20);
+	}
+	if (!leader[0]) {
+		fprintf(stderr, "fs-bench: no leader after 30 s\n");
+		return -ETIMEDOUT;
+	}
+	int leader_idx = -1;
+	for (int i = 0; i < MEMBERS; i++)
+		if (read_xattr(mnt[i], "user.raftfs.member", self[i], sizeof self[i]) == 0 &&
+		    !strcmp(self[i], leader))
+			leader_idx = i;
+	fprintf(stderr, "# raftfs: 3 members live in %.1f s, mounts %s/n1..n3, data %s; leader n%d "
+			"(%s)\n",
+		now_s() - t0, mnt_base, data_base, leader_idx + 1, leader);
+	printf("fs_n1_is_leader: %d\n", leader_idx == 0);
+	return 0;
+}
+
+/* ---- etcd cluster (as etcd-bench does it) --------------------------------------------------- */
+
+static int cluster_etcd_start(void)
+{
+	int in[2], out[2];
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+		return -errno;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		setpgid(0, 0);
+		sigset_t none;
+		sigemptyset(&none);
+		pthread_sigmask(SIG_SETMASK, &none, NULL);
+		execl("/bin/bash", "bash", opt.script, "serve", (char *)NULL);
+		fprintf(stderr, "fs-bench: cannot run %s: %s\n", opt.script, strerror(errno));
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	cluster_pid = pid;
+	cluster_stdin = in[1];
+	cluster_stdout = out[0];
+	char buf[2048];
+	size_t len = 0;
+	double deadline = now_s() + 60;
+	for (;;) {
+		char *line = memmem(buf, len, "ETCD_ENDPOINTS=", 15);
+		char *nl = line ? memchr(line, '\n', len - (size_t)(line - buf)) : NULL;
+		if (nl) {
+			size_t n = (size_t)(nl - line - 15);
+			if (n >= sizeof cluster_endpoints)
+				return -ENAMETOOLONG;
+			memcpy(cluster_endpoints, line + 15, n);
+			cluster_endpoints[n] = '\0';
+			return 0;
+		}
+		double left = deadline - now_s();
+		if (left <= 0 || len == sizeof buf || interrupted)
+			return -ETIMEDOUT;
+		struct pollfd pfd = {.fd = out[0], .events = POLLIN};
+		int pr = poll(&pfd, 1, 200);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr < 0)
+			return -errno;
+		if (pr == 0)
+			continue;
+		ssize_t n = read(out[0], buf + len, sizeof buf - len);
+		if (n <= 0)
+			return -EPIPE; /* the script ended without a cluster: it said why */
+		len += (size_t)n;
+	}
+}
+
+/* ---- workers -------------------------------------------------------------------------------- */
+
+enum kind { FS_WRITE, FS_READ, ETCD_PUT, ETCD_RANGE };
+
+static const char *const kind_name[] = {"create+write+close", "open+read+close", "put",
+					"serializable range"};
+
+struct worker {
+	pthread_t tid;
+	int index;
+	enum kind kind;
+	const char *phase;    /* directory / key component of the phase */
+	const char *endpoint; /* etcd */
+	long ops;             /* ops to do (reads and ranges: at most; the clock stops them) */
+	uint32_t *lat;
+	long done;
+	double finished;
+	int err;
+	char errmsg[PATH_MAX + 128];
+};
+
+/* Reads and ranges pick among the files / keys of the single-writer phase: thread 0, 0..N-1. */
+static const char *read_phase;
+static long read_space;
+static unsigned char (*read_values)[VALUE_SIZE];
+static char etcd_prefix[64];
+
+static pthread_mutex_t go_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t go_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t ready_cond = PTHREAD_COND_INITIALIZER;
+static int go, ready;
+static double run_until;      /* reads and ranges stop at this now_s() */
+static double phase_deadline; /* writes stop at this now_s() whatever their count */
+
+static void fs_path(char *out, size_t cap, const char *phase, int thread, long i)
+{
+	snprintf(out, cap, "%s/%s/t%03d/f%06ld", mnt[0], phase, thread, i);
+}
+
+static void etcd_key(char *out, size_t cap, const char *phase, int thread, long i)
+{
+	snprintf(out, cap, "%s/%s/t%03d/f%06ld", etcd_prefix, phase, thread, i);
+}
+
+static int fs_write_one(struct worker *w, const char *path, const unsigned char *val)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(w->errmsg, sizeof w->errmsg, "open(%s, O_CREAT|O_EXCL): %s", path,
+			 strerror(e));
+		return -e;
+	}
+	ssize_t n = write(fd, val, VALUE_SIZE);
+	if (n != VALUE_SIZE) {
+		int e = n < 0 ? errno : EIO;
+		snprintf(w->errmsg, sizeof w->errmsg, "write(%s) = %zd: %s", path, n, strerror(e));
+		close(fd);
+		return -e;
+	}
+	if (close(fd) < 0) {
+		int e = errno;
+		snprintf(w->errmsg, sizeof w->errmsg, "close(%s): %s", path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+static int fs_read_one(struct worker *w, const char *path, const unsigned char *want)
+{
+	unsigned char buf[VALUE_SIZE * 2];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(w->errmsg, sizeof w->errmsg, "open(%s, O_RDONLY): %s", path, strerror(e));
+		return -e;
+	}
+	ssize_t n = read(fd, buf, sizeof buf);
+	int e = n < 0 ? errno : 0;
+	if (close(fd) < 0 && !e)
+		e = errno;
+	if (n < 0 || e) {
+		snprintf(w->errmsg, sizeof w->errmsg, "read/close(%s): %s", path, strerror(e));
+		return -e;
+	}
+	if (n != VALUE_SIZE || memcmp(buf, want, VALUE_SIZE) != 0) {
+		snprintf(w->errmsg, sizeof w->errmsg, "read(%s): %zd bytes, %s", path, n,
+			 n == VALUE_SIZE ? "not the content written" : "not the 256 written");
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct etcdc_conn *c = NULL;
+	unsigned char val[VALUE_SIZE], buf[VALUE_SIZE + 16];
+	char path[PATH_MAX];
+	int r = 0;
+	if (w->kind == ETCD_PUT || w->kind == ETCD_RANGE) {
+		r = etcdc_connect(w->endpoint, REQUEST_TIMEOUT_MS, &c);
+		if (r < 0) {
+			w->err = r;
+			snprintf(w->errmsg, sizeof w->errmsg, "connect to %s", w->endpoint);
+			atomic_store(&stop_all, 1);
+		}
+	}
+	pthread_mutex_lock(&go_lock);
+	ready++;
+	pthread_cond_signal(&ready_cond);
+	while (!go)
+		pthread_cond_wait(&go_cond, &go_lock);
+	pthread_mutex_unlock(&go_lock);
+	uint64_t x = (uint64_t)w->index * 7919 + 1;
+	int timed_kind = w->kind == FS_READ || w->kind == ETCD_RANGE;
+	while (!w->err && !atomic_load(&stop_all) && w->done < w->ops) {
+		double t = now_s();
+		if (timed_kind ? t > run_until : t > phase_deadline)
+			break;
+		long k = 0;
+		if (timed_kind) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			k = (long)(x % (uint64_t)read_space);
+		}
+		uint64_t t0 = 0;
+		switch (w->kind) {
+		case FS_WRITE:
+			fs_path(path, sizeof path, w->phase, w->index, w->done);
+			make_value(val, seed_of(w->index, w->done));
+			t0 = now_us();
+			r = fs_write_one(w, path, val);
+			break;
+		case FS_READ:
+			fs_path(path, sizeof path, read_phase, 0, k);
+			t0 = now_us();
+			r = fs_read_one(w, path, read_values[k]);
+			break;
+		case ETCD_PUT:
+			etcd_key(path, sizeof path, w->phase, w->index, w->done);
+			make_value(val, seed_of(w->index, w->done));
+			t0 = now_us();
+			r = etcdc_put(c, path, strlen(path), val, VALUE_SIZE, NULL);
+			if (r < 0)
+				snprintf(w->errmsg, sizeof w->errmsg, "put %s on %s: %s", path,
+					 w->endpoint, etcdc_errmsg(c));
+			break;
+		case ETCD_RANGE: {
+			etcd_key(path, sizeof path, read_phase, 0, k);
+			size_t vl = 0;
+			t0 = now_us();
+			r = etcdc_get(c, path, strlen(path), ETCDC_SERIALIZABLE, buf, sizeof buf, &vl,
+				      NULL);
+			if (r == 0 && (vl != VALUE_SIZE || memcmp(buf, read_values[k], VALUE_SIZE)))
+				r = -EPROTO;
+			if (r < 0)
+				snprintf(w->errmsg, sizeof w->errmsg, "range %s on %s: %s", path,
+					 w->endpoint, r == -EPROTO ? "wrong value" : etcdc_errmsg(c));
+			break;
+		}
+		}
+		uint64_t t1 = now_us();
+		if (r < 0) {
+			w->err = r;
+			atomic_store(&stop_all, 1);
+			break;
+		}
+		w->lat[w->done++] = (uint32_t)(t1 - t0);
+	}
+	w->finished = now_s();
+	etcdc_close(c);
+	return NULL;
+}
+
+struct result {
+	double per_s;
+	uint32_t p50, p99;
+	long ops;
+	int ok;
+};
+
+static const char *endpoints[MAX_ENDPOINTS];
+static int n_endpoints;
+
+/* Runs N workers of KIND on PHASE; each does OPS (writes) or runs for opt.read_seconds. Etcd
+ * clients are spread over the endpoints (one client: the first). */
+static int run_workers(int n, enum kind kind, const char *phase, long ops, struct result *res)
+{
+	struct worker *ws = calloc((size_t)n, sizeof *ws);
+	if (!ws)
+		return -ENOMEM;
+	int timed = kind == FS_READ || kind == ETCD_RANGE;
+	long cap = timed ? 4000000 / n + 1 : ops; /* reads: latency slots, more than 2 cores do */
+	int r = 0, started = 0;
+	go = 0;
+	ready = 0;
+	for (int i = 0; i < n; i++) {
+		ws[i].index = i;
+		ws[i].kind = kind;
+		ws[i].phase = phase;
+		ws[i].endpoint = n_endpoints ? endpoints[i % n_endpoints] : NULL;
+		ws[i].ops = cap;
+		ws[i].lat = malloc((size_t)cap * sizeof(uint32_t));
+		if (!ws[i].lat) {
+			r = -ENOMEM;
+			break;
+		}
+	}
+	for (int i = 0; r == 0 && i < n; i++) {
+		int e = pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]);
+		if (e) {
+			r = -e;
+			break;
+		}
+		started++;
+	}
+	if (started < n)
+		atomic_store(&stop_all, 1);
+	pthread_mutex_lock(&go_lock);
+	while (ready < started)
+		pthread_cond_wait(&ready_cond, &go_lock);
+	double t0 = now_s();
+	phase_deadline = t0 + PHASE_CAP_S;
+	run_until = t0 + opt.read_seconds;
+	go = 1;
+	pthread_cond_broadcast(&go_cond);
+	pthread_mutex_unlock(&go_lock);
+	double last = t0;
+	long total = 0;
+	for (int i = 0; i < started; i++) {
+		pthread_join(ws[i].tid, NULL);
+		if (ws[i].err && r == 0) {
+			r = ws[i].err;
+			fprintf(stderr, "fs-bench: %s, thread %d, op %ld: %s (%s)\n", kind_name[kind],
+				i, ws[i].done, ws[i].errmsg, strerror(-r));
+		}
+		if (ws[i].finished > last)
+			last = ws[i].finished;
+		total += ws[i].done;
+	}
+	if (r == 0 && interrupted)
+		r = -EINTR;
+	uint32_t *all = r == 0 ? malloc((size_t)(total ? total : 1) * sizeof(uint32_t)) : NULL;
+	if (r == 0 && !all)
+		r = -ENOMEM;
+	if (r == 0) {
+		size_t k = 0;
+		for (int i = 0; i < n; i++) {
+			memcpy(all + k, ws[i].lat, (size_t)ws[i].done * sizeof(uint32_t));
+			k += (size_t)ws[i].done;
+		}
+		qsort(all, k, sizeof *all, cmp_u32);
+		res->ops = total;
+		res->per_s = last > t0 ? (double)total / (last - t0) : 0;
+		res->p50 = percentile(all, k, 50);
+		res->p99 = percentile(all, k, 99);
+		res->ok = total > 0;
+		if (!timed && total < (long)n * ops)
+			fprintf(stderr, "# only %ld of %ld %ss done within %.0f s\n", total,
+				(long)n * ops, kind_name[kind], PHASE_CAP_S);
+		fprintf(stderr, "# %s, %d thread%s: %ld ops in %.2f s\n", kind_name[kind], n,
+			n == 1 ? "" : "s", total, last - t0);
+	}
+	free(all);
+	for (int i = 0; i < n; i++)
+		free(ws[i].lat);
+	free(ws);
+	return r;
+}
+
+/* ---- the raftfs side ------------------------------------------------------------------------ */
+
+static int mkdir_phase(const char *phase, int threads)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", mnt[0], phase);
+	if (mkdir(path, 0755) < 0) {
+		int e = errno;
+		fprintf(stderr, "fs-bench: mkdir %s: %s\n", path, strerror(e));
+		return -e;
+	}
+	for (int t = 0; t < threads; t++) {
+		snprintf(path, sizeof path, "%s/%s/t%03d", mnt[0], phase, t);
+		if (mkdir(path, 0755) < 0) {
+			int e = errno;
+			fprintf(stderr, "fs-bench: mkdir %s: %s\n", path, strerror(e));
+			return -e;
+		}
+	}
+	return 0;
+}
+
+/* Checks that file I of THREAD in PHASE has its content on mount M within 5 s. */
+static int check_file_on(int m, const char *phase, int thread, long i)
+{
+	char path[PATH_MAX];
+	unsigned char want[VALUE_SIZE], got[VALUE_SIZE * 2];
+	snprintf(path, sizeof path, "%s/%s/t%03d/f%06ld", mnt[m], phase, thread, i);
+	make_value(want, seed_of(thread, i));
+	double deadline = now_s() + 5;
+	ssize_t n = -1;
+	int e = 0;
+	while (now_s() < deadline && !interrupted) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			n = read(fd, got, sizeof got);
+			e = n < 0 ? errno : 0;
+			close(fd);
+			if (n == VALUE_SIZE && memcmp(got, want, VALUE_SIZE) == 0)
+				return 0;
+		} else {
+			e = errno;
+		}
+		sleep_ms(10);
+	}
+	fprintf(stderr, "fs-bench: %s on n%d: %s\n", path, m + 1,
+		e ? strerror(e) : n == VALUE_SIZE ? "wrong content" : "wrong length");
+	return -EPROTO;
+}
+
+static int run_fs(struct result *w1, struct result *w64, struct result *rd)
+{
+	int r = cluster_fs_start();
+	if (r < 0)
+		return r;
+	if ((r = mkdir_phase("warm", 1)) < 0 || (r = mkdir_phase("w1", 1)) < 0 ||
+	    (r = mkdir_phase("w64", opt.threads)) < 0)
+		return r;
+	struct result warm = {0};
+	if ((r = run_workers(1, FS_WRITE, "warm", WARMUP_OPS, &warm)) < 0)
+		return r;
+	if ((r = run_workers(1, FS_WRITE, "w1", opt.write1_ops, w1)) < 0)
+		return r;
+	printf("fs_write_per_s_1: %.0f\n", w1->per_s);
+	printf("fs_write_p50_us_1: %" PRIu32 "\n", w1->p50);
+	printf("fs_write_p99_us_1: %" PRIu32 "\n", w1->p99);
+	if ((r = run_workers(opt.threads, FS_WRITE, "w64", opt.write64_ops, w64)) < 0)
+		return r;
+	printf("fs_write_per_s_%d: %.0f\n", opt.threads, w64->per_s);
+	printf("fs_write_p50_us_%d: %" PRIu32 "\n", opt.threads, w64->p50);
+	printf("fs_write_p99_us_%d: %" PRIu32 "\n", opt.threads, w64->p99);
+	/* Replication: the first and last files of both phases on n2 and n3. */
+	double t0 = now_s();
+	for (int m = 1; m < MEMBERS && r == 0; m++) {
+		r = check_file_on(m, "w1", 0, 0);
+		if (r == 0)
+			r = check_file_on(m, "w1", 0, w1->ops - 1);
+		if (r == 0)
+			r = check_file_on(m, "w64", opt.threads - 1, w64->ops / opt.threads - 1);
+	}
+	if (r < 0)
+		return r;
+	fprintf(stderr, "# n2 and n3 have the written files (checked in %.0f ms)\n",
+		(now_s() - t0) * 1000);
+	/* Reads: every file of w1, read once (and checked) by one thread, then 64 threads. */
+	read_phase = "w1";
+	read_space = w1->ops;
+	for (long i = 0; i < read_space; i++)
+		make_value(read_values[i], seed_of(0, i));
+	struct worker one = {.kind = FS_READ};
+	char path[PATH_MAX];
+	t0 = now_s();
+	for (long i = 0; i < read_space; i++) {
+		fs_path(path, sizeof path, "w1", 0, i);
+		if ((r = fs_read_one(&one, path, read_values[i])) < 0) {
+			fprintf(stderr, "fs-bench: first read: %s\n", one.errmsg);
+			return r;
+		}
+	}
+	fprintf(stderr, "# first read of %ld files in %.2f s\n", read_space, now_s() - t0);
+	if ((r = run_workers(opt.threads, FS_READ, "w1", 0, rd)) < 0)
+		return r;
+	printf("fs_read_per_s_%d: %.0f\n", opt.threads, rd->per_s);
+	printf("fs_read_p50_us_%d: %" PRIu32 "\n", opt.threads, rd->p50);
+	printf("fs_read_p99_us_%d: %" PRIu32 "\n", opt.threads, rd->p99);
+	return 0;
+}
+
+/* ---- the etcd side -------------------------------------------------------------------------- */
+
+static int run_etcd(struct result *p1, struct result *p64, struct result *rg)
+{
+	fprintf(stderr, "# starting a 3-member etcd with %s\n", opt.script);
+	int r = cluster_etcd_start();
+	if (r < 0) {
+		fprintf(stderr, "fs-bench: starting etcd: %s\n", strerror(-r));
+		return r;
+	}
+	n_endpoints = 0;
+	static char eps[sizeof cluster_endpoints];
+	memcpy(eps, cluster_endpoints, sizeof eps);
+	for (char *save = NULL, *t = strtok_r(eps, ",", &save); t && n_endpoints < MAX_ENDPOINTS;
+	     t = strtok_r(NULL, ",", &save))
+		endpoints[n_endpoints++] = t;
+	if (!n_endpoints)
+		return -EINVAL;
+	snprintf(etcd_prefix, sizeof etcd_prefix, "/fs-bench/%d.%" PRIu64, (int)getpid(),
+		 now_us());
+	fprintf(stderr, "# etcd endpoints %s\n", cluster_endpoints);
+	struct result warm = {0};
+	if ((r = run_workers(1, ETCD_PUT, "warm", WARMUP_OPS, &warm)) < 0)
+		return r;
+	if ((r = run_workers(1, ETCD_PUT, "w1", opt.write1_ops, p1)) < 0)
+		return r;
+	printf("etcd_put_per_s_1: %.0f\n", p1->per_s);
+	printf("etcd_put_p50_us_1: %" PRIu32 "\n", p1->p50);
+	printf("etcd_put_p99_us_1: %" PRIu32 "\n", p1->p99);
+	if ((r = run_workers(opt.threads, ETCD_PUT, "w64", opt.write64_ops, p64)) < 0)
+		return r;
+	printf("etcd_put_per_s_%d: %.0f\n", opt.threads, p64->per_s);
+	printf("etcd_put_p50_us_%d: %" PRIu32 "\n", opt.threads, p64->p50);
+	printf("etcd_put_p99_us_%d: %" PRIu32 "\n", opt.threads, p64->p99);
+	/* Ranges read the single client's keys, from every member: wait until the last one is
+	 * applied everywhere (a follower may apply a moment after the leader replied). */
+	read_phase = "w1";
+	read_space = p1->ops;
+	for (long i = 0; i < read_space; i++)
+		make_value(read_values[i], seed_of(0, i));
+	char key[256];
+	etcd_key(key, sizeof key, "w1", 0, read_space - 1);
+	for (int e = 0; e < n_endpoints; e++) {
+		struct etcdc_conn *c;
+		if ((r = etcdc_connect(endpoints[e], REQUEST_TIMEOUT_MS, &c)) < 0)
+			return r;
+		unsigned char got[VALUE_SIZE + 16];
+		size_t vl = 0;
+		for (int tries = 0; tries < 300; tries++) {
+			r = etcdc_get(c, key, strlen(key), ETCDC_SERIALIZABLE, got, sizeof got, &vl,
+				      NULL);
+			if (r != -ENOENT)
+				break;
+			sleep_ms(10);
+		}
+		if (r == 0 && (vl != VALUE_SIZE || memcmp(got, read_values[read_space - 1], vl)))
+			r = -EPROTO;
+		if (r < 0)
+			fprintf(stderr, "fs-bench: reading %s back from %s: %s\n", key, endpoints[e],
+				etcdc_errmsg(c));
+		etcdc_close(c);
+		if (r < 0)
+			return r;
+	}
+	if ((r = run_workers(opt.threads, ETCD_RANGE, "w1", 0, rg)) < 0)
+		return r;
+	printf("etcd_range_serializable_per_s_%d: %.0f\n", opt.threads, rg->per_s);
+	printf("etcd_range_serializable_p50_us_%d: %" PRIu32 "\n", opt.threads, rg->p50);
+	printf("etcd_range_serializable_p99_us_%d: %" PRIu32 "\n", opt.threads, rg->p99);
+	return 0;
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]\n"
+		"                [--read-seconds S] [--threads N] [--max-seconds S] [--no-etcd]\n"
+		"                [--keep]\n"
+		"Starts a 3-member raftfs cluster with PATH (default %s) and a 3-member etcd with\n"
+		"the script (default %s); --write64-ops is per thread.\n",
+		RAFTFS_BIN, ETCD_CLUSTER_SCRIPT);
+	exit(2);
+}
+
+static long parse_count(const char *s, long lo, long hi)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || v < lo || v > hi)
+		usage();
+	return v;
+}
+
+static void ratio(const char *name, double fs, double etcd)
+{
+	if (fs > 0 && etcd > 0)
+		printf("%s: %.2f\n", name, fs / etcd);
+}
+
+int main(int argc, char **argv)
+{
+	opt.raftfs = getenv("RAFTFS_BIN") ? getenv("RAFTFS_BIN") : RAFTFS_BIN;
+	opt.script = getenv("ETCD_CLUSTER_SCRIPT") ? getenv("ETCD_CLUSTER_SCRIPT")
+						   : ETCD_CLUSTER_SCRIPT;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--no-etcd") == 0) {
+			opt.no_etcd = 1;
+			continue;
+		}
+		if (strcmp(a, "--keep") == 0) {
+			opt.keep = 1;
+			continue;
+		}
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v)
+			usage();
+		i++;
+		if (strcmp(a, "--raftfs") == 0)
+			opt.raftfs = v;
+		else if (strcmp(a, "--script") == 0)
+			opt.script = v;
+		else if (strcmp(a, "--write1-ops") == 0)
+			opt.write1_ops = parse_count(v, 10, 1000000);
+		else if (strcmp(a, "--write64-ops") == 0)
+			opt.write64_ops = parse_count(v, 1, 1000000);
+		else if (strcmp(a, "--read-seconds") == 0)
+			opt.read_seconds = (double)parse_count(v, 1, 60);
+		else if (strcmp(a, "--threads") == 0)
+			opt.threads = (int)parse_count(v, 1, MAX_THREADS);
+		else if (strcmp(a, "--max-seconds") == 0)
+			opt.max_seconds = (double)parse_count(v, 10, 3600);
+		else
+			usage();
+	}
+	run_started = now_s();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (access(opt.raftfs, X_OK) != 0) {
+		fprintf(stderr, "fs-bench: %s: %s (build raftfs first)\n", opt.raftfs,
+			strerror(errno));
+		return 1;
+	}
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096 && rl.rlim_max >= 4096) {
+		rl.rlim_cur = 4096;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	read_values = calloc((size_t)opt.write1_ops, sizeof *read_values);
+	if (!read_values)
+		return 1;
+
+	/* The cleanup paths: atexit for exit(), the watchdog for signals and hangs. */
+	atexit(cleanup_all);
+	pthread_t wd;
+	if (pthread_create(&wd, NULL, watchdog_main, NULL) != 0) {
+		fprintf(stderr, "fs-bench: cannot start the watchdog\n");
+		return 1;
+	}
+	pthread_detach(wd);
+
+	const char *tmp = getenv("FS_BENCH_TMPDIR") ? getenv("FS_BENCH_TMPDIR") : "/var/tmp";
+	snprintf(data_base, sizeof data_base, "%s/fs-bench.XXXXXX", tmp);
+	snprintf(mnt_base, sizeof mnt_base, "/tmp/fsb.XXXXXX");
+	if (!mkdtemp(data_base) || !mkdtemp(mnt_base)) {
+		fprintf(stderr, "fs-bench: mkdtemp: %s\n", strerror(errno));
+		data_base[0] = mnt_base[0] = '\0';
+		return 1;
+	}
+	fprintf(stderr, "# raftfs %s, %d threads, %ld + %ld x %d files of %d bytes, reads for "
+			"%.0f s\n",
+		opt.raftfs, opt.threads, opt.write1_ops, opt.write64_ops, opt.threads, VALUE_SIZE,
+		opt.read_seconds);
+
+	struct result w1 = {0}, w64 = {0}, rd = {0}, p1 = {0}, p64 = {0}, rg = {0};
+	int rfs = run_fs(&w1, &w64, &rd);
+	if (rfs < 0) {
+		failed = 1;
+		fprintf(stderr, "fs-bench: the raftfs side FAILED: %s\n", strerror(-rfs));
+		for (int i = 0; i < MEMBERS; i++)
+			if (data_dir[i][0])
+				print_log_tail(i);
+	}
+	atomic_store(&cleaning, 1); /* the raftfs part only: stop_members may take a while */
+	stop_members();
+	atomic_store(&cleaning, 0);
+	for (int i = 0; i < MEMBERS; i++)
+		member_pid[i] = -1;
+	int retcd = 0;
+	if (!opt.no_etcd && !interrupted) {
+		atomic_store(&stop_all, 0);
+		retcd = run_etcd(&p1, &p64, &rg);
+		if (retcd < 0) {
+			failed = 1;
+			fprintf(stderr, "fs-bench: the etcd side FAILED: %s\n", strerror(-retcd));
+		}
+		cluster_stop();
+	}
+	char n64[32];
+	snprintf(n64, sizeof n64, "%d", opt.threads);
+	char name[96];
+	if (w1.ok && p1.ok) {
+		ratio("fs_write_p50_ratio_1", w1.p50, p1.p50);
+		ratio("fs_write_p99_ratio_1", w1.p99, p1.p99);
+		ratio("fs_write_per_s_ratio_1", w1.per_s, p1.per_s);
+		printf("fs_target_write_p50_1_met: %d\n", w1.p50 <= 0.5 * p1.p50);
+	}
+	if (w64.ok && p64.ok) {
+		snprintf(name, sizeof name, "fs_write_per_s_ratio_%s", n64);
+		ratio(name, w64.per_s, p64.per_s);
+		snprintf(name, sizeof name, "fs_write_p50_ratio_%s", n64);
+		ratio(name, w64.p50, p64.p50);
+		printf("fs_target_write_per_s_%s_met: %d\n", n64, w64.per_s >= 2 * p64.per_s);
+	}
+	if (rd.ok && rg.ok) {
+		snprintf(name, sizeof name, "fs_read_ratio_%s", n64);
+		ratio(name, rd.per_s, rg.per_s);
+		printf("fs_target_read_%s_met: %d\n", n64, rd.per_s >= 20 * rg.per_s);
+	}
+	cleanup_all();
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	int ok = rfs == 0 && retcd == 0 && !interrupted && !failed;
+	fprintf(stderr, "# fs-bench %s in %.1f s (the bench itself used %.1f s of CPU)\n",
+		ok ? "done" : "FAILED", now_s() - run_started,
+		(double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+			(double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	if (interrupted)
+		return 130;
+	return ok ? 0 : 1;
+}
