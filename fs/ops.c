@@ -19,8 +19,12 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-#define ENTRY_TIMEOUT 1.0 /* s; remote changes invalidate at once (fs_ops_after_apply) */
-#define ATTR_TIMEOUT 1.0
+/*
+ * How long the kernel may keep entries and attributes: remote changes invalidate them at once
+ * (fs_ops_after_apply), so a second; with -o linearizable nothing is kept, every read asks.
+ */
+#define ENTRY_TIMEOUT (o->opt.linearizable ? 0.0 : 1.0)
+#define ATTR_TIMEOUT (o->opt.linearizable ? 0.0 : 1.0)
 #define RETRIES 5         /* a compare that lost to a concurrent change is retried */
 
 /* ---- helpers --------------------------------------------------------------------------------- */
@@ -337,12 +341,98 @@ static int propose_txn(struct pending *p, struct txn_builder *tb)
 	return rc;
 }
 
+/* ---- linearizable reads ----------------------------------------------------------------------- */
+
+/*
+ * With -o linearizable a read first waits for a ReadIndex barrier: the member confirms with a
+ * quorum that it has applied everything committed when the read arrived, then the handler runs
+ * again with barrier_passed set (the loop is single-threaded, so a flag is enough).
+ */
+enum deferred_op { D_LOOKUP, D_GETATTR, D_READ, D_READDIR, D_READLINK };
+
+struct deferred {
+	struct fs_ops *o;
+	fuse_req_t req;
+	enum deferred_op op;
+	fuse_ino_t ino;
+	char name[FS_NAME_MAX_BYTES + 1];
+	size_t size;
+	off_t off;
+	struct fuse_file_info fi;
+};
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi);
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi);
+static void op_readlink(fuse_req_t req, fuse_ino_t ino);
+
+static void on_barrier(void *arg, uint64_t id, int status, const void *r, size_t len)
+{
+	struct deferred *d = arg;
+	struct fs_ops *o = d->o;
+	if (status) {
+		fuse_reply_err(d->req, fs_ops_errno(status));
+		free(d);
+		return;
+	}
+	o->barrier_passed = 1;
+	switch (d->op) {
+	case D_LOOKUP:
+		op_lookup(d->req, d->ino, d->name);
+		break;
+	case D_GETATTR:
+		op_getattr(d->req, d->ino, NULL);
+		break;
+	case D_READ:
+		op_read(d->req, d->ino, d->size, d->off, &d->fi);
+		break;
+	case D_READDIR:
+		op_readdir(d->req, d->ino, d->size, d->off, &d->fi);
+		break;
+	case D_READLINK:
+		op_readlink(d->req, d->ino);
+		break;
+	}
+	o->barrier_passed = 0;
+	free(d);
+}
+
+/* In linearizable mode, defers the read behind a barrier and returns 1; else returns 0. */
+static int deferred_read(struct fs_ops *o, fuse_req_t req, enum deferred_op op, fuse_ino_t ino,
+			 const char *name, size_t size, off_t off, const struct fuse_file_info *fi)
+{
+	if (!o->opt.linearizable || o->barrier_passed)
+		return 0;
+	struct deferred *d = calloc(1, sizeof *d);
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return 1;
+	}
+	*d = (struct deferred){.o = o, .req = req, .op = op, .ino = ino, .size = size, .off = off};
+	if (name)
+		snprintf(d->name, sizeof d->name, "%s", name);
+	if (fi)
+		d->fi = *fi;
+	int rc = fs_member_read_barrier(o->member, on_barrier, d);
+	if (rc) {
+		free(d);
+		fuse_reply_err(req, fs_ops_errno(rc));
+	}
+	return 1;
+}
+
 /* ---- lookup, attributes, directories --------------------------------------------------------- */
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
 	char path[FS_PATH_MAX_BYTES + 1];
+	if (strlen(name) <= FS_NAME_MAX_BYTES &&
+	    deferred_read(o, req, D_LOOKUP, parent, name, 0, 0, NULL))
+		return;
 	int rc = child_path(o, parent, name, path);
 	if (rc) {
 		fuse_reply_err(req, -rc);
@@ -371,6 +461,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_ops *o = fuse_req_userdata(req);
 	char path[FS_PATH_MAX_BYTES + 1];
 	struct stat st;
+	if (deferred_read(o, req, D_GETATTR, ino, NULL, 0, 0, NULL))
+		return;
 	int rc = ino_path(o, ino, path);
 	if (rc) {
 		fuse_reply_err(req, -rc);
@@ -453,6 +545,8 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs_ops *o = fuse_req_userdata(req);
 	char path[FS_PATH_MAX_BYTES + 1];
+	if (deferred_read(o, req, D_READDIR, ino, NULL, size, off, fi))
+		return;
 	int rc = ino_path(o, ino, path);
 	struct store_kv kv;
 	if (!rc && !is_root(path))
@@ -601,6 +695,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs_ops *o = fuse_req_userdata(req);
 	struct fh *h = fh_of(fi);
+	if (!h->writable && deferred_read(o, req, D_READ, ino, NULL, size, off, fi))
+		return;
 	const uint8_t *data;
 	size_t len;
 	struct store_kv kv;
@@ -852,6 +948,8 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
+	if (deferred_read(o, req, D_READLINK, ino, NULL, 0, 0, NULL))
+		return;
 	char path[FS_PATH_MAX_BYTES + 1], target[FS_PATH_MAX_BYTES + 1];
 	struct store_kv kv;
 	int rc = ino_path(o, ino, path);
@@ -1112,6 +1210,7 @@ static void setattr_done(struct pending *p, int status, const Rpc__Response *res
 	} else {
 		struct stat st;
 		fill_attr(p->ino, &kv, &st);
+		struct fs_ops *o = p->o;
 		fuse_reply_attr(p->req, &st, ATTR_TIMEOUT);
 	}
 	free(p);

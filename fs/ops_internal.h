@@ -52,6 +52,7 @@ struct fs_ops {
 	uint64_t quota_bytes;       /* for statfs */
 	struct fh *open_files;      /* writable open files (ops.c) */
 	struct store_watch *watch;  /* every change applied, for invalidating the kernel's caches */
+	int barrier_passed;         /* a linearizable read is being served after its barrier */
 	struct fs_notifier notifier;
 };
 
