@@ -14,12 +14,18 @@
  * one `name: value` line per figure and the ratios fs/etcd:
  *
  *   fs_write_per_s_1 fs_write_p50_us_1 fs_write_p99_us_1        (and _64)
- *   fs_read_per_s_64 fs_read_p50_us_64 fs_read_p99_us_64
+ *   fs_read_per_s_64 fs_read_p50_us_64 fs_read_p99_us_64        open+read+close, the figure
+ *                                                               issue 7's read target is held to
+ *   fs_pread_per_s_64 fs_pread_p50_us_64 fs_pread_p99_us_64     pread of the same files held open
+ *                                                               (the kernel's page cache)
+ *   fs_n1_is_leader, etcd_member1_is_leader                     where the single writer's member
+ *                                                               stands: the figures depend on it
  *   etcd_put_per_s_1 etcd_put_p50_us_1 etcd_put_p99_us_1        (and _64)
  *   etcd_range_serializable_per_s_64 ..._p50_us_64 ..._p99_us_64
- *   fs_write_p50_ratio_1, fs_write_per_s_ratio_1, fs_write_per_s_ratio_64, fs_read_ratio_64
+ *   fs_write_p50_ratio_1, fs_write_per_s_ratio_1, fs_write_per_s_ratio_64, fs_read_ratio_64,
+ *   fs_pread_ratio_64 (and p99 / p50 ratios)
  *   fs_target_*_met: 1 or 0 for issue 7's targets (p50 ratio at 1 writer <= 0.5, puts/s ratio at
- *   64 writers >= 2, cached reads >= 20x serializable ranges)
+ *   64 writers >= 2, cached reads >= 20x serializable ranges, for read and pread)
  *
  * Usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]
  *                 [--read-seconds S] [--threads N] [--no-etcd] [--keep]
@@ -367,7 +373,8 @@ static void *watchdog_main(void *arg)
 			fprintf(stderr, "fs-bench: %s: stopping\n",
 				interrupted ? "interrupted" : "the run's time limit passed");
 			atomic_store(&stop_all, 1);
-			failed = 1;
+			if (!interrupted)
+				failed = 1; /* a hang: keep the logs */
 			soft = t;
 		}
 		/* Workers stuck in a FUSE request for 10 s: end the members, which fails it. */
@@ -641,10 +648,10 @@ static int cluster_etcd_start(void)
 
 /* ---- workers -------------------------------------------------------------------------------- */
 
-enum kind { FS_WRITE, FS_READ, ETCD_PUT, ETCD_RANGE };
+enum kind { FS_WRITE, FS_READ, FS_PREAD, ETCD_PUT, ETCD_RANGE };
 
-static const char *const kind_name[] = {"create+write+close", "open+read+close", "put",
-					"serializable range"};
+static const char *const kind_name[] = {"create+write+close", "open+read+close",
+					"pread of open files", "put", "serializable range"};
 
 struct worker {
 	pthread_t tid;
@@ -664,6 +671,7 @@ struct worker {
 static const char *read_phase;
 static long read_space;
 static unsigned char (*read_values)[VALUE_SIZE];
+static int *read_fds; /* FS_PREAD: file K of read_phase, opened once */
 static char etcd_prefix[64];
 
 static pthread_mutex_t go_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -754,7 +762,7 @@ static void *worker_main(void *arg)
 		pthread_cond_wait(&go_cond, &go_lock);
 	pthread_mutex_unlock(&go_lock);
 	uint64_t x = (uint64_t)w->index * 7919 + 1;
-	int timed_kind = w->kind == FS_READ || w->kind == ETCD_RANGE;
+	int timed_kind = w->kind == FS_READ || w->kind == FS_PREAD || w->kind == ETCD_RANGE;
 	while (!w->err && !atomic_load(&stop_all) && w->done < w->ops) {
 		double t = now_s();
 		if (timed_kind ? t > run_until : t > phase_deadline)
@@ -777,6 +785,16 @@ static void *worker_main(void *arg)
 			t0 = now_us();
 			r = fs_read_one(w, path, read_values[k]);
 			break;
+		case FS_PREAD: {
+			t0 = now_us();
+			ssize_t n = pread(read_fds[k], buf, sizeof buf, 0);
+			if (n != VALUE_SIZE || memcmp(buf, read_values[k], VALUE_SIZE) != 0) {
+				r = n < 0 ? -errno : -EPROTO;
+				snprintf(w->errmsg, sizeof w->errmsg, "pread of file %ld = %zd: %s", k,
+					 n, n < 0 ? strerror(-r) : "not the content written");
+			}
+			break;
+		}
 		case ETCD_PUT:
 			etcd_key(path, sizeof path, w->phase, w->index, w->done);
 			make_value(val, seed_of(w->index, w->done));
@@ -830,7 +848,7 @@ static int run_workers(int n, enum kind kind, const char *phase, long ops, struc
 	struct worker *ws = calloc((size_t)n, sizeof *ws);
 	if (!ws)
 		return -ENOMEM;
-	int timed = kind == FS_READ || kind == ETCD_RANGE;
+	int timed = kind == FS_READ || kind == FS_PREAD || kind == ETCD_RANGE;
 	long cap = timed ? 4000000 / n + 1 : ops; /* reads: latency slots, more than 2 cores do */
 	int r = 0, started = 0;
 	go = 0;
@@ -959,7 +977,7 @@ static int check_file_on(int m, const char *phase, int thread, long i)
 	return -EPROTO;
 }
 
-static int run_fs(struct result *w1, struct result *w64, struct result *rd)
+static int run_fs(struct result *w1, struct result *w64, struct result *rd, struct result *prd)
 {
 	int r = cluster_fs_start();
 	if (r < 0)
@@ -1014,6 +1032,33 @@ static int run_fs(struct result *w1, struct result *w64, struct result *rd)
 	printf("fs_read_per_s_%d: %.0f\n", opt.threads, rd->per_s);
 	printf("fs_read_p50_us_%d: %" PRIu32 "\n", opt.threads, rd->p50);
 	printf("fs_read_p99_us_%d: %" PRIu32 "\n", opt.threads, rd->p99);
+	/* pread: every file opened once (and read once through it), then 64 threads pread them. */
+	read_fds = calloc((size_t)read_space, sizeof *read_fds);
+	if (!read_fds)
+		return -ENOMEM;
+	for (long i = 0; i < read_space; i++)
+		read_fds[i] = -1;
+	for (long i = 0; i < read_space && r == 0; i++) {
+		fs_path(path, sizeof path, "w1", 0, i);
+		read_fds[i] = open(path, O_RDONLY | O_CLOEXEC);
+		unsigned char buf[VALUE_SIZE * 2];
+		if (read_fds[i] < 0 || pread(read_fds[i], buf, sizeof buf, 0) != VALUE_SIZE) {
+			r = -errno;
+			fprintf(stderr, "fs-bench: open+pread %s: %s\n", path, strerror(errno));
+		}
+	}
+	if (r == 0)
+		r = run_workers(opt.threads, FS_PREAD, "w1", 0, prd);
+	for (long i = 0; i < read_space; i++)
+		if (read_fds[i] >= 0)
+			close(read_fds[i]);
+	free(read_fds);
+	read_fds = NULL;
+	if (r < 0)
+		return r;
+	printf("fs_pread_per_s_%d: %.0f\n", opt.threads, prd->per_s);
+	printf("fs_pread_p50_us_%d: %" PRIu32 "\n", opt.threads, prd->p50);
+	printf("fs_pread_p99_us_%d: %" PRIu32 "\n", opt.threads, prd->p99);
 	return 0;
 }
 
@@ -1038,6 +1083,23 @@ static int run_etcd(struct result *p1, struct result *p64, struct result *rg)
 	snprintf(etcd_prefix, sizeof etcd_prefix, "/fs-bench/%d.%" PRIu64, (int)getpid(),
 		 now_us());
 	fprintf(stderr, "# etcd endpoints %s\n", cluster_endpoints);
+	/* Which member leads: the single client talks to the first. */
+	{
+		uint64_t ids[MAX_ENDPOINTS] = {0}, leader = 0;
+		for (int e = 0; e < n_endpoints; e++) {
+			struct etcdc_conn *c;
+			if (etcdc_connect(endpoints[e], REQUEST_TIMEOUT_MS, &c) < 0)
+				continue;
+			etcdc_status(c, &ids[e], &leader, NULL);
+			etcdc_close(c);
+		}
+		int li = -1;
+		for (int e = 0; e < n_endpoints; e++)
+			if (ids[e] && ids[e] == leader)
+				li = e;
+		fprintf(stderr, "# etcd leader: member %d\n", li + 1);
+		printf("etcd_member1_is_leader: %d\n", li == 0);
+	}
 	struct result warm = {0};
 	if ((r = run_workers(1, ETCD_PUT, "warm", WARMUP_OPS, &warm)) < 0)
 		return r;
@@ -1198,9 +1260,9 @@ int main(int argc, char **argv)
 		opt.raftfs, opt.threads, opt.write1_ops, opt.write64_ops, opt.threads, VALUE_SIZE,
 		opt.read_seconds);
 
-	struct result w1 = {0}, w64 = {0}, rd = {0}, p1 = {0}, p64 = {0}, rg = {0};
-	int rfs = run_fs(&w1, &w64, &rd);
-	if (rfs < 0) {
+	struct result w1 = {0}, w64 = {0}, rd = {0}, prd = {0}, p1 = {0}, p64 = {0}, rg = {0};
+	int rfs = run_fs(&w1, &w64, &rd, &prd);
+	if (rfs < 0 && !interrupted) {
 		failed = 1;
 		fprintf(stderr, "fs-bench: the raftfs side FAILED: %s\n", strerror(-rfs));
 		for (int i = 0; i < MEMBERS; i++)
@@ -1242,6 +1304,11 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof name, "fs_read_ratio_%s", n64);
 		ratio(name, rd.per_s, rg.per_s);
 		printf("fs_target_read_%s_met: %d\n", n64, rd.per_s >= 20 * rg.per_s);
+	}
+	if (prd.ok && rg.ok) {
+		snprintf(name, sizeof name, "fs_pread_ratio_%s", n64);
+		ratio(name, prd.per_s, rg.per_s);
+		printf("fs_target_pread_%s_met: %d\n", n64, prd.per_s >= 20 * rg.per_s);
 	}
 	cleanup_all();
 	struct rusage ru;
