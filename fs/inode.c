@@ -12,7 +12,9 @@
 struct fs_inode {
 	uint64_t ino;
 	uint64_t nlookup;            /* lookup replies not yet forgotten */
-	char *path;                  /* owned; NULL once detached */
+	char *path;                  /* owned */
+	int detached;                /* no longer reachable by path (deleted or replaced) */
+	int64_t stale_rev;           /* when detached: the last revision it existed at */
 	struct fs_inode *ino_next;   /* chain in by_ino */
 	struct fs_inode *path_next;  /* chain in by_path, while attached */
 };
@@ -72,7 +74,7 @@ static int grow(struct fs_itable *it)
 		for (struct fs_inode *in = oi[i], *next; in; in = next) {
 			next = in->ino_next;
 			link_ino(it, in);
-			if (in->path)
+			if (!in->detached)
 				link_path(it, in);
 		}
 	}
@@ -172,12 +174,29 @@ int fs_itable_path(struct fs_itable *it, uint64_t ino, char *buf, size_t size)
 	int rc;
 	if (!in)
 		rc = -ENOENT;
-	else if (!in->path)
+	else if (in->detached)
 		rc = -ESTALE;
 	else if (strlen(in->path) >= size)
 		rc = -ENAMETOOLONG;
 	else
 		rc = (int)strlen(strcpy(buf, in->path));
+	pthread_mutex_unlock(&it->lock);
+	return rc;
+}
+
+int fs_itable_path_at(struct fs_itable *it, uint64_t ino, char *buf, size_t size, int64_t *rev)
+{
+	pthread_mutex_lock(&it->lock);
+	struct fs_inode *in = by_ino(it, ino);
+	int rc;
+	if (!in)
+		rc = -ENOENT;
+	else if (strlen(in->path) >= size)
+		rc = -ENAMETOOLONG;
+	else {
+		rc = (int)strlen(strcpy(buf, in->path));
+		*rev = in->detached ? in->stale_rev : 0;
+	}
 	pthread_mutex_unlock(&it->lock);
 	return rc;
 }
@@ -195,7 +214,7 @@ void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n)
 		in->nlookup = in->nlookup > n ? in->nlookup - n : 0;
 		if (in->nlookup == 0) {
 			*pp = in->ino_next;
-			if (in->path)
+			if (!in->detached)
 				unlink_path(it, in);
 			free(in->path);
 			free(in);
@@ -213,38 +232,40 @@ static int at_or_under(const char *path, const char *prefix, size_t plen)
 	return path[plen] == '\0' || path[plen] == '/' || (plen == 1 && prefix[0] == '/');
 }
 
-static void detach_locked(struct fs_itable *it, const char *path)
+static void detach_locked(struct fs_itable *it, const char *path, int64_t rev)
 {
 	size_t plen = strlen(path);
 	for (size_t i = 0; i < it->nbuckets; i++) {
 		for (struct fs_inode *in = it->by_ino[i]; in; in = in->ino_next) {
-			if (in->ino == FS_ROOT_INO || !in->path || !at_or_under(in->path, path, plen))
+			if (in->ino == FS_ROOT_INO || in->detached ||
+			    !at_or_under(in->path, path, plen))
 				continue;
 			unlink_path(it, in);
-			free(in->path);
-			in->path = NULL;
+			in->detached = 1;
+			in->stale_rev = rev;
 		}
 	}
 }
 
-void fs_itable_detach(struct fs_itable *it, const char *path)
+void fs_itable_detach(struct fs_itable *it, const char *path, int64_t rev)
 {
 	pthread_mutex_lock(&it->lock);
-	detach_locked(it, path);
+	detach_locked(it, path, rev);
 	pthread_mutex_unlock(&it->lock);
 }
 
-int fs_itable_rename(struct fs_itable *it, const char *from, const char *to)
+int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int64_t rev)
 {
 	size_t flen = strlen(from), tlen = strlen(to);
 	if (strcmp(from, to) == 0)
 		return 0;
 	pthread_mutex_lock(&it->lock);
-	detach_locked(it, to);
+	detach_locked(it, to, rev);
 	int rc = 0;
 	for (size_t i = 0; i < it->nbuckets; i++) {
 		for (struct fs_inode *in = it->by_ino[i]; in; in = in->ino_next) {
-			if (in->ino == FS_ROOT_INO || !in->path || !at_or_under(in->path, from, flen))
+			if (in->ino == FS_ROOT_INO || in->detached ||
+			    !at_or_under(in->path, from, flen))
 				continue;
 			size_t rest = strlen(in->path) - flen;
 			char *p = malloc(tlen + rest + 1);

@@ -5,7 +5,9 @@
  * first time a path is looked up, counted per lookup reply, and freed when the kernel forgets it
  * (libfuse's lookup/forget balance). Inode numbers are local to the mount and never reused. Rename
  * moves every inode at or under the old path, and an inode whose path was replaced or deleted is
- * detached: it keeps its number until forgotten but resolves to nothing (-ESTALE). Root is inode 1.
+ * detached: it keeps its number until forgotten, no longer resolves by path (-ESTALE), but keeps
+ * its old path and the last revision it existed at, so a process that still holds it open reads
+ * what it opened, from the store's history (as an unlinked file stays readable). Root is inode 1.
  * Thread-safe: FUSE worker threads and the replay thread share it under one mutex.
  */
 #ifndef RAFTFS_FS_INODE_INTERNAL_H
@@ -31,6 +33,12 @@ struct fs_itable {
 /* Makes a table holding only root. -ENOMEM. */
 int fs_itable_init(struct fs_itable *it);
 
+/*
+ * As fs_itable_path, but a detached inode also answers: with its old path and, in *rev, the last
+ * revision it existed at (0 for an attached inode).
+ */
+int fs_itable_path_at(struct fs_itable *it, uint64_t ino, char *buf, size_t size, int64_t *rev);
+
 /* Frees every inode. */
 void fs_itable_close(struct fs_itable *it);
 
@@ -52,10 +60,13 @@ int fs_itable_path(struct fs_itable *it, uint64_t ino, char *buf, size_t size);
 /* The kernel forgot n lookups of ino; frees it at zero (never root). */
 void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n);
 
-/* Moves every inode at or under `from` to the same place under `to`; detaches what was there. */
-int fs_itable_rename(struct fs_itable *it, const char *from, const char *to);
+/*
+ * Moves every inode at or under `from` to the same place under `to`; detaches what was there,
+ * which existed last at revision rev.
+ */
+int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int64_t rev);
 
-/* Detaches the inodes at or under path (it was deleted). */
-void fs_itable_detach(struct fs_itable *it, const char *path);
+/* Detaches the inodes at or under path (it was deleted; rev is the last revision it existed at). */
+void fs_itable_detach(struct fs_itable *it, const char *path, int64_t rev);
 
 #endif

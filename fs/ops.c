@@ -73,6 +73,20 @@ static int get_kv(struct fs_ops *o, const char *path, struct store_kv *kv)
 	return rc;
 }
 
+/* As get_kv, at revision rev (0: current); -ENOENT also once that revision was compacted. */
+static int get_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct store_kv *kv)
+{
+	struct store_range_req rq = {.key = path, .key_len = strlen(path), .rev = rev};
+	struct store_range_result res;
+	if (store_range(o->store, &rq, &res) != 0)
+		return -ENOENT;
+	int rc = res.n ? 0 : -ENOENT;
+	if (res.n)
+		*kv = res.kvs[0];
+	store_range_result_free(&res);
+	return rc;
+}
+
 static int is_root(const char *path)
 {
 	return path[0] == '/' && path[1] == '\0';
@@ -463,8 +477,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 	if (deferred_read(o, req, D_GETATTR, ino, NULL, 0, 0, NULL))
 		return;
-	int rc = ino_path(o, ino, path);
-	if (rc) {
+	int64_t rev = 0; /* a deleted or replaced file still open: as it was */
+	int rc = fs_itable_path_at(&o->itable, ino, path, sizeof path, &rev);
+	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
@@ -474,11 +489,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	struct store_kv kv;
-	if (get_kv(o, path, &kv) != 0) {
+	if (get_kv_at(o, path, rev, &kv) != 0) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
 	fill_attr(ino, &kv, &st);
+	if (rev)
+		st.st_nlink = 0;
 	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 
@@ -580,6 +597,7 @@ struct fh {
 	fuse_ino_t ino;
 	struct fh *prev, *next; /* writable handles of the mount (fs_ops.open_files) */
 	char path[FS_PATH_MAX_BYTES + 1]; /* the inode's path when last resolved */
+	int64_t rev;                      /* detached: read the file as it was at this revision */
 	uint8_t *buf;
 	size_t len, cap;
 	int writable;
@@ -629,6 +647,14 @@ static int fh_path(struct fs_ops *o, struct fh *h)
 	return ino_path(o, h->ino, h->path);
 }
 
+/* The content a read of h sees: the live value, or the old one of a deleted or replaced file. */
+static int fh_read_kv(struct fs_ops *o, struct fh *h, struct store_kv *kv)
+{
+	if (!h->rev && fs_itable_path_at(&o->itable, h->ino, h->path, sizeof h->path, &h->rev) < 0)
+		return -ENOENT;
+	return get_kv_at(o, h->path, h->rev, kv);
+}
+
 /* The writable handle open on ino, if any (setattr commits its buffered content along). */
 static struct fh *fh_writable_of(struct fs_ops *o, fuse_ino_t ino)
 {
@@ -639,10 +665,11 @@ static struct fh *fh_writable_of(struct fs_ops *o, fuse_ino_t ino)
 }
 
 /* A handle on path; writable ones start with the current content unless truncating. */
-static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int flags, struct fh **out)
+static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int64_t rev, int flags,
+		   struct fh **out)
 {
 	struct store_kv kv;
-	if (get_kv(o, path, &kv) != 0)
+	if (get_kv_at(o, path, rev, &kv) != 0)
 		return -ENOENT;
 	uint32_t type = kv.meta.type & S_IFMT;
 	if (type == S_IFDIR)
@@ -652,6 +679,7 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int flags
 		return -ENOMEM;
 	strcpy(h->path, path);
 	h->ino = ino;
+	h->rev = rev;
 	h->writable = (flags & O_ACCMODE) != O_RDONLY;
 	if (h->writable) {
 		if (flags & O_TRUNC) {
@@ -678,9 +706,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_ops *o = fuse_req_userdata(req);
 	char path[FS_PATH_MAX_BYTES + 1];
 	struct fh *h = NULL;
-	int rc = ino_path(o, ino, path);
-	if (!rc)
-		rc = fh_open(o, ino, path, fi->flags, &h);
+	int64_t rev = 0;
+	/* a deleted or replaced file the kernel still names opens as it was (its old revision) */
+	int rc = fs_itable_path_at(&o->itable, ino, path, sizeof path, &rev);
+	if (rc >= 0)
+		rc = fh_open(o, ino, path, rev, rev ? O_RDONLY : fi->flags, &h);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -703,7 +733,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (h->writable) {
 		data = h->buf;
 		len = h->len;
-	} else if (fh_path(o, h) == 0 && get_kv(o, h->path, &kv) == 0) {
+	} else if (fh_read_kv(o, h, &kv) == 0) {
 		data = kv.value;
 		len = kv.value_len;
 	} else {
@@ -856,7 +886,7 @@ static void create_done(struct pending *p, int status, const Rpc__Response *resp
 	struct fh *h;
 	struct fuse_entry_param e = {.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ENTRY_TIMEOUT};
 	e.ino = fs_itable_lookup(&o->itable, p->path);
-	int rc = e.ino ? fh_open(o, e.ino, p->path, p->fi.flags & ~O_TRUNC, &h) : -ENOMEM;
+	int rc = e.ino ? fh_open(o, e.ino, p->path, 0, p->fi.flags & ~O_TRUNC, &h) : -ENOMEM;
 	if (rc) {
 		if (e.ino)
 			fs_itable_forget(&o->itable, e.ino, 1);
@@ -974,7 +1004,7 @@ static void remove_done(struct pending *p, int status, const Rpc__Response *resp
 	if (!err && !resp->succeeded)
 		err = get_kv(p->o, p->path, &kv) == 0 ? ENOTEMPTY : ENOENT;
 	if (!err)
-		fs_itable_detach(&p->o->itable, p->path);
+		fs_itable_detach(&p->o->itable, p->path, resp->revision - 1);
 	fuse_reply_err(p->req, err);
 	free(p);
 }
@@ -1040,7 +1070,7 @@ static void rename_done(struct pending *p, int status, const Rpc__Response *resp
 		err = EBUSY;
 	}
 	if (!err)
-		fs_itable_rename(&p->o->itable, p->path, p->path2);
+		fs_itable_rename(&p->o->itable, p->path, p->path2, resp->revision - 1);
 	fuse_reply_err(p->req, err);
 	free(p);
 }
@@ -1513,7 +1543,8 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	if (pino)
 		fs_notify_entry(&o->notifier, pino, name, strlen(name));
 	if (ev->type == STORE_EVENT_DELETE)
-		fs_itable_detach(&o->itable, path); /* a later lookup makes a new inode */
+		fs_itable_detach(&o->itable, path, ev->kv.mod_revision - 1); /* a later lookup
+									      * makes a new inode */
 }
 
 void fs_ops_after_apply(struct fs_ops *ops)

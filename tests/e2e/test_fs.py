@@ -78,8 +78,11 @@ def test_editor_save_is_atomic_and_revisions_move(cluster):
     os.write(fd, b"v2\n")
     os.fsync(fd)
     os.close(fd)
+    held = open(p)  # a reader that opened the old version before the save
     os.rename(tmp, p)
     assert read(p) == "v2\n"
+    assert held.read() == "v1\n" and os.fstat(held.fileno()).st_size == 3  # as on any fs
+    held.close()
     assert not os.path.exists(tmp)
     assert int(xattr(p, "mod_revision")) > mod
     root = m.mountpoint
@@ -270,3 +273,53 @@ def test_linearizable_reads_see_every_completed_write_at_once(cluster):
     with pytest.raises(OSError) as e:
         read(b)
     assert e.value.errno == errno.EIO
+
+
+def test_mkdir_races_have_one_winner(cluster):
+    n1, n2 = cluster(2)
+    for i in range(10):
+        made = []
+        for m in (n1, n2):
+            try:
+                os.mkdir(os.path.join(m.mountpoint, f"d{i}"))
+                made.append(m.name)
+            except FileExistsError:
+                pass
+        assert len(made) == 1
+
+
+def test_rename_under_concurrent_readers_never_shows_a_missing_or_half_file(cluster):
+    import threading
+    n1, n2 = cluster(2)
+    target = os.path.join(n1.mountpoint, "config")
+    with open(target, "w") as f:
+        f.write("A" * 4000)
+    assert wait_for(lambda: read(os.path.join(n2.mountpoint, "config")) == "A" * 4000, 1.0)
+    bad, stop = [], threading.Event()
+
+    def reader(path):
+        while not stop.is_set():
+            try:
+                with open(path) as f:
+                    data = f.read()
+            except FileNotFoundError:
+                bad.append("missing")
+                continue
+            if data not in ("A" * 4000, "B" * 4000):
+                bad.append(f"half: {len(data)} bytes")
+
+    threads = [threading.Thread(target=reader, args=(os.path.join(m.mountpoint, "config"),))
+               for m in (n1, n2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(30):
+            tmp = os.path.join(n1.mountpoint, f".config.{i}")
+            with open(tmp, "w") as f:
+                f.write(("B" if i % 2 else "A") * 4000)
+            os.rename(tmp, target)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert bad == []

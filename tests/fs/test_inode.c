@@ -45,12 +45,20 @@ CHECK_TEST(rename_moves_a_tree_and_detaches_the_target)
 	uint64_t sibling = fs_itable_lookup(&it, "/dx"); /* shares a prefix, not a parent */
 	uint64_t old = fs_itable_lookup(&it, "/e/f");
 	uint64_t e = fs_itable_lookup(&it, "/e");
-	CHECK_EQ(fs_itable_rename(&it, "/d", "/e"), 0);
+	CHECK_EQ(fs_itable_rename(&it, "/d", "/e", 41), 0);
 	CHECK_STR_EQ(path_of(&it, d), "/e");
 	CHECK_STR_EQ(path_of(&it, f), "/e/f");
 	CHECK_STR_EQ(path_of(&it, deep), "/e/sub/g");
 	CHECK_STR_EQ(path_of(&it, sibling), "/dx");
 	CHECK_STR_EQ(path_of(&it, old), "(stale)"); /* replaced by the rename */
+	/* but whoever holds it open reads it as it was, before the rename's revision */
+	char buf[64];
+	int64_t rev = -1;
+	CHECK_EQ(fs_itable_path_at(&it, old, buf, sizeof buf, &rev), 4);
+	CHECK_STR_EQ(buf, "/e/f");
+	CHECK_EQ(rev, 41);
+	CHECK_EQ(fs_itable_path_at(&it, f, buf, sizeof buf, &rev), 4);
+	CHECK_EQ(rev, 0); /* attached: current */
 	CHECK_STR_EQ(path_of(&it, e), "(stale)");
 	CHECK_EQ(fs_itable_find(&it, "/e/f"), f);
 	CHECK_EQ(fs_itable_find(&it, "/d/f"), 0);
@@ -67,9 +75,14 @@ CHECK_TEST(detach_on_delete)
 	uint64_t d = fs_itable_lookup(&it, "/d");
 	uint64_t f = fs_itable_lookup(&it, "/d/f");
 	uint64_t keep = fs_itable_lookup(&it, "/d2");
-	fs_itable_detach(&it, "/d");
+	fs_itable_detach(&it, "/d", 7);
 	CHECK_STR_EQ(path_of(&it, d), "(stale)");
 	CHECK_STR_EQ(path_of(&it, f), "(stale)");
+	char buf[64];
+	int64_t rev = 0;
+	CHECK_EQ(fs_itable_path_at(&it, f, buf, sizeof buf, &rev), 4);
+	CHECK_STR_EQ(buf, "/d/f");
+	CHECK_EQ(rev, 7);
 	CHECK_STR_EQ(path_of(&it, keep), "/d2");
 	/* The path can be made anew: a new inode. */
 	uint64_t d2 = fs_itable_lookup(&it, "/d");
@@ -90,7 +103,7 @@ CHECK_TEST(many_inodes_grow_the_table)
 		snprintf(p, sizeof p, "/dir/f%d", i);
 		CHECK_STR_EQ(path_of(&it, (uint64_t)i + 2), p);
 	}
-	CHECK_EQ(fs_itable_rename(&it, "/dir", "/moved"), 0);
+	CHECK_EQ(fs_itable_rename(&it, "/dir", "/moved", 3), 0);
 	CHECK_STR_EQ(path_of(&it, 19999 + 2), "/moved/f19999");
 	for (int i = 0; i < 20000; i++)
 		fs_itable_forget(&it, (uint64_t)i + 2, 1);
