@@ -18,8 +18,9 @@
  *                                                               issue 7's read target is held to
  *   fs_pread_per_s_64 fs_pread_p50_us_64 fs_pread_p99_us_64     pread of the same files held open
  *                                                               (the kernel's page cache)
- *   fs_n1_is_leader, etcd_member1_is_leader                     where the single writer's member
- *                                                               stands: the figures depend on it
+ *   fs_writer_on_leader, etcd_writer_on_leader                  whether the driven mount / the
+ *                                                               single client's member leads: the
+ *                                                               figures depend on it
  *   etcd_put_per_s_1 etcd_put_p50_us_1 etcd_put_p99_us_1        (and _64)
  *   etcd_range_serializable_per_s_64 ..._p50_us_64 ..._p99_us_64
  *   fs_write_p50_ratio_1, fs_write_per_s_ratio_1, fs_write_per_s_ratio_64, fs_read_ratio_64,
@@ -28,7 +29,10 @@
  *   64 writers >= 2, cached reads >= 20x serializable ranges, for read and pread)
  *
  * Usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]
- *                 [--read-seconds S] [--threads N] [--no-etcd] [--keep]
+ *                 [--read-seconds S] [--threads N] [--max-seconds S] [--no-etcd] [--keep]
+ *                 [--on-leader]
+ * --on-leader drives the leader's mount and puts the single etcd client on etcd's leader, instead
+ * of n1 and member 1 (which are the leader or a follower as the elections fall).
  * Every phase is a fixed number of operations (or seconds) under a time cap, and a watchdog ends
  * the whole run after --max-seconds (180). Whatever happens (failure, SIGINT/SIGTERM/SIGHUP, exit)
  * it unmounts and stops every member it started (raftfs umount, then SIGTERM, SIGKILL and
@@ -87,7 +91,7 @@ static struct {
 	long write1_ops, write64_ops;
 	double read_seconds;
 	int threads;
-	int no_etcd, keep;
+	int no_etcd, keep, on_leader;
 	double max_seconds;
 } opt = {
 	.write1_ops = 1000,
@@ -130,6 +134,8 @@ static atomic_int stop_all;       /* workers stop at their next op */
 static atomic_int cleaning;       /* main is in cleanup (the watchdog leaves it alone) */
 static atomic_int cleaned;
 static double run_started;
+static int drive;                 /* the mount driven: n1, or the leader with --on-leader */
+static int etcd_drive;            /* the endpoint of the single etcd client: 1, or the leader */
 static int failed;                /* keep the data dirs */
 
 static pid_t cluster_pid = -1;    /* the `etcd_cluster.sh serve` we started */
@@ -583,7 +589,10 @@ static int cluster_fs_start(void)
 	fprintf(stderr, "# raftfs: 3 members live in %.1f s, mounts %s/n1..n3, data %s; leader n%d "
 			"(%s)\n",
 		now_s() - t0, mnt_base, data_base, leader_idx + 1, leader);
-	printf("fs_n1_is_leader: %d\n", leader_idx == 0);
+	if (opt.on_leader && leader_idx >= 0)
+		drive = leader_idx;
+	fprintf(stderr, "# driving n%d\n", drive + 1);
+	printf("fs_writer_on_leader: %d\n", leader_idx == drive);
 	return 0;
 }
 
@@ -683,7 +692,7 @@ static double phase_deadline; /* writes stop at this now_s() whatever their coun
 
 static void fs_path(char *out, size_t cap, const char *phase, int thread, long i)
 {
-	snprintf(out, cap, "%s/%s/t%03d/f%06ld", mnt[0], phase, thread, i);
+	snprintf(out, cap, "%s/%s/t%03d/f%06ld", mnt[drive], phase, thread, i);
 }
 
 static void etcd_key(char *out, size_t cap, const char *phase, int thread, long i)
@@ -857,7 +866,7 @@ static int run_workers(int n, enum kind kind, const char *phase, long ops, struc
 		ws[i].index = i;
 		ws[i].kind = kind;
 		ws[i].phase = phase;
-		ws[i].endpoint = n_endpoints ? endpoints[i % n_endpoints] : NULL;
+		ws[i].endpoint = n_endpoints ? endpoints[(i + etcd_drive) % n_endpoints] : NULL;
 		ws[i].ops = cap;
 		ws[i].lat = malloc((size_t)cap * sizeof(uint32_t));
 		if (!ws[i].lat) {
@@ -932,14 +941,14 @@ static int run_workers(int n, enum kind kind, const char *phase, long ops, struc
 static int mkdir_phase(const char *phase, int threads)
 {
 	char path[PATH_MAX];
-	snprintf(path, sizeof path, "%s/%s", mnt[0], phase);
+	snprintf(path, sizeof path, "%s/%s", mnt[drive], phase);
 	if (mkdir(path, 0755) < 0) {
 		int e = errno;
 		fprintf(stderr, "fs-bench: mkdir %s: %s\n", path, strerror(e));
 		return -e;
 	}
 	for (int t = 0; t < threads; t++) {
-		snprintf(path, sizeof path, "%s/%s/t%03d", mnt[0], phase, t);
+		snprintf(path, sizeof path, "%s/%s/t%03d", mnt[drive], phase, t);
 		if (mkdir(path, 0755) < 0) {
 			int e = errno;
 			fprintf(stderr, "fs-bench: mkdir %s: %s\n", path, strerror(e));
@@ -998,9 +1007,11 @@ static int run_fs(struct result *w1, struct result *w64, struct result *rd, stru
 	printf("fs_write_per_s_%d: %.0f\n", opt.threads, w64->per_s);
 	printf("fs_write_p50_us_%d: %" PRIu32 "\n", opt.threads, w64->p50);
 	printf("fs_write_p99_us_%d: %" PRIu32 "\n", opt.threads, w64->p99);
-	/* Replication: the first and last files of both phases on n2 and n3. */
+	/* Replication: the first and last files of both phases on the other two members. */
 	double t0 = now_s();
-	for (int m = 1; m < MEMBERS && r == 0; m++) {
+	for (int m = 0; m < MEMBERS && r == 0; m++) {
+		if (m == drive)
+			continue;
 		r = check_file_on(m, "w1", 0, 0);
 		if (r == 0)
 			r = check_file_on(m, "w1", 0, w1->ops - 1);
@@ -1009,7 +1020,7 @@ static int run_fs(struct result *w1, struct result *w64, struct result *rd, stru
 	}
 	if (r < 0)
 		return r;
-	fprintf(stderr, "# n2 and n3 have the written files (checked in %.0f ms)\n",
+	fprintf(stderr, "# the other members have the written files (checked in %.0f ms)\n",
 		(now_s() - t0) * 1000);
 	/* Reads: every file of w1, read once (and checked) by one thread, then 64 threads. */
 	read_phase = "w1";
@@ -1097,8 +1108,11 @@ static int run_etcd(struct result *p1, struct result *p64, struct result *rg)
 		for (int e = 0; e < n_endpoints; e++)
 			if (ids[e] && ids[e] == leader)
 				li = e;
-		fprintf(stderr, "# etcd leader: member %d\n", li + 1);
-		printf("etcd_member1_is_leader: %d\n", li == 0);
+		if (opt.on_leader && li >= 0)
+			etcd_drive = li;
+		fprintf(stderr, "# etcd leader: member %d; the single client on member %d\n", li + 1,
+			etcd_drive + 1);
+		printf("etcd_writer_on_leader: %d\n", li == etcd_drive);
 	}
 	struct result warm = {0};
 	if ((r = run_workers(1, ETCD_PUT, "warm", WARMUP_OPS, &warm)) < 0)
@@ -1158,7 +1172,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]\n"
 		"                [--read-seconds S] [--threads N] [--max-seconds S] [--no-etcd]\n"
-		"                [--keep]\n"
+		"                [--keep] [--on-leader]\n"
 		"Starts a 3-member raftfs cluster with PATH (default %s) and a 3-member etcd with\n"
 		"the script (default %s); --write64-ops is per thread.\n",
 		RAFTFS_BIN, ETCD_CLUSTER_SCRIPT);
@@ -1193,6 +1207,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--keep") == 0) {
 			opt.keep = 1;
+			continue;
+		}
+		if (strcmp(a, "--on-leader") == 0) {
+			opt.on_leader = 1;
 			continue;
 		}
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
