@@ -30,7 +30,9 @@
  *
  * Usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]
  *                 [--read-seconds S] [--threads N] [--max-seconds S] [--no-etcd] [--keep]
- *                 [--on-leader]
+ *                 [--on-leader] [--member-flag ARG]...
+ * --member-flag passes ARG on to every `raftfs mount` (once per word: --member-flag
+ * --snapshot-count --member-flag 100000).
  * --on-leader drives the leader's mount and puts the single etcd client on etcd's leader, instead
  * of n1 and member 1 (which are the leader or a follower as the elections fall).
  * Every phase is a fixed number of operations (or seconds) under a time cap, and a watchdog ends
@@ -88,6 +90,8 @@
 
 static struct {
 	const char *raftfs, *script;
+	char *member_flags[32]; /* --member-flag: extra `raftfs mount` arguments */
+	int n_member_flags;
 	long write1_ops, write64_ops;
 	double read_seconds;
 	int threads;
@@ -490,9 +494,16 @@ static int start_member(int i, const char *cluster, const int *ports, const char
 		sigset_t none;
 		sigemptyset(&none);
 		pthread_sigmask(SIG_SETMASK, &none, NULL);
-		execl(opt.raftfs, opt.raftfs, "mount", "--name", name, "--data-dir", data_dir[i],
-		      "--listen-peer", listen, "--initial-cluster", cluster,
-		      "--initial-cluster-token", token, "-f", mnt[i], (char *)NULL);
+		char *args[64] = {(char *)opt.raftfs, "mount", "--name", name, "--data-dir",
+				  data_dir[i], "--listen-peer", listen, "--initial-cluster",
+				  (char *)cluster, "--initial-cluster-token", (char *)token};
+		int n = 12;
+		for (int k = 0; k < opt.n_member_flags; k++)
+			args[n++] = opt.member_flags[k];
+		args[n++] = "-f";
+		args[n++] = mnt[i];
+		args[n] = NULL;
+		execv(opt.raftfs, args);
 		fprintf(stderr, "fs-bench: cannot run %s: %s\n", opt.raftfs, strerror(errno));
 		_exit(127);
 	}
@@ -1172,7 +1183,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]\n"
 		"                [--read-seconds S] [--threads N] [--max-seconds S] [--no-etcd]\n"
-		"                [--keep] [--on-leader]\n"
+		"                [--keep] [--on-leader] [--member-flag ARG]...\n"
 		"Starts a 3-member raftfs cluster with PATH (default %s) and a 3-member etcd with\n"
 		"the script (default %s); --write64-ops is per thread.\n",
 		RAFTFS_BIN, ETCD_CLUSTER_SCRIPT);
@@ -1219,6 +1230,8 @@ int main(int argc, char **argv)
 		i++;
 		if (strcmp(a, "--raftfs") == 0)
 			opt.raftfs = v;
+		else if (strcmp(a, "--member-flag") == 0 && opt.n_member_flags < 32)
+			opt.member_flags[opt.n_member_flags++] = (char *)v;
 		else if (strcmp(a, "--script") == 0)
 			opt.script = v;
 		else if (strcmp(a, "--write1-ops") == 0)
