@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <time.h>
 
 /*
@@ -90,6 +91,29 @@ static int get_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct sto
 static int is_root(const char *path)
 {
 	return path[0] == '/' && path[1] == '\0';
+}
+
+/*
+ * Stored extended attributes are keys of their own outside the path space, so no listing ever
+ * shows them: "\x01x" PATH "\0" NAME. Those of one file share the prefix "\x01x" PATH "\0",
+ * those under a directory "\x01x" DIR "/".
+ */
+#define XKEY_TAG "\x01x"
+#define XKEY_MAX (2 + FS_PATH_MAX_BYTES + 1 + FS_NAME_MAX_BYTES + 1)
+
+/* The key of path's attribute name (or with name NULL, the prefix of all of them) into buf. */
+static size_t xkey(const char *path, const char *name, char *buf)
+{
+	size_t pl = strlen(path), n = 2 + pl + 1;
+	memcpy(buf, XKEY_TAG, 2);
+	memcpy(buf + 2, path, pl);
+	buf[2 + pl] = '\0';
+	if (name) {
+		size_t nl = strlen(name);
+		memcpy(buf + n, name, nl);
+		n += nl;
+	}
+	return n;
 }
 
 static void fill_attr(uint64_t ino, const struct store_kv *kv, struct stat *st)
@@ -199,8 +223,9 @@ static void bytes_of(ProtobufCBinaryData *b, protobuf_c_boolean *has, const void
 	*has = 1;
 }
 
-static Rpc__Compare *tb_cmp(struct txn_builder *tb, Rpc__Compare__Target target,
-			    Rpc__Compare__Result result, const char *key, int64_t number)
+static Rpc__Compare *tb_cmp_n(struct txn_builder *tb, Rpc__Compare__Target target,
+			      Rpc__Compare__Result result, const void *key, size_t key_len,
+			      int64_t number)
 {
 	if (tb->n_cmp == 64) {
 		tb->overflow = 1;
@@ -212,13 +237,19 @@ static Rpc__Compare *tb_cmp(struct txn_builder *tb, Rpc__Compare__Target target,
 	c->target = target;
 	c->result = result;
 	c->number = number;
-	bytes_of(&c->key, &c->has_key, key, strlen(key));
+	bytes_of(&c->key, &c->has_key, key, key_len);
 	tb->cmpp[tb->n_cmp++] = c;
 	return c;
 }
 
-static Rpc__Put *tb_put(struct txn_builder *tb, const char *key, const void *value, size_t len,
-			const struct store_meta *m, int64_t lease)
+static Rpc__Compare *tb_cmp(struct txn_builder *tb, Rpc__Compare__Target target,
+			    Rpc__Compare__Result result, const char *key, int64_t number)
+{
+	return tb_cmp_n(tb, target, result, key, strlen(key), number);
+}
+
+static Rpc__Put *tb_put_n(struct txn_builder *tb, const void *key, size_t key_len,
+			  const void *value, size_t len, const struct store_meta *m, int64_t lease)
 {
 	if (tb->n_op == 64) {
 		tb->overflow = 1;
@@ -229,7 +260,7 @@ static Rpc__Put *tb_put(struct txn_builder *tb, const char *key, const void *val
 	Rpc__Meta *mm = &tb->meta[i];
 	rpc__put__init(p);
 	rpc__meta__init(mm);
-	bytes_of(&p->key, &p->has_key, key, strlen(key));
+	bytes_of(&p->key, &p->has_key, key, key_len);
 	bytes_of(&p->value, &p->has_value, value, len);
 	mm->has_type = mm->has_mode = mm->has_uid = mm->has_gid = 1;
 	mm->has_atime_ns = mm->has_mtime_ns = mm->has_ctime_ns = 1;
@@ -253,7 +284,14 @@ static Rpc__Put *tb_put(struct txn_builder *tb, const char *key, const void *val
 	return p;
 }
 
-static void tb_delete(struct txn_builder *tb, const char *key, const void *end, size_t end_len)
+static Rpc__Put *tb_put(struct txn_builder *tb, const char *key, const void *value, size_t len,
+			const struct store_meta *m, int64_t lease)
+{
+	return tb_put_n(tb, key, strlen(key), value, len, m, lease);
+}
+
+static void tb_delete_n(struct txn_builder *tb, const void *key, size_t key_len, const void *end,
+			size_t end_len)
 {
 	if (tb->n_op == 64) {
 		tb->overflow = 1;
@@ -262,7 +300,7 @@ static void tb_delete(struct txn_builder *tb, const char *key, const void *end, 
 	size_t i = tb->n_op;
 	Rpc__DeleteRange *d = &tb->del[i];
 	rpc__delete_range__init(d);
-	bytes_of(&d->key, &d->has_key, key, strlen(key));
+	bytes_of(&d->key, &d->has_key, key, key_len);
 	if (end)
 		bytes_of(&d->range_end, &d->has_range_end, end, end_len);
 	rpc__op__init(&tb->op[i]);
@@ -270,6 +308,11 @@ static void tb_delete(struct txn_builder *tb, const char *key, const void *end, 
 	tb->op[i].delete_range = d;
 	tb->opp[i] = &tb->op[i];
 	tb->n_op++;
+}
+
+static void tb_delete(struct txn_builder *tb, const char *key, const void *end, size_t end_len)
+{
+	tb_delete_n(tb, key, strlen(key), end, end_len);
 }
 
 /* Touches directory dir (its mtime and ctime) in the txn, so its mod revision moves; root: no-op. */
@@ -1034,6 +1077,11 @@ static void remove_node(fuse_req_t req, fuse_ino_t parent, const char *name, int
 		tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path,
 		       kv.mod_revision);
 		tb_delete(tb, p->path, NULL, 0);
+		char xp[XKEY_MAX];
+		unsigned char xe[XKEY_MAX];
+		size_t xl = xkey(p->path, NULL, xp);
+		size_t xel = store_prefix_end(xp, xl, xe);
+		tb_delete_n(tb, xp, xl, xe, xel); /* its extended attributes go with it */
 		rc = tb_touch_dir(tb, o, d, now_ns());
 		if (!rc)
 			rc = propose_txn(p, tb);
@@ -1107,6 +1155,39 @@ static int move_one(struct move *mv, const struct store_kv *kv)
 	return mv->tb->overflow ? (mv->rc = -E2BIG) : 0;
 }
 
+/*
+ * Adds to the txn the move of every stored attribute key in [from_prefix, its prefix end) to the
+ * same key with to_prefix in place of from_prefix, and the delete of the old range. The new keys
+ * live in keys[] until the txn is proposed.
+ */
+static int move_xattrs(struct fs_ops *o, struct txn_builder *tb, const char *from_prefix,
+		       size_t fl, const char *to_prefix, size_t tl, char (*keys)[XKEY_MAX],
+		       size_t *n_keys, size_t cap, unsigned char *end)
+{
+	size_t el = store_prefix_end(from_prefix, fl, end);
+	struct store_range_req rq = {.key = from_prefix, .key_len = fl, .end = end, .end_len = el};
+	struct store_range_result res;
+	if (store_range(o->store, &rq, &res) != 0)
+		return -EIO;
+	int rc = 0;
+	struct store_meta none = {0};
+	for (size_t i = 0; i < res.n && !rc; i++) {
+		size_t rest = res.kvs[i].key_len - fl;
+		if (*n_keys == cap || tl + rest > XKEY_MAX) {
+			rc = -E2BIG;
+			break;
+		}
+		char *k = keys[(*n_keys)++];
+		memcpy(k, to_prefix, tl);
+		memcpy(k + tl, res.kvs[i].key + fl, rest);
+		tb_put_n(tb, k, tl + rest, res.kvs[i].value, res.kvs[i].value_len, &none, 0);
+	}
+	if (!rc && res.n)
+		tb_delete_n(tb, from_prefix, fl, end, el);
+	store_range_result_free(&res);
+	return rc ? rc : tb->overflow ? -E2BIG : 0;
+}
+
 static void rename_start(struct pending *p)
 {
 	struct fs_ops *o = p->o;
@@ -1177,12 +1258,35 @@ static void rename_start(struct pending *p)
 				store_range_result_free(&res);
 			}
 		}
+		/* extended attributes: the target's go, the source's (and its tree's) move */
+		char (*xkeys)[XKEY_MAX] = rc ? NULL : calloc(32, sizeof *xkeys);
+		char xf[XKEY_MAX], xt[XKEY_MAX], xfd[XKEY_MAX], xtd[XKEY_MAX];
+		unsigned char xe[XKEY_MAX], xe2[XKEY_MAX], xe3[XKEY_MAX];
+		size_t n_x = 0;
+		if (!rc && !xkeys)
+			rc = -ENOMEM;
+		if (!rc && has_dst) {
+			size_t tl = xkey(p->path2, NULL, xt);
+			size_t el = store_prefix_end(xt, tl, xe);
+			tb_delete_n(tb, xt, tl, xe, el);
+		}
+		size_t fl = xkey(p->path, NULL, xf), tl = xkey(p->path2, NULL, xt);
+		if (!rc)
+			rc = move_xattrs(o, tb, xf, fl, xt, tl, xkeys, &n_x, 32, xe2);
+		if (!rc && src_dir) {
+			/* "\x01x" SRC "/" ...: the tree's attributes, SRC's NUL turned into '/' */
+			memcpy(xfd, xf, fl);
+			memcpy(xtd, xt, tl);
+			xfd[fl - 1] = xtd[tl - 1] = '/';
+			rc = move_xattrs(o, tb, xfd, fl, xtd, tl, xkeys, &n_x, 32, xe3);
+		}
 		if (!rc)
 			rc = tb_touch_dir(tb, o, sp, now);
 		if (!rc && strcmp(sp, dp) != 0)
 			rc = tb_touch_dir(tb, o, dp, now);
 		if (!rc)
 			rc = propose_txn(p, tb);
+		free(xkeys);
 	}
 	free(tb);
 	free(keys);
@@ -1405,56 +1509,171 @@ static int xattr_value(struct fs_ops *o, const char *path, const char *name, cha
 	return -ENODATA;
 }
 
+/* A stored attribute's kv; -ENODATA when there is none. */
+static int xattr_stored(struct fs_ops *o, const char *path, const char *name, struct store_kv *kv)
+{
+	char k[XKEY_MAX];
+	size_t kl = xkey(path, name, k);
+	struct store_range_req rq = {.key = k, .key_len = kl};
+	struct store_range_result res;
+	if (store_range(o->store, &rq, &res) != 0)
+		return -EIO;
+	int rc = res.n ? 0 : -ENODATA;
+	if (res.n)
+		*kv = res.kvs[0];
+	store_range_result_free(&res);
+	return rc;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
 	char path[FS_PATH_MAX_BYTES + 1], value[64];
+	const char *data = value;
+	struct store_kv kv;
 	int rc = ino_path(o, ino, path);
-	int len = rc ? rc : xattr_value(o, path, name, value, sizeof value);
+	long len = rc;
+	if (!rc && !strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX))) {
+		len = xattr_value(o, path, name, value, sizeof value);
+	} else if (!rc && strlen(name) <= FS_NAME_MAX_BYTES) {
+		len = xattr_stored(o, path, name, &kv);
+		if (len == 0) {
+			data = (const char *)kv.value;
+			len = (long)kv.value_len;
+		}
+	} else if (!rc) {
+		len = -ENODATA;
+	}
 	if (len < 0)
-		fuse_reply_err(req, -len);
+		fuse_reply_err(req, (int)-len);
 	else if (size == 0)
 		fuse_reply_xattr(req, (size_t)len);
 	else if ((size_t)len > size)
 		fuse_reply_err(req, ERANGE);
 	else
-		fuse_reply_buf(req, value, (size_t)len);
+		fuse_reply_buf(req, data, (size_t)len);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
-	char path[FS_PATH_MAX_BYTES + 1], list[512];
-	size_t used = 0;
+	char path[FS_PATH_MAX_BYTES + 1], xp[XKEY_MAX];
+	unsigned char xe[XKEY_MAX];
 	int rc = ino_path(o, ino, path);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	size_t xl = xkey(path, NULL, xp), el = store_prefix_end(xp, xl, xe);
+	struct store_range_req rq = {.key = xp, .key_len = xl, .end = xe, .end_len = el,
+				     .flags = STORE_RANGE_KEYS_ONLY};
+	struct store_range_result res;
+	if (store_range(o->store, &rq, &res) != 0) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	size_t cap = 512 + res.n * (FS_NAME_MAX_BYTES + 1), used = 0;
+	char *list = malloc(cap);
+	if (!list) {
+		store_range_result_free(&res);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
 	const char *const *names = is_root(path) ? root_xattrs : node_xattrs;
 	for (int i = 0; i < 4; i++)
-		used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", XATTR_PREFIX,
-					 names[i]) + 1;
+		used += (size_t)snprintf(list + used, cap - used, "%s%s", XATTR_PREFIX, names[i]) + 1;
+	for (size_t i = 0; i < res.n; i++) {
+		size_t nl = res.kvs[i].key_len - xl;
+		memcpy(list + used, res.kvs[i].key + xl, nl);
+		list[used + nl] = '\0';
+		used += nl + 1;
+	}
+	store_range_result_free(&res);
 	if (size == 0)
 		fuse_reply_xattr(req, used);
 	else if (used > size)
 		fuse_reply_err(req, ERANGE);
 	else
 		fuse_reply_buf(req, list, used);
+	free(list);
+}
+
+static void xattr_done(struct pending *p, int status, const Rpc__Response *resp)
+{
+	int err = fs_ops_errno(status);
+	struct store_kv kv;
+	if (!err && !resp->succeeded) {
+		/* which compare failed: the file, or the attribute's presence */
+		if (!is_root(p->path) && get_kv(p->o, p->path, &kv) != 0)
+			err = ENOENT;
+		else if (xattr_stored(p->o, p->path, p->name, &kv) == 0)
+			err = EEXIST; /* XATTR_CREATE */
+		else
+			err = ENODATA; /* XATTR_REPLACE, or removing what is not there */
+	}
+	fuse_reply_err(p->req, err);
+	free(p);
+}
+
+/*
+ * Stores (value != NULL) or removes a user.* attribute of ino in one txn that also checks the file
+ * still exists. user.raftfs.* are the store's own and read-only; other namespaces are not kept.
+ */
+static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			 size_t size, int flags)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	int rc = 0;
+	if (!strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)))
+		rc = -EPERM;
+	else if (strncmp(name, "user.", 5) != 0)
+		rc = -ENOTSUP;
+	else if (strlen(name) > FS_NAME_MAX_BYTES)
+		rc = -ERANGE;
+	else if (value && size > 65536)
+		rc = -E2BIG;
+	struct pending *p = rc ? NULL : pending_new(o, req, xattr_done);
+	struct txn_builder *tb = p ? calloc(1, sizeof *tb) : NULL;
+	if (!rc && (!p || !tb))
+		rc = -ENOMEM;
+	if (!rc)
+		rc = ino_path(o, ino, p->path);
+	if (!rc) {
+		char k[XKEY_MAX];
+		size_t kl = xkey(p->path, name, k);
+		snprintf(p->name, sizeof p->name, "%s", name);
+		if (!is_root(p->path))
+			tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER,
+			       p->path, 0);
+		if (!value || (flags & XATTR_REPLACE))
+			tb_cmp_n(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER, k,
+				 kl, 0);
+		else if (flags & XATTR_CREATE)
+			tb_cmp_n(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__EQUAL, k,
+				 kl, 0);
+		struct store_meta none = {0};
+		if (value)
+			tb_put_n(tb, k, kl, value, size, &none, 0);
+		else
+			tb_delete_n(tb, k, kl, NULL, 0);
+		rc = propose_txn(p, tb);
+	}
+	free(tb);
+	if (rc) {
+		free(p);
+		fuse_reply_err(req, -rc);
+	}
 }
 
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	/* user.raftfs.* are read-only (the lease one becomes writable with leases); others: not yet */
-	fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0 ? EPERM
-										    : ENOTSUP);
+	xattr_change(req, ino, name, value ? value : "", size, flags);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fuse_reply_err(req, strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0 ? EPERM
-										    : ENOTSUP);
+	xattr_change(req, ino, name, NULL, 0, 0);
 }
 
 /* ---- table and life cycle ---------------------------------------------------------------------- */

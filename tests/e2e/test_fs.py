@@ -323,3 +323,42 @@ def test_rename_under_concurrent_readers_never_shows_a_missing_or_half_file(clus
         for t in threads:
             t.join(10)
     assert bad == []
+
+
+def test_user_xattrs_are_stored_replicated_and_follow_the_file(cluster):
+    n1, n2 = cluster(2)
+    d1, d2 = n1.mountpoint, n2.mountpoint
+    os.makedirs(os.path.join(d1, "dir/sub"))
+    f1 = os.path.join(d1, "dir/sub/f")
+    with open(f1, "w") as f:
+        f.write("x")
+    os.setxattr(f1, "user.owner", b"team-a")
+    os.setxattr(os.path.join(d1, "dir"), "user.tier", b"gold")
+    sh("setfattr -n user.note -v hello dir/sub/f", d1)
+    f2 = os.path.join(d2, "dir/sub/f")
+    assert wait_for(lambda: os.path.exists(f2), 1.0)
+    assert os.getxattr(f2, "user.owner") == b"team-a"  # replicated
+    assert set(os.listxattr(f2)) >= {"user.owner", "user.note", "user.raftfs.version"}
+    assert "user.note=\"hello\"" in sh("getfattr -d dir/sub/f", d2)
+    with pytest.raises(OSError) as e:
+        os.setxattr(f1, "user.owner", b"team-b", os.XATTR_CREATE)
+    assert e.value.errno == errno.EEXIST
+    with pytest.raises(OSError) as e:
+        os.setxattr(f1, "user.absent", b"v", os.XATTR_REPLACE)
+    assert e.value.errno == errno.ENODATA
+    with pytest.raises(OSError) as e:
+        os.setxattr(f1, "trusted.x", b"v")
+    assert e.value.errno in (errno.ENOTSUP, errno.EPERM)
+    os.removexattr(f1, "user.note")
+    with pytest.raises(OSError) as e:
+        os.getxattr(f1, "user.note")
+    assert e.value.errno == errno.ENODATA
+    # a directory renamed takes its own and its tree's attributes along
+    os.rename(os.path.join(d1, "dir"), os.path.join(d1, "moved"))
+    assert os.getxattr(os.path.join(d1, "moved"), "user.tier") == b"gold"
+    assert os.getxattr(os.path.join(d1, "moved/sub/f"), "user.owner") == b"team-a"
+    # deleted with the file: a new file of the same name starts bare
+    os.unlink(os.path.join(d1, "moved/sub/f"))
+    open(os.path.join(d1, "moved/sub/f"), "w").close()
+    assert [a for a in os.listxattr(os.path.join(d1, "moved/sub/f"))
+            if not a.startswith("user.raftfs.")] == []
