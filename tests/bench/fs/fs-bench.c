@@ -1309,7 +1309,7 @@ int main(int argc, char **argv)
 	if (!opt.no_etcd && !interrupted) {
 		atomic_store(&stop_all, 0);
 		retcd = run_etcd(&p1, &p64, &rg);
-		if (retcd < 0) {
+		if (retcd < 0 && !interrupted) {
 			failed = 1;
 			fprintf(stderr, "fs-bench: the etcd side FAILED: %s\n", strerror(-retcd));
 		}
