@@ -60,24 +60,14 @@ int fs_ops_errno(int status)
 	}
 }
 
-/* Looks path up; 0 with *kv (pointing into the store until its next change), or -ENOENT. */
-static int get_kv(struct fs_ops *o, const char *path, struct store_kv *kv)
+/*
+ * Looks a key up at revision rev (0: current); 0 with *kv (pointing into the store until its next
+ * change), -ENOENT when it does not exist then (or that revision was compacted).
+ */
+static int get_key(struct fs_ops *o, const void *key, size_t len, int64_t rev,
+		   struct store_kv *kv)
 {
-	struct store_range_req rq = {.key = path, .key_len = strlen(path)};
-	struct store_range_result res;
-	if (store_range(o->store, &rq, &res) != 0)
-		return -EIO;
-	int rc = res.n ? 0 : -ENOENT;
-	if (res.n)
-		*kv = res.kvs[0];
-	store_range_result_free(&res);
-	return rc;
-}
-
-/* As get_kv, at revision rev (0: current); -ENOENT also once that revision was compacted. */
-static int get_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct store_kv *kv)
-{
-	struct store_range_req rq = {.key = path, .key_len = strlen(path), .rev = rev};
+	struct store_range_req rq = {.key = key, .key_len = len, .rev = rev};
 	struct store_range_result res;
 	if (store_range(o->store, &rq, &res) != 0)
 		return -ENOENT;
@@ -86,6 +76,16 @@ static int get_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct sto
 		*kv = res.kvs[0];
 	store_range_result_free(&res);
 	return rc;
+}
+
+static int get_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct store_kv *kv)
+{
+	return get_key(o, path, strlen(path), rev, kv);
+}
+
+static int get_kv(struct fs_ops *o, const char *path, struct store_kv *kv)
+{
+	return get_key(o, path, strlen(path), 0, kv);
 }
 
 static int is_root(const char *path)
@@ -1514,15 +1514,7 @@ static int xattr_stored(struct fs_ops *o, const char *path, const char *name, st
 {
 	char k[XKEY_MAX];
 	size_t kl = xkey(path, name, k);
-	struct store_range_req rq = {.key = k, .key_len = kl};
-	struct store_range_result res;
-	if (store_range(o->store, &rq, &res) != 0)
-		return -EIO;
-	int rc = res.n ? 0 : -ENODATA;
-	if (res.n)
-		*kv = res.kvs[0];
-	store_range_result_free(&res);
-	return rc;
+	return get_key(o, k, kl, 0, kv) ? -ENODATA : 0;
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
