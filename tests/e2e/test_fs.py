@@ -6,6 +6,7 @@ winner; a restarted member keeps everything.
 """
 
 import errno
+import signal
 import os
 import subprocess
 import time
@@ -362,3 +363,52 @@ def test_user_xattrs_are_stored_replicated_and_follow_the_file(cluster):
     open(os.path.join(d1, "moved/sub/f"), "w").close()
     assert [a for a in os.listxattr(os.path.join(d1, "moved/sub/f"))
             if not a.startswith("user.raftfs.")] == []
+
+
+def test_mount_daemonizes_and_every_way_of_stopping_is_clean(ws, raftfs_bin):
+    import harness
+    port = harness.free_port()
+    mp, data = ws.path("m"), ws.path("data")
+    os.makedirs(mp)
+    # without -f: returns once the mount is live, the member goes on in the background
+    r = subprocess.run([raftfs_bin, "mount", "--name", "solo", "--data-dir", data,
+                        "--listen-peer", f"127.0.0.1:{port}", mp], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert harness.is_mounted(mp)
+    with open(os.path.join(mp, "f"), "w") as f:
+        f.write("kept\n")
+    r = subprocess.run([raftfs_bin, "umount", mp], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not harness.is_mounted(mp)
+    assert wait_for(lambda: "exiting" in open(os.path.join(data, "raftfs.log")).read(), 10)
+    # not a raftfs mount: a clear error, status 1
+    r = subprocess.run([raftfs_bin, "umount", ws.root], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "is not a raftfs mount" in r.stderr
+    # SIGTERM of a foreground member: unmounts, exits 0, and the data is there next time
+    d = ws.add(harness.Daemon("solo", [raftfs_bin, "mount", "-f", "--name", "solo",
+                                       "--data-dir", data, "--listen-peer",
+                                       f"127.0.0.1:{port}", mp], mp, ws.root))
+    d.start().wait_mounted(20)
+    assert read(os.path.join(mp, "f")) == "kept\n"
+    d.kill(signal.SIGTERM)
+    assert d.proc.wait(timeout=20) == 0
+    assert not harness.is_mounted(mp)
+    # a second member on the same data dir is refused, naming the holder
+    d.start().wait_mounted(20)
+    r = subprocess.run([raftfs_bin, "mount", "-f", "--data-dir", data, "--listen-peer",
+                        f"127.0.0.1:{harness.free_port()}", ws.path("m")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "in use by pid" in r.stderr
+
+
+def test_usage_errors_of_mount(raftfs_bin):
+    for args, message in ((["mount"], "no mount directory"),
+                          (["mount", "--initial-cluster", "n1", "/tmp"], "is not name=host:port"),
+                          (["mount", "-o", "bogus", "/tmp"], "unknown option -o bogus"),
+                          (["mount", "--frobnicate", "1", "/tmp"], "unknown flag --frobnicate"),
+                          (["umount"], "usage: raftfs umount")):
+        r = subprocess.run([raftfs_bin, *args], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, (args, r.stderr)
+        assert message in r.stderr, (args, r.stderr)
