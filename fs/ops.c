@@ -759,6 +759,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
+	/*
+	 * The kernel may keep the pages across opens: a change applied here invalidates them
+	 * (fs_ops_after_apply). Linearizable reads keep nothing.
+	 */
+	fi->keep_cache = !o->opt.linearizable && !rev;
+	fi->noflush = !h->writable; /* nothing to commit at close: spare the round trip */
 	if (fuse_reply_open(req, fi) != 0)
 		fh_free(o, h); /* interrupted: no release will come */
 }
