@@ -3,6 +3,10 @@
  */
 #include "kv_internal.h"
 
+#include "log_internal.h"
+
+#include <inttypes.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,10 +158,83 @@ static int apply_txn(struct store *s, const Rpc__Txn *t, Rpc__Response *out)
 	return rc;
 }
 
-static int apply_request(struct store *s, const Rpc__Request *r, Rpc__Response *out)
+static const char corrupt_key[] = "\x01" "alarm" "\0" "corrupt";
+#define CORRUPT_KEY_LEN (sizeof corrupt_key - 1)
+
+int fs_kv_corrupt(struct store *s, uint64_t *member)
 {
+	struct store_range_req rq = {.key = corrupt_key, .key_len = CORRUPT_KEY_LEN};
+	struct store_range_result res;
+	if (store_range(s, &rq, &res) != 0)
+		return 0;
+	int raised = res.n > 0;
+	if (raised && member) {
+		*member = 0;
+		if (res.kvs[0].value_len == sizeof *member)
+			memcpy(member, res.kvs[0].value, sizeof *member);
+	}
+	store_range_result_free(&res);
+	return raised;
+}
+
+static int apply_alarm(struct store *s, const Rpc__Alarm *a, Rpc__Response *out)
+{
+	int rc = -EOPNOTSUPP;
+	if (a->alarm == RPC__ALARM__TYPE__NOSPACE && a->action == RPC__ALARM__ACTION__DEACTIVATE) {
+		rc = store_alarm_disarm(s);
+	} else if (a->alarm == RPC__ALARM__TYPE__CORRUPT &&
+		   a->action == RPC__ALARM__ACTION__ACTIVATE) {
+		struct store_put p = {.key = corrupt_key, .key_len = CORRUPT_KEY_LEN,
+				      .value = &a->member_id, .value_len = sizeof a->member_id};
+		struct store_put_result res = {0};
+		rc = fs_kv_corrupt(s, NULL) ? 0 : store_put(s, &p, &res);
+	} else if (a->alarm == RPC__ALARM__TYPE__CORRUPT &&
+		   a->action == RPC__ALARM__ACTION__DEACTIVATE) {
+		struct store_delete d = {.key = corrupt_key, .key_len = CORRUPT_KEY_LEN};
+		struct store_delete_result res = {0};
+		rc = store_delete_range(s, &d, &res);
+		store_delete_result_free(&res);
+	}
+	out->revision = store_rev(s);
+	return rc;
+}
+
+static int apply_hash_check(struct fs_kv *kv, const Rpc__HashCheck *h, Rpc__Response *out)
+{
+	struct store *s = kv->store;
+	uint64_t mine = 0;
+	out->revision = store_rev(s);
+	/* a revision compacted here (or not reached, which cannot happen in order) says nothing */
+	if (h->revision <= store_compact_rev(s) || h->revision > store_rev(s) ||
+	    store_hash_kv(s, h->revision, &mine) != 0)
+		return 0;
+	if (mine == h->hash) {
+		FS_DEBUG("consistency check at revision %" PRId64 ": hash %016" PRIx64 " agrees with "
+			 "member %016" PRIx64, h->revision, mine, h->member_id);
+		return 0;
+	}
+	if (kv->on_mismatch)
+		kv->on_mismatch(kv->arg, h->revision, mine, h->hash, h->member_id);
+	return 0;
+}
+
+static int apply_request(struct fs_kv *kv, const Rpc__Request *r, Rpc__Response *out)
+{
+	struct store *s = kv->store;
 	int64_t now_ms = r->time_ns / 1000000;
 	int rc;
+	switch (r->op_case) {
+	case RPC__REQUEST__OP_ALARM:
+		return apply_alarm(s, r->alarm, out);
+	case RPC__REQUEST__OP_HASH_CHECK:
+		return apply_hash_check(kv, r->hash_check, out);
+	default:
+		break;
+	}
+	if (fs_kv_corrupt(s, NULL)) {
+		out->revision = store_rev(s);
+		return FS_KV_ECORRUPT; /* no write while members disagree on what they hold */
+	}
 	switch (r->op_case) {
 	case RPC__REQUEST__OP_PUT:
 		return apply_put(s, r->put, out);
@@ -184,14 +261,6 @@ static int apply_request(struct store *s, const Rpc__Request *r, Rpc__Response *
 		rc = store_lease_revoke(s, r->lease_revoke->id);
 		out->revision = store_rev(s);
 		return rc;
-	case RPC__REQUEST__OP_ALARM:
-		if (r->alarm->action == RPC__ALARM__ACTION__DEACTIVATE &&
-		    r->alarm->alarm == RPC__ALARM__TYPE__NOSPACE)
-			rc = store_alarm_disarm(s);
-		else
-			rc = -EOPNOTSUPP;
-		out->revision = store_rev(s);
-		return rc;
 	default:
 		return -EINVAL;
 	}
@@ -200,10 +269,11 @@ static int apply_request(struct store *s, const Rpc__Request *r, Rpc__Response *
 static int kv_apply(void *ud, uint64_t index, const uint8_t *req, size_t len, void **result,
 		    size_t *result_len)
 {
-	struct store *s = ud;
+	struct fs_kv *kv = ud;
+	struct store *s = kv->store;
 	Rpc__Response resp = RPC__RESPONSE__INIT;
 	Rpc__Request *r = rpc__request__unpack(NULL, len, req);
-	int rc = r ? apply_request(s, r, &resp) : -EINVAL;
+	int rc = r ? apply_request(kv, r, &resp) : -EINVAL;
 	if (r)
 		rpc__request__free_unpacked(r, NULL);
 	store_set_applied_index(s, index);
@@ -221,19 +291,19 @@ static int kv_apply(void *ud, uint64_t index, const uint8_t *req, size_t len, vo
 static int kv_snapshot(void *ud, uint8_t **image, size_t *len)
 {
 	void *buf;
-	int rc = store_snapshot_save_buf(ud, &buf, len);
+	int rc = store_snapshot_save_buf(((struct fs_kv *)ud)->store, &buf, len);
 	*image = buf;
 	return rc;
 }
 
 static int kv_restore(void *ud, const uint8_t *image, size_t len)
 {
-	return store_snapshot_restore(ud, image, len);
+	return store_snapshot_restore(((struct fs_kv *)ud)->store, image, len);
 }
 
-void fs_kv_state_machine(struct store *s, struct fs_state_machine *sm)
+void fs_kv_state_machine(struct fs_kv *kv, struct fs_state_machine *sm)
 {
-	*sm = (struct fs_state_machine){s, kv_apply, kv_snapshot, kv_restore};
+	*sm = (struct fs_state_machine){kv, kv_apply, kv_snapshot, kv_restore};
 }
 
 uint8_t *fs_kv_encode(const Rpc__Request *req, size_t *len)

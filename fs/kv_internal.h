@@ -7,6 +7,12 @@
  * store unchanged). Applying is deterministic: lease times come from the request's time_ns, set by
  * the proposer, never from this member's clock. The store image in snapshots is the store's own
  * zstd stream.
+ *
+ * Consistency check (etcd's corruption check): the leader periodically proposes the hash of its
+ * store at a revision; every member applying it compares its own hash at that revision and reports
+ * a mismatch through on_mismatch, whose owner proposes a CORRUPT alarm. The alarm is a key outside
+ * the path space ("\x01alarm\0corrupt"), so it is replicated, kept in snapshots, and makes every
+ * member refuse writes (FS_KV_ECORRUPT) until it is deactivated.
  */
 #ifndef RAFTFS_FS_KV_INTERNAL_H
 #define RAFTFS_FS_KV_INTERNAL_H
@@ -18,8 +24,22 @@
 #include "rpc.pb-c.h"
 #include "store.h"
 
-/* Fills sm to apply to s (borrowed: it must outlive the member). */
-void fs_kv_state_machine(struct store *s, struct fs_state_machine *sm);
+#define FS_KV_ECORRUPT (-3101) /* the CORRUPT alarm is raised: writes are refused */
+
+/* The state machine's context. */
+struct fs_kv {
+	struct store *store; /* applied to; borrowed */
+	/* this member's hash at rev differs from the one a member computed (may be NULL) */
+	void (*on_mismatch)(void *arg, int64_t rev, uint64_t mine, uint64_t theirs,
+			    uint64_t their_member);
+	void *arg;
+};
+
+/* Fills sm to apply through kv (borrowed: it must outlive the member). */
+void fs_kv_state_machine(struct fs_kv *kv, struct fs_state_machine *sm);
+
+/* Whether the CORRUPT alarm is raised, and by which member (*member may be NULL). */
+int fs_kv_corrupt(struct store *s, uint64_t *member);
 
 /*
  * Encodes req into a malloc'd buffer for fs_member_propose; *len gets its size. NULL on ENOMEM.

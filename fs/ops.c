@@ -49,6 +49,8 @@ int fs_ops_errno(int status)
 		return EIO;
 	case FS_ETOOMANYREQUESTS:
 		return EAGAIN;
+	case FS_KV_ECORRUPT:
+		return EIO; /* members disagree: nothing is written until an operator looks */
 	case STORE_ENOSPACE:
 		return ENOSPC;
 	case STORE_ELEASENOTFOUND:

@@ -29,6 +29,9 @@
 struct server {
 	uv_loop_t loop;
 	struct store *store;
+	struct fs_kv kv;           /* the store as the member's state machine */
+	uv_timer_t hash_timer;     /* the leader's periodic consistency check */
+	int64_t checked_rev;       /* the revision last checked: an idle cluster is checked once */
 	struct fs_member *member;
 	struct fs_ops ops;
 	struct fs_mount mount;
@@ -42,6 +45,7 @@ static void server_on_member_stopped(void *arg)
 {
 	struct server *sv = arg;
 	sv->member = NULL;
+	uv_close((uv_handle_t *)&sv->hash_timer, NULL);
 	uv_close((uv_handle_t *)&sv->sigterm, NULL);
 	uv_close((uv_handle_t *)&sv->sigint, NULL);
 }
@@ -62,6 +66,67 @@ static void server_stop(struct server *sv, const char *why)
 	sv->serving = 0;
 	fs_notify_stop(&sv->ops.notifier);
 	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
+}
+
+/* Fire and forget: outcomes show in the log (a mismatch) or not at all. */
+static void server_on_proposed(void *arg, uint64_t id, int status, const void *r, size_t len)
+{
+	(void)arg;
+}
+
+static void server_propose(struct server *sv, const Rpc__Request *req)
+{
+	size_t len;
+	uint8_t *buf = fs_kv_encode(req, &len);
+	if (buf && !sv->stopping)
+		fs_member_propose(sv->member, buf, len, server_on_proposed, sv);
+	free(buf);
+}
+
+/* This member's store differs from another's: raise the CORRUPT alarm through raft. */
+static void server_on_mismatch(void *arg, int64_t rev, uint64_t mine, uint64_t theirs,
+			       uint64_t their_member)
+{
+	struct server *sv = arg;
+	struct fs_member_status st;
+	fs_member_status(sv->member, &st);
+	FS_ERROR("consistency check: at revision %" PRId64 " this member (%016" PRIx64 ") has hash "
+		 "%016" PRIx64 ", member %016" PRIx64 " has %016" PRIx64 "; raising the CORRUPT "
+		 "alarm, writes are refused", rev, st.id, mine, their_member, theirs);
+	Rpc__Alarm a = RPC__ALARM__INIT;
+	a.has_action = a.has_alarm = a.has_member_id = 1;
+	a.action = RPC__ALARM__ACTION__ACTIVATE;
+	a.alarm = RPC__ALARM__TYPE__CORRUPT;
+	a.member_id = st.id;
+	Rpc__Request req = RPC__REQUEST__INIT;
+	req.op_case = RPC__REQUEST__OP_ALARM;
+	req.alarm = &a;
+	server_propose(sv, &req);
+}
+
+/* The leader proposes its hash at its current revision; every member compares on apply. */
+static void server_on_hash_timer(uv_timer_t *t)
+{
+	struct server *sv = t->data;
+	struct fs_member_status st;
+	uint64_t hash;
+	if (!sv->member || sv->stopping)
+		return;
+	fs_member_status(sv->member, &st);
+	int64_t rev = store_rev(sv->store);
+	if (!st.is_leader || rev == sv->checked_rev || rev <= store_compact_rev(sv->store) ||
+	    store_hash_kv(sv->store, rev, &hash) != 0)
+		return;
+	sv->checked_rev = rev;
+	Rpc__HashCheck h = RPC__HASH_CHECK__INIT;
+	h.has_revision = h.has_hash = h.has_member_id = 1;
+	h.revision = rev;
+	h.hash = hash;
+	h.member_id = st.id;
+	Rpc__Request req = RPC__REQUEST__INIT;
+	req.op_case = RPC__REQUEST__OP_HASH_CHECK;
+	req.hash_check = &h;
+	server_propose(sv, &req);
 }
 
 static void server_on_signal(uv_signal_t *h, int signum)
@@ -93,7 +158,8 @@ static int usage(FILE *err)
 		     "         [--initial-cluster-token T] [--heartbeat-interval MS]\n"
 		     "         [--election-timeout MS] [--snapshot-count N] [--log-level L]\n"
 		     "         [--max-request-bytes N] [--quota-backend-bytes N]\n"
-		     "         [--request-timeout MS] [-o linearizable] [-f] DIR\n");
+		     "         [--request-timeout MS] [--corrupt-check-interval MS]\n"
+		     "         [-o linearizable] [-f] DIR\n");
 	return FS_EXIT_USAGE;
 }
 
@@ -114,7 +180,7 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 {
 	struct fs_member_config cfg;
 	struct fs_ops_options oopt = {0};
-	uint64_t quota = 0, max_request = 0, timeout_ms = 0;
+	uint64_t quota = 0, max_request = 0, timeout_ms = 0, check_ms = 5000;
 	const char *dir = NULL;
 	int foreground = 0;
 	fs_config_defaults(&cfg);
@@ -161,6 +227,8 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 			rc = parse_size(a, v, &quota, err);
 		} else if (!strcmp(a, "--request-timeout")) {
 			rc = parse_size(a, v, &timeout_ms, err);
+		} else if (!strcmp(a, "--corrupt-check-interval")) {
+			rc = parse_size(a, v, &check_ms, err);
 		} else {
 			rc = fs_config_flag(&cfg, a, v, err);
 			if (rc == 0) {
@@ -202,7 +270,8 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 		FS_ERROR("cannot open the store: %s", store_strerror(rc));
 		return FS_EXIT_FAILURE;
 	}
-	fs_kv_state_machine(sv.store, &sm);
+	sv.kv = (struct fs_kv){sv.store, server_on_mismatch, &sv};
+	fs_kv_state_machine(&sv.kv, &sm);
 	if ((rc = fs_member_start(&sv.member, &sv.loop, &cfg, &mopt, &sm)) != 0)
 		return FS_EXIT_FAILURE; /* it said why */
 	/* Replay what the WAL holds before anyone can look. */
@@ -228,6 +297,10 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 		return FS_EXIT_FAILURE;
 	}
 	sv.serving = 1;
+	uv_timer_init(&sv.loop, &sv.hash_timer);
+	sv.hash_timer.data = &sv;
+	if (check_ms)
+		uv_timer_start(&sv.hash_timer, server_on_hash_timer, check_ms, check_ms);
 	uv_signal_init(&sv.loop, &sv.sigterm);
 	uv_signal_init(&sv.loop, &sv.sigint);
 	sv.sigterm.data = sv.sigint.data = &sv;

@@ -127,7 +127,8 @@ def test_errors_of_the_mapping(cluster):
 
 
 def test_three_members_see_each_others_writes(cluster):
-    n1, n2, n3 = cluster(3)
+    # the leader's consistency check runs every 100 ms: a false mismatch would log an ERROR
+    n1, n2, n3 = cluster(3, extra=("--corrupt-check-interval", "100"))
     p1, p2, p3 = (os.path.join(m.mountpoint, "shared.conf") for m in (n1, n2, n3))
     with open(p1, "w") as f:
         f.write("from n1\n")
@@ -140,6 +141,9 @@ def test_three_members_see_each_others_writes(cluster):
     assert wait_for(lambda: read(os.path.join(n1.mountpoint, "d/moved.conf")) == "from n1\n",
                     1.0)
     assert xattr(n1.mountpoint, "leader") == xattr(n2.mountpoint, "leader")
+    time.sleep(0.5)  # a few consistency checks on every member
+    for m in (n1, n2, n3):
+        assert "CORRUPT" not in m.stderr()
 
 
 def test_remote_changes_replace_what_the_kernel_cached(cluster):

@@ -61,7 +61,8 @@ CHECK_TEST(put_delete_and_meta)
 	struct store *s;
 	struct fs_state_machine sm;
 	CHECK_EQ(store_open(NULL, &s), 0);
-	fs_kv_state_machine(s, &sm);
+	struct fs_kv kv_sm = {s, NULL, NULL};
+	fs_kv_state_machine(&kv_sm, &sm);
 	Rpc__Request req = RPC__REQUEST__INIT;
 	Rpc__Put p = put_of("/etc/app.conf", "workers 4");
 	Rpc__Meta meta = RPC__META__INIT;
@@ -128,7 +129,8 @@ CHECK_TEST(compare_and_create_has_one_winner)
 	struct store *s;
 	struct fs_state_machine sm;
 	CHECK_EQ(store_open(NULL, &s), 0);
-	fs_kv_state_machine(s, &sm);
+	struct fs_kv kv_sm = {s, NULL, NULL};
+	fs_kv_state_machine(&kv_sm, &sm);
 	Rpc__Response resp;
 	CHECK_EQ(create_exclusive(&sm, 1, "/lock", "n1", &resp), 0);
 	CHECK(resp.succeeded);
@@ -143,7 +145,8 @@ CHECK_TEST(lease_revoke_deletes_attached_keys)
 	struct store *s;
 	struct fs_state_machine sm;
 	CHECK_EQ(store_open(NULL, &s), 0);
-	fs_kv_state_machine(s, &sm);
+	struct fs_kv kv_sm = {s, NULL, NULL};
+	fs_kv_state_machine(&kv_sm, &sm);
 	Rpc__Request req = RPC__REQUEST__INIT;
 	Rpc__LeaseGrant g = RPC__LEASE_GRANT__INIT;
 	g.has_id = g.has_ttl = 1;
@@ -185,7 +188,8 @@ CHECK_TEST(undecodable_request_is_a_noop_everywhere)
 	struct store *s;
 	struct fs_state_machine sm;
 	CHECK_EQ(store_open(NULL, &s), 0);
-	fs_kv_state_machine(s, &sm);
+	struct fs_kv kv_sm = {s, NULL, NULL};
+	fs_kv_state_machine(&kv_sm, &sm);
 	const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
 	void *result = NULL;
 	size_t rlen = 0;
@@ -202,8 +206,10 @@ CHECK_TEST(snapshot_restores_an_equal_store)
 	struct fs_state_machine sa, sb;
 	CHECK_EQ(store_open(NULL, &a), 0);
 	CHECK_EQ(store_open(NULL, &b), 0);
-	fs_kv_state_machine(a, &sa);
-	fs_kv_state_machine(b, &sb);
+	struct fs_kv kv_sa = {a, NULL, NULL};
+	fs_kv_state_machine(&kv_sa, &sa);
+	struct fs_kv kv_sb = {b, NULL, NULL};
+	fs_kv_state_machine(&kv_sb, &sb);
 	Rpc__Response resp;
 	char key[32], val[32];
 	for (int i = 0; i < 100; i++) {
@@ -231,6 +237,100 @@ CHECK_TEST(snapshot_restores_an_equal_store)
 	free(image);
 	store_close(a);
 	store_close(b);
+}
+
+struct mismatch {
+	int calls;
+	int64_t rev;
+	uint64_t mine, theirs, member;
+};
+
+static void on_mismatch(void *arg, int64_t rev, uint64_t mine, uint64_t theirs, uint64_t member)
+{
+	struct mismatch *mm = arg;
+	mm->calls++;
+	mm->rev = rev;
+	mm->mine = mine;
+	mm->theirs = theirs;
+	mm->member = member;
+}
+
+static int hash_check(struct fs_state_machine *sm, uint64_t index, int64_t rev, uint64_t hash)
+{
+	Rpc__HashCheck h = RPC__HASH_CHECK__INIT;
+	h.has_revision = h.has_hash = h.has_member_id = 1;
+	h.revision = rev;
+	h.hash = hash;
+	h.member_id = 0x11;
+	Rpc__Request req = RPC__REQUEST__INIT;
+	req.op_case = RPC__REQUEST__OP_HASH_CHECK;
+	req.hash_check = &h;
+	Rpc__Response resp;
+	return apply(sm, index, &req, &resp);
+}
+
+static int corrupt_alarm(struct fs_state_machine *sm, uint64_t index, Rpc__Alarm__Action action)
+{
+	Rpc__Alarm a = RPC__ALARM__INIT;
+	a.has_action = a.has_alarm = a.has_member_id = 1;
+	a.action = action;
+	a.alarm = RPC__ALARM__TYPE__CORRUPT;
+	a.member_id = 0x22;
+	Rpc__Request req = RPC__REQUEST__INIT;
+	req.op_case = RPC__REQUEST__OP_ALARM;
+	req.alarm = &a;
+	Rpc__Response resp;
+	return apply(sm, index, &req, &resp);
+}
+
+CHECK_TEST(consistency_check_and_corrupt_alarm)
+{
+	struct store *s, *t;
+	struct fs_state_machine sm, st;
+	struct mismatch mm = {0};
+	CHECK_EQ(store_open(NULL, &s), 0);
+	CHECK_EQ(store_open(NULL, &t), 0);
+	struct fs_kv kv = {s, on_mismatch, &mm}, kt = {t, NULL, NULL};
+	fs_kv_state_machine(&kv, &sm);
+	fs_kv_state_machine(&kt, &st);
+	Rpc__Put p = put_of("/a", "1");
+	Rpc__Request req = RPC__REQUEST__INIT;
+	req.op_case = RPC__REQUEST__OP_PUT;
+	req.put = &p;
+	Rpc__Response resp;
+	CHECK_EQ(apply(&sm, 1, &req, &resp), 0);
+	uint64_t h;
+	CHECK_EQ(store_hash_kv(s, 2, &h), 0);
+	CHECK_EQ(hash_check(&sm, 2, 2, h), 0);
+	CHECK_EQ(mm.calls, 0); /* agreeing members say nothing */
+	CHECK_EQ(hash_check(&sm, 3, 2, h ^ 1), 0);
+	CHECK_EQ(mm.calls, 1);
+	CHECK_EQ(mm.rev, 2);
+	CHECK_EQ_U64(mm.mine, h);
+	CHECK_EQ_U64(mm.theirs, h ^ 1);
+	CHECK_EQ_U64(mm.member, 0x11);
+	CHECK_EQ(hash_check(&sm, 4, 99, 0), 0); /* a revision not held says nothing */
+	CHECK_EQ(mm.calls, 1);
+
+	/* the alarm: every write refused, reads still served, kept in snapshots */
+	CHECK_EQ(corrupt_alarm(&sm, 5, RPC__ALARM__ACTION__ACTIVATE), 0);
+	uint64_t who = 0;
+	CHECK(fs_kv_corrupt(s, &who));
+	CHECK_EQ_U64(who, 0x22);
+	CHECK_EQ(apply(&sm, 6, &req, &resp), FS_KV_ECORRUPT);
+	CHECK_STR_EQ(value_of(s, "/a", NULL), "1");
+	uint8_t *image;
+	size_t len;
+	CHECK_EQ(sm.snapshot(sm.ud, &image, &len), 0);
+	CHECK_EQ(st.restore(st.ud, image, len), 0);
+	free(image);
+	CHECK(fs_kv_corrupt(t, NULL));
+	CHECK_EQ(apply(&st, 7, &req, &resp), FS_KV_ECORRUPT);
+	CHECK_EQ(corrupt_alarm(&sm, 7, RPC__ALARM__ACTION__DEACTIVATE), 0);
+	CHECK(!fs_kv_corrupt(s, NULL));
+	CHECK_EQ(apply(&sm, 8, &req, &resp), 0);
+	store_close(s);
+	store_close(t);
 }
 
 struct answer {
@@ -282,7 +382,8 @@ CHECK_TEST(one_member_cluster_applies_through_raft)
 	struct store *s;
 	CHECK_EQ(store_open(NULL, &s), 0);
 	struct fs_state_machine sm;
-	fs_kv_state_machine(s, &sm);
+	struct fs_kv kv_sm = {s, NULL, NULL};
+	fs_kv_state_machine(&kv_sm, &sm);
 	struct fs_member *m;
 	CHECK_EQ(fs_member_start(&m, &loop, &cfg, NULL, &sm), 0);
 
@@ -316,4 +417,5 @@ CHECK_SUITE("fs-kv", CHECK_CASE(put_delete_and_meta), CHECK_CASE(compare_and_cre
 	    CHECK_CASE(lease_revoke_deletes_attached_keys),
 	    CHECK_CASE(undecodable_request_is_a_noop_everywhere),
 	    CHECK_CASE(snapshot_restores_an_equal_store),
+	    CHECK_CASE(consistency_check_and_corrupt_alarm),
 	    CHECK_CASE(one_member_cluster_applies_through_raft))
