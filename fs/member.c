@@ -740,11 +740,13 @@ static void process_ready(struct fs_member *m)
 		m->lead = rd->soft_state.lead;
 		m->raft_state = rd->soft_state.state;
 		if (old != m->lead) {
+			struct raft_status st;
+			raft_status(m->raft, &st);
 			if (m->lead)
-				FS_INFO("leader is %016" PRIx64 "%s", m->lead,
-					m->lead == m->id ? " (this member)" : "");
+				FS_INFO("leader is %016" PRIx64 "%s at term %" PRIu64, m->lead,
+					m->lead == m->id ? " (this member)" : "", st.hard_state.term);
 			else
-				FS_INFO("no leader");
+				FS_INFO("no leader at term %" PRIu64, st.hard_state.term);
 		}
 	}
 	/* Copy what the worker reads, so the core's memory is not shared across threads. */

@@ -215,7 +215,6 @@ def test_quorum_lost_writes_fail_with_eio_reads_work(cluster):
         os.mkdir(os.path.join(n1.mountpoint, "d"))
     assert e.value.errno == errno.EIO
     assert read(p) == "before\n"  # reads are served locally, and the old value stands
-    n1.expect_error(r"commit of /app.conf failed")
     for m in (n2, n3):
         m.start().wait_mounted(20)
     assert wait_for(lambda: _write(p, "healed\n"), 20)
@@ -232,15 +231,22 @@ def _write(path, text):
 
 
 def test_sigkill_during_writes_loses_no_acknowledged_write(cluster):
-    n1, n2, n3 = cluster(3)
-    acked = []
+    n1, n2, n3 = cluster(3, extra=("--request-timeout", "3000"))
+    acked, failed = [], []
     for i in range(40):
         p = os.path.join(n1.mountpoint, f"f{i}")
-        with open(p, "w") as f:
-            f.write(f"value {i}\n")
-        acked.append(i)  # close() returned: a quorum has it
+        try:
+            with open(p, "w") as f:
+                f.write(f"value {i}\n")
+            acked.append(i)  # close() returned: a quorum has it
+        except OSError as e:
+            # n3 may have led: a proposal forwarded to it as it died is lost, and that write
+            # fails with EIO after the request timeout; it was never acknowledged
+            assert e.errno == errno.EIO
+            failed.append(i)
         if i == 20:
             n3.kill()
+    assert len(failed) <= 2, failed
     n3.start().wait_mounted(20)
     for m in (n1, n2, n3):
         for i in acked:
@@ -259,7 +265,6 @@ def test_quota_exceeded_is_enospc_and_deletes_still_work(cluster):
             written += 1
     assert e.value.errno == errno.ENOSPC
     assert written > 10
-    m.expect_error(r"commit of .* failed")
     os.unlink(os.path.join(d, "f0"))  # deletes still work under the alarm
     assert not os.path.exists(os.path.join(d, "f0"))
     assert read(os.path.join(d, "f1")) == "x" * 1000
