@@ -57,6 +57,10 @@ def test_shell_tools_on_one_member(cluster):
     assert read(os.path.join(d, "current")) == "worker_processes 8;\n"
     st = os.stat(os.path.join(d, "empty"))
     assert st.st_size == 0 and st.st_mode & 0o777 == 0o600
+    sh("chown 1000:1001 empty && touch -d '2001-02-03 04:05:06 UTC' empty", d)
+    st = os.stat(os.path.join(d, "empty"))
+    assert (st.st_uid, st.st_gid) == (1000, 1001)
+    assert st.st_mtime == 981173106
     sh("tar cf /tmp/rfs-e2e.tar -C a . && mkdir t && tar xf /tmp/rfs-e2e.tar -C t", d)
     assert read(os.path.join(d, "t/b/c/f")) == "deep\n"
     sh("rm -r a t moved && rm empty current", d)
