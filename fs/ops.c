@@ -1200,7 +1200,7 @@ static void rename_start(struct pending *p)
 {
 	struct fs_ops *o = p->o;
 	struct txn_builder *tb = calloc(1, sizeof *tb);
-	struct store_kv src, dst;
+	struct store_kv src = {0}, dst = {0};
 	int rc = tb ? 0 : -ENOMEM;
 	int has_dst = 0;
 	char (*keys)[FS_PATH_MAX_BYTES + 1] = calloc(64, sizeof *keys);

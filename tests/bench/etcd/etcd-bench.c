@@ -23,6 +23,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem, pipe2, strncasecmp, SOCK_NONBLOCK */
 #endif
+#include "bench_common.h"
 #include "etcd_client.h"
 
 #include <errno.h>
@@ -44,7 +45,7 @@
 #define ETCD_CLUSTER_SCRIPT "tests/bench/etcd/etcd_cluster.sh"
 #endif
 
-#define VALUE_SIZE 256
+#define VALUE_SIZE BENCH_VALUE_SIZE
 #define MAX_ENDPOINTS 8
 #define MAX_CLIENTS 256
 #define REQUEST_TIMEOUT_MS 10000
@@ -66,109 +67,12 @@ static struct {
 	.clients = 64,
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
+#define now_s bench_now_s
+#define now_us bench_now_us
 
 /* ---- the cluster ---------------------------------------------------------------------------- */
 
-static pid_t cluster_pid = -1; /* the `etcd_cluster.sh serve` we started */
-static int cluster_stdin = -1; /* its stdin: closing it stops the cluster */
-static int cluster_stdout = -1; /* its stdout, kept open so that it never writes to a closed pipe */
-static char cluster_endpoints[512];
-
-/* Starts `bash SCRIPT serve` and reads its ETCD_ENDPOINTS line (60 s at most). */
-static int cluster_start(void)
-{
-	int in[2], out[2];
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		execl("/bin/bash", "bash", opt.script, "serve", (char *)NULL);
-		fprintf(stderr, "etcd-bench: cannot run %s: %s\n", opt.script, strerror(errno));
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	cluster_pid = pid;
-	cluster_stdin = in[1];
-	char buf[2048];
-	size_t len = 0;
-	double deadline = now_s() + 60;
-	int r = -ETIMEDOUT;
-	for (;;) {
-		char *line = memmem(buf, len, "ETCD_ENDPOINTS=", 15);
-		char *nl = line ? memchr(line, '\n', len - (size_t)(line - buf)) : NULL;
-		if (nl) {
-			size_t n = (size_t)(nl - line - 15);
-			if (n >= sizeof cluster_endpoints) {
-				r = -ENAMETOOLONG;
-				break;
-			}
-			memcpy(cluster_endpoints, line + 15, n);
-			cluster_endpoints[n] = '\0';
-			r = 0;
-			break;
-		}
-		double left = deadline - now_s();
-		if (left <= 0 || len == sizeof buf)
-			break;
-		struct pollfd pfd = {.fd = out[0], .events = POLLIN};
-		int pr = poll(&pfd, 1, (int)(left * 1000) + 1);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0)
-			break;
-		ssize_t n = read(out[0], buf + len, sizeof buf - len);
-		if (n <= 0) {
-			r = -EPIPE; /* the script ended without a cluster: it said why on stderr */
-			break;
-		}
-		len += (size_t)n;
-	}
-	cluster_stdout = out[0];
-	return r;
-}
-
-/* Stops the cluster we started, if any: EOF on the script's stdin, then SIGTERM after 15 s. */
-static void cluster_stop(void)
-{
-	if (cluster_pid < 0)
-		return;
-	close(cluster_stdin);
-	cluster_stdin = -1;
-	close(cluster_stdout);
-	cluster_stdout = -1;
-	double deadline = now_s() + 15;
-	int status;
-	for (;;) {
-		pid_t w = waitpid(cluster_pid, &status, WNOHANG);
-		if (w == cluster_pid || (w < 0 && errno != EINTR))
-			break;
-		if (now_s() > deadline) {
-			kill(cluster_pid, SIGTERM);
-			waitpid(cluster_pid, &status, 0);
-			break;
-		}
-		usleep(20000);
-	}
-	cluster_pid = -1;
-}
+static struct bench_cluster cluster = {.pid = -1, .in = -1, .out = -1};
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -178,34 +82,9 @@ static void fail(const char *what, int err, const char *detail)
 		detail ? detail : "");
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* The nearest-rank percentile P of the N sorted latencies V. */
-static uint32_t percentile(const uint32_t *v, size_t n, int p)
-{
-	if (n == 0)
-		return 0;
-	size_t rank = (n * (size_t)p + 99) / 100;
-	return v[rank ? rank - 1 : 0];
-}
-
 static void make_key(char *key, size_t cap, const char *phase, long thread, long i)
 {
 	snprintf(key, cap, "%s/%s/%03ld/%08ld", opt.prefix, phase, thread, i);
-}
-
-/* A 256-byte value that differs per key. */
-static void make_value(unsigned char *v, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15u | 1;
-	for (int i = 0; i < VALUE_SIZE; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		v[i] = (unsigned char)x;
-	}
 }
 
 /* ---- puts and ranges from N threads ------------------------------------------------------- */
@@ -263,7 +142,7 @@ static void *worker_main(void *arg)
 		uint64_t t0 = now_us();
 		if (w->op == OP_PUT) {
 			make_key(key, sizeof key, "put64", w->index, w->done);
-			make_value(val, (uint64_t)w->index << 32 | (uint64_t)w->done);
+			bench_make_value(val, (uint64_t)w->index << 32 | (uint64_t)w->done);
 			r = etcdc_put(c, key, strlen(key), val, VALUE_SIZE, NULL);
 		} else {
 			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
@@ -364,11 +243,11 @@ static int run_workers(int n, enum op op, long ops_each, long key_space, struct 
 			memcpy(all + k, ws[i].lat, (size_t)ws[i].done * sizeof(uint32_t));
 			k += (size_t)ws[i].done;
 		}
-		qsort(all, k, sizeof *all, cmp_u32);
+		qsort(all, k, sizeof *all, bench_cmp_u32);
 		res->ops = total;
 		res->per_s = last > t0 ? (double)total / (last - t0) : 0;
-		res->p50 = percentile(all, k, 50);
-		res->p99 = percentile(all, k, 99);
+		res->p50 = bench_percentile(all, k, 50);
+		res->p99 = bench_percentile(all, k, 99);
 		if (op == OP_PUT && total < (long)n * ops_each)
 			fprintf(stderr, "# only %ld of %ld puts done within %.0f s\n", total,
 				(long)n * ops_each, PHASE_CAP_S);
@@ -402,13 +281,13 @@ static int phase_put1(struct result *res)
 	/* Warm-up: connections, the leader's pipelines, the page cache of the WAL. */
 	for (int i = 0; i < 50 && r == 0; i++) {
 		make_key(key, sizeof key, "warm", 0, i);
-		make_value(val, (uint64_t)i);
+		bench_make_value(val, (uint64_t)i);
 		r = etcdc_put(c, key, strlen(key), val, VALUE_SIZE, NULL);
 	}
 	double t0 = now_s(), deadline = t0 + PHASE_CAP_S;
 	while (r == 0 && n < opt.put1_ops && now_s() < deadline) {
 		make_key(key, sizeof key, "put1", 0, n);
-		make_value(val, (uint64_t)n);
+		bench_make_value(val, (uint64_t)n);
 		uint64_t a = now_us();
 		r = etcdc_put(c, key, strlen(key), val, VALUE_SIZE, NULL);
 		lat[n++] = (uint32_t)(now_us() - a);
@@ -419,9 +298,9 @@ static int phase_put1(struct result *res)
 	} else {
 		res->ops = n;
 		res->per_s = (double)n / (t1 - t0);
-		qsort(lat, (size_t)n, sizeof *lat, cmp_u32);
-		res->p50 = percentile(lat, (size_t)n, 50);
-		res->p99 = percentile(lat, (size_t)n, 99);
+		qsort(lat, (size_t)n, sizeof *lat, bench_cmp_u32);
+		res->p50 = bench_percentile(lat, (size_t)n, 50);
+		res->p99 = bench_percentile(lat, (size_t)n, 99);
 	}
 	free(lat);
 	etcdc_close(c);
@@ -444,7 +323,7 @@ static int check_keys_everywhere(long n_keys)
 		long idx[2] = {0, n_keys - 1};
 		for (int k = 0; k < 2 && r == 0; k++) {
 			make_key(key, sizeof key, "put1", 0, idx[k]);
-			make_value(want, (uint64_t)idx[k]);
+			bench_make_value(want, (uint64_t)idx[k]);
 			size_t vl = 0;
 			/* A follower may apply the last entries a moment after the leader replied. */
 			for (int tries = 0; tries < 100; tries++) {
@@ -489,7 +368,7 @@ static int phase_watch(struct result *res)
 	double deadline = now_s() + PHASE_CAP_S;
 	while (r == 0 && n < opt.watch_ops && now_s() < deadline) {
 		make_key(key, sizeof key, "watch", 0, n);
-		make_value(val, (uint64_t)n);
+		bench_make_value(val, (uint64_t)n);
 		int64_t rev;
 		uint64_t sent = now_us();
 		if ((r = etcdc_put(c, key, strlen(key), val, VALUE_SIZE, &rev)) < 0) {
@@ -531,13 +410,13 @@ static int phase_watch(struct result *res)
 		from_send[n++] = (uint32_t)(seen - sent);
 	}
 	if (r == 0) {
-		qsort(lat, (size_t)n, sizeof *lat, cmp_u32);
-		qsort(from_send, (size_t)n, sizeof *lat, cmp_u32);
+		qsort(lat, (size_t)n, sizeof *lat, bench_cmp_u32);
+		qsort(from_send, (size_t)n, sizeof *lat, bench_cmp_u32);
 		res->ops = n;
-		res->p50 = percentile(lat, (size_t)n, 50);
-		res->p99 = percentile(lat, (size_t)n, 99);
-		res->from_send_p50 = percentile(from_send, (size_t)n, 50);
-		res->from_send_p99 = percentile(from_send, (size_t)n, 99);
+		res->p50 = bench_percentile(lat, (size_t)n, 50);
+		res->p99 = bench_percentile(lat, (size_t)n, 99);
+		res->from_send_p50 = bench_percentile(from_send, (size_t)n, 50);
+		res->from_send_p99 = bench_percentile(from_send, (size_t)n, 99);
 		res->per_s = 0;
 		fprintf(stderr, "# watch: %ld puts on %s seen on %s; %ld events were already in "
 				"the socket when the put's reply was read\n",
@@ -637,16 +516,16 @@ int main(int argc, char **argv)
 	int r;
 	if (!endpoints) {
 		fprintf(stderr, "# starting a 3-member etcd with %s\n", opt.script);
-		if ((r = cluster_start()) < 0) {
+		if ((r = bench_cluster_start(&cluster, opt.script, 60, NULL)) < 0) {
 			fail("starting the cluster", r, opt.script);
-			cluster_stop();
+			bench_cluster_stop(&cluster);
 			return 1;
 		}
-		endpoints = strdup(cluster_endpoints);
+		endpoints = strdup(cluster.endpoints);
 	}
 	if (!endpoints || split_endpoints(endpoints) < 0) {
 		fprintf(stderr, "etcd-bench: bad endpoint list\n");
-		cluster_stop();
+		bench_cluster_stop(&cluster);
 		return 2;
 	}
 	snprintf(opt.prefix, sizeof opt.prefix, "/etcd-bench/%d.%" PRIu64, (int)getpid(), now_us());
@@ -692,7 +571,7 @@ int main(int argc, char **argv)
 		printf("etcd_watch_from_put_p50_us: %" PRIu32 "\n", watch.from_send_p50);
 		printf("etcd_watch_from_put_p99_us: %" PRIu32 "\n", watch.from_send_p99);
 	}
-	cluster_stop();
+	bench_cluster_stop(&cluster);
 	free(endpoints);
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);

@@ -47,6 +47,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "bench_common.h"
 #include "etcd_client.h"
 
 #include <dirent.h>
@@ -80,7 +81,7 @@
 #define ETCD_CLUSTER_SCRIPT "tests/bench/etcd/etcd_cluster.sh"
 #endif
 
-#define VALUE_SIZE 256
+#define VALUE_SIZE BENCH_VALUE_SIZE
 #define MEMBERS 3
 #define MAX_THREADS 256
 #define MAX_ENDPOINTS 8
@@ -105,19 +106,8 @@ static struct {
 	.max_seconds = 180,
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
+#define now_s bench_now_s
+#define now_us bench_now_us
 
 static void sleep_ms(int ms)
 {
@@ -142,10 +132,7 @@ static int drive;                 /* the mount driven: n1, or the leader with --
 static int etcd_drive;            /* the endpoint of the single etcd client: 1, or the leader */
 static int failed;                /* keep the data dirs */
 
-static pid_t cluster_pid = -1;    /* the `etcd_cluster.sh serve` we started */
-static int cluster_stdin = -1;
-static int cluster_stdout = -1;
-static char cluster_endpoints[512];
+static struct bench_cluster etcd_proc = {.pid = -1, .in = -1, .out = -1}; /* etcd, if started */
 
 static void on_signal(int sig)
 {
@@ -287,31 +274,6 @@ static void stop_members(void)
 	fprintf(stderr, "# raftfs members stopped in %.1f s\n", now_s() - t0);
 }
 
-/* Stops the etcd cluster we started, if any: EOF on the script's stdin, SIGTERM after 15 s. */
-static void cluster_stop(void)
-{
-	if (cluster_pid < 0)
-		return;
-	close(cluster_stdin);
-	cluster_stdin = -1;
-	close(cluster_stdout);
-	cluster_stdout = -1;
-	double deadline = now_s() + 15;
-	int status;
-	for (;;) {
-		pid_t w = waitpid(cluster_pid, &status, WNOHANG);
-		if (w == cluster_pid || (w < 0 && errno != EINTR))
-			break;
-		if (now_s() > deadline) {
-			kill(cluster_pid, SIGTERM);
-			waitpid(cluster_pid, &status, 0);
-			break;
-		}
-		sleep_ms(20);
-	}
-	cluster_pid = -1;
-}
-
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -328,7 +290,7 @@ static void cleanup_all(void)
 		return;
 	atomic_store(&stop_all, 1);
 	stop_members();
-	cluster_stop();
+	bench_cluster_stop(&etcd_proc);
 	for (int i = 0; i < MEMBERS; i++)
 		if (mnt[i][0] && !is_mounted(mnt[i], 0))
 			rmdir(mnt[i]);
@@ -373,8 +335,8 @@ static void *watchdog_main(void *arg)
 						run_cmd(argv, 5);
 					}
 				}
-				if (cluster_stdin >= 0)
-					close(cluster_stdin);
+				if (etcd_proc.in >= 0)
+					close(etcd_proc.in);
 				_exit(1);
 			}
 			continue;
@@ -406,31 +368,6 @@ static void *watchdog_main(void *arg)
 }
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* The nearest-rank percentile P of the N sorted latencies V. */
-static uint32_t percentile(const uint32_t *v, size_t n, int p)
-{
-	if (n == 0)
-		return 0;
-	size_t rank = (n * (size_t)p + 99) / 100;
-	return v[rank ? rank - 1 : 0];
-}
-
-/* A 256-byte value that differs per (thread, index): the same generator as etcd-bench. */
-static void make_value(unsigned char *v, uint64_t seed)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15u | 1;
-	for (int i = 0; i < VALUE_SIZE; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		v[i] = (unsigned char)x;
-	}
-}
 
 static uint64_t seed_of(int thread, long i)
 {
@@ -607,65 +544,6 @@ static int cluster_fs_start(void)
 	return 0;
 }
 
-/* ---- etcd cluster (as etcd-bench does it) --------------------------------------------------- */
-
-static int cluster_etcd_start(void)
-{
-	int in[2], out[2];
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
-		return -errno;
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		setpgid(0, 0);
-		sigset_t none;
-		sigemptyset(&none);
-		pthread_sigmask(SIG_SETMASK, &none, NULL);
-		execl("/bin/bash", "bash", opt.script, "serve", (char *)NULL);
-		fprintf(stderr, "fs-bench: cannot run %s: %s\n", opt.script, strerror(errno));
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	cluster_pid = pid;
-	cluster_stdin = in[1];
-	cluster_stdout = out[0];
-	char buf[2048];
-	size_t len = 0;
-	double deadline = now_s() + 60;
-	for (;;) {
-		char *line = memmem(buf, len, "ETCD_ENDPOINTS=", 15);
-		char *nl = line ? memchr(line, '\n', len - (size_t)(line - buf)) : NULL;
-		if (nl) {
-			size_t n = (size_t)(nl - line - 15);
-			if (n >= sizeof cluster_endpoints)
-				return -ENAMETOOLONG;
-			memcpy(cluster_endpoints, line + 15, n);
-			cluster_endpoints[n] = '\0';
-			return 0;
-		}
-		double left = deadline - now_s();
-		if (left <= 0 || len == sizeof buf || interrupted)
-			return -ETIMEDOUT;
-		struct pollfd pfd = {.fd = out[0], .events = POLLIN};
-		int pr = poll(&pfd, 1, 200);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr < 0)
-			return -errno;
-		if (pr == 0)
-			continue;
-		ssize_t n = read(out[0], buf + len, sizeof buf - len);
-		if (n <= 0)
-			return -EPIPE; /* the script ended without a cluster: it said why */
-		len += (size_t)n;
-	}
-}
-
 /* ---- workers -------------------------------------------------------------------------------- */
 
 enum kind { FS_WRITE, FS_READ, FS_PREAD, ETCD_PUT, ETCD_RANGE };
@@ -796,7 +674,7 @@ static void *worker_main(void *arg)
 		switch (w->kind) {
 		case FS_WRITE:
 			fs_path(path, sizeof path, w->phase, w->index, w->done);
-			make_value(val, seed_of(w->index, w->done));
+			bench_make_value(val, seed_of(w->index, w->done));
 			t0 = now_us();
 			r = fs_write_one(w, path, val);
 			break;
@@ -817,7 +695,7 @@ static void *worker_main(void *arg)
 		}
 		case ETCD_PUT:
 			etcd_key(path, sizeof path, w->phase, w->index, w->done);
-			make_value(val, seed_of(w->index, w->done));
+			bench_make_value(val, seed_of(w->index, w->done));
 			t0 = now_us();
 			r = etcdc_put(c, path, strlen(path), val, VALUE_SIZE, NULL);
 			if (r < 0)
@@ -928,11 +806,11 @@ static int run_workers(int n, enum kind kind, const char *phase, long ops, struc
 			memcpy(all + k, ws[i].lat, (size_t)ws[i].done * sizeof(uint32_t));
 			k += (size_t)ws[i].done;
 		}
-		qsort(all, k, sizeof *all, cmp_u32);
+		qsort(all, k, sizeof *all, bench_cmp_u32);
 		res->ops = total;
 		res->per_s = last > t0 ? (double)total / (last - t0) : 0;
-		res->p50 = percentile(all, k, 50);
-		res->p99 = percentile(all, k, 99);
+		res->p50 = bench_percentile(all, k, 50);
+		res->p99 = bench_percentile(all, k, 99);
 		res->ok = total > 0;
 		if (!timed && total < (long)n * ops)
 			fprintf(stderr, "# only %ld of %ld %ss done within %.0f s\n", total,
@@ -975,7 +853,7 @@ static int check_file_on(int m, const char *phase, int thread, long i)
 	char path[PATH_MAX];
 	unsigned char want[VALUE_SIZE], got[VALUE_SIZE * 2];
 	snprintf(path, sizeof path, "%s/%s/t%03d/f%06ld", mnt[m], phase, thread, i);
-	make_value(want, seed_of(thread, i));
+	bench_make_value(want, seed_of(thread, i));
 	double deadline = now_s() + 5;
 	ssize_t n = -1;
 	int e = 0;
@@ -1037,7 +915,7 @@ static int run_fs(struct result *w1, struct result *w64, struct result *rd, stru
 	read_phase = "w1";
 	read_space = w1->ops;
 	for (long i = 0; i < read_space; i++)
-		make_value(read_values[i], seed_of(0, i));
+		bench_make_value(read_values[i], seed_of(0, i));
 	struct worker one = {.kind = FS_READ};
 	char path[PATH_MAX];
 	t0 = now_s();
@@ -1089,14 +967,14 @@ static int run_fs(struct result *w1, struct result *w64, struct result *rd, stru
 static int run_etcd(struct result *p1, struct result *p64, struct result *rg)
 {
 	fprintf(stderr, "# starting a 3-member etcd with %s\n", opt.script);
-	int r = cluster_etcd_start();
+	int r = bench_cluster_start(&etcd_proc, opt.script, 60, &interrupted);
 	if (r < 0) {
 		fprintf(stderr, "fs-bench: starting etcd: %s\n", strerror(-r));
 		return r;
 	}
 	n_endpoints = 0;
-	static char eps[sizeof cluster_endpoints];
-	memcpy(eps, cluster_endpoints, sizeof eps);
+	static char eps[sizeof etcd_proc.endpoints];
+	memcpy(eps, etcd_proc.endpoints, sizeof eps);
 	for (char *save = NULL, *t = strtok_r(eps, ",", &save); t && n_endpoints < MAX_ENDPOINTS;
 	     t = strtok_r(NULL, ",", &save))
 		endpoints[n_endpoints++] = t;
@@ -1104,7 +982,7 @@ static int run_etcd(struct result *p1, struct result *p64, struct result *rg)
 		return -EINVAL;
 	snprintf(etcd_prefix, sizeof etcd_prefix, "/fs-bench/%d.%" PRIu64, (int)getpid(),
 		 now_us());
-	fprintf(stderr, "# etcd endpoints %s\n", cluster_endpoints);
+	fprintf(stderr, "# etcd endpoints %s\n", etcd_proc.endpoints);
 	/* Which member leads: the single client talks to the first. */
 	{
 		uint64_t ids[MAX_ENDPOINTS] = {0}, leader = 0;
@@ -1143,7 +1021,7 @@ static int run_etcd(struct result *p1, struct result *p64, struct result *rg)
 	read_phase = "w1";
 	read_space = p1->ops;
 	for (long i = 0; i < read_space; i++)
-		make_value(read_values[i], seed_of(0, i));
+		bench_make_value(read_values[i], seed_of(0, i));
 	char key[256];
 	etcd_key(key, sizeof key, "w1", 0, read_space - 1);
 	for (int e = 0; e < n_endpoints; e++) {
@@ -1313,7 +1191,7 @@ int main(int argc, char **argv)
 			failed = 1;
 			fprintf(stderr, "fs-bench: the etcd side FAILED: %s\n", strerror(-retcd));
 		}
-		cluster_stop();
+		bench_cluster_stop(&etcd_proc);
 	}
 	char n64[32];
 	snprintf(n64, sizeof n64, "%d", opt.threads);

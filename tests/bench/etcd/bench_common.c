@@ -1,0 +1,103 @@
+/*
+ * bench_common.c: the throw-away etcd cluster of the benchmarks (see bench_common.h).
+ */
+#include "bench_common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int bench_cluster_start(struct bench_cluster *c, const char *script, double timeout_s,
+			const volatile sig_atomic_t *interrupted)
+{
+	int in[2], out[2];
+	c->pid = -1;
+	c->in = c->out = -1;
+	c->endpoints[0] = '\0';
+	if (pipe2(in, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		int err = errno;
+		close(in[0]);
+		close(in[1]);
+		return -err;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		setpgid(0, 0);
+		sigset_t none;
+		sigemptyset(&none);
+		pthread_sigmask(SIG_SETMASK, &none, NULL);
+		execl("/bin/bash", "bash", script, "serve", (char *)NULL);
+		fprintf(stderr, "bench: cannot run %s: %s\n", script, strerror(errno));
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	c->pid = pid;
+	c->in = in[1];
+	c->out = out[0];
+	char buf[2048];
+	size_t len = 0;
+	double deadline = bench_now_s() + timeout_s;
+	for (;;) {
+		char *line = memmem(buf, len, "ETCD_ENDPOINTS=", 15);
+		char *nl = line ? memchr(line, '\n', len - (size_t)(line - buf)) : NULL;
+		if (nl) {
+			size_t n = (size_t)(nl - line - 15);
+			if (n >= sizeof c->endpoints)
+				return -ENAMETOOLONG;
+			memcpy(c->endpoints, line + 15, n);
+			c->endpoints[n] = '\0';
+			return 0;
+		}
+		if (bench_now_s() >= deadline || len == sizeof buf || (interrupted && *interrupted))
+			return -ETIMEDOUT;
+		struct pollfd pfd = {.fd = c->out, .events = POLLIN};
+		int pr = poll(&pfd, 1, 200);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr < 0)
+			return -errno;
+		if (pr == 0)
+			continue;
+		ssize_t n = read(c->out, buf + len, sizeof buf - len);
+		if (n <= 0)
+			return -EPIPE; /* the script ended without a cluster: it said why */
+		len += (size_t)n;
+	}
+}
+
+void bench_cluster_stop(struct bench_cluster *c)
+{
+	if (c->pid < 0)
+		return;
+	close(c->in);
+	c->in = -1;
+	close(c->out);
+	c->out = -1;
+	double deadline = bench_now_s() + 15;
+	int status;
+	for (;;) {
+		pid_t w = waitpid(c->pid, &status, WNOHANG);
+		if (w == c->pid || (w < 0 && errno != EINTR))
+			break;
+		if (bench_now_s() > deadline) {
+			kill(c->pid, SIGTERM);
+			waitpid(c->pid, &status, 0);
+			break;
+		}
+		usleep(20000);
+	}
+	c->pid = -1;
+}

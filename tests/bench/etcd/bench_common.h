@@ -1,0 +1,77 @@
+/*
+ * bench_common.h: what etcd-bench and fs-bench share so that their figures are computed the same
+ * way: clocks, nearest-rank percentiles of latencies, the 256-byte value generator, and the
+ * throw-away etcd cluster run by etcd_cluster.sh (bench_cluster_start/stop, bench_common.c).
+ */
+#ifndef RAFTFS_BENCH_COMMON_H
+#define RAFTFS_BENCH_COMMON_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define BENCH_VALUE_SIZE 256
+
+static inline double bench_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline uint64_t bench_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* qsort comparator for latencies in µs. */
+static inline int bench_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The nearest-rank percentile P of the N sorted latencies V. */
+static inline uint32_t bench_percentile(const uint32_t *v, size_t n, int p)
+{
+	if (n == 0)
+		return 0;
+	size_t rank = (n * (size_t)p + 99) / 100;
+	return v[rank ? rank - 1 : 0];
+}
+
+/* A BENCH_VALUE_SIZE-byte value that differs per seed (both benches write the same bytes). */
+static inline void bench_make_value(unsigned char *v, uint64_t seed)
+{
+	uint64_t x = seed * 0x9E3779B97F4A7C15u | 1;
+	for (int i = 0; i < BENCH_VALUE_SIZE; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		v[i] = (unsigned char)x;
+	}
+}
+
+/* A 3-member etcd started by `bash etcd_cluster.sh serve`; it lives while `in` stays open. */
+struct bench_cluster {
+	pid_t pid;            /* the script, -1 when none */
+	int in;               /* its stdin: closing it stops the cluster */
+	int out;              /* its stdout, kept open so that it never writes to a closed pipe */
+	char endpoints[512];  /* comma-separated client URLs, once started */
+};
+
+/*
+ * Starts the script (in a process group of its own, signals unblocked) and waits up to timeout_s
+ * for its ETCD_ENDPOINTS line, giving up early when *interrupted (may be NULL) is set. 0, or a
+ * negative errno (-EPIPE: the script ended first and said why on stderr); c must be stopped either
+ * way.
+ */
+int bench_cluster_start(struct bench_cluster *c, const char *script, double timeout_s,
+			const volatile sig_atomic_t *interrupted);
+
+/* Stops it: EOF on its stdin, SIGTERM after 15 s; reaps the script. Safe to call twice. */
+void bench_cluster_stop(struct bench_cluster *c);
+
+#endif
