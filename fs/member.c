@@ -1380,6 +1380,18 @@ void fs_member_status(struct fs_member *m, struct fs_member_status *out)
 	memcpy(out->learners, m->conf.learners, m->conf.n_learners * sizeof m->conf.learners[0]);
 }
 
+int fs_member_peers(struct fs_member *m, struct fs_peer_config *out, int max)
+{
+	int n = 0;
+	for (int i = 0; i < m->n_peers && n < max; i++, n++) {
+		memset(&out[n], 0, sizeof out[n]);
+		out[n].id = m->peers[i].id;
+		snprintf(out[n].name, sizeof out[n].name, "%s", m->peers[i].name);
+		snprintf(out[n].addr, sizeof out[n].addr, "%s", m->peers[i].addr);
+	}
+	return n;
+}
+
 int fs_member_replayed(struct fs_member *m)
 {
 	return m->applied >= m->recovered_commit;

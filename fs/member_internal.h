@@ -122,6 +122,12 @@ struct fs_member_status {
 void fs_member_status(struct fs_member *m, struct fs_member_status *st);
 
 /*
+ * The members this member knows of (the applied configuration, voters and learners) with their
+ * names and peer addresses: writes at most max into out and returns how many it wrote.
+ */
+int fs_member_peers(struct fs_member *m, struct fs_peer_config *out, int max);
+
+/*
  * Whether everything the data dir held as committed at start has been applied again: a mount is
  * served only after, so a restarted member never shows less than it had.
  */

@@ -11,6 +11,7 @@
 
 #include "cli_internal.h"
 #include "config_internal.h"
+#include "control_internal.h"
 #include "daemon_internal.h"
 #include "kv_internal.h"
 #include "log_internal.h"
@@ -34,6 +35,7 @@ struct server {
 	int64_t checked_rev;       /* the revision last checked: an idle cluster is checked once */
 	struct fs_member *member;
 	struct fs_ops ops;
+	struct fs_control control; /* leases, compaction, .raftfs/ */
 	struct fs_mount mount;
 	uv_signal_t sigterm, sigint;
 	int stopping;
@@ -56,16 +58,23 @@ static void server_on_mount_closed(void *arg)
 	fs_member_stop(sv->member, server_on_member_stopped, sv);
 }
 
+static void server_on_control_stopped(void *arg)
+{
+	struct server *sv = arg;
+	/* no more invalidations: the session is about to go */
+	sv->serving = 0;
+	fs_notify_stop(&sv->ops.notifier);
+	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
+}
+
 static void server_stop(struct server *sv, const char *why)
 {
 	if (sv->stopping)
 		return;
 	sv->stopping = 1;
 	FS_INFO("stopping: %s", why);
-	/* no more invalidations: the session is about to go */
-	sv->serving = 0;
-	fs_notify_stop(&sv->ops.notifier);
-	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
+	/* the session lease first, while the member can still propose its revoke */
+	fs_control_stop(&sv->control, server_on_control_stopped, sv);
 }
 
 /* Fire and forget: outcomes show in the log (a mismatch) or not at all. */
@@ -142,8 +151,10 @@ static void server_on_gone(struct fs_mount *m, void *arg)
 static void server_on_applied(void *arg)
 {
 	struct server *sv = arg;
-	if (sv->serving)
+	if (sv->serving) {
 		fs_ops_after_apply(&sv->ops);
+		fs_control_after_apply(&sv->control);
+	}
 }
 
 static void server_on_removed(void *arg)
@@ -159,6 +170,8 @@ static int usage(FILE *err)
 		     "         [--election-timeout MS] [--snapshot-count N] [--log-level L]\n"
 		     "         [--max-request-bytes N] [--quota-backend-bytes N]\n"
 		     "         [--request-timeout MS] [--corrupt-check-interval MS]\n"
+		     "         [--session-ttl S] [--auto-compaction-mode periodic|revision]\n"
+		     "         [--auto-compaction-retention R]\n"
 		     "         [-o linearizable] [-f] DIR\n");
 	return FS_EXIT_USAGE;
 }
@@ -176,12 +189,41 @@ static int parse_size(const char *flag, const char *v, uint64_t *out, FILE *err)
 	return 0;
 }
 
+/*
+ * etcd's --auto-compaction-retention: in periodic mode a duration ("90s", "30m", "2h", or a bare
+ * number of hours), in revision mode a number of revisions.
+ */
+static int parse_retention(struct fs_control_options *co, const char *mode, const char *v,
+			   FILE *err)
+{
+	char *end;
+	errno = 0;
+	double n = strtod(v, &end);
+	int ok = !errno && end != v && n > 0;
+	if (co->compaction == FS_COMPACTION_REVISION) {
+		ok = ok && !*end && n == (double)(int64_t)n;
+		co->retention_revs = (int64_t)n;
+	} else {
+		double unit = !*end || !strcmp(end, "h") ? 3600e3 : !strcmp(end, "m") ? 60e3
+			      : !strcmp(end, "s")              ? 1e3 : !strcmp(end, "ms") ? 1 : 0;
+		ok = ok && unit > 0 && n * unit >= 1;
+		co->retention_ms = (int64_t)(n * unit);
+	}
+	if (!ok)
+		fprintf(err, "raftfs mount: --auto-compaction-retention: '%s' is not a %s\n", v,
+			co->compaction == FS_COMPACTION_REVISION ? "positive number of revisions"
+							 : "duration (90s, 30m, 2h, or hours)");
+	(void)mode;
+	return ok ? 0 : -EINVAL;
+}
+
 static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 {
 	struct fs_member_config cfg;
 	struct fs_ops_options oopt = {0};
-	uint64_t quota = 0, max_request = 0, timeout_ms = 0, check_ms = 5000;
-	const char *dir = NULL;
+	uint64_t quota = 0, max_request = 0, timeout_ms = 0, check_ms = 5000, session_ttl = 10;
+	struct fs_control_options copt = {0};
+	const char *dir = NULL, *retention = NULL;
 	int foreground = 0;
 	fs_config_defaults(&cfg);
 	for (int i = 1; i < argc; i++) {
@@ -229,6 +271,20 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 			rc = parse_size(a, v, &timeout_ms, err);
 		} else if (!strcmp(a, "--corrupt-check-interval")) {
 			rc = parse_size(a, v, &check_ms, err);
+		} else if (!strcmp(a, "--session-ttl")) {
+			rc = parse_size(a, v, &session_ttl, err);
+		} else if (!strcmp(a, "--auto-compaction-mode")) {
+			if (!strcmp(v, "periodic")) {
+				copt.compaction = FS_COMPACTION_PERIODIC;
+			} else if (!strcmp(v, "revision")) {
+				copt.compaction = FS_COMPACTION_REVISION;
+			} else {
+				fprintf(err, "raftfs mount: --auto-compaction-mode: '%s' is neither "
+					     "periodic nor revision\n", v);
+				rc = -EINVAL;
+			}
+		} else if (!strcmp(a, "--auto-compaction-retention")) {
+			retention = v;
 		} else {
 			rc = fs_config_flag(&cfg, a, v, err);
 			if (rc == 0) {
@@ -246,6 +302,13 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 	}
 	if (fs_config_finish(&cfg, err) != 0)
 		return FS_EXIT_USAGE;
+	if (retention && !copt.compaction) {
+		fprintf(err, "raftfs mount: --auto-compaction-retention needs --auto-compaction-mode\n");
+		return usage(err);
+	}
+	if (copt.compaction && parse_retention(&copt, NULL, retention ? retention : "1", err) != 0)
+		return FS_EXIT_USAGE;
+	copt.session_ttl_s = (int64_t)session_ttl;
 	oopt.max_value_bytes = max_request;
 	enum fs_log_level level = FS_LOG_INFO;
 	fs_log_parse_level(cfg.log_level, &level);
@@ -296,6 +359,8 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 		FS_ERROR("cannot watch the store for changes: %s", store_strerror(rc));
 		return FS_EXIT_FAILURE;
 	}
+	fs_control_start(&sv.control, &sv.loop, sv.member, sv.store, &cfg, &copt);
+	sv.ops.control = &sv.control;
 	sv.serving = 1;
 	uv_timer_init(&sv.loop, &sv.hash_timer);
 	sv.hash_timer.data = &sv;
