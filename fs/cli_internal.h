@@ -9,6 +9,7 @@
 
 int fs_cli_mount(int argc, char **argv, FILE *out, FILE *err);
 int fs_cli_umount(int argc, char **argv, FILE *out, FILE *err);
+int fs_cli_restore(int argc, char **argv, FILE *out, FILE *err);
 
 /* fs/cli_cluster.c: operating a cluster through MOUNT/.raftfs/ctl. */
 int fs_cli_status(int argc, char **argv, FILE *out, FILE *err);

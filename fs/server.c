@@ -438,6 +438,111 @@ static int run_umount(int argc, char **argv, FILE *out, FILE *err)
 	return FS_EXIT_OK;
 }
 
+/* Reads all of path into a malloc'd buffer; -errno. */
+static int read_file(const char *path, uint8_t **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -errno;
+	size_t cap = 1 << 20, n = 0;
+	uint8_t *buf = malloc(cap);
+	for (size_t got = 1; buf && got;) {
+		if (n == cap) {
+			uint8_t *nb = realloc(buf, cap *= 2);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+		}
+		got = fread(buf + n, 1, cap - n, f);
+		n += got;
+	}
+	int rc = !buf ? -ENOMEM : ferror(f) ? -EIO : 0;
+	fclose(f);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/*
+ * `raftfs restore FILE --data-dir DIR [member flags]`: a data dir for the first start of a member
+ * of a new cluster whose files are those of a `raftfs snapshot save` image (etcdctl snapshot
+ * restore: run it for every member with the same flags but --name and --data-dir).
+ */
+static int run_restore(int argc, char **argv, FILE *out, FILE *err)
+{
+	struct fs_member_config cfg;
+	const char *file = NULL;
+	int data_dir = 0;
+	fs_config_defaults(&cfg);
+	for (int i = 1; i < argc; i++) {
+		if (argv[i][0] != '-') {
+			if (file) {
+				fprintf(err, "raftfs restore: one snapshot file only\n");
+				return FS_EXIT_USAGE;
+			}
+			file = argv[i];
+			continue;
+		}
+		int rc = i + 1 < argc ? fs_config_flag(&cfg, argv[i], argv[i + 1], err) : 0;
+		if (rc == 0) {
+			fprintf(err, "raftfs restore: unknown flag %s (member flags only)\n", argv[i]);
+			return FS_EXIT_USAGE;
+		}
+		if (rc < 0)
+			return FS_EXIT_USAGE;
+		data_dir |= !strcmp(argv[i], "--data-dir");
+		i++;
+	}
+	if (!file || !data_dir) {
+		fprintf(err, "usage: raftfs restore FILE --data-dir DIR [--name N] "
+			     "[--initial-cluster N=H:P,...] [--initial-cluster-token T] [--listen-peer H:P]\n");
+		return FS_EXIT_USAGE;
+	}
+	if (fs_config_finish(&cfg, err) != 0)
+		return FS_EXIT_USAGE;
+	uint8_t *image = NULL;
+	size_t len = 0;
+	int rc = read_file(file, &image, &len);
+	if (rc) {
+		fprintf(err, "raftfs restore: %s: %s\n", file, strerror(-rc));
+		return FS_EXIT_FAILURE;
+	}
+	/* the whole image decodes before anything is written */
+	struct store *s = NULL;
+	struct store_config scfg = {0};
+	rc = store_open(&scfg, &s);
+	if (rc == 0)
+		rc = store_snapshot_restore(s, image, len);
+	int64_t rev = rc == 0 ? store_rev(s) : 0;
+	store_close(s);
+	if (rc) {
+		fprintf(err, "raftfs restore: %s is not a raftfs snapshot: %s\n", file,
+			store_strerror(rc));
+		free(image);
+		return FS_EXIT_FAILURE;
+	}
+	fs_log_setup(FS_LOG_WARN, cfg.name); /* what went wrong; the summary goes to out */
+	rc = fs_member_restore(&cfg, image, len);
+	free(image);
+	if (rc)
+		return FS_EXIT_FAILURE; /* it said why */
+	fprintf(out, "restored %s (revision %" PRId64 ") into %s as member %s of a new cluster\n",
+		file, rev, cfg.data_dir, cfg.name);
+	return FS_EXIT_OK;
+}
+
+int fs_cli_restore(int argc, char **argv, FILE *out, FILE *err)
+{
+	return run_restore(argc, argv, out, err);
+}
+
 int fs_cli_mount(int argc, char **argv, FILE *out, FILE *err)
 {
 	return run_mount(argc, argv, out, err);

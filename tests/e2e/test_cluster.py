@@ -353,15 +353,73 @@ def test_alarm_list_and_disarm(cluster, raftfs_bin):
     fails(raftfs_bin, 2, "usage: raftfs alarm", "alarm", "raise", m.mountpoint)
 
 
-def test_snapshot_save_writes_a_store_image(cluster, ws, raftfs_bin):
-    (m,) = cluster(1)
-    write(os.path.join(m.mountpoint, "a"), b"alpha\n")
-    out = ws.path("snap.db")
-    said = ok(raftfs_bin, "snapshot", "save", m.mountpoint, out)
-    assert said.startswith(f"snapshot saved to {out} (")
-    data = read(out)
-    assert len(data) > 16 and said.endswith(f"({len(data)} bytes)\n")
-    assert not os.path.exists(out + ".part")
+def tree(root):
+    """Every node under root: type and mode, content hash or link target, user xattrs, revisions."""
+    import hashlib
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            if os.path.islink(p):
+                what = "-> " + os.readlink(p)
+            elif os.path.isdir(p):
+                what = "dir"
+            else:
+                what = hashlib.sha256(read(p)).hexdigest()
+            # the kernel keeps user.* attributes off symlinks
+            attrs = {} if os.path.islink(p) else {a: os.getxattr(p, a) for a in os.listxattr(p)}
+            out[os.path.relpath(p, root)] = (st.st_mode, st.st_uid, what, attrs)
+    return out
+
+
+def test_snapshot_save_and_restore_into_a_new_cluster(cluster, ws, raftfs_bin):
+    n1, n2 = cluster(2)
+    d = n1.mountpoint
+    os.makedirs(os.path.join(d, "etc/app/conf.d"))
+    for i in range(20):
+        write(os.path.join(d, f"etc/app/conf.d/{i:02}.conf"), f"setting {i}\n".encode() * i)
+    os.symlink("conf.d/07.conf", os.path.join(d, "etc/app/current"))
+    os.setxattr(os.path.join(d, "etc/app/conf.d/03.conf"), "user.owner", b"team-a")
+    os.chmod(os.path.join(d, "etc/app/conf.d/05.conf"), 0o600)
+    os.mkdir(os.path.join(d, "empty"))
+    assert wait_for(lambda: os.path.exists(os.path.join(n2.mountpoint, "empty")))
+    snap = ws.path("snap.db")
+    said = ok(raftfs_bin, "snapshot", "save", n2.mountpoint, snap)
+    assert said == f"snapshot saved to {snap} ({len(read(snap))} bytes)\n"
+    assert not os.path.exists(snap + ".part")
+    before = tree(d)
+    names = ["r1", "r2", "r3"]
+    ports = [harness.free_port() for _ in names]
+    initial = ",".join(f"{nm}=127.0.0.1:{p}" for nm, p in zip(names, ports))
+    members = []
+    for nm, port in zip(names, ports):
+        data = ws.path(nm + ".data")
+        out = ok(raftfs_bin, "restore", snap, "--name", nm, "--data-dir", data,
+                 "--initial-cluster", initial, "--initial-cluster-token", "restored")
+        assert out.startswith(f"restored {snap} (revision ")
+        mp = ws.path(nm)
+        argv = harness.member_argv(raftfs_bin, nm, data, port, initial, mp)
+        members.append(ws.add(harness.Daemon(nm, argv, mp, ws.root)).start())
+    for m in members:
+        m.wait_mounted(20)
+        assert tree(m.mountpoint) == before, m.name
+    # a cluster of its own, that takes writes
+    doc = json.loads(read(os.path.join(members[0].mountpoint, ".raftfs/status")))
+    assert sorted(x["name"] for x in doc["members"]) == names
+    write(os.path.join(members[0].mountpoint, "etc/new"), b"after restore\n")
+    assert wait_for(lambda: read(os.path.join(members[2].mountpoint, "etc/new")) ==
+                    b"after restore\n")
+    assert read(os.path.join(n1.mountpoint, "etc/new")) is None
+    fails(raftfs_bin, 1, f"data dir {ws.path('r1.data')} in use by pid", "restore", snap,
+          "--name", "r1", "--data-dir", ws.path("r1.data"), "--initial-cluster", initial)
+    members[0].stop()
+    fails(raftfs_bin, 1, "holds a member already", "restore", snap, "--name", "r1",
+          "--data-dir", ws.path("r1.data"), "--initial-cluster", initial)
+    fails(raftfs_bin, 1, "is not a raftfs snapshot", "restore", "/etc/passwd", "--data-dir",
+          ws.path("x.data"))
+    assert not os.path.exists(ws.path("x.data"))
+    fails(raftfs_bin, 2, "usage: raftfs restore", "restore", snap)
     fails(raftfs_bin, 1, "is not a raftfs mount", "snapshot", "save", "/tmp", ws.path("x"))
     assert not os.path.exists(ws.path("x"))
 
