@@ -434,6 +434,21 @@ def test_automatic_compaction_by_revision(cluster, raftfs_bin):
                     ["compact_revision"] >= target, 5)
 
 
+def test_automatic_compaction_periodic(cluster, raftfs_bin):
+    (m,) = cluster(1, extra=("--auto-compaction-mode", "periodic",
+                             "--auto-compaction-retention", "2s"))
+    p = os.path.join(m.mountpoint, "f")
+    write(p, b"old")
+    old = rev(m.mountpoint)
+    status = os.path.join(m.mountpoint, ".raftfs/status")
+    time.sleep(1)
+    assert json.loads(read(status))["compact_revision"] == 0  # younger than the retention
+    write(p, b"new")
+    # the revision current two seconds ago goes, and with it what came before
+    assert wait_for(lambda: json.loads(read(status))["compact_revision"] >= old, 6)
+    assert ok(raftfs_bin, "get", m.mountpoint, "/f", "--rev", str(rev(m.mountpoint))) == "new"
+
+
 def test_bad_compaction_flags_are_usage_errors(raftfs_bin, ws):
     for args, message in ((("--auto-compaction-mode", "hourly"), "neither periodic nor revision"),
                           (("--auto-compaction-mode", "periodic", "--auto-compaction-retention",
