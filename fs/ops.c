@@ -1639,9 +1639,12 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		return;
 	}
 	const char *const *names = is_root(path) ? root_xattrs : node_xattrs;
-	for (int i = 0; i < 4; i++)
+	struct store_kv kv;
+	/* the kernel keeps user.* attributes off symlinks: list none it would then refuse */
+	int link = !is_root(path) && get_kv(o, path, &kv) == 0 && (kv.meta.type & S_IFMT) == S_IFLNK;
+	for (int i = 0; i < 4 && !link; i++)
 		used += (size_t)snprintf(list + used, cap - used, "%s%s", XATTR_PREFIX, names[i]) + 1;
-	for (size_t i = 0; i < res.n; i++) {
+	for (size_t i = 0; i < res.n && !link; i++) {
 		size_t nl = res.kvs[i].key_len - xl;
 		memcpy(list + used, res.kvs[i].key + xl, nl);
 		list[used + nl] = '\0';
