@@ -738,35 +738,23 @@ static void done_grant(struct fs_control_call *call, int status, const Rpc__Resp
 			resp->lease_ttl);
 }
 
-static void done_keepalive(struct fs_control_call *call, int status, const Rpc__Response *resp)
+/* keepalive and revoke (call->text says which) of lease call->arg */
+static void done_lease(struct fs_control_call *call, int status, const Rpc__Response *resp)
 {
+	int keep = !strcmp(call->text, "keepalive");
+	struct out *o = call_out(call);
 	if (status == STORE_ELEASENOTFOUND) {
-		struct out *o = call_out(call);
 		if (o)
-			out_printf(o, "error: lease %" PRId64 " not found (expired or revoked)\n",
-				   call->arg);
+			out_printf(o, "error: lease %" PRId64 " not found%s\n", call->arg,
+				   keep ? " (expired or revoked)" : "");
 	} else if (status) {
-		call_error(call, "lease keepalive", status);
+		call_error(call, keep ? "lease keepalive" : "lease revoke", status);
 	} else if (call->h && call->h->json) {
-		call_ok(call, "{\"id\":%" PRId64 ",\"ttl\":%" PRId64 "}\n", call->arg,
-			resp->lease_ttl);
-	} else {
+		call_ok(call, "{\"id\":%" PRId64 ",\"%s\":%" PRId64 "}\n", call->arg,
+			keep ? "ttl" : "revision", keep ? resp->lease_ttl : resp->revision);
+	} else if (keep) {
 		call_ok(call, "lease %" PRId64 " kept alive with TTL %" PRId64 "s\n", call->arg,
 			resp->lease_ttl);
-	}
-}
-
-static void done_revoke(struct fs_control_call *call, int status, const Rpc__Response *resp)
-{
-	if (status == STORE_ELEASENOTFOUND) {
-		struct out *o = call_out(call);
-		if (o)
-			out_printf(o, "error: lease %" PRId64 " not found\n", call->arg);
-	} else if (status) {
-		call_error(call, "lease revoke", status);
-	} else if (call->h && call->h->json) {
-		call_ok(call, "{\"id\":%" PRId64 ",\"revision\":%" PRId64 "}\n", call->arg,
-			resp->revision);
 	} else {
 		call_ok(call, "lease %" PRId64 " revoked\n", call->arg);
 	}
@@ -796,14 +784,14 @@ static void cmd_lease(struct cmd *k)
 		r.id = v;
 		req.op_case = RPC__REQUEST__OP_LEASE_REVOKE;
 		req.lease_revoke = &r;
-		cmd_propose(k, &req, done_revoke, v, NULL);
+		cmd_propose(k, &req, done_lease, v, sub);
 	} else if (!strcmp(sub, "keepalive")) {
 		Rpc__LeaseKeepAlive a = RPC__LEASE_KEEP_ALIVE__INIT;
 		a.has_id = 1;
 		a.id = v;
 		req.op_case = RPC__REQUEST__OP_LEASE_KEEP_ALIVE;
 		req.lease_keep_alive = &a;
-		cmd_propose(k, &req, done_keepalive, v, NULL);
+		cmd_propose(k, &req, done_lease, v, sub);
 	} else if (!strcmp(sub, "ttl")) {
 		struct store_lease_info info;
 		if (store_lease_time_to_live(c->store, v, wall_ms(), &info) != 0) {

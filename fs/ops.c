@@ -1743,27 +1743,11 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	struct fs_ops *o = fuse_req_userdata(req);
 	int rc = 0;
 	int64_t lease = 0;
-	if (!strcmp(name, XATTR_PREFIX "lease")) {
-		/* the one writable attribute of ours: binds the file to a lease (0: to none) */
+	/* user.raftfs.lease is the one writable attribute of ours: it binds the file to a lease */
+	int binding = !strcmp(name, XATTR_PREFIX "lease");
+	if (binding)
 		rc = !value ? -EPERM : lease_parse(value, size, &lease);
-		struct pending *p = rc ? NULL : pending_new(o, req, xattr_done);
-		struct txn_builder *tb = p ? calloc(1, sizeof *tb) : NULL;
-		if (!rc && (!p || !tb))
-			rc = -ENOMEM;
-		if (!rc)
-			rc = ino_path(o, ino, p->path);
-		if (!rc) {
-			snprintf(p->name, sizeof p->name, "%s", name);
-			rc = lease_attach(o, p, tb, lease);
-		}
-		free(tb);
-		if (rc) {
-			free(p);
-			fuse_reply_err(req, -rc);
-		}
-		return;
-	}
-	if (!strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)))
+	else if (!strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)))
 		rc = -EPERM;
 	else if (strncmp(name, "user.", 5) != 0)
 		rc = -ENOTSUP;
@@ -1777,10 +1761,13 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		rc = -ENOMEM;
 	if (!rc)
 		rc = ino_path(o, ino, p->path);
-	if (!rc) {
+	if (!rc)
+		snprintf(p->name, sizeof p->name, "%s", name);
+	if (!rc && binding) {
+		rc = lease_attach(o, p, tb, lease);
+	} else if (!rc) {
 		char k[XKEY_MAX];
 		size_t kl = xkey(p->path, name, k);
-		snprintf(p->name, sizeof p->name, "%s", name);
 		if (!is_root(p->path))
 			tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER,
 			       p->path, 0);
