@@ -1109,8 +1109,8 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 /*
  * A create without O_EXCL proposes nothing: an existing file is opened (truncated with O_TRUNC at
  * its commit); a new one exists at once for this member only (fh.created, pending_kv) and is
- * created with its content by its first commit, at flush, fsync or close. Entries and attributes
- * of a pending file are not cached by the kernel, so a failed commit leaves nothing behind.
+ * created with its content by its first commit, at flush, fsync or close. The entry
+ * of a pending file is not cached by the kernel, so a failed commit leaves nothing behind.
  */
 static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 			struct fuse_file_info *fi)
@@ -1166,7 +1166,11 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		o->open_files = h;
 		pending_kv(o, path, &kv);
 		fill_attr(e.ino, &kv, &e.attr);
-		e.attr_timeout = e.entry_timeout = 0;
+		/*
+		 * No entry is cached: a failed commit leaves no name behind. The attributes are (the
+		 * kernel asks for expired ones at every write); applying the commit invalidates them.
+		 */
+		e.entry_timeout = 0;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = 0;
@@ -1961,6 +1965,13 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	uint64_t ino = fs_itable_find(&o->itable, path);
 	if (ino)
 		fs_notify_inode(&o->notifier, ino);
+	/*
+	 * A name's entry changes only when the key is created or deleted: a change of an existing
+	 * key (a write, a directory touched by a create in it) keeps its inode, and invalidating the
+	 * entry would only cost the kernel a lookup (of the parent directory, at every create in it).
+	 */
+	if (ev->type != STORE_EVENT_DELETE && ev->kv.version != 1)
+		return;
 	parent_of(path, parent);
 	uint64_t pino = is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent);
 	const char *name = strrchr(path, '/') + 1;
