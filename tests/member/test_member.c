@@ -179,6 +179,7 @@ static void member_start(int i)
 	struct fs_state_machine sm = {&C.sm[i], tsm_apply, tsm_snapshot, tsm_restore};
 	struct fs_member_options opt = {.request_timeout_ms = C.timeout_ms,
 					.catchup_entries = 5,
+					.snapshot_fork = 1, /* memberd (crash tests) snapshots on the loop */
 					.on_removed = on_removed,
 					.arg = &C.removed[i]};
 	memset(&C.sm[i], 0, sizeof C.sm[i]);
