@@ -8,9 +8,9 @@
  * covers everything that arrived during the previous one (group commit), and the worker never
  * reads memory the core could change under it.
  *
- * Snapshots of a large state are taken in a forked child, as redis saves in the background (the
- * first one, and any after one that took under FORK_SNAPSHOT_ABOVE_NS, on the loop: a fork costs
- * a few milliseconds and copy-on-write faults afterwards, more than a small image). The fork is a
+ * Snapshots are taken in a forked child, as redis saves in the background, unless the last one
+ * was under SMALL_SNAPSHOT_BYTES: a fork costs milliseconds and copy-on-write faults afterwards,
+ * more than writing a small image on the loop. The fork is a
  * copy-on-write image of the state machine at the applied index, which the child serializes,
  * compresses and writes (fsync, rename) while the loop goes on. Once it exits, a worker thread reads
  * the file back and appends the WAL's snapshot record, and the loop hands the image to raft's
@@ -42,7 +42,7 @@
 #define META_MAGIC "RFSM"
 #define SNAP_MAGIC "RFSS"
 #define ENVELOPE_ID_BYTES 8
-#define FORK_SNAPSHOT_ABOVE_NS 5000000 /* a snapshot that held the loop longer forks the next */
+#define SMALL_SNAPSHOT_BYTES (64 * 1024) /* after a snapshot this small, the next is on the loop */
 
 /* A member of the cluster as this member knows it: id, name and peer address. */
 struct member_peer {
@@ -132,7 +132,7 @@ struct fs_member {
 	struct raft_snapshot_meta snap_meta; /* what it is writing */
 	uint64_t snap_started;        /* uv_hrtime at the fork */
 	uint64_t snap_fork_ns;        /* how long fork held the loop */
-	uint64_t snap_loop_ns;        /* how long the last snapshot taken on the loop took */
+	int snap_small;               /* the last snapshot was under SMALL_SNAPSHOT_BYTES */
 	uv_work_t snap_work;          /* after the child: read back, WAL record, purge */
 	int snap_working;
 	int snap_rc;                  /* the worker's result */
@@ -420,6 +420,7 @@ static void snapshot_taken(struct fs_member *m, const struct raft_snapshot *snap
 	}
 	m->snap_index = snap->meta.index;
 	m->snap_term = snap->meta.term;
+	m->snap_small = snap->len < SMALL_SNAPSHOT_BYTES;
 	uint64_t first = 0;
 	m->st.first_index(m->st.data, &first);
 	uint64_t keep = m->opt.catchup_entries;
@@ -446,8 +447,7 @@ static void snapshot_on_loop(struct fs_member *m, const struct raft_snapshot_met
 	}
 	unsigned segs, snaps;
 	snapshot_purge(m, &segs, &snaps);
-	m->snap_loop_ns = uv_hrtime() - t0;
-	double ms = (double)m->snap_loop_ns / 1e6;
+	double ms = (double)(uv_hrtime() - t0) / 1e6;
 	snapshot_taken(m, &snap, ms, ms, segs, snaps);
 	free(snap.data);
 }
@@ -464,7 +464,7 @@ static void maybe_snapshot(struct fs_member *m)
 		FS_ERROR("snapshot at index %" PRIu64 " failed: %s", m->applied, raft_strerror(rc));
 		return;
 	}
-	if (m->snap_loop_ns < FORK_SNAPSHOT_ABOVE_NS && !m->opt.snapshot_fork) {
+	if (m->snap_small && !m->opt.snapshot_fork) {
 		snapshot_on_loop(m, &meta);
 		return;
 	}
