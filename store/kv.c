@@ -123,7 +123,7 @@ void store__ki_free(struct store__ki *ki)
 	free(ki);
 }
 
-static void gen_push(struct store__gen *g, struct store__kv *kv)
+void store__gen_push(struct store__gen *g, struct store__kv *kv)
 {
 	if (g->n == g->cap) {
 		if (g->cap == 0) {
@@ -406,7 +406,7 @@ static void do_put(struct store *s, const struct store_put *p, struct store_put_
 	kv->create = g->created_main;
 	g->ver++;
 	kv->version = g->ver;
-	gen_push(g, kv);
+	store__gen_push(g, kv);
 	log_push(s, kv);
 	if (old && old->lease != lease && old->lease)
 		store__lease_detach(s, old->lease, ki);
@@ -436,7 +436,7 @@ int store__delete_ki(struct store *s, struct store__ki *ki, struct store_kv *pre
 	struct store__gen *g = ki_cur(ki);
 	kv->create = g->created_main;
 	g->ver++;
-	gen_push(g, kv);
+	store__gen_push(g, kv);
 	log_push(s, kv);
 	if (old->lease)
 		store__lease_detach(s, old->lease, ki);

@@ -142,6 +142,7 @@ struct store__kv *store__ki_latest(const struct store__ki *ki);
 void store__fill_kv(struct store_kv *out, const struct store__kv *kv, bool keys_only);
 struct store__kv *store__kv_prev(const struct store__kv *kv);
 void store__ki_free(struct store__ki *ki);
+void store__gen_push(struct store__gen *g, struct store__kv *kv); /* appends a revision */
 bool store__in_range(const unsigned char *k, size_t klen, const unsigned char *key, size_t key_len,
 		     const unsigned char *end, size_t end_len);
 void store__begin_write(struct store *s);
