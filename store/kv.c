@@ -96,9 +96,9 @@ bool store__in_range(const unsigned char *k, size_t klen, const unsigned char *k
 
 /* ---- keyIndex -------------------------------------------------------------------------------- */
 
-static struct store__ki *ki_new(const void *key, size_t len)
+static struct store__ki *ki_new(struct store *s, const void *key, size_t len)
 {
-	struct store__ki *ki = store__xmalloc(sizeof *ki + len);
+	struct store__ki *ki = store__arena_alloc(&s->ki_arena, sizeof *ki + len);
 	ki->key_len = (uint32_t)len;
 	memcpy(ki->key, key, len);
 	ki->ngens = 1;
@@ -114,13 +114,19 @@ static void gen_free(struct store__gen *g)
 	g->r.many = NULL;
 }
 
-void store__ki_free(struct store__ki *ki)
+/* Frees the arrays a keyIndex owns (not the record itself). */
+static void ki_free_arrays(struct store__ki *ki)
 {
 	for (uint32_t g = 0; g < ki->ngens; g++)
 		gen_free(&STORE__GENS(ki)[g]);
 	if (ki->ngens > 1)
 		free(ki->u.heap.arr);
-	free(ki);
+}
+
+void store__ki_free(struct store *s, struct store__ki *ki)
+{
+	ki_free_arrays(ki);
+	store__arena_free(&s->ki_arena, ki, store__ki_size(ki));
 }
 
 void store__gen_push(struct store__gen *g, struct store__kv *kv)
@@ -209,6 +215,8 @@ int store_open(const struct store_config *cfg, struct store **out)
 {
 	struct store *s = store__xcalloc(1, sizeof *s);
 	store__index_init(&s->idx);
+	store__arena_init(&s->kv_arena);
+	store__arena_init(&s->ki_arena);
 	s->rev = 1;
 	s->quota = cfg && cfg->quota_bytes ? cfg->quota_bytes : DEFAULT_QUOTA;
 	s->min_ttl = cfg && cfg->min_lease_ttl_s ? cfg->min_lease_ttl_s : DEFAULT_MIN_TTL;
@@ -216,18 +224,18 @@ int store_open(const struct store_config *cfg, struct store **out)
 	return 0;
 }
 
-static void free_contents(struct store *s)
+void store__free_contents(struct store *s)
 {
-	for (size_t i = 0; i < s->log_n; i++)
-		free(s->log[i]);
 	free(s->log);
 	s->log = NULL;
 	s->log_n = s->log_cap = 0;
 	struct store__iter it;
 	store__index_seek(&s->idx, NULL, 0, &it);
 	for (struct store__ki *ki; (ki = store__iter_next(&it));)
-		store__ki_free(ki);
+		ki_free_arrays(ki);
 	store__index_free(&s->idx);
+	store__arena_release(&s->kv_arena);
+	store__arena_release(&s->ki_arena);
 	store__leases_free(s);
 }
 
@@ -236,7 +244,7 @@ void store_close(struct store *s)
 	if (!s)
 		return;
 	store__watch_cancel_all(s);
-	free_contents(s);
+	store__free_contents(s);
 	free(s);
 }
 
@@ -346,7 +354,7 @@ static void log_push(struct store *s, struct store__kv *kv)
 
 static struct store__kv *kv_new(struct store *s, struct store__ki *ki, const void *val, size_t vlen)
 {
-	struct store__kv *kv = store__xmalloc(sizeof *kv + vlen);
+	struct store__kv *kv = store__arena_alloc(&s->kv_arena, sizeof *kv + vlen);
 	memset(kv, 0, sizeof *kv);
 	kv->ki = ki;
 	kv->main = s->rev;
@@ -380,7 +388,7 @@ static void do_put(struct store *s, const struct store_put *p, struct store_put_
 	store__begin_write(s);
 	struct store__ki *ki = store__index_get(&s->idx, p->key, p->key_len);
 	if (!ki) {
-		ki = ki_new(p->key, p->key_len);
+		ki = ki_new(s, p->key, p->key_len);
 		store__index_insert(&s->idx, ki);
 	}
 	struct store__kv *old = store__ki_latest(ki);
@@ -695,6 +703,42 @@ static bool ki_compact(struct store__ki *ki, int64_t at)
 	return ki->ngens == 1 && STORE__GENS(ki)[0].n == 0;
 }
 
+/* Moves kv out of a sparse slab: a fresh copy takes its place in its generation and the log. */
+static struct store__kv *kv_move(struct store *s, struct store__kv *kv)
+{
+	size_t size = store__kv_size(kv);
+	struct store__kv *nkv = store__arena_alloc(&s->kv_arena, size);
+	memcpy(nkv, kv, size);
+	struct store__ki *ki = kv->ki;
+	for (uint32_t g = ki->ngens; g-- > 0;) {
+		struct store__gen *gen = &STORE__GENS(ki)[g];
+		struct store__kv **revs = STORE__REVS(gen);
+		for (uint32_t i = gen->n; i-- > 0;)
+			if (revs[i] == kv) {
+				revs[i] = nkv;
+				goto found;
+			}
+	}
+found:
+	store__arena_free(&s->kv_arena, kv, size);
+	return nkv;
+}
+
+/* Moves ki out of a sparse slab: its kvrecs follow it; the caller rebuilds index and leases. */
+static struct store__ki *ki_move(struct store *s, struct store__ki *ki)
+{
+	size_t size = store__ki_size(ki);
+	struct store__ki *nki = store__arena_alloc(&s->ki_arena, size);
+	memcpy(nki, ki, size);
+	for (uint32_t g = 0; g < nki->ngens; g++) {
+		struct store__gen *gen = &STORE__GENS(nki)[g];
+		for (uint32_t i = 0; i < gen->n; i++)
+			STORE__REVS(gen)[i]->ki = nki;
+	}
+	store__arena_free(&s->ki_arena, ki, size);
+	return nki;
+}
+
 int store_compact(struct store *s, int64_t rev)
 {
 	if (rev <= s->compact_rev)
@@ -716,15 +760,13 @@ int store_compact(struct store *s, int64_t rev)
 			keep[nk++] = ki;
 	}
 	size_t nkeys = s->idx.n;
-	if (nk != nkeys)
-		store__index_build(&s->idx, keep, nk);
 	/* sweep the log's prefix up to rev */
 	size_t w = 0, i = 0;
 	for (; i < s->log_n && s->log[i]->main <= rev; i++) {
 		struct store__kv *kv = s->log[i];
 		if (kv->flags & STORE__DEAD) {
 			s->size -= store__kv_cost(kv);
-			free(kv);
+			store__arena_free(&s->kv_arena, kv, store__kv_size(kv));
 		} else {
 			s->log[w++] = kv;
 		}
@@ -736,9 +778,24 @@ int store_compact(struct store *s, int64_t rev)
 			s->log_cap = s->log_n * 2 > 1024 ? s->log_n * 2 : 1024;
 			s->log = store__xrealloc(s->log, s->log_cap * sizeof *s->log);
 		}
+		/* the survivors of slabs now mostly free move, so those slabs go */
+		for (size_t j = 0; j < s->log_n; j++)
+			if (store__arena_sparse(&s->kv_arena, s->log[j]))
+				s->log[j] = kv_move(s, s->log[j]);
 	}
 	for (size_t d = nk; d < nkeys; d++)
-		store__ki_free(keep[d]);
+		store__ki_free(s, keep[d]);
+	if (nk != nkeys) {
+		bool moved = false;
+		for (size_t k = 0; k < nk; k++)
+			if (store__arena_sparse(&s->ki_arena, keep[k])) {
+				keep[k] = ki_move(s, keep[k]);
+				moved = true;
+			}
+		store__index_build(&s->idx, keep, nk);
+		if (moved)
+			(void)store__lease_reattach(s); /* every lease it names exists */
+	}
 	free(keep);
 	s->compact_rev = rev;
 	store__watch_compacted(s, rev);

@@ -434,7 +434,7 @@ static int parse(struct store *t, struct dec *d)
 			err = CORRUPT;
 			break;
 		}
-		struct store__ki *ki = store__xmalloc(sizeof *ki + kl);
+		struct store__ki *ki = store__arena_alloc(&t->ki_arena, sizeof *ki + kl);
 		ki->key_len = kl;
 		memcpy(ki->key, key, kl);
 		ki->ngens = 0;
@@ -500,7 +500,8 @@ static int parse(struct store *t, struct dec *d)
 				last = rv;
 				hdr.flags = flags & STORE__TOMB;
 				hdr.vlen = vlen & STORE__MAX_VALUE;
-				struct store__kv *kv = store__xmalloc(sizeof *kv + hdr.vlen);
+				struct store__kv *kv = store__arena_alloc(&t->kv_arena,
+									  sizeof *kv + hdr.vlen);
 				*kv = hdr;
 				kv->ki = ki;
 				if (hdr.vlen)
@@ -530,38 +531,7 @@ static int parse(struct store *t, struct dec *d)
 	for (size_t i = 1; i < t->log_n; i++)
 		if (kv_order(&t->log[i - 1], &t->log[i]) == 0)
 			return CORRUPT;
-	/* attach live keys to their leases */
-	struct store__iter it;
-	store__index_seek(&t->idx, NULL, 0, &it);
-	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
-		struct store__kv *kv = store__ki_latest(ki);
-		if (kv && kv->lease) {
-			if (!store__lease_find(t, kv->lease))
-				return CORRUPT;
-			store__lease_attach(t, kv->lease, ki);
-		}
-	}
-	return 0;
-}
-
-/* Frees a half-built store from parse (kis may hold partially filled generations). */
-static void free_parsed(struct store *t)
-{
-	for (size_t i = 0; i < t->log_n; i++)
-		free(t->log[i]);
-	free(t->log);
-	struct store__iter it;
-	store__index_seek(&t->idx, NULL, 0, &it);
-	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
-		for (uint32_t g = 0; g < ki->ngens; g++)
-			if (STORE__GENS(ki)[g].cap > 1)
-				free(STORE__GENS(ki)[g].r.many);
-		if (ki->ngens > 1)
-			free(ki->u.heap.arr);
-		free(ki);
-	}
-	store__index_free(&t->idx);
-	store__leases_free(t);
+	return store__lease_reattach(t) ? CORRUPT : 0; /* attach live keys to their leases */
 }
 
 int store_snapshot_restore(struct store *s, const void *buf, size_t len)
@@ -578,26 +548,19 @@ int store_snapshot_restore(struct store *s, const void *buf, size_t len)
 	struct store t;
 	memset(&t, 0, sizeof t);
 	store__index_init(&t.idx);
+	store__arena_init(&t.kv_arena);
+	store__arena_init(&t.ki_arena);
 	t.quota = s->quota;
 	t.min_ttl = s->min_ttl;
 	int r = parse(&t, &d);
 	ZSTD_freeDCtx(d.dctx);
 	free(d.buf);
 	if (r) {
-		free_parsed(&t);
+		store__free_contents(&t); /* generations may be partly filled: still consistent */
 		return r;
 	}
 	store__watch_cancel_all(s);
-	/* free the old contents */
-	for (size_t i = 0; i < s->log_n; i++)
-		free(s->log[i]);
-	free(s->log);
-	struct store__iter it;
-	store__index_seek(&s->idx, NULL, 0, &it);
-	for (struct store__ki *ki; (ki = store__iter_next(&it));)
-		store__ki_free(ki);
-	store__index_free(&s->idx);
-	store__leases_free(s);
+	store__free_contents(s);
 	*s = t;
 	return 0;
 }

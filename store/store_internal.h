@@ -3,7 +3,7 @@
  * watch.c, snapshot.c). Nothing outside store/ includes it.
  *
  * Layout: every stored revision of a key is one struct kvrec (header, metadata and value in one
- * allocation). The ordered index (a B+tree of struct ki, index.c) maps a key to its keyIndex
+ * record of the store's kv arena, arena.c; keyIndexes live in a second arena). The ordered index (a B+tree of struct ki, index.c) maps a key to its keyIndex
  * {key, generations[{ver, created, revs[]}]} whose revs point at the kvrecs. The revision-keyed
  * table is `log`: every stored kvrec in revision order (appends are in order because revisions only
  * grow), searched by binary search; watches and compaction walk it.
@@ -89,6 +89,20 @@ struct store__iter {
 	unsigned pos;
 };
 
+/* Slab memory for records (arena.c). */
+#define STORE__SLAB (2u << 20) /* bytes of a slab, and its alignment: one transparent huge page */
+struct store__slab {
+	struct store__slab *prev, *next; /* the arena's slabs */
+	size_t size;                     /* bytes of the slab, this header included */
+	size_t used;                     /* bytes handed out from its start, this header included */
+	size_t live;                     /* bytes of records not freed yet */
+};
+struct store__arena {
+	struct store__slab *head;  /* the slab being filled (NULL: none yet) */
+	struct store__slab *slabs; /* every slab */
+	size_t n_slabs;
+};
+
 struct store__lease {
 	int64_t id;
 	int64_t ttl_s;
@@ -99,6 +113,8 @@ struct store__lease {
 
 struct store {
 	struct store__index idx;
+	struct store__arena kv_arena; /* every kvrec */
+	struct store__arena ki_arena; /* every keyIndex */
 	struct store__kv **log; /* every stored kvrec, revision order */
 	size_t log_n, log_cap;
 	int64_t rev;         /* current revision */
@@ -122,6 +138,24 @@ void *store__xcalloc(size_t n, size_t m);
 
 int store__keycmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen);
 
+/* arena.c: records of n bytes (8-byte aligned); free takes the n the record was allocated with. */
+void store__arena_init(struct store__arena *a);
+void *store__arena_alloc(struct store__arena *a, size_t n);
+void store__arena_free(struct store__arena *a, void *p, size_t n);
+/* True when p's slab is less than half live: compaction moves p out so the slab can go. */
+bool store__arena_sparse(const struct store__arena *a, const void *p);
+void store__arena_release(struct store__arena *a); /* frees every slab */
+
+static inline size_t store__kv_size(const struct store__kv *kv)
+{
+	return sizeof *kv + kv->vlen;
+}
+
+static inline size_t store__ki_size(const struct store__ki *ki)
+{
+	return sizeof *ki + ki->key_len;
+}
+
 /* index.c */
 void store__index_init(struct store__index *ix);
 void store__index_free(struct store__index *ix); /* nodes only, not the kis */
@@ -141,7 +175,8 @@ bool store__ki_live(const struct store__ki *ki);
 struct store__kv *store__ki_latest(const struct store__ki *ki);
 void store__fill_kv(struct store_kv *out, const struct store__kv *kv, bool keys_only);
 struct store__kv *store__kv_prev(const struct store__kv *kv);
-void store__ki_free(struct store__ki *ki);
+void store__ki_free(struct store *s, struct store__ki *ki);
+void store__free_contents(struct store *s); /* every kv, key and lease; the store stays usable */
 void store__gen_push(struct store__gen *g, struct store__kv *kv); /* appends a revision */
 bool store__in_range(const unsigned char *k, size_t klen, const unsigned char *key, size_t key_len,
 		     const unsigned char *end, size_t end_len);
@@ -154,6 +189,8 @@ void store__lease_attach(struct store *s, int64_t id, struct store__ki *ki);
 void store__lease_detach(struct store *s, int64_t id, struct store__ki *ki);
 void store__leases_free(struct store *s);
 int store__lease_restore(struct store *s, int64_t id, int64_t ttl_s); /* expiry: none yet */
+/* Rebuilds every lease's key list from the index; STORE_ECORRUPT when a key names no lease. */
+int store__lease_reattach(struct store *s);
 
 /* watch.c */
 void store__watch_compacted(struct store *s, int64_t rev);
