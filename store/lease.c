@@ -70,10 +70,11 @@ int store__lease_reattach(struct store *s)
 	store__index_seek(&s->idx, NULL, 0, &it);
 	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
 		struct store__kv *kv = store__ki_latest(ki);
-		if (kv && kv->lease) {
-			if (!store__lease_find(s, kv->lease))
+		int64_t id = kv ? store__kv_lease(kv) : 0;
+		if (id) {
+			if (!store__lease_find(s, id))
 				return STORE_ECORRUPT;
-			store__lease_attach(s, kv->lease, ki);
+			store__lease_attach(s, id, ki);
 		}
 	}
 	return 0;

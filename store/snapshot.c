@@ -91,8 +91,9 @@ static void put_u64(struct enc *e, uint64_t v)
 	put_bytes(e, b, 8);
 }
 
-static void put_kv(struct enc *e, const struct store__kv *kv)
+static void put_kv(struct enc *e, const struct store__gen *g, uint32_t i)
 {
+	const struct store__kv *kv = STORE__REVS(g)[i];
 	unsigned char b[8 + 4 + 4 + 8 * 3 + 16 + 24 + 4];
 	unsigned char *p = b;
 #define W(v, n)                                                                                    \
@@ -104,9 +105,9 @@ static void put_kv(struct enc *e, const struct store__kv *kv)
 	W(kv->main, 8);
 	W(kv->sub, 4);
 	W(kv->flags & STORE__TOMB, 4);
-	W(kv->create, 8);
-	W(kv->version, 8);
-	W(kv->lease, 8);
+	W(g->created_main, 8);
+	W(store__kv_version(g, i), 8);
+	W(store__kv_lease(kv), 8);
 	W(kv->meta.type, 4);
 	W(kv->meta.mode, 4);
 	W(kv->meta.uid, 4);
@@ -117,7 +118,7 @@ static void put_kv(struct enc *e, const struct store__kv *kv)
 	W(kv->vlen, 4);
 #undef W
 	put_bytes(e, b, sizeof b);
-	put_bytes(e, kv->value, kv->vlen);
+	put_bytes(e, store__kv_value(kv), kv->vlen);
 }
 
 int store_snapshot_save(struct store *s, store_write_fn write, void *arg)
@@ -159,7 +160,7 @@ int store_snapshot_save(struct store *s, store_write_fn write, void *arg)
 			put_u64(&e, (uint64_t)gen->created_sub);
 			put_u32(&e, gen->n);
 			for (uint32_t i = 0; i < gen->n; i++)
-				put_kv(&e, STORE__REVS(gen)[i]);
+				put_kv(&e, gen, i);
 		}
 	}
 	put_bytes(&e, TRAILER, 8);
@@ -389,9 +390,8 @@ static void install_gens(struct store__ki *ki, struct store__gen *tmp, uint32_t 
 	if (n == 1) {
 		ki->u.g0 = tmp[0];
 	} else if (n > 1) {
-		ki->u.heap.arr = store__xmalloc(n * sizeof *tmp);
-		memcpy(ki->u.heap.arr, tmp, n * sizeof *tmp);
-		ki->u.heap.cap = n;
+		ki->u.arr = store__xmalloc(STORE__CAP(n) * sizeof *tmp);
+		memcpy(ki->u.arr, tmp, n * sizeof *tmp);
 	}
 }
 
@@ -460,10 +460,12 @@ static int parse(struct store *t, struct dec *d)
 			memset(gen, 0, sizeof *gen);
 			gen->ver = (int64_t)get_n(d, 8);
 			gen->created_main = (int64_t)get_n(d, 8);
-			gen->created_sub = (int64_t)get_n(d, 8);
+			uint64_t csub = get_n(d, 8);
+			gen->created_sub = (uint32_t)csub;
 			uint32_t n = (uint32_t)get_n(d, 4);
 			bool lastg = g == ng;
-			if (d->bad || (!lastg && !n) || (ng == 1 && !n) || gen->ver < n) {
+			if (d->bad || (!lastg && !n) || (ng == 1 && !n) || gen->ver < n ||
+			    csub > UINT32_MAX) {
 				err = CORRUPT;
 				break;
 			}
@@ -478,9 +480,9 @@ static int parse(struct store *t, struct dec *d)
 				hdr.main = (int64_t)le(b, 8);
 				hdr.sub = (uint32_t)le(b + 8, 4);
 				uint64_t flags = le(b + 12, 4);
-				hdr.create = (int64_t)le(b + 16, 8);
-				hdr.version = (int64_t)le(b + 24, 8);
-				hdr.lease = (int64_t)le(b + 32, 8);
+				int64_t create = (int64_t)le(b + 16, 8);
+				int64_t version = (int64_t)le(b + 24, 8);
+				int64_t lease = (int64_t)le(b + 32, 8);
 				hdr.meta.type = (uint32_t)le(b + 40, 4);
 				hdr.meta.mode = (uint32_t)le(b + 44, 4);
 				hdr.meta.uid = (uint32_t)le(b + 48, 4);
@@ -492,20 +494,28 @@ static int parse(struct store *t, struct dec *d)
 				const unsigned char *val = vlen <= STORE__MAX_VALUE ? take(d, vlen) : NULL;
 				bool tomb = flags == STORE__TOMB;
 				struct store_rev rv = {hdr.main, hdr.sub};
+				/* create and version are what the generation implies (they are not
+				   stored in memory): an image that disagrees is corrupt */
+				int64_t want_version = tomb ? 0 : gen->ver - (int64_t)(n - 1 - i);
 				if (d->bad || !val || flags > STORE__TOMB || store_rev_cmp(rv, last) <= 0 ||
-				    hdr.main > t->rev || tomb != (i == n - 1 && !lastg)) {
+				    hdr.main > t->rev || tomb != (i == n - 1 && !lastg) ||
+				    create != gen->created_main || version != want_version ||
+				    (tomb && lease)) {
 					err = CORRUPT;
 					break;
 				}
 				last = rv;
-				hdr.flags = flags & STORE__TOMB;
+				hdr.flags = (tomb ? STORE__TOMB : 0) | (lease ? STORE__LEASE : 0);
 				hdr.vlen = vlen & STORE__MAX_VALUE;
+				size_t lsz = lease ? sizeof lease : 0;
 				struct store__kv *kv = store__arena_alloc(&t->kv_arena,
-									  sizeof *kv + hdr.vlen);
+									  sizeof *kv + lsz + hdr.vlen);
 				*kv = hdr;
 				kv->ki = ki;
+				if (lease)
+					memcpy(kv->tail, &lease, sizeof lease);
 				if (hdr.vlen)
-					memcpy(kv->value, val, hdr.vlen);
+					memcpy(kv->tail + lsz, val, hdr.vlen);
 				store__gen_push(gen, kv);
 				if (t->log_n == t->log_cap) {
 					t->log_cap = t->log_cap ? t->log_cap * 2 : 1024;

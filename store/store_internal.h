@@ -16,62 +16,93 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STORE__TOMB 1u /* kvrec flag: a deletion (tombstone) */
-#define STORE__DEAD 2u /* kvrec flag: dropped by the compaction in progress */
+#define STORE__TOMB 1u  /* kvrec flag: a deletion (tombstone) */
+#define STORE__LEASE 2u /* kvrec flag: a lease id precedes the value */
 
 struct store__ki;
 
 #define STORE__MAX_VALUE ((1u << 30) - 1) /* vlen's 30 bits */
 
-/* One stored revision of a key: 88 bytes of header, then the value, in one allocation. */
+/*
+ * One stored revision of a key: a 64-byte header, the lease id only when it has one, then the
+ * value, in one arena record. create_revision and version are not stored: they follow from the
+ * generation holding the revision (store__kv_create, store__kv_version).
+ */
 struct store__kv {
-	struct store__ki *ki; /* the key it belongs to (valid while the kvrec lives) */
+	struct store__ki *ki; /* the key it belongs to; NULL once compaction dropped it */
 	int64_t main;         /* its revision */
-	int64_t create;       /* create_revision (main) */
-	int64_t version;      /* 0 for a tombstone */
-	int64_t lease;
-	struct store_meta meta;
 	uint32_t sub;
 	uint32_t vlen : 30;
-	uint32_t flags : 2; /* STORE__TOMB, STORE__DEAD */
-	unsigned char value[];
+	uint32_t flags : 2; /* STORE__TOMB, STORE__LEASE */
+	struct store_meta meta;
+	unsigned char tail[]; /* with STORE__LEASE the lease id (8 bytes), then the value */
 };
+_Static_assert(sizeof(struct store__kv) == 64, "a kvrec header is one cache line");
 
-/* A generation: the life of a key from its creation to its deletion (seed 000). */
+/*
+ * A generation: the life of a key from its creation to its deletion (seed 000). Its revisions
+ * are the ver writes it had, oldest first, minus those compaction dropped, so revision i of n was
+ * write number ver - (n - 1 - i): that is its version (0 for the tombstone that ends it).
+ */
 struct store__gen {
 	int64_t ver;          /* writes in the generation, tombstone included */
-	int64_t created_main; /* revision of the put that created it */
-	int64_t created_sub;
-	uint32_t n, cap; /* cap <= 1: the one revision is inline (r.one) */
+	int64_t created_main; /* revision of the put that created it: each revision's create */
 	union {
-		struct store__kv **many;
-		struct store__kv *one;
+		struct store__kv **many; /* n > 1: STORE__CAP(n) slots */
+		struct store__kv *one;   /* n <= 1 */
 	} r; /* stored revisions, oldest first; a tombstone ends it; read through STORE__REVS */
+	uint32_t created_sub;
+	uint32_t n;
 };
 
+/* Slots of an array holding n > 1 elements (generations' revisions, keyIndexes' generations). */
+static inline uint32_t STORE__CAP(uint32_t n)
+{
+	uint32_t c = 4;
+	while (c < n)
+		c *= 2;
+	return c;
+}
+
 /* The revisions array of a generation (inline when it holds at most one). */
-#define STORE__REVS(g) ((g)->cap > 1 ? (g)->r.many : (struct store__kv **)&(g)->r.one)
+#define STORE__REVS(g) ((g)->n > 1 ? (g)->r.many : (struct store__kv **)&(g)->r.one)
 
 /*
  * etcd's keyIndex. The last generation is the current one (empty when the key is deleted). A key
- * with one generation keeps it inline (u.g0): with the inline revision
- * that makes a key written once a single allocation besides its kvrec. Generations move back inline
- * when compaction leaves one.
+ * with one generation keeps it inline (u.g0): with the inline revision that makes a key written
+ * once a 40-byte record plus its key, besides its kvrec. Generations move back inline when
+ * compaction leaves one.
  */
 struct store__ki {
 	uint32_t key_len;
-	uint32_t ngens; /* 1: the generation is inline (u.g0); more: u.heap */
+	uint32_t ngens; /* 1: the generation is inline (u.g0); more: u.arr, STORE__CAP(ngens) slots */
 	union {
 		struct store__gen g0;
-		struct {
-			struct store__gen *arr;
-			uint32_t cap;
-		} heap;
+		struct store__gen *arr;
 	} u; /* read through STORE__GENS */
 	unsigned char key[];
 };
 
-#define STORE__GENS(ki) ((ki)->ngens == 1 ? (struct store__gen *)&(ki)->u.g0 : (ki)->u.heap.arr)
+#define STORE__GENS(ki) ((ki)->ngens == 1 ? (struct store__gen *)&(ki)->u.g0 : (ki)->u.arr)
+
+static inline int64_t store__kv_lease(const struct store__kv *kv)
+{
+	int64_t id = 0;
+	if (kv->flags & STORE__LEASE)
+		memcpy(&id, kv->tail, sizeof id);
+	return id;
+}
+
+static inline const unsigned char *store__kv_value(const struct store__kv *kv)
+{
+	return kv->tail + (kv->flags & STORE__LEASE ? 8 : 0);
+}
+
+/* Revision i of generation g: its version (0: the tombstone) and create revision. */
+static inline int64_t store__kv_version(const struct store__gen *g, uint32_t i)
+{
+	return (STORE__REVS(g)[i]->flags & STORE__TOMB) ? 0 : g->ver - (int64_t)(g->n - 1 - i);
+}
 
 /* The B+tree (index.c). */
 struct store__bnode;
@@ -148,7 +179,7 @@ void store__arena_release(struct store__arena *a); /* frees every slab */
 
 static inline size_t store__kv_size(const struct store__kv *kv)
 {
-	return sizeof *kv + kv->vlen;
+	return sizeof *kv + (kv->flags & STORE__LEASE ? 8 : 0) + kv->vlen;
 }
 
 static inline size_t store__ki_size(const struct store__ki *ki)
@@ -170,11 +201,15 @@ void store__index_build(struct store__index *ix, struct store__ki **kis, size_t 
 
 /* kv.c */
 uint64_t store__kv_cost(const struct store__kv *kv);
-struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at);
+/* etcd's keyIndex.get: the revision visible at `at` (*g, *i: where it is), or NULL. */
+struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at, const struct store__gen **g,
+				uint32_t *i);
 bool store__ki_live(const struct store__ki *ki);
 struct store__kv *store__ki_latest(const struct store__ki *ki);
-void store__fill_kv(struct store_kv *out, const struct store__kv *kv, bool keys_only);
-struct store__kv *store__kv_prev(const struct store__kv *kv);
+/* Fills out from revision i of generation g. */
+void store__fill_kv(struct store_kv *out, const struct store__gen *g, uint32_t i, bool keys_only);
+/* The generation holding kv and kv's place in it (kv must be stored). */
+const struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i);
 void store__ki_free(struct store *s, struct store__ki *ki);
 void store__free_contents(struct store *s); /* every kv, key and lease; the store stays usable */
 void store__gen_push(struct store__gen *g, struct store__kv *kv); /* appends a revision */
