@@ -98,7 +98,7 @@ bool store__in_range(const unsigned char *k, size_t klen, const unsigned char *k
 
 static struct store__ki *ki_new(struct store *s, const void *key, size_t len)
 {
-	struct store__ki *ki = store__arena_alloc(&s->ki_arena, sizeof *ki + len);
+	struct store__ki *ki = store__arena_alloc(&s->arena, sizeof *ki + len);
 	ki->key_len = (uint32_t)len;
 	memcpy(ki->key, key, len);
 	ki->ngens = 1;
@@ -126,7 +126,7 @@ static void ki_free_arrays(struct store__ki *ki)
 void store__ki_free(struct store *s, struct store__ki *ki)
 {
 	ki_free_arrays(ki);
-	store__arena_free(&s->ki_arena, ki, store__ki_size(ki));
+	store__arena_free(&s->arena, ki, store__ki_size(ki));
 }
 
 void store__gen_push(struct store__gen *g, struct store__kv *kv)
@@ -243,8 +243,7 @@ int store_open(const struct store_config *cfg, struct store **out)
 {
 	struct store *s = store__xcalloc(1, sizeof *s);
 	store__index_init(&s->idx);
-	store__arena_init(&s->kv_arena);
-	store__arena_init(&s->ki_arena);
+	store__arena_init(&s->arena);
 	s->rev = 1;
 	s->quota = cfg && cfg->quota_bytes ? cfg->quota_bytes : DEFAULT_QUOTA;
 	s->min_ttl = cfg && cfg->min_lease_ttl_s ? cfg->min_lease_ttl_s : DEFAULT_MIN_TTL;
@@ -262,8 +261,7 @@ void store__free_contents(struct store *s)
 	for (struct store__ki *ki; (ki = store__iter_next(&it));)
 		ki_free_arrays(ki);
 	store__index_free(&s->idx);
-	store__arena_release(&s->kv_arena);
-	store__arena_release(&s->ki_arena);
+	store__arena_release(&s->arena);
 	store__leases_free(s);
 }
 
@@ -386,7 +384,7 @@ static struct store__kv *kv_new(struct store *s, struct store__ki *ki, const voi
 			       int64_t lease)
 {
 	size_t lsz = lease ? sizeof lease : 0;
-	struct store__kv *kv = store__arena_alloc(&s->kv_arena, sizeof *kv + lsz + vlen);
+	struct store__kv *kv = store__arena_alloc(&s->arena, sizeof *kv + lsz + vlen);
 	memset(kv, 0, sizeof *kv);
 	kv->ki = ki;
 	kv->main = s->rev;
@@ -746,7 +744,7 @@ static bool ki_compact(struct store *s, struct store__ki *ki, int64_t at)
 static struct store__kv *kv_move(struct store *s, struct store__kv *kv)
 {
 	size_t size = store__kv_size(kv);
-	struct store__kv *nkv = store__arena_alloc(&s->kv_arena, size);
+	struct store__kv *nkv = store__arena_alloc(&s->arena, size);
 	memcpy(nkv, kv, size);
 	struct store__ki *ki = kv->ki;
 	for (uint32_t g = ki->ngens; g-- > 0;) {
@@ -759,7 +757,7 @@ static struct store__kv *kv_move(struct store *s, struct store__kv *kv)
 			}
 	}
 found:
-	store__arena_free(&s->kv_arena, kv, size);
+	store__arena_free(&s->arena, kv, size);
 	return nkv;
 }
 
@@ -767,14 +765,14 @@ found:
 static struct store__ki *ki_move(struct store *s, struct store__ki *ki)
 {
 	size_t size = store__ki_size(ki);
-	struct store__ki *nki = store__arena_alloc(&s->ki_arena, size);
+	struct store__ki *nki = store__arena_alloc(&s->arena, size);
 	memcpy(nki, ki, size);
 	for (uint32_t g = 0; g < nki->ngens; g++) {
 		struct store__gen *gen = &STORE__GENS(nki)[g];
 		for (uint32_t i = 0; i < gen->n; i++)
 			STORE__REVS(gen)[i]->ki = nki;
 	}
-	store__arena_free(&s->ki_arena, ki, size);
+	store__arena_free(&s->arena, ki, size);
 	return nki;
 }
 
@@ -803,7 +801,7 @@ int store_compact(struct store *s, int64_t rev)
 	for (; i < s->log_n && s->log[i]->main <= rev; i++) {
 		struct store__kv *kv = s->log[i];
 		if (!kv->ki) { /* dropped */
-			store__arena_free(&s->kv_arena, kv, store__kv_size(kv));
+			store__arena_free(&s->arena, kv, store__kv_size(kv));
 		} else {
 			s->log[w++] = kv;
 		}
@@ -817,22 +815,22 @@ int store_compact(struct store *s, int64_t rev)
 		}
 		/* the survivors of slabs now mostly free move, so those slabs go */
 		for (size_t j = 0; j < s->log_n; j++)
-			if (store__arena_sparse(&s->kv_arena, s->log[j]))
+			if (store__arena_sparse(&s->arena, s->log[j]))
 				s->log[j] = kv_move(s, s->log[j]);
 	}
 	for (size_t d = nk; d < nkeys; d++)
 		store__ki_free(s, keep[d]);
-	if (nk != nkeys) {
-		bool moved = false;
+	bool moved = false;
+	if (w != i || nk != nkeys)
 		for (size_t k = 0; k < nk; k++)
-			if (store__arena_sparse(&s->ki_arena, keep[k])) {
+			if (store__arena_sparse(&s->arena, keep[k])) {
 				keep[k] = ki_move(s, keep[k]);
 				moved = true;
 			}
+	if (moved || nk != nkeys)
 		store__index_build(&s->idx, keep, nk);
-		if (moved)
-			(void)store__lease_reattach(s); /* every lease it names exists */
-	}
+	if (moved)
+		(void)store__lease_reattach(s); /* every lease it names exists */
 	free(keep);
 	s->compact_rev = rev;
 	store__watch_compacted(s, rev);

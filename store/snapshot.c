@@ -434,7 +434,7 @@ static int parse(struct store *t, struct dec *d)
 			err = CORRUPT;
 			break;
 		}
-		struct store__ki *ki = store__arena_alloc(&t->ki_arena, sizeof *ki + kl);
+		struct store__ki *ki = store__arena_alloc(&t->arena, sizeof *ki + kl);
 		ki->key_len = kl;
 		memcpy(ki->key, key, kl);
 		ki->ngens = 0;
@@ -508,7 +508,7 @@ static int parse(struct store *t, struct dec *d)
 				hdr.flags = (tomb ? STORE__TOMB : 0) | (lease ? STORE__LEASE : 0);
 				hdr.vlen = vlen & STORE__MAX_VALUE;
 				size_t lsz = lease ? sizeof lease : 0;
-				struct store__kv *kv = store__arena_alloc(&t->kv_arena,
+				struct store__kv *kv = store__arena_alloc(&t->arena,
 									  sizeof *kv + lsz + hdr.vlen);
 				*kv = hdr;
 				kv->ki = ki;
@@ -558,8 +558,7 @@ int store_snapshot_restore(struct store *s, const void *buf, size_t len)
 	struct store t;
 	memset(&t, 0, sizeof t);
 	store__index_init(&t.idx);
-	store__arena_init(&t.kv_arena);
-	store__arena_init(&t.ki_arena);
+	store__arena_init(&t.arena);
 	t.quota = s->quota;
 	t.min_ttl = s->min_ttl;
 	int r = parse(&t, &d);

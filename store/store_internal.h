@@ -3,7 +3,7 @@
  * watch.c, snapshot.c). Nothing outside store/ includes it.
  *
  * Layout: every stored revision of a key is one struct kvrec (header, metadata and value in one
- * record of the store's kv arena, arena.c; keyIndexes live in a second arena). The ordered index (a B+tree of struct ki, index.c) maps a key to its keyIndex
+ * record of the store's arena, arena.c, which holds the keyIndexes too). The ordered index (a B+tree of struct ki, index.c) maps a key to its keyIndex
  * {key, generations[{ver, created, revs[]}]} whose revs point at the kvrecs. The revision-keyed
  * table is `log`: every stored kvrec in revision order (appends are in order because revisions only
  * grow), searched by binary search; watches and compaction walk it.
@@ -144,8 +144,9 @@ struct store__lease {
 
 struct store {
 	struct store__index idx;
-	struct store__arena kv_arena; /* every kvrec */
-	struct store__arena ki_arena; /* every keyIndex */
+	/* every kvrec and keyIndex: a new key's keyIndex and first kvrec are neighbours, so a read
+	   of the key finds the revision already on its way into the cache */
+	struct store__arena arena;
 	struct store__kv **log; /* every stored kvrec, revision order */
 	size_t log_n, log_cap;
 	int64_t rev;         /* current revision */
