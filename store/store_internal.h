@@ -109,10 +109,10 @@ struct store__bnode;
 struct store__index {
 	struct store__bnode *root;
 	size_t n; /* keys */
-	/* point lookups: open addressing, linear probing; a slot is the ki pointer with the top 16
-	   bits of the key's hash in its (unused) top 16 bits, 0 when empty */
+	/* point lookups: open addressing, linear probing; a slot is the ki pointer with 16 bits of
+	   the key's hash in its (unused) top 16 bits, 0 when empty (index.c) */
 	uint64_t *slots;
-	size_t mask; /* slots - 1 (a power of two minus one) */
+	size_t cap; /* slots */
 };
 
 struct store__iter {
