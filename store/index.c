@@ -10,7 +10,8 @@
  * split, so a skip computed from a node's bounds when it is made stays true), and keeps next to
  * each key pointer the 4 key bytes after that prefix; only equal chunks compare whole keys. Point lookups (store__index_get) skip the
  * tree: a hash table of the same keys answers them in one or two cache misses, which is what makes
- * point reads and puts of new keys fast; it is rebuilt along with the tree.
+ * point reads and puts of new keys fast; it is rebuilt along with the tree. Nodes come from the
+ * index's own arena (arena.c) and go all at once, when the index is freed or rebuilt.
  */
 #include "store_internal.h"
 
@@ -73,10 +74,10 @@ static inline int kicmp(const struct store__ki *ki, const void *key, size_t len)
 	return store__keycmp(ki->key, ki->key_len, key, len);
 }
 
-static struct store__bnode *node_new(bool leaf)
+static struct store__bnode *node_new(struct store__index *ix, bool leaf)
 {
 	size_t sz = sizeof(struct store__bnode) + (leaf ? 0 : BT_MAX * sizeof(struct store__bnode *));
-	struct store__bnode *b = store__xmalloc(sz);
+	struct store__bnode *b = store__arena_alloc(&ix->nodes, sz);
 	b->n = 0;
 	b->leaf = leaf;
 	b->pad = 0;
@@ -89,6 +90,7 @@ void store__index_init(struct store__index *ix)
 {
 	ix->root = NULL;
 	ix->n = 0;
+	store__arena_init(&ix->nodes);
 	ix->slots = NULL;
 	ix->cap = 0;
 }
@@ -179,18 +181,9 @@ static void hash_insert(struct store__index *ix, struct store__ki *ki)
 	slot_put(ix->slots, ix->cap, ki, key_hash(ki->key, ki->key_len));
 }
 
-static void node_free(struct store__bnode *b)
-{
-	if (!b->leaf)
-		for (uint32_t i = 0; i < b->n; i++)
-			node_free(b->kids[i]);
-	free(b);
-}
-
 void store__index_free(struct store__index *ix)
 {
-	if (ix->root)
-		node_free(ix->root);
+	store__arena_release(&ix->nodes);
 	ix->root = NULL;
 	ix->n = 0;
 	free(ix->slots);
@@ -258,8 +251,8 @@ struct store__ki *store__index_get(const struct store__index *ix, const void *ke
  * Inserts into the subtree of b, whose range is [lo, hi) (NULL: open); returns a new right sibling
  * when b split (NULL otherwise).
  */
-static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki *ki,
-				       struct store__ki *lo, struct store__ki *hi)
+static struct store__bnode *insert_rec(struct store__index *ix, struct store__bnode *b,
+				       struct store__ki *ki, struct store__ki *lo, struct store__ki *hi)
 {
 	uint32_t i;
 	struct store__bnode *right = NULL;
@@ -273,7 +266,7 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 		if (i == 0 && slot_cmp(b, 0, chunk_of(ki->key, ki->key_len, b->skip), ki->key,
 				       ki->key_len) > 0)
 			set_slot(b, 0, ki); /* the new smallest key of the subtree */
-		right = insert_rec(b->kids[i], ki, i ? b->keys[i] : lo,
+		right = insert_rec(ix, b->kids[i], ki, i ? b->keys[i] : lo,
 				   i + 1 < b->n ? b->keys[i + 1] : hi);
 		if (!right)
 			return NULL;
@@ -281,7 +274,7 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 		i++;
 	}
 	if (b->n == BT_MAX) {
-		struct store__bnode *nb = node_new(b->leaf);
+		struct store__bnode *nb = node_new(ix, b->leaf);
 		uint32_t half = BT_MAX / 2;
 		nb->n = BT_MAX - half;
 		nb->skip = bound_cpl(b->keys[half], hi); /* nb's range: [keys[half], hi) */
@@ -330,10 +323,10 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 void store__index_insert(struct store__index *ix, struct store__ki *ki)
 {
 	if (!ix->root)
-		ix->root = node_new(true);
-	struct store__bnode *right = insert_rec(ix->root, ki, NULL, NULL);
+		ix->root = node_new(ix, true);
+	struct store__bnode *right = insert_rec(ix, ix->root, ki, NULL, NULL);
 	if (right) {
-		struct store__bnode *r = node_new(false);
+		struct store__bnode *r = node_new(ix, false);
 		r->n = 2;
 		set_slot(r, 0, ix->root->keys[0]);
 		r->kids[0] = ix->root;
@@ -383,7 +376,7 @@ void store__index_build(struct store__index *ix, struct store__ki **kis, size_t 
 	struct store__bnode **level = store__xmalloc(nl * sizeof *level);
 	struct store__bnode *prev = NULL;
 	for (size_t i = 0; i < nl; i++) {
-		struct store__bnode *b = node_new(true);
+		struct store__bnode *b = node_new(ix, true);
 		size_t from = i * BT_FILL, cnt = n - from < BT_FILL ? n - from : BT_FILL;
 		if (i > 0 && i + 1 < nl)
 			b->skip = bound_cpl(kis[from], kis[from + BT_FILL]);
@@ -398,7 +391,7 @@ void store__index_build(struct store__index *ix, struct store__ki **kis, size_t 
 	while (nl > 1) {
 		size_t nu = (nl + BT_FILL - 1) / BT_FILL;
 		for (size_t i = 0; i < nu; i++) {
-			struct store__bnode *b = node_new(false);
+			struct store__bnode *b = node_new(ix, false);
 			size_t from = i * BT_FILL, cnt = nl - from < BT_FILL ? nl - from : BT_FILL;
 			if (i > 0 && i + 1 < nu)
 				b->skip = bound_cpl(level[from]->keys[0], level[from + BT_FILL]->keys[0]);

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/mman.h>
 
 #define DEFAULT_QUOTA (2ull << 30)
 #define DEFAULT_MIN_TTL 5
@@ -17,34 +18,39 @@
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-void *store__xmalloc(size_t n)
+/*
+ * Every allocation of the store goes through these: they abort on failure, and advise the big
+ * arrays (log, key table, index levels) as transparent huge pages, as the arena does its slabs:
+ * filling them then takes one page fault per 2 MiB instead of one per 4 KiB.
+ */
+static void *checked(void *p, size_t n)
 {
-	void *p = malloc(n ? n : 1);
 	if (!p) {
 		fprintf(stderr, "store: out of memory allocating %zu bytes\n", n);
 		abort();
 	}
+	if (n >= STORE__SLAB) {
+		uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
+		(void)madvise((void *)a, (uintptr_t)p + n - a, MADV_HUGEPAGE); /* a hint */
+	}
 	return p;
+}
+
+void *store__xmalloc(size_t n)
+{
+	return checked(malloc(n ? n : 1), n);
 }
 
 void *store__xrealloc(void *p, size_t n)
 {
-	p = realloc(p, n ? n : 1);
-	if (!p) {
-		fprintf(stderr, "store: out of memory allocating %zu bytes\n", n);
-		abort();
-	}
-	return p;
+	return checked(realloc(p, n ? n : 1), n);
 }
 
 void *store__xcalloc(size_t n, size_t m)
 {
-	void *p = calloc(n ? n : 1, m ? m : 1);
-	if (!p) {
-		fprintf(stderr, "store: out of memory allocating %zu bytes\n", n * m);
-		abort();
-	}
-	return p;
+	if (m && n > SIZE_MAX / m)
+		return checked(NULL, SIZE_MAX);
+	return checked(calloc(n ? n : 1, m ? m : 1), n * m);
 }
 
 const char *store_strerror(int err)

@@ -104,22 +104,6 @@ static inline int64_t store__kv_version(const struct store__gen *g, uint32_t i)
 	return (STORE__REVS(g)[i]->flags & STORE__TOMB) ? 0 : g->ver - (int64_t)(g->n - 1 - i);
 }
 
-/* The B+tree (index.c). */
-struct store__bnode;
-struct store__index {
-	struct store__bnode *root;
-	size_t n; /* keys */
-	/* point lookups: open addressing, linear probing; a slot is the ki pointer with 16 bits of
-	   the key's hash in its (unused) top 16 bits, 0 when empty (index.c) */
-	uint64_t *slots;
-	size_t cap; /* slots */
-};
-
-struct store__iter {
-	struct store__bnode *leaf;
-	unsigned pos;
-};
-
 /* Slab memory for records (arena.c). */
 #define STORE__SLAB (2u << 20) /* bytes of a slab, and its alignment: one transparent huge page */
 struct store__slab {
@@ -132,6 +116,23 @@ struct store__arena {
 	struct store__slab *head;  /* the slab being filled (NULL: none yet) */
 	struct store__slab *slabs; /* every slab */
 	size_t n_slabs;
+};
+
+/* The B+tree (index.c). */
+struct store__bnode;
+struct store__index {
+	struct store__bnode *root;
+	struct store__arena nodes; /* every node */
+	size_t n; /* keys */
+	/* point lookups: open addressing, linear probing; a slot is the ki pointer with 16 bits of
+	   the key's hash in its (unused) top 16 bits, 0 when empty (index.c) */
+	uint64_t *slots;
+	size_t cap; /* slots */
+};
+
+struct store__iter {
+	struct store__bnode *leaf;
+	unsigned pos;
 };
 
 struct store__lease {
