@@ -25,7 +25,9 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-#define SLAB_HDR ((size_t)64) /* records start on a cache line */
+/* records start on a 128-byte boundary: a 64-byte keyIndex (key of up to 24 bytes) and the
+   header of its first kvrec then share the pair of cache lines the CPU fetches together */
+#define SLAB_HDR ((size_t)128)
 #define BIG (STORE__SLAB / 8)
 
 static struct store__slab *slab_of(const void *p)

@@ -367,8 +367,17 @@ void store__index_build(struct store__index *ix, struct store__ki **kis, size_t 
 {
 	store__index_free(ix);
 	hash_rebuild(ix, n);
-	for (size_t i = 0; i < n; i++)
-		slot_put(ix->slots, ix->cap, kis[i], key_hash(kis[i]->key, kis[i]->key_len));
+	/* hash a few keys ahead and prefetch their slots: the table is bigger than the cache */
+	enum { AHEAD = 8 };
+	uint64_t hs[AHEAD];
+	for (size_t i = 0; i < n + AHEAD; i++) {
+		if (i >= AHEAD)
+			slot_put(ix->slots, ix->cap, kis[i - AHEAD], hs[i % AHEAD]);
+		if (i < n) {
+			hs[i % AHEAD] = key_hash(kis[i]->key, kis[i]->key_len);
+			__builtin_prefetch(&ix->slots[slot_home(hs[i % AHEAD], ix->cap)], 1);
+		}
+	}
 	ix->n = n;
 	if (!n)
 		return;

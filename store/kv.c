@@ -397,6 +397,7 @@ static struct store__kv *kv_new(struct store *s, struct store__ki *ki, const voi
 	kv->sub = s->sub++;
 	kv->vlen = (uint32_t)vlen;
 	if (lease) {
+		s->leased = true;
 		kv->flags = STORE__LEASE;
 		memcpy(kv->tail, &lease, sizeof lease);
 	}

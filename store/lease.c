@@ -64,6 +64,8 @@ void store__leases_free(struct store *s)
 
 int store__lease_reattach(struct store *s)
 {
+	if (!s->n_leases && !s->leased)
+		return 0; /* no key can name a lease */
 	for (size_t i = 0; i < s->n_leases; i++)
 		s->leases[i]->n_keys = 0;
 	struct store__iter it;

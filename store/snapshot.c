@@ -512,8 +512,10 @@ static int parse(struct store *t, struct dec *d)
 									  sizeof *kv + lsz + hdr.vlen);
 				*kv = hdr;
 				kv->ki = ki;
-				if (lease)
+				if (lease) {
+					t->leased = true;
 					memcpy(kv->tail, &lease, sizeof lease);
+				}
 				if (hdr.vlen)
 					memcpy(kv->tail + lsz, val, hdr.vlen);
 				store__gen_push(gen, kv);

@@ -156,6 +156,7 @@ struct store {
 	uint64_t size;  /* deterministic size estimate */
 	uint64_t quota;
 	bool nospace;
+	bool leased; /* a kvrec with a lease id may be stored (false: none ever was since open) */
 	int64_t min_ttl;
 	struct store__lease **leases; /* sorted by id */
 	size_t n_leases, leases_cap;
