@@ -104,11 +104,11 @@ bool store__in_range(const unsigned char *k, size_t klen, const unsigned char *k
 
 static struct store__ki *ki_new(struct store *s, const void *key, size_t len)
 {
-	struct store__ki *ki = store__arena_alloc(&s->arena, sizeof *ki + len);
-	ki->key_len = (uint32_t)len;
-	memcpy(ki->key, key, len);
-	ki->ngens = 1;
+	struct store__ki *ki = store__arena_alloc(&s->arena, offsetof(struct store__ki, key) + len);
 	memset(&ki->u, 0, sizeof ki->u);
+	ki->key_len = (uint32_t)len;
+	ki->multi = 0;
+	memcpy(ki->key, key, len);
 	return ki;
 }
 
@@ -123,10 +123,10 @@ static void gen_free(struct store__gen *g)
 /* Frees the arrays a keyIndex owns (not the record itself). */
 static void ki_free_arrays(struct store__ki *ki)
 {
-	for (uint32_t g = 0; g < ki->ngens; g++)
+	for (uint32_t g = 0; g < store__ki_ngens(ki); g++)
 		gen_free(&STORE__GENS(ki)[g]);
-	if (ki->ngens > 1)
-		free(ki->u.arr);
+	if (ki->multi)
+		free(ki->u.many);
 }
 
 void store__ki_free(struct store *s, struct store__ki *ki)
@@ -170,7 +170,7 @@ static void gen_drop_first(struct store__gen *g, uint32_t k)
 
 static struct store__gen *ki_cur(const struct store__ki *ki)
 {
-	return &STORE__GENS(ki)[ki->ngens - 1];
+	return &STORE__GENS(ki)[store__ki_ngens(ki) - 1];
 }
 
 bool store__ki_live(const struct store__ki *ki)
@@ -188,12 +188,13 @@ struct store__kv *store__ki_latest(const struct store__ki *ki)
 struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at, const struct store__gen **g,
 				uint32_t *i)
 {
-	for (int64_t cg = (int64_t)ki->ngens - 1; cg >= 0; cg--) {
+	int64_t ng = store__ki_ngens(ki);
+	for (int64_t cg = ng - 1; cg >= 0; cg--) {
 		const struct store__gen *gen = &STORE__GENS(ki)[cg];
 		if (!gen->n)
 			continue;
 		struct store__kv *const *revs = STORE__REVS(gen);
-		if (cg != (int64_t)ki->ngens - 1 && revs[gen->n - 1]->main <= at)
+		if (cg != ng - 1 && revs[gen->n - 1]->main <= at)
 			return NULL; /* tombstoned at or before `at` */
 		if (revs[0]->main <= at) {
 			for (uint32_t j = gen->n; j-- > 0;)
@@ -210,7 +211,7 @@ struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at, const st
 const struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i)
 {
 	const struct store__ki *ki = kv->ki;
-	for (uint32_t g = ki->ngens; g-- > 0;) {
+	for (uint32_t g = store__ki_ngens(ki); g-- > 0;) {
 		const struct store__gen *gen = &STORE__GENS(ki)[g];
 		for (uint32_t j = gen->n; j-- > 0;)
 			if (STORE__REVS(gen)[j] == kv) {
@@ -409,7 +410,7 @@ static struct store__kv *kv_new(struct store *s, struct store__ki *ki, const voi
 /* Validates a put against the current state (no change). */
 static int check_put(struct store *s, const struct store_put *p)
 {
-	if (p->key_len == 0 || p->key_len > UINT32_MAX)
+	if (p->key_len == 0 || p->key_len > STORE__MAX_KEY)
 		return -EINVAL;
 	if (p->value_len > STORE__MAX_VALUE)
 		return -EFBIG;
@@ -487,14 +488,17 @@ int store__delete_ki(struct store *s, struct store__ki *ki, struct store_kv *pre
 	log_push(s, kv);
 	if (old_lease)
 		store__lease_detach(s, old_lease, ki);
-	if (ki->ngens == 1) {
-		struct store__gen *arr = store__xmalloc(STORE__CAP(2) * sizeof *arr);
-		arr[0] = ki->u.g0;
-		ki->u.arr = arr;
-	} else if (ki->ngens == STORE__CAP(ki->ngens)) {
-		ki->u.arr = store__xrealloc(ki->u.arr, 2 * ki->ngens * sizeof *ki->u.arr);
+	if (!ki->multi) {
+		struct store__gens *m = store__xmalloc(sizeof *m + STORE__CAP(2) * sizeof m->g[0]);
+		m->n = 1;
+		m->g[0] = ki->u.g0;
+		ki->u.many = m;
+		ki->multi = 1;
+	} else if (ki->u.many->n == STORE__CAP(ki->u.many->n)) {
+		ki->u.many = store__xrealloc(ki->u.many, sizeof *ki->u.many +
+							 2 * ki->u.many->n * sizeof ki->u.many->g[0]);
 	}
-	memset(&ki->u.arr[ki->ngens++], 0, sizeof ki->u.arr[0]);
+	memset(&ki->u.many->g[ki->u.many->n++], 0, sizeof ki->u.many->g[0]);
 	return 1;
 }
 
@@ -705,8 +709,8 @@ static void gen_drop(struct store *s, struct store__gen *g)
 /* etcd's keyIndex.compact: marks the dropped kvrecs; returns true when the key is empty. */
 static bool ki_compact(struct store *s, struct store__ki *ki, int64_t at)
 {
-	uint32_t gi = 0;
-	while (gi < ki->ngens - 1) {
+	uint32_t gi = 0, ng = store__ki_ngens(ki);
+	while (gi < ng - 1) {
 		struct store__gen *g = &STORE__GENS(ki)[gi];
 		if (STORE__REVS(g)[g->n - 1]->main > at)
 			break;
@@ -727,24 +731,26 @@ static bool ki_compact(struct store *s, struct store__ki *ki, int64_t at)
 			gen_drop_first(g, keep);
 		}
 		/* a generation left holding only its tombstone goes */
-		if (g->n == 1 && gi != ki->ngens - 1)
+		if (g->n == 1 && gi != ng - 1)
 			gi++;
 	}
 	if (gi) {
 		for (uint32_t i = 0; i < gi; i++)
 			gen_drop(s, &STORE__GENS(ki)[i]);
-		struct store__gen *arr = ki->u.arr; /* gi > 0: more than one generation */
-		uint32_t n = ki->ngens - gi;
-		memmove(arr, arr + gi, n * sizeof *arr);
+		struct store__gens *m = ki->u.many; /* gi > 0: more than one generation */
+		uint32_t n = ng - gi;
+		memmove(m->g, m->g + gi, n * sizeof m->g[0]);
 		if (n == 1) { /* back inline */
-			ki->u.g0 = arr[0];
-			free(arr);
-		} else if (STORE__CAP(n) < STORE__CAP(ki->ngens)) {
-			ki->u.arr = store__xrealloc(arr, STORE__CAP(n) * sizeof *arr);
+			ki->u.g0 = m->g[0];
+			ki->multi = 0;
+			free(m);
+		} else {
+			m->n = n;
+			if (STORE__CAP(n) < STORE__CAP(ng))
+				ki->u.many = store__xrealloc(m, sizeof *m + STORE__CAP(n) * sizeof m->g[0]);
 		}
-		ki->ngens = n;
 	}
-	return ki->ngens == 1 && STORE__GENS(ki)[0].n == 0;
+	return !ki->multi && ki->u.g0.n == 0;
 }
 
 /* Moves kv out of a sparse slab: a fresh copy takes its place in its generation and the log. */
@@ -754,7 +760,7 @@ static struct store__kv *kv_move(struct store *s, struct store__kv *kv)
 	struct store__kv *nkv = store__arena_alloc(&s->arena, size);
 	memcpy(nkv, kv, size);
 	struct store__ki *ki = kv->ki;
-	for (uint32_t g = ki->ngens; g-- > 0;) {
+	for (uint32_t g = store__ki_ngens(ki); g-- > 0;) {
 		struct store__gen *gen = &STORE__GENS(ki)[g];
 		struct store__kv **revs = STORE__REVS(gen);
 		for (uint32_t i = gen->n; i-- > 0;)
@@ -774,7 +780,7 @@ static struct store__ki *ki_move(struct store *s, struct store__ki *ki)
 	size_t size = store__ki_size(ki);
 	struct store__ki *nki = store__arena_alloc(&s->arena, size);
 	memcpy(nki, ki, size);
-	for (uint32_t g = 0; g < nki->ngens; g++) {
+	for (uint32_t g = 0; g < store__ki_ngens(nki); g++) {
 		struct store__gen *gen = &STORE__GENS(nki)[g];
 		for (uint32_t i = 0; i < gen->n; i++)
 			STORE__REVS(gen)[i]->ki = nki;
@@ -880,7 +886,7 @@ int store_hash_kv(struct store *s, int64_t rev, uint64_t *hash)
 	store__index_seek(&s->idx, NULL, 0, &it);
 	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
 		bool keyed = false;
-		for (uint32_t g = 0; g < ki->ngens; g++)
+		for (uint32_t g = 0; g < store__ki_ngens(ki); g++)
 			for (uint32_t i = 0; i < STORE__GENS(ki)[g].n; i++) {
 				const struct store__gen *gen = &STORE__GENS(ki)[g];
 				const struct store__kv *kv = STORE__REVS(gen)[i];

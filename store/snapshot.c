@@ -152,8 +152,8 @@ int store_snapshot_save(struct store *s, store_write_fn write, void *arg)
 	for (struct store__ki *ki; (ki = store__iter_next(&it)) && !e.err;) {
 		put_u32(&e, ki->key_len);
 		put_bytes(&e, ki->key, ki->key_len);
-		put_u32(&e, ki->ngens);
-		for (uint32_t g = 0; g < ki->ngens; g++) {
+		put_u32(&e, store__ki_ngens(ki));
+		for (uint32_t g = 0; g < store__ki_ngens(ki); g++) {
 			const struct store__gen *gen = &STORE__GENS(ki)[g];
 			put_u64(&e, (uint64_t)gen->ver);
 			put_u64(&e, (uint64_t)gen->created_main);
@@ -386,13 +386,15 @@ static void sort_log(struct store *t)
 /* Moves the generations parsed so far (tmp[0..n)) into ki. */
 static void install_gens(struct store__ki *ki, struct store__gen *tmp, uint32_t n)
 {
-	ki->ngens = n;
 	if (n == 1) {
 		ki->u.g0 = tmp[0];
 	} else if (n > 1) {
-		ki->u.arr = store__xmalloc(STORE__CAP(n) * sizeof *tmp);
-		memcpy(ki->u.arr, tmp, n * sizeof *tmp);
-	}
+		struct store__gens *m = store__xmalloc(sizeof *m + STORE__CAP(n) * sizeof *tmp);
+		m->n = n;
+		memcpy(m->g, tmp, n * sizeof *tmp);
+		ki->u.many = m;
+		ki->multi = 1;
+	} /* n == 0 (a corrupt image): an empty generation, freed with the rest */
 }
 
 /* Parses the image into t (a fresh store); STORE_ECORRUPT on any inconsistency. */
@@ -434,11 +436,15 @@ static int parse(struct store *t, struct dec *d)
 			err = CORRUPT;
 			break;
 		}
-		struct store__ki *ki = store__arena_alloc(&t->arena, sizeof *ki + kl);
-		ki->key_len = kl;
-		memcpy(ki->key, key, kl);
-		ki->ngens = 0;
+		if (kl > STORE__MAX_KEY) {
+			err = CORRUPT;
+			break;
+		}
+		struct store__ki *ki = store__arena_alloc(&t->arena, offsetof(struct store__ki, key) + kl);
 		memset(&ki->u, 0, sizeof ki->u);
+		ki->key_len = kl;
+		ki->multi = 0;
+		memcpy(ki->key, key, kl);
 		if (nkis == kis_cap) {
 			kis_cap = kis_cap ? kis_cap * 2 : 1024;
 			kis = store__xrealloc(kis, kis_cap * sizeof *kis);

@@ -13,6 +13,7 @@
 
 #include "store.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,23 +68,37 @@ static inline uint32_t STORE__CAP(uint32_t n)
 /* The revisions array of a generation (inline when it holds at most one). */
 #define STORE__REVS(g) ((g)->n > 1 ? (g)->r.many : (struct store__kv **)&(g)->r.one)
 
+/* The generations of a key that has more than one: n of them in STORE__CAP(n) slots. */
+struct store__gens {
+	uint32_t n;
+	uint32_t unused;
+	struct store__gen g[];
+};
+
 /*
  * etcd's keyIndex. The last generation is the current one (empty when the key is deleted). A key
  * with one generation keeps it inline (u.g0): with the inline revision that makes a key written
- * once a 40-byte record plus its key, besides its kvrec. Generations move back inline when
+ * once a 36-byte record plus its key, besides its kvrec. Generations move back inline when
  * compaction leaves one.
  */
 struct store__ki {
-	uint32_t key_len;
-	uint32_t ngens; /* 1: the generation is inline (u.g0); more: u.arr, STORE__CAP(ngens) slots */
 	union {
-		struct store__gen g0;
-		struct store__gen *arr;
+		struct store__gen g0;     /* !multi: the one generation */
+		struct store__gens *many; /* multi */
 	} u; /* read through STORE__GENS */
-	unsigned char key[];
+	uint32_t key_len : 31;
+	uint32_t multi : 1;
+	unsigned char key[]; /* at offset 36 */
 };
 
-#define STORE__GENS(ki) ((ki)->ngens == 1 ? (struct store__gen *)&(ki)->u.g0 : (ki)->u.arr)
+#define STORE__MAX_KEY ((1u << 31) - 1) /* key_len's 31 bits */
+
+#define STORE__GENS(ki) ((ki)->multi ? (ki)->u.many->g : (struct store__gen *)&(ki)->u.g0)
+
+static inline uint32_t store__ki_ngens(const struct store__ki *ki)
+{
+	return ki->multi ? ki->u.many->n : 1;
+}
 
 static inline int64_t store__kv_lease(const struct store__kv *kv)
 {
@@ -187,7 +202,7 @@ static inline size_t store__kv_size(const struct store__kv *kv)
 
 static inline size_t store__ki_size(const struct store__ki *ki)
 {
-	return sizeof *ki + ki->key_len;
+	return offsetof(struct store__ki, key) + ki->key_len;
 }
 
 /* index.c */

@@ -101,7 +101,7 @@ CHECK_TEST(keyindex_seed000_walkthrough)
 
 	struct store__ki *ki = store__index_get(&s->idx, "test", 4);
 	CHECK(ki != NULL);
-	CHECK_EQ(ki->ngens, 3);
+	CHECK_EQ(store__ki_ngens(ki), 3);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){2, 3}, 2, true);
 	CHECK_EQ(STORE__REVS(&STORE__GENS(ki)[0])[1]->sub, 1);
 	CHECK_EQ(STORE__GENS(ki)[0].created_main, 2);
@@ -116,7 +116,7 @@ CHECK_TEST(keyindex_seed000_walkthrough)
 	/* compact(2): the first generation, tombstoned at 2.1, goes */
 	CHECK_EQ(store_compact(s, 3), 0);
 	ki = store__index_get(&s->idx, "test", 4);
-	CHECK_EQ(ki->ngens, 2);
+	CHECK_EQ(store__ki_ngens(ki), 2);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){4, 5}, 2, true);
 	CHECK_EQ(get(s, "test", 3, v, sizeof v), 0);
 	CHECK_STR_EQ(v, "");
@@ -124,7 +124,7 @@ CHECK_TEST(keyindex_seed000_walkthrough)
 	/* compact(3): 3.3 is the newest version <= 3 of a generation still alive at 3: it stays */
 	CHECK_EQ(store_compact(s, 4), 0);
 	ki = store__index_get(&s->idx, "test", 4);
-	CHECK_EQ(ki->ngens, 2);
+	CHECK_EQ(store__ki_ngens(ki), 2);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){4, 5}, 2, true);
 	CHECK_EQ(get(s, "test", 4, v, sizeof v), 0);
 	CHECK_STR_EQ(v, "b");
@@ -146,18 +146,18 @@ CHECK_TEST(keyindex_etcd_example)
 	put(s, "foo", "4");
 	del(s, "foo");
 	struct store__ki *ki = store__index_get(&s->idx, "foo", 3);
-	CHECK_EQ(ki->ngens, 3);
+	CHECK_EQ(store__ki_ngens(ki), 3);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){2, 3, 4}, 3, true);
 	CHECK_EQ(STORE__GENS(ki)[0].ver, 3);
 	check_gen(&STORE__GENS(ki)[1], (int64_t[]){5, 6}, 2, true);
 	CHECK_EQ(store_compact(s, 3), 0); /* compact(2) */
 	ki = store__index_get(&s->idx, "foo", 3);
-	CHECK_EQ(ki->ngens, 3);
+	CHECK_EQ(store__ki_ngens(ki), 3);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){3, 4}, 2, true);
 	CHECK_EQ(STORE__GENS(ki)[0].ver, 3); /* ver counts writes, not what compaction left */
 	CHECK_EQ(store_compact(s, 5), 0); /* compact(4) */
 	ki = store__index_get(&s->idx, "foo", 3);
-	CHECK_EQ(ki->ngens, 2);
+	CHECK_EQ(store__ki_ngens(ki), 2);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){5, 6}, 2, true);
 	CHECK_EQ(store_compact(s, 6), 0); /* compact(5): removed */
 	CHECK(store__index_get(&s->idx, "foo", 3) == NULL);
