@@ -25,8 +25,8 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-/* records start on a 128-byte boundary: a 64-byte keyIndex (key of up to 24 bytes) and the
-   header of its first kvrec then share the pair of cache lines the CPU fetches together */
+/* records start on a 128-byte boundary (the pair of cache lines the CPU fetches together): a new
+   key's keyIndex and the header of its first kvrec, allocated back to back, start out close */
 #define SLAB_HDR ((size_t)128)
 #define BIG (STORE__SLAB / 8)
 
