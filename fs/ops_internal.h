@@ -42,6 +42,7 @@ struct fs_ops_options {
 };
 
 struct fh;
+struct fs_replay;
 
 /* The state of one mount: what its handlers reach through fuse_req_userdata. */
 struct fs_ops {
@@ -54,6 +55,7 @@ struct fs_ops {
 	struct store_watch *watch;  /* every change applied, for invalidating the kernel's caches */
 	int barrier_passed;         /* a linearizable read is being served after its barrier */
 	struct fs_notifier notifier;
+	struct fs_replay *replay;   /* raises inotify events for remote changes (replay.c); may be NULL */
 };
 
 /* The lowlevel operations table; userdata must be a struct fs_ops. */
