@@ -21,6 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define STOP_POLL_MS 5
+#define STOP_POLLS 2000 /* 10 s: a replayed syscall waits for a local change at most that long */
+
 /* ---- state ------------------------------------------------------------------------------------- */
 
 enum replay_kind {
@@ -74,6 +77,8 @@ struct fs_replay {
 	struct item *head, *tail;
 	size_t queued;
 	int stop;
+	int exited;               /* the thread has left its loop: nothing of it is in the mount */
+	size_t queue_max;         /* FS_REPLAY_QUEUE_MAX, or RAFTFS_REPLAY_QUEUE_MAX (tests) */
 	uint64_t done, dropped;
 	int overflow_said;        /* the overflow was logged; cleared once the queue drains */
 
@@ -81,6 +86,11 @@ struct fs_replay {
 	int cur_active;
 	int64_t cur_rev;
 	char cur_path[FS_PATH_MAX_BYTES + 1], cur_path2[FS_PATH_MAX_BYTES + 1];
+
+	uv_timer_t stop_timer;    /* on the loop: waits for the thread to leave the mount */
+	int stop_polls;
+	void (*stopped)(void *arg);
+	void *stopped_arg;
 
 	/* The loop's own: revisions made here (a FIFO, increasing), and the revision gathered. */
 	int64_t *local;
@@ -325,7 +335,7 @@ void fs_replay_flush(struct fs_replay *r)
 	for (struct item *it = list; it; it = it->next)
 		k++;
 	pthread_mutex_lock(&r->lock);
-	int room = !r->stop && rc == 0 && r->queued + k <= FS_REPLAY_QUEUE_MAX;
+	int room = !r->stop && rc == 0 && r->queued + k <= r->queue_max;
 	if (room && k) {
 		if (r->tail)
 			r->tail->next = list;
@@ -504,6 +514,8 @@ static void *replay_main(void *arg)
 		item_free(it);
 	}
 	r->tail = NULL;
+	r->queued = 0;
+	r->exited = 1;
 	pthread_mutex_unlock(&r->lock);
 	return NULL;
 }
@@ -522,6 +534,10 @@ int fs_replay_start(struct fs_ops *ops, const char *mountpoint)
 	if (ml > 1 && r->mountpoint[ml - 1] == '/')
 		r->mountpoint[ml - 1] = '\0';
 	r->ops = ops;
+	r->queue_max = FS_REPLAY_QUEUE_MAX;
+	const char *qm = getenv("RAFTFS_REPLAY_QUEUE_MAX");
+	if (qm && *qm)
+		r->queue_max = strtoul(qm, NULL, 10);
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	pthread_mutex_init(&r->cur_lock, NULL);
@@ -538,14 +554,48 @@ int fs_replay_start(struct fs_ops *ops, const char *mountpoint)
 	return 0;
 }
 
-void fs_replay_stop(struct fs_replay *r)
+static void stop_request(struct fs_replay *r)
 {
-	if (!r)
-		return;
 	pthread_mutex_lock(&r->lock);
 	r->stop = 1;
 	pthread_cond_signal(&r->cond);
 	pthread_mutex_unlock(&r->lock);
+}
+
+static void on_stop_timer_closed(uv_handle_t *h)
+{
+	struct fs_replay *r = h->data;
+	r->stopped(r->stopped_arg);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+	struct fs_replay *r = t->data;
+	pthread_mutex_lock(&r->lock);
+	int exited = r->exited;
+	pthread_mutex_unlock(&r->lock);
+	if (!exited && ++r->stop_polls < STOP_POLLS)
+		return;
+	if (!exited)
+		FS_WARN("inotify replay: still inside the mount %s after %d s; going on without it",
+			r->mountpoint, STOP_POLLS * STOP_POLL_MS / 1000);
+	uv_timer_stop(t);
+	uv_close((uv_handle_t *)t, on_stop_timer_closed);
+}
+
+void fs_replay_stop(struct fs_replay *r, uv_loop_t *loop, void (*stopped)(void *arg), void *arg)
+{
+	if (!r || r->stopped) {
+		if (stopped)
+			stopped(arg);
+		return;
+	}
+	stop_request(r);
+	r->stopped = stopped;
+	r->stopped_arg = arg;
+	uv_timer_init(loop, &r->stop_timer);
+	r->stop_timer.data = r;
+	uv_timer_start(&r->stop_timer, on_stop_timer, 0, STOP_POLL_MS);
 }
 
 void fs_replay_close(struct fs_ops *ops)
@@ -553,7 +603,7 @@ void fs_replay_close(struct fs_ops *ops)
 	struct fs_replay *r = ops->replay;
 	if (!r)
 		return;
-	fs_replay_stop(r);
+	stop_request(r);
 	pthread_join(r->thread, NULL);
 	ops->replay = NULL;
 	group_clear(r);

@@ -24,14 +24,19 @@
  * this member that timed out (the caller got EIO, no event) or a delete by a lease revoke is
  * replayed like a remote change.
  *
- * Bounds: at most FS_REPLAY_QUEUE_MAX changes wait; a change arriving at a full queue is dropped
+ * Bounds: at most FS_REPLAY_QUEUE_MAX changes wait (the environment variable
+ * RAFTFS_REPLAY_QUEUE_MAX overrides it, for tests); a change arriving at a full queue is dropped
  * (said once in the log until the queue drains): its caches are still invalidated, only its
  * events are lost. The loop never waits for the replay thread: it only takes the queue's lock for
  * a push, and the current operation's lock, which the replay thread never holds across a syscall.
- * Stopping: fs_replay_stop asks the thread to stop (on the loop, never blocking); the thread may
- * be inside a syscall on the mount, which ends when the session is destroyed; fs_replay_close
- * joins it after that.
+ * Stopping: fs_replay_stop asks the thread to stop and lets the loop serve its last syscall
+ * until it has left the mount; fs_replay_close joins it once the session is gone.
+ *
+ * Not replayed: a snapshot received from the leader (its changes come without history; the caches
+ * are invalidated), changes of extended attributes (their keys are outside the path space), and
+ * what was compacted before this member applied it.
  */
+#define FS_REPLAY_QUEUE_MAX 4096
 #ifndef RAFTFS_FS_REPLAY_INTERNAL_H
 #define RAFTFS_FS_REPLAY_INTERNAL_H
 
@@ -42,10 +47,10 @@
 #include <fuse_lowlevel.h>
 
 #include "store.h"
+#include <uv.h>
 
 struct stat;
 
-#define FS_REPLAY_QUEUE_MAX 4096
 
 struct fs_ops;
 struct fs_replay;
@@ -75,8 +80,14 @@ void fs_replay_local(struct fs_replay *r, int64_t rev);
 void fs_replay_feed(struct fs_replay *r, const struct store_event *ev, size_t n);
 void fs_replay_flush(struct fs_replay *r);
 
-/* On the loop, never blocking: no more replays. The thread ends at its next step. */
-void fs_replay_stop(struct fs_replay *r);
+/*
+ * On the loop, never blocking: no more replays. stopped(arg) runs on loop once the thread has left
+ * the mount (the loop goes on serving its last request meanwhile; at most 10 s), or at once without
+ * a replay (r NULL). Only then may the caller stop the invalidation thread and close the session:
+ * an invalidation waits in the kernel for a directory lock that a replayed mkdir or unlink holds
+ * until the loop answers it.
+ */
+void fs_replay_stop(struct fs_replay *r, uv_loop_t *loop, void (*stopped)(void *arg), void *arg);
 
 /* After the session is gone (a replay syscall then fails at once): joins and frees ops->replay. */
 void fs_replay_close(struct fs_ops *ops);

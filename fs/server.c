@@ -57,6 +57,13 @@ static void server_on_mount_closed(void *arg)
 	fs_member_stop(sv->member, server_on_member_stopped, sv);
 }
 
+static void server_stop_mount(void *arg)
+{
+	struct server *sv = arg;
+	fs_notify_stop(&sv->ops.notifier);
+	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
+}
+
 static void server_stop(struct server *sv, const char *why)
 {
 	if (sv->stopping)
@@ -65,9 +72,8 @@ static void server_stop(struct server *sv, const char *why)
 	FS_INFO("stopping: %s", why);
 	/* no more invalidations: the session is about to go */
 	sv->serving = 0;
-	fs_notify_stop(&sv->ops.notifier);
-	fs_replay_stop(sv->ops.replay); /* joined in fs_ops_close, once the session is gone */
-	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
+	/* the replay thread leaves the mount first: the loop serves its last request meanwhile */
+	fs_replay_stop(sv->ops.replay, &sv->loop, server_stop_mount, sv);
 }
 
 /* Fire and forget: outcomes show in the log (a mismatch) or not at all. */

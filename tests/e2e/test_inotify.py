@@ -16,6 +16,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -326,12 +327,91 @@ def test_unmount_and_sigterm_while_replaying_end_cleanly(cluster, inotify):
     n1, n2, n3 = cluster(3)
     w = inotify()
     w.watch(n2.mountpoint, "/")
-    for i in range(100):
-        write(os.path.join(n1.mountpoint, f"f{i}"), "x\n")
-    # n2 is stopped with SIGTERM and n3 unmounted while their replays may still run
+    made, errors = [], []
+
+    def burst(k):
+        for i in range(60):
+            try:
+                os.mkdir(os.path.join(n1.mountpoint, f"t{k}.{i}"))
+            except OSError as e:
+                # EIO: the proposal died with n2 as leader (it may still have committed)
+                if e.errno != errno.EIO:
+                    errors.append(e)
+            made.append(1)
+    threads = [threading.Thread(target=burst, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    # n2 gets SIGTERM in the middle of the burst, with replays queued and running
+    assert wait_for(lambda: len(made) >= 40, 10.0)
+    started = time.monotonic()
     n2._signal(signal.SIGTERM)
-    assert n2._wait_exit(10.0)
+    assert n2._wait_exit(15.0)
+    assert time.monotonic() - started < 12
     assert n2.proc.returncode == 0
-    subprocess.run(["fusermount3", "-u", n3.mountpoint], check=True, timeout=10)
-    assert n3._wait_exit(10.0)
+    for t in threads:
+        t.join()
+    assert not errors
+    # n3 is unmounted from outside right after the burst, while it still replays its tail
+    started = time.monotonic()
+    subprocess.run(["fusermount3", "-u", "-z", n3.mountpoint], check=True, timeout=10)
+    assert n3._wait_exit(15.0)
+    assert time.monotonic() - started < 12
     assert n3.proc.returncode == 0
+    w.poll(0.1)
+    got = [e[1] for e in w.take()]
+    assert 0 < len(got) < 240  # n2 stopped with replays still to do...
+    assert len(got) == len(set(got))  # ...and raised what it replayed once each
+
+
+def test_replays_racing_local_changes_to_the_same_paths(cluster, inotify):
+    n1, n2 = cluster(2)
+    w = inotify()
+    w.watch(n2.mountpoint, "/")
+    errors = []
+
+    def churn(m, tag):
+        p, d = os.path.join(m.mountpoint, "same"), os.path.join(m.mountpoint, "dir")
+        for i in range(30):
+            try:
+                write(p, f"{tag}{i}\n")
+                os.mkdir(d)
+                os.rmdir(d)
+            except OSError as e:
+                # the other member's change won the race: an ordinary outcome
+                if e.errno not in (errno.EEXIST, errno.ENOENT, errno.ENOTEMPTY, errno.EBUSY):
+                    errors.append(e)
+    threads = [threading.Thread(target=churn, args=(m, t)) for m, t in ((n1, "a"), (n2, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    write(os.path.join(n1.mountpoint, "same"), "last\n")
+    assert w.wait_for(("/", "same", "MODIFY"), 5.0)
+    # both members, and n2's kernel caches, agree on the end state
+    assert wait_for(lambda: read(os.path.join(n2.mountpoint, "same")) == "last\n", 1.0)
+    assert os.path.exists(os.path.join(n1.mountpoint, "dir")) == \
+        os.path.exists(os.path.join(n2.mountpoint, "dir"))
+    assert sorted(os.listdir(n1.mountpoint)) == sorted(os.listdir(n2.mountpoint))
+
+
+def test_a_full_replay_queue_drops_events_not_changes(cluster, inotify, monkeypatch):
+    # a queue with room for nothing: every remote change overflows it
+    monkeypatch.setenv("RAFTFS_REPLAY_QUEUE_MAX", "0")
+    n1, n2 = cluster(2)
+    w = inotify()
+    w.watch(n2.mountpoint, "/")
+    a, b = (os.path.join(m.mountpoint, "f") for m in (n1, n2))
+    write(a, "one\n")
+    assert wait_for(lambda: read(b) == "one\n", 1.0)
+    os.stat(b)  # n2's kernel caches it now
+    for i in range(5):
+        write(a, f"v{i}\n")
+        # the caches are still invalidated: n2 reads each new content at once
+        assert wait_for(lambda: read(b) == f"v{i}\n", 0.1), read(b)
+    os.rename(a, a + "2")
+    assert wait_for(lambda: os.listdir(n2.mountpoint) == ["f2"], 0.5)
+    w.poll(0.3)
+    assert w.take() == []  # n2's own reads raise none of the watched events
+    # said once, not once per change
+    assert n2.stderr().count("inotify replay: queue full") == 1
