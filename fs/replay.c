@@ -606,6 +606,8 @@ void fs_replay_close(struct fs_ops *ops)
 	stop_request(r);
 	pthread_join(r->thread, NULL);
 	ops->replay = NULL;
+	FS_INFO("inotify replay of %s: %" PRIu64 " remote changes replayed, %" PRIu64 " dropped "
+		"at a full queue", r->mountpoint, r->done, r->dropped);
 	group_clear(r);
 	free(r->grp);
 	free(r->local);
@@ -615,17 +617,13 @@ void fs_replay_close(struct fs_ops *ops)
 	free(r);
 }
 
-void fs_replay_counts(struct fs_replay *r, uint64_t *done, uint64_t *dropped)
-{
-	pthread_mutex_lock(&r->lock);
-	*done = r->done;
-	*dropped = r->dropped;
-	pthread_mutex_unlock(&r->lock);
-}
-
 /* ---- the handlers: serving the replay thread --------------------------------------------------- */
 
 static struct fuse_lowlevel_ops base; /* fs_ops_table: everyone else's requests */
+
+/* The handle of every file the replay opens: its data is ignored, nothing of it is committed. */
+static const char replay_handle_marker;
+#define REPLAY_FH ((uint64_t)(uintptr_t)&replay_handle_marker)
 
 /* The replay of the request's thread, with the operation it is performing; NULL for others. */
 static struct fs_replay *replaying(fuse_req_t req, int64_t *rev, char *path, char *path2)
@@ -787,7 +785,7 @@ static void reply_made(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, cons
 		return;
 	}
 	if (fi) {
-		fi->fh = 0; /* no handle: nothing of it is committed */
+		fi->fh = REPLAY_FH;
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
 		rc = fuse_reply_create(req, &e, fi);
@@ -836,17 +834,17 @@ static void w_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		base.open(req, ino, fi);
 		return;
 	}
-	fi->fh = 0;
+	fi->fh = REPLAY_FH;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
 	fuse_reply_open(req, fi);
 }
 
-/* A file the replay opened has no handle (fh 0); release may come from any thread. */
+/* A file the replay opened has the handle REPLAY_FH (release may come from any thread). */
 static void w_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	if (fi->fh)
+	if (fi->fh != REPLAY_FH)
 		base.write(req, ino, buf, size, off, fi);
 	else
 		fuse_reply_write(req, size);
@@ -854,7 +852,7 @@ static void w_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size
 
 static void w_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (fi->fh)
+	if (fi->fh != REPLAY_FH)
 		base.flush(req, ino, fi);
 	else
 		fuse_reply_err(req, 0);
@@ -862,7 +860,7 @@ static void w_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void w_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	if (fi->fh)
+	if (fi->fh != REPLAY_FH)
 		base.fsync(req, ino, datasync, fi);
 	else
 		fuse_reply_err(req, 0);
@@ -870,7 +868,7 @@ static void w_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_fi
 
 static void w_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (fi->fh)
+	if (fi->fh != REPLAY_FH)
 		base.release(req, ino, fi);
 	else
 		fuse_reply_err(req, 0);

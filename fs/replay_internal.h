@@ -10,7 +10,7 @@
  * watcher, in revision order, as if the change had been made here.
  *
  * The requests of that thread come back to this daemon: the handlers recognise them (the FUSE
- * request's pid is the calling thread's id; files the replay opened have no handle) and serve them
+ * request's pid is the calling thread's id; files the replay opened carry a handle of their own) and serve them
  * from the already-applied store at the revision being replayed, proposing nothing: the names the
  * change creates, deletes or moves are looked up as they were before it (revision R - 1: the kernel
  * then creates, unlinks, renames), everything else as it was after it (R). Writes carry no data
@@ -91,9 +91,6 @@ void fs_replay_stop(struct fs_replay *r, uv_loop_t *loop, void (*stopped)(void *
 
 /* After the session is gone (a replay syscall then fails at once): joins and frees ops->replay. */
 void fs_replay_close(struct fs_ops *ops);
-
-/* Replays done, and remote changes dropped at a full queue (for tests and logs). */
-void fs_replay_counts(struct fs_replay *r, uint64_t *done, uint64_t *dropped);
 
 /* Provided by ops.c for the replay's handlers, on the loop. */
 int fs__ops_child_path(struct fs_ops *o, uint64_t parent, const char *name, char *buf);

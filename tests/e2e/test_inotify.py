@@ -160,6 +160,11 @@ REMOTE = [
     ("/", "d2", "DELETE|ISDIR", 0),
     ("/", "l", "CREATE", 0),
     ("/", "l", "DELETE", 0),
+    # an editor's save: write a temporary file, rename it over the original
+    ("sub", "x.tmp", "CREATE", 0), ("sub", "x.tmp", "CLOSE_WRITE", 0),
+    ("sub", "x.tmp", "MODIFY", 0), ("sub", "x.tmp", "CLOSE_WRITE", 0),
+    ("sub", "x.tmp", "MOVED_FROM", 4), ("sub", "x", "MOVED_TO", 4),
+    ("/", "end", "CREATE", 0), ("/", "end", "CLOSE_WRITE", 0),
 ]
 
 
@@ -178,6 +183,9 @@ def changes(root):
     os.rmdir(os.path.join(root, "d2"))
     os.symlink("sub", os.path.join(root, "l"))
     os.unlink(os.path.join(root, "l"))
+    write(os.path.join(root, "sub/x.tmp"), "saved\n")
+    os.rename(os.path.join(root, "sub/x.tmp"), os.path.join(root, "sub/x"))
+    os.close(os.open(os.path.join(root, "end"), os.O_CREAT | os.O_WRONLY, 0o644))
 
 
 def test_remote_changes_raise_inotify_events_in_order(cluster, inotify):
@@ -195,7 +203,7 @@ def test_remote_changes_raise_inotify_events_in_order(cluster, inotify):
         w.watch(os.path.join(m.mountpoint, "sub"), "sub")
     changes(n1.mountpoint)
     for w in watchers:
-        assert w.wait_for(("/", "l", "DELETE")), w.take()
+        assert w.wait_for(("/", "end", "CLOSE_WRITE")), w.take()
     local, got2, got3 = (w.take() for w in watchers)
     assert got2 == REMOTE
     assert got3 == REMOTE
@@ -207,6 +215,7 @@ def test_remote_changes_raise_inotify_events_in_order(cluster, inotify):
                                                              if e[2].startswith("MOVED")]
     for m in (n1, n2, n3):
         assert "inotify replay" not in m.stderr()  # no replay failed, none was dropped
+        assert read(os.path.join(m.mountpoint, "sub/x")) == "saved\n"
 
 
 def test_local_changes_raise_their_events_once(cluster, inotify):
