@@ -1762,7 +1762,11 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	parent_of(path, parent);
 	uint64_t pino = is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent);
 	const char *name = strrchr(path, '/') + 1;
-	if (pino)
+	/* a key changed in place (same type) keeps its inode: its entry in the directory stays */
+	int in_place = ev->type == STORE_EVENT_PUT && ev->has_prev &&
+		       ((ev->prev.meta.type & S_IFMT) ? ev->prev.meta.type & S_IFMT : S_IFREG) ==
+			       ((ev->kv.meta.type & S_IFMT) ? ev->kv.meta.type & S_IFMT : S_IFREG);
+	if (pino && !in_place)
 		fs_notify_entry(&o->notifier, pino, name, strlen(name));
 	if (ev->type == STORE_EVENT_DELETE && !o->replay) /* else the replay keeps the table */
 		fs_itable_detach(&o->itable, path, ev->kv.mod_revision - 1); /* a later lookup

@@ -788,6 +788,7 @@ static void reply_made(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, cons
 		fi->fh = REPLAY_FH;
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
+		fi->noflush = 1; /* nothing to commit: close raises IN_CLOSE_WRITE without a FLUSH */
 		rc = fuse_reply_create(req, &e, fi);
 	} else {
 		rc = fuse_reply_entry(req, &e);
@@ -837,6 +838,7 @@ static void w_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = REPLAY_FH;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
+	fi->noflush = 1;
 	fuse_reply_open(req, fi);
 }
 
