@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define MAX_KEYS_PER_REVISION 1024
 #define STOP_POLL_MS 5
 #define STOP_POLLS 2000 /* 10 s: a replayed syscall waits for a local change at most that long */
 
@@ -330,7 +331,8 @@ void fs_replay_flush(struct fs_replay *r)
 		return;
 	}
 	struct item *list = NULL;
-	int rc = classify(r, rev, &list);
+	/* classify costs n^2 on the loop: a revision of many keys (a lease's) is not replayed */
+	int rc = r->grp_n <= MAX_KEYS_PER_REVISION ? classify(r, rev, &list) : -E2BIG;
 	size_t k = 0;
 	for (struct item *it = list; it; it = it->next)
 		k++;
@@ -358,7 +360,8 @@ void fs_replay_flush(struct fs_replay *r)
 	if (say)
 		FS_WARN("inotify replay: %s at revision %" PRId64 " (%zu changes queued): remote "
 			"changes raise no inotify events until the queue drains; caches are still "
-			"invalidated", rc ? "out of memory" : "queue full", rev, queued);
+			"invalidated", rc == -E2BIG ? "too many keys in one revision"
+			: rc ? "out of memory" : "queue full", rev, queued);
 	if (!room) {
 		while (list) {
 			struct item *next = list->next;

@@ -32,9 +32,10 @@
  * Stopping: fs_replay_stop asks the thread to stop and lets the loop serve its last syscall
  * until it has left the mount; fs_replay_close joins it once the session is gone.
  *
- * Not replayed: a snapshot received from the leader (its changes come without history; the caches
- * are invalidated), changes of extended attributes (their keys are outside the path space), and
- * what was compacted before this member applied it.
+ * Not replayed (their caches are invalidated all the same): a snapshot received from the leader
+ * (its changes come without history), changes of extended attributes (their keys are outside the
+ * path space), a revision of more than 1024 keys (a lease revoking many files: telling its
+ * operations apart costs n^2 on the loop), and what was compacted before this member applied it.
  */
 #define FS_REPLAY_QUEUE_MAX 4096
 #ifndef RAFTFS_FS_REPLAY_INTERNAL_H
