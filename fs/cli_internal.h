@@ -9,5 +9,17 @@
 
 int fs_cli_mount(int argc, char **argv, FILE *out, FILE *err);
 int fs_cli_umount(int argc, char **argv, FILE *out, FILE *err);
+int fs_cli_restore(int argc, char **argv, FILE *out, FILE *err);
+
+/* fs/cli_cluster.c: operating a cluster through MOUNT/.raftfs/ctl. */
+int fs_cli_status(int argc, char **argv, FILE *out, FILE *err);
+int fs_cli_member(int argc, char **argv, FILE *out, FILE *err);
+int fs_cli_lease(int argc, char **argv, FILE *out, FILE *err);
+int fs_cli_compact(int argc, char **argv, FILE *out, FILE *err);
+int fs_cli_snapshot(int argc, char **argv, FILE *out, FILE *err);
+int fs_cli_alarm(int argc, char **argv, FILE *out, FILE *err);
+int fs_cli_watch(int argc, char **argv, FILE *out, FILE *err);
+int fs_cli_get(int argc, char **argv, FILE *out, FILE *err);
+int fs_cli_put(int argc, char **argv, FILE *out, FILE *err);
 
 #endif

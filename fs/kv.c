@@ -218,7 +218,21 @@ static int apply_hash_check(struct fs_kv *kv, const Rpc__HashCheck *h, Rpc__Resp
 	return 0;
 }
 
-static int apply_request(struct fs_kv *kv, const Rpc__Request *r, Rpc__Response *out)
+/*
+ * The id of a lease granted without one at raft index: the index itself (unique and the same on
+ * every member), moved on past ids already taken (after a restore into a new cluster's log).
+ */
+static int64_t lease_id_for(struct store *s, uint64_t index)
+{
+	int64_t id = (int64_t)(index & INT64_MAX);
+	struct store_lease_info info;
+	while (id <= 0 || store_lease_time_to_live(s, id, 0, &info) == 0)
+		id = (int64_t)(((uint64_t)id + 0x9E3779B97F4A7C15ull) & INT64_MAX);
+	return id;
+}
+
+static int apply_request(struct fs_kv *kv, uint64_t index, const Rpc__Request *r,
+			 Rpc__Response *out)
 {
 	struct store *s = kv->store;
 	int64_t now_ms = r->time_ns / 1000000;
@@ -247,9 +261,10 @@ static int apply_request(struct fs_kv *kv, const Rpc__Request *r, Rpc__Response 
 		out->revision = store_rev(s);
 		return rc;
 	case RPC__REQUEST__OP_LEASE_GRANT: {
-		rc = store_lease_grant(s, r->lease_grant->id, r->lease_grant->ttl, now_ms);
+		int64_t id = r->lease_grant->id ? r->lease_grant->id : lease_id_for(s, index);
+		rc = store_lease_grant(s, id, r->lease_grant->ttl, now_ms);
 		struct store_lease_info info;
-		if (rc == 0 && store_lease_time_to_live(s, r->lease_grant->id, now_ms, &info) == 0) {
+		if (rc == 0 && store_lease_time_to_live(s, id, now_ms, &info) == 0) {
 			out->has_lease_id = out->has_lease_ttl = 1;
 			out->lease_id = info.id;
 			out->lease_ttl = info.ttl_s;
@@ -261,6 +276,17 @@ static int apply_request(struct fs_kv *kv, const Rpc__Request *r, Rpc__Response 
 		rc = store_lease_revoke(s, r->lease_revoke->id);
 		out->revision = store_rev(s);
 		return rc;
+	case RPC__REQUEST__OP_LEASE_KEEP_ALIVE: {
+		int64_t ttl = 0;
+		rc = store_lease_renew(s, r->lease_keep_alive->id, now_ms, &ttl);
+		if (rc == 0) {
+			out->has_lease_id = out->has_lease_ttl = 1;
+			out->lease_id = r->lease_keep_alive->id;
+			out->lease_ttl = ttl;
+		}
+		out->revision = store_rev(s);
+		return rc;
+	}
 	default:
 		return -EINVAL;
 	}
@@ -273,7 +299,7 @@ static int kv_apply(void *ud, uint64_t index, const uint8_t *req, size_t len, vo
 	struct store *s = kv->store;
 	Rpc__Response resp = RPC__RESPONSE__INIT;
 	Rpc__Request *r = rpc__request__unpack(NULL, len, req);
-	int rc = r ? apply_request(kv, r, &resp) : -EINVAL;
+	int rc = r ? apply_request(kv, index, r, &resp) : -EINVAL;
 	if (r)
 		rpc__request__free_unpacked(r, NULL);
 	store_set_applied_index(s, index);

@@ -275,13 +275,10 @@ static void peers_connect(struct fs_member *m)
 /* ---- snapshots -------------------------------------------------------------------------------- */
 
 /* Snapshot data: magic, peers, then the state machine's image. malloc'd into *out. */
-static int snapshot_data_build(struct fs_member *m, uint8_t **out, size_t *len)
+/* Snapshot data: the peers with their addresses, then the state machine's image. */
+static int snapshot_data_encode(struct fs_member *m, const uint8_t *image, size_t image_len,
+				uint8_t **out, size_t *len)
 {
-	uint8_t *image = NULL;
-	size_t image_len = 0;
-	int rc = m->sm.snapshot(m->sm.ud, &image, &image_len);
-	if (rc != 0)
-		return rc;
 	struct wbuf w = {0};
 	for (int pass = 0; pass < 2; pass++) {
 		w.n = 0;
@@ -289,15 +286,23 @@ static int snapshot_data_build(struct fs_member *m, uint8_t **out, size_t *len)
 		w_peers(&w, m->peers, m->n_peers);
 		w_u64(&w, image_len);
 		w_bytes(&w, image, image_len);
-		if (pass == 0 && !(w.p = malloc(w.n))) {
-			free(image);
+		if (pass == 0 && !(w.p = malloc(w.n)))
 			return -ENOMEM;
-		}
 	}
-	free(image);
 	*out = w.p;
 	*len = w.n;
 	return 0;
+}
+
+static int snapshot_data_build(struct fs_member *m, uint8_t **out, size_t *len)
+{
+	uint8_t *image = NULL;
+	size_t image_len = 0;
+	int rc = m->sm.snapshot(m->sm.ud, &image, &image_len);
+	if (rc == 0)
+		rc = snapshot_data_encode(m, image, image_len, out, len);
+	free(image);
+	return rc;
 }
 
 /* Restores the peers and the state machine from snapshot data. */
@@ -1146,21 +1151,10 @@ static void member_free(struct fs_member *m)
 	free(m);
 }
 
-int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_member_config *cfg,
-		    const struct fs_member_options *opt, const struct fs_state_machine *sm)
+/* Locks cfg's data dir (made when missing) and prepares the raft storage: bootstrap or recover. */
+static int member_open_dir(struct fs_member *m, const struct fs_member_config *cfg)
 {
-	struct fs_member *m = calloc(1, sizeof *m);
-	if (!m)
-		return -ENOMEM;
-	m->loop = loop;
 	m->cfg = *cfg;
-	if (opt)
-		m->opt = *opt;
-	if (!m->opt.request_timeout_ms)
-		m->opt.request_timeout_ms = 7000;
-	if (!m->opt.catchup_entries)
-		m->opt.catchup_entries = FS_SNAPSHOT_CATCHUP_ENTRIES;
-	m->sm = *sm;
 	m->id = cfg->self_id;
 	m->cluster_id = cfg->cluster_id;
 	m->lock_fd = -1;
@@ -1173,25 +1167,42 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
 	int rc = mkdir_p(cfg->data_dir);
 	if (rc != 0) {
 		FS_ERROR("cannot create data dir %s: %s", cfg->data_dir, strerror(-rc));
-		goto err;
+		return rc;
 	}
 	rc = wal_dir_lock(cfg->data_dir, &m->lock_fd);
 	if (rc != 0) {
 		FS_ERROR("%s", wal_errmsg());
-		goto err;
+		return rc;
 	}
 	if ((rc = mkdir_p(m->snap_dir)) != 0 || (rc = mkdir_p(m->incoming_dir)) != 0) {
 		FS_ERROR("cannot create %s: %s", m->snap_dir, strerror(-rc));
-		goto err;
+		return rc;
 	}
 	m->ms = raft_memory_storage_new();
-	if (!m->ms) {
-		rc = -ENOMEM;
-		goto err;
-	}
+	if (!m->ms)
+		return -ENOMEM;
 	raft_memory_storage_bind(m->ms, &m->st);
+	return 0;
+}
+
+int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_member_config *cfg,
+		    const struct fs_member_options *opt, const struct fs_state_machine *sm)
+{
+	struct fs_member *m = calloc(1, sizeof *m);
+	if (!m)
+		return -ENOMEM;
+	m->loop = loop;
+	if (opt)
+		m->opt = *opt;
+	if (!m->opt.request_timeout_ms)
+		m->opt.request_timeout_ms = 7000;
+	if (!m->opt.catchup_entries)
+		m->opt.catchup_entries = FS_SNAPSHOT_CATCHUP_ENTRIES;
+	m->sm = *sm;
 	struct stat st;
-	rc = stat(m->wal_dir, &st) == 0 ? recover(m) : bootstrap(m);
+	int rc = member_open_dir(m, cfg);
+	if (rc == 0)
+		rc = stat(m->wal_dir, &st) == 0 ? recover(m) : bootstrap(m);
 	if (rc != 0)
 		goto err;
 	struct timespec ts;
@@ -1214,9 +1225,15 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
 		FS_ERROR("cannot start raft: %s", raft_strerror(rc));
 		goto err;
 	}
+	/* the address the cluster knows this member by, whatever the flags of this start say */
+	const struct member_peer *self = peer_by_id(m, m->id);
+	const char *listen = self && self->addr[0] ? self->addr : cfg->listen_peer;
+	if (strcmp(listen, cfg->listen_peer) != 0)
+		FS_INFO("listening for peers on %s, the address the cluster knows this member by "
+			"(not %s)", listen, cfg->listen_peer);
 	struct fs_transport_config tc = {.cluster_id = m->cluster_id,
 					 .self_id = m->id,
-					 .listen_addr = cfg->listen_peer,
+					 .listen_addr = listen,
 					 .max_queue_frames = m->opt.max_queue_frames,
 					 .snap_dir = m->incoming_dir};
 	rc = fs_transport_start(&m->tr, loop, &tc, &transport_cb, m);
@@ -1246,6 +1263,57 @@ err:
 		fs_transport_close(m->tr, NULL, NULL);
 		m->tr = NULL;
 	}
+	member_free(m);
+	return rc;
+}
+
+int fs_member_restore(const struct fs_member_config *cfg, const uint8_t *image, size_t len)
+{
+	struct fs_member *m = calloc(1, sizeof *m);
+	if (!m)
+		return -ENOMEM;
+	struct stat st;
+	int rc = member_open_dir(m, cfg);
+	if (rc != 0) { /* it said why */
+		member_free(m);
+		return rc;
+	}
+	if (stat(m->wal_dir, &st) == 0) {
+		FS_ERROR("data dir %s holds a member already: restore makes a new one", cfg->data_dir);
+		rc = -EEXIST;
+	}
+	if (rc == 0 && cfg->existing) {
+		FS_ERROR("restore makes a new cluster: --initial-cluster-state existing does not apply");
+		rc = -EINVAL;
+	}
+	if (rc == 0)
+		rc = bootstrap(m);
+	/* the image becomes the state at the bootstrap's last entry, as if applied there */
+	uint64_t index = m->recovered_commit, term = 0;
+	struct raft_snapshot snap = {0};
+	if (rc == 0)
+		rc = m->st.term(m->st.data, index, &term);
+	if (rc == 0)
+		rc = snapshot_data_encode(m, image, len, &snap.data, &snap.len);
+	for (int i = 0; rc == 0 && i < m->n_peers; i++)
+		m->conf.voters[m->conf.n_voters++] = m->peers[i].id;
+	snap.meta.index = index;
+	snap.meta.term = term;
+	snap.meta.conf = m->conf;
+	if (rc == 0)
+		rc = raft_memory_storage_create_snapshot(m->ms, index, &m->conf, snap.data, snap.len);
+	if (rc == 0)
+		rc = snapshot_file_save(m, &snap);
+	if (rc == 0)
+		rc = wal_sync(m->wal);
+	if (rc == 0)
+		FS_INFO("restored a store image of %zu bytes into %s as member %s (%016" PRIx64 ") of "
+			"a new cluster %016" PRIx64, len, cfg->data_dir, cfg->name, m->id,
+			m->cluster_id);
+	else if (rc != -EEXIST && rc != -EINVAL)
+		FS_ERROR("restore into %s failed: %s", cfg->data_dir,
+			 rc < -1000 ? raft_strerror(rc) : wal_errmsg());
+	free(snap.data);
 	member_free(m);
 	return rc;
 }
@@ -1378,6 +1446,18 @@ void fs_member_status(struct fs_member *m, struct fs_member_status *out)
 	out->n_learners = (int)m->conf.n_learners;
 	memcpy(out->voters, m->conf.voters, m->conf.n_voters * sizeof m->conf.voters[0]);
 	memcpy(out->learners, m->conf.learners, m->conf.n_learners * sizeof m->conf.learners[0]);
+}
+
+int fs_member_peers(struct fs_member *m, struct fs_peer_config *out, int max)
+{
+	int n = 0;
+	for (int i = 0; i < m->n_peers && n < max; i++, n++) {
+		memset(&out[n], 0, sizeof out[n]);
+		out[n].id = m->peers[i].id;
+		snprintf(out[n].name, sizeof out[n].name, "%s", m->peers[i].name);
+		snprintf(out[n].addr, sizeof out[n].addr, "%s", m->peers[i].addr);
+	}
+	return n;
 }
 
 int fs_member_replayed(struct fs_member *m)

@@ -79,6 +79,14 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
 		    const struct fs_member_options *opt, const struct fs_state_machine *sm);
 
 /*
+ * `raftfs restore`: makes cfg's data dir (which must not hold a member) the first member of a new
+ * cluster of cfg's initial members whose state is image, a state machine image (a store snapshot):
+ * a snapshot at the bootstrap's last log index, so every member restored from the same image with
+ * the same flags starts equal. Returns 0, -EEXIST, -EINVAL or an I/O error, each logged.
+ */
+int fs_member_restore(const struct fs_member_config *cfg, const uint8_t *image, size_t len);
+
+/*
  * Proposes req[0..len) (copied). cb(arg, id, status, result, len) runs exactly once on the loop:
  * with the apply result once this member has applied the entry, -ETIMEDOUT after the request
  * timeout (the request may still commit later), FS_ETOOMANYREQUESTS at once when apply lags,
@@ -120,6 +128,12 @@ struct fs_member_status {
 };
 
 void fs_member_status(struct fs_member *m, struct fs_member_status *st);
+
+/*
+ * The members this member knows of (the applied configuration, voters and learners) with their
+ * names and peer addresses: writes at most max into out and returns how many it wrote.
+ */
+int fs_member_peers(struct fs_member *m, struct fs_peer_config *out, int max);
 
 /*
  * Whether everything the data dir held as committed at start has been applied again: a mount is

@@ -96,6 +96,9 @@ static int is_root(const char *path)
 	return path[0] == '/' && path[1] == '\0';
 }
 
+/* Whether ino is in the control namespace .raftfs/ (fs/control.c answers for it). */
+#define CONTROL(o, ino) ((o)->control && fs_control_ino(ino))
+
 /*
  * Stored extended attributes are keys of their own outside the path space, so no listing ever
  * shows them: "\x01x" PATH "\0" NAME. Those of one file share the prefix "\x01x" PATH "\0",
@@ -160,6 +163,8 @@ static int child_path(struct fs_ops *o, fuse_ino_t parent, const char *name, cha
 		return -ENAMETOOLONG;
 	if (nl == 0 || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
 		return -EINVAL;
+	if (fs_control_ino(parent))
+		return -EPERM; /* nothing is made or removed in .raftfs/ */
 	int rc = ino_path(o, parent, buf);
 	if (rc)
 		return rc;
@@ -492,6 +497,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
 	char path[FS_PATH_MAX_BYTES + 1];
+	if (o->control && (fs_control_ino(parent) ||
+			   (parent == FS_ROOT_INO && !strcmp(name, FS_CONTROL_NAME)))) {
+		fs_control_lookup(o->control, req, parent, name);
+		return;
+	}
 	if (strlen(name) <= FS_NAME_MAX_BYTES &&
 	    deferred_read(o, req, D_LOOKUP, parent, name, 0, 0, NULL))
 		return;
@@ -523,6 +533,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_ops *o = fuse_req_userdata(req);
 	char path[FS_PATH_MAX_BYTES + 1];
 	struct stat st;
+	if (CONTROL(o, ino)) {
+		fs_control_getattr(o->control, req, ino);
+		return;
+	}
 	if (deferred_read(o, req, D_GETATTR, ino, NULL, 0, 0, NULL))
 		return;
 	int64_t rev = 0; /* a deleted or replaced file still open: as it was */
@@ -610,6 +624,10 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs_ops *o = fuse_req_userdata(req);
 	char path[FS_PATH_MAX_BYTES + 1];
+	if (CONTROL(o, ino)) {
+		fs_control_readdir(o->control, req, ino, size, off);
+		return;
+	}
 	if (deferred_read(o, req, D_READDIR, ino, NULL, size, off, fi))
 		return;
 	int rc = ino_path(o, ino, path);
@@ -755,6 +773,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char path[FS_PATH_MAX_BYTES + 1];
 	struct fh *h = NULL;
 	int64_t rev = 0;
+	if (CONTROL(o, ino)) {
+		fs_control_open(o->control, req, ino, fi);
+		return;
+	}
 	/* a deleted or replaced file the kernel still names opens as it was (its old revision) */
 	int rc = fs_itable_path_at(&o->itable, ino, path, sizeof path, &rev);
 	if (rc >= 0)
@@ -779,6 +801,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs_ops *o = fuse_req_userdata(req);
 	struct fh *h = fh_of(fi);
+	if (CONTROL(o, ino)) {
+		fs_control_read(o->control, req, size, off, fi);
+		return;
+	}
 	if (!h->writable && deferred_read(o, req, D_READ, ino, NULL, size, off, fi))
 		return;
 	const uint8_t *data;
@@ -806,6 +832,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	struct fs_ops *o = fuse_req_userdata(req);
 	struct fh *h = fh_of(fi);
+	if (CONTROL(o, ino)) {
+		fs_control_write(o->control, req, buf, size, off, fi);
+		return;
+	}
 	if (!h->writable) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -897,17 +927,29 @@ static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	commit(req, fuse_req_userdata(req), fh_of(fi), 0);
+	struct fs_ops *o = fuse_req_userdata(req);
+	if (CONTROL(o, ino))
+		fuse_reply_err(req, 0); /* a command is done when its write returns */
+	else
+		commit(req, o, fh_of(fi), 0);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	commit(req, fuse_req_userdata(req), fh_of(fi), 0);
+	struct fs_ops *o = fuse_req_userdata(req);
+	if (CONTROL(o, ino))
+		fuse_reply_err(req, 0);
+	else
+		commit(req, o, fh_of(fi), 0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	commit(req, fuse_req_userdata(req), fh_of(fi), 1);
+	struct fs_ops *o = fuse_req_userdata(req);
+	if (CONTROL(o, ino))
+		fs_control_release(o->control, req, fi);
+	else
+		commit(req, o, fh_of(fi), 1);
 }
 
 /* ---- creating: files, directories, symlinks --------------------------------------------------- */
@@ -1070,6 +1112,8 @@ static void remove_node(fuse_req_t req, fuse_ino_t parent, const char *name, int
 	struct txn_builder *tb = calloc(1, sizeof *tb);
 	struct store_kv kv;
 	int rc = p && tb ? child_path(o, parent, name, p->path) : -ENOMEM;
+	if (!rc && reserved(p->path))
+		rc = -EPERM;
 	if (!rc)
 		rc = get_kv(o, p->path, &kv);
 	if (!rc) {
@@ -1191,7 +1235,8 @@ static int move_xattrs(struct fs_ops *o, struct txn_builder *tb, const char *fro
 		char *k = keys[(*n_keys)++];
 		memcpy(k, to_prefix, tl);
 		memcpy(k + tl, res.kvs[i].key + fl, rest);
-		tb_put_n(tb, k, tl + rest, res.kvs[i].value, res.kvs[i].value_len, &none, 0);
+		tb_put_n(tb, k, tl + rest, res.kvs[i].value, res.kvs[i].value_len, &none,
+			 res.kvs[i].lease);
 	}
 	if (!rc && res.n)
 		tb_delete_n(tb, from_prefix, fl, end, el);
@@ -1428,6 +1473,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		       struct fuse_file_info *fi)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
+	if (CONTROL(o, ino)) { /* `echo CMD > ctl` truncates first: nothing to truncate */
+		if (to_set & ~FUSE_SET_ATTR_SIZE)
+			fuse_reply_err(req, EPERM);
+		else
+			fs_control_getattr(o->control, req, ino);
+		return;
+	}
 	struct fh *h = fi ? fh_of(fi) : NULL;
 	if (h && !h->writable)
 		h = NULL;
@@ -1534,7 +1586,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	char path[FS_PATH_MAX_BYTES + 1], value[64];
 	const char *data = value;
 	struct store_kv kv;
-	int rc = ino_path(o, ino, path);
+	int rc = CONTROL(o, ino) ? -ENODATA : ino_path(o, ino, path);
 	long len = rc;
 	if (!rc && !strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX))) {
 		len = xattr_value(o, path, name, value, sizeof value);
@@ -1562,6 +1614,13 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct fs_ops *o = fuse_req_userdata(req);
 	char path[FS_PATH_MAX_BYTES + 1], xp[XKEY_MAX];
 	unsigned char xe[XKEY_MAX];
+	if (CONTROL(o, ino)) {
+		if (size == 0)
+			fuse_reply_xattr(req, 0);
+		else
+			fuse_reply_buf(req, NULL, 0);
+		return;
+	}
 	int rc = ino_path(o, ino, path);
 	if (rc) {
 		fuse_reply_err(req, -rc);
@@ -1583,9 +1642,12 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		return;
 	}
 	const char *const *names = is_root(path) ? root_xattrs : node_xattrs;
-	for (int i = 0; i < 4; i++)
+	struct store_kv kv;
+	/* the kernel keeps user.* attributes off symlinks: list none it would then refuse */
+	int link = !is_root(path) && get_kv(o, path, &kv) == 0 && (kv.meta.type & S_IFMT) == S_IFLNK;
+	for (int i = 0; i < 4 && !link; i++)
 		used += (size_t)snprintf(list + used, cap - used, "%s%s", XATTR_PREFIX, names[i]) + 1;
-	for (size_t i = 0; i < res.n; i++) {
+	for (size_t i = 0; i < res.n && !link; i++) {
 		size_t nl = res.kvs[i].key_len - xl;
 		memcpy(list + used, res.kvs[i].key + xl, nl);
 		list[used + nl] = '\0';
@@ -1622,12 +1684,73 @@ static void xattr_done(struct pending *p, int status, const Rpc__Response *resp)
  * Stores (value != NULL) or removes a user.* attribute of ino in one txn that also checks the file
  * still exists. user.raftfs.* are the store's own and read-only; other namespaces are not kept.
  */
+/*
+ * Attaches the file at path to lease id (0: detaches it), its stored attributes with it, so a
+ * revoke or expiry deletes them all in one revision on every member.
+ */
+static int lease_attach(struct fs_ops *o, struct pending *p, struct txn_builder *tb, int64_t id)
+{
+	struct store_kv kv;
+	if (is_root(p->path))
+		return -EPERM;
+	if (get_kv(o, p->path, &kv) != 0)
+		return -ENOENT;
+	if ((kv.meta.type & S_IFMT) == S_IFDIR)
+		return -EPERM; /* its expiry would orphan what it holds */
+	tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER, p->path, 0);
+	char xp[XKEY_MAX];
+	unsigned char xe[XKEY_MAX];
+	size_t xl = xkey(p->path, NULL, xp), el = store_prefix_end(xp, xl, xe);
+	struct store_range_req rq = {.key = xp, .key_len = xl, .end = xe, .end_len = el,
+				     .flags = STORE_RANGE_KEYS_ONLY};
+	struct store_range_result res;
+	if (store_range(o->store, &rq, &res) != 0)
+		return -EIO;
+	struct store_meta none = {0};
+	for (size_t i = 0; i <= res.n; i++) {
+		Rpc__Put *put = i < res.n ? tb_put_n(tb, res.kvs[i].key, res.kvs[i].key_len, NULL, 0,
+						     &none, id)
+					  : tb_put(tb, p->path, NULL, 0, &none, id);
+		if (put) {
+			put->has_ignore_value = 1;
+			put->ignore_value = 1;
+		}
+	}
+	int rc = tb->overflow ? -E2BIG : propose_txn(p, tb);
+	store_range_result_free(&res); /* the keys were borrowed until the request was encoded */
+	return rc;
+}
+
+/* The lease id in an attribute value: decimal, an optional newline; -EINVAL otherwise. */
+static int lease_parse(const char *value, size_t size, int64_t *id)
+{
+	char buf[32];
+	if (size == 0 || size >= sizeof buf)
+		return -EINVAL;
+	memcpy(buf, value, size);
+	buf[size] = '\0';
+	if (buf[size - 1] == '\n')
+		buf[size - 1] = '\0';
+	char *end;
+	errno = 0;
+	long long v = strtoll(buf, &end, 10);
+	if (errno || end == buf || *end || v < 0)
+		return -EINVAL;
+	*id = v;
+	return 0;
+}
+
 static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			 size_t size, int flags)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
 	int rc = 0;
-	if (!strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)))
+	int64_t lease = 0;
+	/* user.raftfs.lease is the one writable attribute of ours: it binds the file to a lease */
+	int binding = !strcmp(name, XATTR_PREFIX "lease");
+	if (binding)
+		rc = !value ? -EPERM : lease_parse(value, size, &lease);
+	else if (!strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)))
 		rc = -EPERM;
 	else if (strncmp(name, "user.", 5) != 0)
 		rc = -ENOTSUP;
@@ -1641,10 +1764,13 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		rc = -ENOMEM;
 	if (!rc)
 		rc = ino_path(o, ino, p->path);
-	if (!rc) {
+	if (!rc)
+		snprintf(p->name, sizeof p->name, "%s", name);
+	if (!rc && binding) {
+		rc = lease_attach(o, p, tb, lease);
+	} else if (!rc) {
 		char k[XKEY_MAX];
 		size_t kl = xkey(p->path, name, k);
-		snprintf(p->name, sizeof p->name, "%s", name);
 		if (!is_root(p->path))
 			tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER,
 			       p->path, 0);
@@ -1655,8 +1781,10 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 			tb_cmp_n(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__EQUAL, k,
 				 kl, 0);
 		struct store_meta none = {0};
-		if (value)
-			tb_put_n(tb, k, kl, value, size, &none, 0);
+		struct store_kv kv;
+		if (value) /* on the file's lease, so they go together */
+			tb_put_n(tb, k, kl, value, size, &none,
+				 !is_root(p->path) && get_kv(o, p->path, &kv) == 0 ? kv.lease : 0);
 		else
 			tb_delete_n(tb, k, kl, NULL, 0);
 		rc = propose_txn(p, tb);

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "control_internal.h"
 #include "inode_internal.h"
 #include "member_internal.h"
 #include "mount_internal.h"
@@ -55,6 +56,7 @@ struct fs_ops {
 	struct store_watch *watch;  /* every change applied, for invalidating the kernel's caches */
 	int barrier_passed;         /* a linearizable read is being served after its barrier */
 	struct fs_notifier notifier;
+	struct fs_control *control; /* answers for .raftfs/ (borrowed; NULL: no namespace) */
 	struct fs_replay *replay;   /* raises inotify events for remote changes (replay.c); may be NULL */
 };
 

@@ -11,6 +11,7 @@
 
 #include "cli_internal.h"
 #include "config_internal.h"
+#include "control_internal.h"
 #include "daemon_internal.h"
 #include "kv_internal.h"
 #include "log_internal.h"
@@ -35,6 +36,7 @@ struct server {
 	int64_t checked_rev;       /* the revision last checked: an idle cluster is checked once */
 	struct fs_member *member;
 	struct fs_ops ops;
+	struct fs_control control; /* leases, compaction, .raftfs/ */
 	struct fs_mount mount;
 	uv_signal_t sigterm, sigint;
 	int stopping;
@@ -64,16 +66,23 @@ static void server_stop_mount(void *arg)
 	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
 }
 
+static void server_on_control_stopped(void *arg)
+{
+	struct server *sv = arg;
+	/* no more invalidations: the session is about to go */
+	sv->serving = 0;
+	/* the replay thread leaves the mount first: the loop serves its last request meanwhile */
+	fs_replay_stop(sv->ops.replay, &sv->loop, server_stop_mount, sv);
+}
+
 static void server_stop(struct server *sv, const char *why)
 {
 	if (sv->stopping)
 		return;
 	sv->stopping = 1;
 	FS_INFO("stopping: %s", why);
-	/* no more invalidations: the session is about to go */
-	sv->serving = 0;
-	/* the replay thread leaves the mount first: the loop serves its last request meanwhile */
-	fs_replay_stop(sv->ops.replay, &sv->loop, server_stop_mount, sv);
+	/* the session lease first, while the member can still propose its revoke */
+	fs_control_stop(&sv->control, server_on_control_stopped, sv);
 }
 
 /* Fire and forget: outcomes show in the log (a mismatch) or not at all. */
@@ -150,8 +159,10 @@ static void server_on_gone(struct fs_mount *m, void *arg)
 static void server_on_applied(void *arg)
 {
 	struct server *sv = arg;
-	if (sv->serving)
+	if (sv->serving) {
 		fs_ops_after_apply(&sv->ops);
+		fs_control_after_apply(&sv->control);
+	}
 }
 
 static void server_on_removed(void *arg)
@@ -167,6 +178,8 @@ static int usage(FILE *err)
 		     "         [--election-timeout MS] [--snapshot-count N] [--log-level L]\n"
 		     "         [--max-request-bytes N] [--quota-backend-bytes N]\n"
 		     "         [--request-timeout MS] [--corrupt-check-interval MS]\n"
+		     "         [--session-ttl S] [--auto-compaction-mode periodic|revision]\n"
+		     "         [--auto-compaction-retention R]\n"
 		     "         [-o linearizable] [-f] DIR\n");
 	return FS_EXIT_USAGE;
 }
@@ -184,12 +197,41 @@ static int parse_size(const char *flag, const char *v, uint64_t *out, FILE *err)
 	return 0;
 }
 
+/*
+ * etcd's --auto-compaction-retention: in periodic mode a duration ("90s", "30m", "2h", or a bare
+ * number of hours), in revision mode a number of revisions.
+ */
+static int parse_retention(struct fs_control_options *co, const char *mode, const char *v,
+			   FILE *err)
+{
+	char *end;
+	errno = 0;
+	double n = strtod(v, &end);
+	int ok = !errno && end != v && n > 0;
+	if (co->compaction == FS_COMPACTION_REVISION) {
+		ok = ok && !*end && n == (double)(int64_t)n;
+		co->retention_revs = (int64_t)n;
+	} else {
+		double unit = !*end || !strcmp(end, "h") ? 3600e3 : !strcmp(end, "m") ? 60e3
+			      : !strcmp(end, "s")              ? 1e3 : !strcmp(end, "ms") ? 1 : 0;
+		ok = ok && unit > 0 && n * unit >= 1;
+		co->retention_ms = (int64_t)(n * unit);
+	}
+	if (!ok)
+		fprintf(err, "raftfs mount: --auto-compaction-retention: '%s' is not a %s\n", v,
+			co->compaction == FS_COMPACTION_REVISION ? "positive number of revisions"
+							 : "duration (90s, 30m, 2h, or hours)");
+	(void)mode;
+	return ok ? 0 : -EINVAL;
+}
+
 static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 {
 	struct fs_member_config cfg;
 	struct fs_ops_options oopt = {0};
-	uint64_t quota = 0, max_request = 0, timeout_ms = 0, check_ms = 5000;
-	const char *dir = NULL;
+	uint64_t quota = 0, max_request = 0, timeout_ms = 0, check_ms = 5000, session_ttl = 10;
+	struct fs_control_options copt = {0};
+	const char *dir = NULL, *retention = NULL;
 	int foreground = 0;
 	fs_config_defaults(&cfg);
 	for (int i = 1; i < argc; i++) {
@@ -237,6 +279,20 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 			rc = parse_size(a, v, &timeout_ms, err);
 		} else if (!strcmp(a, "--corrupt-check-interval")) {
 			rc = parse_size(a, v, &check_ms, err);
+		} else if (!strcmp(a, "--session-ttl")) {
+			rc = parse_size(a, v, &session_ttl, err);
+		} else if (!strcmp(a, "--auto-compaction-mode")) {
+			if (!strcmp(v, "periodic")) {
+				copt.compaction = FS_COMPACTION_PERIODIC;
+			} else if (!strcmp(v, "revision")) {
+				copt.compaction = FS_COMPACTION_REVISION;
+			} else {
+				fprintf(err, "raftfs mount: --auto-compaction-mode: '%s' is neither "
+					     "periodic nor revision\n", v);
+				rc = -EINVAL;
+			}
+		} else if (!strcmp(a, "--auto-compaction-retention")) {
+			retention = v;
 		} else {
 			rc = fs_config_flag(&cfg, a, v, err);
 			if (rc == 0) {
@@ -254,6 +310,13 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 	}
 	if (fs_config_finish(&cfg, err) != 0)
 		return FS_EXIT_USAGE;
+	if (retention && !copt.compaction) {
+		fprintf(err, "raftfs mount: --auto-compaction-retention needs --auto-compaction-mode\n");
+		return usage(err);
+	}
+	if (copt.compaction && parse_retention(&copt, NULL, retention ? retention : "1", err) != 0)
+		return FS_EXIT_USAGE;
+	copt.session_ttl_s = (int64_t)session_ttl;
 	oopt.max_value_bytes = max_request;
 	enum fs_log_level level = FS_LOG_INFO;
 	fs_log_parse_level(cfg.log_level, &level);
@@ -317,6 +380,8 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 			 strerror(-rc));
 		return FS_EXIT_FAILURE;
 	}
+	fs_control_start(&sv.control, &sv.loop, sv.member, sv.store, &cfg, &copt);
+	sv.ops.control = &sv.control;
 	sv.serving = 1;
 	uv_timer_init(&sv.loop, &sv.hash_timer);
 	sv.hash_timer.data = &sv;
@@ -392,6 +457,111 @@ static int run_umount(int argc, char **argv, FILE *out, FILE *err)
 		return FS_EXIT_FAILURE;
 	}
 	return FS_EXIT_OK;
+}
+
+/* Reads all of path into a malloc'd buffer; -errno. */
+static int read_file(const char *path, uint8_t **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -errno;
+	size_t cap = 1 << 20, n = 0;
+	uint8_t *buf = malloc(cap);
+	for (size_t got = 1; buf && got;) {
+		if (n == cap) {
+			uint8_t *nb = realloc(buf, cap *= 2);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+		}
+		got = fread(buf + n, 1, cap - n, f);
+		n += got;
+	}
+	int rc = !buf ? -ENOMEM : ferror(f) ? -EIO : 0;
+	fclose(f);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/*
+ * `raftfs restore FILE --data-dir DIR [member flags]`: a data dir for the first start of a member
+ * of a new cluster whose files are those of a `raftfs snapshot save` image (etcdctl snapshot
+ * restore: run it for every member with the same flags but --name and --data-dir).
+ */
+static int run_restore(int argc, char **argv, FILE *out, FILE *err)
+{
+	struct fs_member_config cfg;
+	const char *file = NULL;
+	int data_dir = 0;
+	fs_config_defaults(&cfg);
+	for (int i = 1; i < argc; i++) {
+		if (argv[i][0] != '-') {
+			if (file) {
+				fprintf(err, "raftfs restore: one snapshot file only\n");
+				return FS_EXIT_USAGE;
+			}
+			file = argv[i];
+			continue;
+		}
+		int rc = i + 1 < argc ? fs_config_flag(&cfg, argv[i], argv[i + 1], err) : 0;
+		if (rc == 0) {
+			fprintf(err, "raftfs restore: unknown flag %s (member flags only)\n", argv[i]);
+			return FS_EXIT_USAGE;
+		}
+		if (rc < 0)
+			return FS_EXIT_USAGE;
+		data_dir |= !strcmp(argv[i], "--data-dir");
+		i++;
+	}
+	if (!file || !data_dir) {
+		fprintf(err, "usage: raftfs restore FILE --data-dir DIR [--name N] "
+			     "[--initial-cluster N=H:P,...] [--initial-cluster-token T] [--listen-peer H:P]\n");
+		return FS_EXIT_USAGE;
+	}
+	if (fs_config_finish(&cfg, err) != 0)
+		return FS_EXIT_USAGE;
+	uint8_t *image = NULL;
+	size_t len = 0;
+	int rc = read_file(file, &image, &len);
+	if (rc) {
+		fprintf(err, "raftfs restore: %s: %s\n", file, strerror(-rc));
+		return FS_EXIT_FAILURE;
+	}
+	/* the whole image decodes before anything is written */
+	struct store *s = NULL;
+	struct store_config scfg = {0};
+	rc = store_open(&scfg, &s);
+	if (rc == 0)
+		rc = store_snapshot_restore(s, image, len);
+	int64_t rev = rc == 0 ? store_rev(s) : 0;
+	store_close(s);
+	if (rc) {
+		fprintf(err, "raftfs restore: %s is not a raftfs snapshot: %s\n", file,
+			store_strerror(rc));
+		free(image);
+		return FS_EXIT_FAILURE;
+	}
+	fs_log_setup(FS_LOG_WARN, cfg.name); /* what went wrong; the summary goes to out */
+	rc = fs_member_restore(&cfg, image, len);
+	free(image);
+	if (rc)
+		return FS_EXIT_FAILURE; /* it said why */
+	fprintf(out, "restored %s (revision %" PRId64 ") into %s as member %s of a new cluster\n",
+		file, rev, cfg.data_dir, cfg.name);
+	return FS_EXIT_OK;
+}
+
+int fs_cli_restore(int argc, char **argv, FILE *out, FILE *err)
+{
+	return run_restore(argc, argv, out, err);
 }
 
 int fs_cli_mount(int argc, char **argv, FILE *out, FILE *err)

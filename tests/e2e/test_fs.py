@@ -117,7 +117,11 @@ def test_errors_of_the_mapping(cluster):
     assert err(os.mknod, os.path.join(d, "dev"), 0o600 | 0o020000, os.makedev(1, 3)) == \
         errno.EPERM
     assert err(open, os.path.join(d, "x" * 256), "w") == errno.ENAMETOOLONG
-    assert err(os.mkdir, os.path.join(d, ".raftfs")) == errno.EPERM
+    # the control namespace is there, and stays
+    assert err(os.mkdir, os.path.join(d, ".raftfs")) == errno.EEXIST
+    assert err(os.rmdir, os.path.join(d, ".raftfs")) == errno.EPERM
+    assert err(os.rename, os.path.join(d, "dir"), os.path.join(d, ".raftfs")) == errno.EPERM
+    assert err(os.rename, os.path.join(d, ".raftfs"), os.path.join(d, "ctl")) == errno.EPERM
     assert err(os.setxattr, os.path.join(d, "dir/f"), "user.raftfs.version", b"9") == \
         errno.EPERM
     # above the maximum value size: EFBIG, and the old content stays
