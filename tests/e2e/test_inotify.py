@@ -10,6 +10,7 @@ own member raises its events once, from the kernel, and is not replayed.
 import ctypes
 import ctypes.util
 import errno
+import json
 import os
 import select
 import shutil
@@ -424,3 +425,27 @@ def test_a_full_replay_queue_drops_events_not_changes(cluster, inotify, monkeypa
     assert w.take() == []  # n2's own reads raise none of the watched events
     # said once, not once per change
     assert n2.stderr().count("inotify replay: queue full") == 1
+
+
+def test_a_lease_revoke_raises_delete_on_every_member(cluster, inotify, raftfs_bin):
+    # the revoke is no FUSE request of any mount: every member replays its delete, n1 included
+    n1, n2 = cluster(2)
+    w1, w2 = inotify(), inotify()
+    w1.watch(n1.mountpoint, "/")
+    w2.watch(n2.mountpoint, "/")
+    out = subprocess.run([raftfs_bin, "lease", "grant", n1.mountpoint, "60", "-w", "json"],
+                         capture_output=True, text=True, timeout=10, check=True)
+    lease = str(json.loads(out.stdout)["id"])
+    for name in ("a", "b"):
+        write(os.path.join(n1.mountpoint, name), "x\n")
+        os.setxattr(os.path.join(n1.mountpoint, name), "user.raftfs.lease", lease.encode())
+    assert w2.wait_for(("/", "b", "CLOSE_WRITE"))
+    w1.poll(0.2)
+    w1.take()
+    w2.take()
+    subprocess.run([raftfs_bin, "lease", "revoke", n2.mountpoint, lease], capture_output=True,
+                   timeout=10, check=True)
+    for w in (w1, w2):
+        assert w.wait_for(("/", "b", "DELETE"))
+        assert w.take() == [("/", "a", "DELETE", 0), ("/", "b", "DELETE", 0)]
+    assert os.listdir(n1.mountpoint) == [] and os.listdir(n2.mountpoint) == []
