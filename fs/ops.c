@@ -1957,8 +1957,3 @@ void fs__ops_fill_attr(uint64_t ino, const struct store_kv *kv, struct stat *st)
 {
 	fill_attr(ino, kv, st);
 }
-
-double fs__ops_cache_timeout(const struct fs_ops *o)
-{
-	return ATTR_TIMEOUT;
-}
