@@ -8,6 +8,14 @@
  * covers everything that arrived during the previous one (group commit), and the worker never
  * reads memory the core could change under it.
  *
+ * Snapshots are taken in a forked child, as redis saves in the background, unless the last one
+ * was under SMALL_SNAPSHOT_BYTES: a fork costs milliseconds and copy-on-write faults afterwards,
+ * more than writing a small image on the loop. The fork is a
+ * copy-on-write image of the state machine at the applied index, which the child serializes,
+ * compresses and writes (fsync, rename) while the loop goes on. Once it exits, a worker thread reads
+ * the file back and appends the WAL's snapshot record, and the loop hands the image to raft's
+ * storage, compacts the log and purges. Only if fork fails is the snapshot taken on the loop.
+ *
  * Entry payloads are envelopes: an 8-byte little-endian request id, then the state machine's
  * request. Snapshot data is an envelope too: the membership with addresses, then the state
  * machine's image; a snapshot file holds the raft snapshot metadata before it.
@@ -24,13 +32,17 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define META_MAGIC "RFSM"
 #define SNAP_MAGIC "RFSS"
 #define ENVELOPE_ID_BYTES 8
+#define SMALL_SNAPSHOT_BYTES (64 * 1024) /* after a snapshot this small, the next is on the loop */
 
 /* A member of the cluster as this member knows it: id, name and peer address. */
 struct member_peer {
@@ -115,6 +127,19 @@ struct fs_member {
 	uint64_t refused_by[FS_MAX_MEMBERS]; /* peers that no longer know this member */
 	int n_refused;
 	int open_handles;
+	/* A snapshot being taken in the background (see the top of this file). */
+	pid_t snap_pid;               /* the child writing it, or 0 */
+	struct raft_snapshot_meta snap_meta; /* what it is writing */
+	uint64_t snap_started;        /* uv_hrtime at the fork */
+	uint64_t snap_fork_ns;        /* how long fork held the loop */
+	int snap_small;               /* the last snapshot was under SMALL_SNAPSHOT_BYTES */
+	uv_work_t snap_work;          /* after the child: read back, WAL record, purge */
+	int snap_working;
+	int snap_rc;                  /* the worker's result */
+	void *snap_file;              /* the file read back (malloc'd) */
+	size_t snap_file_len;
+	uint64_t snap_file_index;
+	unsigned snap_segs, snap_snaps; /* purged */
 	void (*done)(void *arg);
 	void *done_arg;
 };
@@ -335,7 +360,7 @@ static int snapshot_data_restore(struct fs_member *m, const uint8_t *data, size_
 }
 
 /* A snapshot file: u64 meta length, raftpb.SnapshotMetadata, then the snapshot data. */
-static int snapshot_file_save(struct fs_member *m, const struct raft_snapshot *snap)
+static int snapshot_file_write(struct fs_member *m, const struct raft_snapshot *snap)
 {
 	size_t ml = raft_snapshot_meta_encoded_size(&snap->meta);
 	uint8_t *buf = malloc(8 + ml + snap->len);
@@ -347,6 +372,13 @@ static int snapshot_file_save(struct fs_member *m, const struct raft_snapshot *s
 	int rc = wal_snap_save(m->snap_dir, snap->meta.term, snap->meta.index, buf,
 			       8 + ml + snap->len);
 	free(buf);
+	return rc;
+}
+
+/* The snapshot file, then its record in the WAL. */
+static int snapshot_file_save(struct fs_member *m, const struct raft_snapshot *snap)
+{
+	int rc = snapshot_file_write(m, snap);
 	if (rc == 0)
 		rc = wal_save_snapshot(m->wal, (struct wal_snapshot_ref){snap->meta.index,
 									 snap->meta.term});
@@ -365,53 +397,160 @@ static int snapshot_file_parse(const uint8_t *buf, size_t len, struct raft_snaps
 	return 0;
 }
 
-/* Takes a snapshot at the applied index when snapshot_count entries were applied since the last. */
-static void maybe_snapshot(struct fs_member *m)
+/*
+ * Snapshots first, then the WAL only up to the oldest snapshot kept: if the newest one rots,
+ * restart falls back to an older one and needs the log from there. Thread-safe (files only).
+ */
+static void snapshot_purge(struct fs_member *m, unsigned *segs, unsigned *snaps)
 {
-	if (m->applied < m->snap_index + m->cfg.snapshot_count || m->stopping)
-		return;
-	struct raft_snapshot snap = {0};
-	uint64_t term = 0;
-	int rc = m->st.term(m->st.data, m->applied, &term);
-	if (rc == 0)
-		rc = snapshot_data_build(m, &snap.data, &snap.len);
+	*segs = *snaps = 0;
+	wal_snap_purge(m->snap_dir, 0, snaps);
+	struct wal_snap_info *kept = NULL;
+	size_t n_kept = 0;
+	if (wal_snap_list(m->snap_dir, &kept, &n_kept) == 0 && n_kept > 0)
+		wal_purge(m->wal_dir, kept[n_kept - 1].index, 0, segs);
+	free(kept);
+}
+
+/* A snapshot at meta->index is on disk with its WAL record: raft's storage takes it. */
+static void snapshot_taken(struct fs_member *m, const struct raft_snapshot *snap, double total_ms,
+			   double loop_ms, unsigned segs, unsigned snaps)
+{
+	int rc = raft_memory_storage_create_snapshot(m->ms, snap->meta.index, &snap->meta.conf,
+						     snap->data, snap->len);
 	if (rc != 0) {
-		FS_ERROR("snapshot at index %" PRIu64 " failed: %s", m->applied, raft_strerror(rc));
+		FS_ERROR("snapshot at index %" PRIu64 " not taken by raft's storage: %s",
+			 snap->meta.index, raft_strerror(rc));
 		return;
 	}
-	snap.meta.index = m->applied;
-	snap.meta.term = term;
-	snap.meta.conf = m->conf;
-	rc = raft_memory_storage_create_snapshot(m->ms, m->applied, &m->conf, snap.data, snap.len);
+	m->snap_index = snap->meta.index;
+	m->snap_term = snap->meta.term;
+	m->snap_small = snap->len < SMALL_SNAPSHOT_BYTES;
+	uint64_t first = 0;
+	m->st.first_index(m->st.data, &first);
+	uint64_t keep = m->opt.catchup_entries;
+	if (m->snap_index > keep && m->snap_index - keep > first)
+		raft_memory_storage_compact(m->ms, m->snap_index - keep);
+	FS_INFO("snapshot at index %" PRIu64 " term %" PRIu64 ": %zu bytes in %.1f ms, %.1f ms of it "
+		"on the loop; purged %u WAL segments and %u snapshots", snap->meta.index,
+		snap->meta.term, snap->len, total_ms, loop_ms, segs, snaps);
+}
+
+/* On the loop, when fork is not possible: image, file, WAL record, all at once. */
+static void snapshot_on_loop(struct fs_member *m, const struct raft_snapshot_meta *meta)
+{
+	struct raft_snapshot snap = {.meta = *meta};
+	uint64_t t0 = uv_hrtime();
+	int rc = snapshot_data_build(m, &snap.data, &snap.len);
 	if (rc == 0)
 		rc = snapshot_file_save(m, &snap);
 	if (rc != 0) {
-		FS_ERROR("snapshot at index %" PRIu64 " failed: %s (%s)", m->applied,
+		FS_ERROR("snapshot at index %" PRIu64 " failed: %s (%s)", meta->index,
 			 raft_strerror(rc), wal_errmsg());
 		free(snap.data);
 		return;
 	}
-	m->snap_index = m->applied;
-	m->snap_term = term;
-	uint64_t first = 0;
-	m->st.first_index(m->st.data, &first);
-	uint64_t keep = m->opt.catchup_entries;
-	if (m->applied > keep && m->applied - keep > first)
-		raft_memory_storage_compact(m->ms, m->applied - keep);
-	/*
-	 * Snapshots first, then the WAL only up to the oldest snapshot kept: if the newest one
-	 * rots, restart falls back to an older one and needs the log from there.
-	 */
-	unsigned segs = 0, snaps = 0;
-	wal_snap_purge(m->snap_dir, 0, &snaps);
-	struct wal_snap_info *kept = NULL;
-	size_t n_kept = 0;
-	if (wal_snap_list(m->snap_dir, &kept, &n_kept) == 0 && n_kept > 0)
-		wal_purge(m->wal_dir, kept[n_kept - 1].index, 0, &segs);
-	free(kept);
-	FS_INFO("snapshot at index %" PRIu64 " term %" PRIu64 ": %zu bytes; purged %u WAL "
-		"segments and %u snapshots", m->applied, term, snap.len, segs, snaps);
+	unsigned segs, snaps;
+	snapshot_purge(m, &segs, &snaps);
+	double ms = (double)(uv_hrtime() - t0) / 1e6;
+	snapshot_taken(m, &snap, ms, ms, segs, snaps);
 	free(snap.data);
+}
+
+/* Takes a snapshot at the applied index when snapshot_count entries were applied since the last. */
+static void maybe_snapshot(struct fs_member *m)
+{
+	if (m->applied < m->snap_index + m->cfg.snapshot_count || m->stopping || m->snap_pid ||
+	    m->snap_working)
+		return;
+	struct raft_snapshot_meta meta = {.index = m->applied, .conf = m->conf};
+	int rc = m->st.term(m->st.data, m->applied, &meta.term);
+	if (rc != 0) {
+		FS_ERROR("snapshot at index %" PRIu64 " failed: %s", m->applied, raft_strerror(rc));
+		return;
+	}
+	if (m->snap_small && !m->opt.snapshot_fork) {
+		snapshot_on_loop(m, &meta);
+		return;
+	}
+	fflush(NULL); /* nothing buffered is written twice */
+	uint64_t t0 = uv_hrtime();
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* The child: no locks of the parent's threads are taken here (no logging). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		struct raft_snapshot snap = {.meta = meta};
+		rc = snapshot_data_build(m, &snap.data, &snap.len);
+		if (rc == 0)
+			rc = snapshot_file_write(m, &snap);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	if (pid < 0) {
+		FS_WARN("snapshot at index %" PRIu64 ": fork failed (%s), taking it on the loop",
+			m->applied, strerror(errno));
+		snapshot_on_loop(m, &meta);
+		return;
+	}
+	m->snap_pid = pid;
+	m->snap_meta = meta;
+	m->snap_started = t0;
+	m->snap_fork_ns = uv_hrtime() - t0;
+}
+
+static void snap_finish_work(uv_work_t *req)
+{
+	struct fs_member *m = req->data;
+	uint64_t term = 0;
+	m->snap_file = NULL;
+	m->snap_rc = wal_snap_load(m->snap_dir, &m->snap_file, &m->snap_file_len, &term,
+				   &m->snap_file_index);
+	if (m->snap_rc == 0)
+		m->snap_rc = wal_save_snapshot(m->wal, (struct wal_snapshot_ref){m->snap_meta.index,
+										 m->snap_meta.term});
+	if (m->snap_rc == 0)
+		snapshot_purge(m, &m->snap_segs, &m->snap_snaps);
+}
+
+static void handles_closed_maybe_done(struct fs_member *m);
+
+static void snap_finish_done(uv_work_t *req, int status)
+{
+	struct fs_member *m = req->data;
+	struct raft_snapshot snap = {0};
+	m->snap_working = 0;
+	double ms = (double)(uv_hrtime() - m->snap_started) / 1e6;
+	if (m->snap_rc != 0) {
+		FS_ERROR("snapshot at index %" PRIu64 " failed: %s (%s)", m->snap_meta.index,
+			 strerror(-m->snap_rc), wal_errmsg());
+	} else if (m->snap_file_index != m->snap_meta.index ||
+		   snapshot_file_parse(m->snap_file, m->snap_file_len, &snap) != 0) {
+		FS_WARN("snapshot at index %" PRIu64 " superseded by the one at index %" PRIu64,
+			m->snap_meta.index, m->snap_file_index);
+	} else if (m->snap_meta.index > m->snap_index && !m->closing) {
+		snapshot_taken(m, &snap, ms, (double)m->snap_fork_ns / 1e6, m->snap_segs,
+			       m->snap_snaps);
+	}
+	free(m->snap_file);
+	m->snap_file = NULL;
+	if (m->closing)
+		handles_closed_maybe_done(m);
+}
+
+/* The snapshot child has exited: the rest of the work goes to a worker thread. */
+static void snap_child_poll(struct fs_member *m)
+{
+	int st = 0;
+	if (!m->snap_pid || waitpid(m->snap_pid, &st, WNOHANG) != m->snap_pid)
+		return;
+	m->snap_pid = 0;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		FS_ERROR("snapshot at index %" PRIu64 " failed in its child process (status %d)",
+			 m->snap_meta.index, st);
+		return;
+	}
+	m->snap_working = 1;
+	m->snap_work.data = m;
+	uv_queue_work(m->loop, &m->snap_work, snap_finish_work, snap_finish_done);
 }
 
 /* ---- apply ----------------------------------------------------------------------------------- */
@@ -809,6 +948,7 @@ static void on_tick(uv_timer_t *t)
 	else
 		raft_tick(m->raft);
 	fs_wait_expire(&m->wait, now);
+	snap_child_poll(m);
 	/* Reads whose index is unknown ask again: the leader may have changed. */
 	for (struct read_wait *r = m->reads; r && !m->persisting; r = r->next) {
 		if (!r->index && m->lead) {
@@ -1489,7 +1629,7 @@ static void on_transport_closed(void *arg)
 
 static void handles_closed_maybe_done(struct fs_member *m)
 {
-	if (!m->closing || m->open_handles > 0 || m->persisting)
+	if (!m->closing || m->open_handles > 0 || m->persisting || m->snap_working)
 		return;
 	void (*done)(void *) = m->done;
 	void *arg = m->done_arg;
@@ -1506,6 +1646,12 @@ static void member_begin_stop(struct fs_member *m)
 		return;
 	m->stopping = 1;
 	m->closing = 1;
+	if (m->snap_pid) {
+		/* an unfinished snapshot is only a .tmp file: the next start ignores it */
+		kill(m->snap_pid, SIGKILL);
+		waitpid(m->snap_pid, NULL, 0);
+		m->snap_pid = 0;
+	}
 	fs_wait_fail_all(&m->wait, FS_ESTOPPING);
 	reads_settle(m, uv_now(m->loop));
 	m->open_handles = 3;

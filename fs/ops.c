@@ -81,12 +81,24 @@ static int get_key(struct fs_ops *o, const void *key, size_t len, int64_t rev,
 	return rc;
 }
 
+static int pending_kv(struct fs_ops *o, const char *path, struct store_kv *kv);
+
+/* path at revision rev (0: current, where a file created here and not yet committed counts). */
 static int get_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct store_kv *kv)
 {
-	return get_key(o, path, strlen(path), rev, kv);
+	int rc = get_key(o, path, strlen(path), rev, kv);
+	if (rc == -ENOENT && rev == 0)
+		rc = pending_kv(o, path, kv);
+	return rc;
 }
 
 static int get_kv(struct fs_ops *o, const char *path, struct store_kv *kv)
+{
+	return get_kv_at(o, path, 0, kv);
+}
+
+/* path as the store has it: what other members see, without this member's pending creates. */
+static int get_kv_stored(struct fs_ops *o, const char *path, struct store_kv *kv)
 {
 	return get_key(o, path, strlen(path), 0, kv);
 }
@@ -198,6 +210,8 @@ static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
 	if (get_kv(o, path, &kv) != 0)
 		return fuse_reply_err(req, ENOENT);
 	struct fuse_entry_param e = {.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ENTRY_TIMEOUT};
+	if (!kv.mod_revision)
+		e.attr_timeout = e.entry_timeout = 0; /* created here, not committed: may vanish */
 	e.ino = fs_itable_lookup(&o->itable, path);
 	if (!e.ino)
 		return fuse_reply_err(req, ENOMEM);
@@ -558,7 +572,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fill_attr(ino, &kv, &st);
 	if (rev)
 		st.st_nlink = 0;
-	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+	fuse_reply_attr(req, &st, kv.mod_revision ? ATTR_TIMEOUT : 0);
 }
 
 /* Calls fn for each direct child of dir (name, kv); stops when fn returns non-zero. */
@@ -619,6 +633,8 @@ static int fill_child(void *arg, const char *name, size_t len, const struct stor
 	return fill_one(arg, name, len, type ? type : S_IFREG);
 }
 
+static void fill_pending_children(struct dir_fill *d, const char *dir);
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
@@ -641,8 +657,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	struct dir_fill d = {req, o, buf, size, 0, 0, off, path};
-	if (!fill_one(&d, ".", 1, S_IFDIR) && !fill_one(&d, "..", 2, S_IFDIR))
-		for_each_child(o, path, fill_child, &d);
+	if (!fill_one(&d, ".", 1, S_IFDIR) && !fill_one(&d, "..", 2, S_IFDIR) &&
+	    for_each_child(o, path, fill_child, &d) == 0)
+		fill_pending_children(&d, path);
 	fuse_reply_buf(req, buf, d.used);
 	free(buf);
 }
@@ -669,6 +686,13 @@ struct fh {
 	int writable;
 	int dirty;
 	int failed;  /* a write failed (EFBIG): nothing of this handle is ever committed */
+	/*
+	 * Made by a create without O_EXCL and not committed yet: the file exists for this member
+	 * only (pending_kv), with cmeta, until its first commit puts it and its content in one
+	 * proposal; a failed commit sets failed, and the file is gone again.
+	 */
+	int created;
+	struct store_meta cmeta;
 };
 
 static struct fh *fh_of(struct fuse_file_info *fi)
@@ -728,6 +752,48 @@ static struct fh *fh_writable_of(struct fs_ops *o, fuse_ino_t ino)
 		if (h->ino == ino)
 			return h;
 	return NULL;
+}
+
+/* The handle of a create on ino not committed yet (fh.created), if any. */
+static struct fh *fh_created_of(struct fs_ops *o, fuse_ino_t ino)
+{
+	for (struct fh *h = o->open_files; h; h = h->next)
+		if (h->created && !h->failed && h->ino == ino)
+			return h;
+	return NULL;
+}
+
+/*
+ * A file created here and not committed yet, as this member shows it until its commit: 0 and *kv
+ * (revisions 0, the value pointing into the handle until it changes), or -ENOENT.
+ */
+static int pending_kv(struct fs_ops *o, const char *path, struct store_kv *kv)
+{
+	if (!o->open_files)
+		return -ENOENT;
+	uint64_t ino = fs_itable_find(&o->itable, path);
+	struct fh *h = ino ? fh_created_of(o, ino) : NULL;
+	if (!h)
+		return -ENOENT;
+	*kv = (struct store_kv){.key = (const unsigned char *)path, .key_len = strlen(path),
+				.value = h->buf, .value_len = h->len, .meta = h->cmeta};
+	return 0;
+}
+
+/* Files created in dir here and not committed yet (fh.created) come after the stored ones. */
+static void fill_pending_children(struct dir_fill *d, const char *dir)
+{
+	char path[FS_PATH_MAX_BYTES + 1], parent[FS_PATH_MAX_BYTES + 1];
+	struct store_kv kv;
+	for (struct fh *h = d->o->open_files; h; h = h->next) {
+		if (!h->created || h->failed || ino_path(d->o, h->ino, path) != 0 ||
+		    fh_created_of(d->o, h->ino) != h || get_kv_stored(d->o, path, &kv) == 0)
+			continue; /* not pending, or listed already */
+		parent_of(path, parent);
+		const char *name = strrchr(path, '/') + 1;
+		if (strcmp(parent, dir) == 0 && fill_one(d, name, strlen(name), S_IFREG))
+			return;
+	}
 }
 
 /* A handle on path; writable ones start with the current content unless truncating. */
@@ -861,20 +927,86 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	fuse_reply_write(req, size);
 }
 
+static int commit_propose(struct pending *p);
+
 static void commit_done(struct pending *p, int status, const Rpc__Response *resp)
 {
 	struct fh *h = p->fh;
 	int err = fs_ops_errno(status);
-	if (!err && !resp->succeeded)
-		err = ENOENT; /* the file's directory went away meanwhile */
-	if (err)
+	if (!err && !resp->succeeded) {
+		/* a create replaces what another member put there meanwhile, as seen: look again */
+		int rc = h->created && ++p->attempt < RETRIES ? commit_propose(p) : -ENOENT;
+		if (rc == 0)
+			return;
+		err = -rc; /* ENOENT: the file's directory went away meanwhile */
+	}
+	if (err) {
 		FS_WARN("commit of %s failed: %s", h->path, strerror(err));
-	else
+		if (h->created)
+			h->failed = err; /* nothing was created: the file is gone here too */
+	} else {
 		h->dirty = 0;
+		h->created = 0;
+	}
 	if (p->release)
 		fh_free(p->o, h);
 	fuse_reply_err(p->req, err);
 	free(p);
+}
+
+/*
+ * Proposes the content of p->fh. A file created here without O_EXCL (fh.created) is created with
+ * it in the same transaction, replacing whatever file another member put there meanwhile (as
+ * O_CREAT without O_EXCL does), never a directory, and touching its directory as every create
+ * does. Returns 0 (commit_done runs) or a negative errno.
+ */
+static int commit_propose(struct pending *p)
+{
+	struct fs_ops *o = p->o;
+	struct fh *h = p->fh;
+	struct txn_builder *tb = calloc(1, sizeof *tb);
+	if (!tb)
+		return -ENOMEM;
+	struct store_kv kv;
+	int64_t now = now_ns();
+	char parent[FS_PATH_MAX_BYTES + 1];
+	parent_of(h->path, parent);
+	int rc = 0;
+	if (h->created) {
+		struct store_meta m = h->cmeta;
+		m.mtime_ns = m.ctime_ns = now;
+		int exists = get_kv_stored(o, h->path, &kv) == 0;
+		if (exists && (kv.meta.type & S_IFMT) == S_IFDIR)
+			rc = -EISDIR;
+		if (!rc) {
+			if (exists)
+				tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL,
+				       h->path, kv.mod_revision);
+			else
+				tb_cmp(tb, RPC__COMPARE__TARGET__VERSION,
+				       RPC__COMPARE__RESULT__EQUAL, h->path, 0);
+			tb_put(tb, h->path, h->buf, h->len, &m, 0);
+			rc = tb_touch_dir(tb, o, parent, now);
+		}
+	} else {
+		struct store_meta m = {.type = S_IFREG, .mode = 0644};
+		if (get_kv(o, h->path, &kv) == 0)
+			m = kv.meta;
+		m.mtime_ns = m.ctime_ns = now;
+		if (!m.atime_ns)
+			m.atime_ns = now;
+		if (!is_root(parent))
+			tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER,
+			       parent, 0);
+		Rpc__Put *put = tb_put(tb, h->path, h->buf, h->len, &m, 0);
+		/* ignore_lease needs the key to exist: a file deleted meanwhile comes back bare */
+		put->has_ignore_lease = 1;
+		put->ignore_lease = get_kv_stored(o, h->path, &kv) == 0;
+	}
+	if (!rc)
+		rc = propose_txn(p, tb);
+	free(tb);
+	return rc;
 }
 
 /* Commits a dirty handle's content as one proposal, then replies (flush, fsync, release). */
@@ -889,35 +1021,17 @@ static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
 		fuse_reply_err(req, err);
 		return;
 	}
-	struct store_kv kv;
-	struct store_meta m = {.type = S_IFREG, .mode = 0644};
-	int64_t now = now_ns();
-	if (get_kv(o, h->path, &kv) == 0)
-		m = kv.meta;
-	m.mtime_ns = m.ctime_ns = now;
-	if (!m.atime_ns)
-		m.atime_ns = now;
 	struct pending *p = pending_new(o, req, commit_done);
-	struct txn_builder *tb = calloc(1, sizeof *tb);
-	int rc = p && tb ? 0 : -ENOMEM;
+	int rc = p ? 0 : -ENOMEM;
 	if (!rc) {
 		p->fh = h;
 		p->release = release;
-		char parent[FS_PATH_MAX_BYTES + 1];
-		parent_of(h->path, parent);
-		if (!is_root(parent))
-			tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER,
-			       parent, 0);
-		Rpc__Put *put = tb_put(tb, h->path, h->buf, h->len, &m, 0);
-		put->has_ignore_lease = 1;
-		put->ignore_lease = 1;
-		/* ignore_lease needs the key to exist: a file deleted meanwhile comes back bare */
-		if (get_kv(o, h->path, &kv) != 0)
-			put->ignore_lease = 0;
-		rc = propose_txn(p, tb);
+		rc = commit_propose(p);
 	}
-	free(tb);
 	if (rc) {
+		FS_WARN("commit of %s failed: %s", h->path, strerror(-rc));
+		if (h->created)
+			h->failed = -rc;
 		free(p);
 		if (release)
 			fh_free(o, h);
@@ -1037,10 +1151,88 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 }
 
+/*
+ * A create without O_EXCL proposes nothing: an existing file is opened (truncated with O_TRUNC at
+ * its commit); a new one exists at once for this member only (fh.created, pending_kv) and is
+ * created with its content by its first commit, at flush, fsync or close. The entry
+ * of a pending file is not cached by the kernel, so a failed commit leaves nothing behind.
+ */
+static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			struct fuse_file_info *fi)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	char path[FS_PATH_MAX_BYTES + 1], dir[FS_PATH_MAX_BYTES + 1];
+	struct store_kv kv;
+	struct fh *h = NULL;
+	struct fuse_entry_param e = {.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ENTRY_TIMEOUT};
+	int rc = child_path(o, parent, name, path);
+	if (!rc && reserved(path))
+		rc = -EPERM;
+	if (!rc && get_kv(o, path, &kv) == 0) {
+		/* there already: open it */
+		e.ino = fs_itable_lookup(&o->itable, path);
+		rc = !e.ino ? -ENOMEM
+		     : (kv.meta.type & S_IFMT) == S_IFDIR ? -EISDIR
+							  : fh_open(o, e.ino, path, 0, fi->flags, &h);
+		if (!rc)
+			fill_attr(e.ino, &kv, &e.attr);
+		else if (e.ino)
+			fs_itable_forget(&o->itable, e.ino, 1);
+	} else if (!rc) {
+		parent_of(path, dir);
+		if (!is_root(dir))
+			rc = get_kv(o, dir, &kv) != 0 ? -ENOENT
+			     : (kv.meta.type & S_IFMT) != S_IFDIR ? -ENOTDIR : 0;
+		h = rc ? NULL : calloc(1, sizeof *h);
+		if (!rc && !h)
+			rc = -ENOMEM;
+		if (!rc && !(e.ino = fs_itable_lookup(&o->itable, path))) {
+			free(h);
+			h = NULL;
+			rc = -ENOMEM;
+		}
+	}
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (!h->ino) {
+		const struct fuse_ctx *ctx = fuse_req_ctx(req);
+		int64_t now = now_ns();
+		strcpy(h->path, path);
+		h->ino = e.ino;
+		h->writable = h->dirty = h->created = 1;
+		h->cmeta = (struct store_meta){.type = S_IFREG, .mode = (uint32_t)mode & 07777,
+					       .uid = ctx->uid, .gid = ctx->gid, .atime_ns = now,
+					       .mtime_ns = now, .ctime_ns = now};
+		h->next = o->open_files;
+		if (h->next)
+			h->next->prev = h;
+		o->open_files = h;
+		pending_kv(o, path, &kv);
+		fill_attr(e.ino, &kv, &e.attr);
+		/*
+		 * No entry is cached: a failed commit leaves no name behind. The attributes are (the
+		 * kernel asks for expired ones at every write); applying the commit invalidates them.
+		 */
+		e.entry_timeout = 0;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->keep_cache = 0;
+	fi->noflush = !h->writable;
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		fh_free(o, h); /* interrupted: no release will come */
+		fs_itable_forget(&o->itable, e.ino, 1);
+	}
+}
+
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	make_node(req, parent, name, mode, S_IFREG, NULL, 1, fi);
+	if (fi->flags & O_EXCL)
+		make_node(req, parent, name, mode, S_IFREG, NULL, 1, fi); /* compare-and-create */
+	else
+		create_open(req, parent, name, mode, fi);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
@@ -1393,8 +1585,10 @@ static void setattr_done(struct pending *p, int status, const Rpc__Response *res
 	struct store_kv kv;
 	if (!err && get_kv(p->o, p->path, &kv) != 0)
 		err = ENOENT;
-	if (!err && p->fh)
+	if (!err && p->fh) {
 		((struct fh *)p->fh)->dirty = 0; /* its content went with the change */
+		((struct fh *)p->fh)->created = 0;
+	}
 	if (err) {
 		fuse_reply_err(p->req, err);
 	} else {
@@ -1458,7 +1652,14 @@ static void setattr_start(struct pending *p)
 			tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path,
 			       kv.mod_revision);
 			tb_put(tb, p->path, value, len, &m, kv.lease);
-			rc = propose_txn(p, tb);
+			if (!kv.mod_revision) {
+				/* a file created here, not committed: this creates it */
+				char dir[FS_PATH_MAX_BYTES + 1];
+				parent_of(p->path, dir);
+				rc = tb_touch_dir(tb, o, dir, now);
+			}
+			if (!rc)
+				rc = propose_txn(p, tb);
 		}
 	}
 	free(tb);
@@ -1813,6 +2014,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	/* The kernel checks permissions against the attributes (mount option default_permissions). */
 	conn->want &= ~FUSE_CAP_SPLICE_READ;
+	/*
+	 * A close sends RELEASE as a background request, of which the kernel has at most
+	 * max_background outstanding and queues the rest. With its default of 12, 64 threads
+	 * opening and closing files got their opens served far ahead of their releases: handles
+	 * piled up here by the hundred thousand (60 MB a second) until the readers stopped.
+	 */
+	conn->max_background = 1024;
+	conn->congestion_threshold = 768;
 }
 
 const struct fuse_lowlevel_ops fs_ops_table = {
@@ -1887,14 +2096,17 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	uint64_t ino = fs_itable_find(&o->itable, path);
 	if (ino)
 		fs_notify_inode(&o->notifier, ino);
+	/*
+	 * A name's entry changes only when the key is created or deleted: a change of an existing
+	 * key (a write, a directory touched by a create in it) keeps its inode, and invalidating the
+	 * entry would only cost the kernel a lookup (of the parent directory, at every create in it).
+	 */
+	if (ev->type != STORE_EVENT_DELETE && ev->kv.version != 1)
+		return;
 	parent_of(path, parent);
 	uint64_t pino = is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent);
 	const char *name = strrchr(path, '/') + 1;
-	/* a key changed in place (same type) keeps its inode: its entry in the directory stays */
-	int in_place = ev->type == STORE_EVENT_PUT && ev->has_prev &&
-		       ((ev->prev.meta.type & S_IFMT) ? ev->prev.meta.type & S_IFMT : S_IFREG) ==
-			       ((ev->kv.meta.type & S_IFMT) ? ev->kv.meta.type & S_IFMT : S_IFREG);
-	if (pino && !in_place)
+	if (pino)
 		fs_notify_entry(&o->notifier, pino, name, strlen(name));
 	if (ev->type == STORE_EVENT_DELETE && !o->replay) /* else the replay keeps the table */
 		fs_itable_detach(&o->itable, path, ev->kv.mod_revision - 1); /* a later lookup

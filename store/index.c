@@ -10,7 +10,8 @@
  * split, so a skip computed from a node's bounds when it is made stays true), and keeps next to
  * each key pointer the 4 key bytes after that prefix; only equal chunks compare whole keys. Point lookups (store__index_get) skip the
  * tree: a hash table of the same keys answers them in one or two cache misses, which is what makes
- * point reads and puts of new keys fast; it is rebuilt along with the tree.
+ * point reads and puts of new keys fast; it is rebuilt along with the tree. Nodes come from the
+ * index's own arena (arena.c) and go all at once, when the index is freed or rebuilt.
  */
 #include "store_internal.h"
 
@@ -73,10 +74,10 @@ static inline int kicmp(const struct store__ki *ki, const void *key, size_t len)
 	return store__keycmp(ki->key, ki->key_len, key, len);
 }
 
-static struct store__bnode *node_new(bool leaf)
+static struct store__bnode *node_new(struct store__index *ix, bool leaf)
 {
 	size_t sz = sizeof(struct store__bnode) + (leaf ? 0 : BT_MAX * sizeof(struct store__bnode *));
-	struct store__bnode *b = store__xmalloc(sz);
+	struct store__bnode *b = store__arena_alloc(&ix->nodes, sz);
 	b->n = 0;
 	b->leaf = leaf;
 	b->pad = 0;
@@ -89,14 +90,29 @@ void store__index_init(struct store__index *ix)
 {
 	ix->root = NULL;
 	ix->n = 0;
+	store__arena_init(&ix->nodes);
 	ix->slots = NULL;
-	ix->mask = 0;
+	ix->cap = 0;
 }
 
 /* ---- the hash table of keys ------------------------------------------------------------------ */
 
+/*
+ * A slot is the ki pointer (48 bits) with 16 bits of its key's hash on top (the low ones: the slot
+ * index comes from the high ones), 0 when empty. The table holds cap slots, any number:
+ * a hash picks slot (h * cap) >> 64, probing goes on linearly. It grows by half when more than
+ * 4/5 full, so it is between 53% and 80% full (8 bytes / load per key) and a miss probes a few
+ * neighbouring slots, most often in the same cache line.
+ */
 #define TAG_SHIFT 48
 #define PTR_MASK ((UINT64_C(1) << TAG_SHIFT) - 1)
+#define TAG_OF(h) ((h) & 0xffff)
+
+static inline size_t slot_home(uint64_t h, size_t cap)
+{
+	__extension__ typedef unsigned __int128 u128;
+	return (size_t)(((u128)h * cap) >> 64);
+}
 
 static inline uint64_t hmix(uint64_t h)
 {
@@ -124,64 +140,55 @@ static uint64_t key_hash(const unsigned char *p, size_t n)
 	return hmix(h);
 }
 
-static void slot_put(uint64_t *slots, size_t mask, struct store__ki *ki, uint64_t h)
+static void slot_put(uint64_t *slots, size_t cap, struct store__ki *ki, uint64_t h)
 {
 	uint64_t ptr = (uint64_t)(uintptr_t)ki;
 	if (ptr >> TAG_SHIFT) {
 		fprintf(stderr, "store: pointer %p does not fit the key table's 48 bits\n", (void *)ki);
 		abort();
 	}
-	size_t i = h & mask;
+	size_t i = slot_home(h, cap);
 	while (slots[i])
-		i = (i + 1) & mask;
-	slots[i] = (h >> TAG_SHIFT) << TAG_SHIFT | ptr;
+		i = i + 1 == cap ? 0 : i + 1;
+	slots[i] = TAG_OF(h) << TAG_SHIFT | ptr;
 }
 
 static void hash_rebuild(struct store__index *ix, size_t want)
 {
-	size_t cap = 16;
-	while (cap < want * 2)
-		cap *= 2;
+	size_t cap = ix->slots ? ix->cap : 16;
+	while (cap * 4 < want * 5)
+		cap += cap / 2;
 	uint64_t *slots = store__xcalloc(cap, sizeof *slots);
 	if (ix->slots) {
-		for (size_t i = 0; i <= ix->mask; i++) {
-			if (i + 16 <= ix->mask && ix->slots[i + 16]) /* hide the misses on the keys */
+		for (size_t i = 0; i < ix->cap; i++) {
+			if (i + 16 < ix->cap && ix->slots[i + 16]) /* hide the misses on the keys */
 				__builtin_prefetch((void *)(uintptr_t)(ix->slots[i + 16] & PTR_MASK));
 			if (ix->slots[i]) {
 				struct store__ki *ki = (struct store__ki *)(uintptr_t)(ix->slots[i] & PTR_MASK);
-				slot_put(slots, cap - 1, ki, key_hash(ki->key, ki->key_len));
+				slot_put(slots, cap, ki, key_hash(ki->key, ki->key_len));
 			}
 		}
 		free(ix->slots);
 	}
 	ix->slots = slots;
-	ix->mask = cap - 1;
+	ix->cap = cap;
 }
 
 static void hash_insert(struct store__index *ix, struct store__ki *ki)
 {
-	if (!ix->slots || (ix->n + 1) * 10 > (ix->mask + 1) * 7)
+	if (!ix->slots || (ix->n + 1) * 5 > (ix->cap) * 4)
 		hash_rebuild(ix, ix->n + 1);
-	slot_put(ix->slots, ix->mask, ki, key_hash(ki->key, ki->key_len));
-}
-
-static void node_free(struct store__bnode *b)
-{
-	if (!b->leaf)
-		for (uint32_t i = 0; i < b->n; i++)
-			node_free(b->kids[i]);
-	free(b);
+	slot_put(ix->slots, ix->cap, ki, key_hash(ki->key, ki->key_len));
 }
 
 void store__index_free(struct store__index *ix)
 {
-	if (ix->root)
-		node_free(ix->root);
+	store__arena_release(&ix->nodes);
 	ix->root = NULL;
 	ix->n = 0;
 	free(ix->slots);
 	ix->slots = NULL;
-	ix->mask = 0;
+	ix->cap = 0;
 }
 
 /* keys[i] against key (which lies in b's range, so shares its skip prefix), as kicmp. */
@@ -227,8 +234,8 @@ struct store__ki *store__index_get(const struct store__index *ix, const void *ke
 {
 	if (!ix->slots)
 		return NULL;
-	uint64_t h = key_hash(key, len), tag = h >> TAG_SHIFT;
-	for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
+	uint64_t h = key_hash(key, len), tag = TAG_OF(h);
+	for (size_t i = slot_home(h, ix->cap);; i = i + 1 == ix->cap ? 0 : i + 1) {
 		uint64_t v = ix->slots[i];
 		if (!v)
 			return NULL;
@@ -240,12 +247,73 @@ struct store__ki *store__index_get(const struct store__index *ix, const void *ke
 	}
 }
 
+/* Lowers leaf b's skip to at most skip, recomputing its chunks when it changes. */
+static void leaf_reskip(struct store__bnode *b, uint32_t skip)
+{
+	if (skip >= b->skip)
+		return;
+	b->skip = skip;
+	for (uint32_t j = 0; j < b->n; j++)
+		set_slot(b, j, b->keys[j]);
+}
+
+/* Copies m slots from a[from..] into b[to..] (b's chunks recomputed when the skips differ). */
+static void slots_copy(struct store__bnode *b, uint32_t to, const struct store__bnode *a,
+		       uint32_t from, uint32_t m)
+{
+	memcpy(b->keys + to, a->keys + from, m * sizeof b->keys[0]);
+	if (a->skip == b->skip)
+		memcpy(b->chunk + to, a->chunk + from, m * sizeof b->chunk[0]);
+	else
+		for (uint32_t j = to; j < to + m; j++)
+			set_slot(b, j, b->keys[j]);
+}
+
+/*
+ * Before a full leaf kids[i] of b (whose range is [lo, hi)) splits, it hands some keys to a
+ * sibling with room, as a B*-tree does: leaves then run about 80% full instead of 69%, which is
+ * index memory per key. Returns false when neither sibling has room. Moving keys widens the
+ * sibling's range, so its skip is lowered to what its new bounds share.
+ */
+static bool leaf_shift(struct store__bnode *b, uint32_t i, struct store__ki *lo,
+		       struct store__ki *hi)
+{
+	struct store__bnode *c = b->kids[i];
+	if (i + 1 < b->n && b->kids[i + 1]->n + 2 <= BT_MAX) {
+		struct store__bnode *r = b->kids[i + 1];
+		uint32_t m = (BT_MAX - r->n) / 2;
+		struct store__ki *upper = i + 2 < b->n ? b->keys[i + 2] : hi;
+		leaf_reskip(r, bound_cpl(c->keys[c->n - m], upper));
+		memmove(r->keys + m, r->keys, r->n * sizeof r->keys[0]);
+		memmove(r->chunk + m, r->chunk, r->n * sizeof r->chunk[0]);
+		slots_copy(r, 0, c, c->n - m, m);
+		r->n += m;
+		c->n -= m;
+		set_slot(b, i + 1, r->keys[0]);
+		return true;
+	}
+	if (i > 0 && b->kids[i - 1]->n + 2 <= BT_MAX) {
+		struct store__bnode *l = b->kids[i - 1];
+		uint32_t m = (BT_MAX - l->n) / 2;
+		struct store__ki *lower = i - 1 > 0 ? b->keys[i - 1] : lo;
+		leaf_reskip(l, bound_cpl(lower, c->keys[m]));
+		slots_copy(l, l->n, c, 0, m);
+		l->n += m;
+		c->n -= m;
+		memmove(c->keys, c->keys + m, c->n * sizeof c->keys[0]);
+		memmove(c->chunk, c->chunk + m, c->n * sizeof c->chunk[0]);
+		set_slot(b, i, c->keys[0]);
+		return true;
+	}
+	return false;
+}
+
 /*
  * Inserts into the subtree of b, whose range is [lo, hi) (NULL: open); returns a new right sibling
  * when b split (NULL otherwise).
  */
-static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki *ki,
-				       struct store__ki *lo, struct store__ki *hi)
+static struct store__bnode *insert_rec(struct store__index *ix, struct store__bnode *b,
+				       struct store__ki *ki, struct store__ki *lo, struct store__ki *hi)
 {
 	uint32_t i;
 	struct store__bnode *right = NULL;
@@ -259,7 +327,9 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 		if (i == 0 && slot_cmp(b, 0, chunk_of(ki->key, ki->key_len, b->skip), ki->key,
 				       ki->key_len) > 0)
 			set_slot(b, 0, ki); /* the new smallest key of the subtree */
-		right = insert_rec(b->kids[i], ki, i ? b->keys[i] : lo,
+		if (b->kids[i]->leaf && b->kids[i]->n == BT_MAX && leaf_shift(b, i, lo, hi))
+			i = inner_pick(b, ki->key, ki->key_len); /* the key may belong next door now */
+		right = insert_rec(ix, b->kids[i], ki, i ? b->keys[i] : lo,
 				   i + 1 < b->n ? b->keys[i + 1] : hi);
 		if (!right)
 			return NULL;
@@ -267,7 +337,7 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 		i++;
 	}
 	if (b->n == BT_MAX) {
-		struct store__bnode *nb = node_new(b->leaf);
+		struct store__bnode *nb = node_new(ix, b->leaf);
 		uint32_t half = BT_MAX / 2;
 		nb->n = BT_MAX - half;
 		nb->skip = bound_cpl(b->keys[half], hi); /* nb's range: [keys[half], hi) */
@@ -316,10 +386,10 @@ static struct store__bnode *insert_rec(struct store__bnode *b, struct store__ki 
 void store__index_insert(struct store__index *ix, struct store__ki *ki)
 {
 	if (!ix->root)
-		ix->root = node_new(true);
-	struct store__bnode *right = insert_rec(ix->root, ki, NULL, NULL);
+		ix->root = node_new(ix, true);
+	struct store__bnode *right = insert_rec(ix, ix->root, ki, NULL, NULL);
 	if (right) {
-		struct store__bnode *r = node_new(false);
+		struct store__bnode *r = node_new(ix, false);
 		r->n = 2;
 		set_slot(r, 0, ix->root->keys[0]);
 		r->kids[0] = ix->root;
@@ -360,8 +430,17 @@ void store__index_build(struct store__index *ix, struct store__ki **kis, size_t 
 {
 	store__index_free(ix);
 	hash_rebuild(ix, n);
-	for (size_t i = 0; i < n; i++)
-		slot_put(ix->slots, ix->mask, kis[i], key_hash(kis[i]->key, kis[i]->key_len));
+	/* hash a few keys ahead and prefetch their slots: the table is bigger than the cache */
+	enum { AHEAD = 8 };
+	uint64_t hs[AHEAD];
+	for (size_t i = 0; i < n + AHEAD; i++) {
+		if (i >= AHEAD)
+			slot_put(ix->slots, ix->cap, kis[i - AHEAD], hs[i % AHEAD]);
+		if (i < n) {
+			hs[i % AHEAD] = key_hash(kis[i]->key, kis[i]->key_len);
+			__builtin_prefetch(&ix->slots[slot_home(hs[i % AHEAD], ix->cap)], 1);
+		}
+	}
 	ix->n = n;
 	if (!n)
 		return;
@@ -369,7 +448,7 @@ void store__index_build(struct store__index *ix, struct store__ki **kis, size_t 
 	struct store__bnode **level = store__xmalloc(nl * sizeof *level);
 	struct store__bnode *prev = NULL;
 	for (size_t i = 0; i < nl; i++) {
-		struct store__bnode *b = node_new(true);
+		struct store__bnode *b = node_new(ix, true);
 		size_t from = i * BT_FILL, cnt = n - from < BT_FILL ? n - from : BT_FILL;
 		if (i > 0 && i + 1 < nl)
 			b->skip = bound_cpl(kis[from], kis[from + BT_FILL]);
@@ -384,7 +463,7 @@ void store__index_build(struct store__index *ix, struct store__ki **kis, size_t 
 	while (nl > 1) {
 		size_t nu = (nl + BT_FILL - 1) / BT_FILL;
 		for (size_t i = 0; i < nu; i++) {
-			struct store__bnode *b = node_new(false);
+			struct store__bnode *b = node_new(ix, false);
 			size_t from = i * BT_FILL, cnt = nl - from < BT_FILL ? nl - from : BT_FILL;
 			if (i > 0 && i + 1 < nu)
 				b->skip = bound_cpl(level[from]->keys[0], level[from + BT_FILL]->keys[0]);

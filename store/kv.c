@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/mman.h>
 
 #define DEFAULT_QUOTA (2ull << 30)
 #define DEFAULT_MIN_TTL 5
@@ -17,34 +18,39 @@
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-void *store__xmalloc(size_t n)
+/*
+ * Every allocation of the store goes through these: they abort on failure, and advise the big
+ * arrays (log, key table, index levels) as transparent huge pages, as the arena does its slabs:
+ * filling them then takes one page fault per 2 MiB instead of one per 4 KiB.
+ */
+static void *checked(void *p, size_t n)
 {
-	void *p = malloc(n ? n : 1);
 	if (!p) {
 		fprintf(stderr, "store: out of memory allocating %zu bytes\n", n);
 		abort();
 	}
+	if (n >= STORE__SLAB) {
+		uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
+		(void)madvise((void *)a, (uintptr_t)p + n - a, MADV_HUGEPAGE); /* a hint */
+	}
 	return p;
+}
+
+void *store__xmalloc(size_t n)
+{
+	return checked(malloc(n ? n : 1), n);
 }
 
 void *store__xrealloc(void *p, size_t n)
 {
-	p = realloc(p, n ? n : 1);
-	if (!p) {
-		fprintf(stderr, "store: out of memory allocating %zu bytes\n", n);
-		abort();
-	}
-	return p;
+	return checked(realloc(p, n ? n : 1), n);
 }
 
 void *store__xcalloc(size_t n, size_t m)
 {
-	void *p = calloc(n ? n : 1, m ? m : 1);
-	if (!p) {
-		fprintf(stderr, "store: out of memory allocating %zu bytes\n", n * m);
-		abort();
-	}
-	return p;
+	if (m && n > SIZE_MAX / m)
+		return checked(NULL, SIZE_MAX);
+	return checked(calloc(n ? n : 1, m ? m : 1), n * m);
 }
 
 const char *store_strerror(int err)
@@ -96,54 +102,75 @@ bool store__in_range(const unsigned char *k, size_t klen, const unsigned char *k
 
 /* ---- keyIndex -------------------------------------------------------------------------------- */
 
-static struct store__ki *ki_new(const void *key, size_t len)
+static struct store__ki *ki_new(struct store *s, const void *key, size_t len)
 {
-	struct store__ki *ki = store__xmalloc(sizeof *ki + len);
-	ki->key_len = (uint32_t)len;
-	memcpy(ki->key, key, len);
-	ki->ngens = 1;
+	struct store__ki *ki = store__arena_alloc(&s->arena, offsetof(struct store__ki, key) + len);
 	memset(&ki->u, 0, sizeof ki->u);
+	ki->key_len = (uint32_t)len;
+	ki->multi = 0;
+	memcpy(ki->key, key, len);
 	return ki;
 }
 
 static void gen_free(struct store__gen *g)
 {
-	if (g->cap > 1)
+	if (g->n > 1)
 		free(g->r.many);
-	g->cap = g->n = 0;
+	g->n = 0;
 	g->r.many = NULL;
 }
 
-void store__ki_free(struct store__ki *ki)
+/* Frees the arrays a keyIndex owns (not the record itself). */
+static void ki_free_arrays(struct store__ki *ki)
 {
-	for (uint32_t g = 0; g < ki->ngens; g++)
+	for (uint32_t g = 0; g < store__ki_ngens(ki); g++)
 		gen_free(&STORE__GENS(ki)[g]);
-	if (ki->ngens > 1)
-		free(ki->u.heap.arr);
-	free(ki);
+	if (ki->multi)
+		free(ki->u.many);
 }
 
-static void gen_push(struct store__gen *g, struct store__kv *kv)
+void store__ki_free(struct store *s, struct store__ki *ki)
 {
-	if (g->n == g->cap) {
-		if (g->cap == 0) {
-			g->cap = 1;
-		} else if (g->cap == 1) {
-			struct store__kv *one = g->r.one;
-			g->r.many = store__xmalloc(4 * sizeof *g->r.many);
-			g->r.many[0] = one;
-			g->cap = 4;
-		} else {
-			g->cap *= 2;
-			g->r.many = store__xrealloc(g->r.many, g->cap * sizeof *g->r.many);
-		}
+	ki_free_arrays(ki);
+	store__arena_free(&s->arena, ki, store__ki_size(ki));
+}
+
+void store__gen_push(struct store__gen *g, struct store__kv *kv)
+{
+	if (g->n == 0) {
+		g->r.one = kv;
+	} else if (g->n == 1) {
+		struct store__kv *one = g->r.one;
+		g->r.many = store__xmalloc(STORE__CAP(2) * sizeof *g->r.many);
+		g->r.many[0] = one;
+		g->r.many[1] = kv;
+	} else {
+		if (g->n == STORE__CAP(g->n))
+			g->r.many = store__xrealloc(g->r.many, 2 * g->n * sizeof *g->r.many);
+		g->r.many[g->n] = kv;
 	}
-	STORE__REVS(g)[g->n++] = kv;
+	g->n++;
+}
+
+/* Drops the first k revisions of g (k < n), keeping the array's shape rule. */
+static void gen_drop_first(struct store__gen *g, uint32_t k)
+{
+	uint32_t n = g->n - k;
+	if (n == 1) {
+		struct store__kv *one = g->r.many[k];
+		free(g->r.many);
+		g->r.one = one;
+	} else {
+		memmove(g->r.many, g->r.many + k, n * sizeof *g->r.many);
+		if (STORE__CAP(n) < STORE__CAP(g->n))
+			g->r.many = store__xrealloc(g->r.many, STORE__CAP(n) * sizeof *g->r.many);
+	}
+	g->n = n;
 }
 
 static struct store__gen *ki_cur(const struct store__ki *ki)
 {
-	return &STORE__GENS(ki)[ki->ngens - 1];
+	return &STORE__GENS(ki)[store__ki_ngens(ki) - 1];
 }
 
 bool store__ki_live(const struct store__ki *ki)
@@ -158,49 +185,63 @@ struct store__kv *store__ki_latest(const struct store__ki *ki)
 	return g->n ? STORE__REVS(g)[g->n - 1] : NULL;
 }
 
-/* etcd's keyIndex.get: the newest revision <= at of the generation alive at `at`. */
-struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at)
+struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at, const struct store__gen **g,
+				uint32_t *i)
 {
-	for (int64_t cg = (int64_t)ki->ngens - 1; cg >= 0; cg--) {
-		const struct store__gen *g = &STORE__GENS(ki)[cg];
-		if (!g->n)
+	int64_t ng = store__ki_ngens(ki);
+	for (int64_t cg = ng - 1; cg >= 0; cg--) {
+		const struct store__gen *gen = &STORE__GENS(ki)[cg];
+		if (!gen->n)
 			continue;
-		if (cg != (int64_t)ki->ngens - 1 && STORE__REVS(g)[g->n - 1]->main <= at)
+		struct store__kv *const *revs = STORE__REVS(gen);
+		if (cg != ng - 1 && revs[gen->n - 1]->main <= at)
 			return NULL; /* tombstoned at or before `at` */
-		if (STORE__REVS(g)[0]->main <= at) {
-			for (int64_t i = (int64_t)g->n - 1; i >= 0; i--)
-				if (STORE__REVS(g)[i]->main <= at)
-					return STORE__REVS(g)[i];
+		if (revs[0]->main <= at) {
+			for (uint32_t j = gen->n; j-- > 0;)
+				if (revs[j]->main <= at) {
+					*g = gen;
+					*i = j;
+					return revs[j];
+				}
 		}
 	}
 	return NULL;
 }
 
-/* The revision stored just before kv in its generation (NULL: kv created it or it is compacted). */
-struct store__kv *store__kv_prev(const struct store__kv *kv)
+const struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i)
 {
 	const struct store__ki *ki = kv->ki;
-	for (uint32_t g = 0; g < ki->ngens; g++) {
+	for (uint32_t g = store__ki_ngens(ki); g-- > 0;) {
 		const struct store__gen *gen = &STORE__GENS(ki)[g];
-		for (uint32_t i = 0; i < gen->n; i++)
-			if (STORE__REVS(gen)[i] == kv)
-				return i ? STORE__REVS(gen)[i - 1] : NULL;
+		for (uint32_t j = gen->n; j-- > 0;)
+			if (STORE__REVS(gen)[j] == kv) {
+				*i = j;
+				return gen;
+			}
 	}
-	return NULL;
+	abort(); /* every stored kvrec is in its key's generations */
 }
 
-void store__fill_kv(struct store_kv *out, const struct store__kv *kv, bool keys_only)
+void store__fill_kv(struct store_kv *out, const struct store__gen *g, uint32_t i, bool keys_only)
 {
+	const struct store__kv *kv = STORE__REVS(g)[i];
 	out->key = kv->ki->key;
 	out->key_len = kv->ki->key_len;
-	out->value = keys_only ? NULL : kv->value;
+	out->value = keys_only ? NULL : store__kv_value(kv);
 	out->value_len = keys_only ? 0 : kv->vlen;
-	out->create_revision = (kv->flags & STORE__TOMB) ? 0 : kv->create;
+	out->create_revision = (kv->flags & STORE__TOMB) ? 0 : g->created_main;
 	out->mod_revision = kv->main;
 	out->mod_sub = kv->sub;
-	out->version = kv->version;
-	out->lease = kv->lease;
+	out->version = store__kv_version(g, i);
+	out->lease = store__kv_lease(kv);
 	out->meta = kv->meta;
+}
+
+/* Fills out from the live revision of ki (which must be live). */
+static void fill_latest(struct store_kv *out, const struct store__ki *ki, bool keys_only)
+{
+	const struct store__gen *g = ki_cur(ki);
+	store__fill_kv(out, g, g->n - 1, keys_only);
 }
 
 /* ---- store ----------------------------------------------------------------------------------- */
@@ -209,6 +250,7 @@ int store_open(const struct store_config *cfg, struct store **out)
 {
 	struct store *s = store__xcalloc(1, sizeof *s);
 	store__index_init(&s->idx);
+	store__arena_init(&s->arena);
 	s->rev = 1;
 	s->quota = cfg && cfg->quota_bytes ? cfg->quota_bytes : DEFAULT_QUOTA;
 	s->min_ttl = cfg && cfg->min_lease_ttl_s ? cfg->min_lease_ttl_s : DEFAULT_MIN_TTL;
@@ -216,18 +258,17 @@ int store_open(const struct store_config *cfg, struct store **out)
 	return 0;
 }
 
-static void free_contents(struct store *s)
+void store__free_contents(struct store *s)
 {
-	for (size_t i = 0; i < s->log_n; i++)
-		free(s->log[i]);
 	free(s->log);
 	s->log = NULL;
 	s->log_n = s->log_cap = 0;
 	struct store__iter it;
 	store__index_seek(&s->idx, NULL, 0, &it);
 	for (struct store__ki *ki; (ki = store__iter_next(&it));)
-		store__ki_free(ki);
+		ki_free_arrays(ki);
 	store__index_free(&s->idx);
+	store__arena_release(&s->arena);
 	store__leases_free(s);
 }
 
@@ -236,7 +277,7 @@ void store_close(struct store *s)
 	if (!s)
 		return;
 	store__watch_cancel_all(s);
-	free_contents(s);
+	store__free_contents(s);
 	free(s);
 }
 
@@ -279,12 +320,13 @@ int store_range(struct store *s, const struct store_range_req *req, struct store
 	size_t cap = 0;
 	if (!req->end || !req->end_len) {
 		struct store__ki *ki = store__index_get(&s->idx, req->key, req->key_len);
-		struct store__kv *kv = ki ? store__ki_get(ki, at) : NULL;
-		if (kv) {
+		const struct store__gen *g;
+		uint32_t gi;
+		if (ki && store__ki_get(ki, at, &g, &gi)) {
 			res->count = 1;
 			if (!count_only) {
 				res->kvs = store__xmalloc(sizeof *res->kvs);
-				store__fill_kv(&res->kvs[0], kv, keys_only);
+				store__fill_kv(&res->kvs[0], g, gi, keys_only);
 				res->n = 1;
 			}
 		}
@@ -297,8 +339,9 @@ int store_range(struct store *s, const struct store_range_req *req, struct store
 	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
 		if (!to_end && store__keycmp(ki->key, ki->key_len, end, req->end_len) >= 0)
 			break;
-		struct store__kv *kv = store__ki_get(ki, at);
-		if (!kv)
+		const struct store__gen *g;
+		uint32_t gi;
+		if (!store__ki_get(ki, at, &g, &gi))
 			continue;
 		res->count++;
 		if (count_only)
@@ -311,7 +354,7 @@ int store_range(struct store *s, const struct store_range_req *req, struct store
 			cap = cap ? cap * 2 : 8;
 			res->kvs = store__xrealloc(res->kvs, cap * sizeof *res->kvs);
 		}
-		store__fill_kv(&res->kvs[res->n++], kv, keys_only);
+		store__fill_kv(&res->kvs[res->n++], g, gi, keys_only);
 	}
 	return 0;
 }
@@ -344,23 +387,30 @@ static void log_push(struct store *s, struct store__kv *kv)
 	s->size += store__kv_cost(kv);
 }
 
-static struct store__kv *kv_new(struct store *s, struct store__ki *ki, const void *val, size_t vlen)
+static struct store__kv *kv_new(struct store *s, struct store__ki *ki, const void *val, size_t vlen,
+			       int64_t lease)
 {
-	struct store__kv *kv = store__xmalloc(sizeof *kv + vlen);
+	size_t lsz = lease ? sizeof lease : 0;
+	struct store__kv *kv = store__arena_alloc(&s->arena, sizeof *kv + lsz + vlen);
 	memset(kv, 0, sizeof *kv);
 	kv->ki = ki;
 	kv->main = s->rev;
 	kv->sub = s->sub++;
 	kv->vlen = (uint32_t)vlen;
+	if (lease) {
+		s->leased = true;
+		kv->flags = STORE__LEASE;
+		memcpy(kv->tail, &lease, sizeof lease);
+	}
 	if (vlen)
-		memcpy(kv->value, val, vlen);
+		memcpy(kv->tail + lsz, val, vlen);
 	return kv;
 }
 
 /* Validates a put against the current state (no change). */
 static int check_put(struct store *s, const struct store_put *p)
 {
-	if (p->key_len == 0 || p->key_len > UINT32_MAX)
+	if (p->key_len == 0 || p->key_len > STORE__MAX_KEY)
 		return -EINVAL;
 	if (p->value_len > STORE__MAX_VALUE)
 		return -EFBIG;
@@ -380,46 +430,44 @@ static void do_put(struct store *s, const struct store_put *p, struct store_put_
 	store__begin_write(s);
 	struct store__ki *ki = store__index_get(&s->idx, p->key, p->key_len);
 	if (!ki) {
-		ki = ki_new(p->key, p->key_len);
+		ki = ki_new(s, p->key, p->key_len);
 		store__index_insert(&s->idx, ki);
 	}
 	struct store__kv *old = store__ki_latest(ki);
+	if (res) {
+		res->has_prev = false;
+		if (old && (p->flags & STORE_PUT_PREV_KV)) {
+			res->has_prev = true;
+			fill_latest(&res->prev, ki, false); /* the new revision changes its version */
+		}
+	}
 	const void *val = p->value;
 	size_t vlen = p->value_len;
 	const struct store_meta *meta = &p->meta;
-	int64_t lease = p->lease;
+	int64_t lease = p->lease, old_lease = old ? store__kv_lease(old) : 0;
 	if (old && (p->flags & STORE_PUT_IGNORE_VALUE)) {
-		val = old->value;
+		val = store__kv_value(old);
 		vlen = old->vlen;
 		meta = &old->meta;
 	}
 	if (old && (p->flags & STORE_PUT_IGNORE_LEASE))
-		lease = old->lease;
-	struct store__kv *kv = kv_new(s, ki, val, vlen);
+		lease = old_lease;
+	struct store__kv *kv = kv_new(s, ki, val, vlen, lease);
 	kv->meta = *meta;
-	kv->lease = lease;
 	struct store__gen *g = ki_cur(ki);
 	if (!g->n) {
 		g->created_main = kv->main;
 		g->created_sub = kv->sub;
 	}
-	kv->create = g->created_main;
 	g->ver++;
-	kv->version = g->ver;
-	gen_push(g, kv);
+	store__gen_push(g, kv);
 	log_push(s, kv);
-	if (old && old->lease != lease && old->lease)
-		store__lease_detach(s, old->lease, ki);
-	if (lease && (!old || old->lease != lease))
+	if (old && old_lease != lease && old_lease)
+		store__lease_detach(s, old_lease, ki);
+	if (lease && (!old || old_lease != lease))
 		store__lease_attach(s, lease, ki);
-	if (res) {
+	if (res)
 		res->rev = s->rev;
-		res->has_prev = false;
-		if (old && (p->flags & STORE_PUT_PREV_KV)) {
-			res->has_prev = true;
-			store__fill_kv(&res->prev, old, false);
-		}
-	}
 }
 
 /* Deletes a live key inside the open write: a tombstone ends its generation. */
@@ -430,26 +478,27 @@ int store__delete_ki(struct store *s, struct store__ki *ki, struct store_kv *pre
 		return 0;
 	store__begin_write(s);
 	if (prev)
-		store__fill_kv(prev, old, false);
-	struct store__kv *kv = kv_new(s, ki, NULL, 0);
+		fill_latest(prev, ki, false);
+	int64_t old_lease = store__kv_lease(old);
+	struct store__kv *kv = kv_new(s, ki, NULL, 0, 0);
 	kv->flags = STORE__TOMB;
 	struct store__gen *g = ki_cur(ki);
-	kv->create = g->created_main;
 	g->ver++;
-	gen_push(g, kv);
+	store__gen_push(g, kv);
 	log_push(s, kv);
-	if (old->lease)
-		store__lease_detach(s, old->lease, ki);
-	if (ki->ngens == 1) {
-		struct store__gen *arr = store__xmalloc(4 * sizeof *arr);
-		arr[0] = ki->u.g0;
-		ki->u.heap.arr = arr;
-		ki->u.heap.cap = 4;
-	} else if (ki->ngens == ki->u.heap.cap) {
-		ki->u.heap.cap *= 2;
-		ki->u.heap.arr = store__xrealloc(ki->u.heap.arr, ki->u.heap.cap * sizeof *ki->u.heap.arr);
+	if (old_lease)
+		store__lease_detach(s, old_lease, ki);
+	if (!ki->multi) {
+		struct store__gens *m = store__xmalloc(sizeof *m + STORE__CAP(2) * sizeof m->g[0]);
+		m->n = 1;
+		m->g[0] = ki->u.g0;
+		ki->u.many = m;
+		ki->multi = 1;
+	} else if (ki->u.many->n == STORE__CAP(ki->u.many->n)) {
+		ki->u.many = store__xrealloc(ki->u.many, sizeof *ki->u.many +
+							 2 * ki->u.many->n * sizeof ki->u.many->g[0]);
 	}
-	memset(&ki->u.heap.arr[ki->ngens++], 0, sizeof ki->u.heap.arr[0]);
+	memset(&ki->u.many->g[ki->u.many->n++], 0, sizeof ki->u.many->g[0]);
 	return 1;
 }
 
@@ -557,16 +606,17 @@ static bool eval_cmp(struct store *s, const struct store_cmp *c)
 	if (c->target == STORE_CMP_VALUE) {
 		if (!kv)
 			return false;
-		int x = store__keycmp(kv->value, kv->vlen, c->value, c->value_len);
+		int x = store__keycmp(store__kv_value(kv), kv->vlen, c->value, c->value_len);
 		return cmp_int(x, 0, c->result);
 	}
 	int64_t v = 0;
 	if (kv) {
+		const struct store__gen *g = ki_cur(ki);
 		switch (c->target) {
-		case STORE_CMP_VERSION: v = kv->version; break;
-		case STORE_CMP_CREATE: v = kv->create; break;
+		case STORE_CMP_VERSION: v = store__kv_version(g, g->n - 1); break;
+		case STORE_CMP_CREATE: v = g->created_main; break;
 		case STORE_CMP_MOD: v = kv->main; break;
-		case STORE_CMP_LEASE: v = kv->lease; break;
+		case STORE_CMP_LEASE: v = store__kv_lease(kv); break;
 		case STORE_CMP_VALUE: break;
 		}
 	}
@@ -642,18 +692,25 @@ void store_txn_result_free(struct store_txn_result *res)
 
 /* ---- compaction ------------------------------------------------------------------------------ */
 
-static void gen_drop(struct store__gen *g)
+/* Marks kv dropped by the compaction in progress; the log sweep frees it. */
+static void kv_drop(struct store *s, struct store__kv *kv)
+{
+	s->size -= store__kv_cost(kv);
+	kv->ki = NULL;
+}
+
+static void gen_drop(struct store *s, struct store__gen *g)
 {
 	for (uint32_t i = 0; i < g->n; i++)
-		STORE__REVS(g)[i]->flags |= STORE__DEAD;
+		kv_drop(s, STORE__REVS(g)[i]);
 	gen_free(g);
 }
 
-/* etcd's keyIndex.compact: marks the dropped kvrecs dead; returns true when the key is empty. */
-static bool ki_compact(struct store__ki *ki, int64_t at)
+/* etcd's keyIndex.compact: marks the dropped kvrecs; returns true when the key is empty. */
+static bool ki_compact(struct store *s, struct store__ki *ki, int64_t at)
 {
-	uint32_t gi = 0;
-	while (gi < ki->ngens - 1) {
+	uint32_t gi = 0, ng = store__ki_ngens(ki);
+	while (gi < ng - 1) {
 		struct store__gen *g = &STORE__GENS(ki)[gi];
 		if (STORE__REVS(g)[g->n - 1]->main > at)
 			break;
@@ -662,37 +719,74 @@ static bool ki_compact(struct store__ki *ki, int64_t at)
 	struct store__gen *g = &STORE__GENS(ki)[gi];
 	if (g->n) {
 		/* keep the newest revision <= at and everything after it */
-		int64_t keep = -1;
-		for (int64_t i = (int64_t)g->n - 1; i >= 0; i--)
+		uint32_t keep = 0;
+		for (uint32_t i = g->n; i-- > 0;)
 			if (STORE__REVS(g)[i]->main <= at) {
 				keep = i;
 				break;
 			}
 		if (keep > 0) {
-			for (int64_t i = 0; i < keep; i++)
-				STORE__REVS(g)[i]->flags |= STORE__DEAD;
-			struct store__kv **revs = STORE__REVS(g);
-			memmove(revs, revs + keep, (g->n - (uint32_t)keep) * sizeof *revs);
-			g->n -= (uint32_t)keep;
+			for (uint32_t i = 0; i < keep; i++)
+				kv_drop(s, STORE__REVS(g)[i]);
+			gen_drop_first(g, keep);
 		}
 		/* a generation left holding only its tombstone goes */
-		if (g->n == 1 && gi != ki->ngens - 1) {
-			STORE__REVS(g)[0]->flags |= STORE__DEAD;
+		if (g->n == 1 && gi != ng - 1)
 			gi++;
-		}
 	}
 	if (gi) {
 		for (uint32_t i = 0; i < gi; i++)
-			gen_drop(&STORE__GENS(ki)[i]);
-		struct store__gen *arr = ki->u.heap.arr; /* gi > 0: more than one generation */
-		memmove(arr, arr + gi, (ki->ngens - gi) * sizeof *arr);
-		ki->ngens -= gi;
-		if (ki->ngens == 1) { /* back inline */
-			ki->u.g0 = arr[0];
-			free(arr);
+			gen_drop(s, &STORE__GENS(ki)[i]);
+		struct store__gens *m = ki->u.many; /* gi > 0: more than one generation */
+		uint32_t n = ng - gi;
+		memmove(m->g, m->g + gi, n * sizeof m->g[0]);
+		if (n == 1) { /* back inline */
+			ki->u.g0 = m->g[0];
+			ki->multi = 0;
+			free(m);
+		} else {
+			m->n = n;
+			if (STORE__CAP(n) < STORE__CAP(ng))
+				ki->u.many = store__xrealloc(m, sizeof *m + STORE__CAP(n) * sizeof m->g[0]);
 		}
 	}
-	return ki->ngens == 1 && STORE__GENS(ki)[0].n == 0;
+	return !ki->multi && ki->u.g0.n == 0;
+}
+
+/* Moves kv out of a sparse slab: a fresh copy takes its place in its generation and the log. */
+static struct store__kv *kv_move(struct store *s, struct store__kv *kv)
+{
+	size_t size = store__kv_size(kv);
+	struct store__kv *nkv = store__arena_alloc(&s->arena, size);
+	memcpy(nkv, kv, size);
+	struct store__ki *ki = kv->ki;
+	for (uint32_t g = store__ki_ngens(ki); g-- > 0;) {
+		struct store__gen *gen = &STORE__GENS(ki)[g];
+		struct store__kv **revs = STORE__REVS(gen);
+		for (uint32_t i = gen->n; i-- > 0;)
+			if (revs[i] == kv) {
+				revs[i] = nkv;
+				goto found;
+			}
+	}
+found:
+	store__arena_free(&s->arena, kv, size);
+	return nkv;
+}
+
+/* Moves ki out of a sparse slab: its kvrecs follow it; the caller rebuilds index and leases. */
+static struct store__ki *ki_move(struct store *s, struct store__ki *ki)
+{
+	size_t size = store__ki_size(ki);
+	struct store__ki *nki = store__arena_alloc(&s->arena, size);
+	memcpy(nki, ki, size);
+	for (uint32_t g = 0; g < store__ki_ngens(nki); g++) {
+		struct store__gen *gen = &STORE__GENS(nki)[g];
+		for (uint32_t i = 0; i < gen->n; i++)
+			STORE__REVS(gen)[i]->ki = nki;
+	}
+	store__arena_free(&s->arena, ki, size);
+	return nki;
 }
 
 int store_compact(struct store *s, int64_t rev)
@@ -706,25 +800,21 @@ int store_compact(struct store *s, int64_t rev)
 	size_t nk = 0;
 	struct store__iter it;
 	store__index_seek(&s->idx, NULL, 0, &it);
-	/* the dead keys go to the end of keep[], freed after the log sweep (their dead kvrecs
-	   still point at them) */
+	/* the dead keys go to the end of keep[], freed after the log sweep */
 	size_t nd = s->idx.n;
 	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
-		if (ki_compact(ki, rev))
+		if (ki_compact(s, ki, rev))
 			keep[--nd] = ki;
 		else
 			keep[nk++] = ki;
 	}
 	size_t nkeys = s->idx.n;
-	if (nk != nkeys)
-		store__index_build(&s->idx, keep, nk);
 	/* sweep the log's prefix up to rev */
 	size_t w = 0, i = 0;
 	for (; i < s->log_n && s->log[i]->main <= rev; i++) {
 		struct store__kv *kv = s->log[i];
-		if (kv->flags & STORE__DEAD) {
-			s->size -= store__kv_cost(kv);
-			free(kv);
+		if (!kv->ki) { /* dropped */
+			store__arena_free(&s->arena, kv, store__kv_size(kv));
 		} else {
 			s->log[w++] = kv;
 		}
@@ -736,9 +826,24 @@ int store_compact(struct store *s, int64_t rev)
 			s->log_cap = s->log_n * 2 > 1024 ? s->log_n * 2 : 1024;
 			s->log = store__xrealloc(s->log, s->log_cap * sizeof *s->log);
 		}
+		/* the survivors of slabs now mostly free move, so those slabs go */
+		for (size_t j = 0; j < s->log_n; j++)
+			if (store__arena_sparse(&s->arena, s->log[j]))
+				s->log[j] = kv_move(s, s->log[j]);
 	}
 	for (size_t d = nk; d < nkeys; d++)
-		store__ki_free(keep[d]);
+		store__ki_free(s, keep[d]);
+	bool moved = false;
+	if (w != i || nk != nkeys)
+		for (size_t k = 0; k < nk; k++)
+			if (store__arena_sparse(&s->arena, keep[k])) {
+				keep[k] = ki_move(s, keep[k]);
+				moved = true;
+			}
+	if (moved || nk != nkeys)
+		store__index_build(&s->idx, keep, nk);
+	if (moved)
+		(void)store__lease_reattach(s); /* every lease it names exists */
 	free(keep);
 	s->compact_rev = rev;
 	store__watch_compacted(s, rev);
@@ -781,9 +886,10 @@ int store_hash_kv(struct store *s, int64_t rev, uint64_t *hash)
 	store__index_seek(&s->idx, NULL, 0, &it);
 	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
 		bool keyed = false;
-		for (uint32_t g = 0; g < ki->ngens; g++)
+		for (uint32_t g = 0; g < store__ki_ngens(ki); g++)
 			for (uint32_t i = 0; i < STORE__GENS(ki)[g].n; i++) {
-				const struct store__kv *kv = STORE__REVS(&STORE__GENS(ki)[g])[i];
+				const struct store__gen *gen = &STORE__GENS(ki)[g];
+				const struct store__kv *kv = STORE__REVS(gen)[i];
 				if (kv->main > rev)
 					continue;
 				if (!keyed) {
@@ -793,11 +899,11 @@ int store_hash_kv(struct store *s, int64_t rev, uint64_t *hash)
 				h = mix(h, (uint64_t)kv->main);
 				h = mix(h, kv->sub);
 				h = mix(h, kv->flags & STORE__TOMB);
-				h = mix(h, (uint64_t)kv->create);
-				h = mix(h, (uint64_t)kv->version);
-				h = mix(h, (uint64_t)kv->lease);
+				h = mix(h, (uint64_t)gen->created_main);
+				h = mix(h, (uint64_t)store__kv_version(gen, i));
+				h = mix(h, (uint64_t)store__kv_lease(kv));
 				h = mix_bytes(h, (const unsigned char *)&kv->meta, sizeof kv->meta);
-				h = mix_bytes(h, kv->value, kv->vlen);
+				h = mix_bytes(h, store__kv_value(kv), kv->vlen);
 			}
 	}
 	*hash = h;

@@ -62,6 +62,26 @@ void store__leases_free(struct store *s)
 	s->n_leases = s->leases_cap = 0;
 }
 
+int store__lease_reattach(struct store *s)
+{
+	if (!s->n_leases && !s->leased)
+		return 0; /* no key can name a lease */
+	for (size_t i = 0; i < s->n_leases; i++)
+		s->leases[i]->n_keys = 0;
+	struct store__iter it;
+	store__index_seek(&s->idx, NULL, 0, &it);
+	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
+		struct store__kv *kv = store__ki_latest(ki);
+		int64_t id = kv ? store__kv_lease(kv) : 0;
+		if (id) {
+			if (!store__lease_find(s, id))
+				return STORE_ECORRUPT;
+			store__lease_attach(s, id, ki);
+		}
+	}
+	return 0;
+}
+
 /* Inserts a lease record (used by grant and restore); -EEXIST-like code when present. */
 static int lease_insert(struct store *s, int64_t id, int64_t ttl_s, int64_t expiry_ms)
 {

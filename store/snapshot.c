@@ -11,8 +11,10 @@
  *
  * integers little-endian, keys in key order. Restore parses into a fresh store, checks every
  * invariant the rest of the store relies on (key order, generation shape, revision ranges, leases)
- * and only then swaps it in, so a corrupt image is STORE_ECORRUPT and never a crash. The log (the
- * revision-ordered table) is rebuilt by sorting, and the B+tree by bulk-loading the sorted keys.
+ * and only then swaps it in, so a corrupt image is STORE_ECORRUPT and never a crash. Restore
+ * decompresses a window at a time, never the whole raw image, and trusts no count for an
+ * allocation. The log (the revision-ordered table) is rebuilt by sorting, and the B+tree by
+ * bulk-loading the sorted keys.
  */
 #include "store_internal.h"
 
@@ -89,8 +91,9 @@ static void put_u64(struct enc *e, uint64_t v)
 	put_bytes(e, b, 8);
 }
 
-static void put_kv(struct enc *e, const struct store__kv *kv)
+static void put_kv(struct enc *e, const struct store__gen *g, uint32_t i)
 {
+	const struct store__kv *kv = STORE__REVS(g)[i];
 	unsigned char b[8 + 4 + 4 + 8 * 3 + 16 + 24 + 4];
 	unsigned char *p = b;
 #define W(v, n)                                                                                    \
@@ -102,9 +105,9 @@ static void put_kv(struct enc *e, const struct store__kv *kv)
 	W(kv->main, 8);
 	W(kv->sub, 4);
 	W(kv->flags & STORE__TOMB, 4);
-	W(kv->create, 8);
-	W(kv->version, 8);
-	W(kv->lease, 8);
+	W(g->created_main, 8);
+	W(store__kv_version(g, i), 8);
+	W(store__kv_lease(kv), 8);
 	W(kv->meta.type, 4);
 	W(kv->meta.mode, 4);
 	W(kv->meta.uid, 4);
@@ -115,7 +118,7 @@ static void put_kv(struct enc *e, const struct store__kv *kv)
 	W(kv->vlen, 4);
 #undef W
 	put_bytes(e, b, sizeof b);
-	put_bytes(e, kv->value, kv->vlen);
+	put_bytes(e, store__kv_value(kv), kv->vlen);
 }
 
 int store_snapshot_save(struct store *s, store_write_fn write, void *arg)
@@ -149,15 +152,15 @@ int store_snapshot_save(struct store *s, store_write_fn write, void *arg)
 	for (struct store__ki *ki; (ki = store__iter_next(&it)) && !e.err;) {
 		put_u32(&e, ki->key_len);
 		put_bytes(&e, ki->key, ki->key_len);
-		put_u32(&e, ki->ngens);
-		for (uint32_t g = 0; g < ki->ngens; g++) {
+		put_u32(&e, store__ki_ngens(ki));
+		for (uint32_t g = 0; g < store__ki_ngens(ki); g++) {
 			const struct store__gen *gen = &STORE__GENS(ki)[g];
 			put_u64(&e, (uint64_t)gen->ver);
 			put_u64(&e, (uint64_t)gen->created_main);
 			put_u64(&e, (uint64_t)gen->created_sub);
 			put_u32(&e, gen->n);
 			for (uint32_t i = 0; i < gen->n; i++)
-				put_kv(&e, STORE__REVS(gen)[i]);
+				put_kv(&e, gen, i);
 		}
 	}
 	put_bytes(&e, TRAILER, 8);
@@ -216,20 +219,95 @@ static int corrupt_at(int line)
 }
 #define CORRUPT corrupt_at(__LINE__)
 
+/*
+ * The decoder: decompresses the image a window at a time (never the whole raw image at once) and
+ * hands out contiguous byte runs. The window grows only when one item is bigger than it and the
+ * stream really holds that many bytes, so a corrupt length costs no more memory than the image.
+ */
 struct dec {
+	ZSTD_DCtx *dctx;
+	ZSTD_inBuffer in;
+	unsigned char *buf; /* the window; [p, end) not yet read */
+	size_t cap;
 	const unsigned char *p, *end;
+	bool done; /* the frame is complete */
 	bool bad;
+	int err;   /* with bad: STORE_ECORRUPT or -ENOMEM */
 };
 
-static const unsigned char *take(struct dec *d, size_t n)
+static void dec_fail(struct dec *d, int err)
 {
-	if (d->bad || (size_t)(d->end - d->p) < n) {
-		d->bad = true;
-		return NULL;
+	if (!d->bad)
+		d->err = err;
+	d->bad = true;
+}
+
+/* Makes at least need bytes readable at d->p; false (d->bad set) when the stream has fewer. */
+static bool refill(struct dec *d, size_t need)
+{
+	size_t have = (size_t)(d->end - d->p);
+	memmove(d->buf, d->p, have);
+	d->p = d->buf;
+	while (have < need) {
+		if (d->done) {
+			dec_fail(d, CORRUPT); /* the image ends inside an item */
+			break;
+		}
+		if (have == d->cap) {
+			unsigned char *nb = realloc(d->buf, d->cap * 2);
+			if (!nb) {
+				dec_fail(d, -ENOMEM);
+				break;
+			}
+			d->buf = nb;
+			d->p = nb;
+			d->cap *= 2;
+		}
+		ZSTD_outBuffer out = {d->buf, d->cap, have};
+		size_t r = ZSTD_decompressStream(d->dctx, &out, &d->in);
+		if (ZSTD_isError(r)) {
+			dec_fail(d, CORRUPT);
+			break;
+		}
+		if (r == 0)
+			d->done = true;
+		else if (d->in.pos == d->in.size && out.pos == have) {
+			dec_fail(d, CORRUPT); /* truncated: zstd wants input there is not */
+			break;
+		}
+		have = out.pos;
 	}
+	d->end = d->buf + have;
+	return !d->bad;
+}
+
+static inline const unsigned char *take(struct dec *d, size_t n)
+{
+	if (d->bad)
+		return NULL;
+	if ((size_t)(d->end - d->p) < n && !refill(d, n))
+		return NULL;
 	const unsigned char *r = d->p;
 	d->p += n;
 	return r;
+}
+
+/* True when the image has been read to its end: frame complete, no byte left over. */
+static bool dec_at_end(struct dec *d)
+{
+	if (d->bad || d->p != d->end)
+		return false;
+	while (!d->done) { /* the frame may still hold (empty) blocks and its checksum */
+		ZSTD_outBuffer out = {d->buf, d->cap, 0};
+		size_t r = ZSTD_decompressStream(d->dctx, &out, &d->in);
+		if (ZSTD_isError(r) || out.pos)
+			return false;
+		if (r == 0)
+			d->done = true;
+		else if (d->in.pos == d->in.size)
+			return false;
+	}
+	return d->in.pos == d->in.size;
 }
 
 static uint64_t get_n(struct dec *d, int n)
@@ -238,6 +316,15 @@ static uint64_t get_n(struct dec *d, int n)
 	uint64_t v = 0;
 	if (!b)
 		return 0;
+	for (int i = n - 1; i >= 0; i--)
+		v = v << 8 | b[i];
+	return v;
+}
+
+/* Little-endian n bytes at b. */
+static inline uint64_t le(const unsigned char *b, int n)
+{
+	uint64_t v = 0;
 	for (int i = n - 1; i >= 0; i--)
 		v = v << 8 | b[i];
 	return v;
@@ -296,50 +383,18 @@ static void sort_log(struct store *t)
 	t->log_cap = n;
 }
 
-static int decompress(const void *buf, size_t len, unsigned char **out, size_t *out_n)
+/* Moves the generations parsed so far (tmp[0..n)) into ki. */
+static void install_gens(struct store__ki *ki, struct store__gen *tmp, uint32_t n)
 {
-	ZSTD_DCtx *dctx = ZSTD_createDCtx();
-	if (!dctx)
-		return -ENOMEM;
-	size_t cap = len * 4 + (1 << 16), n = 0;
-	unsigned char *o = malloc(cap);
-	ZSTD_inBuffer in = {buf, len, 0};
-	int err = o ? 0 : -ENOMEM;
-	size_t ret = 1;
-	while (!err) {
-		if (n == cap) {
-			cap *= 2;
-			unsigned char *t = realloc(o, cap);
-			if (!t) {
-				err = -ENOMEM;
-				break;
-			}
-			o = t;
-		}
-		ZSTD_outBuffer ob = {o, cap, n};
-		ret = ZSTD_decompressStream(dctx, &ob, &in);
-		n = ob.pos;
-		if (ZSTD_isError(ret)) {
-			err = CORRUPT;
-			break;
-		}
-		if (ret == 0)
-			break; /* frame complete */
-		if (in.pos == in.size && ob.pos < ob.size) {
-			err = CORRUPT; /* truncated */
-			break;
-		}
-	}
-	if (!err && in.pos != in.size)
-		err = CORRUPT; /* trailing bytes */
-	ZSTD_freeDCtx(dctx);
-	if (err) {
-		free(o);
-		return err;
-	}
-	*out = o;
-	*out_n = n;
-	return 0;
+	if (n == 1) {
+		ki->u.g0 = tmp[0];
+	} else if (n > 1) {
+		struct store__gens *m = store__xmalloc(sizeof *m + STORE__CAP(n) * sizeof *tmp);
+		m->n = n;
+		memcpy(m->g, tmp, n * sizeof *tmp);
+		ki->u.many = m;
+		ki->multi = 1;
+	} /* n == 0 (a corrupt image): an empty generation, freed with the rest */
 }
 
 /* Parses the image into t (a fresh store); STORE_ECORRUPT on any inconsistency. */
@@ -355,9 +410,8 @@ static int parse(struct store *t, struct dec *d)
 	if (d->bad || t->rev < 1 || t->compact_rev < 0 || t->compact_rev > t->rev || ns > 1)
 		return CORRUPT;
 	t->nospace = ns;
+	/* counts are not trusted for allocation: a corrupt one runs into the end of the image */
 	uint64_t nl = get_n(d, 8);
-	if (nl > (size_t)(d->end - d->p) / 16)
-		return CORRUPT;
 	int64_t last_id = 0;
 	for (uint64_t i = 0; i < nl; i++) {
 		int64_t id = (int64_t)get_n(d, 8), ttl = (int64_t)get_n(d, 8);
@@ -367,83 +421,110 @@ static int parse(struct store *t, struct dec *d)
 		store__lease_restore(t, id, ttl); /* ascending ids: appends */
 	}
 	uint64_t nk = get_n(d, 8);
-	if (d->bad || nk > (size_t)(d->end - d->p) / 8)
+	if (d->bad)
 		return CORRUPT;
-	struct store__ki **kis = store__xmalloc((nk ? nk : 1) * sizeof *kis);
-	size_t nkis = 0;
+	struct store__ki **kis = NULL;
+	size_t nkis = 0, kis_cap = 0;
+	struct store__gen *tmp = NULL; /* the generations of the key being parsed */
+	size_t tmp_cap = 0;
 	int err = 0;
 	for (uint64_t k = 0; k < nk && !err; k++) {
 		uint32_t kl = (uint32_t)get_n(d, 4);
 		const unsigned char *key = take(d, kl);
-		uint32_t ng = (uint32_t)get_n(d, 4);
-		if (d->bad || !kl || !ng || ng > (size_t)(d->end - d->p) / 28 + 1) {
+		if (d->bad || !kl ||
+		    (nkis && store__keycmp(kis[nkis - 1]->key, kis[nkis - 1]->key_len, key, kl) >= 0)) {
 			err = CORRUPT;
 			break;
 		}
-		if (nkis && store__keycmp(kis[nkis - 1]->key, kis[nkis - 1]->key_len, key, kl) >= 0) {
+		if (kl > STORE__MAX_KEY) {
 			err = CORRUPT;
 			break;
 		}
-		struct store__ki *ki = store__xmalloc(sizeof *ki + kl);
-		ki->key_len = kl;
-		memcpy(ki->key, key, kl);
-		ki->ngens = ng;
+		struct store__ki *ki = store__arena_alloc(&t->arena, offsetof(struct store__ki, key) + kl);
 		memset(&ki->u, 0, sizeof ki->u);
-		if (ng > 1) {
-			ki->u.heap.arr = store__xcalloc(ng, sizeof *ki->u.heap.arr);
-			ki->u.heap.cap = ng;
+		ki->key_len = kl;
+		ki->multi = 0;
+		memcpy(ki->key, key, kl);
+		if (nkis == kis_cap) {
+			kis_cap = kis_cap ? kis_cap * 2 : 1024;
+			kis = store__xrealloc(kis, kis_cap * sizeof *kis);
 		}
 		kis[nkis++] = ki;
+		uint32_t ng = (uint32_t)get_n(d, 4);
+		if (d->bad || !ng) {
+			err = CORRUPT;
+			break;
+		}
 		struct store_rev last = {0, 0};
-		for (uint32_t g = 0; g < ng && !err; g++) {
-			struct store__gen *gen = &STORE__GENS(ki)[g];
+		uint32_t g = 0;
+		while (g < ng && !err) {
+			if (g == tmp_cap) {
+				tmp_cap = tmp_cap ? tmp_cap * 2 : 8;
+				tmp = store__xrealloc(tmp, tmp_cap * sizeof *tmp);
+			}
+			struct store__gen *gen = &tmp[g++]; /* counted now: it may hold revisions on error */
+			memset(gen, 0, sizeof *gen);
 			gen->ver = (int64_t)get_n(d, 8);
 			gen->created_main = (int64_t)get_n(d, 8);
-			gen->created_sub = (int64_t)get_n(d, 8);
+			uint64_t csub = get_n(d, 8);
+			gen->created_sub = (uint32_t)csub;
 			uint32_t n = (uint32_t)get_n(d, 4);
-			bool lastg = g == ng - 1;
-			if (d->bad || n > (size_t)(d->end - d->p) / 80 || (!lastg && !n) ||
-			    (ng == 1 && !n) || gen->ver < n) {
+			bool lastg = g == ng;
+			if (d->bad || (!lastg && !n) || (ng == 1 && !n) || gen->ver < n ||
+			    csub > UINT32_MAX) {
 				err = CORRUPT;
 				break;
 			}
-			gen->cap = n;
-			if (n > 1)
-				gen->r.many = store__xmalloc(n * sizeof *gen->r.many);
 			for (uint32_t i = 0; i < n; i++) {
+				const unsigned char *b = take(d, 84);
+				if (!b) {
+					err = CORRUPT;
+					break;
+				}
 				struct store__kv hdr;
 				memset(&hdr, 0, sizeof hdr);
-				hdr.main = (int64_t)get_n(d, 8);
-				hdr.sub = (uint32_t)get_n(d, 4);
-				uint64_t flags = get_n(d, 4);
-				hdr.create = (int64_t)get_n(d, 8);
-				hdr.version = (int64_t)get_n(d, 8);
-				hdr.lease = (int64_t)get_n(d, 8);
-				hdr.meta.type = (uint32_t)get_n(d, 4);
-				hdr.meta.mode = (uint32_t)get_n(d, 4);
-				hdr.meta.uid = (uint32_t)get_n(d, 4);
-				hdr.meta.gid = (uint32_t)get_n(d, 4);
-				hdr.meta.atime_ns = (int64_t)get_n(d, 8);
-				hdr.meta.mtime_ns = (int64_t)get_n(d, 8);
-				hdr.meta.ctime_ns = (int64_t)get_n(d, 8);
-				uint64_t vlen = get_n(d, 4);
+				hdr.main = (int64_t)le(b, 8);
+				hdr.sub = (uint32_t)le(b + 8, 4);
+				uint64_t flags = le(b + 12, 4);
+				int64_t create = (int64_t)le(b + 16, 8);
+				int64_t version = (int64_t)le(b + 24, 8);
+				int64_t lease = (int64_t)le(b + 32, 8);
+				hdr.meta.type = (uint32_t)le(b + 40, 4);
+				hdr.meta.mode = (uint32_t)le(b + 44, 4);
+				hdr.meta.uid = (uint32_t)le(b + 48, 4);
+				hdr.meta.gid = (uint32_t)le(b + 52, 4);
+				hdr.meta.atime_ns = (int64_t)le(b + 56, 8);
+				hdr.meta.mtime_ns = (int64_t)le(b + 64, 8);
+				hdr.meta.ctime_ns = (int64_t)le(b + 72, 8);
+				uint64_t vlen = le(b + 80, 4);
 				const unsigned char *val = vlen <= STORE__MAX_VALUE ? take(d, vlen) : NULL;
 				bool tomb = flags == STORE__TOMB;
 				struct store_rev rv = {hdr.main, hdr.sub};
+				/* create and version are what the generation implies (they are not
+				   stored in memory): an image that disagrees is corrupt */
+				int64_t want_version = tomb ? 0 : gen->ver - (int64_t)(n - 1 - i);
 				if (d->bad || !val || flags > STORE__TOMB || store_rev_cmp(rv, last) <= 0 ||
-				    hdr.main > t->rev || tomb != (i == n - 1 && !lastg)) {
+				    hdr.main > t->rev || tomb != (i == n - 1 && !lastg) ||
+				    create != gen->created_main || version != want_version ||
+				    (tomb && lease)) {
 					err = CORRUPT;
 					break;
 				}
 				last = rv;
-				hdr.flags = flags & STORE__TOMB;
+				hdr.flags = (tomb ? STORE__TOMB : 0) | (lease ? STORE__LEASE : 0);
 				hdr.vlen = vlen & STORE__MAX_VALUE;
-				struct store__kv *kv = store__xmalloc(sizeof *kv + hdr.vlen);
+				size_t lsz = lease ? sizeof lease : 0;
+				struct store__kv *kv = store__arena_alloc(&t->arena,
+									  sizeof *kv + lsz + hdr.vlen);
 				*kv = hdr;
 				kv->ki = ki;
+				if (lease) {
+					t->leased = true;
+					memcpy(kv->tail, &lease, sizeof lease);
+				}
 				if (hdr.vlen)
-					memcpy(kv->value, val, hdr.vlen);
-				STORE__REVS(gen)[gen->n++] = kv;
+					memcpy(kv->tail + lsz, val, hdr.vlen);
+				store__gen_push(gen, kv);
 				if (t->log_n == t->log_cap) {
 					t->log_cap = t->log_cap ? t->log_cap * 2 : 1024;
 					t->log = store__xrealloc(t->log, t->log_cap * sizeof *t->log);
@@ -452,84 +533,51 @@ static int parse(struct store *t, struct dec *d)
 				t->size += store__kv_cost(kv);
 			}
 		}
+		install_gens(ki, tmp, g);
 	}
+	free(tmp);
 	if (!err) {
 		const unsigned char *tr = take(d, 8);
-		if (!tr || memcmp(tr, TRAILER, 8) || d->p != d->end)
+		if (!tr || memcmp(tr, TRAILER, 8) || !dec_at_end(d))
 			err = CORRUPT;
 	}
 	store__index_build(&t->idx, kis, nkis);
 	free(kis);
 	if (err)
-		return err;
+		return d->err == -ENOMEM ? -ENOMEM : err;
 	sort_log(t);
 	for (size_t i = 1; i < t->log_n; i++)
 		if (kv_order(&t->log[i - 1], &t->log[i]) == 0)
 			return CORRUPT;
-	/* attach live keys to their leases */
-	struct store__iter it;
-	store__index_seek(&t->idx, NULL, 0, &it);
-	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
-		struct store__kv *kv = store__ki_latest(ki);
-		if (kv && kv->lease) {
-			if (!store__lease_find(t, kv->lease))
-				return CORRUPT;
-			store__lease_attach(t, kv->lease, ki);
-		}
-	}
-	return 0;
-}
-
-/* Frees a half-built store from parse (kis may hold partially filled generations). */
-static void free_parsed(struct store *t)
-{
-	for (size_t i = 0; i < t->log_n; i++)
-		free(t->log[i]);
-	free(t->log);
-	struct store__iter it;
-	store__index_seek(&t->idx, NULL, 0, &it);
-	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
-		for (uint32_t g = 0; g < ki->ngens; g++)
-			if (STORE__GENS(ki)[g].cap > 1)
-				free(STORE__GENS(ki)[g].r.many);
-		if (ki->ngens > 1)
-			free(ki->u.heap.arr);
-		free(ki);
-	}
-	store__index_free(&t->idx);
-	store__leases_free(t);
+	return store__lease_reattach(t) ? CORRUPT : 0; /* attach live keys to their leases */
 }
 
 int store_snapshot_restore(struct store *s, const void *buf, size_t len)
 {
-	unsigned char *raw;
-	size_t n;
-	int r = decompress(buf, len, &raw, &n);
-	if (r)
-		return r;
+	struct dec d = {.in = {buf, len, 0}, .cap = CHUNK};
+	d.dctx = ZSTD_createDCtx();
+	d.buf = malloc(d.cap);
+	if (!d.dctx || !d.buf) {
+		ZSTD_freeDCtx(d.dctx);
+		free(d.buf);
+		return -ENOMEM;
+	}
+	d.p = d.end = d.buf;
 	struct store t;
 	memset(&t, 0, sizeof t);
 	store__index_init(&t.idx);
+	store__arena_init(&t.arena);
 	t.quota = s->quota;
 	t.min_ttl = s->min_ttl;
-	struct dec d = {raw, raw + n, false};
-	r = parse(&t, &d);
-	free(raw);
+	int r = parse(&t, &d);
+	ZSTD_freeDCtx(d.dctx);
+	free(d.buf);
 	if (r) {
-		free_parsed(&t);
+		store__free_contents(&t); /* generations may be partly filled: still consistent */
 		return r;
 	}
 	store__watch_cancel_all(s);
-	/* free the old contents */
-	for (size_t i = 0; i < s->log_n; i++)
-		free(s->log[i]);
-	free(s->log);
-	struct store__iter it;
-	store__index_seek(&s->idx, NULL, 0, &it);
-	for (struct store__ki *ki; (ki = store__iter_next(&it));)
-		store__ki_free(ki);
-	store__index_free(&s->idx);
-	store__leases_free(s);
+	store__free_contents(s);
 	*s = t;
 	return 0;
 }

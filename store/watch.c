@@ -113,13 +113,12 @@ int store_watch_next(struct store_watch *w, size_t max_events, struct store_watc
 			struct store_event *e = &batch->events[batch->n++];
 			memset(e, 0, sizeof *e);
 			e->type = (kv->flags & STORE__TOMB) ? STORE_EVENT_DELETE : STORE_EVENT_PUT;
-			store__fill_kv(&e->kv, kv, false);
-			if (w->flags & STORE_WATCH_PREV_KV) {
-				const struct store__kv *p = store__kv_prev(kv);
-				if (p) {
-					e->has_prev = true;
-					store__fill_kv(&e->prev, p, false);
-				}
+			uint32_t gi;
+			const struct store__gen *g = store__kv_locate(kv, &gi);
+			store__fill_kv(&e->kv, g, gi, false);
+			if ((w->flags & STORE_WATCH_PREV_KV) && gi > 0) { /* the revision before, if stored */
+				e->has_prev = true;
+				store__fill_kv(&e->prev, g, gi - 1, false);
 			}
 		}
 		done = main;

@@ -75,8 +75,8 @@ def test_editor_save_is_atomic_and_revisions_move(cluster):
     with open(p, "w") as f:
         f.write("v1\n")
     create, mod = int(xattr(p, "create_revision")), int(xattr(p, "mod_revision"))
-    # two proposals: the create, then the content at close
-    assert mod > create and xattr(p, "version") == "2" and xattr(p, "lease") == "0"
+    # one proposal: a create without O_EXCL is committed with its content at close
+    assert mod == create and xattr(p, "version") == "1" and xattr(p, "lease") == "0"
     # write a temp file, fsync, rename over: what editors do
     tmp = os.path.join(m.mountpoint, ".app.conf.swp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -188,6 +188,83 @@ def test_exclusive_create_races_have_one_winner(cluster):
         assert len(results) == 1
         wins += 1
     assert wins == 20
+
+
+def test_create_without_excl_shows_here_at_once_and_commits_with_its_content(cluster):
+    n1, n2, n3 = cluster(3)
+    a, b, c = (os.path.join(m.mountpoint, "out.txt") for m in (n1, n2, n3))
+    fd = os.open(a, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o640)  # what `echo > f` and cp do
+    os.write(fd, b"hello\n")
+    # open, not committed: this member shows it, with what was written so far
+    st = os.stat(a)
+    assert st.st_size == 6 and st.st_mode & 0o777 == 0o640
+    assert "out.txt" in os.listdir(n1.mountpoint)
+    assert read(a) == "hello\n"
+    assert not os.path.exists(b)  # nothing was proposed yet
+    os.close(fd)
+    # close returned: created with its content in one proposal, on every member
+    assert xattr(a, "create_revision") == xattr(a, "mod_revision") and xattr(a, "version") == "1"
+    assert wait_for(lambda: read(b) == "hello\n" and read(c) == "hello\n", 1.0)
+    assert os.stat(c).st_mode & 0o777 == 0o640
+    # an empty create replicates too
+    open(os.path.join(n1.mountpoint, "empty"), "w").close()
+    for m in (n2, n3):
+        assert wait_for(lambda: os.path.isfile(os.path.join(m.mountpoint, "empty")), 1.0)
+        assert os.stat(os.path.join(m.mountpoint, "empty")).st_size == 0
+    # in a directory: its mtime moves with the create, as with every create
+    os.mkdir(os.path.join(n1.mountpoint, "d"))
+    before = xattr(os.path.join(n1.mountpoint, "d"), "mod_revision")
+    with open(os.path.join(n1.mountpoint, "d/f"), "w") as f:
+        f.write("in d\n")
+    assert xattr(os.path.join(n1.mountpoint, "d"), "mod_revision") == \
+        xattr(os.path.join(n1.mountpoint, "d/f"), "mod_revision") != before
+    assert wait_for(lambda: read(os.path.join(n2.mountpoint, "d/f")) == "in d\n", 1.0)
+
+
+def test_create_without_excl_replaces_a_file_made_elsewhere_meanwhile(cluster):
+    n1, n2 = cluster(2)
+    a, b = (os.path.join(m.mountpoint, "race") for m in (n1, n2))
+    fd = os.open(a, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(fd, b"from n1\n")
+    # n2 creates it exclusively meanwhile: it wins the exclusive create, n1's is not exclusive
+    fd2 = os.open(b, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd2, b"from n2\n")
+    os.close(fd2)
+    assert wait_for(lambda: xattr(n1.mountpoint, "revision") == xattr(n2.mountpoint, "revision"))
+    os.close(fd)  # as O_CREAT without O_EXCL does: it replaces the file
+    assert read(a) == "from n1\n"
+    assert wait_for(lambda: read(b) == "from n1\n", 1.0)
+
+
+def test_a_create_that_fails_or_is_unlinked_leaves_nothing_anywhere(cluster):
+    n1, n2, n3 = cluster(3, extra=("--request-timeout", "2000"))
+    d1, d2 = n1.mountpoint, n2.mountpoint
+    # above the maximum value size: EFBIG reaches the writer, and no file appears
+    with pytest.raises(OSError) as e:
+        with open(os.path.join(d1, "big"), "w") as f:
+            f.write("y" * (1536 * 1024 + 1))
+    assert e.value.errno == errno.EFBIG
+    assert not os.path.exists(os.path.join(d1, "big")) and os.listdir(d1) == []
+    # unlinked while open: its content goes with it, close succeeds, nothing is created
+    fd = os.open(os.path.join(d1, "gone"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(fd, b"x")
+    os.unlink(os.path.join(d1, "gone"))
+    assert not os.path.exists(os.path.join(d1, "gone"))
+    os.close(fd)
+    with open(os.path.join(d1, "marker"), "w") as f:
+        f.write("m")
+    assert wait_for(lambda: read(os.path.join(d2, "marker")) == "m", 1.0)
+    assert sorted(os.listdir(d1)) == sorted(os.listdir(d2)) == ["marker"]
+    # quorum lost: close fails with EIO and the file is not shown here either
+    n2.kill()
+    n3.kill()
+    fd = os.open(os.path.join(d1, "lost"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(fd, b"never acknowledged\n")
+    with pytest.raises(OSError) as e:
+        os.close(fd)
+    assert e.value.errno == errno.EIO
+    assert not os.path.exists(os.path.join(d1, "lost"))
+    assert os.listdir(d1) == ["marker"]
 
 
 def test_restart_keeps_everything(cluster, ws):

@@ -2,7 +2,8 @@
  * test_member.c: members of a 3-member cluster in one process, each with its own data dir, WAL and
  * loopback peer port, applying to a small test state machine: election and commit, restart from
  * the data dir, a lagging member caught up by snapshot, quorum loss and heal, leadership handed over
- * on stop. (Crashes of separate processes are the e2e suite's.)
+ * on stop, proposals refused while apply lags commit. (Crashes of separate processes are the e2e
+ * suite's.)
  */
 #include "check.h"
 #include "log_internal.h"
@@ -20,17 +21,33 @@
 #define N 3       /* the initial members */
 #define N_MAX 4   /* and one that can join */
 
+#define TSM_MAX 8192
+
 /* The test state machine: every applied request, in order. */
 struct tsm {
-	char items[4096][16]; /* applied payloads, as strings */
+	char items[TSM_MAX][16]; /* applied payloads, as strings */
 	int count;
 };
+
+/*
+ * A proposal made from inside the first apply on member `member` once armed: what a proposer sees
+ * while that member applies a batch, with the backlog (commit - applied) it had then.
+ */
+struct apply_probe {
+	int armed, member;
+	uint64_t backlog;
+	int done, status;
+};
+
+static struct apply_probe P;
+static void probe_from_apply(struct apply_probe *p);
 
 static int tsm_apply(void *ud, uint64_t index, const uint8_t *req, size_t len, void **result,
 		     size_t *rlen)
 {
 	struct tsm *s = ud;
-	if (len >= sizeof s->items[0] || s->count == 4096)
+	probe_from_apply(&P);
+	if (len >= sizeof s->items[0] || s->count == TSM_MAX)
 		return -EINVAL;
 	memcpy(s->items[s->count], req, len);
 	s->items[s->count][len] = '\0';
@@ -58,7 +75,7 @@ static int tsm_restore(void *ud, const uint8_t *image, size_t len)
 	if (len < sizeof count)
 		return -EINVAL;
 	memcpy(&count, image, sizeof count);
-	if (count < 0 || count > 4096 || len != sizeof count + (size_t)count * sizeof s->items[0])
+	if (count < 0 || count > TSM_MAX || len != sizeof count + (size_t)count * sizeof s->items[0])
 		return -EINVAL;
 	s->count = count;
 	memcpy(s->items, image + sizeof count, (size_t)count * sizeof s->items[0]);
@@ -162,6 +179,7 @@ static void member_start(int i)
 	struct fs_state_machine sm = {&C.sm[i], tsm_apply, tsm_snapshot, tsm_restore};
 	struct fs_member_options opt = {.request_timeout_ms = C.timeout_ms,
 					.catchup_entries = 5,
+					.snapshot_fork = 1, /* memberd (crash tests) snapshots on the loop */
 					.on_removed = on_removed,
 					.arg = &C.removed[i]};
 	memset(&C.sm[i], 0, sizeof C.sm[i]);
@@ -260,6 +278,41 @@ static int put(int i, int k, struct answer *a)
 	CHECK_EQ(fs_member_propose(C.m[i], req, (size_t)len, on_answer, a), 0);
 	CHECK(run_until(answered, a, (int)C.timeout_ms + 2000));
 	return a->status;
+}
+
+static void on_probe_answer(void *arg, uint64_t id, int status, const void *result, size_t len)
+{
+	struct apply_probe *p = arg;
+	p->done = 1;
+	p->status = status;
+}
+
+static void probe_from_apply(struct apply_probe *p)
+{
+	if (!p->armed || !C.m[p->member])
+		return;
+	p->armed = 0;
+	struct fs_member_status st;
+	fs_member_status(C.m[p->member], &st);
+	p->backlog = st.commit - st.applied;
+	CHECK_EQ(fs_member_propose(C.m[p->member], "probe", 5, on_probe_answer, p), 0);
+}
+
+/* Proposes "v<from>".."v<from+n-1>" through member i, 64 at a time, each answered with 0. */
+static void put_many(int i, int from, int n)
+{
+	struct answer *a = calloc((size_t)n, sizeof *a);
+	char req[16];
+	CHECK(a != NULL);
+	for (int next = 0, done = 0; done < n; done++) {
+		for (; next < n && next - done < 64; next++) {
+			int len = snprintf(req, sizeof req, "v%d", from + next);
+			CHECK_EQ(fs_member_propose(C.m[i], req, (size_t)len, on_answer, &a[next]), 0);
+		}
+		CHECK(run_until(answered, &a[done], (int)C.timeout_ms + 2000));
+		CHECK_EQ(a[done].status, 0);
+	}
+	free(a);
 }
 
 struct applied_at_least {
@@ -522,9 +575,58 @@ CHECK_TEST(read_barrier_sees_every_acknowledged_write)
 	cluster_stop();
 }
 
+/*
+ * Seed 000: when committed runs more than FS_MAX_APPLY_BACKLOG entries ahead of applied, proposals
+ * are refused at once with FS_ETOOMANYREQUESTS (the fs answers EAGAIN), and accepted again once
+ * apply has caught up. A follower cut off while the others commit more than that learns the whole
+ * backlog as committed in one message; a proposal made from inside its first apply sees it.
+ */
+CHECK_TEST(apply_backlog_refuses_proposals_then_recovers)
+{
+	cluster_start(100000, 5000);
+	CHECK(run_until(has_leader, NULL, 5000));
+	int l = leader_of(), f = (l + 1) % N, n = FS_MAX_APPLY_BACKLOG + 1000;
+	struct answer a;
+	CHECK_EQ(put(l, 0, &a), 0);
+	struct applied_at_least w = {f, 1};
+	CHECK(run_until(applied_count, &w, 3000));
+	struct fs_member_status st[N];
+	for (int i = 0; i < N; i++)
+		fs_member_status(C.m[i], &st[i]);
+	for (int i = 0; i < N; i++) {
+		if (i == f)
+			continue;
+		fs_member_block_peer(C.m[f], st[i].id, 1);
+		fs_member_block_peer(C.m[i], st[f].id, 1);
+	}
+	put_many(l, 1, n);
+	P = (struct apply_probe){.armed = 1, .member = f};
+	for (int i = 0; i < N; i++) {
+		if (i == f)
+			continue;
+		fs_member_block_peer(C.m[f], st[i].id, 0);
+		fs_member_block_peer(C.m[i], st[f].id, 0);
+	}
+	w.count = n + 1;
+	CHECK(run_until(applied_count, &w, 10000));
+	CHECK(!P.armed);
+	CHECK_GT(P.backlog, FS_MAX_APPLY_BACKLOG);
+	CHECK(P.done);
+	CHECK_EQ(P.status, FS_ETOOMANYREQUESTS);
+	/* applied has caught up: proposals through f are accepted again */
+	CHECK_EQ(put(f, n + 1, &a), 0);
+	w.count = n + 2;
+	CHECK(run_until(applied_count, &w, 3000));
+	w.member = l;
+	CHECK(run_until(applied_count, &w, 3000));
+	check_same_history(l, f);
+	cluster_stop();
+}
+
 CHECK_SUITE("member-member", CHECK_CASE(three_members_elect_and_commit),
 	    CHECK_CASE(restart_replays_snapshot_and_wal),
 	    CHECK_CASE(lagging_member_catches_up_by_snapshot),
 	    CHECK_CASE(quorum_lost_times_out_then_heals), CHECK_CASE(stopping_leader_hands_over),
 	    CHECK_CASE(learner_joins_is_promoted_and_removed_while_writing),
-	    CHECK_CASE(read_barrier_sees_every_acknowledged_write))
+	    CHECK_CASE(read_barrier_sees_every_acknowledged_write),
+	    CHECK_CASE(apply_backlog_refuses_proposals_then_recovers))

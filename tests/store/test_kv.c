@@ -4,7 +4,7 @@
  * put flags, txn atomicity as one revision, watches (order, no duplicates, whole revisions,
  * prev kv, progress, slow consumers catching up from history, compaction cancels), leases with an
  * injected clock, the quota alarm, snapshots (round trip, leases survive, corrupt images refused
- * without a crash) and compaction freeing memory.
+ * without a crash) and compaction freeing memory (down to the arena's slabs).
  *
  * etcd's store starts at revision 1, so its first write is revision 2: the seeds' examples, whose
  * first write is revision 1, appear here with every revision one higher.
@@ -101,7 +101,7 @@ CHECK_TEST(keyindex_seed000_walkthrough)
 
 	struct store__ki *ki = store__index_get(&s->idx, "test", 4);
 	CHECK(ki != NULL);
-	CHECK_EQ(ki->ngens, 3);
+	CHECK_EQ(store__ki_ngens(ki), 3);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){2, 3}, 2, true);
 	CHECK_EQ(STORE__REVS(&STORE__GENS(ki)[0])[1]->sub, 1);
 	CHECK_EQ(STORE__GENS(ki)[0].created_main, 2);
@@ -116,7 +116,7 @@ CHECK_TEST(keyindex_seed000_walkthrough)
 	/* compact(2): the first generation, tombstoned at 2.1, goes */
 	CHECK_EQ(store_compact(s, 3), 0);
 	ki = store__index_get(&s->idx, "test", 4);
-	CHECK_EQ(ki->ngens, 2);
+	CHECK_EQ(store__ki_ngens(ki), 2);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){4, 5}, 2, true);
 	CHECK_EQ(get(s, "test", 3, v, sizeof v), 0);
 	CHECK_STR_EQ(v, "");
@@ -124,7 +124,7 @@ CHECK_TEST(keyindex_seed000_walkthrough)
 	/* compact(3): 3.3 is the newest version <= 3 of a generation still alive at 3: it stays */
 	CHECK_EQ(store_compact(s, 4), 0);
 	ki = store__index_get(&s->idx, "test", 4);
-	CHECK_EQ(ki->ngens, 2);
+	CHECK_EQ(store__ki_ngens(ki), 2);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){4, 5}, 2, true);
 	CHECK_EQ(get(s, "test", 4, v, sizeof v), 0);
 	CHECK_STR_EQ(v, "b");
@@ -146,18 +146,18 @@ CHECK_TEST(keyindex_etcd_example)
 	put(s, "foo", "4");
 	del(s, "foo");
 	struct store__ki *ki = store__index_get(&s->idx, "foo", 3);
-	CHECK_EQ(ki->ngens, 3);
+	CHECK_EQ(store__ki_ngens(ki), 3);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){2, 3, 4}, 3, true);
 	CHECK_EQ(STORE__GENS(ki)[0].ver, 3);
 	check_gen(&STORE__GENS(ki)[1], (int64_t[]){5, 6}, 2, true);
 	CHECK_EQ(store_compact(s, 3), 0); /* compact(2) */
 	ki = store__index_get(&s->idx, "foo", 3);
-	CHECK_EQ(ki->ngens, 3);
+	CHECK_EQ(store__ki_ngens(ki), 3);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){3, 4}, 2, true);
 	CHECK_EQ(STORE__GENS(ki)[0].ver, 3); /* ver counts writes, not what compaction left */
 	CHECK_EQ(store_compact(s, 5), 0); /* compact(4) */
 	ki = store__index_get(&s->idx, "foo", 3);
-	CHECK_EQ(ki->ngens, 2);
+	CHECK_EQ(store__ki_ngens(ki), 2);
 	check_gen(&STORE__GENS(ki)[0], (int64_t[]){5, 6}, 2, true);
 	CHECK_EQ(store_compact(s, 6), 0); /* compact(5): removed */
 	CHECK(store__index_get(&s->idx, "foo", 3) == NULL);
@@ -846,10 +846,102 @@ CHECK_TEST(index_random_keys_against_sorted_reference)
 	store__index_free(&ix);
 }
 
+/* Value of key i, version v: 200 bytes that differ per key and version. */
+static void slab_value(int i, int v, char *out)
+{
+	for (int j = 0; j < 200; j++)
+		out[j] = (char)('a' + (i * 31 + v * 7 + j) % 26);
+}
+
+CHECK_TEST(compaction_empties_sparse_slabs)
+{
+	/* enough keys and revisions for several arena slabs; most keys then die, so compaction
+	   must move the survivors (kvrecs and keyIndexes) out of the slabs it empties */
+	enum { N = 30000 };
+	struct store *s = open_store(0);
+	CHECK_EQ(store_lease_grant(s, 7, 60, 0), 0);
+	char k[16], v[200];
+	int64_t created[N];
+	for (int i = 0; i < N; i++) {
+		snprintf(k, sizeof k, "k%05d", i);
+		slab_value(i, 1, v);
+		struct store_put p = {.key = k, .key_len = strlen(k), .value = v, .value_len = sizeof v,
+				      .lease = i % 20 == 0 ? 7 : 0, .meta = {.mode = (uint32_t)i}};
+		struct store_put_result r;
+		CHECK_EQ(store_put(s, &p, &r), 0);
+		created[i] = r.rev;
+	}
+	for (int i = 0; i < N; i += 7) { /* a second version of some */
+		snprintf(k, sizeof k, "k%05d", i);
+		slab_value(i, 2, v);
+		struct store_put p = {.key = k, .key_len = strlen(k), .value = v, .value_len = sizeof v,
+				      .flags = STORE_PUT_IGNORE_LEASE, .meta = {.mode = (uint32_t)i}};
+		CHECK_EQ(store_put(s, &p, NULL), 0);
+	}
+	for (int i = 0; i < N; i++)
+		if (i % 10) {
+			snprintf(k, sizeof k, "k%05d", i);
+			CHECK_EQ(del(s, k), 1);
+		}
+	size_t slabs = s->arena.n_slabs;
+	CHECK_GT(slabs, 4);
+	CHECK_EQ(store_compact(s, store_rev(s)), 0);
+	CHECK_LT(s->arena.n_slabs * 2, slabs); /* the memory went back */
+	CHECK_EQ(s->idx.n, N / 10);
+	size_t leased = 0;
+	for (int i = 0; i < N; i += 10) {
+		snprintf(k, sizeof k, "k%05d", i);
+		struct store_range_req rq = {.key = k, .key_len = strlen(k)};
+		struct store_range_result res;
+		CHECK_EQ(store_range(s, &rq, &res), 0);
+		CHECK_EQ(res.n, 1);
+		int ver = i % 7 == 0 ? 2 : 1;
+		slab_value(i, ver, v);
+		CHECK_EQ(res.kvs[0].value_len, sizeof v);
+		CHECK_MEM_EQ(res.kvs[0].value, v, sizeof v);
+		CHECK_MEM_EQ(res.kvs[0].key, k, strlen(k));
+		CHECK_EQ(res.kvs[0].version, ver);
+		CHECK_EQ(res.kvs[0].create_revision, created[i]);
+		CHECK_EQ(res.kvs[0].lease, i % 20 == 0 ? 7 : 0);
+		CHECK_EQ(res.kvs[0].meta.mode, (uint32_t)i);
+		leased += i % 20 == 0;
+		store_range_result_free(&res);
+	}
+	struct store_lease_info info;
+	CHECK_EQ(store_lease_time_to_live(s, 7, 0, &info), 0);
+	CHECK_EQ(info.n_keys, leased);
+	/* the moved store round-trips and keeps working */
+	void *img;
+	size_t len;
+	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
+	struct store *t = open_store(0);
+	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
+	free(img);
+	uint64_t h1, h2;
+	CHECK_EQ(store_hash_kv(s, 0, &h1), 0);
+	CHECK_EQ(store_hash_kv(t, 0, &h2), 0);
+	CHECK_EQ_U64(h1, h2);
+	store_close(t);
+	int64_t before = store_rev(s);
+	CHECK_EQ(store_lease_revoke(s, 7), 0);
+	CHECK_EQ(store_rev(s), before + 1);
+	CHECK_EQ(s->idx.n, N / 10); /* tombstones until the next compaction */
+	struct store_range_req all = {.key = "k", .key_len = 1, .end = "l", .end_len = 1,
+				      .flags = STORE_RANGE_COUNT_ONLY};
+	struct store_range_result res;
+	CHECK_EQ(store_range(s, &all, &res), 0);
+	CHECK_EQ(res.count, (int64_t)(N / 10 - leased));
+	CHECK_EQ(store_compact(s, store_rev(s)), 0);
+	CHECK_EQ(s->idx.n, N / 10 - leased);
+	CHECK_GT(put(s, "k00000", "back"), 0);
+	store_close(s);
+}
+
 CHECK_SUITE("store-kv", CHECK_CASE(keyindex_seed000_walkthrough), CHECK_CASE(keyindex_etcd_example),
 	    CHECK_CASE(range_options_and_errors), CHECK_CASE(put_flags_and_metadata),
 	    CHECK_CASE(txn_is_one_revision), CHECK_CASE(watch_history_progress_and_compaction),
 	    CHECK_CASE(lease_expiry_with_injected_clock), CHECK_CASE(quota_alarm),
 	    CHECK_CASE(snapshot_round_trip_and_corruption), CHECK_CASE(compaction_frees_memory),
 	    CHECK_CASE(index_many_keys_in_order),
-	    CHECK_CASE(index_random_keys_against_sorted_reference), CHECK_CASE(snapshot_write_callback))
+	    CHECK_CASE(index_random_keys_against_sorted_reference), CHECK_CASE(snapshot_write_callback),
+	    CHECK_CASE(compaction_empties_sparse_slabs))

@@ -3,8 +3,11 @@
  * (`raftfs mount -f` children, data dirs in a fresh temp dir on the real disk, free ports, mounts
  * under a short temp path, fsync on as by default), drives mount n1 with
  *
- *   1 thread, then 64 threads: create+write+close of unique files of 256 bytes (O_CREAT|O_EXCL;
- *                              close returns once a quorum committed the write)
+ *   1 thread, then 64 threads: create+write+close of unique files of 256 bytes
+ *                              (O_CREAT|O_WRONLY|O_TRUNC, as `echo > f` and cp; close returns
+ *                              once a quorum committed the write)
+ *   1 thread:                  the same with O_CREAT|O_EXCL (a compare-and-create at open,
+ *                              then the content at close: two proposals)
  *   64 threads:                open+read+close of files already read once (cached reads), each
  *                              read checked against what was written
  *
@@ -14,6 +17,7 @@
  * one `name: value` line per figure and the ratios fs/etcd:
  *
  *   fs_write_per_s_1 fs_write_p50_us_1 fs_write_p99_us_1        (and _64)
+ *   fs_write_excl_per_s_1 fs_write_excl_p50_us_1 fs_write_excl_p99_us_1   with O_EXCL
  *   fs_read_per_s_64 fs_read_p50_us_64 fs_read_p99_us_64        open+read+close, the figure
  *                                                               issue 7's read target is held to
  *   fs_pread_per_s_64 fs_pread_p50_us_64 fs_pread_p99_us_64     pread of the same files held open
@@ -546,10 +550,11 @@ static int cluster_fs_start(void)
 
 /* ---- workers -------------------------------------------------------------------------------- */
 
-enum kind { FS_WRITE, FS_READ, FS_PREAD, ETCD_PUT, ETCD_RANGE };
+enum kind { FS_WRITE, FS_READ, FS_PREAD, ETCD_PUT, ETCD_RANGE, FS_WRITE_EXCL };
 
 static const char *const kind_name[] = {"create+write+close", "open+read+close",
-					"pread of open files", "put", "serializable range"};
+					"pread of open files", "put", "serializable range",
+					"exclusive create+write+close"};
 
 struct worker {
 	pthread_t tid;
@@ -589,13 +594,13 @@ static void etcd_key(char *out, size_t cap, const char *phase, int thread, long 
 	snprintf(out, cap, "%s/%s/t%03d/f%06ld", etcd_prefix, phase, thread, i);
 }
 
-static int fs_write_one(struct worker *w, const char *path, const unsigned char *val)
+static int fs_write_one(struct worker *w, const char *path, const unsigned char *val, int excl)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_CREAT | (excl ? O_EXCL : O_TRUNC) | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		int e = errno;
-		snprintf(w->errmsg, sizeof w->errmsg, "open(%s, O_CREAT|O_EXCL): %s", path,
-			 strerror(e));
+		snprintf(w->errmsg, sizeof w->errmsg, "open(%s, O_CREAT|%s): %s", path,
+			 excl ? "O_EXCL" : "O_TRUNC", strerror(e));
 		return -e;
 	}
 	ssize_t n = write(fd, val, VALUE_SIZE);
@@ -673,10 +678,11 @@ static void *worker_main(void *arg)
 		uint64_t t0 = 0;
 		switch (w->kind) {
 		case FS_WRITE:
+		case FS_WRITE_EXCL:
 			fs_path(path, sizeof path, w->phase, w->index, w->done);
 			bench_make_value(val, seed_of(w->index, w->done));
 			t0 = now_us();
-			r = fs_write_one(w, path, val);
+			r = fs_write_one(w, path, val, w->kind == FS_WRITE_EXCL);
 			break;
 		case FS_READ:
 			fs_path(path, sizeof path, read_phase, 0, k);
@@ -881,7 +887,7 @@ static int run_fs(struct result *w1, struct result *w64, struct result *rd, stru
 	if (r < 0)
 		return r;
 	if ((r = mkdir_phase("warm", 1)) < 0 || (r = mkdir_phase("w1", 1)) < 0 ||
-	    (r = mkdir_phase("w64", opt.threads)) < 0)
+	    (r = mkdir_phase("w1x", 1)) < 0 || (r = mkdir_phase("w64", opt.threads)) < 0)
 		return r;
 	struct result warm = {0};
 	if ((r = run_workers(1, FS_WRITE, "warm", WARMUP_OPS, &warm)) < 0)
@@ -891,6 +897,12 @@ static int run_fs(struct result *w1, struct result *w64, struct result *rd, stru
 	printf("fs_write_per_s_1: %.0f\n", w1->per_s);
 	printf("fs_write_p50_us_1: %" PRIu32 "\n", w1->p50);
 	printf("fs_write_p99_us_1: %" PRIu32 "\n", w1->p99);
+	struct result wx = {0};
+	if ((r = run_workers(1, FS_WRITE_EXCL, "w1x", opt.write1_ops, &wx)) < 0)
+		return r;
+	printf("fs_write_excl_per_s_1: %.0f\n", wx.per_s);
+	printf("fs_write_excl_p50_us_1: %" PRIu32 "\n", wx.p50);
+	printf("fs_write_excl_p99_us_1: %" PRIu32 "\n", wx.p99);
 	if ((r = run_workers(opt.threads, FS_WRITE, "w64", opt.write64_ops, w64)) < 0)
 		return r;
 	printf("fs_write_per_s_%d: %.0f\n", opt.threads, w64->per_s);
