@@ -8,6 +8,7 @@
 #include "kv_internal.h"
 #include "log_internal.h"
 #include "raft.h"
+#include "replay_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -392,6 +393,8 @@ static void on_proposed(void *arg, uint64_t id, int status, const void *result, 
 	Rpc__Response resp;
 	if (fs_kv_decode_response(result, len, &resp) != 0 && status == 0)
 		status = -EIO;
+	if (status == 0 && resp.has_succeeded && resp.succeeded && p->o->replay)
+		fs_replay_local(p->o->replay, resp.revision); /* the kernel raises its events */
 	p->done(p, status, &resp);
 }
 
@@ -2070,8 +2073,8 @@ static int watch_create(struct fs_ops *ops)
 	int64_t compacted;
 	unsigned char end[2];
 	size_t el = store_prefix_end("/", 1, end); /* every path */
-	return store_watch_create(ops->store, "/", 1, end, el, store_rev(ops->store) + 1, 0,
-				  &ops->watch, &compacted);
+	return store_watch_create(ops->store, "/", 1, end, el, store_rev(ops->store) + 1,
+				  STORE_WATCH_PREV_KV, &ops->watch, &compacted);
 }
 
 int fs_ops_watch_start(struct fs_ops *ops, struct fuse_session *se)
@@ -2105,7 +2108,7 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	const char *name = strrchr(path, '/') + 1;
 	if (pino)
 		fs_notify_entry(&o->notifier, pino, name, strlen(name));
-	if (ev->type == STORE_EVENT_DELETE)
+	if (ev->type == STORE_EVENT_DELETE && !o->replay) /* else the replay keeps the table */
 		fs_itable_detach(&o->itable, path, ev->kv.mod_revision - 1); /* a later lookup
 									      * makes a new inode */
 }
@@ -2123,14 +2126,20 @@ void fs_ops_after_apply(struct fs_ops *ops)
 			store_watch_cancel(ops->watch);
 			ops->watch = NULL;
 			watch_create(ops);
+			if (ops->replay)
+				fs_replay_flush(ops->replay);
 			return;
 		}
 		if (rc != 0 || b.n == 0) {
 			store_watch_batch_free(&b);
+			if (ops->replay)
+				fs_replay_flush(ops->replay); /* everything applied was read */
 			return;
 		}
 		for (size_t i = 0; i < b.n; i++)
 			invalidate(ops, &b.events[i]);
+		if (ops->replay)
+			fs_replay_feed(ops->replay, b.events, b.n);
 		store_watch_batch_free(&b);
 	}
 }
@@ -2138,7 +2147,25 @@ void fs_ops_after_apply(struct fs_ops *ops)
 void fs_ops_close(struct fs_ops *ops)
 {
 	fs_notify_stop(&ops->notifier);
+	fs_replay_close(ops);
 	store_watch_cancel(ops->watch);
 	ops->watch = NULL;
 	fs_itable_close(&ops->itable);
+}
+
+/* ---- for the replay (replay.c) ---------------------------------------------------------------- */
+
+int fs__ops_child_path(struct fs_ops *o, uint64_t parent, const char *name, char *buf)
+{
+	return child_path(o, parent, name, buf);
+}
+
+int fs__ops_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct store_kv *kv)
+{
+	return get_kv_at(o, path, rev, kv);
+}
+
+void fs__ops_fill_attr(uint64_t ino, const struct store_kv *kv, struct stat *st)
+{
+	fill_attr(ino, kv, st);
 }

@@ -43,6 +43,7 @@ struct fs_ops_options {
 };
 
 struct fh;
+struct fs_replay;
 
 /* The state of one mount: what its handlers reach through fuse_req_userdata. */
 struct fs_ops {
@@ -56,6 +57,7 @@ struct fs_ops {
 	int barrier_passed;         /* a linearizable read is being served after its barrier */
 	struct fs_notifier notifier;
 	struct fs_control *control; /* answers for .raftfs/ (borrowed; NULL: no namespace) */
+	struct fs_replay *replay;   /* raises inotify events for remote changes (replay.c); may be NULL */
 };
 
 /* The lowlevel operations table; userdata must be a struct fs_ops. */

@@ -17,6 +17,7 @@
 #include "log_internal.h"
 #include "mount_internal.h"
 #include "ops_internal.h"
+#include "replay_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,13 +59,20 @@ static void server_on_mount_closed(void *arg)
 	fs_member_stop(sv->member, server_on_member_stopped, sv);
 }
 
+static void server_stop_mount(void *arg)
+{
+	struct server *sv = arg;
+	fs_notify_stop(&sv->ops.notifier);
+	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
+}
+
 static void server_on_control_stopped(void *arg)
 {
 	struct server *sv = arg;
 	/* no more invalidations: the session is about to go */
 	sv->serving = 0;
-	fs_notify_stop(&sv->ops.notifier);
-	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
+	/* the replay thread leaves the mount first: the loop serves its last request meanwhile */
+	fs_replay_stop(sv->ops.replay, &sv->loop, server_stop_mount, sv);
 }
 
 static void server_stop(struct server *sv, const char *why)
@@ -352,11 +360,24 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 	char options[256];
 	snprintf(options, sizeof options, "fsname=raftfs,subtype=raftfs,default_permissions%s",
 		 geteuid() == 0 ? ",allow_other" : "");
-	if ((rc = fs_mount_start(&sv.mount, &sv.loop, dir, options, &fs_ops_table,
-				 sizeof fs_ops_table, &sv.ops, server_on_gone, &sv)) != 0)
+	/* the mount's path for the replay thread, made absolute without asking the mount */
+	char absdir[8200], cwd[4096];
+	if (dir[0] == '/' || !getcwd(cwd, sizeof cwd))
+		snprintf(absdir, sizeof absdir, "%s", dir);
+	else
+		snprintf(absdir, sizeof absdir, "%.4095s/%.4095s", cwd, dir);
+	static struct fuse_lowlevel_ops table;
+	fs_replay_ops_table(&table);
+	if ((rc = fs_mount_start(&sv.mount, &sv.loop, dir, options, &table, sizeof table, &sv.ops,
+				 server_on_gone, &sv)) != 0)
 		return FS_EXIT_FAILURE; /* it said why */
 	if ((rc = fs_ops_watch_start(&sv.ops, sv.mount.se)) != 0) {
 		FS_ERROR("cannot watch the store for changes: %s", store_strerror(rc));
+		return FS_EXIT_FAILURE;
+	}
+	if ((rc = fs_replay_start(&sv.ops, absdir)) != 0) {
+		FS_ERROR("cannot start replaying remote changes for inotify in %s: %s", absdir,
+			 strerror(-rc));
 		return FS_EXIT_FAILURE;
 	}
 	fs_control_start(&sv.control, &sv.loop, sv.member, sv.store, &cfg, &copt);

@@ -1,0 +1,985 @@
+/*
+ * replay.c: replays remote changes through the mount so that they raise inotify events (see
+ * replay_internal.h). Three parts: on the loop, the applied events of each revision are told
+ * apart (create, write, delete, rename, attribute change) and queued; the replay thread performs
+ * them through the mount; and the handlers below, wrapped around fs_ops_table, serve that
+ * thread's requests from the store at the revision being replayed.
+ */
+#include "replay_internal.h"
+
+#include "log_internal.h"
+#include "ops_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_KEYS_PER_REVISION 1024
+#define STOP_POLL_MS 5
+#define STOP_POLLS 2000 /* 10 s: a replayed syscall waits for a local change at most that long */
+
+/* ---- state ------------------------------------------------------------------------------------- */
+
+enum replay_kind {
+	R_CREATE,  /* open(O_CREAT|O_EXCL), one byte written when the file has content, close */
+	R_MKDIR,
+	R_SYMLINK, /* path2: the link's target */
+	R_WRITE,   /* open, one byte written (or truncated to empty), close */
+	R_UNLINK,
+	R_RMDIR,
+	R_RENAME,  /* path to path2 */
+	R_CHMOD,
+	R_CHOWN,
+	R_UTIMES,
+};
+
+static const char *const kind_names[] = {"create", "mkdir", "symlink", "write", "unlink",
+					 "rmdir", "rename", "chmod", "chown", "utimes"};
+
+/* One change to replay: what the replay thread needs, copied off the store. */
+struct item {
+	struct item *next;
+	enum replay_kind kind;
+	int64_t rev;        /* the revision that made it */
+	int64_t rev_end;    /* a write merged into a create: its revision, else rev */
+	struct store_meta meta; /* the key's metadata at rev (mode, owner, times) */
+	size_t value_len;   /* the file's content length at rev */
+	char *path;         /* the key */
+	char *path2;        /* rename's target, symlink's target, or NULL */
+};
+
+/* One applied event of the revision being gathered (on the loop). */
+struct gev {
+	int del;
+	char *path;
+	struct store_meta meta, prev; /* at the revision, and before it (has_prev) */
+	int has_prev;
+	int64_t version;              /* 1: created by this revision */
+	size_t len;
+	int value_changed;
+	char *value;                  /* a symlink's target (NUL-terminated), else NULL */
+};
+
+struct fs_replay {
+	struct fs_ops *ops;       /* borrowed; owns this */
+	char mountpoint[FS_PATH_MAX_BYTES + 1];
+	pthread_t thread;
+	int started;
+	atomic_int tid;           /* the replay thread's id, 0 before it runs */
+
+	pthread_mutex_t lock;     /* guards the queue, stop and the counters */
+	pthread_cond_t cond;
+	struct item *head, *tail;
+	size_t queued;
+	int stop;
+	int exited;               /* the thread has left its loop: nothing of it is in the mount */
+	size_t queue_max;         /* FS_REPLAY_QUEUE_MAX, or RAFTFS_REPLAY_QUEUE_MAX (tests) */
+	uint64_t done, dropped;
+	int overflow_said;        /* the overflow was logged; cleared once the queue drains */
+
+	pthread_mutex_t cur_lock; /* guards the current operation; never held across a syscall */
+	int cur_active;
+	int64_t cur_rev, cur_rev_end;
+	char cur_path[FS_PATH_MAX_BYTES + 1], cur_path2[FS_PATH_MAX_BYTES + 1];
+
+	uv_timer_t stop_timer;    /* on the loop: waits for the thread to leave the mount */
+	int stop_polls;
+	void (*stopped)(void *arg);
+	void *stopped_arg;
+
+	/* The loop's own: revisions made here (a FIFO, increasing), and the revision gathered. */
+	int64_t *local;
+	size_t local_head, local_n, local_cap;
+	struct gev *grp;
+	size_t grp_n, grp_cap;
+	int64_t grp_rev;
+};
+
+/* ---- on the loop: gathering and telling changes apart ----------------------------------------- */
+
+void fs_replay_local(struct fs_replay *r, int64_t rev)
+{
+	if (r->local_n && r->local[r->local_n - 1] >= rev)
+		return; /* a retry answered with a revision already noted */
+	if (r->local_head && r->local_head * 2 >= r->local_n) {
+		memmove(r->local, r->local + r->local_head,
+			(r->local_n - r->local_head) * sizeof *r->local);
+		r->local_n -= r->local_head;
+		r->local_head = 0;
+	}
+	if (r->local_n == r->local_cap) {
+		size_t cap = r->local_cap ? r->local_cap * 2 : 64;
+		int64_t *nl = realloc(r->local, cap * sizeof *nl);
+		if (!nl)
+			return; /* its events are raised twice: the lesser harm */
+		r->local = nl;
+		r->local_cap = cap;
+	}
+	r->local[r->local_n++] = rev;
+}
+
+/* Whether rev was made here; forgets the noted revisions up to it. */
+static int take_local(struct fs_replay *r, int64_t rev)
+{
+	while (r->local_head < r->local_n && r->local[r->local_head] < rev)
+		r->local_head++;
+	if (r->local_head < r->local_n && r->local[r->local_head] == rev) {
+		r->local_head++;
+		return 1;
+	}
+	return 0;
+}
+
+static char *key_dup(const struct store_kv *kv)
+{
+	char *s = malloc(kv->key_len + 1);
+	if (s) {
+		memcpy(s, kv->key, kv->key_len);
+		s[kv->key_len] = '\0';
+	}
+	return s;
+}
+
+static void group_clear(struct fs_replay *r)
+{
+	for (size_t i = 0; i < r->grp_n; i++) {
+		free(r->grp[i].path);
+		free(r->grp[i].value);
+	}
+	r->grp_n = 0;
+}
+
+/* Whether a is b or one of b's ancestors. */
+static int at_or_above(const char *a, const char *b)
+{
+	size_t al = strlen(a);
+	if (al == 1 && a[0] == '/')
+		return 1;
+	return !strncmp(a, b, al) && (b[al] == '\0' || b[al] == '/');
+}
+
+static void parent_path(const char *path, char *buf)
+{
+	const char *slash = strrchr(path, '/');
+	size_t n = slash == path ? 1 : (size_t)(slash - path);
+	memcpy(buf, path, n);
+	buf[n] = '\0';
+}
+
+/* An item of kind at rev with g's metadata, on path (g's when NULL) and path2 (may be NULL). */
+static struct item *item_new(enum replay_kind kind, int64_t rev, const struct gev *g,
+			     const char *path, const char *path2)
+{
+	struct item *it = calloc(1, sizeof *it);
+	if (!it)
+		return NULL;
+	it->kind = kind;
+	it->rev = it->rev_end = rev;
+	it->meta = g->meta;
+	it->value_len = g->len;
+	it->path = strdup(path ? path : g->path);
+	it->path2 = path2 ? strdup(path2) : NULL;
+	if (!it->path || (path2 && !it->path2)) {
+		free(it->path);
+		free(it->path2);
+		free(it);
+		return NULL;
+	}
+	return it;
+}
+
+static void item_free(struct item *it)
+{
+	free(it->path);
+	free(it->path2);
+	free(it);
+}
+
+/* Appends it to the list *tail points at the end of; 0, or -ENOMEM when it is NULL. */
+static int add(struct item ***tail, struct item *it)
+{
+	if (!it)
+		return -ENOMEM;
+	**tail = it;
+	*tail = &it->next;
+	return 0;
+}
+
+static uint32_t type_of(const struct store_meta *m)
+{
+	uint32_t t = m->type & S_IFMT;
+	return t ? t : S_IFREG;
+}
+
+/*
+ * The operations that made revision rev out of its events, appended to *out. The fs's requests
+ * leave these shapes (ops.c): a create, mkdir or symlink puts a new key (version 1) and touches
+ * its parent directory; a commit puts a file's new content; a remove deletes one key and touches
+ * the parent; a rename deletes the source (and its tree) and puts the target (and its tree), then
+ * touches both parents; a setattr puts a key with changed metadata; a lease revoke deletes keys.
+ */
+static int classify(struct fs_replay *r, int64_t rev, struct item **out)
+{
+	struct item **tail = out;
+	struct gev *g = r->grp;
+	size_t n = r->grp_n, n_del = 0, top = 0, n_top = 0;
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!g[i].del)
+			continue;
+		n_del++;
+		int covered = 0;
+		for (size_t j = 0; j < n && !covered; j++)
+			covered = j != i && g[j].del && strcmp(g[j].path, g[i].path) &&
+				  at_or_above(g[j].path, g[i].path);
+		if (!covered) {
+			top = i;
+			n_top++;
+		}
+	}
+	if (n_top == 1) {
+		/* a rename: the target is the put whose tree mirrors the source's */
+		char sp[FS_PATH_MAX_BYTES + 1];
+		parent_path(g[top].path, sp);
+		for (size_t i = 0; i < n; i++) {
+			if (g[i].del || at_or_above(g[i].path, sp))
+				continue;
+			size_t under = 0;
+			for (size_t j = 0; j < n; j++)
+				under += !g[j].del && !at_or_above(g[j].path, sp) &&
+					 at_or_above(g[i].path, g[j].path);
+			if (under == n_del) /* the target's metadata: the source's, moved */
+				return add(&tail, item_new(R_RENAME, rev, &g[i], g[top].path,
+							   g[i].path));
+		}
+	}
+	if (n_del) {
+		for (size_t i = 0; i < n && !rc; i++) {
+			if (!g[i].del)
+				continue;
+			int covered = 0;
+			for (size_t j = 0; j < n && !covered; j++)
+				covered = j != i && g[j].del && strcmp(g[j].path, g[i].path) &&
+					  at_or_above(g[j].path, g[i].path);
+			if (covered)
+				continue;
+			int dir = g[i].has_prev && type_of(&g[i].prev) == S_IFDIR;
+			rc = add(&tail, item_new(dir ? R_RMDIR : R_UNLINK, rev, &g[i], NULL, NULL));
+		}
+		return rc;
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		uint32_t type = type_of(&g[i].meta);
+		if (g[i].version == 1) {
+			if (type == S_IFDIR)
+				rc = add(&tail, item_new(R_MKDIR, rev, &g[i], NULL, NULL));
+			else if (type == S_IFLNK)
+				rc = add(&tail, item_new(R_SYMLINK, rev, &g[i], NULL,
+							 g[i].value ? g[i].value : ""));
+			else
+				rc = add(&tail, item_new(R_CREATE, rev, &g[i], NULL, NULL));
+			continue;
+		}
+		const struct store_meta *m = &g[i].meta, *p = &g[i].prev;
+		if (!g[i].has_prev) { /* its history was compacted: only content can be told */
+			if (type == S_IFREG)
+				rc = add(&tail, item_new(R_WRITE, rev, &g[i], NULL, NULL));
+			continue;
+		}
+		int owner = m->uid != p->uid || m->gid != p->gid;
+		int mode = (m->mode & 07777) != (p->mode & 07777);
+		if (type == S_IFDIR && !owner && !mode && n > 1)
+			continue; /* a parent's touch by a create, remove or rename */
+		if (type == S_IFREG && g[i].value_changed)
+			rc = add(&tail, item_new(R_WRITE, rev, &g[i], NULL, NULL));
+		else if (mode && type != S_IFLNK)
+			rc = add(&tail, item_new(R_CHMOD, rev, &g[i], NULL, NULL));
+		else if (owner)
+			rc = add(&tail, item_new(R_CHOWN, rev, &g[i], NULL, NULL));
+		else if (m->atime_ns != p->atime_ns)
+			rc = add(&tail, item_new(R_UTIMES, rev, &g[i], NULL, NULL));
+		else if (type == S_IFREG && m->mtime_ns != p->mtime_ns)
+			rc = add(&tail, item_new(R_WRITE, rev, &g[i], NULL, NULL)); /* same content again */
+		else if (m->mtime_ns != p->mtime_ns)
+			rc = add(&tail, item_new(R_UTIMES, rev, &g[i], NULL, NULL));
+	}
+	return rc;
+}
+
+/* The inode table as it was kept before replays: deleted paths detached at once. */
+static void detach_deleted(struct fs_replay *r, int64_t rev)
+{
+	for (size_t i = 0; i < r->grp_n; i++)
+		if (r->grp[i].del)
+			fs_itable_detach(&r->ops->itable, r->grp[i].path, rev - 1);
+}
+
+void fs_replay_flush(struct fs_replay *r)
+{
+	if (!r->grp_n)
+		return;
+	int64_t rev = r->grp_rev;
+	if (take_local(r, rev)) {
+		detach_deleted(r, rev); /* the handlers did already; the kernel raised the events */
+		group_clear(r);
+		return;
+	}
+	struct item *list = NULL;
+	/* classify costs n^2 on the loop: a revision of many keys (a lease's) is not replayed */
+	int rc = r->grp_n <= MAX_KEYS_PER_REVISION ? classify(r, rev, &list) : -E2BIG;
+	size_t k = 0;
+	for (struct item *it = list; it; it = it->next)
+		k++;
+	pthread_mutex_lock(&r->lock);
+	int room = !r->stop && rc == 0 && r->queued + k <= r->queue_max;
+	if (room && k) {
+		if (r->tail)
+			r->tail->next = list;
+		else
+			r->head = list;
+		struct item *last = list;
+		while (last->next)
+			last = last->next;
+		r->tail = last;
+		r->queued += k;
+		pthread_cond_signal(&r->cond);
+	} else if (!room && !r->stop) {
+		r->dropped++;
+	}
+	int say = !room && !r->stop && !r->overflow_said;
+	if (say)
+		r->overflow_said = 1;
+	size_t queued = r->queued;
+	pthread_mutex_unlock(&r->lock);
+	if (say)
+		FS_WARN("inotify replay: %s at revision %" PRId64 " (%zu changes queued): remote "
+			"changes raise no inotify events until the queue drains; caches are still "
+			"invalidated", rc == -E2BIG ? "too many keys in one revision"
+			: rc ? "out of memory" : "queue full", rev, queued);
+	if (!room) {
+		while (list) {
+			struct item *next = list->next;
+			item_free(list);
+			list = next;
+		}
+		detach_deleted(r, rev); /* nobody replays them: the table follows the store now */
+	}
+	group_clear(r);
+}
+
+void fs_replay_feed(struct fs_replay *r, const struct store_event *ev, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct store_event *e = &ev[i];
+		if (r->grp_n && e->kv.mod_revision != r->grp_rev)
+			fs_replay_flush(r);
+		if (r->grp_n == r->grp_cap) {
+			size_t cap = r->grp_cap ? r->grp_cap * 2 : 16;
+			struct gev *ng = realloc(r->grp, cap * sizeof *ng);
+			if (!ng)
+				continue; /* this event raises none */
+			r->grp = ng;
+			r->grp_cap = cap;
+		}
+		struct gev *g = &r->grp[r->grp_n];
+		memset(g, 0, sizeof *g);
+		g->path = key_dup(&e->kv);
+		if (!g->path)
+			continue;
+		g->del = e->type == STORE_EVENT_DELETE;
+		g->meta = e->kv.meta;
+		g->version = e->kv.version;
+		g->len = e->kv.value_len;
+		g->has_prev = e->has_prev;
+		if (e->has_prev)
+			g->prev = e->prev.meta;
+		g->value_changed = !e->has_prev || e->prev.value_len != e->kv.value_len ||
+				   (e->kv.value_len &&
+				    memcmp(e->prev.value, e->kv.value, e->kv.value_len) != 0);
+		if (!g->del && type_of(&g->meta) == S_IFLNK) {
+			g->value = malloc(e->kv.value_len + 1);
+			if (g->value) {
+				memcpy(g->value, e->kv.value, e->kv.value_len);
+				g->value[e->kv.value_len] = '\0';
+			}
+		}
+		r->grp_rev = e->kv.mod_revision;
+		r->grp_n++;
+	}
+}
+
+/* ---- the replay thread ------------------------------------------------------------------------ */
+
+/* Runs one syscall of the replay; 0 or -errno. */
+static int perform(const struct item *it, const char *abs, const char *abs2)
+{
+	int fd, rc = 0;
+	mode_t mode = it->meta.mode & 07777;
+	switch (it->kind) {
+	case R_CREATE:
+	case R_WRITE:
+		fd = open(abs, O_WRONLY | O_CLOEXEC | O_NOFOLLOW |
+				       (it->kind == R_CREATE ? O_CREAT | O_EXCL : 0), mode);
+		if (fd < 0)
+			return -errno;
+		/* one byte raises IN_MODIFY; the handler ignores it, direct_io keeps it uncached */
+		if (it->value_len && pwrite(fd, "", 1, 0) != 1)
+			rc = -errno;
+		else if (!it->value_len && it->kind == R_WRITE && ftruncate(fd, 0) != 0)
+			rc = -errno;
+		close(fd);
+		return rc;
+	case R_MKDIR:
+		return mkdir(abs, mode) ? -errno : 0;
+	case R_SYMLINK:
+		return symlink(it->path2, abs) ? -errno : 0;
+	case R_UNLINK:
+		return unlink(abs) ? -errno : 0;
+	case R_RMDIR:
+		return rmdir(abs) ? -errno : 0;
+	case R_RENAME:
+		return rename(abs, abs2) ? -errno : 0;
+	case R_CHMOD:
+		return fchmodat(AT_FDCWD, abs, mode, 0) ? -errno : 0;
+	case R_CHOWN:
+		return lchown(abs, it->meta.uid, it->meta.gid) ? -errno : 0;
+	case R_UTIMES: {
+		struct timespec ts[2] = {
+			{it->meta.atime_ns / 1000000000, it->meta.atime_ns % 1000000000},
+			{it->meta.mtime_ns / 1000000000, it->meta.mtime_ns % 1000000000}};
+		return utimensat(AT_FDCWD, abs, ts, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
+	}
+	}
+	return -EINVAL;
+}
+
+static void replay_one(struct fs_replay *r, const struct item *it)
+{
+	char abs[2 * FS_PATH_MAX_BYTES + 2], abs2[2 * FS_PATH_MAX_BYTES + 2] = "";
+	snprintf(abs, sizeof abs, "%s%s", r->mountpoint, it->path);
+	if (it->kind == R_RENAME)
+		snprintf(abs2, sizeof abs2, "%s%s", r->mountpoint, it->path2);
+	pthread_mutex_lock(&r->cur_lock);
+	r->cur_active = 1;
+	r->cur_rev = it->rev;
+	r->cur_rev_end = it->rev_end;
+	snprintf(r->cur_path, sizeof r->cur_path, "%s", it->path);
+	snprintf(r->cur_path2, sizeof r->cur_path2, "%s",
+		 it->kind == R_RENAME ? it->path2 : "");
+	pthread_mutex_unlock(&r->cur_lock);
+	/*
+	 * A name the kernel holds from a later state (a lookup that raced the replay) is asked
+	 * again: exclusive creates and rename targets are always revalidated by FUSE.
+	 */
+	int rc = perform(it, abs, abs2);
+	pthread_mutex_lock(&r->cur_lock);
+	r->cur_active = 0;
+	pthread_mutex_unlock(&r->cur_lock);
+	pthread_mutex_lock(&r->lock);
+	int stopping = r->stop;
+	pthread_mutex_unlock(&r->lock);
+	if (rc && !stopping)
+		FS_WARN("inotify replay of %s %s at revision %" PRId64 " failed: %s; its events "
+			"are not raised", kind_names[it->kind], it->path, it->rev, strerror(-rc));
+}
+
+static void *replay_main(void *arg)
+{
+	struct fs_replay *r = arg;
+	atomic_store(&r->tid, (int)gettid());
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		while (!r->head && !r->stop)
+			pthread_cond_wait(&r->cond, &r->lock);
+		if (r->stop)
+			break;
+		struct item *it = r->head;
+		r->head = it->next;
+		size_t taken = 1;
+		/*
+		 * A backlog holds a new file's create and then the commit of its content: both
+		 * go in one replay (open O_CREAT, write, close), as the kernel raises a local
+		 * `echo > f`: CREATE, MODIFY, CLOSE_WRITE. It halves the cost when it matters.
+		 */
+		struct item *w = r->head;
+		if (w && it->kind == R_CREATE && !it->value_len && w->kind == R_WRITE &&
+		    !strcmp(w->path, it->path)) {
+			it->value_len = w->value_len;
+			it->rev_end = w->rev;
+			it->meta = w->meta;
+			r->head = w->next;
+			item_free(w);
+			taken = 2;
+		}
+		if (!r->head)
+			r->tail = NULL;
+		pthread_mutex_unlock(&r->lock);
+		replay_one(r, it);
+		item_free(it);
+		pthread_mutex_lock(&r->lock);
+		r->queued -= taken;
+		r->done += taken;
+		if (!r->queued)
+			r->overflow_said = 0;
+	}
+	while (r->head) {
+		struct item *it = r->head;
+		r->head = it->next;
+		item_free(it);
+	}
+	r->tail = NULL;
+	r->queued = 0;
+	r->exited = 1;
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+int fs_replay_start(struct fs_ops *ops, const char *mountpoint)
+{
+	struct fs_replay *r = calloc(1, sizeof *r);
+	if (!r)
+		return -ENOMEM;
+	if (mountpoint[0] != '/' || strlen(mountpoint) >= sizeof r->mountpoint) {
+		free(r);
+		return -EINVAL;
+	}
+	strcpy(r->mountpoint, mountpoint);
+	size_t ml = strlen(r->mountpoint);
+	if (ml > 1 && r->mountpoint[ml - 1] == '/')
+		r->mountpoint[ml - 1] = '\0';
+	r->ops = ops;
+	r->queue_max = FS_REPLAY_QUEUE_MAX;
+	const char *qm = getenv("RAFTFS_REPLAY_QUEUE_MAX");
+	if (qm && *qm)
+		r->queue_max = strtoul(qm, NULL, 10);
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	pthread_mutex_init(&r->cur_lock, NULL);
+	int rc = pthread_create(&r->thread, NULL, replay_main, r);
+	if (rc) {
+		pthread_mutex_destroy(&r->lock);
+		pthread_cond_destroy(&r->cond);
+		pthread_mutex_destroy(&r->cur_lock);
+		free(r);
+		return -rc;
+	}
+	r->started = 1;
+	ops->replay = r;
+	return 0;
+}
+
+static void stop_request(struct fs_replay *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->stop = 1;
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void on_stop_timer_closed(uv_handle_t *h)
+{
+	struct fs_replay *r = h->data;
+	r->stopped(r->stopped_arg);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+	struct fs_replay *r = t->data;
+	pthread_mutex_lock(&r->lock);
+	int exited = r->exited;
+	pthread_mutex_unlock(&r->lock);
+	if (!exited && ++r->stop_polls < STOP_POLLS)
+		return;
+	if (!exited)
+		FS_WARN("inotify replay: still inside the mount %s after %d s; going on without it",
+			r->mountpoint, STOP_POLLS * STOP_POLL_MS / 1000);
+	uv_timer_stop(t);
+	uv_close((uv_handle_t *)t, on_stop_timer_closed);
+}
+
+void fs_replay_stop(struct fs_replay *r, uv_loop_t *loop, void (*stopped)(void *arg), void *arg)
+{
+	if (!r || r->stopped) {
+		if (stopped)
+			stopped(arg);
+		return;
+	}
+	stop_request(r);
+	r->stopped = stopped;
+	r->stopped_arg = arg;
+	uv_timer_init(loop, &r->stop_timer);
+	r->stop_timer.data = r;
+	uv_timer_start(&r->stop_timer, on_stop_timer, 0, STOP_POLL_MS);
+}
+
+void fs_replay_close(struct fs_ops *ops)
+{
+	struct fs_replay *r = ops->replay;
+	if (!r)
+		return;
+	stop_request(r);
+	pthread_join(r->thread, NULL);
+	ops->replay = NULL;
+	FS_INFO("inotify replay of %s: %" PRIu64 " remote changes replayed, %" PRIu64 " dropped "
+		"at a full queue", r->mountpoint, r->done, r->dropped);
+	group_clear(r);
+	free(r->grp);
+	free(r->local);
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->cur_lock);
+	free(r);
+}
+
+/* ---- the handlers: serving the replay thread --------------------------------------------------- */
+
+static struct fuse_lowlevel_ops base; /* fs_ops_table: everyone else's requests */
+
+/* The handle of every file the replay opens: its data is ignored, nothing of it is committed. */
+static const char replay_handle_marker;
+#define REPLAY_FH ((uint64_t)(uintptr_t)&replay_handle_marker)
+
+/* The replay of the request's thread, with the operation it is performing; NULL for others. */
+static struct fs_replay *replaying(fuse_req_t req, int64_t *rev, int64_t *first, char *path,
+				   char *path2)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	struct fs_replay *r = o->replay;
+	if (!r || fuse_req_ctx(req)->pid != atomic_load(&r->tid))
+		return NULL;
+	pthread_mutex_lock(&r->cur_lock);
+	*rev = r->cur_active ? r->cur_rev_end : 0;
+	*first = r->cur_active ? r->cur_rev : 0;
+	strcpy(path, r->cur_active ? r->cur_path : "");
+	strcpy(path2, r->cur_active ? r->cur_path2 : "");
+	pthread_mutex_unlock(&r->cur_lock);
+	return r;
+}
+
+/*
+ * In a handler: r, the replay (NULL for anyone else's request); rev, the revision its operation
+ * leaves (0 between operations); first, the one it starts from (rev but for a merged write);
+ * cur and cur2, the names it changes; path, room for one.
+ */
+#define REPLAY_VARS                                                                               \
+	int64_t rev, first;                                                                        \
+	char cur[FS_PATH_MAX_BYTES + 1], cur2[FS_PATH_MAX_BYTES + 1], path[FS_PATH_MAX_BYTES + 1]; \
+	struct fs_ops *o = fuse_req_userdata(req);                                                 \
+	struct fs_replay *r = replaying(req, &rev, &first, cur, cur2)
+
+/* The revision a replayed request sees path at: before the change for the names it changes. */
+static int64_t rev_of(int64_t rev, int64_t first, const char *cur, const char *cur2,
+		      const char *path)
+{
+	if (rev && (!strcmp(path, cur) || !strcmp(path, cur2)))
+		return first - 1;
+	return rev;
+}
+
+/* path's key at rev, or the root (*is_root). 0 or -ENOENT. */
+static int kv_of(struct fs_ops *o, const char *path, int64_t rev, struct store_kv *kv,
+		 int *is_root)
+{
+	*is_root = !strcmp(path, "/");
+	if (*is_root)
+		return 0;
+	int rc = fs__ops_kv_at(o, path, rev, kv);
+	if (rc && rev)
+		rc = fs__ops_kv_at(o, path, 0, kv); /* compacted: as it is */
+	return rc;
+}
+
+static int entry_of(struct fs_ops *o, const char *path, int64_t rev, struct fuse_entry_param *e)
+{
+	struct store_kv kv;
+	int root;
+	if (rev && fs__ops_kv_at(o, path, rev, &kv) != 0)
+		return -ENOENT; /* not there before the change: the kernel goes on to create it */
+	if (!rev && kv_of(o, path, 0, &kv, &root) != 0)
+		return -ENOENT;
+	/*
+	 * Not cached (timeouts 0): the entry is made from the replayed revision, and anyone else
+	 * looking at the name right after must be answered from the store as it is now, not see
+	 * a deleted file's ghost while its unlink is replayed.
+	 */
+	memset(e, 0, sizeof *e);
+	e->ino = fs_itable_lookup(&o->itable, path);
+	if (!e->ino)
+		return -ENOMEM;
+	fs__ops_fill_attr(e->ino, &kv, &e->attr);
+	return 0;
+}
+
+/*
+ * After a replayed change of path at rev: when path changed again since (a local change raced the
+ * replay), the kernel's entry and attributes, made from rev, are invalidated once more.
+ */
+static void settle(struct fs_ops *o, const char *path, int64_t rev)
+{
+	struct store_kv now, then;
+	int root;
+	if (!rev || !strcmp(path, "/"))
+		return;
+	int has_now = kv_of(o, path, 0, &now, &root) == 0;
+	int64_t now_mod = has_now ? now.mod_revision : 0;
+	int has_then = fs__ops_kv_at(o, path, rev, &then) == 0;
+	if (has_now == has_then && (!has_now || now_mod == then.mod_revision))
+		return;
+	char parent[FS_PATH_MAX_BYTES + 1];
+	parent_path(path, parent);
+	uint64_t pino = strcmp(parent, "/") ? fs_itable_find(&o->itable, parent) : FS_ROOT_INO;
+	const char *name = strrchr(path, '/') + 1;
+	if (pino)
+		fs_notify_entry(&o->notifier, pino, name, strlen(name));
+	uint64_t ino = fs_itable_find(&o->itable, path);
+	if (ino)
+		fs_notify_inode(&o->notifier, ino);
+}
+
+static void w_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	REPLAY_VARS;
+	struct fuse_entry_param e;
+	if (!r) {
+		base.lookup(req, parent, name);
+		return;
+	}
+	int rc = fs__ops_child_path(o, parent, name, path);
+	if (!rc)
+		rc = entry_of(o, path, rev_of(rev, first, cur, cur2, path), &e);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else if (fuse_reply_entry(req, &e) != 0)
+		fs_itable_forget(&o->itable, e.ino, 1);
+}
+
+static void w_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	REPLAY_VARS;
+	if (!r) {
+		base.getattr(req, ino, fi);
+		return;
+	}
+	int64_t detached = 0;
+	struct store_kv kv;
+	struct stat st;
+	int root;
+	int rc = fs_itable_path_at(&o->itable, ino, path, sizeof path, &detached);
+	if (rc >= 0)
+		rc = kv_of(o, path, detached ? detached : rev, &kv, &root);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs__ops_fill_attr(ino, root ? NULL : &kv, &st);
+	fuse_reply_attr(req, &st, 0); /* as of the replayed revision */
+}
+
+static void w_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		      struct fuse_file_info *fi)
+{
+	REPLAY_VARS;
+	if (!r) {
+		base.setattr(req, ino, attr, to_set, fi);
+		return;
+	}
+	struct store_kv kv;
+	struct stat st;
+	int root;
+	int rc = fs_itable_path(&o->itable, ino, path, sizeof path);
+	if (rc >= 0)
+		rc = kv_of(o, path, rev, &kv, &root);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs__ops_fill_attr(ino, root ? NULL : &kv, &st);
+	fuse_reply_attr(req, &st, 0); /* as of the replayed revision */
+	settle(o, path, rev);
+}
+
+/* create, mkdir, symlink: the entry as the change made it. */
+static void reply_made(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const char *name,
+		       int64_t rev, char *path, struct fuse_file_info *fi)
+{
+	struct fuse_entry_param e;
+	int rc = fs__ops_child_path(o, parent, name, path);
+	if (!rc)
+		rc = entry_of(o, path, rev, &e);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (fi) {
+		fi->fh = REPLAY_FH;
+		fi->direct_io = 1;
+		fi->keep_cache = 0;
+		fi->noflush = 1; /* nothing to commit: close raises IN_CLOSE_WRITE without a FLUSH */
+		rc = fuse_reply_create(req, &e, fi);
+	} else {
+		rc = fuse_reply_entry(req, &e);
+	}
+	if (rc)
+		fs_itable_forget(&o->itable, e.ino, 1);
+	settle(o, path, rev);
+}
+
+static void w_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     struct fuse_file_info *fi)
+{
+	REPLAY_VARS;
+	if (!r)
+		base.create(req, parent, name, mode, fi);
+	else
+		reply_made(req, o, parent, name, rev, path, fi);
+}
+
+static void w_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	REPLAY_VARS;
+	if (!r)
+		base.mkdir(req, parent, name, mode);
+	else
+		reply_made(req, o, parent, name, rev, path, NULL);
+}
+
+static void w_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	REPLAY_VARS;
+	if (!r)
+		base.symlink(req, link, parent, name);
+	else
+		reply_made(req, o, parent, name, rev, path, NULL);
+}
+
+static void w_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	REPLAY_VARS;
+	(void)o;
+	(void)path;
+	if (!r) {
+		base.open(req, ino, fi);
+		return;
+	}
+	fi->fh = REPLAY_FH;
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	fi->noflush = 1;
+	fuse_reply_open(req, fi);
+}
+
+/* A file the replay opened has the handle REPLAY_FH (release may come from any thread). */
+static void w_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	if (fi->fh != REPLAY_FH)
+		base.write(req, ino, buf, size, off, fi);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void w_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (fi->fh != REPLAY_FH)
+		base.flush(req, ino, fi);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void w_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	if (fi->fh != REPLAY_FH)
+		base.fsync(req, ino, datasync, fi);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void w_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (fi->fh != REPLAY_FH)
+		base.release(req, ino, fi);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void w_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int dir)
+{
+	REPLAY_VARS;
+	struct store_kv kv;
+	if (!r) {
+		(dir ? base.rmdir : base.unlink)(req, parent, name);
+		return;
+	}
+	int rc = fs__ops_child_path(o, parent, name, path);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	/* the inode goes with the name, unless the name was made again since */
+	if (fs__ops_kv_at(o, path, 0, &kv) != 0)
+		fs_itable_detach(&o->itable, path, first - 1);
+	fuse_reply_err(req, 0);
+	settle(o, path, rev);
+}
+
+static void w_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	w_remove(req, parent, name, 0);
+}
+
+static void w_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	w_remove(req, parent, name, 1);
+}
+
+static void w_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		     const char *newname, unsigned int flags)
+{
+	REPLAY_VARS;
+	char path2[FS_PATH_MAX_BYTES + 1];
+	struct store_kv kv;
+	if (!r) {
+		base.rename(req, parent, name, newparent, newname, flags);
+		return;
+	}
+	int rc = fs__ops_child_path(o, parent, name, path);
+	if (!rc)
+		rc = fs__ops_child_path(o, newparent, newname, path2);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	/* inodes move with the names (a watched directory keeps its watch), as the store did */
+	if (fs__ops_kv_at(o, path, 0, &kv) != 0)
+		fs_itable_rename(&o->itable, path, path2, first - 1);
+	fuse_reply_err(req, 0);
+	settle(o, path, rev);
+	settle(o, path2, rev);
+}
+
+void fs_replay_ops_table(struct fuse_lowlevel_ops *table)
+{
+	base = fs_ops_table;
+	*table = fs_ops_table;
+	table->lookup = w_lookup;
+	table->getattr = w_getattr;
+	table->setattr = w_setattr;
+	table->create = w_create;
+	table->mkdir = w_mkdir;
+	table->symlink = w_symlink;
+	table->open = w_open;
+	table->write = w_write;
+	table->flush = w_flush;
+	table->fsync = w_fsync;
+	table->release = w_release;
+	table->unlink = w_unlink;
+	table->rmdir = w_rmdir;
+	table->rename = w_rename;
+}

@@ -1,0 +1,503 @@
+"""test_inotify.py: inotify watchers on one member see the changes made on other members.
+
+Each remote change is replayed through the watcher's mount by its daemon (fs/replay.c), so the
+kernel raises genuine events. The watchers here are a small inotify reader over ctypes (it keeps
+the move cookies, which inotifywait does not print), inotifywait itself, and entr. Every test
+asserts the exact sequence of events, and that none comes twice: a change made on the watcher's
+own member raises its events once, from the kernel, and is not replayed.
+"""
+
+import ctypes
+import ctypes.util
+import errno
+import json
+import os
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+IN_MODIFY = 0x2
+IN_ATTRIB = 0x4
+IN_CLOSE_WRITE = 0x8
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_ISDIR = 0x40000000
+IN_NONBLOCK = 0o4000
+IN_CLOEXEC = 0o2000000
+
+WATCHED = IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB
+NAMES = [(IN_MODIFY, "MODIFY"), (IN_ATTRIB, "ATTRIB"), (IN_CLOSE_WRITE, "CLOSE_WRITE"),
+         (IN_MOVED_FROM, "MOVED_FROM"), (IN_MOVED_TO, "MOVED_TO"), (IN_CREATE, "CREATE"),
+         (IN_DELETE, "DELETE")]
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def wait_for(cond, timeout, step=0.005):
+    deadline = time.monotonic() + timeout
+    while True:
+        if cond():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+
+
+class Inotify:
+    """An inotify instance over ctypes: events as (dir, name, kind, cookie)."""
+
+    def __init__(self):
+        self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self.dirs = {}
+        self.events = []
+
+    def watch(self, path, label):
+        wd = _libc.inotify_add_watch(self.fd, path.encode(), WATCHED)
+        if wd < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch {path}")
+        self.dirs[wd] = label
+
+    def poll(self, timeout=0.0):
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            return
+        try:
+            buf = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        off = 0
+        while off < len(buf):
+            wd, mask, cookie, length = struct.unpack_from("iIII", buf, off)
+            name = buf[off + 16:off + 16 + length].rstrip(b"\0").decode()
+            off += 16 + length
+            if wd not in self.dirs:
+                continue
+            kind = "|".join(n for bit, n in NAMES if mask & bit)
+            if not kind:
+                continue  # IN_IGNORED and the like
+            if mask & IN_ISDIR:
+                kind += "|ISDIR"
+            self.events.append((self.dirs[wd], name, kind, cookie))
+
+    def wait_for(self, event, timeout=5.0):
+        """Reads until (dir, name, kind) has come; then a moment more, to catch duplicates."""
+        deadline = time.monotonic() + timeout
+        while not any(e[:3] == event for e in self.events):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.poll(min(left, 0.1))
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            self.poll(0.05)
+        return True
+
+    def take(self):
+        """The events so far, with cookies replaced by their order of appearance (0: none)."""
+        seen, out = {}, []
+        for d, name, kind, cookie in self.events:
+            if cookie:
+                cookie = seen.setdefault(cookie, len(seen) + 1)
+            out.append((d, name, kind, cookie))
+        self.events = []
+        return out
+
+    def close(self):
+        os.close(self.fd)
+
+
+@pytest.fixture
+def inotify():
+    made = []
+
+    def make():
+        i = Inotify()
+        made.append(i)
+        return i
+    yield make
+    for i in made:
+        i.close()
+
+
+def merged(events, create="CREATE", close="CLOSE_WRITE", modify="MODIFY", key=None):
+    """events with every CREATE, CLOSE_WRITE, MODIFY, CLOSE_WRITE of one file as CREATE, MODIFY,
+    CLOSE_WRITE: the replay raises a new file's create and the commit of its content either one
+    after the other or, when the commit already waits behind the create, in one go (the events
+    of a local `echo > f`). key(event) gives (name, kind) of an event."""
+    key = key or (lambda e: (e[:2], e[2]))
+    out, i = [], 0
+    while i < len(events):
+        w = events[i:i + 4]
+        if len(w) == 4 and len({key(e)[0] for e in w}) == 1 and \
+                [key(e)[1] for e in w] == [create, close, modify, close]:
+            out += [w[0], w[2], w[3]]
+            i += 4
+        else:
+            out.append(events[i])
+            i += 1
+    return out
+
+
+def write(path, text, mode="w"):
+    with open(path, mode) as f:
+        f.write(text)
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+# What n1's changes below raise on a watcher of another member, in this order (after `merged`:
+# writing a new file is two revisions, the create and the commit of its content at close).
+REMOTE = [
+    ("/", "f", "CREATE", 0), ("/", "f", "MODIFY", 0), ("/", "f", "CLOSE_WRITE", 0),
+    ("/", "f", "MODIFY", 0), ("/", "f", "CLOSE_WRITE", 0),
+    ("/", "d", "CREATE|ISDIR", 0),
+    ("sub", "x", "CREATE", 0), ("sub", "x", "MODIFY", 0), ("sub", "x", "CLOSE_WRITE", 0),
+    ("/", "f", "ATTRIB", 0),
+    ("sub", "x", "ATTRIB", 0),
+    ("/", "f", "MOVED_FROM", 1), ("/", "f2", "MOVED_TO", 1),
+    ("/", "d", "MOVED_FROM|ISDIR", 2), ("/", "d2", "MOVED_TO|ISDIR", 2),
+    ("/", "f2", "MOVED_FROM", 3), ("sub", "y", "MOVED_TO", 3),
+    ("sub", "y", "DELETE", 0),
+    ("/", "d2", "DELETE|ISDIR", 0),
+    ("/", "l", "CREATE", 0),
+    ("/", "l", "DELETE", 0),
+    # an editor's save: write a temporary file, rename it over the original
+    ("sub", "x.tmp", "CREATE", 0), ("sub", "x.tmp", "MODIFY", 0),
+    ("sub", "x.tmp", "CLOSE_WRITE", 0),
+    ("sub", "x.tmp", "MOVED_FROM", 4), ("sub", "x", "MOVED_TO", 4),
+    ("/", "end", "CREATE", 0), ("/", "end", "CLOSE_WRITE", 0),
+]
+
+
+def changes(root):
+    """The changes whose events REMOTE lists, made through the mount at root."""
+    write(os.path.join(root, "f"), "hello\n")
+    write(os.path.join(root, "f"), "more\n", "a")
+    os.mkdir(os.path.join(root, "d"))
+    write(os.path.join(root, "sub/x"), "x\n")
+    os.chmod(os.path.join(root, "f"), 0o600)
+    os.utime(os.path.join(root, "sub/x"), (1000000000, 1000000000))
+    os.rename(os.path.join(root, "f"), os.path.join(root, "f2"))
+    os.rename(os.path.join(root, "d"), os.path.join(root, "d2"))
+    os.rename(os.path.join(root, "f2"), os.path.join(root, "sub/y"))
+    os.unlink(os.path.join(root, "sub/y"))
+    os.rmdir(os.path.join(root, "d2"))
+    os.symlink("sub", os.path.join(root, "l"))
+    os.unlink(os.path.join(root, "l"))
+    write(os.path.join(root, "sub/x.tmp"), "saved\n")
+    os.rename(os.path.join(root, "sub/x.tmp"), os.path.join(root, "sub/x"))
+    os.close(os.open(os.path.join(root, "end"), os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+def test_remote_changes_raise_inotify_events_in_order(cluster, inotify):
+    n1, n2, n3 = cluster(3)
+    watchers = []
+    for m in (n1, n2, n3):
+        w = inotify()
+        w.watch(m.mountpoint, "/")
+        watchers.append(w)
+    os.mkdir(os.path.join(n1.mountpoint, "sub"))
+    for m, w in zip((n1, n2, n3), watchers):
+        # once its event came, the replay of the mkdir is over: nothing of it comes later
+        assert w.wait_for(("/", "sub", "CREATE|ISDIR"))
+        assert w.take() == [("/", "sub", "CREATE|ISDIR", 0)]
+        w.watch(os.path.join(m.mountpoint, "sub"), "sub")
+    changes(n1.mountpoint)
+    for w in watchers:
+        assert w.wait_for(("/", "end", "CLOSE_WRITE")), w.take()
+    local, got2, got3 = (merged(w.take()) for w in watchers)
+    assert got2 == REMOTE
+    assert got3 == REMOTE
+    # n1's own watcher saw n1's changes once each, from its kernel: no replay on top
+    for ev in [("/", "f", "CREATE", 0), ("/", "f", "ATTRIB", 0), ("sub", "y", "DELETE", 0),
+               ("/", "d2", "DELETE|ISDIR", 0), ("/", "l", "CREATE", 0)]:
+        assert local.count(ev) == 1, local
+    assert [e for e in local if e[2].startswith("MOVED")] == [e for e in REMOTE
+                                                             if e[2].startswith("MOVED")]
+    for m in (n1, n2, n3):
+        assert "inotify replay" not in m.stderr()  # no replay failed, none was dropped
+        assert read(os.path.join(m.mountpoint, "sub/x")) == "saved\n"
+
+
+def test_local_changes_raise_their_events_once(cluster, inotify):
+    n1, n2 = cluster(2)
+    w2, w1 = inotify(), inotify()
+    w2.watch(n2.mountpoint, "/")
+    w1.watch(n1.mountpoint, "/")
+    p = os.path.join(n2.mountpoint, "own")
+    write(p, "mine\n")
+    os.chmod(p, 0o640)
+    os.rename(p, p + "2")
+    os.mkdir(p + "d")
+    os.rmdir(p + "d")
+    os.unlink(p + "2")
+    assert w2.wait_for(("/", "ownd", "DELETE|ISDIR"))
+    assert w1.wait_for(("/", "own2", "DELETE"))
+    # the kernel's own events on n2: one write(2), so one MODIFY, and nothing replayed again
+    assert w2.take() == [
+        ("/", "own", "CREATE", 0), ("/", "own", "MODIFY", 0), ("/", "own", "CLOSE_WRITE", 0),
+        ("/", "own", "ATTRIB", 0),
+        ("/", "own", "MOVED_FROM", 1), ("/", "own2", "MOVED_TO", 1),
+        ("/", "ownd", "CREATE|ISDIR", 0), ("/", "ownd", "DELETE|ISDIR", 0),
+        ("/", "own2", "DELETE", 0),
+    ]
+    # and n1, for which they are remote, sees them replayed
+    assert merged(w1.take()) == [
+        ("/", "own", "CREATE", 0), ("/", "own", "MODIFY", 0), ("/", "own", "CLOSE_WRITE", 0),
+        ("/", "own", "ATTRIB", 0),
+        ("/", "own", "MOVED_FROM", 1), ("/", "own2", "MOVED_TO", 1),
+        ("/", "ownd", "CREATE|ISDIR", 0), ("/", "ownd", "DELETE|ISDIR", 0),
+        ("/", "own2", "DELETE", 0),
+    ]
+
+
+def test_inotifywait_recursive_sees_remote_tree(cluster, tmp_path):
+    if not shutil.which("inotifywait"):
+        pytest.fail("inotifywait (inotify-tools) is not installed")
+    n1, n2 = cluster(2)
+    out, err = tmp_path / "events", tmp_path / "stderr"
+    with open(out, "w") as f, open(err, "w") as e:
+        proc = subprocess.Popen(
+            ["inotifywait", "-m", "-r", "--format", "%e %w%f",
+             "-e", "create,modify,close_write,delete,moved_from,moved_to,attrib",
+             n2.mountpoint], stdout=f, stderr=e, start_new_session=True)
+    try:
+        # inotifywait says "Watches established." on stderr once it is ready
+        assert wait_for(lambda: "established" in err.read_text(), 5.0), err.read_text()
+        root = n1.mountpoint
+        os.mkdir(os.path.join(root, "etc"))
+        # the new directory's watch is added by inotifywait after it sees the CREATE
+        assert wait_for(lambda: "CREATE,ISDIR" in out.read_text(), 2.0)
+        time.sleep(0.3)
+        write(os.path.join(root, "etc/app.conf"), "a=1\n")
+        os.rename(os.path.join(root, "etc"), os.path.join(root, "conf"))
+        write(os.path.join(root, "conf/app.conf"), "a=2\n")
+        os.unlink(os.path.join(root, "conf/app.conf"))
+        m = n2.mountpoint
+        assert wait_for(lambda: f"DELETE {m}/conf/app.conf" in out.read_text(), 5.0), \
+            out.read_text()
+        time.sleep(0.3)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    lines = merged(out.read_text().splitlines(), close="CLOSE_WRITE,CLOSE",
+                   key=lambda line: (line.split(" ", 1)[1], line.split(" ", 1)[0]))
+    # the watch on the renamed directory keeps working: its inode moved with the name
+    assert lines == [
+        f"CREATE,ISDIR {m}/etc",
+        f"CREATE {m}/etc/app.conf", f"MODIFY {m}/etc/app.conf",
+        f"CLOSE_WRITE,CLOSE {m}/etc/app.conf",
+        f"MOVED_FROM,ISDIR {m}/etc", f"MOVED_TO,ISDIR {m}/conf",
+        f"MODIFY {m}/conf/app.conf", f"CLOSE_WRITE,CLOSE {m}/conf/app.conf",
+        f"DELETE {m}/conf/app.conf",
+    ]
+
+
+def test_entr_reruns_a_command_on_a_remote_change(cluster, tmp_path):
+    if not shutil.which("entr"):
+        pytest.fail("entr is not installed")
+    n1, n2 = cluster(2)
+    a, b = (os.path.join(m.mountpoint, "app.conf") for m in (n1, n2))
+    write(a, "v1\n")
+    assert wait_for(lambda: read(b) == "v1\n", 1.0)
+    log = tmp_path / "runs"
+    proc = subprocess.Popen(["entr", "-n", "-p", "sh", "-c", f"cat {b} >> {log}"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        proc.stdin.write(f"{b}\n".encode())
+        proc.stdin.close()
+        time.sleep(0.5)  # entr has read its list and watches the file
+        assert not log.exists()  # -p: nothing runs before a change
+        for i in (2, 3):
+            write(a, f"v{i}\n")
+            assert wait_for(lambda: log.exists() and log.read_text().endswith(f"v{i}\n"), 3.0), \
+                (log.read_text() if log.exists() else "no run")
+            time.sleep(0.3)
+        assert log.read_text() == "v2\nv3\n"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+
+
+def test_a_burst_of_remote_creates_arrives_in_order(cluster, inotify):
+    n1, n2 = cluster(2)
+    w = inotify()
+    w.watch(n2.mountpoint, "/")
+    names = [f"b{i:03d}" for i in range(200)]
+    for nm in names:
+        os.mkdir(os.path.join(n1.mountpoint, nm))
+    assert w.wait_for(("/", names[-1], "CREATE|ISDIR"), 20.0)
+    assert w.take() == [("/", nm, "CREATE|ISDIR", 0) for nm in names]
+    assert sorted(os.listdir(n2.mountpoint)) == names
+    assert "inotify replay" not in n2.stderr()
+
+
+def test_unmount_and_sigterm_while_replaying_end_cleanly(cluster, inotify):
+    n1, n2, n3 = cluster(3)
+    # the member stopped first is a follower: n1's writes go on without an election
+    leader = os.getxattr(n1.mountpoint, "user.raftfs.leader")
+    n2_leads = os.getxattr(n2.mountpoint, "user.raftfs.member") == leader
+    first, second = (n3, n2) if n2_leads else (n2, n3)
+    w = inotify()
+    w.watch(first.mountpoint, "/")
+    made, errors = [], []
+
+    def burst(k):
+        for i in range(60):
+            try:
+                os.mkdir(os.path.join(n1.mountpoint, f"t{k}.{i}"))
+            except OSError as e:
+                # EIO: a proposal that died with the member's stop (it may still commit)
+                if e.errno != errno.EIO:
+                    errors.append(e)
+            made.append(1)
+    threads = [threading.Thread(target=burst, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    # SIGTERM in the middle of the burst, with replays queued and running
+    assert wait_for(lambda: len(made) >= 40, 10.0)
+    started = time.monotonic()
+    first._signal(signal.SIGTERM)
+    assert first._wait_exit(15.0)
+    assert time.monotonic() - started < 12
+    assert first.proc.returncode == 0
+    for t in threads:
+        t.join()
+    assert not errors
+    # the other is unmounted from outside right after the burst, while it replays its tail
+    started = time.monotonic()
+    subprocess.run(["fusermount3", "-u", "-z", second.mountpoint], check=True, timeout=10)
+    assert second._wait_exit(15.0)
+    assert time.monotonic() - started < 12
+    assert second.proc.returncode == 0
+    w.poll(0.1)
+    got = [e[1] for e in w.take()]
+    assert 0 < len(got) < 240  # the first stopped with replays still to do...
+    assert len(got) == len(set(got))  # ...and raised what it replayed once each
+
+
+def test_replays_racing_local_changes_to_the_same_paths(cluster, inotify):
+    n1, n2 = cluster(2)
+    w = inotify()
+    w.watch(n2.mountpoint, "/")
+    errors = []
+
+    def churn(m, tag):
+        p, d = os.path.join(m.mountpoint, "same"), os.path.join(m.mountpoint, "dir")
+        for i in range(30):
+            try:
+                write(p, f"{tag}{i}\n")
+                os.mkdir(d)
+                os.rmdir(d)
+            except OSError as e:
+                # the other member's change won the race: an ordinary outcome
+                if e.errno not in (errno.EEXIST, errno.ENOENT, errno.ENOTEMPTY, errno.EBUSY):
+                    errors.append(e)
+    threads = [threading.Thread(target=churn, args=(m, t)) for m, t in ((n1, "a"), (n2, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    write(os.path.join(n1.mountpoint, "same"), "last\n")
+    assert w.wait_for(("/", "same", "MODIFY"), 5.0)
+    # both members, and n2's kernel caches, agree on the end state
+    assert wait_for(lambda: read(os.path.join(n2.mountpoint, "same")) == "last\n", 1.0)
+    assert os.path.exists(os.path.join(n1.mountpoint, "dir")) == \
+        os.path.exists(os.path.join(n2.mountpoint, "dir"))
+    assert sorted(os.listdir(n1.mountpoint)) == sorted(os.listdir(n2.mountpoint))
+
+
+def test_a_full_replay_queue_drops_events_not_changes(cluster, inotify, monkeypatch):
+    # a queue with room for nothing: every remote change overflows it
+    monkeypatch.setenv("RAFTFS_REPLAY_QUEUE_MAX", "0")
+    n1, n2 = cluster(2)
+    w = inotify()
+    w.watch(n2.mountpoint, "/")
+    a, b = (os.path.join(m.mountpoint, "f") for m in (n1, n2))
+    write(a, "one\n")
+    assert wait_for(lambda: read(b) == "one\n", 1.0)
+    os.stat(b)  # n2's kernel caches it now
+    for i in range(5):
+        write(a, f"v{i}\n")
+        # the caches are still invalidated: n2 reads each new content at once
+        assert wait_for(lambda: read(b) == f"v{i}\n", 0.1), read(b)
+    os.rename(a, a + "2")
+    assert wait_for(lambda: os.listdir(n2.mountpoint) == ["f2"], 0.5)
+    w.poll(0.3)
+    assert w.take() == []  # n2's own reads raise none of the watched events
+    # said once, not once per change
+    assert n2.stderr().count("inotify replay: queue full") == 1
+
+
+def test_a_lease_revoke_raises_delete_on_every_member(cluster, inotify, raftfs_bin):
+    # the revoke is no FUSE request of any mount: every member replays its delete, n1 included
+    n1, n2 = cluster(2)
+    w1, w2 = inotify(), inotify()
+    w1.watch(n1.mountpoint, "/")
+    w2.watch(n2.mountpoint, "/")
+    out = subprocess.run([raftfs_bin, "lease", "grant", n1.mountpoint, "60", "-w", "json"],
+                         capture_output=True, text=True, timeout=10, check=True)
+    lease = str(json.loads(out.stdout)["id"])
+    for name in ("a", "b"):
+        write(os.path.join(n1.mountpoint, name), "x\n")
+        os.setxattr(os.path.join(n1.mountpoint, name), "user.raftfs.lease", lease.encode())
+    assert w2.wait_for(("/", "b", "CLOSE_WRITE"))
+    w1.poll(0.2)
+    w1.take()
+    w2.take()
+    subprocess.run([raftfs_bin, "lease", "revoke", n2.mountpoint, lease], capture_output=True,
+                   timeout=10, check=True)
+    for w in (w1, w2):
+        assert w.wait_for(("/", "b", "DELETE"))
+        assert w.take() == [("/", "a", "DELETE", 0), ("/", "b", "DELETE", 0)]
+    assert os.listdir(n1.mountpoint) == [] and os.listdir(n2.mountpoint) == []
+
+
+def test_a_burst_of_new_files_each_raise_create_modify_close_write(cluster, inotify):
+    # many writers at once make a backlog on n2, where a commit may wait behind its create
+    n1, n2 = cluster(2)
+    w = inotify()
+    w.watch(n2.mountpoint, "/")
+
+    def writer(k):
+        for i in range(25):
+            write(os.path.join(n1.mountpoint, f"w{k}.{i}"), f"{k} {i}\n")
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    names = {f"w{k}.{i}" for k in range(8) for i in range(25)}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and \
+            len({e[1] for e in w.events if e[2] == "CLOSE_WRITE"}) < len(names):
+        w.poll(0.1)
+    end = time.monotonic() + 0.3  # and a moment more, for duplicates
+    while time.monotonic() < end:
+        w.poll(0.05)
+    events = w.take()
+    for nm in sorted(names):
+        mine = [e for e in events if e[1] == nm]
+        assert merged(mine) == [("/", nm, "CREATE", 0), ("/", nm, "MODIFY", 0),
+                                ("/", nm, "CLOSE_WRITE", 0)], mine
+    assert {e[1] for e in events} == names
+    assert "inotify replay" not in n2.stderr()
+    assert read(os.path.join(n2.mountpoint, "w7.24")) == "7 24\n"
