@@ -1193,8 +1193,37 @@ static int recover(struct fs_member *m)
 	size_t flen = 0;
 	uint64_t term = 0, index = 0;
 	struct raft_snapshot snap = {0};
-	int rc = wal_snap_load(m->snap_dir, &file, &flen, &term, &index);
-	if (rc == 0) {
+	int rc;
+	for (int tries = 0;; tries++) {
+		rc = wal_snap_load(m->snap_dir, &file, &flen, &term, &index);
+		if (rc == -ENOENT) {
+			term = index = 0;
+		} else if (rc != 0) {
+			FS_ERROR("cannot read snapshots in %s: %s", m->snap_dir, wal_errmsg());
+			return rc;
+		}
+		rc = wal_open(m->wal_dir, (struct wal_snapshot_ref){index, term}, NULL, &m->wal);
+		if (rc != -ENOENT || !index || tries == 16)
+			break;
+		/*
+		 * The snapshot file was saved, but the member stopped before the WAL recorded it:
+		 * the log still holds everything since the snapshot before, so that one is used.
+		 */
+		char path[4300], aside[4320];
+		snprintf(path, sizeof path, "%s/%016" PRIx64 "-%016" PRIx64 ".snap", m->snap_dir,
+			 term, index);
+		snprintf(aside, sizeof aside, "%s.unrecorded", path);
+		FS_WARN("snapshot %s has no record in the WAL (stopped while it was taken): set "
+			"aside as %s, recovering from the one before", path, aside);
+		free(file);
+		file = NULL;
+		if (rename(path, aside) != 0) {
+			rc = -errno;
+			FS_ERROR("cannot set %s aside: %s", path, strerror(errno));
+			return rc;
+		}
+	}
+	if (rc == 0 && index) {
 		if (snapshot_file_parse(file, flen, &snap) != 0 ||
 		    snapshot_data_restore(m, snap.data, snap.len) != 0) {
 			FS_ERROR("snapshot %s/%016" PRIx64 "-%016" PRIx64 ".snap cannot be restored",
@@ -1206,12 +1235,8 @@ static int recover(struct fs_member *m)
 		m->applied = m->snap_index = index;
 		m->snap_term = term;
 		m->conf = snap.meta.conf;
-	} else if (rc != -ENOENT) {
-		FS_ERROR("cannot read snapshots in %s: %s", m->snap_dir, wal_errmsg());
-		return rc;
 	}
 	free(file);
-	rc = wal_open(m->wal_dir, (struct wal_snapshot_ref){index, term}, NULL, &m->wal);
 	struct wal_read_result res = {0};
 	if (rc == 0)
 		rc = wal_read_all(m->wal, &res);
