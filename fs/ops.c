@@ -203,6 +203,13 @@ static int reserved(const char *path)
 	return strcmp(path, "/.raftfs") == 0 || strncmp(path, "/.raftfs/", 9) == 0;
 }
 
+/* Notes that applying revision rev created a name for the kernel's own request (fs_ops). */
+static void own_create(struct fs_ops *o, int64_t rev)
+{
+	if (o->n_own_creates < sizeof o->own_creates / sizeof o->own_creates[0])
+		o->own_creates[o->n_own_creates++] = rev;
+}
+
 static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
 {
 	struct store_kv kv;
@@ -942,6 +949,8 @@ static void commit_done(struct pending *p, int status, const Rpc__Response *resp
 		if (h->created)
 			h->failed = err; /* nothing was created: the file is gone here too */
 	} else {
+		if (h->created)
+			own_create(p->o, resp->revision);
 		h->dirty = 0;
 		h->created = 0;
 	}
@@ -1085,6 +1094,8 @@ static void create_done(struct pending *p, int status, const Rpc__Response *resp
 		free(p);
 		return;
 	}
+	if (resp->succeeded)
+		own_create(o, resp->revision);
 	if (p->flags != 1) {
 		reply_entry_for(p->req, o, p->path);
 		free(p);
@@ -1788,6 +1799,12 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	long len = rc;
 	if (!rc && !strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX))) {
 		len = xattr_value(o, path, name, value, sizeof value);
+	} else if (!rc && strncmp(name, "user.", 5) != 0) {
+		/*
+		 * Only user.* attributes are ever stored (xattr_change): the security.capability the
+		 * kernel asks for at a file's writes is answered without a look in the store.
+		 */
+		len = -ENODATA;
 	} else if (!rc && strlen(name) <= FS_NAME_MAX_BYTES) {
 		len = xattr_stored(o, path, name, &kv);
 		if (len == 0) {
@@ -2100,6 +2117,17 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	 */
 	if (ev->type != STORE_EVENT_DELETE && ev->kv.version != 1)
 		return;
+	/*
+	 * A name this member created for the kernel: the kernel made the entry when it got the
+	 * reply, and a lookup of it before (ENOENT) or while it was pending (timeout 0) left
+	 * nothing cached. Invalidating it would cost a write to /dev/fuse, with the directory
+	 * locked in the kernel against the next create in it, and the kernel's dentry.
+	 */
+	if (ev->type != STORE_EVENT_DELETE) {
+		for (size_t i = 0; i < o->n_own_creates; i++)
+			if (o->own_creates[i] == ev->kv.mod_revision)
+				return;
+	}
 	parent_of(path, parent);
 	uint64_t pino = is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent);
 	const char *name = strrchr(path, '/') + 1;
@@ -2110,7 +2138,7 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 									      * makes a new inode */
 }
 
-void fs_ops_after_apply(struct fs_ops *ops)
+static void after_apply(struct fs_ops *ops)
 {
 	if (!ops->watch)
 		return;
@@ -2133,6 +2161,12 @@ void fs_ops_after_apply(struct fs_ops *ops)
 			invalidate(ops, &b.events[i]);
 		store_watch_batch_free(&b);
 	}
+}
+
+void fs_ops_after_apply(struct fs_ops *ops)
+{
+	after_apply(ops);
+	ops->n_own_creates = 0; /* every event of those revisions was read */
 }
 
 void fs_ops_close(struct fs_ops *ops)

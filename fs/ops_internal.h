@@ -56,6 +56,14 @@ struct fs_ops {
 	int barrier_passed;         /* a linearizable read is being served after its barrier */
 	struct fs_notifier notifier;
 	struct fs_control *control; /* answers for .raftfs/ (borrowed; NULL: no namespace) */
+	/*
+	 * Revisions of names this member created for the kernel (a created file's first commit,
+	 * mkdir, O_EXCL create, symlink), recorded by their proposal's callback, which runs before
+	 * fs_ops_after_apply reads their events and empties this: the kernel made those entries
+	 * itself, so they need no invalidation (ops.c). When it is full the rest are invalidated.
+	 */
+	int64_t own_creates[256];
+	size_t n_own_creates;
 };
 
 /* The lowlevel operations table; userdata must be a struct fs_ops. */

@@ -171,6 +171,35 @@ def test_remote_changes_replace_what_the_kernel_cached(cluster):
     assert wait_for(lambda: not os.path.exists(b), 0.1)
 
 
+def test_names_made_here_are_not_invalidated_by_their_own_apply_yet_remote_changes_are(cluster):
+    # a create applied here does not invalidate the entry the kernel made for it (ops.c,
+    # own_create); a change of the same name made elsewhere still replaces it within 100 ms
+    n1, n2 = cluster(2)
+    for kind in ("create", "excl", "mkdir"):
+        a, b = (os.path.join(m.mountpoint, kind) for m in (n1, n2))
+        if kind == "mkdir":
+            os.mkdir(a)
+        else:
+            flags = os.O_CREAT | os.O_WRONLY | (os.O_EXCL if kind == "excl" else os.O_TRUNC)
+            fd = os.open(a, flags, 0o644)
+            os.write(fd, b"n1\n")
+            os.close(fd)
+            assert read(a) == "n1\n" and os.stat(a).st_size == 3
+        assert os.path.exists(a)  # the kernel caches the entry now
+        assert wait_for(lambda: os.path.exists(b), 1.0)
+        if kind == "mkdir":
+            os.rmdir(b)
+        else:
+            os.unlink(b)
+        assert wait_for(lambda: not os.path.exists(a), 0.1)
+        # made again elsewhere: the negative lookup here does not hide it
+        with open(b, "w") as f:
+            f.write("n2 again\n")
+        assert wait_for(lambda: read(a) == "n2 again\n", 0.1), read(a)
+        os.unlink(a)
+        assert wait_for(lambda: not os.path.exists(b), 0.1)
+
+
 def test_exclusive_create_races_have_one_winner(cluster):
     n1, n2 = cluster(2)
     wins = 0
