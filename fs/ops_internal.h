@@ -44,6 +44,12 @@ struct fs_ops_options {
 
 struct fh;
 
+/* A revision in which this member created a name for the kernel (ops.c, own_create). */
+struct fs_own_create {
+	int64_t rev;
+	int attrs_current; /* nor does the kernel hold attributes the revision changed (ops.c) */
+};
+
 /* The state of one mount: what its handlers reach through fuse_req_userdata. */
 struct fs_ops {
 	struct fs_member *member;   /* proposes; borrowed */
@@ -62,7 +68,7 @@ struct fs_ops {
 	 * fs_ops_after_apply reads their events and empties this: the kernel made those entries
 	 * itself, so they need no invalidation (ops.c). When it is full the rest are invalidated.
 	 */
-	int64_t own_creates[256];
+	struct fs_own_create own_creates[256];
 	size_t n_own_creates;
 };
 

@@ -200,6 +200,52 @@ def test_names_made_here_are_not_invalidated_by_their_own_apply_yet_remote_chang
         assert wait_for(lambda: not os.path.exists(b), 0.1)
 
 
+def test_a_create_here_shows_the_committed_attributes_of_file_and_directory_at_once(cluster):
+    # applying a create committed here invalidates nothing the kernel holds when nothing it holds
+    # changed (ops.c, created_attrs_current): what stat shows right after close must then be what
+    # the store has, which another member shows
+    n1, n2 = cluster(2)
+    os.mkdir(os.path.join(n1.mountpoint, "d"))
+
+    def same(rel):
+        a, b = (os.path.join(m.mountpoint, rel) for m in (n1, n2))
+        assert wait_for(lambda: os.path.exists(b) and xattr(b, "mod_revision") ==
+                        xattr(a, "mod_revision"), 1.0)
+        sa, sb = os.stat(a), os.stat(b)
+        for f in ("st_size", "st_mode", "st_mtime_ns", "st_ctime_ns", "st_atime_ns"):
+            assert getattr(sa, f) == getattr(sb, f), (rel, f)
+        return sa
+
+    for i, how in enumerate(("write", "no write", "opened twice", "appended")):
+        rel = f"d/f{i}"
+        a = os.path.join(n1.mountpoint, rel)
+        d_before = os.stat(os.path.join(n1.mountpoint, "d"))
+        fd = os.open(a, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        if how == "opened twice":
+            fd2 = os.open(a, os.O_WRONLY)
+            os.write(fd2, b"second handle\n")
+            os.write(fd, b"first")
+        elif how == "appended":
+            os.write(fd, b"a")
+            fd2 = os.open(a, os.O_WRONLY | os.O_APPEND)
+            os.write(fd2, b"b")
+        elif how == "write":
+            os.write(fd, b"content\n")
+        # the kernel asks for the attributes while the file is pending
+        os.stat(a)
+        os.stat(os.path.join(n1.mountpoint, "d"))
+        time.sleep(0.01)
+        os.close(fd)
+        if how in ("opened twice", "appended"):
+            os.close(fd2)
+        st = same(rel)
+        assert read(a) == read(os.path.join(n2.mountpoint, rel)), how
+        d = same("d")
+        assert d.st_mtime_ns > d_before.st_mtime_ns, how
+        if how in ("write", "no write"):  # one proposal: the file with its directory's touch
+            assert d.st_mtime_ns == st.st_mtime_ns, how
+
+
 def test_exclusive_create_races_have_one_winner(cluster):
     n1, n2 = cluster(2)
     wins = 0
