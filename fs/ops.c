@@ -204,17 +204,45 @@ static int reserved(const char *path)
 	return strcmp(path, "/.raftfs") == 0 || strncmp(path, "/.raftfs/", 9) == 0;
 }
 
+/*
+ * Notes that applying revision rev created a name for the kernel's own request (fs_ops); with
+ * attrs_current, the kernel also holds no attributes of the file or of its directory that the
+ * revision changed (commit_done says when).
+ */
+static void own_create(struct fs_ops *o, int64_t rev, int attrs_current)
+{
+	if (o->n_own_creates < sizeof o->own_creates / sizeof o->own_creates[0])
+		o->own_creates[o->n_own_creates++] =
+			(struct fs_own_create){.rev = rev, .attrs_current = attrs_current};
+}
+
+static int dir_has_pending_create(struct fs_ops *o, uint64_t ino);
+
+/*
+ * How long the kernel may keep the attributes of ino (kv): not at all while a file created in it
+ * is still to be committed, as that commit moves the directory's mtime without invalidating them.
+ */
+static double attr_timeout(struct fs_ops *o, uint64_t ino, const struct store_kv *kv)
+{
+	if (!kv->mod_revision)
+		return 0; /* created here, not committed */
+	if ((kv->meta.type & S_IFMT) == S_IFDIR && dir_has_pending_create(o, ino))
+		return 0;
+	return ATTR_TIMEOUT;
+}
+
 static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
 {
 	struct store_kv kv;
 	if (get_kv(o, path, &kv) != 0)
 		return fuse_reply_err(req, ENOENT);
-	struct fuse_entry_param e = {.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ENTRY_TIMEOUT};
+	struct fuse_entry_param e = {.entry_timeout = ENTRY_TIMEOUT};
 	if (!kv.mod_revision)
-		e.attr_timeout = e.entry_timeout = 0; /* created here, not committed: may vanish */
+		e.entry_timeout = 0; /* created here, not committed: may vanish */
 	e.ino = fs_itable_lookup(&o->itable, path);
 	if (!e.ino)
 		return fuse_reply_err(req, ENOMEM);
+	e.attr_timeout = attr_timeout(o, e.ino, &kv);
 	fill_attr(e.ino, &kv, &e.attr);
 	return fuse_reply_entry(req, &e);
 }
@@ -572,7 +600,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fill_attr(ino, &kv, &st);
 	if (rev)
 		st.st_nlink = 0;
-	fuse_reply_attr(req, &st, kv.mod_revision ? ATTR_TIMEOUT : 0);
+	fuse_reply_attr(req, &st, attr_timeout(o, ino, &kv));
 }
 
 /* Calls fn for each direct child of dir (name, kv); stops when fn returns non-zero. */
@@ -693,6 +721,9 @@ struct fh {
 	 */
 	int created;
 	struct store_meta cmeta;
+	fuse_ino_t parent; /* created: the directory it was created in */
+	int written;       /* created: a write came through it (the kernel dropped its times, size) */
+	int shared;        /* created: another open of its inode was served meanwhile */
 };
 
 static struct fh *fh_of(struct fuse_file_info *fi)
@@ -780,6 +811,15 @@ static int pending_kv(struct fs_ops *o, const char *path, struct store_kv *kv)
 	return 0;
 }
 
+/* Whether a file created in directory ino here is not committed yet (fh.created). */
+static int dir_has_pending_create(struct fs_ops *o, uint64_t ino)
+{
+	for (struct fh *h = o->open_files; h; h = h->next)
+		if (h->created && !h->failed && h->parent == ino)
+			return 1;
+	return 0;
+}
+
 /* Files created in dir here and not committed yet (fh.created) come after the stored ones. */
 static void fill_pending_children(struct dir_fill *d, const char *dir)
 {
@@ -806,6 +846,9 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int64_t r
 	uint32_t type = kv.meta.type & S_IFMT;
 	if (type == S_IFDIR)
 		return -EISDIR;
+	struct fh *c = o->open_files ? fh_created_of(o, ino) : NULL;
+	if (c)
+		c->shared = 1; /* the kernel's pages may come to hold writes its commit lacks */
 	struct fh *h = calloc(1, sizeof *h);
 	if (!h)
 		return -ENOMEM;
@@ -924,10 +967,29 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (end > h->len)
 		h->len = end;
 	h->dirty = 1;
+	h->written = 1;
 	fuse_reply_write(req, size);
 }
 
 static int commit_propose(struct pending *p);
+
+/*
+ * Whether the first commit of created file h changes nothing the kernel holds of it or of its
+ * directory, so applying it need not invalidate them: the kernel got the file's attributes with
+ * its create and dropped its times and size at its writes, answers while it was pending were not
+ * cached (timeout 0), and its pages hold exactly h's writes when no other open of the file was
+ * served. The directory's attributes the kernel dropped at the create, and none were cached while
+ * the file was pending (attr_timeout); if the file moved to another directory, that one's are
+ * invalidated as usual.
+ */
+static int created_attrs_current(struct fs_ops *o, struct fh *h)
+{
+	char parent[FS_PATH_MAX_BYTES + 1];
+	if (!h->written || h->shared)
+		return 0;
+	parent_of(h->path, parent);
+	return (is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent)) == h->parent;
+}
 
 static void commit_done(struct pending *p, int status, const Rpc__Response *resp)
 {
@@ -945,6 +1007,8 @@ static void commit_done(struct pending *p, int status, const Rpc__Response *resp
 		if (h->created)
 			h->failed = err; /* nothing was created: the file is gone here too */
 	} else {
+		if (h->created)
+			own_create(p->o, resp->revision, created_attrs_current(p->o, h));
 		h->dirty = 0;
 		h->created = 0;
 	}
@@ -1088,6 +1152,8 @@ static void create_done(struct pending *p, int status, const Rpc__Response *resp
 		free(p);
 		return;
 	}
+	if (resp->succeeded)
+		own_create(o, resp->revision, 0);
 	if (p->flags != 1) {
 		reply_entry_for(p->req, o, p->path);
 		free(p);
@@ -1202,6 +1268,7 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		strcpy(h->path, path);
 		h->ino = e.ino;
 		h->writable = h->dirty = h->created = 1;
+		h->parent = parent;
 		h->cmeta = (struct store_meta){.type = S_IFREG, .mode = (uint32_t)mode & 07777,
 					       .uid = ctx->uid, .gid = ctx->gid, .atime_ns = now,
 					       .mtime_ns = now, .ctime_ns = now};
@@ -1594,8 +1661,7 @@ static void setattr_done(struct pending *p, int status, const Rpc__Response *res
 	} else {
 		struct stat st;
 		fill_attr(p->ino, &kv, &st);
-		struct fs_ops *o = p->o;
-		fuse_reply_attr(p->req, &st, ATTR_TIMEOUT);
+		fuse_reply_attr(p->req, &st, attr_timeout(p->o, p->ino, &kv));
 	}
 	free(p);
 }
@@ -1791,6 +1857,12 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	long len = rc;
 	if (!rc && !strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX))) {
 		len = xattr_value(o, path, name, value, sizeof value);
+	} else if (!rc && strncmp(name, "user.", 5) != 0) {
+		/*
+		 * Only user.* attributes are ever stored (xattr_change): the security.capability the
+		 * kernel asks for at a file's writes is answered without a look in the store.
+		 */
+		len = -ENODATA;
 	} else if (!rc && strlen(name) <= FS_NAME_MAX_BYTES) {
 		len = xattr_stored(o, path, name, &kv);
 		if (len == 0) {
@@ -2091,6 +2163,12 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	char path[FS_PATH_MAX_BYTES + 1], parent[FS_PATH_MAX_BYTES + 1];
 	if (ev->kv.key_len == 0 || ev->kv.key_len > FS_PATH_MAX_BYTES || ev->kv.key[0] != '/')
 		return;
+	const struct fs_own_create *own = NULL;
+	for (size_t i = 0; ev->type != STORE_EVENT_DELETE && i < o->n_own_creates; i++)
+		if (o->own_creates[i].rev == ev->kv.mod_revision)
+			own = &o->own_creates[i];
+	if (own && own->attrs_current)
+		return; /* the file and its directory as the kernel has them (created_attrs_current) */
 	memcpy(path, ev->kv.key, ev->kv.key_len);
 	path[ev->kv.key_len] = '\0';
 	uint64_t ino = fs_itable_find(&o->itable, path);
@@ -2103,6 +2181,14 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	 */
 	if (ev->type != STORE_EVENT_DELETE && ev->kv.version != 1)
 		return;
+	/*
+	 * A name this member created for the kernel: the kernel made the entry when it got the
+	 * reply, and a lookup of it before (ENOENT) or while it was pending (timeout 0) left
+	 * nothing cached. Invalidating it would cost a write to /dev/fuse, with the directory
+	 * locked in the kernel against the next create in it, and the kernel's dentry.
+	 */
+	if (own)
+		return;
 	parent_of(path, parent);
 	uint64_t pino = is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent);
 	const char *name = strrchr(path, '/') + 1;
@@ -2113,7 +2199,7 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 									      * makes a new inode */
 }
 
-void fs_ops_after_apply(struct fs_ops *ops)
+static void after_apply(struct fs_ops *ops)
 {
 	if (!ops->watch)
 		return;
@@ -2142,6 +2228,12 @@ void fs_ops_after_apply(struct fs_ops *ops)
 			fs_replay_feed(ops->replay, b.events, b.n);
 		store_watch_batch_free(&b);
 	}
+}
+
+void fs_ops_after_apply(struct fs_ops *ops)
+{
+	after_apply(ops);
+	ops->n_own_creates = 0; /* every event of those revisions was read */
 }
 
 void fs_ops_close(struct fs_ops *ops)

@@ -45,6 +45,12 @@ struct fs_ops_options {
 struct fh;
 struct fs_replay;
 
+/* A revision in which this member created a name for the kernel (ops.c, own_create). */
+struct fs_own_create {
+	int64_t rev;
+	int attrs_current; /* nor does the kernel hold attributes the revision changed (ops.c) */
+};
+
 /* The state of one mount: what its handlers reach through fuse_req_userdata. */
 struct fs_ops {
 	struct fs_member *member;   /* proposes; borrowed */
@@ -58,6 +64,14 @@ struct fs_ops {
 	struct fs_notifier notifier;
 	struct fs_control *control; /* answers for .raftfs/ (borrowed; NULL: no namespace) */
 	struct fs_replay *replay;   /* raises inotify events for remote changes (replay.c); may be NULL */
+	/*
+	 * Revisions of names this member created for the kernel (a created file's first commit,
+	 * mkdir, O_EXCL create, symlink), recorded by their proposal's callback, which runs before
+	 * fs_ops_after_apply reads their events and empties this: the kernel made those entries
+	 * itself, so they need no invalidation (ops.c). When it is full the rest are invalidated.
+	 */
+	struct fs_own_create own_creates[256];
+	size_t n_own_creates;
 };
 
 /* The lowlevel operations table; userdata must be a struct fs_ops. */

@@ -171,6 +171,81 @@ def test_remote_changes_replace_what_the_kernel_cached(cluster):
     assert wait_for(lambda: not os.path.exists(b), 0.1)
 
 
+def test_names_made_here_are_not_invalidated_by_their_own_apply_yet_remote_changes_are(cluster):
+    # a create applied here does not invalidate the entry the kernel made for it (ops.c,
+    # own_create); a change of the same name made elsewhere still replaces it within 100 ms
+    n1, n2 = cluster(2)
+    for kind in ("create", "excl", "mkdir"):
+        a, b = (os.path.join(m.mountpoint, kind) for m in (n1, n2))
+        if kind == "mkdir":
+            os.mkdir(a)
+        else:
+            flags = os.O_CREAT | os.O_WRONLY | (os.O_EXCL if kind == "excl" else os.O_TRUNC)
+            fd = os.open(a, flags, 0o644)
+            os.write(fd, b"n1\n")
+            os.close(fd)
+            assert read(a) == "n1\n" and os.stat(a).st_size == 3
+        assert os.path.exists(a)  # the kernel caches the entry now
+        assert wait_for(lambda: os.path.exists(b), 1.0)
+        if kind == "mkdir":
+            os.rmdir(b)
+        else:
+            os.unlink(b)
+        assert wait_for(lambda: not os.path.exists(a), 0.1)
+        # made again elsewhere: the negative lookup here does not hide it
+        with open(b, "w") as f:
+            f.write("n2 again\n")
+        assert wait_for(lambda: read(a) == "n2 again\n", 0.1), read(a)
+        os.unlink(a)
+        assert wait_for(lambda: not os.path.exists(b), 0.1)
+
+
+def test_a_create_here_shows_the_committed_attributes_of_file_and_directory_at_once(cluster):
+    # applying a create committed here invalidates nothing the kernel holds when nothing it holds
+    # changed (ops.c, created_attrs_current): what stat shows right after close must then be what
+    # the store has, which another member shows
+    n1, n2 = cluster(2)
+    os.mkdir(os.path.join(n1.mountpoint, "d"))
+
+    def same(rel):
+        a, b = (os.path.join(m.mountpoint, rel) for m in (n1, n2))
+        assert wait_for(lambda: os.path.exists(b) and xattr(b, "mod_revision") ==
+                        xattr(a, "mod_revision"), 1.0)
+        sa, sb = os.stat(a), os.stat(b)
+        for f in ("st_size", "st_mode", "st_mtime_ns", "st_ctime_ns", "st_atime_ns"):
+            assert getattr(sa, f) == getattr(sb, f), (rel, f)
+        return sa
+
+    for i, how in enumerate(("write", "no write", "opened twice", "appended")):
+        rel = f"d/f{i}"
+        a = os.path.join(n1.mountpoint, rel)
+        d_before = os.stat(os.path.join(n1.mountpoint, "d"))
+        fd = os.open(a, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        if how == "opened twice":
+            fd2 = os.open(a, os.O_WRONLY)
+            os.write(fd2, b"second handle\n")
+            os.write(fd, b"first")
+        elif how == "appended":
+            os.write(fd, b"a")
+            fd2 = os.open(a, os.O_WRONLY | os.O_APPEND)
+            os.write(fd2, b"b")
+        elif how == "write":
+            os.write(fd, b"content\n")
+        # the kernel asks for the attributes while the file is pending
+        os.stat(a)
+        os.stat(os.path.join(n1.mountpoint, "d"))
+        time.sleep(0.01)
+        os.close(fd)
+        if how in ("opened twice", "appended"):
+            os.close(fd2)
+        st = same(rel)
+        assert read(a) == read(os.path.join(n2.mountpoint, rel)), how
+        d = same("d")
+        assert d.st_mtime_ns > d_before.st_mtime_ns, how
+        if how in ("write", "no write"):  # one proposal: the file with its directory's touch
+            assert d.st_mtime_ns == st.st_mtime_ns, how
+
+
 def test_exclusive_create_races_have_one_winner(cluster):
     n1, n2 = cluster(2)
     wins = 0
