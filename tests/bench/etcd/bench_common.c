@@ -1,10 +1,12 @@
 /*
- * bench_common.c: the throw-away etcd cluster of the benchmarks (see bench_common.h).
+ * bench_common.c: the throw-away etcd cluster of the benchmarks and their scratch-dir cleanup (see
+ * bench_common.h).
  */
 #include "bench_common.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -100,4 +102,18 @@ void bench_cluster_stop(struct bench_cluster *c)
 		usleep(20000);
 	}
 	c->pid = -1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+void bench_remove_tree(const char *dir)
+{
+	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -74,4 +74,7 @@ int bench_cluster_start(struct bench_cluster *c, const char *script, double time
 /* Stops it: EOF on its stdin, SIGTERM after 15 s; reaps the script. Safe to call twice. */
 void bench_cluster_stop(struct bench_cluster *c);
 
+/* Removes dir and everything under it, as far as it can (a benchmark's scratch data). */
+void bench_remove_tree(const char *dir);
+
 #endif

@@ -57,7 +57,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -278,15 +277,6 @@ static void stop_members(void)
 	fprintf(stderr, "# raftfs members stopped in %.1f s\n", now_s() - t0);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* Everything this run started goes away; runs once (main's way out, atexit, or the watchdog). */
 static void cleanup_all(void)
 {
@@ -305,7 +295,7 @@ static void cleanup_all(void)
 			fprintf(stderr, "# data dirs kept in %s (logs: %s/nN/raftfs.log)\n",
 				data_base, data_base);
 		else
-			nftw(data_base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+			bench_remove_tree(data_base);
 	}
 	atomic_store(&cleaned, 1);
 }

@@ -23,7 +23,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -201,15 +200,6 @@ static void stop_members(void)
 		rmdir(mnt_base);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 static int keep_data; /* a failed run keeps the members' logs */
 
 static void cleanup(void)
@@ -222,7 +212,7 @@ static void cleanup(void)
 	bench_cluster_stop(&etcd);
 	stop_members();
 	if (!keep_data && data_base[0] == '/' && !strchr(data_base, 'X'))
-		nftw(data_base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		bench_remove_tree(data_base);
 }
 
 /* Reads inotify events until IN_CLOSE_WRITE of name; 0, or -ETIMEDOUT. */
