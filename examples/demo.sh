@@ -65,6 +65,10 @@ demo: three members are mounted at demo/n1, demo/n2 and demo/n3. Try:
   getfattr -d -m user.raftfs demo/n1/nginx.conf    # create and mod revisions, version, lease
   getfattr -d -m user.raftfs demo/n2               # revision, member, leader, term
   df -h demo/n1
+  inotifywait -m demo/n2 & echo changed > demo/n1/greeting   # events for remote changes
+  build/fs/raftfs status demo/n1                   # leader, term, indexes, revisions, members
+  build/fs/raftfs watch demo/n3 / --prefix --rev 1 # the history so far, then live changes
+  build/fs/raftfs lease grant demo/n1 10           # then: setfattr -n user.raftfs.lease -v ID FILE
 Logs: demo/data/nN/raftfs.log. Stop: examples/demo.sh down
 TXT
 }
