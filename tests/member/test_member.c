@@ -333,6 +333,20 @@ static void check_same_history(int a, int b)
 		CHECK_STR_EQ(C.sm[a].items[i], C.sm[b].items[i]);
 }
 
+/* Cuts member x off from every other member (blocked 1), or heals that partition (0). */
+static void partition(int x, int blocked)
+{
+	struct fs_member_status sx, si;
+	fs_member_status(C.m[x], &sx);
+	for (int i = 0; i < N; i++) {
+		if (i == x)
+			continue;
+		fs_member_status(C.m[i], &si);
+		fs_member_block_peer(C.m[x], si.id, blocked);
+		fs_member_block_peer(C.m[i], sx.id, blocked);
+	}
+}
+
 CHECK_TEST(three_members_elect_and_commit)
 {
 	cluster_start(10000, 3000);
@@ -412,24 +426,11 @@ CHECK_TEST(quorum_lost_times_out_then_heals)
 	cluster_start(10000, 500);
 	CHECK(run_until(has_leader, NULL, 5000));
 	int l = leader_of();
-	struct fs_member_status st[N];
-	for (int i = 0; i < N; i++)
-		fs_member_status(C.m[i], &st[i]);
 	/* Cut the leader off from both others. */
-	for (int i = 0; i < N; i++) {
-		if (i == l)
-			continue;
-		fs_member_block_peer(C.m[l], st[i].id, 1);
-		fs_member_block_peer(C.m[i], st[l].id, 1);
-	}
+	partition(l, 1);
 	struct answer a;
 	CHECK_EQ(put(l, 1, &a), -ETIMEDOUT);
-	for (int i = 0; i < N; i++) {
-		if (i == l)
-			continue;
-		fs_member_block_peer(C.m[l], st[i].id, 0);
-		fs_member_block_peer(C.m[i], st[l].id, 0);
-	}
+	partition(l, 0);
 	CHECK(run_until(has_leader, NULL, 5000));
 	CHECK_EQ(put(l, 2, &a), 0);
 	cluster_stop();
@@ -571,23 +572,10 @@ CHECK_TEST(read_barrier_sees_every_acknowledged_write)
 	}
 	/* A member cut off from the others cannot confirm a read. */
 	int f = (leader_of() + 1) % N;
-	struct fs_member_status st[N];
-	for (int i = 0; i < N; i++)
-		fs_member_status(C.m[i], &st[i]);
-	for (int i = 0; i < N; i++) {
-		if (i == f)
-			continue;
-		fs_member_block_peer(C.m[f], st[i].id, 1);
-		fs_member_block_peer(C.m[i], st[f].id, 1);
-	}
+	partition(f, 1);
 	read_barrier(f, &rd);
 	CHECK_EQ(rd.a.status, -ETIMEDOUT);
-	for (int i = 0; i < N; i++) {
-		if (i == f)
-			continue;
-		fs_member_block_peer(C.m[f], st[i].id, 0);
-		fs_member_block_peer(C.m[i], st[f].id, 0);
-	}
+	partition(f, 0);
 	cluster_stop();
 }
 
@@ -606,23 +594,10 @@ CHECK_TEST(apply_backlog_refuses_proposals_then_recovers)
 	CHECK_EQ(put(l, 0, &a), 0);
 	struct applied_at_least w = {f, 1};
 	CHECK(run_until(applied_count, &w, 3000));
-	struct fs_member_status st[N];
-	for (int i = 0; i < N; i++)
-		fs_member_status(C.m[i], &st[i]);
-	for (int i = 0; i < N; i++) {
-		if (i == f)
-			continue;
-		fs_member_block_peer(C.m[f], st[i].id, 1);
-		fs_member_block_peer(C.m[i], st[f].id, 1);
-	}
+	partition(f, 1);
 	put_many(l, 1, n);
 	P = (struct apply_probe){.armed = 1, .member = f};
-	for (int i = 0; i < N; i++) {
-		if (i == f)
-			continue;
-		fs_member_block_peer(C.m[f], st[i].id, 0);
-		fs_member_block_peer(C.m[i], st[f].id, 0);
-	}
+	partition(f, 0);
 	w.count = n + 1;
 	CHECK(run_until(applied_count, &w, 10000));
 	CHECK(!P.armed);
