@@ -296,32 +296,28 @@ int fs_cli_lease(int argc, char **argv, FILE *out, FILE *err)
 	const char *w[] = {"lease", sub, a.av[2]};
 	if (strcmp(sub, "keepalive") || once)
 		return ctl_run("lease", mount, a.json, w, 3, out, err);
-	/* keep it alive for as long as this process lives, a third of the TTL apart */
-	for (;;) {
-		int rc = ctl_run("lease", mount, a.json, w, 3, out, err);
-		if (rc != FS_EXIT_OK)
-			return rc;
+	/*
+	 * Keep it alive for as long as this process lives, a third of its TTL apart (a lease's TTL
+	 * never changes: asked once).
+	 */
+	const char *ttl_w[] = {"lease", "ttl", a.av[2]};
+	char *ttl_text = NULL;
+	size_t ttl_len = 0;
+	FILE *mem = open_memstream(&ttl_text, &ttl_len);
+	int rc = mem ? ctl_run("lease", mount, 1, ttl_w, 3, mem, err) : FS_EXIT_FAILURE;
+	if (mem)
+		fclose(mem);
+	const char *t = rc == FS_EXIT_OK && ttl_text ? strstr(ttl_text, "\"ttl\":") : NULL;
+	int64_t ttl = t ? strtoll(t + 6, NULL, 10) : 0;
+	free(ttl_text);
+	useconds_t wait_us = (useconds_t)(ttl > 3 ? ttl * 1000000 / 3 : 1000000);
+	while (rc == FS_EXIT_OK) {
+		rc = ctl_run("lease", mount, a.json, w, 3, out, err);
 		fflush(out);
-		const char *ttl_w[] = {"lease", "ttl", a.av[2]};
-		FILE *devnull = fopen("/dev/null", "w");
-		char *ttl_text = NULL;
-		size_t ttl_len = 0;
-		FILE *mem = open_memstream(&ttl_text, &ttl_len);
-		int64_t ttl = 3;
-		if (mem && ctl_run("lease", mount, 1, ttl_w, 3, mem, devnull ? devnull : err) == 0) {
-			fflush(mem);
-			const char *t = ttl_text ? strstr(ttl_text, "\"ttl\":") : NULL;
-			if (t)
-				ttl = strtoll(t + 6, NULL, 10);
-		}
-		if (mem)
-			fclose(mem);
-		free(ttl_text);
-		if (devnull)
-			fclose(devnull);
-		useconds_t wait_us = (useconds_t)(ttl > 3 ? ttl * 1000000 / 3 : 1000000);
-		usleep(wait_us);
+		if (rc == FS_EXIT_OK)
+			usleep(wait_us);
 	}
+	return rc;
 }
 
 int fs_cli_compact(int argc, char **argv, FILE *out, FILE *err)
