@@ -231,18 +231,25 @@ static double attr_timeout(struct fs_ops *o, uint64_t ino, const struct store_kv
 	return ATTR_TIMEOUT;
 }
 
+/* How long the kernel may keep an entry for ino (kv) and its attributes. */
+static void entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_kv *kv,
+			   struct fuse_entry_param *e)
+{
+	e->entry_timeout = kv->mod_revision ? ENTRY_TIMEOUT : 0; /* else created here, not
+								   * committed: may vanish */
+	e->attr_timeout = attr_timeout(o, ino, kv);
+}
+
 static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
 {
 	struct store_kv kv;
 	if (get_kv(o, path, &kv) != 0)
 		return fuse_reply_err(req, ENOENT);
-	struct fuse_entry_param e = {.entry_timeout = ENTRY_TIMEOUT};
-	if (!kv.mod_revision)
-		e.entry_timeout = 0; /* created here, not committed: may vanish */
+	struct fuse_entry_param e = {0};
 	e.ino = fs_itable_lookup(&o->itable, path);
 	if (!e.ino)
 		return fuse_reply_err(req, ENOMEM);
-	e.attr_timeout = attr_timeout(o, e.ino, &kv);
+	entry_timeouts(o, e.ino, &kv, &e);
 	fill_attr(e.ino, &kv, &e.attr);
 	return fuse_reply_entry(req, &e);
 }
@@ -2260,4 +2267,10 @@ int fs__ops_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct store_
 void fs__ops_fill_attr(uint64_t ino, const struct store_kv *kv, struct stat *st)
 {
 	fill_attr(ino, kv, st);
+}
+
+void fs__ops_entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_kv *kv,
+			    struct fuse_entry_param *e)
+{
+	entry_timeouts(o, ino, kv, e);
 }

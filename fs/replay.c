@@ -705,15 +705,19 @@ static int entry_of(struct fs_ops *o, const char *path, int64_t rev, struct fuse
 	if (!rev && kv_of(o, path, 0, &kv, &root) != 0)
 		return -ENOENT;
 	/*
-	 * Not cached (timeouts 0): the entry is made from the replayed revision, and anyone else
-	 * looking at the name right after must be answered from the store as it is now, not see
-	 * a deleted file's ghost while its unlink is replayed.
+	 * Not cached (timeouts 0) when made from a revision the name has changed since: anyone
+	 * else looking at it right after must be answered from the store as it is now, not see a
+	 * deleted file's ghost while its unlink is replayed. A name unchanged since is what
+	 * everyone sees, cached as usual: a replayed create's open then asks nothing more.
 	 */
 	memset(e, 0, sizeof *e);
 	e->ino = fs_itable_lookup(&o->itable, path);
 	if (!e->ino)
 		return -ENOMEM;
 	fs__ops_fill_attr(e->ino, &kv, &e->attr);
+	struct store_kv now;
+	if (rev && fs__ops_kv_at(o, path, 0, &now) == 0 && now.mod_revision == kv.mod_revision)
+		fs__ops_entry_timeouts(o, e->ino, &kv, e);
 	return 0;
 }
 

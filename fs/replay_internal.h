@@ -99,5 +99,7 @@ void fs_replay_close(struct fs_ops *ops);
 int fs__ops_child_path(struct fs_ops *o, uint64_t parent, const char *name, char *buf);
 int fs__ops_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct store_kv *kv);
 void fs__ops_fill_attr(uint64_t ino, const struct store_kv *kv, struct stat *st);
+void fs__ops_entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_kv *kv,
+			    struct fuse_entry_param *e);
 
 #endif
