@@ -17,6 +17,7 @@ struct fs_notify_item {
 static void *notify_main(void *arg)
 {
 	struct fs_notifier *n = arg;
+	pthread_setname_np(pthread_self(), "raftfs-inval"); /* as top and perf show it */
 	pthread_mutex_lock(&n->lock);
 	for (;;) {
 		while (!n->head && !n->stop)

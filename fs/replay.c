@@ -493,6 +493,7 @@ static void replay_one(struct fs_replay *r, const struct item *it)
 static void *replay_main(void *arg)
 {
 	struct fs_replay *r = arg;
+	pthread_setname_np(pthread_self(), "raftfs-replay"); /* as top and perf show it */
 	atomic_store(&r->tid, (int)gettid());
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
