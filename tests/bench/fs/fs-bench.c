@@ -11,7 +11,8 @@
  *   64 threads:                open+read+close of files already read once (cached reads), each
  *                              read checked against what was written
  *
- * then stops it and runs the same workload against a 3-member etcd 3.4 (etcd_cluster.sh serve,
+ * then stops it, runs the 64 readers on fuse-floor (below) in both its modes, and runs the same
+ * workload against a 3-member etcd 3.4 (etcd_cluster.sh serve,
  * through etcd_client's HTTP/JSON gateway client: puts of 256-byte values at 1 client and at 64
  * clients spread over the members, serializable ranges of existing keys at 64 clients), and prints
  * one `name: value` line per figure and the ratios fs/etcd:
@@ -22,13 +23,20 @@
  *                                                               issue 7's read target is held to
  *   fs_pread_per_s_64 fs_pread_p50_us_64 fs_pread_p99_us_64     pread of the same files held open
  *                                                               (the kernel's page cache)
+ *   fuse_floor_read_per_s_64 fuse_floor_read_p50_us_64         the same reads on fuse-floor, a FUSE
+ *                                                               file system that only answers,
+ *   fs_read_pct_of_floor_64                                     OPEN as raftfs answers it: what
+ *                                                               FUSE costs (raftfs's % of it)
+ *   fuse_noopen_read_per_s_64 fuse_noopen_read_p50_us_64       fuse-floor in FUSE's no-open mode:
+ *                                                               no request per file at all, which
+ *                                                               commit at close rules out
  *   fs_writer_on_leader, etcd_writer_on_leader                  whether the driven mount / the
  *                                                               single client's member leads: the
  *                                                               figures depend on it
  *   etcd_put_per_s_1 etcd_put_p50_us_1 etcd_put_p99_us_1        (and _64)
  *   etcd_range_serializable_per_s_64 ..._p50_us_64 ..._p99_us_64
  *   fs_write_p50_ratio_1, fs_write_per_s_ratio_1, fs_write_per_s_ratio_64, fs_read_ratio_64,
- *   fs_pread_ratio_64 (and p99 / p50 ratios)
+ *   fs_pread_ratio_64, fuse_floor_read_ratio_64, fuse_noopen_read_ratio_64 (and p99 / p50 ratios)
  *   fs_target_*_met: 1 or 0 for issue 7's targets (p50 ratio at 1 writer <= 0.5, puts/s ratio at
  *   64 writers >= 2, cached reads >= 20x serializable ranges, for read and pread)
  *
@@ -77,6 +85,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef FUSE_FLOOR_BIN
+#define FUSE_FLOOR_BIN "build/tests/bench/fs/fuse-floor"
+#endif
 #ifndef RAFTFS_BIN
 #define RAFTFS_BIN "build/fs/raftfs"
 #endif
@@ -93,7 +104,7 @@
 #define WARMUP_OPS 50
 
 static struct {
-	const char *raftfs, *script;
+	const char *raftfs, *script, *fuse_floor;
 	char *member_flags[32]; /* --member-flag: extra `raftfs mount` arguments */
 	int n_member_flags;
 	long write1_ops, write64_ops;
@@ -136,6 +147,8 @@ static int etcd_drive;            /* the endpoint of the single etcd client: 1, 
 static int failed;                /* keep the data dirs */
 
 static struct bench_cluster etcd_proc = {.pid = -1, .in = -1, .out = -1}; /* etcd, if started */
+static volatile pid_t floor_pid = -1; /* fuse-floor, if running */
+static char floor_mnt[96];
 
 static void on_signal(int sig)
 {
@@ -277,6 +290,29 @@ static void stop_members(void)
 	fprintf(stderr, "# raftfs members stopped in %.1f s\n", now_s() - t0);
 }
 
+/* Unmounts and reaps fuse-floor, if it runs; a lazy unmount and SIGKILL if it does not go. */
+static void stop_floor(void)
+{
+	if (floor_pid <= 0)
+		return;
+	char *argv[] = {"fusermount3", "-u", floor_mnt, NULL};
+	run_cmd(argv, 10);
+	double deadline = now_s() + 5;
+	int status;
+	while (waitpid(floor_pid, &status, WNOHANG) == 0 && now_s() < deadline)
+		sleep_ms(10);
+	if (kill(floor_pid, 0) == 0) {
+		kill(floor_pid, SIGKILL);
+		waitpid(floor_pid, &status, 0);
+	}
+	floor_pid = -1;
+	if (is_mounted(floor_mnt, 0)) {
+		char *lazy[] = {"fusermount3", "-u", "-z", floor_mnt, NULL};
+		run_cmd(lazy, 10);
+	}
+	rmdir(floor_mnt);
+}
+
 /* Everything this run started goes away; runs once (main's way out, atexit, or the watchdog). */
 static void cleanup_all(void)
 {
@@ -284,6 +320,7 @@ static void cleanup_all(void)
 		return;
 	atomic_store(&stop_all, 1);
 	stop_members();
+	stop_floor();
 	bench_cluster_stop(&etcd_proc);
 	for (int i = 0; i < MEMBERS; i++)
 		if (mnt[i][0] && !is_mounted(mnt[i], 0))
@@ -574,9 +611,12 @@ static int go, ready;
 static double run_until;      /* reads and ranges stop at this now_s() */
 static double phase_deadline; /* writes stop at this now_s() whatever their count */
 
+static const char *floor_mount; /* reads go there instead of mount n1 (the FUSE floor) */
+
 static void fs_path(char *out, size_t cap, const char *phase, int thread, long i)
 {
-	snprintf(out, cap, "%s/%s/t%03d/f%06ld", mnt[drive], phase, thread, i);
+	snprintf(out, cap, "%s/%s/t%03d/f%06ld", floor_mount ? floor_mount : mnt[drive], phase,
+		 thread, i);
 }
 
 static void etcd_key(char *out, size_t cap, const char *phase, int thread, long i)
@@ -964,6 +1004,74 @@ static int run_fs(struct result *w1, struct result *w64, struct result *rd, stru
 	return 0;
 }
 
+/* ---- the FUSE floor ------------------------------------------------------------------------- */
+
+/*
+ * The 64 readers again, on fuse-floor serving the same files: MODE "open" answers OPEN as raftfs
+ * does (the most a FUSE file system that sees close() can do), "noopen" makes the kernel send no
+ * request per open+read+close at all (what commit at close rules out). Run with the members
+ * stopped, as etcd is.
+ */
+static int run_floor(const char *mode, struct result *res)
+{
+	char content[256];
+	snprintf(content, sizeof content, "%s/floor.bin", data_base);
+	FILE *f = fopen(content, "wb");
+	if (!f || fwrite(read_values, VALUE_SIZE, (size_t)read_space, f) != (size_t)read_space ||
+	    fclose(f) != 0) {
+		fprintf(stderr, "fs-bench: cannot write %s\n", content);
+		return -EIO;
+	}
+	snprintf(floor_mnt, sizeof floor_mnt, "%s/floor", mnt_base);
+	if (mkdir(floor_mnt, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	char n[32];
+	snprintf(n, sizeof n, "%ld", read_space);
+	pid_t parent = getpid();
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		setpgid(0, 0);
+		int fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0)
+			dup2(fd, 0);
+		dup2(2, 1);
+		sigset_t none;
+		sigemptyset(&none);
+		pthread_sigmask(SIG_SETMASK, &none, NULL);
+		char *args[] = {(char *)opt.fuse_floor, (char *)mode, content, n, floor_mnt, NULL};
+		execv(opt.fuse_floor, args);
+		fprintf(stderr, "fs-bench: cannot run %s: %s\n", opt.fuse_floor, strerror(errno));
+		_exit(127);
+	}
+	floor_pid = pid;
+	double deadline = now_s() + 10;
+	while (!is_mounted(floor_mnt, 0) && now_s() < deadline && waitpid(pid, NULL, WNOHANG) == 0)
+		sleep_ms(10);
+	int r = is_mounted(floor_mnt, 0) ? 0 : -EIO;
+	if (r < 0)
+		fprintf(stderr, "fs-bench: %s %s did not mount %s\n", opt.fuse_floor, mode,
+			floor_mnt);
+	floor_mount = floor_mnt;
+	struct worker one = {.kind = FS_READ};
+	char path[PATH_MAX];
+	for (long i = 0; i < read_space && r == 0; i++) {
+		fs_path(path, sizeof path, read_phase, 0, i);
+		if ((r = fs_read_one(&one, path, read_values[i])) < 0)
+			fprintf(stderr, "fs-bench: fuse-floor: %s\n", one.errmsg);
+	}
+	if (r == 0)
+		r = run_workers(opt.threads, FS_READ, read_phase, 0, res);
+	floor_mount = NULL;
+	stop_floor();
+	return r;
+}
+
 /* ---- the etcd side -------------------------------------------------------------------------- */
 
 static int run_etcd(struct result *p1, struct result *p64, struct result *rg)
@@ -1088,6 +1196,7 @@ static void ratio(const char *name, double fs, double etcd)
 int main(int argc, char **argv)
 {
 	opt.raftfs = getenv("RAFTFS_BIN") ? getenv("RAFTFS_BIN") : RAFTFS_BIN;
+	opt.fuse_floor = getenv("FUSE_FLOOR_BIN") ? getenv("FUSE_FLOOR_BIN") : FUSE_FLOOR_BIN;
 	opt.script = getenv("ETCD_CLUSTER_SCRIPT") ? getenv("ETCD_CLUSTER_SCRIPT")
 						   : ETCD_CLUSTER_SCRIPT;
 	for (int i = 1; i < argc; i++) {
@@ -1185,6 +1294,23 @@ int main(int argc, char **argv)
 	atomic_store(&cleaning, 0);
 	for (int i = 0; i < MEMBERS; i++)
 		member_pid[i] = -1;
+	struct result fl = {0}, fln = {0};
+	if (rd.ok && !interrupted) {
+		if (run_floor("open", &fl) < 0 || run_floor("noopen", &fln) < 0) {
+			failed = 1;
+			fprintf(stderr, "fs-bench: the FUSE floor FAILED\n");
+		}
+		atomic_store(&stop_all, 0);
+	}
+	if (fl.ok) {
+		printf("fuse_floor_read_per_s_%d: %.0f\n", opt.threads, fl.per_s);
+		printf("fuse_floor_read_p50_us_%d: %" PRIu32 "\n", opt.threads, fl.p50);
+		printf("fs_read_pct_of_floor_%d: %.0f\n", opt.threads, 100 * rd.per_s / fl.per_s);
+	}
+	if (fln.ok) {
+		printf("fuse_noopen_read_per_s_%d: %.0f\n", opt.threads, fln.per_s);
+		printf("fuse_noopen_read_p50_us_%d: %" PRIu32 "\n", opt.threads, fln.p50);
+	}
 	int retcd = 0;
 	if (!opt.no_etcd && !interrupted) {
 		atomic_store(&stop_all, 0);
@@ -1215,6 +1341,14 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof name, "fs_read_ratio_%s", n64);
 		ratio(name, rd.per_s, rg.per_s);
 		printf("fs_target_read_%s_met: %d\n", n64, rd.per_s >= 20 * rg.per_s);
+	}
+	if (fl.ok && rg.ok) {
+		snprintf(name, sizeof name, "fuse_floor_read_ratio_%s", n64);
+		ratio(name, fl.per_s, rg.per_s);
+	}
+	if (fln.ok && rg.ok) {
+		snprintf(name, sizeof name, "fuse_noopen_read_ratio_%s", n64);
+		ratio(name, fln.per_s, rg.per_s);
 	}
 	if (prd.ok && rg.ok) {
 		snprintf(name, sizeof name, "fs_pread_ratio_%s", n64);
