@@ -7,6 +7,15 @@
  *   member_puts_per_s_1, member_p50_us_1, member_p99_us_1,
  *   member_puts_per_s_64, member_p50_us_64, member_p99_us_64
  *
+ * and, right after the one-proposal phase, the disk's floor under it in the same run: three
+ * threads (one per member's data dir) each write 256 bytes and fdatasync at the same moment, as the
+ * three members persist one entry; a write commits once two of the three are durable, so the time
+ * to the second is the least a proposal can take here, whatever the software does:
+ *
+ *   member_disk_fdatasync_p50_us     one thread alone: 256 bytes written and fdatasync'd
+ *   member_disk_quorum_p50_us        three at once, until the second is durable
+ *   member_p50_over_disk_quorum_1    member_p50_us_1 / member_disk_quorum_p50_us
+ *
  * The state machine applied to is a counter (the store's apply cost is store-bench's): this
  * measures the member's own path: proposal, raft, WAL with group commit, transport, apply, answer.
  *
@@ -17,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -194,7 +204,8 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void run_phase(int inflight, uint64_t ops, const char *suffix)
+/* Runs one phase and prints its figures; returns its p50 in microseconds. */
+static double run_phase(int inflight, uint64_t ops, const char *suffix)
 {
 	memset(&D, 0, sizeof D);
 	D.inflight_target = inflight;
@@ -212,7 +223,92 @@ static void run_phase(int inflight, uint64_t ops, const char *suffix)
 	printf("member_p50_us_%s: %.0f\n", suffix, (double)D.lat_ns[ops / 2] / 1000.0);
 	printf("member_p99_us_%s: %.0f\n", suffix, (double)D.lat_ns[ops * 99 / 100] / 1000.0);
 	fflush(stdout);
+	double p50 = (double)D.lat_ns[ops / 2] / 1000.0;
 	free(D.lat_ns);
+	return p50;
+}
+
+/* ---- the disk's floor ------------------------------------------------------------------------ */
+
+struct disk_writer {
+	pthread_t thread;
+	int fd;
+	int alone;                 /* 1: only writer 0 runs */
+	uint64_t rounds;
+	uint64_t *start_ns, *done_ns; /* per round */
+};
+
+static pthread_barrier_t disk_barrier;
+
+static void *disk_main(void *arg)
+{
+	struct disk_writer *w = arg;
+	char buf[VALUE_BYTES];
+	memset(buf, 'x', sizeof buf);
+	for (uint64_t r = 0; r < w->rounds; r++) {
+		if (!w->alone)
+			pthread_barrier_wait(&disk_barrier);
+		w->start_ns[r] = now_ns();
+		if (pwrite(w->fd, buf, sizeof buf, (off_t)(r * VALUE_BYTES)) != VALUE_BYTES ||
+		    fdatasync(w->fd) != 0) {
+			perror("member-bench: disk floor write");
+			exit(1);
+		}
+		w->done_ns[r] = now_ns();
+	}
+	return NULL;
+}
+
+/* Median over ROUNDS of the time until the NEED-th of WRITERS (1 or 3) has its write durable. */
+static double disk_p50_us(const char *root, int writers, int need, uint64_t rounds)
+{
+	struct disk_writer w[N];
+	uint64_t *lat = calloc(rounds, sizeof *lat);
+	pthread_barrier_init(&disk_barrier, NULL, (unsigned)writers);
+	for (int i = 0; i < writers; i++) {
+		char path[320];
+		snprintf(path, sizeof path, "%s/n%d/disk-floor", root, i + 1);
+		w[i] = (struct disk_writer){.alone = writers == 1, .rounds = rounds};
+		w[i].fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		w[i].start_ns = calloc(rounds, sizeof(uint64_t));
+		w[i].done_ns = calloc(rounds, sizeof(uint64_t));
+		/* written once and synced: the rounds overwrite, as the WAL's preallocated segments */
+		char zero[VALUE_BYTES] = {0};
+		for (uint64_t r = 0; w[i].fd >= 0 && r < rounds; r++)
+			if (write(w[i].fd, zero, sizeof zero) != VALUE_BYTES)
+				break;
+		if (w[i].fd < 0 || fsync(w[i].fd) != 0 || !w[i].start_ns || !w[i].done_ns || !lat) {
+			perror(path);
+			exit(1);
+		}
+	}
+	for (int i = 0; i < writers; i++)
+		pthread_create(&w[i].thread, NULL, disk_main, &w[i]);
+	for (int i = 0; i < writers; i++)
+		pthread_join(w[i].thread, NULL);
+	for (uint64_t r = 0; r < rounds; r++) {
+		uint64_t start = w[0].start_ns[r], done[N];
+		for (int i = 0; i < writers; i++) {
+			if (w[i].start_ns[r] < start)
+				start = w[i].start_ns[r];
+			done[i] = w[i].done_ns[r];
+		}
+		qsort(done, (size_t)writers, sizeof done[0], cmp_u64);
+		lat[r] = done[need - 1] - start;
+	}
+	qsort(lat, rounds, sizeof *lat, cmp_u64);
+	double p50 = (double)lat[rounds / 2] / 1000.0;
+	for (int i = 0; i < writers; i++) {
+		char path[320];
+		snprintf(path, sizeof path, "%s/n%d/disk-floor", root, i + 1);
+		close(w[i].fd);
+		unlink(path);
+		free(w[i].start_ns);
+		free(w[i].done_ns);
+	}
+	pthread_barrier_destroy(&disk_barrier);
+	free(lat);
+	return p50;
 }
 
 int main(int argc, char **argv)
@@ -283,7 +379,12 @@ int main(int argc, char **argv)
 	}
 	printf("# %s, 3 members, %d-byte values, fdatasync on, proposals through %s\n", root,
 	       VALUE_BYTES, last_status.is_leader ? "the leader" : "a follower");
-	run_phase(1, ops1, "1");
+	double p50_1 = run_phase(1, ops1, "1");
+	printf("member_disk_fdatasync_p50_us: %.0f\n", disk_p50_us(root, 1, 1, ops1));
+	double quorum = disk_p50_us(root, N, N / 2 + 1, ops1);
+	printf("member_disk_quorum_p50_us: %.0f\n", quorum);
+	printf("member_p50_over_disk_quorum_1: %.2f\n", p50_1 / quorum);
+	fflush(stdout);
 	run_phase(64, ops64, "64");
 	for (int i = 0; i < N; i++) {
 		run_on(&nodes[i], job_stop);
