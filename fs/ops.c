@@ -2182,26 +2182,22 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	if (ino)
 		fs_notify_inode(&o->notifier, ino);
 	/*
-	 * A name's entry changes only when the key is created or deleted: a change of an existing
-	 * key (a write, a directory touched by a create in it) keeps its inode, and invalidating the
-	 * entry would only cost the kernel a lookup (of the parent directory, at every create in it).
+	 * Only a deletion changes what the kernel may hold of a name. A change of an existing key
+	 * (a write, a directory touched by a create in it) keeps its inode; and a name that comes
+	 * into existence has nothing cached: every lookup of an absent name is answered ENOENT
+	 * without a timeout, so the kernel keeps no negative entry, and one this member created
+	 * was made by the kernel from the reply. Invalidating it would cost a write to /dev/fuse
+	 * (failing ENOENT when the kernel holds nothing), with the directory locked in the kernel
+	 * against the next create in it, and a later lookup.
 	 */
-	if (ev->type != STORE_EVENT_DELETE && ev->kv.version != 1)
-		return;
-	/*
-	 * A name this member created for the kernel: the kernel made the entry when it got the
-	 * reply, and a lookup of it before (ENOENT) or while it was pending (timeout 0) left
-	 * nothing cached. Invalidating it would cost a write to /dev/fuse, with the directory
-	 * locked in the kernel against the next create in it, and the kernel's dentry.
-	 */
-	if (own)
+	if (ev->type != STORE_EVENT_DELETE)
 		return;
 	parent_of(path, parent);
 	uint64_t pino = is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent);
 	const char *name = strrchr(path, '/') + 1;
 	if (pino)
 		fs_notify_entry(&o->notifier, pino, name, strlen(name));
-	if (ev->type == STORE_EVENT_DELETE && !o->replay) /* else the replay keeps the table */
+	if (!o->replay) /* else the replay keeps the table */
 		fs_itable_detach(&o->itable, path, ev->kv.mod_revision - 1); /* a later lookup
 									      * makes a new inode */
 }
