@@ -430,6 +430,41 @@ static int free_ports(int n, int *ports)
 	return r;
 }
 
+/*
+ * Starts ARGS (ARGS[0] a path) as a child in its own process group (a ^C reaches the bench, which
+ * stops its children in order), stdin from /dev/null, stdout and stderr appended to LOG (NULL:
+ * stderr), killed should the bench die. Returns its pid or -errno.
+ */
+static pid_t spawn(char *const args[], const char *log)
+{
+	pid_t parent = getpid();
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		setpgid(0, 0);
+		int fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0)
+			dup2(fd, 0);
+		fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0600) : 2;
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		sigset_t none;
+		sigemptyset(&none);
+		pthread_sigmask(SIG_SETMASK, &none, NULL);
+		execv(args[0], args);
+		fprintf(stderr, "fs-bench: cannot run %s: %s\n", args[0], strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
 /* Starts member I as a foreground child; its stderr goes to DATA_DIR/raftfs.log. */
 static int start_member(int i, const char *cluster, const int *ports, const char *token)
 {
@@ -441,40 +476,18 @@ static int start_member(int i, const char *cluster, const int *ports, const char
 	char log[256];
 	if (snprintf(log, sizeof log, "%s/raftfs.log", data_dir[i]) >= (int)sizeof log)
 		return -ENAMETOOLONG;
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t pid = fork();
+	char *args[64] = {(char *)opt.raftfs, "mount", "--name", name, "--data-dir",
+			  data_dir[i], "--listen-peer", listen, "--initial-cluster",
+			  (char *)cluster, "--initial-cluster-token", (char *)token};
+	int n = 12;
+	for (int k = 0; k < opt.n_member_flags; k++)
+		args[n++] = opt.member_flags[k];
+	args[n++] = "-f";
+	args[n++] = mnt[i];
+	args[n] = NULL;
+	pid_t pid = spawn(args, log);
 	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != parent)
-			_exit(1);
-		setpgid(0, 0); /* a ^C reaches the bench, which stops the members in order */
-		int fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0)
-			dup2(fd, 0);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		sigset_t none;
-		sigemptyset(&none);
-		pthread_sigmask(SIG_SETMASK, &none, NULL);
-		char *args[64] = {(char *)opt.raftfs, "mount", "--name", name, "--data-dir",
-				  data_dir[i], "--listen-peer", listen, "--initial-cluster",
-				  (char *)cluster, "--initial-cluster-token", (char *)token};
-		int n = 12;
-		for (int k = 0; k < opt.n_member_flags; k++)
-			args[n++] = opt.member_flags[k];
-		args[n++] = "-f";
-		args[n++] = mnt[i];
-		args[n] = NULL;
-		execv(opt.raftfs, args);
-		fprintf(stderr, "fs-bench: cannot run %s: %s\n", opt.raftfs, strerror(errno));
-		_exit(127);
-	}
+		return pid;
 	member_pid[i] = pid;
 	return 0;
 }
@@ -1027,28 +1040,10 @@ static int run_floor(const char *mode, struct result *res)
 		return -errno;
 	char n[32];
 	snprintf(n, sizeof n, "%ld", read_space);
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t pid = fork();
+	char *args[] = {(char *)opt.fuse_floor, (char *)mode, content, n, floor_mnt, NULL};
+	pid_t pid = spawn(args, NULL);
 	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != parent)
-			_exit(1);
-		setpgid(0, 0);
-		int fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0)
-			dup2(fd, 0);
-		dup2(2, 1);
-		sigset_t none;
-		sigemptyset(&none);
-		pthread_sigmask(SIG_SETMASK, &none, NULL);
-		char *args[] = {(char *)opt.fuse_floor, (char *)mode, content, n, floor_mnt, NULL};
-		execv(opt.fuse_floor, args);
-		fprintf(stderr, "fs-bench: cannot run %s: %s\n", opt.fuse_floor, strerror(errno));
-		_exit(127);
-	}
+		return pid;
 	floor_pid = pid;
 	double deadline = now_s() + 10;
 	while (!is_mounted(floor_mnt, 0) && now_s() < deadline && waitpid(pid, NULL, WNOHANG) == 0)
