@@ -13,8 +13,8 @@
  * invariant the rest of the store relies on (key order, generation shape, revision ranges, leases)
  * and only then swaps it in, so a corrupt image is STORE_ECORRUPT and never a crash. Restore
  * decompresses a window at a time, never the whole raw image, and trusts no count for an
- * allocation. The log (the revision-ordered table) is rebuilt by sorting, and the B+tree by
- * bulk-loading the sorted keys.
+ * allocation. The log (the revision-ordered table) is rebuilt by sorting the revisions noted
+ * while parsing, and the B+tree by bulk-loading the sorted keys.
  */
 #include "store_internal.h"
 
@@ -330,57 +330,87 @@ static inline uint64_t le(const unsigned char *b, int n)
 	return v;
 }
 
-static int kv_order(const void *a, const void *b)
+/*
+ * Puts the log in revision order. revs[i] is the revision of log[i] (noted while parsing, when the
+ * record was just written): sorting reads only revs, never the records, which in revision order
+ * are all over the arena (a cache miss each). A counting sort on main when the revisions are dense
+ * enough (they are, unless compaction removed most of a long history), insertion sort of each
+ * main's few subs; qsort of (revision, record) pairs otherwise. Returns false when two records
+ * share a revision.
+ */
+struct rev_kv {
+	struct store_rev rev;
+	struct store__kv *kv;
+};
+
+static int rev_kv_order(const void *a, const void *b)
 {
-	const struct store__kv *x = *(struct store__kv *const *)a, *y = *(struct store__kv *const *)b;
-	if (x->main != y->main)
-		return x->main < y->main ? -1 : 1;
-	return x->sub < y->sub ? -1 : x->sub > y->sub;
+	return store_rev_cmp(((const struct rev_kv *)a)->rev, ((const struct rev_kv *)b)->rev);
 }
 
-/*
- * Puts the log in revision order: a counting sort on main when the revisions are dense enough
- * (they are, unless compaction removed most of a long history), insertion sort of each main's few
- * subs; qsort otherwise.
- */
-static void sort_log(struct store *t)
+static bool sort_log(struct store *t, struct store_rev *revs)
 {
 	size_t n = t->log_n;
 	if (n < 2)
-		return;
+		return true;
 	int64_t lo = INT64_MAX, hi = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (t->log[i]->main < lo)
-			lo = t->log[i]->main;
-		if (t->log[i]->main > hi)
-			hi = t->log[i]->main;
+		if (revs[i].main < lo)
+			lo = revs[i].main;
+		if (revs[i].main > hi)
+			hi = revs[i].main;
 	}
 	uint64_t range = (uint64_t)(hi - lo) + 1;
 	if (range > 4 * (uint64_t)n + 1024) {
-		qsort(t->log, n, sizeof *t->log, kv_order);
-		return;
+		struct rev_kv *p = store__xmalloc(n * sizeof *p);
+		for (size_t i = 0; i < n; i++)
+			p[i] = (struct rev_kv){revs[i], t->log[i]};
+		qsort(p, n, sizeof *p, rev_kv_order);
+		bool ok = true;
+		for (size_t i = 0; i < n; i++) {
+			t->log[i] = p[i].kv;
+			if (i && store_rev_cmp(p[i - 1].rev, p[i].rev) == 0)
+				ok = false;
+		}
+		free(p);
+		return ok;
 	}
 	size_t *start = store__xcalloc(range + 1, sizeof *start);
 	for (size_t i = 0; i < n; i++)
-		start[t->log[i]->main - lo + 1]++;
+		start[revs[i].main - lo + 1]++;
 	for (uint64_t r = 1; r <= range; r++)
 		start[r] += start[r - 1];
 	struct store__kv **out = store__xmalloc(n * sizeof *out);
-	for (size_t i = 0; i < n; i++)
-		out[start[t->log[i]->main - lo]++] = t->log[i];
-	free(start);
-	for (size_t i = 1; i < n; i++) { /* same main: order by sub */
-		struct store__kv *kv = out[i];
-		size_t j = i;
-		while (j > 0 && out[j - 1]->main == kv->main && out[j - 1]->sub > kv->sub) {
-			out[j] = out[j - 1];
-			j--;
-		}
-		out[j] = kv;
+	uint32_t *sub = store__xmalloc(n * sizeof *sub); /* sub of out[i] */
+	for (size_t i = 0; i < n; i++) {
+		size_t at = start[revs[i].main - lo]++;
+		out[at] = t->log[i];
+		sub[at] = revs[i].sub;
 	}
+	/* start[m - lo] is now where main m + 1 begins: [start[m - lo - 1], start[m - lo]) is m's */
+	bool ok = true;
+	for (uint64_t m = 0, from = 0; m < range; from = start[m++]) {
+		for (size_t i = from + 1; i < start[m]; i++) { /* same main: order by sub */
+			struct store__kv *kv = out[i];
+			uint32_t sb = sub[i];
+			size_t j = i;
+			while (j > from && sub[j - 1] > sb) {
+				out[j] = out[j - 1];
+				sub[j] = sub[j - 1];
+				j--;
+			}
+			if (j > from && sub[j - 1] == sb)
+				ok = false;
+			out[j] = kv;
+			sub[j] = sb;
+		}
+	}
+	free(start);
+	free(sub);
 	free(t->log);
 	t->log = out;
 	t->log_cap = n;
+	return ok;
 }
 
 /* Moves the generations parsed so far (tmp[0..n)) into ki. */
@@ -425,6 +455,7 @@ static int parse(struct store *t, struct dec *d)
 		return CORRUPT;
 	struct store__ki **kis = NULL;
 	size_t nkis = 0, kis_cap = 0;
+	struct store_rev *revs = NULL; /* revs[i]: the revision of t->log[i] (log_cap of them) */
 	struct store__gen *tmp = NULL; /* the generations of the key being parsed */
 	size_t tmp_cap = 0;
 	int err = 0;
@@ -528,7 +559,9 @@ static int parse(struct store *t, struct dec *d)
 				if (t->log_n == t->log_cap) {
 					t->log_cap = t->log_cap ? t->log_cap * 2 : 1024;
 					t->log = store__xrealloc(t->log, t->log_cap * sizeof *t->log);
+					revs = store__xrealloc(revs, t->log_cap * sizeof *revs);
 				}
+				revs[t->log_n] = rv;
 				t->log[t->log_n++] = kv;
 				t->size += store__kv_cost(kv);
 			}
@@ -543,12 +576,14 @@ static int parse(struct store *t, struct dec *d)
 	}
 	store__index_build(&t->idx, kis, nkis);
 	free(kis);
-	if (err)
+	if (err) {
+		free(revs);
 		return d->err == -ENOMEM ? -ENOMEM : err;
-	sort_log(t);
-	for (size_t i = 1; i < t->log_n; i++)
-		if (kv_order(&t->log[i - 1], &t->log[i]) == 0)
-			return CORRUPT;
+	}
+	bool distinct = sort_log(t, revs);
+	free(revs);
+	if (!distinct)
+		return CORRUPT;
 	return store__lease_reattach(t) ? CORRUPT : 0; /* attach live keys to their leases */
 }
 
