@@ -13,8 +13,8 @@
  * invariant the rest of the store relies on (key order, generation shape, revision ranges, leases)
  * and only then swaps it in, so a corrupt image is STORE_ECORRUPT and never a crash. Restore
  * decompresses a window at a time, never the whole raw image, and trusts no count for an
- * allocation. The log (the revision-ordered table) is rebuilt by sorting the revisions noted
- * while parsing, and the B+tree by bulk-loading the sorted keys.
+ * allocation. The log (the revision-ordered table) is rebuilt by sorting, and the B+tree by
+ * bulk-loading the sorted keys.
  */
 #include "store_internal.h"
 
@@ -331,12 +331,13 @@ static inline uint64_t le(const unsigned char *b, int n)
 }
 
 /*
- * Puts the log in revision order. revs[i] is the revision of log[i] (noted while parsing, when the
- * record was just written): sorting reads only revs, never the records, which in revision order
- * are all over the arena (a cache miss each). A counting sort on main when the revisions are dense
- * enough (they are, unless compaction removed most of a long history), insertion sort of each
- * main's few subs; qsort of (revision, record) pairs otherwise. Returns false when two records
- * share a revision.
+ * Puts the log in revision order. It is in parse order, which is the order of the records in the
+ * arena, so reading each record's revision in that order is a sequential scan; after the sort
+ * the records are never read again (in revision order they are all over the arena: a cache miss
+ * each). A counting sort on main when the revisions are dense enough (they are, unless compaction
+ * removed most of a long history), with each record's sub copied next to its new place for an
+ * insertion sort of each main's few subs; qsort of (revision, record) pairs otherwise. Returns
+ * false when two records share a revision.
  */
 struct rev_kv {
 	struct store_rev rev;
@@ -348,23 +349,23 @@ static int rev_kv_order(const void *a, const void *b)
 	return store_rev_cmp(((const struct rev_kv *)a)->rev, ((const struct rev_kv *)b)->rev);
 }
 
-static bool sort_log(struct store *t, struct store_rev *revs)
+static bool sort_log(struct store *t)
 {
 	size_t n = t->log_n;
 	if (n < 2)
 		return true;
 	int64_t lo = INT64_MAX, hi = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (revs[i].main < lo)
-			lo = revs[i].main;
-		if (revs[i].main > hi)
-			hi = revs[i].main;
+		if (t->log[i]->main < lo)
+			lo = t->log[i]->main;
+		if (t->log[i]->main > hi)
+			hi = t->log[i]->main;
 	}
 	uint64_t range = (uint64_t)(hi - lo) + 1;
 	if (range > 4 * (uint64_t)n + 1024) {
 		struct rev_kv *p = store__xmalloc(n * sizeof *p);
 		for (size_t i = 0; i < n; i++)
-			p[i] = (struct rev_kv){revs[i], t->log[i]};
+			p[i] = (struct rev_kv){{t->log[i]->main, t->log[i]->sub}, t->log[i]};
 		qsort(p, n, sizeof *p, rev_kv_order);
 		bool ok = true;
 		for (size_t i = 0; i < n; i++) {
@@ -377,17 +378,18 @@ static bool sort_log(struct store *t, struct store_rev *revs)
 	}
 	size_t *start = store__xcalloc(range + 1, sizeof *start);
 	for (size_t i = 0; i < n; i++)
-		start[revs[i].main - lo + 1]++;
+		start[t->log[i]->main - lo + 1]++;
 	for (uint64_t r = 1; r <= range; r++)
 		start[r] += start[r - 1];
 	struct store__kv **out = store__xmalloc(n * sizeof *out);
 	uint32_t *sub = store__xmalloc(n * sizeof *sub); /* sub of out[i] */
 	for (size_t i = 0; i < n; i++) {
-		size_t at = start[revs[i].main - lo]++;
-		out[at] = t->log[i];
-		sub[at] = revs[i].sub;
+		struct store__kv *kv = t->log[i];
+		size_t at = start[kv->main - lo]++;
+		out[at] = kv;
+		sub[at] = kv->sub;
 	}
-	/* start[m - lo] is now where main m + 1 begins: [start[m - lo - 1], start[m - lo]) is m's */
+	/* start[m] is now where main lo + m + 1 begins: main lo + m is [start[m - 1], start[m]) */
 	bool ok = true;
 	for (uint64_t m = 0, from = 0; m < range; from = start[m++]) {
 		for (size_t i = from + 1; i < start[m]; i++) { /* same main: order by sub */
@@ -455,7 +457,6 @@ static int parse(struct store *t, struct dec *d)
 		return CORRUPT;
 	struct store__ki **kis = NULL;
 	size_t nkis = 0, kis_cap = 0;
-	struct store_rev *revs = NULL; /* revs[i]: the revision of t->log[i] (log_cap of them) */
 	struct store__gen *tmp = NULL; /* the generations of the key being parsed */
 	size_t tmp_cap = 0;
 	int err = 0;
@@ -559,9 +560,7 @@ static int parse(struct store *t, struct dec *d)
 				if (t->log_n == t->log_cap) {
 					t->log_cap = t->log_cap ? t->log_cap * 2 : 1024;
 					t->log = store__xrealloc(t->log, t->log_cap * sizeof *t->log);
-					revs = store__xrealloc(revs, t->log_cap * sizeof *revs);
 				}
-				revs[t->log_n] = rv;
 				t->log[t->log_n++] = kv;
 				t->size += store__kv_cost(kv);
 			}
@@ -576,13 +575,9 @@ static int parse(struct store *t, struct dec *d)
 	}
 	store__index_build(&t->idx, kis, nkis);
 	free(kis);
-	if (err) {
-		free(revs);
+	if (err)
 		return d->err == -ENOMEM ? -ENOMEM : err;
-	}
-	bool distinct = sort_log(t, revs);
-	free(revs);
-	if (!distinct)
+	if (!sort_log(t))
 		return CORRUPT;
 	return store__lease_reattach(t) ? CORRUPT : 0; /* attach live keys to their leases */
 }
