@@ -331,14 +331,40 @@ static inline uint64_t le(const unsigned char *b, int n)
 }
 
 /*
- * Puts the log in revision order. It is in parse order, which is the order of the records in the
- * arena, so reading each record's revision in that order is a sequential scan; after the sort
- * the records are never read again (in revision order they are all over the arena: a cache miss
- * each). A counting sort on main when the revisions are dense enough (they are, unless compaction
- * removed most of a long history), with each record's sub copied next to its new place for an
- * insertion sort of each main's few subs; qsort of (revision, record) pairs otherwise. Returns
- * false when two records share a revision.
+ * Where each record of the log goes in revision order, noted while parsing (the record was just
+ * written): its main as a distance below the image's revision, and its sub. 8 bytes a record,
+ * read in order; the records themselves are not read again (in revision order they are all over
+ * the arena, a cache miss each, and even in parse order three passes over them cost more than
+ * this array).
  */
+struct log_ord {
+	struct { uint32_t age, sub; } *e; /* e[i]: log[i]'s rev - main and sub */
+	size_t cap;
+	uint32_t min_age, max_age;
+	bool wide; /* some rev - main does not fit 32 bits: e is not used */
+};
+
+static void ord_note(struct log_ord *o, size_t i, int64_t rev, struct store_rev rv)
+{
+	if (o->wide)
+		return;
+	if ((uint64_t)(rev - rv.main) > UINT32_MAX) {
+		o->wide = true;
+		return;
+	}
+	uint32_t age = (uint32_t)(rev - rv.main);
+	if (i == o->cap) {
+		o->cap = o->cap ? o->cap * 2 : 1024;
+		o->e = store__xrealloc(o->e, o->cap * sizeof *o->e);
+	}
+	o->e[i].age = age;
+	o->e[i].sub = rv.sub;
+	if (!i || age < o->min_age)
+		o->min_age = age;
+	if (!i || age > o->max_age)
+		o->max_age = age;
+}
+
 struct rev_kv {
 	struct store_rev rev;
 	struct store__kv *kv;
@@ -349,19 +375,18 @@ static int rev_kv_order(const void *a, const void *b)
 	return store_rev_cmp(((const struct rev_kv *)a)->rev, ((const struct rev_kv *)b)->rev);
 }
 
-static bool sort_log(struct store *t)
+/*
+ * Puts the log in revision order: a counting sort on main when the revisions are dense enough
+ * (they are, unless compaction removed most of a long history), then an insertion sort of each
+ * main's few subs; qsort of (revision, record) pairs otherwise. Returns false when two records
+ * share a revision.
+ */
+static bool sort_log(struct store *t, const struct log_ord *o)
 {
 	size_t n = t->log_n;
 	if (n < 2)
 		return true;
-	int64_t lo = INT64_MAX, hi = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (t->log[i]->main < lo)
-			lo = t->log[i]->main;
-		if (t->log[i]->main > hi)
-			hi = t->log[i]->main;
-	}
-	uint64_t range = (uint64_t)(hi - lo) + 1;
+	uint64_t range = o->wide ? UINT64_MAX : (uint64_t)(o->max_age - o->min_age) + 1;
 	if (range > 4 * (uint64_t)n + 1024) {
 		struct rev_kv *p = store__xmalloc(n * sizeof *p);
 		for (size_t i = 0; i < n; i++)
@@ -376,20 +401,20 @@ static bool sort_log(struct store *t)
 		free(p);
 		return ok;
 	}
+	/* slot of main m: max_age - (rev - m), so the oldest main is 0 */
 	size_t *start = store__xcalloc(range + 1, sizeof *start);
 	for (size_t i = 0; i < n; i++)
-		start[t->log[i]->main - lo + 1]++;
+		start[o->max_age - o->e[i].age + 1]++;
 	for (uint64_t r = 1; r <= range; r++)
 		start[r] += start[r - 1];
 	struct store__kv **out = store__xmalloc(n * sizeof *out);
 	uint32_t *sub = store__xmalloc(n * sizeof *sub); /* sub of out[i] */
 	for (size_t i = 0; i < n; i++) {
-		struct store__kv *kv = t->log[i];
-		size_t at = start[kv->main - lo]++;
-		out[at] = kv;
-		sub[at] = kv->sub;
+		size_t at = start[o->max_age - o->e[i].age]++;
+		out[at] = t->log[i];
+		sub[at] = o->e[i].sub;
 	}
-	/* start[m] is now where main lo + m + 1 begins: main lo + m is [start[m - 1], start[m]) */
+	/* start[m] is now where slot m + 1 begins: slot m is [start[m - 1], start[m]) */
 	bool ok = true;
 	for (uint64_t m = 0, from = 0; m < range; from = start[m++]) {
 		for (size_t i = from + 1; i < start[m]; i++) { /* same main: order by sub */
@@ -457,6 +482,7 @@ static int parse(struct store *t, struct dec *d)
 		return CORRUPT;
 	struct store__ki **kis = NULL;
 	size_t nkis = 0, kis_cap = 0;
+	struct log_ord ord = {0};
 	struct store__gen *tmp = NULL; /* the generations of the key being parsed */
 	size_t tmp_cap = 0;
 	int err = 0;
@@ -561,6 +587,7 @@ static int parse(struct store *t, struct dec *d)
 					t->log_cap = t->log_cap ? t->log_cap * 2 : 1024;
 					t->log = store__xrealloc(t->log, t->log_cap * sizeof *t->log);
 				}
+				ord_note(&ord, t->log_n, t->rev, rv);
 				t->log[t->log_n++] = kv;
 				t->size += store__kv_cost(kv);
 			}
@@ -575,9 +602,11 @@ static int parse(struct store *t, struct dec *d)
 	}
 	store__index_build(&t->idx, kis, nkis);
 	free(kis);
+	bool distinct = !err && sort_log(t, &ord);
+	free(ord.e);
 	if (err)
 		return d->err == -ENOMEM ? -ENOMEM : err;
-	if (!sort_log(t))
+	if (!distinct)
 		return CORRUPT;
 	return store__lease_reattach(t) ? CORRUPT : 0; /* attach live keys to their leases */
 }
