@@ -330,57 +330,114 @@ static inline uint64_t le(const unsigned char *b, int n)
 	return v;
 }
 
-static int kv_order(const void *a, const void *b)
+/*
+ * Where each record of the log goes in revision order, noted while parsing (the record was just
+ * written): its main as a distance below the image's revision, and its sub. 8 bytes a record,
+ * read in order; the records themselves are not read again (in revision order they are all over
+ * the arena, a cache miss each, and even in parse order three passes over them cost more than
+ * this array).
+ */
+struct log_ord {
+	struct { uint32_t age, sub; } *e; /* e[i]: log[i]'s rev - main and sub */
+	size_t cap;
+	uint32_t min_age, max_age;
+	bool wide; /* some rev - main does not fit 32 bits: e is not used */
+};
+
+static void ord_note(struct log_ord *o, size_t i, int64_t rev, struct store_rev rv)
 {
-	const struct store__kv *x = *(struct store__kv *const *)a, *y = *(struct store__kv *const *)b;
-	if (x->main != y->main)
-		return x->main < y->main ? -1 : 1;
-	return x->sub < y->sub ? -1 : x->sub > y->sub;
+	if (o->wide)
+		return;
+	if ((uint64_t)(rev - rv.main) > UINT32_MAX) {
+		o->wide = true;
+		return;
+	}
+	uint32_t age = (uint32_t)(rev - rv.main);
+	if (i == o->cap) {
+		o->cap = o->cap ? o->cap * 2 : 1024;
+		o->e = store__xrealloc(o->e, o->cap * sizeof *o->e);
+	}
+	o->e[i].age = age;
+	o->e[i].sub = rv.sub;
+	if (!i || age < o->min_age)
+		o->min_age = age;
+	if (!i || age > o->max_age)
+		o->max_age = age;
+}
+
+struct rev_kv {
+	struct store_rev rev;
+	struct store__kv *kv;
+};
+
+static int rev_kv_order(const void *a, const void *b)
+{
+	return store_rev_cmp(((const struct rev_kv *)a)->rev, ((const struct rev_kv *)b)->rev);
 }
 
 /*
  * Puts the log in revision order: a counting sort on main when the revisions are dense enough
- * (they are, unless compaction removed most of a long history), insertion sort of each main's few
- * subs; qsort otherwise.
+ * (they are, unless compaction removed most of a long history), then an insertion sort of each
+ * main's few subs; qsort of (revision, record) pairs otherwise. Returns false when two records
+ * share a revision.
  */
-static void sort_log(struct store *t)
+static bool sort_log(struct store *t, const struct log_ord *o)
 {
 	size_t n = t->log_n;
 	if (n < 2)
-		return;
-	int64_t lo = INT64_MAX, hi = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (t->log[i]->main < lo)
-			lo = t->log[i]->main;
-		if (t->log[i]->main > hi)
-			hi = t->log[i]->main;
-	}
-	uint64_t range = (uint64_t)(hi - lo) + 1;
+		return true;
+	uint64_t range = o->wide ? UINT64_MAX : (uint64_t)(o->max_age - o->min_age) + 1;
 	if (range > 4 * (uint64_t)n + 1024) {
-		qsort(t->log, n, sizeof *t->log, kv_order);
-		return;
+		struct rev_kv *p = store__xmalloc(n * sizeof *p);
+		for (size_t i = 0; i < n; i++)
+			p[i] = (struct rev_kv){{t->log[i]->main, t->log[i]->sub}, t->log[i]};
+		qsort(p, n, sizeof *p, rev_kv_order);
+		bool ok = true;
+		for (size_t i = 0; i < n; i++) {
+			t->log[i] = p[i].kv;
+			if (i && store_rev_cmp(p[i - 1].rev, p[i].rev) == 0)
+				ok = false;
+		}
+		free(p);
+		return ok;
 	}
+	/* slot of main m: max_age - (rev - m), so the oldest main is 0 */
 	size_t *start = store__xcalloc(range + 1, sizeof *start);
 	for (size_t i = 0; i < n; i++)
-		start[t->log[i]->main - lo + 1]++;
+		start[o->max_age - o->e[i].age + 1]++;
 	for (uint64_t r = 1; r <= range; r++)
 		start[r] += start[r - 1];
 	struct store__kv **out = store__xmalloc(n * sizeof *out);
-	for (size_t i = 0; i < n; i++)
-		out[start[t->log[i]->main - lo]++] = t->log[i];
-	free(start);
-	for (size_t i = 1; i < n; i++) { /* same main: order by sub */
-		struct store__kv *kv = out[i];
-		size_t j = i;
-		while (j > 0 && out[j - 1]->main == kv->main && out[j - 1]->sub > kv->sub) {
-			out[j] = out[j - 1];
-			j--;
-		}
-		out[j] = kv;
+	uint32_t *sub = store__xmalloc(n * sizeof *sub); /* sub of out[i] */
+	for (size_t i = 0; i < n; i++) {
+		size_t at = start[o->max_age - o->e[i].age]++;
+		out[at] = t->log[i];
+		sub[at] = o->e[i].sub;
 	}
+	/* start[m] is now where slot m + 1 begins: slot m is [start[m - 1], start[m]) */
+	bool ok = true;
+	for (uint64_t m = 0, from = 0; m < range; from = start[m++]) {
+		for (size_t i = from + 1; i < start[m]; i++) { /* same main: order by sub */
+			struct store__kv *kv = out[i];
+			uint32_t sb = sub[i];
+			size_t j = i;
+			while (j > from && sub[j - 1] > sb) {
+				out[j] = out[j - 1];
+				sub[j] = sub[j - 1];
+				j--;
+			}
+			if (j > from && sub[j - 1] == sb)
+				ok = false;
+			out[j] = kv;
+			sub[j] = sb;
+		}
+	}
+	free(start);
+	free(sub);
 	free(t->log);
 	t->log = out;
 	t->log_cap = n;
+	return ok;
 }
 
 /* Moves the generations parsed so far (tmp[0..n)) into ki. */
@@ -425,6 +482,7 @@ static int parse(struct store *t, struct dec *d)
 		return CORRUPT;
 	struct store__ki **kis = NULL;
 	size_t nkis = 0, kis_cap = 0;
+	struct log_ord ord = {0};
 	struct store__gen *tmp = NULL; /* the generations of the key being parsed */
 	size_t tmp_cap = 0;
 	int err = 0;
@@ -529,6 +587,7 @@ static int parse(struct store *t, struct dec *d)
 					t->log_cap = t->log_cap ? t->log_cap * 2 : 1024;
 					t->log = store__xrealloc(t->log, t->log_cap * sizeof *t->log);
 				}
+				ord_note(&ord, t->log_n, t->rev, rv);
 				t->log[t->log_n++] = kv;
 				t->size += store__kv_cost(kv);
 			}
@@ -543,12 +602,12 @@ static int parse(struct store *t, struct dec *d)
 	}
 	store__index_build(&t->idx, kis, nkis);
 	free(kis);
+	bool distinct = !err && sort_log(t, &ord);
+	free(ord.e);
 	if (err)
 		return d->err == -ENOMEM ? -ENOMEM : err;
-	sort_log(t);
-	for (size_t i = 1; i < t->log_n; i++)
-		if (kv_order(&t->log[i - 1], &t->log[i]) == 0)
-			return CORRUPT;
+	if (!distinct)
+		return CORRUPT;
 	return store__lease_reattach(t) ? CORRUPT : 0; /* attach live keys to their leases */
 }
 

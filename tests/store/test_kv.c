@@ -937,6 +937,71 @@ CHECK_TEST(compaction_empties_sparse_slabs)
 	store_close(s);
 }
 
+/* A put op of a txn. */
+static struct store_op put_op(const char *k, const char *v)
+{
+	return (struct store_op){.type = STORE_OP_PUT,
+				 .put = {.key = k, .key_len = strlen(k), .value = v,
+					 .value_len = strlen(v)}};
+}
+
+CHECK_TEST(snapshot_log_order_and_duplicate_revisions)
+{
+	/* revision 2: c, a, b (subs 0, 1, 2), not in key order; then a few single puts */
+	struct store *s = open_store(0);
+	struct store_op ops[3] = {put_op("c", "3"), put_op("a", "1"), put_op("b", "2")};
+	struct store_txn tx = {.success = ops, .n_success = 3};
+	struct store_txn_result tr;
+	CHECK_EQ(store_txn(s, &tx, &tr), 0);
+	store_txn_result_free(&tr);
+	put(s, "b", "22");
+	put(s, "d", "4");
+	void *img;
+	size_t len;
+	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
+	struct store *t = open_store(0);
+	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
+	/* the restored log is in revision order: a watch from 2 replays c, a, b, b, d */
+	struct store_watch *w;
+	int64_t crev;
+	CHECK_EQ(store_watch_create(t, "a", 1, "\0", 1, 2, 0, &w, &crev), 0);
+	struct store_watch_batch b;
+	CHECK_EQ(store_watch_next(w, 100, &b), 0);
+	CHECK_EQ(b.n, 5);
+	const char *want = "cabbd";
+	for (size_t i = 0; i < b.n && i < 5; i++) {
+		CHECK_EQ(b.events[i].kv.key_len, 1);
+		CHECK_EQ(((const char *)b.events[i].kv.key)[0], want[i]);
+		CHECK_EQ(b.events[i].kv.mod_sub, i < 3 ? (int64_t)i : 0);
+	}
+	store_watch_batch_free(&b);
+	store_watch_cancel(w);
+	/* an image where b's first revision is moved onto a's (2.1): refused */
+	size_t rawn = len * 64 + 4096;
+	unsigned char *raw = malloc(rawn), *re = malloc(ZSTD_compressBound(rawn));
+	size_t got = ZSTD_decompress(raw, rawn, img, len);
+	CHECK(!ZSTD_isError(got));
+	size_t at = 0;
+	for (size_t i = 0; i + 5 <= got && !at; i++)
+		if (!memcmp(raw + i, "\1\0\0\0b", 5))
+			at = i + 5; /* after key b: n_gens, ver, created_main, created_sub, n, records */
+	CHECK_GT(at, 0);
+	size_t rec = at + 4 + 8 + 8 + 8 + 4;
+	CHECK_EQ(raw[rec], 2);       /* main 2 */
+	CHECK_EQ(raw[rec + 8], 2);   /* sub 2 */
+	raw[rec + 8] = 1;            /* now 2.1, a's revision */
+	size_t rl = ZSTD_compress(re, ZSTD_compressBound(got), raw, got, 1);
+	CHECK_EQ(store_snapshot_restore(t, re, rl), STORE_ECORRUPT);
+	raw[rec + 8] = 2;
+	rl = ZSTD_compress(re, ZSTD_compressBound(got), raw, got, 1);
+	CHECK_EQ(store_snapshot_restore(t, re, rl), 0);
+	free(raw);
+	free(re);
+	free(img);
+	store_close(t);
+	store_close(s);
+}
+
 CHECK_SUITE("store-kv", CHECK_CASE(keyindex_seed000_walkthrough), CHECK_CASE(keyindex_etcd_example),
 	    CHECK_CASE(range_options_and_errors), CHECK_CASE(put_flags_and_metadata),
 	    CHECK_CASE(txn_is_one_revision), CHECK_CASE(watch_history_progress_and_compaction),
@@ -944,4 +1009,5 @@ CHECK_SUITE("store-kv", CHECK_CASE(keyindex_seed000_walkthrough), CHECK_CASE(key
 	    CHECK_CASE(snapshot_round_trip_and_corruption), CHECK_CASE(compaction_frees_memory),
 	    CHECK_CASE(index_many_keys_in_order),
 	    CHECK_CASE(index_random_keys_against_sorted_reference), CHECK_CASE(snapshot_write_callback),
-	    CHECK_CASE(compaction_empties_sparse_slabs))
+	    CHECK_CASE(compaction_empties_sparse_slabs),
+	    CHECK_CASE(snapshot_log_order_and_duplicate_revisions))
