@@ -26,7 +26,9 @@
  * this member that timed out (the caller got EIO, no event) or a delete by a lease revoke is
  * replayed like a remote change.
  *
- * Bounds: at most FS_REPLAY_QUEUE_MAX changes wait (the environment variable
+ * Bounds: at most FS_REPLAY_QUEUE_MAX changes wait, as many as the kernel queues for one inotify
+ * instance by default (fs.inotify.max_queued_events; at 4096, a burst of 64 writers on another
+ * member left this one 850 changes behind what it could queue; the environment variable
  * RAFTFS_REPLAY_QUEUE_MAX overrides it, for tests); a change arriving at a full queue is dropped
  * (said once in the log until the queue drains): its caches are still invalidated, only its
  * events are lost. The loop never waits for the replay thread: it only takes the queue's lock for
@@ -39,7 +41,7 @@
  * path space), a revision of more than 1024 keys (a lease revoking many files: telling its
  * operations apart costs n^2 on the loop), and what was compacted before this member applied it.
  */
-#define FS_REPLAY_QUEUE_MAX 4096
+#define FS_REPLAY_QUEUE_MAX 16384
 #ifndef RAFTFS_FS_REPLAY_INTERNAL_H
 #define RAFTFS_FS_REPLAY_INTERNAL_H
 
