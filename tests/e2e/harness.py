@@ -56,8 +56,12 @@ def free_port():
 
 
 def mount_entry(mountpoint):
-    """The mountinfo line for mountpoint as (major:minor, fstype), or None when not mounted."""
-    target = os.path.realpath(mountpoint)
+    """The mountinfo line for mountpoint as (major:minor, fstype), or None when not mounted.
+
+    Only the parent directory is resolved: realpath of the mountpoint itself would stat the
+    mount's root, and hang on a mount whose daemon no longer answers."""
+    path = os.path.abspath(mountpoint)
+    target = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
