@@ -7,9 +7,19 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FUSECTL "/sys/fs/fuse/connections"
 
 #define REQUESTS_PER_WAKEUP 64 /* then let the loop run other work */
 
@@ -46,6 +56,113 @@ static void on_fuse_readable(uv_poll_t *poll, int status, int events)
 	}
 }
 
+/* mountinfo's escapes (\040 for a space, ...) undone in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/*
+ * The FUSE connection number of the newest fuse mount at real (a canonical path), from
+ * /proc/self/mountinfo (its device's minor: fusectl names connections so), or -1. Never asks the
+ * mount itself: its requests are not served yet.
+ */
+static long connection_of(const char *real)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -1;
+	char line[3 * PATH_MAX];
+	long conn = -1;
+	while (fgets(line, sizeof line, f)) {
+		unsigned maj, min;
+		char mp[PATH_MAX], fstype[256];
+		const char *dash = strstr(line, " - ");
+		if (!dash || sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, mp) != 3 ||
+		    sscanf(dash + 3, "%255s", fstype) != 1)
+			continue;
+		unescape(mp);
+		if (maj == 0 && !strcmp(mp, real) && !strncmp(fstype, "fuse", 4))
+			conn = min;
+	}
+	fclose(f);
+	return conn;
+}
+
+/*
+ * Starts the guard (mount_internal.h) for connection conn. Its abort file is opened now and
+ * written through that descriptor later: once the connection is gone its number may be reused by
+ * the next FUSE mount (a restart of this member, say), whose file is another one. Only
+ * async-signal-safe calls in the child: the daemon has threads. Returns its pid, or 0 when it
+ * cannot run (said once).
+ */
+static int guard_start(long conn, const char *mountpoint)
+{
+	char abort_path[128];
+	snprintf(abort_path, sizeof abort_path, FUSECTL "/%ld/abort", conn);
+	int afd = open(abort_path, O_WRONLY | O_CLOEXEC);
+	if (afd < 0 && mount("fusectl", FUSECTL, "fusectl", 0, NULL) == 0) {
+		FS_INFO("mounted fusectl on " FUSECTL);
+		afd = open(abort_path, O_WRONLY | O_CLOEXEC);
+	}
+	if (afd < 0) {
+		FS_WARN("mount %s: cannot open %s (%s): should this daemon be killed while its "
+			"inotify replay waits on the mount, the mount stays hung until aborted by hand",
+			mountpoint, abort_path, strerror(errno));
+		return 0;
+	}
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old); /* the child starts with every signal blocked */
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* nothing but the abort file: above all not /dev/fuse, which would keep it alive */
+		if (afd > 0)
+			close_range(0, (unsigned)afd - 1, 0);
+		close_range((unsigned)afd + 1, ~0U, 0);
+		setpgid(0, 0);
+		prctl(PR_SET_NAME, "raftfs-guard");
+		prctl(PR_SET_PDEATHSIG, SIGUSR1);
+		sigset_t wake;
+		sigemptyset(&wake);
+		sigaddset(&wake, SIGUSR1);
+		int sig = 0;
+		if (getppid() == parent) /* else the daemon died already */
+			sigwait(&wake, &sig);
+		(void)!write(afd, "1", 1); /* fails harmlessly when the connection ended by itself */
+		_exit(0);
+	}
+	int err = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	close(afd);
+	if (pid < 0) {
+		FS_WARN("mount %s: cannot start its guard: %s", mountpoint, strerror(err));
+		return 0;
+	}
+	return (int)pid;
+}
+
+static void guard_stop(struct fs_mount *m)
+{
+	if (m->guard_pid <= 0)
+		return;
+	kill(m->guard_pid, SIGKILL);
+	while (waitpid(m->guard_pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	m->guard_pid = 0;
+}
+
 int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
 		   const char *options, const struct fuse_lowlevel_ops *ops, size_t ops_size,
 		   void *userdata, void (*on_gone)(struct fs_mount *m, void *arg), void *arg)
@@ -66,6 +183,9 @@ int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
 		FS_ERROR("mount %s: not a directory", mountpoint);
 		return -ENOTDIR;
 	}
+	char real[PATH_MAX];
+	if (!realpath(mountpoint, real)) /* now: once mounted, this would ask the mount */
+		snprintf(real, sizeof real, "%s", mountpoint);
 	char *argv[] = {"raftfs", "-o", (char *)(options ? options : "fsname=raftfs"), NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 	m->se = fuse_session_new(&args, ops, ops_size, userdata);
@@ -83,6 +203,12 @@ int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
 		return -EIO;
 	}
 	m->mounted = 1;
+	long conn = connection_of(real);
+	if (conn < 0)
+		FS_WARN("mount %s: its FUSE connection is not in /proc/self/mountinfo: no guard",
+			mountpoint);
+	else
+		m->guard_pid = guard_start(conn, mountpoint);
 	int fd = fuse_session_fd(m->se);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	int rc = uv_poll_init(loop, &m->poll, fd);
@@ -114,6 +240,7 @@ void fs_mount_close(struct fs_mount *m, void (*closed)(void *arg), void *arg)
 	if (m->se) {
 		/* Also after an unmount from outside: it frees the session's copy of the path. */
 		fuse_session_unmount(m->se);
+		guard_stop(m); /* after the unmount: the connection number may be reused */
 		m->mounted = 0;
 		fuse_session_destroy(m->se);
 		m->se = NULL;

@@ -6,6 +6,15 @@
  * without locks and may answer later (after a commit) from the same thread. A handler must never
  * block: a request served by a thread that itself waits on the mount (the inotify replay thread)
  * would deadlock otherwise.
+ *
+ * The guard: a daemon whose threads make requests to its own mount (the replay thread) cannot die
+ * by itself while one of them is being served. SIGKILL ends the loop's thread, but the kernel waits
+ * out a request userspace has read, and the waiting thread keeps the process's descriptors, so
+ * the /dev/fuse one, open: the connection never aborts and the request is never answered. So the
+ * mount starts a guard process (its own process group, so that a kill of the daemon's group
+ * spares it) that waits for the death of the thread that started it (PR_SET_PDEATHSIG) and then
+ * aborts the connection through /sys/fs/fuse/connections/N/abort: every request fails with
+ * ENOTCONN, the stuck threads return and the daemon is reaped. A clean close stops it first.
  */
 #ifndef RAFTFS_FS_MOUNT_INTERNAL_H
 #define RAFTFS_FS_MOUNT_INTERNAL_H
@@ -25,6 +34,7 @@ struct fs_mount {
 	void *arg;
 	void (*closed)(void *arg); /* from fs_mount_close */
 	void *closed_arg;
+	int guard_pid;            /* the guard process, 0 when none */
 };
 
 /*

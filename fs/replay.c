@@ -81,6 +81,8 @@ struct fs_replay {
 	int stop;
 	int exited;               /* the thread has left its loop: nothing of it is in the mount */
 	size_t queue_max;         /* FS_REPLAY_QUEUE_MAX, or RAFTFS_REPLAY_QUEUE_MAX (tests) */
+	int test_hold;            /* RAFTFS_TEST_REPLAY_HOLD: a replayed create is never answered
+				   * (tests: a daemon killed while its replay waits on the mount) */
 	uint64_t done, dropped;
 	int overflow_said;        /* the overflow was logged; cleared once the queue drains */
 
@@ -560,6 +562,8 @@ int fs_replay_start(struct fs_ops *ops, const char *mountpoint)
 	const char *qm = getenv("RAFTFS_REPLAY_QUEUE_MAX");
 	if (qm && *qm)
 		r->queue_max = strtoul(qm, NULL, 10);
+	const char *hold = getenv("RAFTFS_TEST_REPLAY_HOLD");
+	r->test_hold = hold && *hold && strcmp(hold, "0") != 0;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	pthread_mutex_init(&r->cur_lock, NULL);
@@ -870,6 +874,8 @@ static void w_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	REPLAY_VARS;
 	if (!r)
 		base.create(req, parent, name, mode, fi);
+	else if (r->test_hold)
+		FS_WARN("test: the replayed create of %s is left unanswered", name);
 	else
 		reply_made(req, o, parent, name, rev, path, fi);
 }

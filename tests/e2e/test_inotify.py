@@ -10,6 +10,7 @@ own member raises its events once, from the kernel, and is not replayed.
 import ctypes
 import ctypes.util
 import errno
+import glob
 import json
 import os
 import select
@@ -423,6 +424,40 @@ def test_replays_racing_local_changes_to_the_same_paths(cluster, inotify):
     assert os.path.exists(os.path.join(n1.mountpoint, "dir")) == \
         os.path.exists(os.path.join(n2.mountpoint, "dir"))
     assert sorted(os.listdir(n1.mountpoint)) == sorted(os.listdir(n2.mountpoint))
+
+
+def _replay_waits_on_the_mount(daemon):
+    """Whether the daemon's replay thread is blocked in a request to its own mount."""
+    for task in glob.glob(f"/proc/{daemon.proc.pid}/task/*"):
+        try:
+            with open(f"{task}/comm") as f:
+                comm = f.read().strip()
+            with open(f"{task}/wchan") as f:
+                wchan = f.read().strip()
+        except OSError:
+            continue
+        if comm == "raftfs-replay" and wchan == "request_wait_answer":
+            return True
+    return False
+
+
+def test_sigkill_while_the_replay_waits_on_the_mount_ends_the_daemon(cluster, monkeypatch):
+    # The replay thread's request to its own mount is read and never answered (a test hook), as
+    # when SIGKILL lands while the loop serves it: the kernel waits the request out, the waiting
+    # thread keeps /dev/fuse open, so only the mount's guard, aborting the connection once the
+    # loop's thread is gone, lets the daemon die.
+    monkeypatch.setenv("RAFTFS_TEST_REPLAY_HOLD", "1")
+    n1, n2 = cluster(2)
+    write(os.path.join(n1.mountpoint, "f"), "one\n")
+    assert wait_for(lambda: _replay_waits_on_the_mount(n2), 5.0)
+    started = time.monotonic()
+    os.killpg(n2.proc.pid, signal.SIGKILL)
+    n2.proc.wait(timeout=15)  # without the guard: never (the daemon stays a zombie)
+    assert time.monotonic() - started < 10
+    # the connection was aborted: the mount answers ENOTCONN instead of hanging
+    with pytest.raises(OSError) as e:
+        os.stat(os.path.join(n2.mountpoint, "f"))
+    assert e.value.errno == errno.ENOTCONN
 
 
 def test_a_full_replay_queue_drops_events_not_changes(cluster, inotify, monkeypatch):
