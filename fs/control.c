@@ -930,8 +930,8 @@ static void cmd_member(struct cmd *k)
 			return;
 		}
 		id = p->id;
-		snprintf(nm, sizeof nm, "%s", p->name);
-		snprintf(ad, sizeof ad, "%s", p->addr);
+		snprintf(nm, sizeof nm, "%.*s", FS_NAME_MAX, p->name);
+		snprintf(ad, sizeof ad, "%.*s", FS_ADDR_MAX, p->addr);
 		if (!strcmp(sub, "remove")) {
 			type = FS_MEMBER_REMOVE;
 			snprintf(text, sizeof text, "member %s (%016" PRIx64 ") removed", nm, id);
