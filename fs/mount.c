@@ -116,9 +116,11 @@ static int guard_start(long conn, const char *mountpoint)
 		afd = open(abort_path, O_WRONLY | O_CLOEXEC);
 	}
 	if (afd < 0) {
-		FS_WARN("mount %s: cannot open %s (%s): should this daemon be killed while its "
-			"inotify replay waits on the mount, the mount stays hung until aborted by hand",
-			mountpoint, abort_path, strerror(errno));
+		/* expected without root (the file is root's): said at info level then */
+		FS_LOG(geteuid() == 0 ? FS_LOG_WARN : FS_LOG_INFO,
+		       "mount %s: cannot open %s (%s): should this daemon be killed while its "
+		       "inotify replay waits on the mount, the mount stays hung until aborted by hand",
+		       mountpoint, abort_path, strerror(errno));
 		return 0;
 	}
 	sigset_t all, old;
