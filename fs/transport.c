@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -907,6 +908,15 @@ int fs_transport_start(struct fs_transport **out, uv_loop_t *loop,
 	if (!cfg->listen_addr || strlen(cfg->listen_addr) >= FS_ADDR_MAX_LEN ||
 	    resolve(cfg->listen_addr, &sa) != 0)
 		return -EINVAL;
+	/*
+	 * A write to a peer that reset its connection (it crashed, restarted) must fail with EPIPE
+	 * and be retried on a new connection, not kill the member: SIGPIPE is ignored process-wide,
+	 * as network daemons do, unless the application installed a handler of its own. (It killed
+	 * the member test once, the peer restarted mid-write.)
+	 */
+	struct sigaction old;
+	if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+		signal(SIGPIPE, SIG_IGN);
 	struct fs_transport *t = calloc(1, sizeof *t);
 	if (!t)
 		return -ENOMEM;

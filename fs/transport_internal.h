@@ -62,6 +62,8 @@ struct fs_transport_config {
 
 /*
  * Starts listening. On success *out is a transport owned by the caller until fs_transport_close.
+ * Ignores SIGPIPE process-wide when it still has its default action (writes to a reset peer then
+ * fail with EPIPE instead of killing the process).
  * cfg is copied (listen_addr too); cb and ud must stay valid until the close callback.
  * Returns -EINVAL for a bad address, or the libuv error of bind/listen (e.g. -EADDRINUSE).
  */
