@@ -128,8 +128,12 @@ def ws():
     try:
         yield w
     finally:
-        _workspaces.remove(w)
-        problems = w.close()
+        # listed until closed: a teardown stuck on a mount is the watchdog's to abort too (it
+        # found nothing to abort once, and a CI run hung in a test's teardown)
+        try:
+            problems = w.close()
+        finally:
+            _workspaces.remove(w)
         if problems:
             lines = [f"{name}: {line}" for name, found in problems.items() for line in found]
             pytest.fail("daemon stderr shows problems:\n" + "\n".join(lines), pytrace=False)
