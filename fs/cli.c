@@ -5,6 +5,7 @@
 #include "fs.h"
 
 #include "cli_internal.h"
+#include "mount_internal.h"
 
 #include <string.h>
 
@@ -64,6 +65,8 @@ int fs_cli_main(int argc, char **argv, FILE *out, FILE *err)
 		fprintf(out, "raftfs %s\n", RAFTFS_VERSION);
 		return FS_EXIT_OK;
 	}
+	if (strcmp(word, "__guard") == 0) /* a mount's guard (mount_internal.h), not for users */
+		return fs_mount_guard_main(argc - 1, argv + 1);
 	if (word[0] == '-') {
 		fprintf(err, "raftfs: unknown option '%s' (try raftfs --help)\n", word);
 		return FS_EXIT_USAGE;

@@ -99,17 +99,15 @@ static long connection_of(const char *real)
 	return conn;
 }
 
-/*
- * Starts the guard (mount_internal.h) for connection conn. Its abort file is opened now and
- * written through that descriptor later: once the connection is gone its number may be reused by
- * the next FUSE mount (a restart of this member, say), whose file is another one. Only
- * async-signal-safe calls in the child: the daemon has threads. Returns its pid, or 0 when it
- * cannot run (said once).
- */
-static int guard_start(long conn, const char *mountpoint)
+int fs_mount_guard(struct fs_mount *m, const char *exe)
 {
+	if (m->conn < 0) {
+		FS_WARN("mount %s: its FUSE connection is not in /proc/self/mountinfo: no guard",
+			m->mountpoint);
+		return 0;
+	}
 	char abort_path[128];
-	snprintf(abort_path, sizeof abort_path, FUSECTL "/%ld/abort", conn);
+	snprintf(abort_path, sizeof abort_path, FUSECTL "/%ld/abort", m->conn);
 	int afd = open(abort_path, O_WRONLY | O_CLOEXEC);
 	if (afd < 0 && mount("fusectl", FUSECTL, "fusectl", 0, NULL) == 0) {
 		FS_INFO("mounted fusectl on " FUSECTL);
@@ -120,39 +118,59 @@ static int guard_start(long conn, const char *mountpoint)
 		FS_LOG(geteuid() == 0 ? FS_LOG_WARN : FS_LOG_INFO,
 		       "mount %s: cannot open %s (%s): should this daemon be killed while its "
 		       "inotify replay waits on the mount, the mount stays hung until aborted by hand",
-		       mountpoint, abort_path, strerror(errno));
+		       m->mountpoint, abort_path, strerror(errno));
 		return 0;
 	}
+	/* everything the child needs, made before fork: it may only make async-signal-safe calls */
+	char fdarg[16], pidarg[24];
+	snprintf(fdarg, sizeof fdarg, "%d", afd);
+	snprintf(pidarg, sizeof pidarg, "%ld", (long)getpid());
+	char *argv[] = {"raftfs", "__guard", fdarg, pidarg, NULL}; /* as ps shows it */
 	sigset_t all, old;
 	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old); /* the child starts with every signal blocked */
-	pid_t parent = getpid();
+	pthread_sigmask(SIG_BLOCK, &all, &old); /* kept across exec: SIGUSR1 waits for sigwait */
 	pid_t pid = fork();
 	if (pid == 0) {
 		/* nothing but the abort file: above all not /dev/fuse, which would keep it alive */
+		fcntl(afd, F_SETFD, 0);
 		if (afd > 0)
 			close_range(0, (unsigned)afd - 1, 0);
 		close_range((unsigned)afd + 1, ~0U, 0);
 		setpgid(0, 0);
-		prctl(PR_SET_NAME, "raftfs-guard");
-		prctl(PR_SET_PDEATHSIG, SIGUSR1);
-		sigset_t wake;
-		sigemptyset(&wake);
-		sigaddset(&wake, SIGUSR1);
-		int sig = 0;
-		if (getppid() == parent) /* else the daemon died already */
-			sigwait(&wake, &sig);
-		(void)!write(afd, "1", 1); /* fails harmlessly when the connection ended by itself */
-		_exit(0);
+		prctl(PR_SET_PDEATHSIG, SIGUSR1); /* kept across exec */
+		execv(exe, argv); /* a fresh image: a fork would share the store's pages for good */
+		_exit(127);
 	}
 	int err = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(afd);
 	if (pid < 0) {
-		FS_WARN("mount %s: cannot start its guard: %s", mountpoint, strerror(err));
-		return 0;
+		FS_WARN("mount %s: cannot start its guard: %s", m->mountpoint, strerror(err));
+		return -err;
 	}
-	return (int)pid;
+	m->guard_pid = (int)pid;
+	return 0;
+}
+
+int fs_mount_guard_main(int argc, char **argv)
+{
+	char *end;
+	long fd = argc == 3 ? strtol(argv[1], &end, 10) : -1;
+	long ppid = argc == 3 ? strtol(argv[2], NULL, 10) : -1;
+	if (fd < 0 || ppid <= 0) {
+		fprintf(stderr, "raftfs __guard: started by raftfs mount only\n");
+		return 2;
+	}
+	prctl(PR_SET_NAME, "raftfs-guard");
+	sigset_t wake;
+	sigemptyset(&wake);
+	sigaddset(&wake, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &wake, NULL);
+	int sig = 0;
+	if (getppid() == (pid_t)ppid) /* else the daemon died already */
+		sigwait(&wake, &sig);
+	(void)!write((int)fd, "1", 1); /* fails harmlessly when the connection ended by itself */
+	return 0;
 }
 
 static void guard_stop(struct fs_mount *m)
@@ -170,6 +188,7 @@ int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
 		   void *userdata, void (*on_gone)(struct fs_mount *m, void *arg), void *arg)
 {
 	memset(m, 0, sizeof *m);
+	m->conn = -1;
 	if (strlen(mountpoint) >= sizeof m->mountpoint)
 		return -ENAMETOOLONG;
 	strcpy(m->mountpoint, mountpoint);
@@ -205,12 +224,7 @@ int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
 		return -EIO;
 	}
 	m->mounted = 1;
-	long conn = connection_of(real);
-	if (conn < 0)
-		FS_WARN("mount %s: its FUSE connection is not in /proc/self/mountinfo: no guard",
-			mountpoint);
-	else
-		m->guard_pid = guard_start(conn, mountpoint);
+	m->conn = connection_of(real);
 	int fd = fuse_session_fd(m->se);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	int rc = uv_poll_init(loop, &m->poll, fd);

@@ -12,7 +12,8 @@
  * out a request userspace has read, and the waiting thread keeps the process's descriptors, so
  * the /dev/fuse one, open: the connection never aborts and the request is never answered. So the
  * mount starts a guard process (its own process group, so that a kill of the daemon's group
- * spares it) that waits for the death of the thread that started it (PR_SET_PDEATHSIG) and then
+ * spares it; see fs_mount_guard) that waits for the death of the thread that started it
+ * (PR_SET_PDEATHSIG) and then
  * aborts the connection through /sys/fs/fuse/connections/N/abort: every request fails with
  * ENOTCONN, the stuck threads return and the daemon is reaped. A clean close stops it first.
  */
@@ -34,6 +35,7 @@ struct fs_mount {
 	void *arg;
 	void (*closed)(void *arg); /* from fs_mount_close */
 	void *closed_arg;
+	long conn;                /* the FUSE connection's number (fusectl), -1 when unknown */
 	int guard_pid;            /* the guard process, 0 when none */
 };
 
@@ -47,6 +49,18 @@ struct fs_mount {
 int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
 		   const char *options, const struct fuse_lowlevel_ops *ops, size_t ops_size,
 		   void *userdata, void (*on_gone)(struct fs_mount *m, void *arg), void *arg);
+
+/*
+ * Starts the guard for a started mount: exe (the raftfs binary, "/proc/self/exe") run as
+ * `exe __guard FD PPID` in a fresh image (a plain fork would share the daemon's pages, the store's,
+ * copy-on-write for as long as it lives), holding the connection's fusectl abort file. Mounts
+ * fusectl when missing. Returns 0 (also when no guard can run: said in the log) or -errno of fork.
+ * fs_mount_close stops it.
+ */
+int fs_mount_guard(struct fs_mount *m, const char *exe);
+
+/* The guard's program (`raftfs __guard FD PPID`, argv[0] = "__guard"); returns its exit status. */
+int fs_mount_guard_main(int argc, char **argv);
 
 /*
  * Stops serving, unmounts if still mounted, and frees the session; closed(arg) runs on the loop

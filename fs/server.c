@@ -371,6 +371,7 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 	if ((rc = fs_mount_start(&sv.mount, &sv.loop, dir, options, &table, sizeof table, &sv.ops,
 				 server_on_gone, &sv)) != 0)
 		return FS_EXIT_FAILURE; /* it said why */
+	fs_mount_guard(&sv.mount, "/proc/self/exe"); /* the replay thread waits on the mount */
 	if ((rc = fs_ops_watch_start(&sv.ops, sv.mount.se)) != 0) {
 		FS_ERROR("cannot watch the store for changes: %s", store_strerror(rc));
 		return FS_EXIT_FAILURE;
