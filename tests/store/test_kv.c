@@ -25,6 +25,28 @@ static struct store *open_store(uint64_t quota)
 	return s;
 }
 
+/* A new store (cfg; NULL: the defaults) restored from a snapshot of s. */
+static struct store *restored(struct store *s, const struct store_config *cfg)
+{
+	void *img;
+	size_t len;
+	struct store *t;
+	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
+	CHECK_EQ(store_open(cfg, &t), 0);
+	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
+	free(img);
+	return t;
+}
+
+/* a and b hold the same key space (hash_kv at their current revisions). */
+static void check_same_hash(struct store *a, struct store *b)
+{
+	uint64_t h1, h2;
+	CHECK_EQ(store_hash_kv(a, 0, &h1), 0);
+	CHECK_EQ(store_hash_kv(b, 0, &h2), 0);
+	CHECK_EQ_U64(h1, h2);
+}
+
 static int64_t put(struct store *s, const char *k, const char *v)
 {
 	struct store_put p = {.key = k, .key_len = strlen(k), .value = v, .value_len = strlen(v)};
@@ -442,13 +464,7 @@ CHECK_TEST(lease_expiry_with_injected_clock)
 	CHECK_EQ(n, 1);
 	free(ids);
 	/* leases survive a snapshot; they wait for a leader's promote before expiring again */
-	void *img;
-	size_t len;
-	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
-	struct store *t;
-	CHECK_EQ(store_open(&cfg, &t), 0);
-	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
-	free(img);
+	struct store *t = restored(s, &cfg);
 	CHECK_EQ(store_lease_time_to_live(t, 1, now, &li), 0);
 	CHECK_EQ(li.remaining_ms, INT64_MAX);
 	CHECK_EQ(li.n_keys, 1);
@@ -492,12 +508,7 @@ CHECK_TEST(quota_alarm)
 	CHECK_EQ(store_txn(s, &t, &tr), STORE_ENOSPACE);
 	CHECK_EQ(store_rev(s), rev);
 	/* the alarm is part of the replicated state: a snapshot carries it */
-	void *img;
-	size_t len;
-	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
-	struct store *rs = open_store(64 * 1024);
-	CHECK_EQ(store_snapshot_restore(rs, img, len), 0);
-	free(img);
+	struct store *rs = restored(s, &(struct store_config){.quota_bytes = 64 * 1024});
 	CHECK(store_alarm_nospace(rs));
 	CHECK_EQ(put(rs, "tiny", "1"), STORE_ENOSPACE);
 	store_close(rs);
@@ -612,16 +623,8 @@ CHECK_TEST(compaction_frees_memory)
 	CHECK_EQ(s->log_n, 49); /* key07's last write was a delete */
 	CHECK_LT(store_size(s) * 100, before);
 	/* a sparse history (few revisions over a long range) survives a snapshot too */
-	void *img;
-	size_t len;
-	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
-	struct store *t = open_store(0);
-	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
-	free(img);
-	uint64_t h1, h2;
-	CHECK_EQ(store_hash_kv(s, 0, &h1), 0);
-	CHECK_EQ(store_hash_kv(t, 0, &h2), 0);
-	CHECK_EQ_U64(h1, h2);
+	struct store *t = restored(s, NULL);
+	check_same_hash(s, t);
 	CHECK_EQ(t->log_n, 49);
 	for (size_t i = 1; i < t->log_n; i++)
 		CHECK_LT(t->log[i - 1]->main, t->log[i]->main);
@@ -632,10 +635,7 @@ CHECK_TEST(compaction_frees_memory)
 	for (int i = 0; i < 5000; i++)
 		put(u, "x", "v");
 	CHECK_EQ(store_compact(u, store_rev(u)), 0);
-	CHECK_EQ(store_snapshot_save_buf(u, &img, &len), 0);
-	t = open_store(0);
-	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
-	free(img);
+	t = restored(u, NULL);
 	CHECK_EQ(t->log_n, 2);
 	CHECK_EQ(t->log[0]->main, 2);
 	CHECK_EQ(t->log[1]->main, store_rev(u));
@@ -911,16 +911,8 @@ CHECK_TEST(compaction_empties_sparse_slabs)
 	CHECK_EQ(store_lease_time_to_live(s, 7, 0, &info), 0);
 	CHECK_EQ(info.n_keys, leased);
 	/* the moved store round-trips and keeps working */
-	void *img;
-	size_t len;
-	CHECK_EQ(store_snapshot_save_buf(s, &img, &len), 0);
-	struct store *t = open_store(0);
-	CHECK_EQ(store_snapshot_restore(t, img, len), 0);
-	free(img);
-	uint64_t h1, h2;
-	CHECK_EQ(store_hash_kv(s, 0, &h1), 0);
-	CHECK_EQ(store_hash_kv(t, 0, &h2), 0);
-	CHECK_EQ_U64(h1, h2);
+	struct store *t = restored(s, NULL);
+	check_same_hash(s, t);
 	store_close(t);
 	int64_t before = store_rev(s);
 	CHECK_EQ(store_lease_revoke(s, 7), 0);
