@@ -74,6 +74,15 @@ int bench_cluster_start(struct bench_cluster *c, const char *script, double time
 /* Stops it: EOF on its stdin, SIGTERM after 15 s; reaps the script. Safe to call twice. */
 void bench_cluster_stop(struct bench_cluster *c);
 
+/*
+ * Starts argv (argv[0] a path or a name in PATH) as a child in its own process group (a ^C reaches
+ * the bench, which stops its children in order), signals unblocked, stdin from /dev/null, killed
+ * (SIGTERM) should the bench die. Its stdout and stderr are appended to log; with log NULL, its
+ * stdout goes to out_fd (-1: the bench's stdout) and its stderr is the bench's. Returns its pid or
+ * -errno.
+ */
+pid_t bench_spawn(char *const argv[], const char *log, int out_fd);
+
 /* Removes dir and everything under it, as far as it can (a benchmark's scratch data). */
 void bench_remove_tree(const char *dir);
 

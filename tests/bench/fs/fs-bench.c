@@ -430,41 +430,6 @@ static int free_ports(int n, int *ports)
 	return r;
 }
 
-/*
- * Starts ARGS (ARGS[0] a path) as a child in its own process group (a ^C reaches the bench, which
- * stops its children in order), stdin from /dev/null, stdout and stderr appended to LOG (NULL:
- * stderr), killed should the bench die. Returns its pid or -errno.
- */
-static pid_t spawn(char *const args[], const char *log)
-{
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != parent)
-			_exit(1);
-		setpgid(0, 0);
-		int fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0)
-			dup2(fd, 0);
-		fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0600) : 2;
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		sigset_t none;
-		sigemptyset(&none);
-		pthread_sigmask(SIG_SETMASK, &none, NULL);
-		execv(args[0], args);
-		fprintf(stderr, "fs-bench: cannot run %s: %s\n", args[0], strerror(errno));
-		_exit(127);
-	}
-	return pid;
-}
-
 /* Starts member I as a foreground child; its stderr goes to DATA_DIR/raftfs.log. */
 static int start_member(int i, const char *cluster, const int *ports, const char *token)
 {
@@ -485,7 +450,7 @@ static int start_member(int i, const char *cluster, const int *ports, const char
 	args[n++] = "-f";
 	args[n++] = mnt[i];
 	args[n] = NULL;
-	pid_t pid = spawn(args, log);
+	pid_t pid = bench_spawn(args, log, -1);
 	if (pid < 0)
 		return pid;
 	member_pid[i] = pid;
@@ -1041,7 +1006,7 @@ static int run_floor(const char *mode, struct result *res)
 	char n[32];
 	snprintf(n, sizeof n, "%ld", read_space);
 	char *args[] = {(char *)opt.fuse_floor, (char *)mode, content, n, floor_mnt, NULL};
-	pid_t pid = spawn(args, NULL);
+	pid_t pid = bench_spawn(args, NULL, 2); /* its stdout to our stderr */
 	if (pid < 0)
 		return pid;
 	floor_pid = pid;

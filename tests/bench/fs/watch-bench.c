@@ -100,33 +100,6 @@ static int is_mounted(const char *path)
 	return found;
 }
 
-static pid_t spawn(char *const argv[], const char *log, int out_fd)
-{
-	fflush(NULL);
-	pid_t parent = getpid(), pid = fork();
-	if (pid != 0)
-		return pid;
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != parent)
-		_exit(1);
-	setpgid(0, 0);
-	int fd = open("/dev/null", O_RDONLY);
-	dup2(fd, 0);
-	if (log) {
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 1);
-		dup2(fd, 2);
-	} else {
-		dup2(out_fd, 1);
-	}
-	sigset_t none;
-	sigemptyset(&none);
-	pthread_sigmask(SIG_SETMASK, &none, NULL);
-	execvp(argv[0], argv);
-	fprintf(stderr, "watch-bench: cannot run %s: %s\n", argv[0], strerror(errno));
-	_exit(127);
-}
-
 static int start_members(const char *raftfs)
 {
 	if (!mkdtemp(data_base) || !mkdtemp(mnt_base))
@@ -152,7 +125,7 @@ static int start_members(const char *raftfs)
 		char *argv[] = {(char *)raftfs, "mount", "-f", "--name", name, "--data-dir", dir,
 				"--listen-peer", listen, "--initial-cluster", cluster,
 				"--initial-cluster-token", "watch-bench", mnt[i], NULL};
-		member_pid[i] = spawn(argv, log, -1);
+		member_pid[i] = bench_spawn(argv, log, -1);
 		if (member_pid[i] < 0)
 			return -errno;
 	}
@@ -171,7 +144,7 @@ static void stop_members(void)
 	for (int i = MEMBERS - 1; i >= 0; i--)
 		if (member_pid[i] > 0 && is_mounted(mnt[i])) {
 			char *argv[] = {"fusermount3", "-u", mnt[i], NULL};
-			pid_t p = spawn(argv, "/dev/null", -1);
+			pid_t p = bench_spawn(argv, "/dev/null", -1);
 			if (p > 0)
 				waitpid(p, NULL, 0);
 		}
@@ -189,7 +162,7 @@ static void stop_members(void)
 		member_pid[i] = -1;
 		if (mnt[i][0] && is_mounted(mnt[i])) {
 			char *argv[] = {"fusermount3", "-u", "-z", mnt[i], NULL};
-			pid_t p = spawn(argv, "/dev/null", -1);
+			pid_t p = bench_spawn(argv, "/dev/null", -1);
 			if (p > 0)
 				waitpid(p, NULL, 0);
 		}
@@ -364,7 +337,7 @@ static int run_etcd(const char *script, long ops, uint32_t *lat, uint32_t *from_
 	setenv("ETCDCTL_API", "3", 1);
 	char *argv[] = {"etcdctl", epflag, "watch", "--prefix", prefix, NULL};
 	int child_out = dup(pipefd[1]); /* without O_CLOEXEC: the child's stdout */
-	etcdctl_pid = spawn(argv, NULL, child_out);
+	etcdctl_pid = bench_spawn(argv, NULL, child_out);
 	close(child_out);
 	close(pipefd[1]);
 	struct etcdc_conn *c;
