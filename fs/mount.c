@@ -29,6 +29,8 @@ static void mount_gone(struct fs_mount *m)
 		return;
 	m->mounted = 0;
 	uv_poll_stop(&m->poll);
+	if (m->mounts_fd >= 0)
+		uv_poll_stop(&m->mounts);
 	FS_INFO("mount %s: unmounted", m->mountpoint);
 	if (m->on_gone)
 		m->on_gone(m, m->arg);
@@ -73,30 +75,67 @@ static void unescape(char *s)
 }
 
 /*
- * The FUSE connection number of the newest fuse mount at real (a canonical path), from
- * /proc/self/mountinfo (its device's minor: fusectl names connections so), or -1. Never asks the
- * mount itself: its requests are not served yet.
+ * Parses a mountinfo line: the mount's device and, unescaped, its mountpoint and file system type.
+ * 0, or -1 for a line of another shape.
  */
-static long connection_of(const char *real)
+static int mountinfo_line(char *line, unsigned *maj, unsigned *min, char *mp, char *fstype)
+{
+	const char *dash = strstr(line, " - ");
+	if (!dash || sscanf(line, "%*s %*s %u:%u %*s %4095s", maj, min, mp) != 3 ||
+	    sscanf(dash + 3, "%255s", fstype) != 1)
+		return -1;
+	unescape(mp);
+	return 0;
+}
+
+/*
+ * From /proc/self/mountinfo (never asking the mount itself, whose requests may not be served
+ * yet): with real (a canonical path), the FUSE connection number of the newest fuse mount there
+ * (its device's minor: fusectl names connections so); with real NULL, conn when a fuse mount of
+ * connection conn is still listed. -1 when none.
+ */
+static long mountinfo_find(const char *real, long conn)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		return -1;
 	char line[3 * PATH_MAX];
-	long conn = -1;
+	long found = -1;
 	while (fgets(line, sizeof line, f)) {
 		unsigned maj, min;
 		char mp[PATH_MAX], fstype[256];
-		const char *dash = strstr(line, " - ");
-		if (!dash || sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, mp) != 3 ||
-		    sscanf(dash + 3, "%255s", fstype) != 1)
+		if (mountinfo_line(line, &maj, &min, mp, fstype) || maj != 0 ||
+		    strncmp(fstype, "fuse", 4))
 			continue;
-		unescape(mp);
-		if (maj == 0 && !strcmp(mp, real) && !strncmp(fstype, "fuse", 4))
-			conn = min;
+		if (real ? !strcmp(mp, real) : (long)min == conn)
+			found = min;
 	}
 	fclose(f);
-	return conn;
+	return found;
+}
+
+/*
+ * The mount table changed: when the mount is no longer listed, it was unmounted from outside. The
+ * FUSE connection may live on meanwhile, held by its remaining users (a lazy unmount) or by the
+ * replay's clone of the mount (replay.c), which on_unlisted lets go of.
+ */
+static void on_mounts_changed(uv_poll_t *poll, int status, int events)
+{
+	(void)events;
+	struct fs_mount *m = poll->data;
+	if (status < 0) {
+		FS_WARN("mount %s: cannot watch the mount table: %s", m->mountpoint,
+			uv_strerror(status));
+		uv_poll_stop(poll);
+		return;
+	}
+	if (m->mounted && mountinfo_find(NULL, m->conn) < 0) {
+		FS_INFO("mount %s: unmounted from outside (gone from /proc/self/mountinfo)",
+			m->mountpoint);
+		uv_poll_stop(poll);
+		if (m->on_unlisted)
+			m->on_unlisted(m, m->arg);
+	}
 }
 
 int fs_mount_guard(struct fs_mount *m, const char *exe)
@@ -183,12 +222,33 @@ static void guard_stop(struct fs_mount *m)
 	m->guard_pid = 0;
 }
 
+/* Watches the mount table (the mount's connection must be known); without it, said in the log,
+   an unmount from outside is seen once the connection ends. */
+static void watch_mounts(struct fs_mount *m, uv_loop_t *loop)
+{
+	if (m->conn < 0)
+		return;
+	int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+	int rc = fd < 0 ? uv_translate_sys_error(errno) : uv_poll_init(loop, &m->mounts, fd);
+	if (rc == 0) {
+		m->mounts.data = m;
+		m->mounts_fd = fd;
+		rc = uv_poll_start(&m->mounts, UV_PRIORITIZED, on_mounts_changed);
+	} else if (fd >= 0) {
+		close(fd);
+	}
+	if (rc != 0)
+		FS_WARN("mount %s: cannot watch /proc/self/mountinfo: %s", m->mountpoint,
+			uv_strerror(rc));
+}
+
 int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
 		   const char *options, const struct fuse_lowlevel_ops *ops, size_t ops_size,
 		   void *userdata, void (*on_gone)(struct fs_mount *m, void *arg), void *arg)
 {
 	memset(m, 0, sizeof *m);
 	m->conn = -1;
+	m->mounts_fd = -1;
 	if (strlen(mountpoint) >= sizeof m->mountpoint)
 		return -ENAMETOOLONG;
 	strcpy(m->mountpoint, mountpoint);
@@ -224,7 +284,7 @@ int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
 		return -EIO;
 	}
 	m->mounted = 1;
-	m->conn = connection_of(real);
+	m->conn = mountinfo_find(real, -1);
 	int fd = fuse_session_fd(m->se);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	int rc = uv_poll_init(loop, &m->poll, fd);
@@ -238,14 +298,19 @@ int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
 		fs_mount_close(m, NULL, NULL);
 		return rc;
 	}
+	watch_mounts(m, loop);
 	FS_INFO("mount %s: mounted", mountpoint);
 	return 0;
 }
 
-static void on_poll_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
 	struct fs_mount *m = h->data;
-	if (m->closed)
+	if (h == (uv_handle_t *)&m->mounts) {
+		close(m->mounts_fd); /* a poll handle never owns its fd */
+		m->mounts_fd = -1;
+	}
+	if (--m->closing == 0 && m->closed)
 		m->closed(m->closed_arg);
 }
 
@@ -263,10 +328,16 @@ void fs_mount_close(struct fs_mount *m, void (*closed)(void *arg), void *arg)
 	}
 	free(m->buf.mem);
 	m->buf.mem = NULL;
+	m->closing = 0;
+	if (m->mounts_fd >= 0) {
+		m->closing++;
+		uv_close((uv_handle_t *)&m->mounts, on_handle_closed);
+	}
 	if (m->polling) {
 		m->polling = 0;
-		uv_close((uv_handle_t *)&m->poll, on_poll_closed);
-	} else if (closed) {
-		closed(arg);
+		m->closing++;
+		uv_close((uv_handle_t *)&m->poll, on_handle_closed);
 	}
+	if (!m->closing && closed)
+		closed(arg);
 }

@@ -32,11 +32,18 @@ struct fs_mount {
 	int mounted;              /* the kernel mount exists (until unmounted or closed) */
 	int polling;              /* poll is initialized and must be closed */
 	void (*on_gone)(struct fs_mount *m, void *arg); /* the mount went away under us */
+	/* optional, set after fs_mount_start: the mount left this process's mount table (an
+	   unmount, also a lazy one, from outside) while its connection lives on, held by its users
+	   or the replay's clone of it (replay.c); on_gone follows once the connection ends */
+	void (*on_unlisted)(struct fs_mount *m, void *arg);
 	void *arg;
 	void (*closed)(void *arg); /* from fs_mount_close */
 	void *closed_arg;
 	long conn;                /* the FUSE connection's number (fusectl), -1 when unknown */
 	int guard_pid;            /* the guard process, 0 when none */
+	uv_poll_t mounts;         /* /proc/self/mountinfo's changes (POLLPRI), on the loop */
+	int mounts_fd;            /* -1 when not watched */
+	int closing;              /* handles still closing in fs_mount_close */
 };
 
 /*

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -81,8 +82,10 @@ struct fs_replay {
 	int stop;
 	int exited;               /* the thread has left its loop: nothing of it is in the mount */
 	size_t queue_max;         /* FS_REPLAY_QUEUE_MAX, or RAFTFS_REPLAY_QUEUE_MAX (tests) */
-	int test_hold;            /* RAFTFS_TEST_REPLAY_HOLD: a replayed create is never answered
-				   * (tests: a daemon killed while its replay waits on the mount) */
+	int test_hold;            /* RAFTFS_TEST_REPLAY_HOLD: a replayed create is left unanswered
+				   * until the replay is halted or stopped (tests: a daemon killed or
+				   * unmounted while its replay waits on the mount) */
+	fuse_req_t held;          /* that create, on the loop */
 	uint64_t done, dropped;
 	int overflow_said;        /* the overflow was logged; cleared once the queue drains */
 
@@ -419,16 +422,16 @@ void fs_replay_feed(struct fs_replay *r, const struct store_event *ev, size_t n)
 
 /* ---- the replay thread ------------------------------------------------------------------------ */
 
-/* Runs one syscall of the replay; 0 or -errno. */
-static int perform(const struct item *it, const char *abs, const char *abs2)
+/* Runs one syscall of the replay on the file at, from dirfd, path (and path2); 0 or -errno. */
+static int perform(const struct item *it, int dirfd, const char *path, const char *path2)
 {
 	int fd, rc = 0;
 	mode_t mode = it->meta.mode & 07777;
 	switch (it->kind) {
 	case R_CREATE:
 	case R_WRITE:
-		fd = open(abs, O_WRONLY | O_CLOEXEC | O_NOFOLLOW |
-				       (it->kind == R_CREATE ? O_CREAT | O_EXCL : 0), mode);
+		fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW |
+				(it->kind == R_CREATE ? O_CREAT | O_EXCL : 0), mode);
 		if (fd < 0)
 			return -errno;
 		/* one byte raises IN_MODIFY; the handler ignores it, direct_io keeps it uncached */
@@ -439,35 +442,48 @@ static int perform(const struct item *it, const char *abs, const char *abs2)
 		close(fd);
 		return rc;
 	case R_MKDIR:
-		return mkdir(abs, mode) ? -errno : 0;
+		return mkdirat(dirfd, path, mode) ? -errno : 0;
 	case R_SYMLINK:
-		return symlink(it->path2, abs) ? -errno : 0;
+		return symlinkat(it->path2, dirfd, path) ? -errno : 0;
 	case R_UNLINK:
-		return unlink(abs) ? -errno : 0;
+		return unlinkat(dirfd, path, 0) ? -errno : 0;
 	case R_RMDIR:
-		return rmdir(abs) ? -errno : 0;
+		return unlinkat(dirfd, path, AT_REMOVEDIR) ? -errno : 0;
 	case R_RENAME:
-		return rename(abs, abs2) ? -errno : 0;
+		return renameat(dirfd, path, dirfd, path2) ? -errno : 0;
 	case R_CHMOD:
-		return fchmodat(AT_FDCWD, abs, mode, 0) ? -errno : 0;
+		return fchmodat(dirfd, path, mode, 0) ? -errno : 0;
 	case R_CHOWN:
-		return lchown(abs, it->meta.uid, it->meta.gid) ? -errno : 0;
+		return fchownat(dirfd, path, it->meta.uid, it->meta.gid, AT_SYMLINK_NOFOLLOW) ? -errno
+											      : 0;
 	case R_UTIMES: {
 		struct timespec ts[2] = {
 			{it->meta.atime_ns / 1000000000, it->meta.atime_ns % 1000000000},
 			{it->meta.mtime_ns / 1000000000, it->meta.mtime_ns % 1000000000}};
-		return utimensat(AT_FDCWD, abs, ts, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
+		return utimensat(dirfd, path, ts, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
 	}
 	}
 	return -EINVAL;
 }
 
-static void replay_one(struct fs_replay *r, const struct item *it)
+/*
+ * A key's path as the replay names it: relative to the clone's root (root "/" is "."), or, without
+ * a clone (root AT_FDCWD), the mountpoint's absolute path and the key.
+ */
+static void replay_path(const struct fs_replay *r, int root, const char *key, char *buf, size_t n)
 {
-	char abs[2 * FS_PATH_MAX_BYTES + 2], abs2[2 * FS_PATH_MAX_BYTES + 2] = "";
-	snprintf(abs, sizeof abs, "%s%s", r->mountpoint, it->path);
+	if (root == AT_FDCWD)
+		snprintf(buf, n, "%s%s", r->mountpoint, key);
+	else
+		snprintf(buf, n, "%s", key[1] ? key + 1 : ".");
+}
+
+static void replay_one(struct fs_replay *r, int root, const struct item *it)
+{
+	char path[2 * FS_PATH_MAX_BYTES + 2], path2[2 * FS_PATH_MAX_BYTES + 2] = "";
+	replay_path(r, root, it->path, path, sizeof path);
 	if (it->kind == R_RENAME)
-		snprintf(abs2, sizeof abs2, "%s%s", r->mountpoint, it->path2);
+		replay_path(r, root, it->path2, path2, sizeof path2);
 	pthread_mutex_lock(&r->cur_lock);
 	r->cur_active = 1;
 	r->cur_rev = it->rev;
@@ -480,7 +496,7 @@ static void replay_one(struct fs_replay *r, const struct item *it)
 	 * A name the kernel holds from a later state (a lookup that raced the replay) is asked
 	 * again: exclusive creates and rename targets are always revalidated by FUSE.
 	 */
-	int rc = perform(it, abs, abs2);
+	int rc = perform(it, root, path, path2);
 	pthread_mutex_lock(&r->cur_lock);
 	r->cur_active = 0;
 	pthread_mutex_unlock(&r->cur_lock);
@@ -492,11 +508,33 @@ static void replay_one(struct fs_replay *r, const struct item *it)
 			"are not raised", kind_names[it->kind], it->path, it->rev, strerror(-rc));
 }
 
+/*
+ * The replay works through a detached clone of the mount (open_tree(OPEN_TREE_CLONE)): the files
+ * it holds open pin the clone, not the mount users see, so `raftfs umount` and `fusermount3 -u`
+ * are never refused for them; and its paths, relative to the clone's root, name this mount even
+ * after an unmount from outside, never the directory underneath. Closing the clone (when the
+ * replay ends) lets the FUSE connection end once the mount is unmounted. Returns the clone's fd,
+ * or AT_FDCWD when it cannot be made (without CAP_SYS_ADMIN: said in the log): the replay then
+ * goes by the mountpoint's absolute path.
+ */
+static int clone_mount(struct fs_replay *r)
+{
+	int fd = open_tree(AT_FDCWD, r->mountpoint, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (fd >= 0)
+		return fd;
+	FS_LOG(errno == EPERM ? FS_LOG_INFO : FS_LOG_WARN,
+	       "inotify replay of %s: no clone of the mount of its own (%s): a file it holds open "
+	       "makes an unmount of the mount wait, and it goes by the mountpoint's path",
+	       r->mountpoint, strerror(errno));
+	return AT_FDCWD;
+}
+
 static void *replay_main(void *arg)
 {
 	struct fs_replay *r = arg;
 	pthread_setname_np(pthread_self(), "raftfs-replay"); /* as top and perf show it */
 	atomic_store(&r->tid, (int)gettid());
+	int root = clone_mount(r);
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
 		while (!r->head && !r->stop)
@@ -524,7 +562,7 @@ static void *replay_main(void *arg)
 		if (!r->head)
 			r->tail = NULL;
 		pthread_mutex_unlock(&r->lock);
-		replay_one(r, it);
+		replay_one(r, root, it);
 		item_free(it);
 		pthread_mutex_lock(&r->lock);
 		r->queued -= taken;
@@ -539,6 +577,10 @@ static void *replay_main(void *arg)
 	}
 	r->tail = NULL;
 	r->queued = 0;
+	pthread_mutex_unlock(&r->lock);
+	if (root != AT_FDCWD)
+		close(root); /* the clone goes: nothing of the replay is left in the mount */
+	pthread_mutex_lock(&r->lock);
 	r->exited = 1;
 	pthread_mutex_unlock(&r->lock);
 	return NULL;
@@ -609,6 +651,23 @@ static void on_stop_timer(uv_timer_t *t)
 	uv_close((uv_handle_t *)t, on_stop_timer_closed);
 }
 
+/* On the loop, with the session alive: the test hook's create is answered now (EIO). */
+static void release_held(struct fs_replay *r)
+{
+	if (r->held) {
+		fuse_reply_err(r->held, EIO);
+		r->held = NULL;
+	}
+}
+
+void fs_replay_halt(struct fs_replay *r)
+{
+	if (!r)
+		return;
+	stop_request(r);
+	release_held(r);
+}
+
 void fs_replay_stop(struct fs_replay *r, uv_loop_t *loop, void (*stopped)(void *arg), void *arg)
 {
 	if (!r || r->stopped) {
@@ -617,6 +676,7 @@ void fs_replay_stop(struct fs_replay *r, uv_loop_t *loop, void (*stopped)(void *
 		return;
 	}
 	stop_request(r);
+	release_held(r);
 	r->stopped = stopped;
 	r->stopped_arg = arg;
 	uv_timer_init(loop, &r->stop_timer);
@@ -874,8 +934,10 @@ static void w_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	REPLAY_VARS;
 	if (!r)
 		base.create(req, parent, name, mode, fi);
-	else if (r->test_hold)
+	else if (r->test_hold && !r->held) {
 		FS_WARN("test: the replayed create of %s is left unanswered", name);
+		r->held = req;
+	}
 	else
 		reply_made(req, o, parent, name, rev, path, fi);
 }

@@ -33,6 +33,13 @@
  * (said once in the log until the queue drains): its caches are still invalidated, only its
  * events are lost. The loop never waits for the replay thread: it only takes the queue's lock for
  * a push, and the current operation's lock, which the replay thread never holds across a syscall.
+ * Where: the thread goes through a detached clone of the mount (open_tree, OPEN_TREE_CLONE), by
+ * paths relative to its root. A file it holds open pins the clone, not the mount users see, so an
+ * unmount (`raftfs umount`, `fusermount3 -u`) is never refused for it; and after an unmount from
+ * outside its paths still name this mount, never the directory underneath. The mount then leaves
+ * the daemon's mount table (fs_mount's on_unlisted), fs_replay_halt stops the thread and it closes
+ * the clone, so the connection ends once the mount's last user is gone. Without CAP_SYS_ADMIN no
+ * clone can be made: the thread goes by the mountpoint's path, as the daemon's other users do.
  * Stopping: fs_replay_stop asks the thread to stop and lets the loop serve its last syscall
  * until it has left the mount; fs_replay_close joins it once the session is gone.
  *
@@ -84,6 +91,13 @@ void fs_replay_local(struct fs_replay *r, int64_t rev);
  */
 void fs_replay_feed(struct fs_replay *r, const struct store_event *ev, size_t n);
 void fs_replay_flush(struct fs_replay *r);
+
+/*
+ * On the loop, when the mount was unmounted from outside: the thread takes no further change, at
+ * once, and lets go of its clone of the mount (so the connection can end). fs_replay_stop must
+ * still follow.
+ */
+void fs_replay_halt(struct fs_replay *r);
 
 /*
  * On the loop, never blocking: no more replays. stopped(arg) runs on loop once the thread has left

@@ -153,7 +153,19 @@ static void server_on_signal(uv_signal_t *h, int signum)
 
 static void server_on_gone(struct fs_mount *m, void *arg)
 {
-	server_stop(arg, "unmounted");
+	(void)m;
+	struct server *sv = arg;
+	fs_replay_halt(sv->ops.replay); /* before the session lease's revoke, which takes a while */
+	server_stop(sv, "unmounted");
+}
+
+/* The mount is unmounted from outside: the replay lets go of its clone of it, so the connection
+   ends once the mount's last user is gone (then server_on_gone) */
+static void server_on_unlisted(struct fs_mount *m, void *arg)
+{
+	(void)m;
+	struct server *sv = arg;
+	fs_replay_halt(sv->ops.replay);
 }
 
 static void server_on_applied(void *arg)
@@ -371,6 +383,7 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 	if ((rc = fs_mount_start(&sv.mount, &sv.loop, dir, options, &table, sizeof table, &sv.ops,
 				 server_on_gone, &sv)) != 0)
 		return FS_EXIT_FAILURE; /* it said why */
+	sv.mount.on_unlisted = server_on_unlisted;
 	fs_mount_guard(&sv.mount, "/proc/self/exe"); /* the replay thread waits on the mount */
 	if ((rc = fs_ops_watch_start(&sv.ops, sv.mount.se)) != 0) {
 		FS_ERROR("cannot watch the store for changes: %s", store_strerror(rc));
