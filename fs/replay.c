@@ -19,12 +19,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_KEYS_PER_REVISION 1024
 #define STOP_POLL_MS 5
 #define STOP_POLLS 2000 /* 10 s: a replayed syscall waits for a local change at most that long */
+/* the replay thread's nice value (replay_internal.h, "Priority"): 10, a tenth of a nice 0
+   thread's share, not 19: a replay still makes progress next to a busy process */
+#define REPLAY_NICE 10
 
 /* ---- state ------------------------------------------------------------------------------------- */
 
@@ -534,6 +538,9 @@ static void *replay_main(void *arg)
 	struct fs_replay *r = arg;
 	pthread_setname_np(pthread_self(), "raftfs-replay"); /* as top and perf show it */
 	atomic_store(&r->tid, (int)gettid());
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), REPLAY_NICE) != 0)
+		FS_WARN("inotify replay of %s: cannot lower its priority to nice %d: %s",
+			r->mountpoint, REPLAY_NICE, strerror(errno));
 	int root = clone_mount(r);
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
