@@ -430,6 +430,10 @@ void store__index_seek(const struct store__index *ix, const void *key, size_t le
 	it->pos = key ? leaf_lower(b, key, len) : 0;
 }
 
+/* how far ahead a scan fetches keyIndexes: a scan in key order visits them in no memory order,
+   so each is a cache miss; eight in flight overlap them */
+#define SCAN_AHEAD 8
+
 struct store__ki *store__iter_next(struct store__iter *it)
 {
 	while (it->leaf && it->pos >= it->leaf->n) {
@@ -438,6 +442,17 @@ struct store__ki *store__iter_next(struct store__iter *it)
 	}
 	if (!it->leaf)
 		return NULL;
+	const struct store__bnode *b = it->leaf;
+	uint32_t ahead = it->pos + SCAN_AHEAD;
+	if (ahead >= b->n && b->next) {
+		ahead -= b->n;
+		b = b->next;
+	}
+	if (ahead < b->n) {
+		const char *ki = (const char *)b->keys[ahead];
+		__builtin_prefetch(ki);
+		__builtin_prefetch(ki + 64); /* its first kvrec's header follows it */
+	}
 	return it->leaf->keys[it->pos++];
 }
 
