@@ -6,6 +6,16 @@
  * restore. Prints one `name: value` line per figure. Times are the process's CPU time (the
  * machine is shared; wall time would measure the neighbours).
  *
+ * Memory: under a VM whose host backs guest memory lazily and takes freed guest memory back
+ * (free page reporting), the first touch of memory costs the guest several ms per MiB, which is
+ * the host's work, not the store's, and varies with the machine's history (a put phase ran at
+ * 0.46-1.3 M/s, a restore took 0.44-1.3 s, on one build). So before the phases that take new memory
+ * (the puts of new keys and the restore) the bench touches and frees as much memory as they will
+ * take, which leaves the guest free memory the host has backed, and prints what that first touch
+ * cost: store_first_touch_ms_per_mib (about 0.1 on bare metal). store_mem_latency_ns is one
+ * dependent load at a random place of 512 MiB, what a point read into a store of this size
+ * pays per cache miss.
+ *
  *   store-bench [keys]
  */
 #include "store.h"
@@ -13,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +32,69 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double wall_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *map_huge(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		perror("store-bench: mmap");
+		exit(1);
+	}
+	(void)madvise(p, bytes, MADV_HUGEPAGE); /* as the store's slabs */
+	return p;
+}
+
+/* Touches and frees bytes of new memory (see the top); the first touch's ms per MiB (wall). */
+static double warm(size_t bytes)
+{
+	volatile char *p = map_huge(bytes);
+	double t0 = wall_s();
+	for (size_t i = 0; i < bytes; i += 4096)
+		p[i] = 1;
+	double t = wall_s() - t0;
+	munmap((void *)p, bytes);
+	return t * 1e3 / ((double)bytes / (1 << 20));
+}
+
+/* ns per dependent load at random places of bytes of memory (a random cyclic permutation). */
+static double mem_latency_ns(size_t bytes)
+{
+	size_t n = bytes / 64; /* one pointer per cache line */
+	uint64_t *a = map_huge(bytes);
+	uint32_t *order = malloc(n * sizeof *order);
+	if (!order)
+		exit(1);
+	for (size_t i = 0; i < n; i++)
+		order[i] = (uint32_t)i;
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (size_t i = n - 1; i > 0; i--) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t j = x % (i + 1);
+		uint32_t t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	for (size_t i = 0; i < n; i++)
+		a[(size_t)order[i] * 8] = (uint64_t)order[(i + 1) % n] * 8;
+	free(order);
+	const long loads = 4000000;
+	uint64_t at = 0;
+	double t0 = now_s();
+	for (long i = 0; i < loads; i++)
+		at = a[at];
+	double t = now_s() - t0;
+	munmap(a, bytes);
+	if (at == 1) /* never: keeps the chain */
+		puts("");
+	return t * 1e9 / (double)loads;
 }
 
 static long rss_bytes(void)
@@ -63,6 +137,10 @@ int main(int argc, char **argv)
 	char key[64];
 	uint64_t key_bytes = 0;
 
+	/* what a key takes in all, with room to spare: about 420 bytes at 256-byte values */
+	size_t per_key = 640;
+	printf("store_mem_latency_ns: %.0f\n", mem_latency_ns((size_t)512 << 20));
+	printf("store_first_touch_ms_per_mib: %.2f\n", warm(n * per_key));
 	long rss0 = rss_bytes();
 	double t0 = now_s();
 	for (uint64_t i = 0; i < n; i++) {
@@ -107,6 +185,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "store-bench: %llu of %llu keys found\n", (unsigned long long)found,
 			(unsigned long long)gets);
 	printf("store_get_per_s: %.0f\n", (double)gets / t_get);
+	printf("store_get_ns: %.0f\n", t_get * 1e9 / (double)gets);
 
 	/* prefix ranges of one directory (n / 1000 keys) */
 	uint64_t prefixes = 2000, got = 0;
@@ -140,6 +219,7 @@ int main(int argc, char **argv)
 	printf("store_snapshot_save_s: %.3f\n", t_save);
 	struct store *t;
 	store_open(NULL, &t);
+	warm(n * per_key);
 	t0 = now_s();
 	r = store_snapshot_restore(t, img, len);
 	if (r)
