@@ -139,8 +139,8 @@ int main(int argc, char **argv)
 
 	/* what a key takes in all, with room to spare: about 420 bytes at 256-byte values */
 	size_t per_key = 640;
-	printf("store_mem_latency_ns: %.0f\n", mem_latency_ns((size_t)512 << 20));
 	printf("store_first_touch_ms_per_mib: %.2f\n", warm(n * per_key));
+	printf("store_mem_latency_ns: %.0f\n", mem_latency_ns((size_t)512 << 20));
 	long rss0 = rss_bytes();
 	double t0 = now_s();
 	for (uint64_t i = 0; i < n; i++) {
