@@ -70,15 +70,7 @@ int fs_ops_errno(int status)
 static int get_key(struct fs_ops *o, const void *key, size_t len, int64_t rev,
 		   struct store_kv *kv)
 {
-	struct store_range_req rq = {.key = key, .key_len = len, .rev = rev};
-	struct store_range_result res;
-	if (store_range(o->store, &rq, &res) != 0)
-		return -ENOENT;
-	int rc = res.n ? 0 : -ENOENT;
-	if (res.n)
-		*kv = res.kvs[0];
-	store_range_result_free(&res);
-	return rc;
+	return store_get(o->store, key, len, rev, kv) == 0 ? 0 : -ENOENT;
 }
 
 static int pending_kv(struct fs_ops *o, const char *path, struct store_kv *kv);

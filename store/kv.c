@@ -307,6 +307,28 @@ static int check_rev(const struct store *s, int64_t rev)
 	return 0;
 }
 
+/* The generation and index of key's revision visible at `at` (checked), or NULL. */
+static const struct store__kv *point_get(struct store *s, const void *key, size_t len, int64_t at,
+					 const struct store__gen **g, uint32_t *gi)
+{
+	struct store__ki *ki = store__index_get(&s->idx, key, len);
+	return ki ? store__ki_get(ki, at, g, gi) : NULL;
+}
+
+int store_get(struct store *s, const void *key, size_t key_len, int64_t rev, struct store_kv *out)
+{
+	int64_t at = rev > 0 ? rev : s->rev;
+	int r = check_rev(s, at);
+	if (r)
+		return r;
+	const struct store__gen *g;
+	uint32_t gi;
+	if (!point_get(s, key, key_len, at, &g, &gi))
+		return STORE_EKEYNOTFOUND;
+	store__fill_kv(out, g, gi, false);
+	return 0;
+}
+
 int store_range(struct store *s, const struct store_range_req *req, struct store_range_result *res)
 {
 	memset(res, 0, sizeof *res);
@@ -319,10 +341,9 @@ int store_range(struct store *s, const struct store_range_req *req, struct store
 	bool keys_only = req->flags & STORE_RANGE_KEYS_ONLY;
 	size_t cap = 0;
 	if (!req->end || !req->end_len) {
-		struct store__ki *ki = store__index_get(&s->idx, req->key, req->key_len);
 		const struct store__gen *g;
 		uint32_t gi;
-		if (ki && store__ki_get(ki, at, &g, &gi)) {
+		if (point_get(s, req->key, req->key_len, at, &g, &gi)) {
 			res->count = 1;
 			if (!count_only) {
 				res->kvs = store__xmalloc(sizeof *res->kvs);

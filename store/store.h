@@ -145,6 +145,13 @@ int store_range(struct store *s, const struct store_range_req *req, struct store
 
 void store_range_result_free(struct store_range_result *res);
 
+/*
+ * The point range without the result's allocation: the key at rev (0: current) into *out, whose
+ * pointers (key, value) point into the store until its next change. 0; STORE_EKEYNOTFOUND when
+ * the key does not exist at rev; STORE_ECOMPACTED, STORE_EFUTUREREV.
+ */
+int store_get(struct store *s, const void *key, size_t key_len, int64_t rev, struct store_kv *out);
+
 /* ---- writes ---------------------------------------------------------------------------------- */
 
 #define STORE_PUT_PREV_KV 1u

@@ -195,6 +195,27 @@ static void check_range(struct store *s, int64_t at, const char *from, const cha
 	store_range_result_free(&res);
 }
 
+/* store_get, the point range without allocation, against the model */
+static void check_get(struct store *s, int64_t at, const char *key)
+{
+	struct store_kv kv;
+	const struct ment *e = m_get(key, at ? at : INT64_MAX);
+	int r = store_get(s, key, strlen(key), at, &kv);
+	if (!e) {
+		CHECK_EQ(r, STORE_EKEYNOTFOUND);
+		return;
+	}
+	CHECK_EQ(r, 0);
+	CHECK_EQ(kv.key_len, strlen(key));
+	CHECK_MEM_EQ(kv.key, key, kv.key_len);
+	CHECK_EQ(kv.value_len, strlen(e->val));
+	CHECK_MEM_EQ(kv.value, e->val, kv.value_len);
+	CHECK_EQ(kv.mod_revision, e->main);
+	CHECK_EQ(kv.create_revision, e->create);
+	CHECK_EQ(kv.version, e->version);
+	CHECK_EQ(kv.lease, e->lease);
+}
+
 static size_t expected_kept(int64_t c)
 {
 	size_t kept = 0;
@@ -407,13 +428,19 @@ static void one_run(uint64_t seed, int steps)
 			int64_t lo = compacted > 1 ? compacted : 1;
 			int64_t at = rn(4) == 0 ? 0 : lo + (int64_t)rn((unsigned)(store_rev(s) - lo + 1));
 			check_range(s, at, from, single ? NULL : to);
+			if (single)
+				check_get(s, at, from);
 			struct store_range_req rq = {.key = from, .key_len = strlen(from),
 						     .rev = store_rev(s) + 1};
 			struct store_range_result res;
+			struct store_kv kv;
 			CHECK_EQ(store_range(s, &rq, &res), STORE_EFUTUREREV);
+			CHECK_EQ(store_get(s, from, strlen(from), rq.rev, &kv), STORE_EFUTUREREV);
 			if (compacted > 1) {
 				rq.rev = compacted - 1;
 				CHECK_EQ(store_range(s, &rq, &res), STORE_ECOMPACTED);
+				CHECK_EQ(store_get(s, from, strlen(from), rq.rev, &kv),
+					 STORE_ECOMPACTED);
 			}
 		} else if (op == 87) {
 			/* leases: grant, or revoke (every attached key deleted in one revision) */
