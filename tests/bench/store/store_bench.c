@@ -1,7 +1,7 @@
 /*
  * store_bench.c: the store's figures on one core. 1,000,000 puts of 256-byte values under
  * distinct keys (/bench/dNNN/fNNNNNNN: 1,000 directories of 1,000 files, inserted in a scrambled
- * order), point ranges at random keys, 1,000-key prefix ranges (one directory), memory per live
+ * order), point reads at random keys (store_get, and store_range with its allocated result), 1,000-key prefix ranges (one directory), memory per live
  * key beyond key and value (RSS growth / keys), compaction of half the history, snapshot save and
  * restore. Prints one `name: value` line per figure. Times are the process's CPU time (the
  * machine is shared; wall time would measure the neighbours).
@@ -126,6 +126,37 @@ static void die(const char *what, int r)
 	exit(1);
 }
 
+/* CPU seconds for `gets` point reads of random keys of n, through store_range when via_range. */
+static double point_reads(struct store *s, uint64_t n, uint64_t gets, bool via_range)
+{
+	uint64_t x = 88172645463325252ull, found = 0;
+	char key[64];
+	double t0 = now_s();
+	for (uint64_t i = 0; i < gets; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		int kl = key_of(x % n, key);
+		int r;
+		if (via_range) {
+			struct store_range_req rq = {.key = key, .key_len = (size_t)kl};
+			struct store_range_result res;
+			if ((r = store_range(s, &rq, &res)))
+				die("range", r);
+			found += res.n;
+			store_range_result_free(&res);
+		} else {
+			struct store_kv kv;
+			if ((r = store_get(s, key, (size_t)kl, 0, &kv)))
+				die("get", r);
+			found += kv.value_len == 256;
+		}
+	}
+	double t = now_s() - t0;
+	if (found != gets)
+		fprintf(stderr, "store-bench: %llu of %llu keys found\n", (unsigned long long)found,
+			(unsigned long long)gets);
+	return t;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 0) : 1000000;
@@ -165,27 +196,12 @@ int main(int argc, char **argv)
 	/* of which the fs metadata stored with every value (struct store_meta) */
 	printf("store_meta_bytes_per_key: %zu\n", sizeof(struct store_meta));
 
-	/* point ranges at random keys */
-	uint64_t x = 88172645463325252ull, found = 0;
+	/* point reads at random keys: store_get, and store_range with its allocated result */
 	uint64_t gets = 2000000;
-	t0 = now_s();
-	for (uint64_t i = 0; i < gets; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		int kl = key_of(x % n, key);
-		struct store_range_req rq = {.key = key, .key_len = (size_t)kl};
-		struct store_range_result res;
-		int r = store_range(s, &rq, &res);
-		if (r)
-			die("range", r);
-		found += res.n;
-		store_range_result_free(&res);
-	}
-	double t_get = now_s() - t0;
-	if (found != gets)
-		fprintf(stderr, "store-bench: %llu of %llu keys found\n", (unsigned long long)found,
-			(unsigned long long)gets);
+	double t_get = point_reads(s, n, gets, false);
 	printf("store_get_per_s: %.0f\n", (double)gets / t_get);
 	printf("store_get_ns: %.0f\n", t_get * 1e9 / (double)gets);
+	printf("store_point_range_per_s: %.0f\n", (double)gets / point_reads(s, n, gets, true));
 
 	/* prefix ranges of one directory (n / 1000 keys) */
 	uint64_t prefixes = 2000, got = 0;
