@@ -431,7 +431,9 @@ def test_quota_exceeded_is_enospc_and_deletes_still_work(cluster):
 
 
 def test_linearizable_reads_see_every_completed_write_at_once(cluster):
-    n1, n2, n3 = cluster(3, extra=("-o", "linearizable", "--request-timeout", "1500"))
+    # the timeout bounds the wait for the EIO at the end; at 1500 ms a slow CI run (ASan, two
+    # cores, other suites) once ran out of it in the loop
+    n1, n2, n3 = cluster(3, extra=("-o", "linearizable", "--request-timeout", "4000"))
     a, b = (os.path.join(m.mountpoint, "counter") for m in (n1, n2))
     for i in range(20):
         with open(a, "w") as f:
