@@ -7,6 +7,7 @@
 #include "kv_internal.h"
 #include "log_internal.h"
 #include "raft.h"
+#include "replay_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -609,8 +610,9 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 	fs_member_status(c->member, &st);
 	struct fs_peer_config peers[FS_MAX_MEMBERS];
 	int np = fs_member_peers(c->member, peers, FS_MAX_MEMBERS);
-	uint64_t corrupt_by = 0;
+	uint64_t corrupt_by = 0, backlog, dropped;
 	int corrupt = fs_kv_corrupt(c->store, &corrupt_by), nospace = store_alarm_nospace(c->store);
+	fs_replay_counts(c->replay, &backlog, &dropped);
 	if (json) {
 		out_printf(o, "{\"member\":");
 		out_json_str(o, c->cfg->name, strlen(c->cfg->name));
@@ -626,9 +628,11 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 			      ",\"raft_index\":%" PRIu64 ",\"commit_index\":%" PRIu64
 			      ",\"applied_index\":%" PRIu64 ",\"revision\":%" PRId64
 			      ",\"compact_revision\":%" PRId64 ",\"session_lease\":%" PRId64
+			      ",\"replay_backlog\":%" PRIu64 ",\"replay_dropped\":%" PRIu64
 			      ",\"members\":[",
 			   st.leader, st.term, st.last_index, st.commit, st.applied,
-			   store_rev(c->store), store_compact_rev(c->store), c->session);
+			   store_rev(c->store), store_compact_rev(c->store), c->session, backlog,
+			   dropped);
 		for (int i = 0; i < np; i++) {
 			int learner = 0;
 			for (int j = 0; j < st.n_learners; j++)
@@ -666,6 +670,8 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 		   corrupt ? "CORRUPT" : "", nospace || corrupt ? "" : "none");
 	if (c->session)
 		out_printf(o, "session lease    %" PRId64 "\n", c->session);
+	out_printf(o, "inotify replay   %" PRIu64 " changes to replay (%" PRIu64 " dropped)\n",
+		   backlog, dropped);
 	out_printf(o, "members\n  %-16s  %-16s  %-21s  %s\n", "ID", "NAME", "PEER", "ROLE");
 	for (int i = 0; i < np; i++) {
 		int learner = 0;

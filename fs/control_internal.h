@@ -63,6 +63,7 @@ struct fs_control {
 	struct fs_member *member;        /* borrowed */
 	struct store *store;             /* borrowed */
 	const struct fs_member_config *cfg; /* borrowed: names, token */
+	struct fs_replay *replay;        /* borrowed, may be NULL: its backlog shows in status */
 	struct fs_control_options opt;
 	uv_timer_t timer;                /* leases, session keep-alive, compaction */
 	uv_timer_t kick;                 /* answers interrupted reads outside libfuse's locks */

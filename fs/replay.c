@@ -113,6 +113,20 @@ struct fs_replay {
 
 /* ---- on the loop: gathering and telling changes apart ----------------------------------------- */
 
+void fs_replay_counts(struct fs_replay *r, uint64_t *backlog, uint64_t *dropped)
+{
+	*backlog = *dropped = 0;
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->cur_lock);
+	int active = r->cur_active;
+	pthread_mutex_unlock(&r->cur_lock);
+	pthread_mutex_lock(&r->lock);
+	*backlog = r->queued + (uint64_t)active;
+	*dropped = r->dropped;
+	pthread_mutex_unlock(&r->lock);
+}
+
 void fs_replay_local(struct fs_replay *r, int64_t rev)
 {
 	if (r->local_n && r->local[r->local_n - 1] >= rev)

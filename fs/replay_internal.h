@@ -84,6 +84,10 @@ void fs_replay_ops_table(struct fuse_lowlevel_ops *table);
 /* On the loop: revision rev was made by a FUSE request of this mount; it is not replayed. */
 void fs_replay_local(struct fs_replay *r, int64_t rev);
 
+/* From any thread: changes waiting for their replay (with the one being replayed) and changes
+   dropped at a full queue so far. r may be NULL (no replay: 0 and 0). */
+void fs_replay_counts(struct fs_replay *r, uint64_t *backlog, uint64_t *dropped);
+
 /*
  * On the loop, after entries were applied: the applied events (from a watch with
  * STORE_WATCH_PREV_KV, in revision order), borrowed for the call. Whole revisions are queued for

@@ -395,6 +395,7 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 		return FS_EXIT_FAILURE;
 	}
 	fs_control_start(&sv.control, &sv.loop, sv.member, sv.store, &cfg, &copt);
+	sv.control.replay = sv.ops.replay;
 	sv.ops.control = &sv.control;
 	sv.serving = 1;
 	uv_timer_init(&sv.loop, &sv.hash_timer);

@@ -78,6 +78,7 @@ def test_status_and_the_control_namespace(cluster, raftfs_bin):
     assert doc["applied_index"] <= doc["commit_index"] <= doc["raft_index"]
     assert doc["revision"] == rev(n2.mountpoint) and doc["compact_revision"] == 0
     assert doc["alarms"] == []
+    assert doc["replay_dropped"] == 0 and doc["replay_backlog"] >= 0
     assert wait_for(lambda: json.loads(ok(raftfs_bin, "status", n2.mountpoint, "-w", "json"))
                     ["session_lease"] > 0)
     table = ok(raftfs_bin, "status", n1.mountpoint)
@@ -85,6 +86,7 @@ def test_status_and_the_control_namespace(cluster, raftfs_bin):
     for name in ("n1", "n2", "n3"):
         assert f"  {name} " in table
     assert "voter (leader)" in table
+    assert "\ninotify replay   " in table and " (0 dropped)\n" in table
     # hidden from listings, so cp -r, find and tar of the mount never meet it; nothing made in it
     assert ".raftfs" not in os.listdir(n1.mountpoint)
     assert sorted(os.listdir(os.path.join(n1.mountpoint, ".raftfs"))) == ["ctl", "session",

@@ -469,8 +469,15 @@ def test_raftfs_umount_while_the_replay_waits_on_the_mount(cluster, monkeypatch,
     # stops, and nothing is replayed into the directory underneath.
     monkeypatch.setenv("RAFTFS_TEST_REPLAY_HOLD", "1")
     n1, n2 = cluster(2)
-    write(os.path.join(n1.mountpoint, "f"), "one\n")
+    # in a directory of its own: the held create holds that directory's lock, not the root's
+    os.mkdir(os.path.join(n1.mountpoint, "d"))
+    write(os.path.join(n1.mountpoint, "d", "f"), "one\n")
     assert wait_for(lambda: _replay_waits_on_the_mount(n2), 5.0)
+    # the status counts what waits: the held create and (at least) the two files behind it
+    write(os.path.join(n1.mountpoint, "d", "g"), "two\n")
+    write(os.path.join(n1.mountpoint, "d", "h"), "three\n")
+    status = os.path.join(n2.mountpoint, ".raftfs/status")
+    assert wait_for(lambda: json.loads(read(status))["replay_backlog"] >= 3, 5.0), read(status)
     r = subprocess.run([raftfs_bin, "umount", n2.mountpoint], capture_output=True, text=True,
                        timeout=30)
     assert (r.returncode, r.stderr) == (0, "")
