@@ -206,7 +206,11 @@ def changes(root):
     os.close(os.open(os.path.join(root, "end"), os.O_CREAT | os.O_WRONLY, 0o644))
 
 
-def test_remote_changes_raise_inotify_events_in_order(cluster, inotify):
+@pytest.mark.parametrize("clone", [True, False], ids=["clone", "by-path"])
+def test_remote_changes_raise_inotify_events_in_order(cluster, inotify, monkeypatch, clone):
+    # by-path: the replay's fallback without CAP_SYS_ADMIN (no clone of the mount), forced
+    if not clone:
+        monkeypatch.setenv("RAFTFS_TEST_REPLAY_NO_CLONE", "1")
     n1, n2, n3 = cluster(3)
     watchers = []
     for m in (n1, n2, n3):
@@ -233,6 +237,7 @@ def test_remote_changes_raise_inotify_events_in_order(cluster, inotify):
                                                              if e[2].startswith("MOVED")]
     for m in (n1, n2, n3):
         assert "inotify replay" not in m.stderr()  # no replay failed, none was dropped
+        assert ("without a clone" in m.stderr()) != clone
         assert read(os.path.join(m.mountpoint, "sub/x")) == "saved\n"
 
 
