@@ -472,8 +472,8 @@ static int perform(const struct item *it, int dirfd, const char *path, const cha
 	case R_CHMOD:
 		return fchmodat(dirfd, path, mode, 0) ? -errno : 0;
 	case R_CHOWN:
-		return fchownat(dirfd, path, it->meta.uid, it->meta.gid, AT_SYMLINK_NOFOLLOW) ? -errno
-											      : 0;
+		rc = fchownat(dirfd, path, it->meta.uid, it->meta.gid, AT_SYMLINK_NOFOLLOW);
+		return rc ? -errno : 0;
 	case R_UTIMES: {
 		struct timespec ts[2] = {
 			{it->meta.atime_ns / 1000000000, it->meta.atime_ns % 1000000000},
@@ -547,8 +547,8 @@ static int clone_mount(struct fs_replay *r)
 	if (fd >= 0)
 		return fd;
 	FS_LOG(errno == EPERM ? FS_LOG_INFO : FS_LOG_WARN,
-	       "inotify replay of %s: no clone of the mount of its own (%s): a file it holds open "
-	       "makes an unmount of the mount wait, and it goes by the mountpoint's path",
+	       "inotify replay of %s: no clone of the mount of its own (%s): it goes by the "
+	       "mountpoint's path, and an unmount meeting it with a file open fails (EBUSY)",
 	       r->mountpoint, strerror(errno));
 	return AT_FDCWD;
 }

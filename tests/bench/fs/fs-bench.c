@@ -867,7 +867,6 @@ static int mkdir_phase(const char *phase, int threads)
 	return 0;
 }
 
-/* Checks that file I of THREAD in PHASE has its content on mount M within 5 s. */
 /* Member m's inotify replay backlog, from its .raftfs/status; -1 when unreadable. */
 static long replay_backlog(int m)
 {
@@ -908,6 +907,7 @@ static double replay_catchup_ms(void)
 	return -1;
 }
 
+/* Checks that file I of THREAD in PHASE has its content on mount M within 5 s. */
 static int check_file_on(int m, const char *phase, int thread, long i)
 {
 	char path[PATH_MAX];
