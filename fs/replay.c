@@ -18,9 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MAX_KEYS_PER_REVISION 1024
@@ -90,6 +92,8 @@ struct fs_replay {
 				   * until the replay is halted or stopped (tests: a daemon killed or
 				   * unmounted while its replay waits on the mount) */
 	fuse_req_t held;          /* that create, on the loop */
+	long test_delay_ms;       /* RAFTFS_TEST_REPLAY_DELAY_MS: the thread waits this long before
+				   * each replay (tests: a replay lagging behind later changes) */
 	uint64_t done, dropped;
 	int overflow_said;        /* the overflow was logged; cleared once the queue drains */
 
@@ -440,15 +444,18 @@ void fs_replay_feed(struct fs_replay *r, const struct store_event *ev, size_t n)
 
 /* ---- the replay thread ------------------------------------------------------------------------ */
 
-/* Runs one syscall of the replay on the file at, from dirfd, path (and path2); 0 or -errno. */
-static int perform(const struct item *it, int dirfd, const char *path, const char *path2)
+/*
+ * Runs one syscall of the replay on the file named name in directory dir (and name2 in dir2, a
+ * rename's target); 0 or -errno. Nothing follows a symlink in the last component.
+ */
+static int perform(const struct item *it, int dir, const char *name, int dir2, const char *name2)
 {
 	int fd, rc = 0;
 	mode_t mode = it->meta.mode & 07777;
 	switch (it->kind) {
 	case R_CREATE:
 	case R_WRITE:
-		fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW |
+		fd = openat(dir, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW |
 				(it->kind == R_CREATE ? O_CREAT | O_EXCL : 0), mode);
 		if (fd < 0)
 			return -errno;
@@ -460,48 +467,68 @@ static int perform(const struct item *it, int dirfd, const char *path, const cha
 		close(fd);
 		return rc;
 	case R_MKDIR:
-		return mkdirat(dirfd, path, mode) ? -errno : 0;
+		rc = mkdirat(dir, name, mode);
+		break;
 	case R_SYMLINK:
-		return symlinkat(it->path2, dirfd, path) ? -errno : 0;
+		rc = symlinkat(it->path2, dir, name);
+		break;
 	case R_UNLINK:
-		return unlinkat(dirfd, path, 0) ? -errno : 0;
+		rc = unlinkat(dir, name, 0);
+		break;
 	case R_RMDIR:
-		return unlinkat(dirfd, path, AT_REMOVEDIR) ? -errno : 0;
+		rc = unlinkat(dir, name, AT_REMOVEDIR);
+		break;
 	case R_RENAME:
-		return renameat(dirfd, path, dirfd, path2) ? -errno : 0;
+		rc = renameat(dir, name, dir2, name2);
+		break;
 	case R_CHMOD:
-		return fchmodat(dirfd, path, mode, 0) ? -errno : 0;
+		rc = fchmodat(dir, name, mode, AT_SYMLINK_NOFOLLOW);
+		break;
 	case R_CHOWN:
-		rc = fchownat(dirfd, path, it->meta.uid, it->meta.gid, AT_SYMLINK_NOFOLLOW);
-		return rc ? -errno : 0;
+		rc = fchownat(dir, name, it->meta.uid, it->meta.gid, AT_SYMLINK_NOFOLLOW);
+		break;
 	case R_UTIMES: {
 		struct timespec ts[2] = {
 			{it->meta.atime_ns / 1000000000, it->meta.atime_ns % 1000000000},
 			{it->meta.mtime_ns / 1000000000, it->meta.mtime_ns % 1000000000}};
-		return utimensat(dirfd, path, ts, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
+		rc = utimensat(dir, name, ts, AT_SYMLINK_NOFOLLOW);
+		break;
 	}
+	default:
+		return -EINVAL;
 	}
-	return -EINVAL;
+	return rc ? -errno : 0;
 }
 
 /*
- * A key's path as the replay names it: relative to the clone's root (root "/" is "."), or, without
- * a clone (root AT_FDCWD), the mountpoint's absolute path and the key.
+ * Opens (O_PATH) the directory holding key, from base (the mount's root) without following any
+ * symlink, leaving the mount or climbing above base: a replay runs as root, and a name the kernel
+ * holds from a later state could be a symlink out of the mount. *name: key's last component, "."
+ * for the root. The fd to close, or -errno (ELOOP at a symlink).
  */
-static void replay_path(const struct fs_replay *r, int root, const char *key, char *buf, size_t n)
+static int parent_of_key(int base, const char *key, char *buf, size_t n, const char **name)
 {
-	if (root == AT_FDCWD)
-		snprintf(buf, n, "%s%s", r->mountpoint, key);
+	const char *slash = strrchr(key, '/');
+	if (!slash || !slash[1]) { /* the root itself */
+		*name = ".";
+		int fd = fcntl(base, F_DUPFD_CLOEXEC, 0);
+		return fd < 0 ? -errno : fd;
+	}
+	*name = slash + 1;
+	size_t len = (size_t)(slash - key);
+	if (len == 0)
+		snprintf(buf, n, ".");
 	else
-		snprintf(buf, n, "%s", key[1] ? key + 1 : ".");
+		snprintf(buf, n, "%.*s", (int)(len - 1), key + 1);
+	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+					  RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+	long fd = syscall(SYS_openat2, base, buf, &how, sizeof how);
+	return fd < 0 ? -errno : (int)fd;
 }
 
 static void replay_one(struct fs_replay *r, int root, const struct item *it)
 {
-	char path[2 * FS_PATH_MAX_BYTES + 2], path2[2 * FS_PATH_MAX_BYTES + 2] = "";
-	replay_path(r, root, it->path, path, sizeof path);
-	if (it->kind == R_RENAME)
-		replay_path(r, root, it->path2, path2, sizeof path2);
 	pthread_mutex_lock(&r->cur_lock);
 	r->cur_active = 1;
 	r->cur_rev = it->rev;
@@ -514,7 +541,26 @@ static void replay_one(struct fs_replay *r, int root, const struct item *it)
 	 * A name the kernel holds from a later state (a lookup that raced the replay) is asked
 	 * again: exclusive creates and rename targets are always revalidated by FUSE.
 	 */
-	int rc = perform(it, root, path, path2);
+	int rc = 0, dir = -1, dir2 = -1;
+	const char *name = NULL, *name2 = NULL;
+	char buf[FS_PATH_MAX_BYTES + 1];
+	/* without a clone: the mountpoint, opened for this replay only (it pins the mount) */
+	int base = root != AT_FDCWD ? root : open(r->mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (base < 0)
+		rc = -errno;
+	if (!rc && (dir = parent_of_key(base, it->path, buf, sizeof buf, &name)) < 0)
+		rc = dir;
+	if (!rc && it->kind == R_RENAME &&
+	    (dir2 = parent_of_key(base, it->path2, buf, sizeof buf, &name2)) < 0)
+		rc = dir2;
+	if (!rc)
+		rc = perform(it, dir, name, dir2, name2);
+	if (dir >= 0)
+		close(dir);
+	if (dir2 >= 0)
+		close(dir2);
+	if (base >= 0 && base != root)
+		close(base);
 	pthread_mutex_lock(&r->cur_lock);
 	r->cur_active = 0;
 	pthread_mutex_unlock(&r->cur_lock);
@@ -589,6 +635,8 @@ static void *replay_main(void *arg)
 		if (!r->head)
 			r->tail = NULL;
 		pthread_mutex_unlock(&r->lock);
+		if (r->test_delay_ms > 0)
+			usleep((useconds_t)r->test_delay_ms * 1000);
 		replay_one(r, root, it);
 		item_free(it);
 		pthread_mutex_lock(&r->lock);
@@ -633,6 +681,8 @@ int fs_replay_start(struct fs_ops *ops, const char *mountpoint)
 		r->queue_max = strtoul(qm, NULL, 10);
 	const char *hold = getenv("RAFTFS_TEST_REPLAY_HOLD");
 	r->test_hold = hold && *hold && strcmp(hold, "0") != 0;
+	const char *delay = getenv("RAFTFS_TEST_REPLAY_DELAY_MS");
+	r->test_delay_ms = delay ? strtol(delay, NULL, 10) : 0;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	pthread_mutex_init(&r->cur_lock, NULL);

@@ -46,6 +46,10 @@
  * the daemon's mount table (fs_mount's on_unlisted), fs_replay_halt stops the thread and it closes
  * the clone, so the connection ends once the mount's last user is gone. Without CAP_SYS_ADMIN no
  * clone can be made: the thread goes by the mountpoint's path, as the daemon's other users do.
+ * Either way the directory a change happens in is opened with openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV), and the change itself never follows a symlink: the
+ * thread runs as root, and a name the kernel holds from a later state than the one replayed could
+ * be a symlink out of the mount (the replay then fails with ELOOP, said in the log).
  * Stopping: fs_replay_stop asks the thread to stop and lets the loop serve its last syscall
  * until it has left the mount; fs_replay_close joins it once the session is gone.
  *

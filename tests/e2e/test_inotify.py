@@ -493,6 +493,36 @@ def test_raftfs_umount_while_the_replay_waits_on_the_mount(cluster, monkeypatch,
     assert os.listdir(n2.mountpoint) == []
 
 
+def test_a_lagging_replay_never_follows_a_symlink_out_of_the_mount(cluster, inotify, monkeypatch,
+                                                                  tmp_path):
+    # The replays run late (a test hook delays each). Meanwhile the directory a replayed create
+    # goes into became a symlink to a directory outside the mount, and this member's kernel holds
+    # that symlink from a lookup. The replay, a root thread, must not follow it out of the mount.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.setenv("RAFTFS_TEST_REPLAY_DELAY_MS", "500")
+    n1, n2 = cluster(2)
+    w = inotify()
+    w.watch(n2.mountpoint, "/")
+    a1, a2 = (os.path.join(m.mountpoint, "a") for m in (n1, n2))
+    os.mkdir(a1)
+    write(os.path.join(a1, "g"), "x\n")
+    os.unlink(os.path.join(a1, "g"))
+    os.rmdir(a1)
+    os.symlink(str(outside), a1)
+    # once the mkdir is replayed, lookups on n2 keep the symlink in the kernel's cache while the
+    # create of a/g is replayed (500 ms later)
+    assert w.wait_for(("/", "a", "CREATE|ISDIR"), 5.0)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # through the create's replay: the kernel keeps it
+        assert os.readlink(a2) == str(outside)
+        time.sleep(0.01)
+    status = os.path.join(n2.mountpoint, ".raftfs/status")
+    assert wait_for(lambda: json.loads(read(status))["replay_backlog"] == 0, 10.0)
+    assert os.listdir(outside) == []
+    assert os.readlink(a2) == str(outside)
+
+
 def test_a_full_replay_queue_drops_events_not_changes(cluster, inotify, monkeypatch):
     # a queue with room for nothing: every remote change overflows it
     monkeypatch.setenv("RAFTFS_REPLAY_QUEUE_MAX", "0")
