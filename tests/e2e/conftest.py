@@ -26,6 +26,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
+DAEMON_LOG_TAIL = 30
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "timeout_s(n): hard timeout of this test in seconds")
 
@@ -48,6 +51,13 @@ def pytest_runtest_makereport(item, call):
                        if k in os.environ)
         report.sections.append(
             ("reproduce", f"{env} /usr/bin/python3 -m pytest -v '{item.nodeid}'"))
+        # what the daemons said last: a failure seen once in CI is diagnosed from the report
+        for w in list(_workspaces):
+            for d in w.daemons:
+                tail = d.stderr().splitlines()[-DAEMON_LOG_TAIL:]
+                if tail:
+                    report.sections.append((f"daemon {d.name}: last {len(tail)} lines of stderr",
+                                            "\n".join(tail)))
 
 
 def _binary(var, default):
