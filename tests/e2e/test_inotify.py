@@ -498,12 +498,15 @@ def test_a_lagging_replay_never_follows_a_symlink_out_of_the_mount(cluster, inot
     # The replays run late (a test hook delays each). Meanwhile the directory a replayed create
     # goes into became a symlink to a directory outside the mount, and this member's kernel holds
     # that symlink from a lookup. The replay, a root thread, must not follow it out of the mount.
+    # (Walking the path as it did before openat2, the replay created g outside, then unlinked it.)
     outside = tmp_path / "outside"
     outside.mkdir()
     monkeypatch.setenv("RAFTFS_TEST_REPLAY_DELAY_MS", "500")
     n1, n2 = cluster(2)
     w = inotify()
     w.watch(n2.mountpoint, "/")
+    spy = inotify()  # a create there undone by the later unlink's replay still shows here
+    spy.watch(str(outside), "outside")
     a1, a2 = (os.path.join(m.mountpoint, "a") for m in (n1, n2))
     os.mkdir(a1)
     write(os.path.join(a1, "g"), "x\n")
@@ -519,8 +522,15 @@ def test_a_lagging_replay_never_follows_a_symlink_out_of_the_mount(cluster, inot
         time.sleep(0.01)
     status = os.path.join(n2.mountpoint, ".raftfs/status")
     assert wait_for(lambda: json.loads(read(status))["replay_backlog"] == 0, 10.0)
+    spy.poll(0.1)
+    assert spy.take() == []
     assert os.listdir(outside) == []
     assert os.readlink(a2) == str(outside)
+    # the replays that would have gone through the symlink failed instead, and said so
+    log = n2.stderr()
+    for what in ("create /a/g", "unlink /a/g"):
+        assert f"inotify replay of {what} at revision" in log
+    assert "Too many levels of symbolic links" in log
 
 
 def test_a_full_replay_queue_drops_events_not_changes(cluster, inotify, monkeypatch):
