@@ -89,12 +89,11 @@ static int mountinfo_line(char *line, unsigned *maj, unsigned *min, char *mp, ch
 }
 
 /*
- * From /proc/self/mountinfo (never asking the mount itself, whose requests may not be served
- * yet): with real (a canonical path), the FUSE connection number of the newest fuse mount there
- * (its device's minor: fusectl names connections so); with real NULL, conn when a fuse mount of
- * connection conn is still listed. -1 when none.
+ * From /proc/self/mountinfo (never asking a mount itself, whose requests may not be served yet):
+ * the device minor of the newest mount whose file system type begins with fstype and that is at
+ * real (a canonical path), or, with real NULL, whose minor is conn. -1 when none.
  */
-static long mountinfo_find(const char *real, long conn)
+static long mountinfo_find(const char *real, long conn, const char *fstype)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
@@ -103,15 +102,20 @@ static long mountinfo_find(const char *real, long conn)
 	long found = -1;
 	while (fgets(line, sizeof line, f)) {
 		unsigned maj, min;
-		char mp[PATH_MAX], fstype[256];
-		if (mountinfo_line(line, &maj, &min, mp, fstype) || maj != 0 ||
-		    strncmp(fstype, "fuse", 4))
-			continue;
+		char mp[PATH_MAX], type[256];
+		if (mountinfo_line(line, &maj, &min, mp, type) || maj != 0 ||
+		    strncmp(type, fstype, strlen(fstype)))
+			continue; /* FUSE mounts have anonymous devices (major 0) */
 		if (real ? !strcmp(mp, real) : (long)min == conn)
 			found = min;
 	}
 	fclose(f);
 	return found;
+}
+
+long fs_mount_find(const char *real, const char *fstype)
+{
+	return mountinfo_find(real, -1, fstype);
 }
 
 /*
@@ -129,7 +133,7 @@ static void on_mounts_changed(uv_poll_t *poll, int status, int events)
 		uv_poll_stop(poll);
 		return;
 	}
-	if (m->mounted && mountinfo_find(NULL, m->conn) < 0) {
+	if (m->mounted && mountinfo_find(NULL, m->conn, "fuse") < 0) {
 		FS_INFO("mount %s: unmounted from outside (gone from /proc/self/mountinfo)",
 			m->mountpoint);
 		uv_poll_stop(poll);
@@ -284,7 +288,7 @@ int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
 		return -EIO;
 	}
 	m->mounted = 1;
-	m->conn = mountinfo_find(real, -1);
+	m->conn = fs_mount_find(real, "fuse"); /* fusectl names connections by the minor */
 	int fd = fuse_session_fd(m->se);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	int rc = uv_poll_init(loop, &m->poll, fd);

@@ -66,6 +66,12 @@ int fs_mount_start(struct fs_mount *m, uv_loop_t *loop, const char *mountpoint,
  */
 int fs_mount_guard(struct fs_mount *m, const char *exe);
 
+/*
+ * From /proc/self/mountinfo, never asking the mount: the device minor of the newest mount at real
+ * (a canonical path) whose file system type begins with fstype ("fuse", "fuse.raftfs"), or -1.
+ */
+long fs_mount_find(const char *real, const char *fstype);
+
 /* The guard's program (`raftfs __guard FD PPID`, argv[0] = "__guard"); returns its exit status. */
 int fs_mount_guard_main(int argc, char **argv);
 

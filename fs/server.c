@@ -20,6 +20,7 @@
 #include "replay_internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -422,25 +423,8 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 /* Whether mountinfo lists dir as a raftfs mount. */
 static int is_raftfs_mount(const char *dir)
 {
-	char real[4096];
-	if (!realpath(dir, real))
-		return 0;
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	if (!f)
-		return 0;
-	char line[8192];
-	int found = 0;
-	while (!found && fgets(line, sizeof line, f)) {
-		char mp[4096], fstype[256];
-		/* id parent major:minor root mountpoint options ... - fstype source */
-		const char *dash = strstr(line, " - ");
-		if (!dash || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
-		    sscanf(dash + 3, "%255s", fstype) != 1)
-			continue;
-		found = !strcmp(mp, real) && !strcmp(fstype, "fuse.raftfs");
-	}
-	fclose(f);
-	return found;
+	char real[PATH_MAX];
+	return realpath(dir, real) && fs_mount_find(real, "fuse.raftfs") >= 0;
 }
 
 static int run_umount(int argc, char **argv, FILE *out, FILE *err)

@@ -539,7 +539,8 @@ def test_user_xattrs_are_stored_replicated_and_follow_the_file(cluster):
 def test_mount_daemonizes_and_every_way_of_stopping_is_clean(ws, raftfs_bin):
     import harness
     port = harness.free_port()
-    mp, data = ws.path("m"), ws.path("data")
+    # a space in the path: mountinfo escapes it (\040), and raftfs umount must still find it
+    mp, data = ws.path("my mount"), ws.path("data")
     os.makedirs(mp)
     # without -f: returns once the mount is live, the member goes on in the background
     r = subprocess.run([raftfs_bin, "mount", "--name", "solo", "--data-dir", data,
@@ -569,7 +570,7 @@ def test_mount_daemonizes_and_every_way_of_stopping_is_clean(ws, raftfs_bin):
     # a second member on the same data dir is refused, naming the holder
     d.start().wait_mounted(20)
     r = subprocess.run([raftfs_bin, "mount", "-f", "--data-dir", data, "--listen-peer",
-                        f"127.0.0.1:{harness.free_port()}", ws.path("m")],
+                        f"127.0.0.1:{harness.free_port()}", mp],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "in use by pid" in r.stderr
 
