@@ -94,6 +94,8 @@ struct fs_replay {
 	fuse_req_t held;          /* that create, on the loop */
 	long test_delay_ms;       /* RAFTFS_TEST_REPLAY_DELAY_MS: the thread waits this long before
 				   * each replay (tests: a replay lagging behind later changes) */
+	int test_no_clone;        /* RAFTFS_TEST_REPLAY_NO_CLONE: no clone of the mount, as without
+				   * CAP_SYS_ADMIN (tests: the fallback by path) */
 	uint64_t done, dropped;
 	int overflow_said;        /* the overflow was logged; cleared once the queue drains */
 
@@ -583,8 +585,7 @@ static void replay_one(struct fs_replay *r, int root, const struct item *it)
  */
 static int clone_mount(struct fs_replay *r)
 {
-	const char *no_clone = getenv("RAFTFS_TEST_REPLAY_NO_CLONE"); /* tests: the fallback */
-	if (no_clone && *no_clone && strcmp(no_clone, "0") != 0) {
+	if (r->test_no_clone) {
 		FS_WARN("test: the replay goes by the mountpoint's path %s, without a clone",
 			r->mountpoint);
 		return AT_FDCWD;
@@ -661,6 +662,13 @@ static void *replay_main(void *arg)
 	return NULL;
 }
 
+/* A test hook's environment variable: set, not empty and not "0". */
+static int test_flag(const char *name)
+{
+	const char *v = getenv(name);
+	return v && *v && strcmp(v, "0") != 0;
+}
+
 int fs_replay_start(struct fs_ops *ops, const char *mountpoint)
 {
 	struct fs_replay *r = calloc(1, sizeof *r);
@@ -679,8 +687,8 @@ int fs_replay_start(struct fs_ops *ops, const char *mountpoint)
 	const char *qm = getenv("RAFTFS_REPLAY_QUEUE_MAX");
 	if (qm && *qm)
 		r->queue_max = strtoul(qm, NULL, 10);
-	const char *hold = getenv("RAFTFS_TEST_REPLAY_HOLD");
-	r->test_hold = hold && *hold && strcmp(hold, "0") != 0;
+	r->test_hold = test_flag("RAFTFS_TEST_REPLAY_HOLD");
+	r->test_no_clone = test_flag("RAFTFS_TEST_REPLAY_NO_CLONE");
 	const char *delay = getenv("RAFTFS_TEST_REPLAY_DELAY_MS");
 	r->test_delay_ms = delay ? strtol(delay, NULL, 10) : 0;
 	pthread_mutex_init(&r->lock, NULL);
