@@ -197,27 +197,62 @@ struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at, const st
 		if (cg != ng - 1 && revs[gen->n - 1]->main <= at)
 			return NULL; /* tombstoned at or before `at` */
 		if (revs[0]->main <= at) {
-			for (uint32_t j = gen->n; j-- > 0;)
-				if (revs[j]->main <= at) {
-					*g = gen;
-					*i = j;
-					return revs[j];
-				}
+			/* the last revision <= at: revs ascend, and a key rewritten often (a directory
+			   whose mtime every create moves) has thousands, which a reader pinned to an
+			   older revision (the inotify replay) must not walk one by one */
+			uint32_t lo = 1, hi = gen->n - 1; /* revs[lo - 1] <= at < revs[hi] */
+			if (revs[hi]->main <= at)
+				lo = hi + 1; /* the newest: every read at the current revision */
+			while (lo < hi) {
+				uint32_t mid = lo + (hi - lo) / 2;
+				if (revs[mid]->main <= at)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			*g = gen;
+			*i = lo - 1;
+			return revs[lo - 1];
 		}
 	}
 	return NULL;
 }
 
+/* a stored before b: revisions are ordered by main, then sub */
+static inline bool kv_before(const struct store__kv *a, const struct store__kv *b)
+{
+	return a->main < b->main || (a->main == b->main && a->sub < b->sub);
+}
+
 const struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i)
 {
 	const struct store__ki *ki = kv->ki;
+	/* the newest generation that starts at or before kv holds it; there, a binary search (a
+	   watcher behind on a key with thousands of revisions must not walk them one by one) */
 	for (uint32_t g = store__ki_ngens(ki); g-- > 0;) {
 		const struct store__gen *gen = &STORE__GENS(ki)[g];
-		for (uint32_t j = gen->n; j-- > 0;)
-			if (STORE__REVS(gen)[j] == kv) {
-				*i = j;
-				return gen;
-			}
+		struct store__kv *const *revs = STORE__REVS(gen);
+		if (!gen->n)
+			continue;
+		if (revs[gen->n - 1] == kv) { /* the newest: a watcher at the head */
+			*i = gen->n - 1;
+			return gen;
+		}
+		if (kv_before(kv, revs[0]))
+			continue;
+		uint32_t lo = 0, hi = gen->n - 1; /* the first revision not before kv */
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			if (kv_before(revs[mid], kv))
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < gen->n && revs[lo] == kv) {
+			*i = lo;
+			return gen;
+		}
+		break;
 	}
 	abort(); /* every stored kvrec is in its key's generations */
 }
