@@ -185,6 +185,28 @@ struct store__kv *store__ki_latest(const struct store__ki *ki)
 	return g->n ? STORE__REVS(g)[g->n - 1] : NULL;
 }
 
+/*
+ * How many of g's revisions are at or before `at` (so the last of them is n - 1). Revisions
+ * ascend, and a key rewritten often (a directory whose mtime every create moves) has thousands,
+ * which a reader pinned to an older revision (the inotify replay) or a compaction must not walk
+ * one by one: the newest is tried first (every read at the current revision), then a binary search.
+ */
+static uint32_t gen_upto(const struct store__gen *g, int64_t at)
+{
+	struct store__kv *const *revs = STORE__REVS(g);
+	if (!g->n || revs[g->n - 1]->main <= at)
+		return g->n;
+	uint32_t lo = 0, hi = g->n - 1; /* revs[hi] > at: the first such */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (revs[mid]->main <= at)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at, const struct store__gen **g,
 				uint32_t *i)
 {
@@ -196,23 +218,11 @@ struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at, const st
 		struct store__kv *const *revs = STORE__REVS(gen);
 		if (cg != ng - 1 && revs[gen->n - 1]->main <= at)
 			return NULL; /* tombstoned at or before `at` */
-		if (revs[0]->main <= at) {
-			/* the last revision <= at: revs ascend, and a key rewritten often (a directory
-			   whose mtime every create moves) has thousands, which a reader pinned to an
-			   older revision (the inotify replay) must not walk one by one */
-			uint32_t lo = 1, hi = gen->n - 1; /* revs[lo - 1] <= at < revs[hi] */
-			if (revs[hi]->main <= at)
-				lo = hi + 1; /* the newest: every read at the current revision */
-			while (lo < hi) {
-				uint32_t mid = lo + (hi - lo) / 2;
-				if (revs[mid]->main <= at)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
+		uint32_t n = gen_upto(gen, at);
+		if (n) {
 			*g = gen;
-			*i = lo - 1;
-			return revs[lo - 1];
+			*i = n - 1;
+			return revs[n - 1];
 		}
 	}
 	return NULL;
@@ -224,24 +234,27 @@ static inline bool kv_before(const struct store__kv *a, const struct store__kv *
 	return a->main < b->main || (a->main == b->main && a->sub < b->sub);
 }
 
-const struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i)
+struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i)
 {
-	const struct store__ki *ki = kv->ki;
-	/* the newest generation that starts at or before kv holds it; there, a binary search (a
-	   watcher behind on a key with thousands of revisions must not walk them one by one) */
+	struct store__ki *ki = kv->ki;
+	/* a short generation is scanned for the pointer (no record read); in a long one the newest
+	   is tried (a watcher at the head), then a binary search (a watcher behind on a key with
+	   thousands of revisions must not walk them one by one) */
 	for (uint32_t g = store__ki_ngens(ki); g-- > 0;) {
-		const struct store__gen *gen = &STORE__GENS(ki)[g];
+		struct store__gen *gen = &STORE__GENS(ki)[g];
 		struct store__kv *const *revs = STORE__REVS(gen);
-		if (!gen->n)
+		uint32_t lo = 0, hi = gen->n;
+		if (gen->n <= 16 || revs[gen->n - 1] == kv) {
+			for (uint32_t j = gen->n; j-- > 0;)
+				if (revs[j] == kv) {
+					*i = j;
+					return gen;
+				}
 			continue;
-		if (revs[gen->n - 1] == kv) { /* the newest: a watcher at the head */
-			*i = gen->n - 1;
-			return gen;
 		}
 		if (kv_before(kv, revs[0]))
 			continue;
-		uint32_t lo = 0, hi = gen->n - 1; /* the first revision not before kv */
-		while (lo < hi) {
+		while (lo < hi) { /* the first revision not before kv */
 			uint32_t mid = lo + (hi - lo) / 2;
 			if (kv_before(revs[mid], kv))
 				lo = mid + 1;
@@ -775,12 +788,7 @@ static bool ki_compact(struct store *s, struct store__ki *ki, int64_t at)
 	struct store__gen *g = &STORE__GENS(ki)[gi];
 	if (g->n) {
 		/* keep the newest revision <= at and everything after it */
-		uint32_t keep = 0;
-		for (uint32_t i = g->n; i-- > 0;)
-			if (STORE__REVS(g)[i]->main <= at) {
-				keep = i;
-				break;
-			}
+		uint32_t upto = gen_upto(g, at), keep = upto ? upto - 1 : 0;
 		if (keep > 0) {
 			for (uint32_t i = 0; i < keep; i++)
 				kv_drop(s, STORE__REVS(g)[i]);
@@ -815,17 +823,8 @@ static struct store__kv *kv_move(struct store *s, struct store__kv *kv)
 	size_t size = store__kv_size(kv);
 	struct store__kv *nkv = store__arena_alloc(&s->arena, size);
 	memcpy(nkv, kv, size);
-	struct store__ki *ki = kv->ki;
-	for (uint32_t g = store__ki_ngens(ki); g-- > 0;) {
-		struct store__gen *gen = &STORE__GENS(ki)[g];
-		struct store__kv **revs = STORE__REVS(gen);
-		for (uint32_t i = gen->n; i-- > 0;)
-			if (revs[i] == kv) {
-				revs[i] = nkv;
-				goto found;
-			}
-	}
-found:
+	uint32_t i;
+	STORE__REVS(store__kv_locate(kv, &i))[i] = nkv;
 	store__arena_free(&s->arena, kv, size);
 	return nkv;
 }

@@ -227,7 +227,7 @@ struct store__kv *store__ki_latest(const struct store__ki *ki);
 /* Fills out from revision i of generation g. */
 void store__fill_kv(struct store_kv *out, const struct store__gen *g, uint32_t i, bool keys_only);
 /* The generation holding kv and kv's place in it (kv must be stored). */
-const struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i);
+struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i);
 void store__ki_free(struct store *s, struct store__ki *ki);
 void store__free_contents(struct store *s); /* every kv, key and lease; the store stays usable */
 void store__gen_push(struct store__gen *g, struct store__kv *kv); /* appends a revision */
