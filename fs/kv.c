@@ -204,8 +204,12 @@ static int apply_hash_check(struct fs_kv *kv, const Rpc__HashCheck *h, Rpc__Resp
 	struct store *s = kv->store;
 	uint64_t mine = 0;
 	out->revision = store_rev(s);
-	/* a revision compacted here (or not reached, which cannot happen in order) says nothing */
-	if (h->revision <= store_compact_rev(s) || h->revision > store_rev(s) ||
+	/* a revision compacted here (or not reached, which cannot happen in order) says nothing,
+	   nor does a hash of another function (from a member of another version, or in a log
+	   written by one) */
+	uint32_t algorithm = h->has_algorithm ? h->algorithm : 1;
+	if (algorithm != STORE_HASH_KV_ALGORITHM || h->revision <= store_compact_rev(s) ||
+	    h->revision > store_rev(s) ||
 	    store_hash_kv(s, h->revision, &mine) != 0)
 		return 0;
 	if (mine == h->hash) {

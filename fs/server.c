@@ -137,7 +137,8 @@ static void server_on_hash_timer(uv_timer_t *t)
 		return;
 	sv->checked_rev = rev;
 	Rpc__HashCheck h = RPC__HASH_CHECK__INIT;
-	h.has_revision = h.has_hash = h.has_member_id = 1;
+	h.has_revision = h.has_hash = h.has_member_id = h.has_algorithm = 1;
+	h.algorithm = STORE_HASH_KV_ALGORITHM;
 	h.revision = rev;
 	h.hash = hash;
 	h.member_id = st.id;

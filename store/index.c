@@ -118,15 +118,6 @@ static inline size_t slot_home(uint64_t h, size_t cap)
 	return (size_t)(((u128)h * cap) >> 64);
 }
 
-static inline uint64_t hmix(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= UINT64_C(0xff51afd7ed558ccd);
-	h ^= h >> 33;
-	h *= UINT64_C(0xc4ceb9fe1a85ec53);
-	return h ^ (h >> 33);
-}
-
 static uint64_t key_hash(const unsigned char *p, size_t n)
 {
 	uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ n;
@@ -141,7 +132,7 @@ static uint64_t key_hash(const unsigned char *p, size_t n)
 	uint64_t v = 0;
 	memcpy(&v, p, n);
 	h = (h ^ v) * UINT64_C(0x100000001b3);
-	return hmix(h);
+	return store__fmix64(h);
 }
 
 static void slot_put(uint64_t *slots, size_t cap, struct store__ki *ki, uint64_t h)

@@ -900,6 +900,10 @@ int store_compact(struct store *s, int64_t rev)
 	if (moved)
 		(void)store__lease_reattach(s); /* every lease it names exists */
 	free(keep);
+	/* hash_kv's running sum starts over: taking each dropped revision out of it would read every
+	   dropped value, which costs more than hashing the survivors once at the next call */
+	s->hash_sum = 0;
+	s->hash_rev = 0;
 	s->compact_rev = rev;
 	store__watch_compacted(s, rev);
 	return 0;
@@ -929,6 +933,40 @@ static uint64_t mix_bytes(uint64_t h, const unsigned char *p, size_t n)
 	return mix(h, v);
 }
 
+/* Revision i of g's share of hash_kv: every field members must agree on. */
+static uint64_t kv_hash(const struct store__kv *kv, const struct store__gen *g, uint32_t i)
+{
+	uint64_t h = mix_bytes(0x5eed, kv->ki->key, kv->ki->key_len);
+	h = mix(h, (uint64_t)kv->main);
+	h = mix(h, kv->sub);
+	h = mix(h, kv->flags & STORE__TOMB);
+	h = mix(h, (uint64_t)g->created_main);
+	h = mix(h, (uint64_t)store__kv_version(g, i));
+	h = mix(h, (uint64_t)store__kv_lease(kv));
+	h = mix_bytes(h, (const unsigned char *)&kv->meta, sizeof kv->meta);
+	h = mix_bytes(h, store__kv_value(kv), kv->vlen);
+	return store__fmix64(h);
+}
+
+/* The sum of kv_hash over the log's kvrecs at positions [from, ...) with main <= to. */
+static uint64_t log_hash(const struct store *s, size_t from, int64_t to)
+{
+	uint64_t sum = 0;
+	for (size_t i = from; i < s->log_n && s->log[i]->main <= to; i++) {
+		uint32_t gi;
+		const struct store__gen *g = store__kv_locate(s->log[i], &gi);
+		sum += kv_hash(s->log[i], g, gi);
+	}
+	return sum;
+}
+
+/*
+ * The hash is a sum of each stored revision's own hash, so it is kept as it goes: a call hashes
+ * only the revisions stored since the last one (the periodic consistency check on a big store
+ * costs what was written in between, not the whole store); after a compaction, open or restore
+ * it starts over. A revision below the last one asked takes the sum back by the revisions in
+ * between.
+ */
 int store_hash_kv(struct store *s, int64_t rev, uint64_t *hash)
 {
 	if (rev <= 0)
@@ -936,31 +974,24 @@ int store_hash_kv(struct store *s, int64_t rev, uint64_t *hash)
 	int r = check_rev(s, rev);
 	if (r)
 		return r;
-	uint64_t h = mix(0x5eed, (uint64_t)s->compact_rev);
-	struct store__iter it;
-	store__index_seek(&s->idx, NULL, 0, &it);
-	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
-		bool keyed = false;
-		for (uint32_t g = 0; g < store__ki_ngens(ki); g++)
-			for (uint32_t i = 0; i < STORE__GENS(ki)[g].n; i++) {
-				const struct store__gen *gen = &STORE__GENS(ki)[g];
-				const struct store__kv *kv = STORE__REVS(gen)[i];
-				if (kv->main > rev)
-					continue;
-				if (!keyed) {
-					h = mix_bytes(h, ki->key, ki->key_len);
-					keyed = true;
-				}
-				h = mix(h, (uint64_t)kv->main);
-				h = mix(h, kv->sub);
-				h = mix(h, kv->flags & STORE__TOMB);
-				h = mix(h, (uint64_t)gen->created_main);
-				h = mix(h, (uint64_t)store__kv_version(gen, i));
-				h = mix(h, (uint64_t)store__kv_lease(kv));
-				h = mix_bytes(h, (const unsigned char *)&kv->meta, sizeof kv->meta);
-				h = mix_bytes(h, store__kv_value(kv), kv->vlen);
-			}
+	if (rev > s->hash_rev) {
+		s->hash_sum += log_hash(s, store__log_seek(s, s->hash_rev + 1), rev);
+		s->hash_rev = rev;
 	}
-	*hash = h;
+	uint64_t sum = s->hash_sum - log_hash(s, store__log_seek(s, rev + 1), s->hash_rev);
+	*hash = store__fmix64(mix(mix(0x5eed, (uint64_t)s->compact_rev), sum));
 	return 0;
+}
+
+size_t store__log_seek(const struct store *s, int64_t rev)
+{
+	size_t lo = 0, hi = s->log_n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->log[mid]->main < rev)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }

@@ -265,8 +265,17 @@ void store_txn_result_free(struct store_txn_result *res);
  */
 int store_compact(struct store *s, int64_t rev);
 
-/* A 64-bit hash of every stored kv with main revision <= rev (0: current), for member comparison. */
+/*
+ * A 64-bit hash of every stored kv with main revision <= rev (0: current) and of the compacted
+ * revision, for member comparison: equal stores give equal hashes. It is kept up as it goes: a
+ * call costs the revisions stored since the previous call (the first after open, restore or
+ * compaction: all), or those between rev and the previous call's revision when rev is older.
+ * STORE_ECOMPACTED, STORE_EFUTUREREV as range.
+ */
 int store_hash_kv(struct store *s, int64_t rev, uint64_t *hash);
+/* Which function store_hash_kv computes: members compare hashes only of the same one (1 hashed
+   the keys in order; 2 sums each revision's hash). */
+#define STORE_HASH_KV_ALGORITHM 2
 
 /* ---- leases ---------------------------------------------------------------------------------- */
 

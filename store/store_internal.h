@@ -168,6 +168,10 @@ struct store {
 	int64_t rev;         /* current revision */
 	int64_t compact_rev; /* last compaction */
 	uint64_t applied;
+	/* hash_kv's running sum: the hash of every stored kvrec with main <= hash_rev (0: none yet,
+	   as after open, restore or compaction) */
+	uint64_t hash_sum;
+	int64_t hash_rev;
 	uint64_t size;  /* deterministic size estimate */
 	uint64_t quota;
 	bool nospace;
@@ -180,6 +184,16 @@ struct store {
 	bool wrote;   /* the current op group bumped rev */
 	uint32_t sub; /* next sub revision */
 };
+
+/* murmur3's 64-bit finalizer: every input bit moves every output bit */
+static inline uint64_t store__fmix64(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= UINT64_C(0xff51afd7ed558ccd);
+	h ^= h >> 33;
+	h *= UINT64_C(0xc4ceb9fe1a85ec53);
+	return h ^ (h >> 33);
+}
 
 void *store__xmalloc(size_t n);
 void *store__xrealloc(void *p, size_t n);
@@ -218,6 +232,7 @@ struct store__ki *store__iter_next(struct store__iter *it); /* NULL at the end *
 void store__index_build(struct store__index *ix, struct store__ki **kis, size_t n);
 
 /* kv.c */
+size_t store__log_seek(const struct store *s, int64_t rev); /* first log position with main >= rev */
 uint64_t store__kv_cost(const struct store__kv *kv);
 /* etcd's keyIndex.get: the revision visible at `at` (*g, *i: where it is), or NULL. */
 struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at, const struct store__gen **g,

@@ -72,20 +72,6 @@ int store_watch_create(struct store *s, const void *key, size_t key_len, const v
 	return 0;
 }
 
-/* First log position with main >= rev. */
-static size_t log_seek(const struct store *s, int64_t rev)
-{
-	size_t lo = 0, hi = s->log_n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (s->log[mid]->main < rev)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 int store_watch_next(struct store_watch *w, size_t max_events, struct store_watch_batch *batch)
 {
 	memset(batch, 0, sizeof *batch);
@@ -95,7 +81,7 @@ int store_watch_next(struct store_watch *w, size_t max_events, struct store_watc
 	}
 	struct store *s = w->s;
 	size_t cap = 0;
-	size_t i = log_seek(s, w->next_rev);
+	size_t i = store__log_seek(s, w->next_rev);
 	int64_t done = w->next_rev - 1;
 	while (i < s->log_n) {
 		int64_t main = s->log[i]->main;

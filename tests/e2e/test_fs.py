@@ -135,8 +135,9 @@ def test_errors_of_the_mapping(cluster):
 
 
 def test_three_members_see_each_others_writes(cluster):
-    # the leader's consistency check runs every 100 ms: a false mismatch would log an ERROR
-    n1, n2, n3 = cluster(3, extra=("--corrupt-check-interval", "100"))
+    # the leader's consistency check runs every 100 ms: a false mismatch would log an ERROR, and
+    # each agreement a debug line
+    n1, n2, n3 = cluster(3, extra=("--corrupt-check-interval", "100", "--log-level", "debug"))
     p1, p2, p3 = (os.path.join(m.mountpoint, "shared.conf") for m in (n1, n2, n3))
     with open(p1, "w") as f:
         f.write("from n1\n")
@@ -152,6 +153,8 @@ def test_three_members_see_each_others_writes(cluster):
     time.sleep(0.5)  # a few consistency checks on every member
     for m in (n1, n2, n3):
         assert "CORRUPT" not in m.stderr()
+        # the checks ran at the revisions written above, and every member agreed
+        assert wait_for(lambda: "hash" in m.stderr() and "agrees with member" in m.stderr(), 2.0)
 
 
 def test_remote_changes_replace_what_the_kernel_cached(cluster):

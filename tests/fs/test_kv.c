@@ -255,10 +255,14 @@ static void on_mismatch(void *arg, int64_t rev, uint64_t mine, uint64_t theirs, 
 	mm->member = member;
 }
 
-static int hash_check(struct fs_state_machine *sm, uint64_t index, int64_t rev, uint64_t hash)
+/* A hash check entry as the leader proposes it; algorithm 0: without one (an older version's). */
+static int hash_check_of(struct fs_state_machine *sm, uint64_t index, int64_t rev, uint64_t hash,
+			 uint32_t algorithm)
 {
 	Rpc__HashCheck h = RPC__HASH_CHECK__INIT;
 	h.has_revision = h.has_hash = h.has_member_id = 1;
+	h.has_algorithm = algorithm != 0;
+	h.algorithm = algorithm;
 	h.revision = rev;
 	h.hash = hash;
 	h.member_id = 0x11;
@@ -267,6 +271,11 @@ static int hash_check(struct fs_state_machine *sm, uint64_t index, int64_t rev, 
 	req.hash_check = &h;
 	Rpc__Response resp;
 	return apply(sm, index, &req, &resp);
+}
+
+static int hash_check(struct fs_state_machine *sm, uint64_t index, int64_t rev, uint64_t hash)
+{
+	return hash_check_of(sm, index, rev, hash, STORE_HASH_KV_ALGORITHM);
 }
 
 static int corrupt_alarm(struct fs_state_machine *sm, uint64_t index, Rpc__Alarm__Action action)
@@ -310,6 +319,11 @@ CHECK_TEST(consistency_check_and_corrupt_alarm)
 	CHECK_EQ_U64(mm.theirs, h ^ 1);
 	CHECK_EQ_U64(mm.member, 0x11);
 	CHECK_EQ(hash_check(&sm, 4, 99, 0), 0); /* a revision not held says nothing */
+	CHECK_EQ(mm.calls, 1);
+	/* nor does a hash of another function: a log written by an older version (no algorithm)
+	   or a member of another version */
+	CHECK_EQ(hash_check_of(&sm, 4, 2, h ^ 1, 0), 0);
+	CHECK_EQ(hash_check_of(&sm, 4, 2, h ^ 1, STORE_HASH_KV_ALGORITHM + 1), 0);
 	CHECK_EQ(mm.calls, 1);
 
 	/* the alarm: every write refused, reads still served, kept in snapshots */
