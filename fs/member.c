@@ -34,6 +34,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -132,6 +133,7 @@ struct fs_member {
 	struct raft_snapshot_meta snap_meta; /* what it is writing */
 	uint64_t snap_started;        /* uv_hrtime at the fork */
 	uint64_t snap_fork_ns;        /* how long fork held the loop */
+	double snap_child_cpu_ms;     /* the CPU time the child took (user and system) */
 	int snap_small;               /* the last snapshot was under SMALL_SNAPSHOT_BYTES */
 	uv_work_t snap_work;          /* after the child: read back, WAL record, purge */
 	int snap_working;
@@ -301,8 +303,8 @@ static void peers_connect(struct fs_member *m)
 
 /* Snapshot data: magic, peers, then the state machine's image. malloc'd into *out. */
 /* Snapshot data: the peers with their addresses, then the state machine's image. */
-static int snapshot_data_encode(struct fs_member *m, const uint8_t *image, size_t image_len,
-				uint8_t **out, size_t *len)
+/* The snapshot data before the image: magic, peers, image length (malloc'd into *out). */
+static int snapshot_data_header(struct fs_member *m, size_t image_len, uint8_t **out, size_t *len)
 {
 	struct wbuf w = {0};
 	for (int pass = 0; pass < 2; pass++) {
@@ -310,12 +312,34 @@ static int snapshot_data_encode(struct fs_member *m, const uint8_t *image, size_
 		w_bytes(&w, SNAP_MAGIC, 4);
 		w_peers(&w, m->peers, m->n_peers);
 		w_u64(&w, image_len);
-		w_bytes(&w, image, image_len);
 		if (pass == 0 && !(w.p = malloc(w.n)))
 			return -ENOMEM;
 	}
 	*out = w.p;
 	*len = w.n;
+	return 0;
+}
+
+/* Snapshot data in one buffer (malloc'd into *out): the header, then a copy of the image. */
+static int snapshot_data_encode(struct fs_member *m, const uint8_t *image, size_t image_len,
+				uint8_t **out, size_t *len)
+{
+	uint8_t *hdr;
+	size_t hl;
+	int rc = snapshot_data_header(m, image_len, &hdr, &hl);
+	if (rc != 0)
+		return rc;
+	uint8_t *p = malloc(hl + image_len);
+	if (p) {
+		memcpy(p, hdr, hl);
+		if (image_len)
+			memcpy(p + hl, image, image_len);
+	}
+	free(hdr);
+	if (!p)
+		return -ENOMEM;
+	*out = p;
+	*len = hl + image_len;
 	return 0;
 }
 
@@ -359,19 +383,48 @@ static int snapshot_data_restore(struct fs_member *m, const uint8_t *data, size_
 	return 0;
 }
 
-/* A snapshot file: u64 meta length, raftpb.SnapshotMetadata, then the snapshot data. */
+/*
+ * A snapshot file: u64 meta length, raftpb.SnapshotMetadata, then the snapshot data, here in n
+ * pieces (at most 3) written where they lie.
+ */
+static int snapshot_file_writev(struct fs_member *m, const struct raft_snapshot_meta *meta,
+				const struct iovec *data, int n)
+{
+	size_t ml = raft_snapshot_meta_encoded_size(meta);
+	uint8_t *hdr = malloc(8 + ml);
+	if (!hdr)
+		return -ENOMEM;
+	put_u64(hdr, ml);
+	raft_snapshot_meta_encode(meta, hdr + 8);
+	struct iovec iov[4] = {{hdr, 8 + ml}};
+	for (int i = 0; i < n && i < 3; i++)
+		iov[1 + i] = data[i];
+	int rc = wal_snap_savev(m->snap_dir, meta->term, meta->index, iov, 1 + (n < 3 ? n : 3));
+	free(hdr);
+	return rc;
+}
+
 static int snapshot_file_write(struct fs_member *m, const struct raft_snapshot *snap)
 {
-	size_t ml = raft_snapshot_meta_encoded_size(&snap->meta);
-	uint8_t *buf = malloc(8 + ml + snap->len);
-	if (!buf)
-		return -ENOMEM;
-	put_u64(buf, ml);
-	raft_snapshot_meta_encode(&snap->meta, buf + 8);
-	memcpy(buf + 8 + ml, snap->data, snap->len);
-	int rc = wal_snap_save(m->snap_dir, snap->meta.term, snap->meta.index, buf,
-			       8 + ml + snap->len);
-	free(buf);
+	return snapshot_file_writev(m, &snap->meta, &(struct iovec){snap->data, snap->len}, 1);
+}
+
+/*
+ * The forked child's snapshot: the image, and the file written from it and the header without
+ * putting them together in memory (a copy of a big image is page faults in fresh memory).
+ */
+static int snapshot_file_build(struct fs_member *m, const struct raft_snapshot_meta *meta)
+{
+	uint8_t *image = NULL, *hdr = NULL;
+	size_t image_len = 0, hl = 0;
+	int rc = m->sm.snapshot(m->sm.ud, &image, &image_len);
+	if (rc == 0)
+		rc = snapshot_data_header(m, image_len, &hdr, &hl);
+	if (rc == 0)
+		rc = snapshot_file_writev(m, meta,
+					  (struct iovec[]){{hdr, hl}, {image, image_len}}, 2);
+	free(hdr);
+	free(image);
 	return rc;
 }
 
@@ -412,15 +465,19 @@ static void snapshot_purge(struct fs_member *m, unsigned *segs, unsigned *snaps)
 	free(kept);
 }
 
-/* A snapshot at meta->index is on disk with its WAL record: raft's storage takes it. */
+/*
+ * A snapshot at meta->index is on disk with its WAL record: raft's storage takes it, data and
+ * all (snap->data: malloc'd, the storage's from here on, freed here when refused).
+ */
 static void snapshot_taken(struct fs_member *m, const struct raft_snapshot *snap, double total_ms,
 			   double loop_ms, unsigned segs, unsigned snaps)
 {
-	int rc = raft_memory_storage_create_snapshot(m->ms, snap->meta.index, &snap->meta.conf,
-						     snap->data, snap->len);
+	int rc = raft_memory_storage_adopt_snapshot(m->ms, snap->meta.index, &snap->meta.conf,
+						    snap->data, snap->len);
 	if (rc != 0) {
 		FS_ERROR("snapshot at index %" PRIu64 " not taken by raft's storage: %s",
 			 snap->meta.index, raft_strerror(rc));
+		free(snap->data);
 		return;
 	}
 	m->snap_index = snap->meta.index;
@@ -431,9 +488,15 @@ static void snapshot_taken(struct fs_member *m, const struct raft_snapshot *snap
 	uint64_t keep = m->opt.catchup_entries;
 	if (m->snap_index > keep && m->snap_index - keep > first)
 		raft_memory_storage_compact(m->ms, m->snap_index - keep);
-	FS_INFO("snapshot at index %" PRIu64 " term %" PRIu64 ": %zu bytes in %.1f ms, %.1f ms of it "
-		"on the loop; purged %u WAL segments and %u snapshots", snap->meta.index,
-		snap->meta.term, snap->len, total_ms, loop_ms, segs, snaps);
+	if (loop_ms < total_ms)
+		FS_INFO("snapshot at index %" PRIu64 " term %" PRIu64 ": %zu bytes in %.1f ms, %.1f ms "
+			"of it on the loop, %.1f ms of CPU in its child process; purged %u WAL segments "
+			"and %u snapshots", snap->meta.index, snap->meta.term, snap->len, total_ms,
+			loop_ms, m->snap_child_cpu_ms, segs, snaps);
+	else
+		FS_INFO("snapshot at index %" PRIu64 " term %" PRIu64 ": %zu bytes in %.1f ms on the "
+			"loop; purged %u WAL segments and %u snapshots", snap->meta.index,
+			snap->meta.term, snap->len, total_ms, segs, snaps);
 }
 
 /* On the loop, when fork is not possible: image, file, WAL record, all at once. */
@@ -454,7 +517,6 @@ static void snapshot_on_loop(struct fs_member *m, const struct raft_snapshot_met
 	snapshot_purge(m, &segs, &snaps);
 	double ms = (double)(uv_hrtime() - t0) / 1e6;
 	snapshot_taken(m, &snap, ms, ms, segs, snaps);
-	free(snap.data);
 }
 
 /* Takes a snapshot at the applied index when snapshot_count entries were applied since the last. */
@@ -479,11 +541,7 @@ static void maybe_snapshot(struct fs_member *m)
 	if (pid == 0) {
 		/* The child: no locks of the parent's threads are taken here (no logging). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		struct raft_snapshot snap = {.meta = meta};
-		rc = snapshot_data_build(m, &snap.data, &snap.len);
-		if (rc == 0)
-			rc = snapshot_file_write(m, &snap);
-		_exit(rc == 0 ? 0 : 1);
+		_exit(snapshot_file_build(m, &meta) == 0 ? 0 : 1);
 	}
 	if (pid < 0) {
 		FS_WARN("snapshot at index %" PRIu64 ": fork failed (%s), taking it on the loop",
@@ -527,6 +585,11 @@ static void snap_finish_done(uv_work_t *req, int status)
 		FS_WARN("snapshot at index %" PRIu64 " superseded by the one at index %" PRIu64,
 			m->snap_meta.index, m->snap_file_index);
 	} else if (m->snap_meta.index > m->snap_index && !m->closing) {
+		/* the data moves to the front of the buffer the file was read into, which raft's
+		   storage then takes: a big image is not copied into fresh memory again */
+		memmove(m->snap_file, snap.data, snap.len);
+		snap.data = m->snap_file;
+		m->snap_file = NULL;
 		snapshot_taken(m, &snap, ms, (double)m->snap_fork_ns / 1e6, m->snap_segs,
 			       m->snap_snaps);
 	}
@@ -540,9 +603,12 @@ static void snap_finish_done(uv_work_t *req, int status)
 static void snap_child_poll(struct fs_member *m)
 {
 	int st = 0;
-	if (!m->snap_pid || waitpid(m->snap_pid, &st, WNOHANG) != m->snap_pid)
+	struct rusage ru;
+	if (!m->snap_pid || wait4(m->snap_pid, &st, WNOHANG, &ru) != m->snap_pid)
 		return;
 	m->snap_pid = 0;
+	m->snap_child_cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+			       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		FS_ERROR("snapshot at index %" PRIu64 " failed in its child process (status %d)",
 			 m->snap_meta.index, st);

@@ -211,6 +211,12 @@ int raft_memory_storage_apply_snapshot(struct raft_memory_storage *ms,
 int raft_memory_storage_create_snapshot(struct raft_memory_storage *ms, uint64_t i,
 					const struct raft_conf_state *cs, const uint8_t *data,
 					size_t len);
+/*
+ * As create_snapshot, but ms takes data itself (malloc'd; freed by ms) instead of a copy: a big
+ * image is not copied again. On an error data stays the caller's.
+ */
+int raft_memory_storage_adopt_snapshot(struct raft_memory_storage *ms, uint64_t i,
+				       const struct raft_conf_state *cs, uint8_t *data, size_t len);
 
 struct raft_config {
 	uint64_t id;                /* this member's id, never 0 */

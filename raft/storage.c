@@ -227,6 +227,16 @@ int raft_memory_storage_compact(struct raft_memory_storage *ms, uint64_t compact
 	return 0;
 }
 
+/* Sets the snapshot to meta with data, which ms takes (malloc'd; NULL when len is 0). */
+static void snap_take(struct raft_memory_storage *ms, const struct raft_snapshot_meta *meta,
+		      uint8_t *data, size_t len)
+{
+	free(ms->snap.data);
+	ms->snap.meta = *meta;
+	ms->snap.data = data;
+	ms->snap.len = len;
+}
+
 static int snap_set(struct raft_memory_storage *ms, const struct raft_snapshot_meta *meta,
 		    const uint8_t *data, size_t len)
 {
@@ -237,10 +247,7 @@ static int snap_set(struct raft_memory_storage *ms, const struct raft_snapshot_m
 			return -ENOMEM;
 		memcpy(copy, data, len);
 	}
-	free(ms->snap.data);
-	ms->snap.meta = *meta;
-	ms->snap.data = copy;
-	ms->snap.len = len;
+	snap_take(ms, meta, copy, len);
 	return 0;
 }
 
@@ -260,20 +267,39 @@ int raft_memory_storage_apply_snapshot(struct raft_memory_storage *ms,
 	return 0;
 }
 
-int raft_memory_storage_create_snapshot(struct raft_memory_storage *ms, uint64_t i,
-					const struct raft_conf_state *cs, const uint8_t *data,
-					size_t len)
+/* The metadata of a snapshot created at index i with conf cs (NULL: keep), once checked. */
+static int snapshot_meta_at(const struct raft_memory_storage *ms, uint64_t i,
+			    const struct raft_conf_state *cs, struct raft_snapshot_meta *meta)
 {
 	if (i <= ms->snap.meta.index)
 		return RAFT_ESNAPOUTOFDATE;
 	if (i > ms_last(ms))
 		return RAFT_EUNAVAILABLE;
-	struct raft_snapshot_meta meta = ms->snap.meta;
-	meta.index = i;
-	meta.term = ms->ents[i - ms->ents[0].index].term;
+	*meta = ms->snap.meta;
+	meta->index = i;
+	meta->term = ms->ents[i - ms->ents[0].index].term;
 	if (cs)
-		meta.conf = *cs;
-	return snap_set(ms, &meta, data, len);
+		meta->conf = *cs;
+	return 0;
+}
+
+int raft_memory_storage_create_snapshot(struct raft_memory_storage *ms, uint64_t i,
+					const struct raft_conf_state *cs, const uint8_t *data,
+					size_t len)
+{
+	struct raft_snapshot_meta meta;
+	int rv = snapshot_meta_at(ms, i, cs, &meta);
+	return rv ? rv : snap_set(ms, &meta, data, len);
+}
+
+int raft_memory_storage_adopt_snapshot(struct raft_memory_storage *ms, uint64_t i,
+				       const struct raft_conf_state *cs, uint8_t *data, size_t len)
+{
+	struct raft_snapshot_meta meta;
+	int rv = snapshot_meta_at(ms, i, cs, &meta);
+	if (rv == 0)
+		snap_take(ms, &meta, data, len);
+	return rv;
 }
 
 int raft_memory_storage_bootstrap(struct raft_memory_storage *ms, const struct raft_conf_state *cs)

@@ -197,7 +197,13 @@ static int membuf_write(void *arg, const void *buf, size_t len)
 
 int store_snapshot_save_buf(struct store *s, void **buf, size_t *len)
 {
+	/* room for the whole image from the start (more than its raw size, which the size estimate
+	   bounds, can take): growing it would copy it, page faults in fresh memory each time, and
+	   the pages never written are never touched */
 	struct membuf m = {0};
+	m.cap = ZSTD_compressBound(s->size + 32 * s->log_n + 4096);
+	if (!(m.p = malloc(m.cap)))
+		m.cap = 0;
 	int r = store_snapshot_save(s, membuf_write, &m);
 	if (r) {
 		free(m.p);

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* Corruption of the data on disk: the member must refuse to start. */
 #define WAL_ECORRUPT (-EBADMSG)
@@ -172,6 +173,10 @@ struct wal_snap_info {
  * is created when missing.
  */
 int wal_snap_save(const char *dir, uint64_t term, uint64_t index, const void *data, size_t len);
+/* As wal_snap_save, the data being the n pieces of iov (borrowed) one after the other: nothing
+   is copied to put them together. */
+int wal_snap_savev(const char *dir, uint64_t term, uint64_t index, const struct iovec *iov,
+		   int n);
 
 /*
  * Loads the newest snapshot in dir whose crc is right. A file that fails is renamed to *.broken

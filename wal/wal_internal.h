@@ -55,6 +55,9 @@ int wal__snapref_decode(const uint8_t *buf, size_t len, struct wal_snapshot_ref 
 /* The snapshot file body, snappb.Snapshot {uint32 crc = 1; bytes data = 2}. */
 size_t wal__snapfile_size(size_t len);
 size_t wal__snapfile_encode(uint8_t *out, uint32_t crc, const void *data, size_t len);
+/* What comes before the data in wal__snapfile_encode's output (its length: at most the max). */
+#define WAL__SNAPFILE_HEADER_MAX 22
+size_t wal__snapfile_header(uint8_t out[WAL__SNAPFILE_HEADER_MAX], uint32_t crc, size_t len);
 int wal__snapfile_decode(const uint8_t *buf, size_t len, uint32_t *crc, const uint8_t **data,
 			 size_t *data_len);
 

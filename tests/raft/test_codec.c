@@ -268,6 +268,18 @@ CHECK_TEST(memory_storage_append_truncate_compact)
 	CHECK_EQ(snap->meta.index, 3);
 	CHECK_EQ(snap->meta.term, 2);
 	CHECK_MEM_EQ(snap->data, "img", 3);
+	/* adopt_snapshot takes the buffer itself (ASan's leak check holds it to freeing it), and
+	   leaves it to the caller when refused */
+	uint8_t *own = malloc(4);
+	memcpy(own, "img2", 4);
+	CHECK_EQ(raft_memory_storage_adopt_snapshot(ms, 3, NULL, own, 4), RAFT_ESNAPOUTOFDATE);
+	CHECK_EQ(raft_memory_storage_adopt_snapshot(ms, 9, NULL, own, 4), RAFT_EUNAVAILABLE);
+	CHECK_EQ(raft_memory_storage_adopt_snapshot(ms, 4, NULL, own, 4), 0);
+	CHECK_EQ(st.snapshot(st.data, &snap), 0);
+	CHECK(snap->data == own);
+	CHECK_EQ(snap->meta.index, 4);
+	CHECK_EQ(snap->meta.term, 4);
+	CHECK_MEM_EQ(snap->data, "img2", 4);
 	/* Entries below the first index are skipped on append. */
 	static const uint64_t t3[] = {1, 2, 4, 4};
 	append_terms(ms, 2, t3, 4);
