@@ -138,9 +138,8 @@ struct fs_member {
 	uv_work_t snap_work;          /* after the child: read back, WAL record, purge */
 	int snap_working;
 	int snap_rc;                  /* the worker's result */
-	void *snap_file;              /* the file read back (malloc'd) */
-	size_t snap_file_len;
-	uint64_t snap_file_index;
+	uint64_t snap_file_index;     /* the newest snapshot file when the child's was done */
+	uint64_t snap_file_bytes;     /* and its size */
 	unsigned snap_segs, snap_snaps; /* purged */
 	void (*done)(void *arg);
 	void *done_arg;
@@ -451,6 +450,41 @@ static int snapshot_file_parse(const uint8_t *buf, size_t len, struct raft_snaps
 }
 
 /*
+ * raft's storage needs the data of the snapshot at meta->index (a follower is behind the log),
+ * which a snapshot taken by the child left in its file: read it (on the loop, once per snapshot
+ * a follower needs). A newer file not yet taken by the storage, or a file that fails its crc,
+ * makes it unavailable for now: raft asks again.
+ */
+static int snapshot_load(void *arg, const struct raft_snapshot_meta *meta, uint8_t **data,
+			 size_t *len)
+{
+	struct fs_member *m = arg;
+	void *file = NULL;
+	size_t flen = 0;
+	uint64_t term, index;
+	struct raft_snapshot snap;
+	int rc = wal_snap_load(m->snap_dir, &file, &flen, &term, &index);
+	if (rc != 0) {
+		FS_WARN("snapshot at index %" PRIu64 " for a follower: %s", meta->index,
+			wal_errmsg());
+		return rc;
+	}
+	if (index != meta->index || snapshot_file_parse(file, flen, &snap) != 0 ||
+	    snap.meta.index != meta->index) {
+		FS_WARN("snapshot at index %" PRIu64 " for a follower: the newest file holds index "
+			"%" PRIu64 "; later", meta->index, index);
+		free(file);
+		return -EAGAIN;
+	}
+	memmove(file, snap.data, snap.len); /* to the front: the storage takes the buffer */
+	*data = file;
+	*len = snap.len;
+	FS_INFO("read the snapshot at index %" PRIu64 " (%zu bytes) for a follower", meta->index,
+		snap.len);
+	return 0;
+}
+
+/*
  * Snapshots first, then the WAL only up to the oldest snapshot kept: if the newest one rots,
  * restart falls back to an older one and needs the log from there. Thread-safe (files only).
  */
@@ -466,11 +500,12 @@ static void snapshot_purge(struct fs_member *m, unsigned *segs, unsigned *snaps)
 }
 
 /*
- * A snapshot at meta->index is on disk with its WAL record: raft's storage takes it, data and
- * all (snap->data: malloc'd, the storage's from here on, freed here when refused).
+ * A snapshot at meta->index is on disk with its WAL record (bytes in its file): raft's storage
+ * takes it, data and all (snap->data: malloc'd, the storage's from here on, freed here when
+ * refused; NULL: read from the file when raft needs it, see snapshot_load).
  */
-static void snapshot_taken(struct fs_member *m, const struct raft_snapshot *snap, double total_ms,
-			   double loop_ms, unsigned segs, unsigned snaps)
+static void snapshot_taken(struct fs_member *m, const struct raft_snapshot *snap, size_t bytes,
+			   double total_ms, double loop_ms, unsigned segs, unsigned snaps)
 {
 	int rc = raft_memory_storage_adopt_snapshot(m->ms, snap->meta.index, &snap->meta.conf,
 						    snap->data, snap->len);
@@ -482,7 +517,7 @@ static void snapshot_taken(struct fs_member *m, const struct raft_snapshot *snap
 	}
 	m->snap_index = snap->meta.index;
 	m->snap_term = snap->meta.term;
-	m->snap_small = snap->len < SMALL_SNAPSHOT_BYTES;
+	m->snap_small = bytes < SMALL_SNAPSHOT_BYTES;
 	uint64_t first = 0;
 	m->st.first_index(m->st.data, &first);
 	uint64_t keep = m->opt.catchup_entries;
@@ -491,12 +526,12 @@ static void snapshot_taken(struct fs_member *m, const struct raft_snapshot *snap
 	if (loop_ms < total_ms)
 		FS_INFO("snapshot at index %" PRIu64 " term %" PRIu64 ": %zu bytes in %.1f ms, %.1f ms "
 			"of it on the loop, %.1f ms of CPU in its child process; purged %u WAL segments "
-			"and %u snapshots", snap->meta.index, snap->meta.term, snap->len, total_ms,
+			"and %u snapshots", snap->meta.index, snap->meta.term, bytes, total_ms,
 			loop_ms, m->snap_child_cpu_ms, segs, snaps);
 	else
 		FS_INFO("snapshot at index %" PRIu64 " term %" PRIu64 ": %zu bytes in %.1f ms on the "
 			"loop; purged %u WAL segments and %u snapshots", snap->meta.index,
-			snap->meta.term, snap->len, total_ms, segs, snaps);
+			snap->meta.term, bytes, total_ms, segs, snaps);
 }
 
 /* On the loop, when fork is not possible: image, file, WAL record, all at once. */
@@ -516,7 +551,7 @@ static void snapshot_on_loop(struct fs_member *m, const struct raft_snapshot_met
 	unsigned segs, snaps;
 	snapshot_purge(m, &segs, &snaps);
 	double ms = (double)(uv_hrtime() - t0) / 1e6;
-	snapshot_taken(m, &snap, ms, ms, segs, snaps);
+	snapshot_taken(m, &snap, snap.len, ms, ms, segs, snaps);
 }
 
 /* Takes a snapshot at the applied index when snapshot_count entries were applied since the last. */
@@ -555,17 +590,24 @@ static void maybe_snapshot(struct fs_member *m)
 	m->snap_fork_ns = uv_hrtime() - t0;
 }
 
+/*
+ * The child wrote the file: its WAL record, and the purge. The file is not read back: raft's
+ * storage reads it when a follower needs it (snapshot_load), which most snapshots never see, and
+ * a restart checks its crc before using it (falling back to an older one).
+ */
 static void snap_finish_work(uv_work_t *req)
 {
 	struct fs_member *m = req->data;
-	uint64_t term = 0;
-	m->snap_file = NULL;
-	m->snap_rc = wal_snap_load(m->snap_dir, &m->snap_file, &m->snap_file_len, &term,
-				   &m->snap_file_index);
-	if (m->snap_rc == 0)
+	struct wal_snap_info *v = NULL;
+	size_t n = 0;
+	m->snap_rc = wal_snap_list(m->snap_dir, &v, &n);
+	m->snap_file_index = n ? v[0].index : 0;
+	m->snap_file_bytes = n ? v[0].bytes : 0;
+	free(v);
+	if (m->snap_rc == 0 && m->snap_file_index == m->snap_meta.index)
 		m->snap_rc = wal_save_snapshot(m->wal, (struct wal_snapshot_ref){m->snap_meta.index,
 										 m->snap_meta.term});
-	if (m->snap_rc == 0)
+	if (m->snap_rc == 0 && m->snap_file_index == m->snap_meta.index)
 		snapshot_purge(m, &m->snap_segs, &m->snap_snaps);
 }
 
@@ -574,27 +616,18 @@ static void handles_closed_maybe_done(struct fs_member *m);
 static void snap_finish_done(uv_work_t *req, int status)
 {
 	struct fs_member *m = req->data;
-	struct raft_snapshot snap = {0};
 	m->snap_working = 0;
 	double ms = (double)(uv_hrtime() - m->snap_started) / 1e6;
 	if (m->snap_rc != 0) {
 		FS_ERROR("snapshot at index %" PRIu64 " failed: %s (%s)", m->snap_meta.index,
 			 strerror(-m->snap_rc), wal_errmsg());
-	} else if (m->snap_file_index != m->snap_meta.index ||
-		   snapshot_file_parse(m->snap_file, m->snap_file_len, &snap) != 0) {
+	} else if (m->snap_file_index != m->snap_meta.index) {
 		FS_WARN("snapshot at index %" PRIu64 " superseded by the one at index %" PRIu64,
 			m->snap_meta.index, m->snap_file_index);
 	} else if (m->snap_meta.index > m->snap_index && !m->closing) {
-		/* the data moves to the front of the buffer the file was read into, which raft's
-		   storage then takes: a big image is not copied into fresh memory again */
-		memmove(m->snap_file, snap.data, snap.len);
-		snap.data = m->snap_file;
-		m->snap_file = NULL;
-		snapshot_taken(m, &snap, ms, (double)m->snap_fork_ns / 1e6, m->snap_segs,
-			       m->snap_snaps);
+		snapshot_taken(m, &(struct raft_snapshot){.meta = m->snap_meta}, m->snap_file_bytes, ms,
+			       (double)m->snap_fork_ns / 1e6, m->snap_segs, m->snap_snaps);
 	}
-	free(m->snap_file);
-	m->snap_file = NULL;
 	if (m->closing)
 		handles_closed_maybe_done(m);
 }
@@ -1413,6 +1446,7 @@ static int member_open_dir(struct fs_member *m, const struct fs_member_config *c
 	if (!m->ms)
 		return -ENOMEM;
 	raft_memory_storage_bind(m->ms, &m->st);
+	raft_memory_storage_set_loader(m->ms, snapshot_load, m);
 	return 0;
 }
 

@@ -213,10 +213,21 @@ int raft_memory_storage_create_snapshot(struct raft_memory_storage *ms, uint64_t
 					size_t len);
 /*
  * As create_snapshot, but ms takes data itself (malloc'd; freed by ms) instead of a copy: a big
- * image is not copied again. On an error data stays the caller's.
+ * image is not copied again. On an error data stays the caller's. data NULL: the data is not in
+ * memory (it is in a file, say); the loader reads it the first time raft asks for the snapshot.
  */
 int raft_memory_storage_adopt_snapshot(struct raft_memory_storage *ms, uint64_t i,
 				       const struct raft_conf_state *cs, uint8_t *data, size_t len);
+/*
+ * Reads the data of the snapshot described by meta into *data (malloc'd, taken by the storage)
+ * and *len; non-zero when it cannot now, and the storage tells raft the snapshot is temporarily
+ * unavailable (raft asks again when it next needs it).
+ */
+typedef int (*raft_snapshot_load_fn)(void *arg, const struct raft_snapshot_meta *meta,
+				     uint8_t **data, size_t *len);
+/* Sets the loader of snapshots adopted without data (none by default: they are unavailable). */
+void raft_memory_storage_set_loader(struct raft_memory_storage *ms, raft_snapshot_load_fn load,
+				    void *arg);
 
 struct raft_config {
 	uint64_t id;                /* this member's id, never 0 */

@@ -14,6 +14,9 @@
 struct raft_memory_storage {
 	struct raft_hard_state hs;  /* last set hard state */
 	struct raft_snapshot snap;  /* newest snapshot; data owned */
+	int unloaded;               /* snap's data is not in memory: load reads it when asked */
+	raft_snapshot_load_fn load;
+	void *load_arg;
 	struct raft_entry *ents;    /* ents[0] is the dummy; payloads in pl */
 	struct raft__payloads pl;   /* payloads of ents, released by compaction */
 	size_t n, cap;              /* entries used / allocated */
@@ -132,8 +135,24 @@ static int ms_last_index(void *data, uint64_t *index)
 static int ms_snapshot(void *data, const struct raft_snapshot **snap)
 {
 	struct raft_memory_storage *ms = data;
+	if (ms->unloaded) {
+		uint8_t *d = NULL;
+		size_t len = 0;
+		if (!ms->load || ms->load(ms->load_arg, &ms->snap.meta, &d, &len) != 0)
+			return RAFT_ESNAPTEMPUNAVAILABLE; /* raft asks again later */
+		ms->snap.data = d;
+		ms->snap.len = len;
+		ms->unloaded = 0;
+	}
 	*snap = &ms->snap;
 	return 0;
+}
+
+void raft_memory_storage_set_loader(struct raft_memory_storage *ms, raft_snapshot_load_fn load,
+				    void *arg)
+{
+	ms->load = load;
+	ms->load_arg = arg;
 }
 
 void raft_memory_storage_bind(struct raft_memory_storage *ms, struct raft_storage *st)
@@ -235,6 +254,7 @@ static void snap_take(struct raft_memory_storage *ms, const struct raft_snapshot
 	ms->snap.meta = *meta;
 	ms->snap.data = data;
 	ms->snap.len = len;
+	ms->unloaded = 0;
 }
 
 static int snap_set(struct raft_memory_storage *ms, const struct raft_snapshot_meta *meta,
@@ -297,8 +317,10 @@ int raft_memory_storage_adopt_snapshot(struct raft_memory_storage *ms, uint64_t 
 {
 	struct raft_snapshot_meta meta;
 	int rv = snapshot_meta_at(ms, i, cs, &meta);
-	if (rv == 0)
+	if (rv == 0) {
 		snap_take(ms, &meta, data, len);
+		ms->unloaded = !data;
+	}
 	return rv;
 }
 

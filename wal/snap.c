@@ -44,6 +44,8 @@ int wal_snap_list(const char *dir, struct wal_snap_info **out, size_t *n)
 		    sscanf(de->d_name, "%16" SCNx64 "-%16" SCNx64 "%6s", &s.term, &s.index, tail) != 3 ||
 		    strcmp(tail, ".snap") != 0)
 			continue;
+		struct stat st;
+		s.bytes = fstatat(dirfd(d), de->d_name, &st, 0) == 0 ? (uint64_t)st.st_size : 0;
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 16;
 			struct wal_snap_info *nv = realloc(v, cap * sizeof *v);

@@ -165,6 +165,7 @@ int wal_purge(const char *dir, uint64_t upto, unsigned keep, unsigned *removed);
 struct wal_snap_info {
 	uint64_t term;
 	uint64_t index;
+	uint64_t bytes; /* the file's size */
 };
 
 /*

@@ -6,6 +6,8 @@
 #include "raft.h"
 #include "raftpb.pb-c.h"
 
+#include <errno.h>
+
 CHECK_TEST(message_round_trip)
 {
 	struct raft_entry e[3] = {
@@ -219,6 +221,26 @@ static void append_terms(struct raft_memory_storage *ms, uint64_t first, const u
 	}
 }
 
+struct loads {
+	int calls, fail;
+	uint64_t index;
+};
+
+static int load_snapshot(void *arg, const struct raft_snapshot_meta *meta, uint8_t **data,
+			 size_t *len)
+{
+	struct loads *ld = arg;
+	ld->calls++;
+	ld->index = meta->index;
+	if (ld->fail)
+		return -EIO;
+	*data = malloc(4);
+	memcpy(*data, "at ", 3);
+	(*data)[3] = (uint8_t)('0' + meta->index % 10);
+	*len = 4;
+	return 0;
+}
+
 CHECK_TEST(memory_storage_append_truncate_compact)
 {
 	struct raft_memory_storage *ms = raft_memory_storage_new();
@@ -280,6 +302,20 @@ CHECK_TEST(memory_storage_append_truncate_compact)
 	CHECK_EQ(snap->meta.index, 4);
 	CHECK_EQ(snap->meta.term, 4);
 	CHECK_MEM_EQ(snap->data, "img2", 4);
+	/* adopted without data: unavailable until a loader reads it, once */
+	CHECK_EQ(raft_memory_storage_adopt_snapshot(ms, 5, NULL, NULL, 0), 0);
+	CHECK_EQ(st.snapshot(st.data, &snap), RAFT_ESNAPTEMPUNAVAILABLE);
+	struct loads ld = {0};
+	raft_memory_storage_set_loader(ms, load_snapshot, &ld);
+	ld.fail = 1;
+	CHECK_EQ(st.snapshot(st.data, &snap), RAFT_ESNAPTEMPUNAVAILABLE);
+	ld.fail = 0;
+	CHECK_EQ(st.snapshot(st.data, &snap), 0);
+	CHECK_EQ(snap->meta.index, 5);
+	CHECK_MEM_EQ(snap->data, "at 5", 4);
+	CHECK_EQ(st.snapshot(st.data, &snap), 0);
+	CHECK_EQ(ld.calls, 2); /* the failed one and the one that read it */
+	CHECK_EQ(ld.index, 5);
 	/* Entries below the first index are skipped on append. */
 	static const uint64_t t3[] = {1, 2, 4, 4};
 	append_terms(ms, 2, t3, 4);

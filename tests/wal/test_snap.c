@@ -32,6 +32,8 @@ CHECK_TEST(round_trip_and_list)
 	CHECK_EQ(n, 3);
 	CHECK_EQ(v[0].index, 0x2710);
 	CHECK_EQ(v[0].term, 2);
+	CHECK(v[0].bytes > big && v[0].bytes < big + 32); /* the image and the header */
+	CHECK(v[2].bytes > 5 && v[2].bytes < 5 + 32);
 	CHECK_EQ(v[1].index, 200);
 	CHECK_EQ(v[2].index, 100);
 	free(v);
