@@ -12,9 +12,10 @@
  * was under SMALL_SNAPSHOT_BYTES: a fork costs milliseconds and copy-on-write faults afterwards,
  * more than writing a small image on the loop. The fork is a
  * copy-on-write image of the state machine at the applied index, which the child serializes,
- * compresses and writes (fsync, rename) while the loop goes on. Once it exits, a worker thread reads
- * the file back and appends the WAL's snapshot record, and the loop hands the image to raft's
- * storage, compacts the log and purges. Only if fork fails is the snapshot taken on the loop.
+ * compresses and writes (fsync, rename) while the loop goes on. Once it exits, a worker thread
+ * appends the WAL's snapshot record and purges, and the loop hands the snapshot to raft's storage
+ * without its data, which is read from the file only when a follower needs it, and compacts the
+ * log. Only if fork fails is the snapshot taken on the loop.
  *
  * Entry payloads are envelopes: an 8-byte little-endian request id, then the state machine's
  * request. Snapshot data is an envelope too: the membership with addresses, then the state
@@ -135,7 +136,7 @@ struct fs_member {
 	uint64_t snap_fork_ns;        /* how long fork held the loop */
 	double snap_child_cpu_ms;     /* the CPU time the child took (user and system) */
 	int snap_small;               /* the last snapshot was under SMALL_SNAPSHOT_BYTES */
-	uv_work_t snap_work;          /* after the child: read back, WAL record, purge */
+	uv_work_t snap_work;          /* after the child: WAL record, purge */
 	int snap_working;
 	int snap_rc;                  /* the worker's result */
 	uint64_t snap_file_index;     /* the newest snapshot file when the child's was done */
