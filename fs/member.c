@@ -141,6 +141,7 @@ struct fs_member {
 	int snap_rc;                  /* the worker's result */
 	uint64_t snap_file_index;     /* the newest snapshot file when the child's was done */
 	uint64_t snap_file_bytes;     /* and its size */
+	uint64_t snap_load_warned;    /* the snapshot whose file snapshot_load last failed to read */
 	unsigned snap_segs, snap_snaps; /* purged */
 	void (*done)(void *arg);
 	void *done_arg;
@@ -301,9 +302,10 @@ static void peers_connect(struct fs_member *m)
 
 /* ---- snapshots -------------------------------------------------------------------------------- */
 
-/* Snapshot data: magic, peers, then the state machine's image. malloc'd into *out. */
-/* Snapshot data: the peers with their addresses, then the state machine's image. */
-/* The snapshot data before the image: magic, peers, image length (malloc'd into *out). */
+/*
+ * Snapshot data: magic, the peers with their addresses, the image's length, then the state
+ * machine's image. This is all of it but the image (malloc'd into *out).
+ */
 static int snapshot_data_header(struct fs_member *m, size_t image_len, uint8_t **out, size_t *len)
 {
 	struct wbuf w = {0};
@@ -385,21 +387,21 @@ static int snapshot_data_restore(struct fs_member *m, const uint8_t *data, size_
 
 /*
  * A snapshot file: u64 meta length, raftpb.SnapshotMetadata, then the snapshot data, here in n
- * pieces (at most 3) written where they lie.
+ * pieces (1 or 2) written where they lie.
  */
 static int snapshot_file_writev(struct fs_member *m, const struct raft_snapshot_meta *meta,
 				const struct iovec *data, int n)
 {
+	if (n < 1 || n > 2)
+		return -EINVAL;
 	size_t ml = raft_snapshot_meta_encoded_size(meta);
 	uint8_t *hdr = malloc(8 + ml);
 	if (!hdr)
 		return -ENOMEM;
 	put_u64(hdr, ml);
 	raft_snapshot_meta_encode(meta, hdr + 8);
-	struct iovec iov[4] = {{hdr, 8 + ml}};
-	for (int i = 0; i < n && i < 3; i++)
-		iov[1 + i] = data[i];
-	int rc = wal_snap_savev(m->snap_dir, meta->term, meta->index, iov, 1 + (n < 3 ? n : 3));
+	struct iovec iov[3] = {{hdr, 8 + ml}, data[0], n > 1 ? data[1] : (struct iovec){0}};
+	int rc = wal_snap_savev(m->snap_dir, meta->term, meta->index, iov, 1 + n);
 	free(hdr);
 	return rc;
 }
@@ -465,17 +467,18 @@ static int snapshot_load(void *arg, const struct raft_snapshot_meta *meta, uint8
 	uint64_t term, index;
 	struct raft_snapshot snap;
 	int rc = wal_snap_load(m->snap_dir, &file, &flen, &term, &index);
-	if (rc != 0) {
-		FS_WARN("snapshot at index %" PRIu64 " for a follower: %s", meta->index,
-			wal_errmsg());
-		return rc;
-	}
-	if (index != meta->index || snapshot_file_parse(file, flen, &snap) != 0 ||
-	    snap.meta.index != meta->index) {
-		FS_WARN("snapshot at index %" PRIu64 " for a follower: the newest file holds index "
-			"%" PRIu64 "; later", meta->index, index);
+	if (rc == 0 && (index != meta->index || snapshot_file_parse(file, flen, &snap) != 0 ||
+			snap.meta.index != meta->index)) {
 		free(file);
-		return -EAGAIN;
+		rc = -EAGAIN;
+	}
+	if (rc != 0) {
+		if (m->snap_load_warned != meta->index) /* raft asks again at every heartbeat */
+			FS_WARN("snapshot at index %" PRIu64 " for a follower: %s", meta->index,
+				rc == -EAGAIN ? "the newest valid file holds another index, later"
+					      : wal_errmsg());
+		m->snap_load_warned = meta->index;
+		return rc;
 	}
 	memmove(file, snap.data, snap.len); /* to the front: the storage takes the buffer */
 	*data = file;
