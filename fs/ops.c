@@ -875,6 +875,19 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int64_t r
 	return 0;
 }
 
+/*
+ * Whether a handle opened with flags is served with direct I/O: write-only ones are. Their writes
+ * go to the handle's buffer as WRITE requests either way (nothing is committed before close), and
+ * without the page cache the kernel does not first ask for security.capability (GETXATTR, to drop
+ * privileges at the first write of each inode: a round trip per written file). Nothing can read
+ * or map a write-only descriptor; what other descriptors have cached is invalidated when the
+ * commit is applied, as for any change.
+ */
+static int write_only(int flags)
+{
+	return (flags & O_ACCMODE) == O_WRONLY;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
@@ -900,6 +913,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 */
 	fi->keep_cache = !o->opt.linearizable && !rev;
 	fi->noflush = !h->writable; /* nothing to commit at close: spare the round trip */
+	fi->direct_io = write_only(fi->flags);
 	if (fuse_reply_open(req, fi) != 0)
 		fh_free(o, h); /* interrupted: no release will come */
 }
@@ -1286,6 +1300,7 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = 0;
 	fi->noflush = !h->writable;
+	fi->direct_io = write_only(fi->flags);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fh_free(o, h); /* interrupted: no release will come */
 		fs_itable_forget(&o->itable, e.ino, 1);

@@ -174,6 +174,36 @@ def test_remote_changes_replace_what_the_kernel_cached(cluster):
     assert wait_for(lambda: not os.path.exists(b), 0.1)
 
 
+def test_writes_through_a_write_only_descriptor_replace_what_was_cached_at_close(cluster):
+    # write-only descriptors are served with direct I/O (ops.c, write_only): once close returns,
+    # reads here show the write at once, also through a descriptor that cached the old pages
+    (n1,) = cluster(1)
+    p = os.path.join(n1.mountpoint, "cached.conf")
+    with open(p, "w") as f:
+        f.write("hello world\n")
+    keep = open(p)
+    assert keep.read() == "hello world\n"  # the kernel holds the pages now
+    for i in range(20):
+        fd = os.open(p, os.O_WRONLY)
+        assert os.pwrite(fd, b"%c" % (ord("A") + i), 0) == 1
+        os.close(fd)
+        want = "%cello world\n" % (ord("A") + i)
+        assert read(p) == want
+        keep.seek(0)
+        assert keep.read() == want
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b"more\n")
+    os.close(fd)
+    assert read(p) == "Tello world\nmore\n" and os.stat(p).st_size == 17
+    keep.close()
+    q = os.path.join(n1.mountpoint, "new.conf")
+    fd = os.open(q, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+    os.write(fd, b"abc")
+    os.write(fd, b"def")
+    os.close(fd)
+    assert read(q) == "abcdef" and os.stat(q).st_size == 6
+
+
 def test_names_made_here_are_not_invalidated_by_their_own_apply_yet_remote_changes_are(cluster):
     # a create applied here does not invalidate the entry the kernel made for it (ops.c,
     # own_create); a change of the same name made elsewhere still replaces it within 100 ms
