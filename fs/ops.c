@@ -1874,7 +1874,9 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	} else if (!rc && strncmp(name, "user.", 5) != 0) {
 		/*
 		 * Only user.* attributes are ever stored (xattr_change): the security.capability the
-		 * kernel asks for at a file's writes is answered without a look in the store.
+		 * kernel asks for at the first write through the page cache (O_RDWR descriptors;
+		 * write-only ones use direct I/O, see write_only) is answered without a look in the
+		 * store.
 		 */
 		len = -ENODATA;
 	} else if (!rc && strlen(name) <= FS_NAME_MAX_BYTES) {
