@@ -880,8 +880,8 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int64_t r
  * go to the handle's buffer as WRITE requests either way (nothing is committed before close), and
  * without the page cache the kernel does not first ask for security.capability (GETXATTR, to drop
  * privileges at the first write of each inode: a round trip per written file). Nothing can read
- * or map a write-only descriptor; what other descriptors have cached is invalidated when the
- * commit is applied, as for any change.
+ * or map a write-only descriptor; the kernel drops what other descriptors cached of the range a
+ * direct write covers, and applying the commit invalidates the file as for any change.
  */
 static int write_only(int flags)
 {

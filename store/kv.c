@@ -237,14 +237,17 @@ static inline bool kv_before(const struct store__kv *a, const struct store__kv *
 struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i)
 {
 	struct store__ki *ki = kv->ki;
-	/* a short generation is scanned for the pointer (no record read); in a long one the newest
-	   is tried (a watcher at the head), then a binary search (a watcher behind on a key with
+	/* the newest is tried first (a watcher at the head); a short generation is scanned for the
+	   pointer (no record read); a long one is searched (a watcher behind on a key with
 	   thousands of revisions must not walk them one by one) */
 	for (uint32_t g = store__ki_ngens(ki); g-- > 0;) {
 		struct store__gen *gen = &STORE__GENS(ki)[g];
 		struct store__kv *const *revs = STORE__REVS(gen);
-		uint32_t lo = 0, hi = gen->n;
-		if (gen->n <= 16 || revs[gen->n - 1] == kv) {
+		if (gen->n && revs[gen->n - 1] == kv) {
+			*i = gen->n - 1;
+			return gen;
+		}
+		if (gen->n <= 16) {
 			for (uint32_t j = gen->n; j-- > 0;)
 				if (revs[j] == kv) {
 					*i = j;
@@ -254,6 +257,7 @@ struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i)
 		}
 		if (kv_before(kv, revs[0]))
 			continue;
+		uint32_t lo = 0, hi = gen->n;
 		while (lo < hi) { /* the first revision not before kv */
 			uint32_t mid = lo + (hi - lo) / 2;
 			if (kv_before(revs[mid], kv))

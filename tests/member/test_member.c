@@ -406,15 +406,26 @@ CHECK_TEST(restart_replays_snapshot_and_wal)
 	cluster_stop();
 }
 
-CHECK_TEST(lagging_member_catches_up_by_snapshot)
+/*
+ * A cluster snapshotting every 10 entries whose follower (returned) was stopped while the leader
+ * (*l) applied 60 puts: the log is compacted past what the follower has, so it needs a snapshot.
+ */
+static int follower_left_behind(int *l)
 {
 	cluster_start(10, 3000);
 	CHECK(run_until(has_leader, NULL, 5000));
-	int l = leader_of(), f = (l + 1) % N;
+	*l = leader_of();
+	int f = (*l + 1) % N;
 	member_stop(f);
 	struct answer a;
 	for (int k = 0; k < 60; k++)
-		CHECK_EQ(put(l, k, &a), 0); /* the log is compacted past what f has */
+		CHECK_EQ(put(*l, k, &a), 0);
+	return f;
+}
+
+CHECK_TEST(lagging_member_catches_up_by_snapshot)
+{
+	int l, f = follower_left_behind(&l);
 	member_start(f);
 	struct applied_at_least w = {f, 60};
 	CHECK(run_until(applied_count, &w, 10000));
@@ -452,13 +463,7 @@ static int copy_file(const char *from, const char *to)
  */
 CHECK_TEST(snapshot_for_a_follower_is_read_from_its_file)
 {
-	cluster_start(10, 3000);
-	CHECK(run_until(has_leader, NULL, 5000));
-	int l = leader_of(), f = (l + 1) % N;
-	member_stop(f);
-	struct answer a;
-	for (int k = 0; k < 60; k++)
-		CHECK_EQ(put(l, k, &a), 0); /* snapshots at 10, 20, ...: f needs one */
+	int l, f = follower_left_behind(&l);
 	run_until(never, NULL, 500); /* the last snapshot's child is done and taken */
 	char dir[300], from[600] = "", to[600] = "";
 	snprintf(dir, sizeof dir, "%s/member/snap", C.cfg[l].data_dir);
