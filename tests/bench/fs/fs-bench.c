@@ -1,28 +1,33 @@
 /*
  * fs-bench.c: issue 7's benchmark. It starts a throw-away 3-member raftfs cluster on loopback
  * (`raftfs mount -f` children, data dirs in a fresh temp dir on the real disk, free ports, mounts
- * under a short temp path, fsync on as by default), drives mount n1 with
+ * under a short temp path, fsync on as by default) and a 3-member etcd 3.4 beside it
+ * (etcd_cluster.sh serve, driven through etcd_client's HTTP/JSON gateway client), and drives
+ * mount n1 with
  *
  *   1 thread, then 64 threads: create+write+close of unique files of 256 bytes
  *                              (O_CREAT|O_WRONLY|O_TRUNC, as `echo > f` and cp; close returns
- *                              once a quorum committed the write)
+ *                              once a quorum committed the write), and etcd with puts of
+ *                              256-byte values at 1 client and at 64 clients spread over the
+ *                              members, in --rounds rounds (3) that alternate between the two
+ *                              (write_rounds: the other system idle meanwhile, so that both meet
+ *                              the same drift of the machine's load and disk)
  *   1 thread:                  the same with O_CREAT|O_EXCL (a compare-and-create at open,
  *                              then the content at close: two proposals)
  *   64 threads:                open+read+close of files already read once (cached reads), each
  *                              read checked against what was written
  *
- * then stops it, runs the 64 readers on fuse-floor (below) in both its modes, and runs the same
- * workload against a 3-member etcd 3.4 (etcd_cluster.sh serve,
- * through etcd_client's HTTP/JSON gateway client: puts of 256-byte values at 1 client and at 64
- * clients spread over the members, serializable ranges of existing keys at 64 clients), and prints
+ * then stops raftfs, runs the 64 readers on fuse-floor (below) in both its modes, runs etcd's
+ * serializable ranges of existing keys at 64 clients, and prints
  * one `name: value` line per figure and the ratios fs/etcd:
  *
  *   fs_write_per_s_1 fs_write_p50_us_1 fs_write_p99_us_1        (and _64)
  *   fs_write_excl_per_s_1 fs_write_excl_p50_us_1 fs_write_excl_p99_us_1   with O_EXCL
- *   fs_replay_catchup_ms_1, _excl_1, _64                        after each write phase, how long
+ *   fs_replay_catchup_ms_1, _excl_1, _64                        after each raftfs round, how long
  *                                                               the members' inotify replays (low
- *                                                               priority) took to catch up; the
- *                                                               next phase starts then
+ *                                                               priority) took to catch up (summed
+ *                                                               over the rounds); the next round
+ *                                                               starts then
  *   fs_write_and_replay_per_s_64                                64 writers' files per second
  *                                                               counting that catch-up
  *   fs_read_per_s_64 fs_read_p50_us_64 fs_read_p99_us_64        open+read+close, the figure
@@ -47,8 +52,8 @@
  *   64 writers >= 2, cached reads >= 20x serializable ranges, for read and pread)
  *
  * Usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]
- *                 [--read-seconds S] [--threads N] [--max-seconds S] [--no-etcd] [--keep]
- *                 [--on-leader] [--member-flag ARG]...
+ *                 [--read-seconds S] [--threads N] [--rounds N] [--max-seconds S] [--no-etcd]
+ *                 [--keep] [--on-leader] [--member-flag ARG]...
  * --member-flag passes ARG on to every `raftfs mount` (once per word: --member-flag
  * --snapshot-count --member-flag 100000).
  * --on-leader drives the leader's mount and puts the single etcd client on etcd's leader, instead
@@ -116,6 +121,7 @@ static struct {
 	long write1_ops, write64_ops;
 	double read_seconds;
 	int threads;
+	int rounds; /* the write phases' rounds, alternating raftfs and etcd (write_rounds) */
 	int no_etcd, keep, on_leader;
 	double max_seconds;
 } opt = {
@@ -123,6 +129,7 @@ static struct {
 	.write64_ops = 150,
 	.read_seconds = 3.0,
 	.threads = 64,
+	.rounds = 3,
 	.max_seconds = 180,
 };
 
@@ -151,6 +158,8 @@ static double run_started;
 static int drive;                 /* the mount driven: n1, or the leader with --on-leader */
 static int etcd_drive;            /* the endpoint of the single etcd client: 1, or the leader */
 static int failed;                /* keep the data dirs */
+static int fs_up, etcd_up;        /* the side started and has not failed */
+static atomic_int timed_out;      /* the watchdog stopped the run (its time limit) */
 
 static struct bench_cluster etcd_proc = {.pid = -1, .in = -1, .out = -1}; /* etcd, if started */
 static volatile pid_t floor_pid = -1; /* fuse-floor, if running */
@@ -381,6 +390,7 @@ static void *watchdog_main(void *arg)
 		if (soft == 0 && (interrupted || t > run_started + opt.max_seconds)) {
 			fprintf(stderr, "fs-bench: %s: stopping\n",
 				interrupted ? "interrupted" : "the run's time limit passed");
+			atomic_store(&timed_out, 1);
 			atomic_store(&stop_all, 1);
 			if (!interrupted)
 				failed = 1; /* a hang: keep the logs */
@@ -574,6 +584,7 @@ struct worker {
 	const char *phase;    /* directory / key component of the phase */
 	const char *endpoint; /* etcd */
 	long ops;             /* ops to do (reads and ranges: at most; the clock stops them) */
+	long base;            /* writes and puts: the number of this round's first file or key */
 	uint32_t *lat;
 	long done;
 	double finished;
@@ -693,8 +704,8 @@ static void *worker_main(void *arg)
 		switch (w->kind) {
 		case FS_WRITE:
 		case FS_WRITE_EXCL:
-			fs_path(path, sizeof path, w->phase, w->index, w->done);
-			bench_make_value(val, seed_of(w->index, w->done));
+			fs_path(path, sizeof path, w->phase, w->index, w->base + w->done);
+			bench_make_value(val, seed_of(w->index, w->base + w->done));
 			t0 = now_us();
 			r = fs_write_one(w, path, val, w->kind == FS_WRITE_EXCL);
 			break;
@@ -714,8 +725,8 @@ static void *worker_main(void *arg)
 			break;
 		}
 		case ETCD_PUT:
-			etcd_key(path, sizeof path, w->phase, w->index, w->done);
-			bench_make_value(val, seed_of(w->index, w->done));
+			etcd_key(path, sizeof path, w->phase, w->index, w->base + w->done);
+			bench_make_value(val, seed_of(w->index, w->base + w->done));
 			t0 = now_us();
 			r = etcdc_put(c, path, strlen(path), val, VALUE_SIZE, NULL);
 			if (r < 0)
@@ -756,12 +767,55 @@ struct result {
 	int ok;
 };
 
+/* What one workload did over its rounds: every latency, and the rounds' time summed. */
+struct samples {
+	uint32_t *lat;
+	size_t n, cap;
+	long ops;
+	double secs; /* per round: from the start to the last worker's end */
+};
+
+static int samples_add(struct samples *s, const uint32_t *lat, size_t n)
+{
+	if (s->n + n > s->cap) {
+		size_t cap = s->cap ? s->cap : 1024;
+		while (cap < s->n + n)
+			cap *= 2;
+		uint32_t *m = realloc(s->lat, cap * sizeof *m);
+		if (!m)
+			return -ENOMEM;
+		s->lat = m;
+		s->cap = cap;
+	}
+	memcpy(s->lat + s->n, lat, n * sizeof *lat);
+	s->n += n;
+	return 0;
+}
+
+/* Summarizes s into res (files or requests per second of the rounds' time, percentiles of every
+ * latency) and frees s's latencies. */
+static void samples_result(struct samples *s, struct result *res)
+{
+	qsort(s->lat, s->n, sizeof *s->lat, bench_cmp_u32);
+	res->ops = s->ops;
+	res->per_s = s->secs > 0 ? (double)s->ops / s->secs : 0;
+	res->p50 = bench_percentile(s->lat, s->n, 50);
+	res->p99 = bench_percentile(s->lat, s->n, 99);
+	res->ok = s->ops > 0;
+	free(s->lat);
+	*s = (struct samples){0};
+}
+
 static const char *endpoints[MAX_ENDPOINTS];
 static int n_endpoints;
 
-/* Runs N workers of KIND on PHASE; each does OPS (writes) or runs for opt.read_seconds. Etcd
- * clients are spread over the endpoints (one client: the first). */
-static int run_workers(int n, enum kind kind, const char *phase, long ops, struct result *res)
+/*
+ * One round: N workers of KIND on PHASE; each does OPS writes or puts (files or keys BASE to
+ * BASE + OPS - 1 of its own) or runs for opt.read_seconds; what they did goes into ACC. Etcd
+ * clients are spread over the endpoints (one client: the first).
+ */
+static int run_round(int n, enum kind kind, const char *phase, long ops, long base,
+		     struct samples *acc)
 {
 	struct worker *ws = calloc((size_t)n, sizeof *ws);
 	if (!ws)
@@ -777,6 +831,7 @@ static int run_workers(int n, enum kind kind, const char *phase, long ops, struc
 		ws[i].phase = phase;
 		ws[i].endpoint = n_endpoints ? endpoints[(i + etcd_drive) % n_endpoints] : NULL;
 		ws[i].ops = cap;
+		ws[i].base = base;
 		ws[i].lat = malloc((size_t)cap * sizeof(uint32_t));
 		if (!ws[i].lat) {
 			r = -ENOMEM;
@@ -809,7 +864,7 @@ static int run_workers(int n, enum kind kind, const char *phase, long ops, struc
 		if (ws[i].err && r == 0) {
 			r = ws[i].err;
 			fprintf(stderr, "fs-bench: %s, thread %d, op %ld: %s (%s)\n", kind_name[kind],
-				i, ws[i].done, ws[i].errmsg, strerror(-r));
+				i, ws[i].base + ws[i].done, ws[i].errmsg, strerror(-r));
 		}
 		if (ws[i].finished > last)
 			last = ws[i].finished;
@@ -817,31 +872,31 @@ static int run_workers(int n, enum kind kind, const char *phase, long ops, struc
 	}
 	if (r == 0 && interrupted)
 		r = -EINTR;
-	uint32_t *all = r == 0 ? malloc((size_t)(total ? total : 1) * sizeof(uint32_t)) : NULL;
-	if (r == 0 && !all)
-		r = -ENOMEM;
+	for (int i = 0; r == 0 && i < n; i++)
+		r = samples_add(acc, ws[i].lat, (size_t)ws[i].done);
 	if (r == 0) {
-		size_t k = 0;
-		for (int i = 0; i < n; i++) {
-			memcpy(all + k, ws[i].lat, (size_t)ws[i].done * sizeof(uint32_t));
-			k += (size_t)ws[i].done;
-		}
-		qsort(all, k, sizeof *all, bench_cmp_u32);
-		res->ops = total;
-		res->per_s = last > t0 ? (double)total / (last - t0) : 0;
-		res->p50 = bench_percentile(all, k, 50);
-		res->p99 = bench_percentile(all, k, 99);
-		res->ok = total > 0;
+		acc->ops += total;
+		acc->secs += last - t0;
 		if (!timed && total < (long)n * ops)
 			fprintf(stderr, "# only %ld of %ld %ss done within %.0f s\n", total,
 				(long)n * ops, kind_name[kind], PHASE_CAP_S);
 		fprintf(stderr, "# %s, %d thread%s: %ld ops in %.2f s\n", kind_name[kind], n,
 			n == 1 ? "" : "s", total, last - t0);
 	}
-	free(all);
 	for (int i = 0; i < n; i++)
 		free(ws[i].lat);
 	free(ws);
+	return r;
+}
+
+/* One round of OPS per worker from the first file or key, summarized into RES. */
+static int run_workers(int n, enum kind kind, const char *phase, long ops, struct result *res)
+{
+	struct samples s = {0};
+	int r = run_round(n, kind, phase, ops, 0, &s);
+	if (r == 0)
+		samples_result(&s, res);
+	free(s.lat);
 	return r;
 }
 
@@ -935,7 +990,8 @@ static int check_file_on(int m, const char *phase, int thread, long i)
 	return -EPROTO;
 }
 
-static int run_fs(struct result *w1, struct result *w64, struct result *rd, struct result *prd)
+/* Starts the raftfs cluster, makes the phases' directories and warms the write path up. */
+static int fs_start(void)
 {
 	int r = cluster_fs_start();
 	if (r < 0)
@@ -944,32 +1000,28 @@ static int run_fs(struct result *w1, struct result *w64, struct result *rd, stru
 	    (r = mkdir_phase("w1x", 1)) < 0 || (r = mkdir_phase("w64", opt.threads)) < 0)
 		return r;
 	struct result warm = {0};
-	if ((r = run_workers(1, FS_WRITE, "warm", WARMUP_OPS, &warm)) < 0)
-		return r;
-	if ((r = run_workers(1, FS_WRITE, "w1", opt.write1_ops, w1)) < 0)
-		return r;
-	printf("fs_write_per_s_1: %.0f\n", w1->per_s);
-	printf("fs_write_p50_us_1: %" PRIu32 "\n", w1->p50);
-	printf("fs_write_p99_us_1: %" PRIu32 "\n", w1->p99);
-	printf("fs_replay_catchup_ms_1: %.0f\n", replay_catchup_ms());
+	return run_workers(1, FS_WRITE, "warm", WARMUP_OPS, &warm);
+}
+
+/* One writer with O_CREAT|O_EXCL (raftfs only: etcd has no such open). */
+static int fs_excl(void)
+{
 	struct result wx = {0};
-	if ((r = run_workers(1, FS_WRITE_EXCL, "w1x", opt.write1_ops, &wx)) < 0)
+	int r = run_workers(1, FS_WRITE_EXCL, "w1x", opt.write1_ops, &wx);
+	if (r < 0)
 		return r;
 	printf("fs_write_excl_per_s_1: %.0f\n", wx.per_s);
 	printf("fs_write_excl_p50_us_1: %" PRIu32 "\n", wx.p50);
 	printf("fs_write_excl_p99_us_1: %" PRIu32 "\n", wx.p99);
 	printf("fs_replay_catchup_ms_excl_1: %.0f\n", replay_catchup_ms());
-	if ((r = run_workers(opt.threads, FS_WRITE, "w64", opt.write64_ops, w64)) < 0)
-		return r;
-	printf("fs_write_per_s_%d: %.0f\n", opt.threads, w64->per_s);
-	printf("fs_write_p50_us_%d: %" PRIu32 "\n", opt.threads, w64->p50);
-	printf("fs_write_p99_us_%d: %" PRIu32 "\n", opt.threads, w64->p99);
-	/* what the burst left the replays, done before the reads start */
-	double catchup = replay_catchup_ms();
-	printf("fs_replay_catchup_ms_%d: %.0f\n", opt.threads, catchup);
-	if (catchup >= 0 && w64->per_s > 0) /* the files per second once every member replayed them */
-		printf("fs_write_and_replay_per_s_%d: %.0f\n", opt.threads,
-		       (double)w64->ops / ((double)w64->ops / w64->per_s + catchup / 1000));
+	return 0;
+}
+
+/* After the writes: the files on the other members, then the cached reads and preads. */
+static int fs_reads(const struct result *w1, const struct result *w64, struct result *rd,
+		    struct result *prd)
+{
+	int r = 0;
 	/* Replication: the first and last files of both phases on the other two members. */
 	double t0 = now_s();
 	for (int m = 0; m < MEMBERS && r == 0; m++) {
@@ -1088,7 +1140,8 @@ static int run_floor(const char *mode, struct result *res)
 
 /* ---- the etcd side -------------------------------------------------------------------------- */
 
-static int run_etcd(struct result *p1, struct result *p64, struct result *rg)
+/* Starts the 3-member etcd, finds its leader and warms the put path up. */
+static int etcd_start(void)
 {
 	fprintf(stderr, "# starting a 3-member etcd with %s\n", opt.script);
 	int r = bench_cluster_start(&etcd_proc, opt.script, 60, &interrupted);
@@ -1128,18 +1181,13 @@ static int run_etcd(struct result *p1, struct result *p64, struct result *rg)
 		printf("etcd_writer_on_leader: %d\n", li == etcd_drive);
 	}
 	struct result warm = {0};
-	if ((r = run_workers(1, ETCD_PUT, "warm", WARMUP_OPS, &warm)) < 0)
-		return r;
-	if ((r = run_workers(1, ETCD_PUT, "w1", opt.write1_ops, p1)) < 0)
-		return r;
-	printf("etcd_put_per_s_1: %.0f\n", p1->per_s);
-	printf("etcd_put_p50_us_1: %" PRIu32 "\n", p1->p50);
-	printf("etcd_put_p99_us_1: %" PRIu32 "\n", p1->p99);
-	if ((r = run_workers(opt.threads, ETCD_PUT, "w64", opt.write64_ops, p64)) < 0)
-		return r;
-	printf("etcd_put_per_s_%d: %.0f\n", opt.threads, p64->per_s);
-	printf("etcd_put_p50_us_%d: %" PRIu32 "\n", opt.threads, p64->p50);
-	printf("etcd_put_p99_us_%d: %" PRIu32 "\n", opt.threads, p64->p99);
+	return run_workers(1, ETCD_PUT, "warm", WARMUP_OPS, &warm);
+}
+
+/* Serializable ranges of the single client's keys (those of p1) at 64 clients. */
+static int etcd_ranges(const struct result *p1, struct result *rg)
+{
+	int r;
 	/* Ranges read the single client's keys, from every member: wait until the last one is
 	 * applied everywhere (a follower may apply a moment after the leader replied). */
 	read_phase = "w1";
@@ -1178,14 +1226,73 @@ static int run_etcd(struct result *p1, struct result *p64, struct result *rg)
 	return 0;
 }
 
+/* ---- the write phases ------------------------------------------------------------------------ */
+
+/* The workers go on after a failed phase, unless the run is being stopped (signal, time limit). */
+static void resume_workers(void)
+{
+	if (!interrupted && !atomic_load(&timed_out))
+		atomic_store(&stop_all, 0);
+}
+
+/* A side (raftfs when fs, else etcd) failed: it is left out of what follows. */
+static void side_failed(int fs, int r)
+{
+	*(fs ? &fs_up : &etcd_up) = 0;
+	if (interrupted)
+		return;
+	failed = 1;
+	fprintf(stderr, "fs-bench: the %s side FAILED: %s\n", fs ? "raftfs" : "etcd", strerror(-r));
+	for (int i = 0; fs && i < MEMBERS; i++)
+		if (data_dir[i][0])
+			print_log_tail(i);
+	resume_workers();
+}
+
+/*
+ * A write phase (THREADS workers, OPS files or keys each) in opt.rounds rounds that alternate
+ * between raftfs and etcd, each round the next slice of every worker's files and keys, with both
+ * clusters up and the one not measured idle. This machine's load and its disk's flush time drift
+ * over minutes (the flush went from 270 to 505 us and back within an hour): rounds seconds apart
+ * put both systems under the same conditions, which phases minutes apart did not. An idle etcd
+ * cluster takes about 70 ms of CPU a second, an idle raftfs cluster 10: the turns cost raftfs
+ * that little, not etcd. After each raftfs round the members' replays (low priority) catch up
+ * before etcd's round starts; returns the ms that took in all (-1: a backlog could not be read).
+ * Latencies and time add up in FS and ETCD over the rounds; a side that fails is left out of the
+ * rounds after it.
+ */
+static double write_rounds(int threads, const char *phase, long ops, struct samples *fs,
+			   struct samples *etcd)
+{
+	double catchup = 0;
+	for (int k = 0; k < opt.rounds && (fs_up || etcd_up) && !interrupted; k++) {
+		long lo = ops * k / opt.rounds, hi = ops * (k + 1) / opt.rounds;
+		if (hi == lo)
+			continue;
+		int r;
+		if (fs_up) {
+			if ((r = run_round(threads, FS_WRITE, phase, hi - lo, lo, fs)) < 0) {
+				side_failed(1, r);
+			} else {
+				double c = replay_catchup_ms();
+				catchup = c < 0 || catchup < 0 ? -1 : catchup + c;
+			}
+		}
+		if (etcd_up && !interrupted &&
+		    (r = run_round(threads, ETCD_PUT, phase, hi - lo, lo, etcd)) < 0)
+			side_failed(0, r);
+	}
+	return catchup;
+}
+
 /* ---- main ----------------------------------------------------------------------------------- */
 
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]\n"
-		"                [--read-seconds S] [--threads N] [--max-seconds S] [--no-etcd]\n"
-		"                [--keep] [--on-leader] [--member-flag ARG]...\n"
+		"                [--read-seconds S] [--threads N] [--rounds N] [--max-seconds S]\n"
+		"                [--no-etcd] [--keep] [--on-leader] [--member-flag ARG]...\n"
 		"Starts a 3-member raftfs cluster with PATH (default %s) and a 3-member etcd with\n"
 		"the script (default %s); --write64-ops is per thread.\n",
 		RAFTFS_BIN, ETCD_CLUSTER_SCRIPT);
@@ -1245,6 +1352,8 @@ int main(int argc, char **argv)
 			opt.read_seconds = (double)parse_count(v, 1, 60);
 		else if (strcmp(a, "--threads") == 0)
 			opt.threads = (int)parse_count(v, 1, MAX_THREADS);
+		else if (strcmp(a, "--rounds") == 0)
+			opt.rounds = (int)parse_count(v, 1, 100);
 		else if (strcmp(a, "--max-seconds") == 0)
 			opt.max_seconds = (double)parse_count(v, 10, 3600);
 		else
@@ -1295,14 +1404,60 @@ int main(int argc, char **argv)
 		opt.read_seconds);
 
 	struct result w1 = {0}, w64 = {0}, rd = {0}, prd = {0}, p1 = {0}, p64 = {0}, rg = {0};
-	int rfs = run_fs(&w1, &w64, &rd, &prd);
-	if (rfs < 0 && !interrupted) {
-		failed = 1;
-		fprintf(stderr, "fs-bench: the raftfs side FAILED: %s\n", strerror(-rfs));
-		for (int i = 0; i < MEMBERS; i++)
-			if (data_dir[i][0])
-				print_log_tail(i);
+	int r = fs_start();
+	fs_up = r == 0;
+	if (r < 0)
+		side_failed(1, r);
+	if (!opt.no_etcd && !interrupted) {
+		r = etcd_start();
+		etcd_up = r == 0;
+		if (r < 0)
+			side_failed(0, r);
 	}
+	/* One writer, in rounds. */
+	struct samples sfs = {0}, setcd = {0};
+	double catchup = write_rounds(1, "w1", opt.write1_ops, &sfs, &setcd);
+	if (fs_up) {
+		samples_result(&sfs, &w1);
+		printf("fs_write_per_s_1: %.0f\n", w1.per_s);
+		printf("fs_write_p50_us_1: %" PRIu32 "\n", w1.p50);
+		printf("fs_write_p99_us_1: %" PRIu32 "\n", w1.p99);
+		printf("fs_replay_catchup_ms_1: %.0f\n", catchup);
+	}
+	if (etcd_up) {
+		samples_result(&setcd, &p1);
+		printf("etcd_put_per_s_1: %.0f\n", p1.per_s);
+		printf("etcd_put_p50_us_1: %" PRIu32 "\n", p1.p50);
+		printf("etcd_put_p99_us_1: %" PRIu32 "\n", p1.p99);
+	}
+	free(sfs.lat);
+	free(setcd.lat);
+	sfs = setcd = (struct samples){0};
+	if (fs_up && !interrupted && (r = fs_excl()) < 0)
+		side_failed(1, r);
+	/* 64 writers, in rounds. */
+	catchup = write_rounds(opt.threads, "w64", opt.write64_ops, &sfs, &setcd);
+	if (fs_up) {
+		samples_result(&sfs, &w64);
+		printf("fs_write_per_s_%d: %.0f\n", opt.threads, w64.per_s);
+		printf("fs_write_p50_us_%d: %" PRIu32 "\n", opt.threads, w64.p50);
+		printf("fs_write_p99_us_%d: %" PRIu32 "\n", opt.threads, w64.p99);
+		/* what the rounds left the replays, done before the next round */
+		printf("fs_replay_catchup_ms_%d: %.0f\n", opt.threads, catchup);
+		if (catchup >= 0 && w64.per_s > 0) /* files per second once every member replayed them */
+			printf("fs_write_and_replay_per_s_%d: %.0f\n", opt.threads,
+			       (double)w64.ops / ((double)w64.ops / w64.per_s + catchup / 1000));
+	}
+	if (etcd_up) {
+		samples_result(&setcd, &p64);
+		printf("etcd_put_per_s_%d: %.0f\n", opt.threads, p64.per_s);
+		printf("etcd_put_p50_us_%d: %" PRIu32 "\n", opt.threads, p64.p50);
+		printf("etcd_put_p99_us_%d: %" PRIu32 "\n", opt.threads, p64.p99);
+	}
+	free(sfs.lat);
+	free(setcd.lat);
+	if (fs_up && !interrupted && (r = fs_reads(&w1, &w64, &rd, &prd)) < 0)
+		side_failed(1, r);
 	atomic_store(&cleaning, 1); /* the raftfs part only: stop_members may take a while */
 	stop_members();
 	atomic_store(&cleaning, 0);
@@ -1314,7 +1469,7 @@ int main(int argc, char **argv)
 			failed = 1;
 			fprintf(stderr, "fs-bench: the FUSE floor FAILED\n");
 		}
-		atomic_store(&stop_all, 0);
+		resume_workers();
 	}
 	if (fl.ok) {
 		printf("fuse_floor_read_per_s_%d: %.0f\n", opt.threads, fl.per_s);
@@ -1325,16 +1480,9 @@ int main(int argc, char **argv)
 		printf("fuse_noopen_read_per_s_%d: %.0f\n", opt.threads, fln.per_s);
 		printf("fuse_noopen_read_p50_us_%d: %" PRIu32 "\n", opt.threads, fln.p50);
 	}
-	int retcd = 0;
-	if (!opt.no_etcd && !interrupted) {
-		atomic_store(&stop_all, 0);
-		retcd = run_etcd(&p1, &p64, &rg);
-		if (retcd < 0 && !interrupted) {
-			failed = 1;
-			fprintf(stderr, "fs-bench: the etcd side FAILED: %s\n", strerror(-retcd));
-		}
-		bench_cluster_stop(&etcd_proc);
-	}
+	if (etcd_up && !interrupted && (r = etcd_ranges(&p1, &rg)) < 0)
+		side_failed(0, r);
+	bench_cluster_stop(&etcd_proc);
 	char n64[32];
 	snprintf(n64, sizeof n64, "%d", opt.threads);
 	char name[96];
@@ -1372,7 +1520,7 @@ int main(int argc, char **argv)
 	cleanup_all();
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	int ok = rfs == 0 && retcd == 0 && !interrupted && !failed;
+	int ok = !interrupted && !failed;
 	fprintf(stderr, "# fs-bench %s in %.1f s (the bench itself used %.1f s of CPU)\n",
 		ok ? "done" : "FAILED", now_s() - run_started,
 		(double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
