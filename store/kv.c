@@ -646,9 +646,12 @@ int store_delete_range(struct store *s, const struct store_delete *d, struct sto
 {
 	if (!d->key_len)
 		return -EINVAL;
+	struct store_delete_result unused;
 	s->wrote = false;
-	do_delete(s, d, res);
+	do_delete(s, d, res ? res : &unused);
 	s->wrote = false;
+	if (!res)
+		store_delete_result_free(&unused);
 	return 0;
 }
 

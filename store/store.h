@@ -174,7 +174,8 @@ struct store_put_result {
 	struct store_kv prev; /* with STORE_PUT_PREV_KV when the key existed */
 };
 
-/* Puts one key in a new revision. STORE_ENOSPACE, STORE_ELEASENOTFOUND, STORE_EKEYNOTFOUND. */
+/* Puts one key in a new revision; res may be NULL. STORE_ENOSPACE, STORE_ELEASENOTFOUND,
+ * STORE_EKEYNOTFOUND. */
 int store_put(struct store *s, const struct store_put *p, struct store_put_result *res);
 
 struct store_delete {
@@ -192,7 +193,8 @@ struct store_delete_result {
 	size_t n_prev;
 };
 
-/* Deletes every live key in range in one new revision (none when nothing matched). */
+/* Deletes every live key in range in one new revision (none when nothing matched); res may be
+ * NULL. */
 int store_delete_range(struct store *s, const struct store_delete *d, struct store_delete_result *res);
 
 void store_delete_result_free(struct store_delete_result *res);

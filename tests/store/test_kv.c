@@ -249,6 +249,15 @@ CHECK_TEST(range_options_and_errors)
 	CHECK_EQ(store_compact(s, 100), STORE_EFUTUREREV);
 	CHECK(strstr(store_strerror(STORE_ECOMPACTED), "compacted") != NULL);
 	CHECK(strcmp(store_strerror(STORE_ENOSPACE), store_strerror(STORE_ELEASENOTFOUND)) != 0);
+	/* a delete without a result to fill, as a put without one */
+	int64_t before = store_rev(s);
+	struct store_delete d = {.key = "dir/", .key_len = 4, .end = end, .end_len = el, .prev_kv = true};
+	CHECK_EQ(store_delete_range(s, &d, NULL), 0);
+	CHECK_EQ(store_rev(s), before + 1);
+	rq = (struct store_range_req){.key = "dir/", .key_len = 4, .end = end, .end_len = el};
+	CHECK_EQ(store_range(s, &rq, &res), 0);
+	CHECK_EQ(res.count, 0);
+	store_range_result_free(&res);
 	store_close(s);
 }
 
