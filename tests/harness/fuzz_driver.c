@@ -1,8 +1,9 @@
 /*
- * fuzz_driver.c: runs the fuzz target (fuzz_record.c) without libFuzzer, for the gcc sanitizer
- * build: each seed input as is, then random mutations of them (bit flips, byte sets, truncations,
- * splices). CHECK_SEED picks the randomness; WAL_FUZZ_ITERS the number of mutations (default 200k).
- *   ./fuzz-wal-record-driver seed-file...
+ * fuzz_driver.c: runs a fuzz target (a file defining LLVMFuzzerTestOneInput: tests/wal/fuzz_record.c,
+ * tests/store/fuzz_snapshot.c) without libFuzzer, for the gcc sanitizer build: each seed input as
+ * is, then random mutations of them (bit flips, byte sets, truncations, splices). CHECK_SEED picks
+ * the randomness; FUZZ_ITERS the number of mutations (default 200k).
+ *   ./fuzz-...-driver seed-file...
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,7 @@ int main(int argc, char **argv)
 	const char *e = getenv("CHECK_SEED");
 	uint64_t s = (e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL)) | 1;
 	printf("# seed %llu\n", (unsigned long long)s);
-	const char *it = getenv("WAL_FUZZ_ITERS");
+	const char *it = getenv("FUZZ_ITERS");
 	long iters = it ? atol(it) : 200000;
 	uint8_t *buf = malloc(1 << 17);
 	for (long k = 0; k < iters; k++) {
