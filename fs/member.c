@@ -1035,6 +1035,8 @@ static void process_ready(struct fs_member *m)
 		return;
 	}
 	uv_queue_work(m->loop, &m->work, persist_work, persist_done);
+	if (m->opt.on_sync)
+		m->opt.on_sync(m->opt.arg);
 }
 
 static void on_check(uv_check_t *h)

@@ -71,7 +71,10 @@ struct fs_member_options {
 	void (*on_removed)(void *arg);
 	/* Entries were applied (after each batch; may be NULL). */
 	void (*on_applied)(void *arg);
-	void *arg;                   /* for on_removed and on_applied */
+	/* A WAL write with fdatasync began: the disk, not the CPU, is what the member waits on
+	   next (may be NULL). */
+	void (*on_sync)(void *arg);
+	void *arg;                   /* for on_removed, on_applied and on_sync */
 };
 
 /*

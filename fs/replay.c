@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_KEYS_PER_REVISION 1024
@@ -31,6 +32,9 @@
 /* the replay thread's nice value (replay_internal.h, "Priority"): 10, a tenth of a nice 0
    thread's share, not 19: a replay still makes progress next to a busy process */
 #define REPLAY_NICE 10
+/* a replay waits at most this long for a WAL sync of this member to begin (replay_internal.h,
+   "When") */
+#define REPLAY_SYNC_WAIT_US 1000
 
 /* ---- state ------------------------------------------------------------------------------------- */
 
@@ -60,6 +64,8 @@ struct item {
 	size_t value_len;   /* the file's content length at rev */
 	char *path;         /* the key */
 	char *path2;        /* rename's target, symlink's target, or NULL */
+	uint64_t syncs;     /* r->syncs when it was queued */
+	struct timespec queued; /* when (CLOCK_MONOTONIC) */
 };
 
 /* One applied event of the revision being gathered (on the loop). */
@@ -97,6 +103,7 @@ struct fs_replay {
 	int test_no_clone;        /* RAFTFS_TEST_REPLAY_NO_CLONE: no clone of the mount, as without
 				   * CAP_SYS_ADMIN (tests: the fallback by path) */
 	uint64_t done, dropped;
+	uint64_t syncs;           /* WAL syncs this member began (fs_replay_sync) */
 	int overflow_said;        /* the overflow was logged; cleared once the queue drains */
 
 	pthread_mutex_t cur_lock; /* guards the current operation; never held across a syscall */
@@ -350,6 +357,17 @@ static void detach_deleted(struct fs_replay *r, int64_t rev)
 			fs_itable_detach(&r->ops->itable, r->grp[i].path, rev - 1);
 }
 
+void fs_replay_sync(struct fs_replay *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->syncs++;
+	if (r->head)
+		pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
 void fs_replay_flush(struct fs_replay *r)
 {
 	if (!r->grp_n)
@@ -374,8 +392,14 @@ void fs_replay_flush(struct fs_replay *r)
 		else
 			r->head = list;
 		struct item *last = list;
-		while (last->next)
-			last = last->next;
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		for (;; last = last->next) {
+			last->syncs = r->syncs;
+			last->queued = now;
+			if (!last->next)
+				break;
+		}
 		r->tail = last;
 		r->queued += k;
 		pthread_cond_signal(&r->cond);
@@ -615,6 +639,19 @@ static void *replay_main(void *arg)
 			pthread_cond_wait(&r->cond, &r->lock);
 		if (r->stop)
 			break;
+		/* until the member waits on its disk, or REPLAY_SYNC_WAIT_US (replay_internal.h) */
+		struct item *h = r->head;
+		struct timespec until = h->queued;
+		until.tv_nsec += REPLAY_SYNC_WAIT_US * 1000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (!r->stop && r->syncs == h->syncs &&
+		       pthread_cond_timedwait(&r->cond, &r->lock, &until) == 0)
+			;
+		if (r->stop)
+			break;
 		struct item *it = r->head;
 		r->head = it->next;
 		size_t taken = 1;
@@ -692,7 +729,11 @@ int fs_replay_start(struct fs_ops *ops, const char *mountpoint)
 	const char *delay = getenv("RAFTFS_TEST_REPLAY_DELAY_MS");
 	r->test_delay_ms = delay ? strtol(delay, NULL, 10) : 0;
 	pthread_mutex_init(&r->lock, NULL);
-	pthread_cond_init(&r->cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&r->cur_lock, NULL);
 	int rc = pthread_create(&r->thread, NULL, replay_main, r);
 	if (rc) {

@@ -179,6 +179,12 @@ static void server_on_applied(void *arg)
 	}
 }
 
+static void server_on_sync(void *arg)
+{
+	struct server *sv = arg;
+	fs_replay_sync(sv->ops.replay);
+}
+
 static void server_on_removed(void *arg)
 {
 	server_stop(arg, "removed from the cluster");
@@ -350,6 +356,7 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 	struct fs_member_options mopt = {.request_timeout_ms = timeout_ms,
 					 .on_removed = server_on_removed,
 					 .on_applied = server_on_applied,
+					 .on_sync = server_on_sync,
 					 .arg = &sv};
 	if ((rc = store_open(&scfg, &sv.store)) != 0) {
 		FS_ERROR("cannot open the store: %s", store_strerror(rc));

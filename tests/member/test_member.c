@@ -92,6 +92,7 @@ struct cluster {
 	struct tsm sm[N_MAX];
 	int stopped[N_MAX];   /* not running (never started, or stopped) */
 	int removed[N_MAX];   /* on_removed ran */
+	int syncs[N_MAX];     /* on_sync ran so often */
 	uint64_t snapshot_count;
 	uint64_t timeout_ms;
 };
@@ -176,6 +177,11 @@ static void on_removed(void *arg)
 	*(int *)arg = 1;
 }
 
+static void on_sync(void *arg) /* arg: &C.removed[i], the options' one argument */
+{
+	C.syncs[(int *)arg - C.removed]++;
+}
+
 static void member_start(int i)
 {
 	struct fs_state_machine sm = {&C.sm[i], tsm_apply, tsm_snapshot, tsm_restore};
@@ -183,6 +189,7 @@ static void member_start(int i)
 					.catchup_entries = 5,
 					.snapshot_fork = 1, /* memberd (crash tests) snapshots on the loop */
 					.on_removed = on_removed,
+					.on_sync = on_sync,
 					.arg = &C.removed[i]};
 	memset(&C.sm[i], 0, sizeof C.sm[i]);
 	CHECK_EQ(fs_member_start(&C.m[i], &C.loop, &C.cfg[i], &opt, &sm), 0);
@@ -353,6 +360,8 @@ CHECK_TEST(three_members_elect_and_commit)
 	cluster_start(10000, 3000);
 	CHECK(run_until(has_leader, NULL, 5000));
 	struct answer a;
+	int syncs[N_MAX];
+	memcpy(syncs, C.syncs, sizeof syncs);
 	for (int k = 0; k < 30; k++) {
 		CHECK_EQ(put(k % N, k, &a), 0);
 		CHECK(strncmp(a.result, "applied at ", 11) == 0);
@@ -361,6 +370,10 @@ CHECK_TEST(three_members_elect_and_commit)
 		struct applied_at_least w = {i, 30};
 		CHECK(run_until(applied_count, &w, 3000));
 	}
+	/* every member told its owner when it began syncing its WAL: at least once for each of
+	   these 30 one-at-a-time puts (the replay of inotify events waits for that moment) */
+	for (int i = 0; i < N; i++)
+		CHECK_GE(C.syncs[i] - syncs[i], 30);
 	check_same_history(0, 1);
 	check_same_history(0, 2);
 	CHECK_STR_EQ(C.sm[2].items[29], "v29");
