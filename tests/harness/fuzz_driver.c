@@ -1,8 +1,8 @@
 /*
- * fuzz_driver.c: runs a fuzz target (a file defining LLVMFuzzerTestOneInput: tests/wal/fuzz_record.c,
- * tests/store/fuzz_snapshot.c) without libFuzzer, for the gcc sanitizer build: each seed input as
- * is, then random mutations of them (bit flips, byte sets, truncations, splices). CHECK_SEED picks
- * the randomness; FUZZ_ITERS the number of mutations (default 200k).
+ * fuzz_driver.c: runs a fuzz target (a file defining LLVMFuzzerTestOneInput:
+ * tests/wal/fuzz_record.c, tests/store/fuzz_snapshot.c) without libFuzzer, for the gcc sanitizer
+ * build: each seed input as is, then random mutations of them (bit flips, byte sets, truncations,
+ * splices). CHECK_SEED picks the randomness; FUZZ_ITERS the number of mutations (default 200k).
  *   ./fuzz-...-driver seed-file...
  */
 #include <stdio.h>

@@ -6,9 +6,10 @@
  * zstd frame first (so the mutations reach the image parser); even, the rest is given to restore
  * as is (the zstd framing, checksum and window handling). An image that restores must leave a
  * store that keeps the contract and works: every live key in order with revisions the store can
- * have, hash_kv, a put, a compaction, and a save whose restore has the same hash. Seeds: fuzz-seeds/, a store with leases, deletions, several generations and a
- * compaction, as a raw image (mode byte 1) and as the saved zstd frame (mode byte 0); this file
- * built with -DFUZZ_SNAPSHOT_MAKE_SEEDS is the program that wrote them:
+ * have, hash_kv, a put, a compaction, and a save whose restore has the same hash.
+ * Seeds: fuzz-seeds/, a store with leases, deletions, several generations and a compaction, as a
+ * raw image (mode byte 1) and as the saved zstd frame (mode byte 0); this file built with
+ * -DFUZZ_SNAPSHOT_MAKE_SEEDS is the program that wrote them:
  *   cc -DFUZZ_SNAPSHOT_MAKE_SEEDS -Istore tests/store/fuzz_snapshot.c build/store/libstore.a -lzstd
  *   ./a.out tests/store/fuzz-seeds
  */

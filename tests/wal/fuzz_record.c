@@ -3,7 +3,8 @@
  * of frames the way wal_open reads a segment, decodes each record's data as the message its type
  * says, and the input as a snapshot file body; whatever decodes must re-encode and decode to the
  * same values. Built with clang -fsanitize=fuzzer,address,undefined (tests/wal/meson.build) and,
- * without libFuzzer, driven by tests/harness/fuzz_driver.c with random mutations of the seed inputs.
+ * without libFuzzer, driven by tests/harness/fuzz_driver.c with random mutations of the seed
+ * inputs.
  */
 #include <stdlib.h>
 #include <string.h>
