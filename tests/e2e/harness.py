@@ -8,7 +8,10 @@ What the end-to-end suites rely on, learned from libfuse's own harness:
 - teardown always unmounts and reaps, escalating `fusermount3 -u`, then `-u -z`, then writing 1 to
   /sys/fs/fuse/connections/N/abort, then SIGTERM and SIGKILL of the daemon, and waiting for its pid;
 - afterwards the daemon's stderr is checked: a sanitizer report or an unexpected ERROR/FATAL line
-  fails the test.
+  fails the test;
+- a member a test started in the background (`raftfs mount` without -f: its process is not the
+  test's child) is adopted by the workspace, which unmounts it and ends it by the pid in its data
+  dir's lock file should the test not get that far.
 
 Nothing here is specific to pytest; conftest.py turns it into fixtures.
 """
@@ -222,6 +225,7 @@ class Workspace:
         # Short paths: mountpoints appear in mountinfo and in error messages.
         self.root = tempfile.mkdtemp(prefix="rfs", dir="/tmp")
         self.daemons = []
+        self.adopted = []  # (mountpoint, data dir) of members started in the background
 
     def path(self, *parts):
         return os.path.join(self.root, *parts)
@@ -229,6 +233,33 @@ class Workspace:
     def add(self, daemon):
         self.daemons.append(daemon)
         return daemon
+
+    def adopt(self, mountpoint, data_dir):
+        """A member started in the background: close() unmounts and ends it if still there."""
+        self.adopted.append((mountpoint, data_dir))
+
+    def _stop_adopted(self, mountpoint, data_dir, grace=5.0):
+        if is_mounted(mountpoint):
+            subprocess.run(["fusermount3", "-u", "-z", mountpoint], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+        try:
+            with open(os.path.join(data_dir, "lock")) as f:
+                pid = int(f.read().split()[0])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if data_dir.encode() not in f.read():
+                    return  # the member is gone and the pid is someone else's now
+        except (OSError, ValueError, IndexError):
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if not os.path.exists(f"/proc/{pid}"):
+                    return
+                time.sleep(0.02)
 
     def abort_all(self):
         """Emergency brake from the timeout watchdog: unblocks anything stuck in a mount."""
@@ -240,6 +271,8 @@ class Workspace:
     def close(self):
         """Stops every daemon, then removes the workspace. Returns stderr problems by daemon."""
         problems = {}
+        for mountpoint, data_dir in self.adopted:
+            self._stop_adopted(mountpoint, data_dir)
         for d in reversed(self.daemons):
             try:
                 d.stop()
@@ -247,7 +280,8 @@ class Workspace:
                 found = d.stderr_problems()
                 if found:
                     problems[d.name] = found
-        if not any(is_mounted(d.mountpoint) for d in self.daemons):
+        mountpoints = [d.mountpoint for d in self.daemons] + [mp for mp, _ in self.adopted]
+        if not any(is_mounted(mp) for mp in mountpoints):
             shutil.rmtree(self.root, ignore_errors=True)
         return problems
 

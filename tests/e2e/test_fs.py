@@ -579,6 +579,7 @@ def test_mount_daemonizes_and_every_way_of_stopping_is_clean(ws, raftfs_bin):
     r = subprocess.run([raftfs_bin, "mount", "--name", "solo", "--data-dir", data,
                         "--listen-peer", f"127.0.0.1:{port}", mp], capture_output=True, text=True,
                        timeout=60)
+    ws.adopt(mp, data)  # not our child: the workspace ends it should this test fail
     assert r.returncode == 0, r.stderr
     assert harness.is_mounted(mp)
     with open(os.path.join(mp, "f"), "w") as f:
