@@ -186,25 +186,40 @@ struct store__kv *store__ki_latest(const struct store__ki *ki)
 }
 
 /*
- * How many of g's revisions are at or before `at` (so the last of them is n - 1). Revisions
- * ascend, and a key rewritten often (a directory whose mtime every create moves) has thousands,
- * which a reader pinned to an older revision (the inotify replay) or a compaction must not walk
- * one by one: the newest is tried first (every read at the current revision), then a binary search.
+ * The first of v[0..n) with main >= rev (n when none), v in revision order: the one binary search
+ * over kvrecs, for the log (store__log_seek) and a generation's revisions (gen_upto,
+ * store__kv_locate).
+ */
+static size_t kvs_seek(struct store__kv *const *v, size_t n, int64_t rev)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid]->main < rev)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+size_t store__log_seek(const struct store *s, int64_t rev)
+{
+	return kvs_seek(s->log, s->log_n, rev);
+}
+
+/*
+ * How many of g's revisions are at or before `at` (so the last of them is n - 1). A key rewritten
+ * often (a directory whose mtime every create moves) has thousands of revisions, which a reader
+ * pinned to an older revision (the inotify replay) or a compaction must not walk one by one: the
+ * newest is tried first (every read at the current revision), then a binary search.
  */
 static uint32_t gen_upto(const struct store__gen *g, int64_t at)
 {
 	struct store__kv *const *revs = STORE__REVS(g);
 	if (!g->n || revs[g->n - 1]->main <= at)
 		return g->n;
-	uint32_t lo = 0, hi = g->n - 1; /* revs[hi] > at: the first such */
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (revs[mid]->main <= at)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return (uint32_t)kvs_seek(revs, g->n, at + 1);
 }
 
 struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at, const struct store__gen **g,
@@ -228,12 +243,6 @@ struct store__kv *store__ki_get(const struct store__ki *ki, int64_t at, const st
 	return NULL;
 }
 
-/* a stored before b: revisions are ordered by main, then sub */
-static inline bool kv_before(const struct store__kv *a, const struct store__kv *b)
-{
-	return a->main < b->main || (a->main == b->main && a->sub < b->sub);
-}
-
 struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i)
 {
 	struct store__ki *ki = kv->ki;
@@ -255,21 +264,14 @@ struct store__gen *store__kv_locate(const struct store__kv *kv, uint32_t *i)
 				}
 			continue;
 		}
-		if (kv_before(kv, revs[0]))
-			continue;
-		uint32_t lo = 0, hi = gen->n;
-		while (lo < hi) { /* the first revision not before kv */
-			uint32_t mid = lo + (hi - lo) / 2;
-			if (kv_before(revs[mid], kv))
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo < gen->n && revs[lo] == kv) {
-			*i = lo;
-			return gen;
-		}
-		break;
+		/* among the revisions of kv's main (a txn can end a generation and start the next
+		   in one revision, so kv may be in an earlier generation still) */
+		for (uint32_t j = (uint32_t)kvs_seek(revs, gen->n, kv->main);
+		     j < gen->n && revs[j]->main == kv->main; j++)
+			if (revs[j] == kv) {
+				*i = j;
+				return gen;
+			}
 	}
 	abort(); /* every stored kvrec is in its key's generations */
 }
@@ -988,17 +990,4 @@ int store_hash_kv(struct store *s, int64_t rev, uint64_t *hash)
 	uint64_t sum = s->hash_sum - log_hash(s, store__log_seek(s, rev + 1), s->hash_rev);
 	*hash = store__fmix64(mix(mix(0x5eed, (uint64_t)s->compact_rev), sum));
 	return 0;
-}
-
-size_t store__log_seek(const struct store *s, int64_t rev)
-{
-	size_t lo = 0, hi = s->log_n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (s->log[mid]->main < rev)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
 }
