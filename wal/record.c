@@ -309,22 +309,11 @@ int wal__snapref_decode(const uint8_t *buf, size_t len, struct wal_snapshot_ref 
 	return r < 0 || seen != 0x6 ? -1 : 0;
 }
 
-size_t wal__snapfile_size(size_t len)
-{
-	return 1 + varint_size(UINT32_MAX) + 1 + varint_size(len) + len;
-}
-
 size_t wal__snapfile_header(uint8_t out[WAL__SNAPFILE_HEADER_MAX], uint32_t crc, size_t len)
 {
 	size_t n = put_varint_field(out, 1, crc);
 	n += varint_put(out + n, (uint64_t)2 << 3 | 2);
 	return n + varint_put(out + n, len);
-}
-
-size_t wal__snapfile_encode(uint8_t *out, uint32_t crc, const void *data, size_t len)
-{
-	size_t n = put_varint_field(out, 1, crc);
-	return n + put_bytes_field(out + n, 2, data, len);
 }
 
 int wal__snapfile_decode(const uint8_t *buf, size_t len, uint32_t *crc, const uint8_t **data,

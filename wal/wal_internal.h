@@ -52,10 +52,10 @@ int wal__hard_state_decode(const uint8_t *buf, size_t len, struct wal_hard_state
 size_t wal__snapref_encode(uint8_t out[22], struct wal_snapshot_ref s);
 int wal__snapref_decode(const uint8_t *buf, size_t len, struct wal_snapshot_ref *s);
 
-/* The snapshot file body, snappb.Snapshot {uint32 crc = 1; bytes data = 2}. */
-size_t wal__snapfile_size(size_t len);
-size_t wal__snapfile_encode(uint8_t *out, uint32_t crc, const void *data, size_t len);
-/* What comes before the data in wal__snapfile_encode's output (its length: at most the max). */
+/*
+ * The snapshot file body, snappb.Snapshot {uint32 crc = 1; bytes data = 2}: the header (crc and
+ * the data's tag and length; its length, at most the max, is returned), then the data itself.
+ */
 #define WAL__SNAPFILE_HEADER_MAX 22
 size_t wal__snapfile_header(uint8_t out[WAL__SNAPFILE_HEADER_MAX], uint32_t crc, size_t len);
 int wal__snapfile_decode(const uint8_t *buf, size_t len, uint32_t *crc, const uint8_t **data,
