@@ -16,7 +16,8 @@
  * take, which leaves the guest free memory the host has backed, and prints what that first touch
  * cost: store_first_touch_ms_per_mib (about 0.1 on bare metal). store_mem_latency_ns is one
  * dependent load at a random place of 512 MiB, what a point read into a store of this size
- * pays per cache miss.
+ * pays per cache miss; store_get_floor_ns is a point read's two dependent misses (a hash slot,
+ * then a record) on bare memory of the store's sizes, the floor store_get_ns stands against.
  *
  *   store-bench [keys]
  */
@@ -97,6 +98,38 @@ static double mem_latency_ns(size_t bytes)
 	if (at == 1) /* never: keeps the chain */
 		puts("");
 	return t * 1e9 / (double)loads;
+}
+
+/*
+ * ns per point read of the least any hash index pays here: a random 8-byte slot of a table of
+ * table_bytes, then the two cache lines at a random 8-byte aligned place of record_bytes that the
+ * slot names (the key to compare, the revision's header), each read depending on the one
+ * before. Measured with the sizes of the store just filled, it is the floor store_get_ns stands
+ * against: with the records out of the cache, what is left is the store's own work.
+ */
+static double get_floor_ns(size_t table_bytes, size_t record_bytes)
+{
+	size_t slots = table_bytes / 8, places = (record_bytes - 128) / 8;
+	uint64_t *table = map_huge(table_bytes);
+	unsigned char *rec = map_huge(record_bytes);
+	memset(rec, 0, record_bytes);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (size_t i = 0; i < slots; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		table[i] = (x % places) * 8;
+	}
+	const long gets = 2000000;
+	uint64_t seen = 0;
+	double t0 = now_s();
+	for (long i = 0; i < gets; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		uint64_t at = table[(x + seen) % slots]; /* seen is 0, but the CPU must wait for it */
+		seen = *(volatile uint64_t *)(rec + at) + *(volatile uint64_t *)(rec + at + 64);
+	}
+	double t = now_s() - t0;
+	munmap(table, table_bytes);
+	munmap(rec, record_bytes);
+	return t * 1e9 / (double)gets;
 }
 
 static long rss_bytes(void)
@@ -218,6 +251,11 @@ int main(int argc, char **argv)
 	double t_get = point_reads(s, n, gets, false);
 	printf("store_get_per_s: %.0f\n", (double)gets / t_get);
 	printf("store_get_ns: %.0f\n", t_get * 1e9 / (double)gets);
+	/* the same reads on bare memory of the store's sizes: its table (8 bytes a slot, 5/4 slots a
+	   key at least) and the memory it took */
+	double floor_ns = get_floor_ns(n * 10, (size_t)(rss1 - rss0));
+	printf("store_get_floor_ns: %.0f\n", floor_ns);
+	printf("store_get_ns_over_floor: %.2f\n", t_get * 1e9 / (double)gets / floor_ns);
 	printf("store_point_range_per_s: %.0f\n", (double)gets / point_reads(s, n, gets, true));
 
 	/* prefix ranges of one directory (n / 1000 keys) */
