@@ -17,8 +17,10 @@
  *   64 threads:                open+read+close of files already read once (cached reads), each
  *                              read checked against what was written
  *
- * then stops raftfs, runs the 64 readers on fuse-floor (below) in both its modes, runs etcd's
- * serializable ranges of existing keys at 64 clients, and prints
+ * then stops raftfs, runs the 64 readers on fuse-floor (below) in both its read modes and the 64
+ * writers on it in its write mode, alone and with each file replayed on two more fuse-floors as
+ * raftfs's other members replay it, runs etcd's serializable ranges of existing keys at 64
+ * clients, and prints
  * one `name: value` line per figure and the ratios fs/etcd:
  *
  *   fs_write_per_s_1 fs_write_p50_us_1 fs_write_p99_us_1        (and _64)
@@ -41,13 +43,24 @@
  *   fuse_noopen_read_per_s_64 fuse_noopen_read_p50_us_64       fuse-floor in FUSE's no-open mode:
  *                                                               no request per file at all, which
  *                                                               commit at close rules out
+ *   fuse_floor_write_per_s_64 fuse_floor_write_p50_us_64       the 64 writers' files on fuse-floor
+ *   fs_write_pct_of_floor_64                                    answering as raftfs does: what
+ *                                                               FUSE costs a writer (raftfs's %)
+ *   fuse_floor_write_and_replay_per_s_64                        the same, each file then replayed
+ *   fs_write_and_replay_pct_of_floor_64                         on two more fuse-floors as raftfs's
+ *                                                               other members replay it for
+ *                                                               inotify (5 requests each): what
+ *                                                               FUSE costs a 3-member raftfs per
+ *                                                               file, against
+ *                                                               fs_write_and_replay_per_s_64
  *   fs_writer_on_leader, etcd_writer_on_leader                  whether the driven mount / the
  *                                                               single client's member leads: the
  *                                                               figures depend on it
  *   etcd_put_per_s_1 etcd_put_p50_us_1 etcd_put_p99_us_1        (and _64)
  *   etcd_range_serializable_per_s_64 ..._p50_us_64 ..._p99_us_64
  *   fs_write_p50_ratio_1, fs_write_per_s_ratio_1, fs_write_per_s_ratio_64, fs_read_ratio_64,
- *   fs_pread_ratio_64, fuse_floor_read_ratio_64, fuse_noopen_read_ratio_64 (and p99 / p50 ratios)
+ *   fs_pread_ratio_64, fuse_floor_read_ratio_64, fuse_noopen_read_ratio_64,
+ *   fuse_floor_write_ratio_64, fuse_floor_write_and_replay_ratio_64 (and p99 / p50 ratios)
  *   fs_target_*_met: 1 or 0 for issue 7's targets (p50 ratio at 1 writer <= 0.5, puts/s ratio at
  *   64 writers >= 2, cached reads >= 20x serializable ranges, for read and pread)
  *
@@ -162,8 +175,9 @@ static int fs_up, etcd_up;        /* the side started and has not failed */
 static atomic_int timed_out;      /* the watchdog stopped the run (its time limit) */
 
 static struct bench_cluster etcd_proc = {.pid = -1, .in = -1, .out = -1}; /* etcd, if started */
-static volatile pid_t floor_pid = -1; /* fuse-floor, if running */
-static char floor_mnt[96];
+#define FLOORS 3 /* fuse-floor processes at once: a writer's mount and two that replay */
+static volatile pid_t floor_pid[FLOORS] = {-1, -1, -1}; /* fuse-floor, where running */
+static char floor_mnt[FLOORS][96];
 
 static void on_signal(int sig)
 {
@@ -305,27 +319,29 @@ static void stop_members(void)
 	fprintf(stderr, "# raftfs members stopped in %.1f s\n", now_s() - t0);
 }
 
-/* Unmounts and reaps fuse-floor, if it runs; a lazy unmount and SIGKILL if it does not go. */
+/* Unmounts and reaps every fuse-floor that runs; a lazy unmount and SIGKILL if one does not go. */
 static void stop_floor(void)
 {
-	if (floor_pid <= 0)
-		return;
-	char *argv[] = {"fusermount3", "-u", floor_mnt, NULL};
-	run_cmd(argv, 10);
-	double deadline = now_s() + 5;
-	int status;
-	while (waitpid(floor_pid, &status, WNOHANG) == 0 && now_s() < deadline)
-		sleep_ms(10);
-	if (kill(floor_pid, 0) == 0) {
-		kill(floor_pid, SIGKILL);
-		waitpid(floor_pid, &status, 0);
+	for (int i = 0; i < FLOORS; i++) {
+		if (floor_pid[i] <= 0)
+			continue;
+		char *argv[] = {"fusermount3", "-u", floor_mnt[i], NULL};
+		run_cmd(argv, 10);
+		double deadline = now_s() + 5;
+		int status;
+		while (waitpid(floor_pid[i], &status, WNOHANG) == 0 && now_s() < deadline)
+			sleep_ms(10);
+		if (kill(floor_pid[i], 0) == 0) {
+			kill(floor_pid[i], SIGKILL);
+			waitpid(floor_pid[i], &status, 0);
+		}
+		floor_pid[i] = -1;
+		if (is_mounted(floor_mnt[i], 0)) {
+			char *lazy[] = {"fusermount3", "-u", "-z", floor_mnt[i], NULL};
+			run_cmd(lazy, 10);
+		}
+		rmdir(floor_mnt[i]);
 	}
-	floor_pid = -1;
-	if (is_mounted(floor_mnt, 0)) {
-		char *lazy[] = {"fusermount3", "-u", "-z", floor_mnt, NULL};
-		run_cmd(lazy, 10);
-	}
-	rmdir(floor_mnt);
 }
 
 /* Everything this run started goes away; runs once (main's way out, atexit, or the watchdog). */
@@ -571,11 +587,12 @@ static int cluster_fs_start(void)
 
 /* ---- workers -------------------------------------------------------------------------------- */
 
-enum kind { FS_WRITE, FS_READ, FS_PREAD, ETCD_PUT, ETCD_RANGE, FS_WRITE_EXCL };
+enum kind { FS_WRITE, FS_READ, FS_PREAD, ETCD_PUT, ETCD_RANGE, FS_WRITE_EXCL, FLOOR_REPLAYED };
 
 static const char *const kind_name[] = {"create+write+close", "open+read+close",
 					"pread of open files", "put", "serializable range",
-					"exclusive create+write+close"};
+					"exclusive create+write+close",
+					"create+write+close and its replays on 2 mounts"};
 
 struct worker {
 	pthread_t tid;
@@ -606,7 +623,7 @@ static int go, ready;
 static double run_until;      /* reads and ranges stop at this now_s() */
 static double phase_deadline; /* writes stop at this now_s() whatever their count */
 
-static const char *floor_mount; /* reads go there instead of mount n1 (the FUSE floor) */
+static const char *floor_mount; /* reads and writes go there instead of mount n1 (the FUSE floor) */
 
 static void fs_path(char *out, size_t cap, const char *phase, int thread, long i)
 {
@@ -638,6 +655,20 @@ static int fs_write_one(struct worker *w, const char *path, const unsigned char 
 	if (close(fd) < 0) {
 		int e = errno;
 		snprintf(w->errmsg, sizeof w->errmsg, "close(%s): %s", path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/* What raftfs's inotify replay does for a created file of another member (fs/replay.c). */
+static int replay_one(struct worker *w, const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0 || pwrite(fd, "", 1, 0) != 1 || close(fd) < 0) {
+		int e = errno;
+		snprintf(w->errmsg, sizeof w->errmsg, "replay of %s: %s", path, strerror(e));
+		if (fd >= 0)
+			close(fd);
 		return -e;
 	}
 	return 0;
@@ -704,10 +735,17 @@ static void *worker_main(void *arg)
 		switch (w->kind) {
 		case FS_WRITE:
 		case FS_WRITE_EXCL:
+		case FLOOR_REPLAYED:
 			fs_path(path, sizeof path, w->phase, w->index, w->base + w->done);
 			bench_make_value(val, seed_of(w->index, w->base + w->done));
 			t0 = now_us();
 			r = fs_write_one(w, path, val, w->kind == FS_WRITE_EXCL);
+			/* on fuse-floor: the file's replays on the other two (run_write_floor) */
+			for (int f = 1; w->kind == FLOOR_REPLAYED && f < FLOORS && r == 0; f++) {
+				snprintf(path, sizeof path, "%s/%s/t%03d/f%06ld", floor_mnt[f], w->phase,
+					 w->index, w->base + w->done);
+				r = replay_one(w, path);
+			}
 			break;
 		case FS_READ:
 			fs_path(path, sizeof path, read_phase, 0, k);
@@ -1096,6 +1134,41 @@ static int fs_reads(const struct result *w1, const struct result *w64, struct re
  * request per open+read+close at all (what commit at close rules out). Run with the members
  * stopped, as etcd is.
  */
+/*
+ * Starts fuse-floor number i (0..FLOORS-1) in MODE on floor_mnt[i]; CONTENT and N for the read
+ * modes, NULL for write and replay. 0 once it is mounted, or a negative errno (said on stderr).
+ */
+static int floor_start(int i, const char *mode, const char *content, const char *n)
+{
+	snprintf(floor_mnt[i], sizeof floor_mnt[i], "%s/floor%d", mnt_base, i);
+	if (mkdir(floor_mnt[i], 0755) < 0 && errno != EEXIST)
+		return -errno;
+	char *args[] = {(char *)opt.fuse_floor, (char *)mode, (char *)content, (char *)n,
+			floor_mnt[i], NULL};
+	if (!content) {
+		args[2] = floor_mnt[i];
+		args[3] = NULL;
+	}
+	pid_t pid = bench_spawn(args, NULL, 2); /* its stdout to our stderr */
+	if (pid < 0)
+		return pid;
+	floor_pid[i] = pid;
+	double deadline = now_s() + 10;
+	while (!is_mounted(floor_mnt[i], 0) && now_s() < deadline &&
+	       waitpid(pid, NULL, WNOHANG) == 0)
+		sleep_ms(10);
+	if (is_mounted(floor_mnt[i], 0))
+		return 0;
+	fprintf(stderr, "fs-bench: %s %s did not mount %s\n", opt.fuse_floor, mode, floor_mnt[i]);
+	return -EIO;
+}
+
+/*
+ * The 64 readers again, on fuse-floor serving the same files: MODE "open" answers OPEN as raftfs
+ * does (the most a FUSE file system that sees close() can do), "noopen" makes the kernel send no
+ * request per open+read+close at all (what commit at close rules out). Run with the members
+ * stopped, as etcd is.
+ */
 static int run_floor(const char *mode, struct result *res)
 {
 	char content[256];
@@ -1106,24 +1179,10 @@ static int run_floor(const char *mode, struct result *res)
 		fprintf(stderr, "fs-bench: cannot write %s\n", content);
 		return -EIO;
 	}
-	snprintf(floor_mnt, sizeof floor_mnt, "%s/floor", mnt_base);
-	if (mkdir(floor_mnt, 0755) < 0 && errno != EEXIST)
-		return -errno;
 	char n[32];
 	snprintf(n, sizeof n, "%ld", read_space);
-	char *args[] = {(char *)opt.fuse_floor, (char *)mode, content, n, floor_mnt, NULL};
-	pid_t pid = bench_spawn(args, NULL, 2); /* its stdout to our stderr */
-	if (pid < 0)
-		return pid;
-	floor_pid = pid;
-	double deadline = now_s() + 10;
-	while (!is_mounted(floor_mnt, 0) && now_s() < deadline && waitpid(pid, NULL, WNOHANG) == 0)
-		sleep_ms(10);
-	int r = is_mounted(floor_mnt, 0) ? 0 : -EIO;
-	if (r < 0)
-		fprintf(stderr, "fs-bench: %s %s did not mount %s\n", opt.fuse_floor, mode,
-			floor_mnt);
-	floor_mount = floor_mnt;
+	int r = floor_start(0, mode, content, n);
+	floor_mount = floor_mnt[0];
 	struct worker one = {.kind = FS_READ};
 	char path[PATH_MAX];
 	for (long i = 0; i < read_space && r == 0; i++) {
@@ -1133,6 +1192,29 @@ static int run_floor(const char *mode, struct result *res)
 	}
 	if (r == 0)
 		r = run_workers(opt.threads, FS_READ, read_phase, 0, res);
+	floor_mount = NULL;
+	stop_floor();
+	return r;
+}
+
+/*
+ * The 64 writers' files (as many as in their rounds on raftfs) on fuse-floor in write mode, which
+ * answers the requests of a create+write+close as raftfs does and does nothing else: what FUSE
+ * itself costs raftfs's writers. With REPLAYS, each file is then replayed on two more fuse-floors
+ * in replay mode as raftfs's other members replay it to raise its inotify events (fs/replay.c):
+ * what FUSE costs a 3-member raftfs for each file once every member replayed it, to set beside
+ * fs_write_and_replay_per_s. One FUSE process per mount, as one per member; run with the members
+ * stopped.
+ */
+static int run_write_floor(int replays, struct result *res)
+{
+	int r = 0;
+	for (int i = 0; i < (replays ? FLOORS : 1) && r == 0; i++)
+		r = floor_start(i, i ? "replay" : "write", NULL, NULL);
+	floor_mount = floor_mnt[0];
+	if (r == 0)
+		r = run_workers(opt.threads, replays ? FLOOR_REPLAYED : FS_WRITE, "w64",
+				opt.write64_ops, res);
 	floor_mount = NULL;
 	stop_floor();
 	return r;
@@ -1404,6 +1486,7 @@ int main(int argc, char **argv)
 		opt.read_seconds);
 
 	struct result w1 = {0}, w64 = {0}, rd = {0}, prd = {0}, p1 = {0}, p64 = {0}, rg = {0};
+	double fs_replayed_per_s = 0;
 	int r = fs_start();
 	fs_up = r == 0;
 	if (r < 0)
@@ -1444,9 +1527,11 @@ int main(int argc, char **argv)
 		printf("fs_write_p99_us_%d: %" PRIu32 "\n", opt.threads, w64.p99);
 		/* what the rounds left the replays, done before the next round */
 		printf("fs_replay_catchup_ms_%d: %.0f\n", opt.threads, catchup);
-		if (catchup >= 0 && w64.per_s > 0) /* files per second once every member replayed them */
-			printf("fs_write_and_replay_per_s_%d: %.0f\n", opt.threads,
-			       (double)w64.ops / ((double)w64.ops / w64.per_s + catchup / 1000));
+		if (catchup >= 0 && w64.per_s > 0) { /* files a second once every member replayed them */
+			fs_replayed_per_s =
+				(double)w64.ops / ((double)w64.ops / w64.per_s + catchup / 1000);
+			printf("fs_write_and_replay_per_s_%d: %.0f\n", opt.threads, fs_replayed_per_s);
+		}
 	}
 	if (etcd_up) {
 		samples_result(&setcd, &p64);
@@ -1463,9 +1548,10 @@ int main(int argc, char **argv)
 	atomic_store(&cleaning, 0);
 	for (int i = 0; i < MEMBERS; i++)
 		member_pid[i] = -1;
-	struct result fl = {0}, fln = {0};
+	struct result fl = {0}, fln = {0}, flw = {0}, flwr = {0};
 	if (rd.ok && !interrupted) {
-		if (run_floor("open", &fl) < 0 || run_floor("noopen", &fln) < 0) {
+		if (run_floor("open", &fl) < 0 || run_floor("noopen", &fln) < 0 ||
+		    run_write_floor(0, &flw) < 0 || run_write_floor(1, &flwr) < 0) {
 			failed = 1;
 			fprintf(stderr, "fs-bench: the FUSE floor FAILED\n");
 		}
@@ -1479,6 +1565,17 @@ int main(int argc, char **argv)
 	if (fln.ok) {
 		printf("fuse_noopen_read_per_s_%d: %.0f\n", opt.threads, fln.per_s);
 		printf("fuse_noopen_read_p50_us_%d: %" PRIu32 "\n", opt.threads, fln.p50);
+	}
+	if (flw.ok) {
+		printf("fuse_floor_write_per_s_%d: %.0f\n", opt.threads, flw.per_s);
+		printf("fuse_floor_write_p50_us_%d: %" PRIu32 "\n", opt.threads, flw.p50);
+		printf("fs_write_pct_of_floor_%d: %.0f\n", opt.threads, 100 * w64.per_s / flw.per_s);
+	}
+	if (flwr.ok) {
+		printf("fuse_floor_write_and_replay_per_s_%d: %.0f\n", opt.threads, flwr.per_s);
+		if (fs_replayed_per_s > 0)
+			printf("fs_write_and_replay_pct_of_floor_%d: %.0f\n", opt.threads,
+			       100 * fs_replayed_per_s / flwr.per_s);
 	}
 	if (etcd_up && !interrupted && (r = etcd_ranges(&p1, &rg)) < 0)
 		side_failed(0, r);
@@ -1511,6 +1608,14 @@ int main(int argc, char **argv)
 	if (fln.ok && rg.ok) {
 		snprintf(name, sizeof name, "fuse_noopen_read_ratio_%s", n64);
 		ratio(name, fln.per_s, rg.per_s);
+	}
+	if (flw.ok && p64.ok) {
+		snprintf(name, sizeof name, "fuse_floor_write_ratio_%s", n64);
+		ratio(name, flw.per_s, p64.per_s);
+	}
+	if (flwr.ok && p64.ok) {
+		snprintf(name, sizeof name, "fuse_floor_write_and_replay_ratio_%s", n64);
+		ratio(name, flwr.per_s, p64.per_s);
 	}
 	if (prd.ok && rg.ok) {
 		snprintf(name, sizeof name, "fs_pread_ratio_%s", n64);
