@@ -628,11 +628,11 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 			      ",\"raft_index\":%" PRIu64 ",\"commit_index\":%" PRIu64
 			      ",\"applied_index\":%" PRIu64 ",\"revision\":%" PRId64
 			      ",\"compact_revision\":%" PRId64 ",\"session_lease\":%" PRId64
-			      ",\"replay_backlog\":%" PRIu64 ",\"replay_dropped\":%" PRIu64
-			      ",\"members\":[",
+			      ",\"remote_inotify\":%s,\"replay_backlog\":%" PRIu64
+			      ",\"replay_dropped\":%" PRIu64 ",\"members\":[",
 			   st.leader, st.term, st.last_index, st.commit, st.applied,
-			   store_rev(c->store), store_compact_rev(c->store), c->session, backlog,
-			   dropped);
+			   store_rev(c->store), store_compact_rev(c->store), c->session,
+			   c->replay ? "true" : "false", backlog, dropped);
 		for (int i = 0; i < np; i++) {
 			int learner = 0;
 			for (int j = 0; j < st.n_learners; j++)
@@ -670,8 +670,12 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 		   corrupt ? "CORRUPT" : "", nospace || corrupt ? "" : "none");
 	if (c->session)
 		out_printf(o, "session lease    %" PRId64 "\n", c->session);
-	out_printf(o, "inotify replay   %" PRIu64 " changes to replay (%" PRIu64 " dropped)\n",
-		   backlog, dropped);
+	if (c->replay)
+		out_printf(o, "inotify replay   %" PRIu64 " changes to replay (%" PRIu64
+			      " dropped)\n",
+			   backlog, dropped);
+	else
+		out_printf(o, "inotify replay   off (-o no_remote_inotify)\n");
 	out_printf(o, "members\n  %-16s  %-16s  %-21s  %s\n", "ID", "NAME", "PEER", "ROLE");
 	for (int i = 0; i < np; i++) {
 		int learner = 0;

@@ -200,7 +200,7 @@ static int usage(FILE *err)
 		     "         [--request-timeout MS] [--corrupt-check-interval MS]\n"
 		     "         [--session-ttl S] [--auto-compaction-mode periodic|revision]\n"
 		     "         [--auto-compaction-retention R]\n"
-		     "         [-o linearizable] [-f] DIR\n");
+		     "         [-o linearizable,no_remote_inotify] [-f] DIR\n");
 	return FS_EXIT_USAGE;
 }
 
@@ -249,6 +249,7 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 {
 	struct fs_member_config cfg;
 	struct fs_ops_options oopt = {0};
+	int no_remote_inotify = 0; /* -o no_remote_inotify: no replay thread */
 	uint64_t quota = 0, max_request = 0, timeout_ms = 0, check_ms = 5000, session_ttl = 10;
 	struct fs_control_options copt = {0};
 	const char *dir = NULL, *retention = NULL;
@@ -286,6 +287,8 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 			     o = strtok_r(NULL, ",", &save)) {
 				if (!strcmp(o, "linearizable")) {
 					oopt.linearizable = 1;
+				} else if (!strcmp(o, "no_remote_inotify")) {
+					no_remote_inotify = 1;
 				} else {
 					fprintf(err, "raftfs mount: unknown option -o %s\n", o);
 					return usage(err);
@@ -398,7 +401,10 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 		FS_ERROR("cannot watch the store for changes: %s", store_strerror(rc));
 		return FS_EXIT_FAILURE;
 	}
-	if ((rc = fs_replay_start(&sv.ops, absdir)) != 0) {
+	if (no_remote_inotify)
+		FS_INFO("mount %s: changes made on other members raise no inotify events here "
+			"(-o no_remote_inotify)", dir);
+	else if ((rc = fs_replay_start(&sv.ops, absdir)) != 0) {
 		FS_ERROR("cannot start replaying remote changes for inotify in %s: %s", absdir,
 			 strerror(-rc));
 		return FS_EXIT_FAILURE;

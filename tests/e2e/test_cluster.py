@@ -79,6 +79,7 @@ def test_status_and_the_control_namespace(cluster, raftfs_bin):
     assert doc["revision"] == rev(n2.mountpoint) and doc["compact_revision"] == 0
     assert doc["alarms"] == []
     assert doc["replay_dropped"] == 0 and doc["replay_backlog"] >= 0
+    assert doc["remote_inotify"] is True
     assert wait_for(lambda: json.loads(ok(raftfs_bin, "status", n2.mountpoint, "-w", "json"))
                     ["session_lease"] > 0)
     table = ok(raftfs_bin, "status", n1.mountpoint)

@@ -555,6 +555,41 @@ def test_a_full_replay_queue_drops_events_not_changes(cluster, inotify, monkeypa
     assert n2.stderr().count("inotify replay: queue full") == 1
 
 
+def test_no_remote_inotify_raises_local_events_only(cluster, inotify, raftfs_bin):
+    # -o no_remote_inotify: no replay thread; other members' changes raise nothing here, and the
+    # kernel's caches are still kept right
+    n1, n2 = cluster(2, extra=("-o", "no_remote_inotify"))
+    w = inotify()
+    w.watch(n2.mountpoint, "/")
+    a, b = (os.path.join(m.mountpoint, "f") for m in (n1, n2))
+    write(a, "one\n")
+    assert wait_for(lambda: read(b) == "one\n", 1.0)
+    os.stat(b)  # n2's kernel caches it now
+    write(a, "two\n")
+    assert wait_for(lambda: read(b) == "two\n", 0.1), read(b)
+    os.mkdir(os.path.join(n1.mountpoint, "d"))
+    assert wait_for(lambda: sorted(os.listdir(n2.mountpoint)) == ["d", "f"], 0.5)
+    os.rename(a, a + "2")  # a deletion of a name n2's kernel holds, and a new one
+    assert wait_for(lambda: sorted(os.listdir(n2.mountpoint)) == ["d", "f2"], 0.5)
+    assert read(b) is None and read(b + "2") == "two\n"
+    os.unlink(a + "2")
+    assert wait_for(lambda: read(b + "2") is None, 0.5)
+    w.poll(0.3)
+    assert w.take() == []  # neither n1's changes nor n2's reads raised a watched event
+    write(b, "three\n")  # n2's own change: its kernel raises its events, once each
+    assert w.wait_for(("/", "f", "CLOSE_WRITE"))
+    assert w.take() == [("/", "f", "CREATE", 0), ("/", "f", "MODIFY", 0),
+                        ("/", "f", "CLOSE_WRITE", 0)]
+    assert wait_for(lambda: read(a) == "three\n", 1.0)
+    doc = json.loads(subprocess.run([raftfs_bin, "status", n2.mountpoint, "-w", "json"],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert doc["remote_inotify"] is False and doc["replay_backlog"] == 0
+    table = subprocess.run([raftfs_bin, "status", n2.mountpoint], capture_output=True, text=True,
+                           check=True).stdout
+    assert "\ninotify replay   off (-o no_remote_inotify)\n" in table
+    assert "raise no inotify events here (-o no_remote_inotify)" in n2.stderr()
+
+
 def test_a_lease_revoke_raises_delete_on_every_member(cluster, inotify, raftfs_bin):
     # the revoke is no FUSE request of any mount: every member replays its delete, n1 included
     n1, n2 = cluster(2)

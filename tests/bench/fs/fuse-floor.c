@@ -71,7 +71,7 @@ static void fl_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e = {.attr_timeout = TIMEOUT, .entry_timeout = TIMEOUT};
 	char *end;
-	if (writes && parent == 2 && name[0] == 't') {
+	if (writes && parent == 2 /* a directory of the root */ && name[0] == 't') {
 		long k = strtol(name + 1, &end, 10);
 		if (*end || k < 0 || k >= 65536) {
 			fuse_reply_err(req, ENOENT);
