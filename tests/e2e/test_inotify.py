@@ -533,16 +533,23 @@ def test_a_lagging_replay_never_follows_a_symlink_out_of_the_mount(cluster, inot
     assert "Too many levels of symbolic links" in log
 
 
-def test_a_full_replay_queue_drops_events_not_changes(cluster, inotify, monkeypatch):
-    # a queue with room for nothing: every remote change overflows it
-    monkeypatch.setenv("RAFTFS_REPLAY_QUEUE_MAX", "0")
-    n1, n2 = cluster(2)
+def watched_pair(cluster, inotify, extra=()):
+    """Two members, a watcher of n2's root, and the file f written on n1 ("one\n"), which n2
+    has read and its kernel caches: n1, n2, the watcher, f on n1, f on n2."""
+    n1, n2 = cluster(2, extra=extra)
     w = inotify()
     w.watch(n2.mountpoint, "/")
     a, b = (os.path.join(m.mountpoint, "f") for m in (n1, n2))
     write(a, "one\n")
     assert wait_for(lambda: read(b) == "one\n", 1.0)
     os.stat(b)  # n2's kernel caches it now
+    return n1, n2, w, a, b
+
+
+def test_a_full_replay_queue_drops_events_not_changes(cluster, inotify, monkeypatch):
+    # a queue with room for nothing: every remote change overflows it
+    monkeypatch.setenv("RAFTFS_REPLAY_QUEUE_MAX", "0")
+    n1, n2, w, a, b = watched_pair(cluster, inotify)
     for i in range(5):
         write(a, f"v{i}\n")
         # the caches are still invalidated: n2 reads each new content at once
@@ -558,13 +565,7 @@ def test_a_full_replay_queue_drops_events_not_changes(cluster, inotify, monkeypa
 def test_no_remote_inotify_raises_local_events_only(cluster, inotify, raftfs_bin):
     # -o no_remote_inotify: no replay thread; other members' changes raise nothing here, and the
     # kernel's caches are still kept right
-    n1, n2 = cluster(2, extra=("-o", "no_remote_inotify"))
-    w = inotify()
-    w.watch(n2.mountpoint, "/")
-    a, b = (os.path.join(m.mountpoint, "f") for m in (n1, n2))
-    write(a, "one\n")
-    assert wait_for(lambda: read(b) == "one\n", 1.0)
-    os.stat(b)  # n2's kernel caches it now
+    n1, n2, w, a, b = watched_pair(cluster, inotify, ("-o", "no_remote_inotify"))
     write(a, "two\n")
     assert wait_for(lambda: read(b) == "two\n", 0.1), read(b)
     os.mkdir(os.path.join(n1.mountpoint, "d"))

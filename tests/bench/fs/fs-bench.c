@@ -1220,6 +1220,18 @@ static int run_write_floor(int replays, struct result *res)
 	return r;
 }
 
+/* NAME_per_s_64 and NAME_p50_us_64 of a floor's run, and PCT_64: raftfs's FS_PER_S as a % of it. */
+static void floor_print(const char *name, const struct result *fl, const char *pct,
+			double fs_per_s)
+{
+	if (!fl->ok)
+		return;
+	printf("%s_per_s_%d: %.0f\n", name, opt.threads, fl->per_s);
+	printf("%s_p50_us_%d: %" PRIu32 "\n", name, opt.threads, fl->p50);
+	if (pct)
+		printf("%s_%d: %.0f\n", pct, opt.threads, 100 * fs_per_s / fl->per_s);
+}
+
 /* ---- the etcd side -------------------------------------------------------------------------- */
 
 /* Starts the 3-member etcd, finds its leader and warms the put path up. */
@@ -1396,6 +1408,15 @@ static void ratio(const char *name, double fs, double etcd)
 		printf("%s: %.2f\n", name, fs / etcd);
 }
 
+/* NAME_64: a floor's rate over etcd's, when both ran. */
+static void floor_ratio(const char *name, const struct result *fl, const struct result *etcd)
+{
+	char full[96];
+	snprintf(full, sizeof full, "%s_%d", name, opt.threads);
+	if (fl->ok && etcd->ok)
+		ratio(full, fl->per_s, etcd->per_s);
+}
+
 int main(int argc, char **argv)
 {
 	opt.raftfs = getenv("RAFTFS_BIN") ? getenv("RAFTFS_BIN") : RAFTFS_BIN;
@@ -1557,20 +1578,9 @@ int main(int argc, char **argv)
 		}
 		resume_workers();
 	}
-	if (fl.ok) {
-		printf("fuse_floor_read_per_s_%d: %.0f\n", opt.threads, fl.per_s);
-		printf("fuse_floor_read_p50_us_%d: %" PRIu32 "\n", opt.threads, fl.p50);
-		printf("fs_read_pct_of_floor_%d: %.0f\n", opt.threads, 100 * rd.per_s / fl.per_s);
-	}
-	if (fln.ok) {
-		printf("fuse_noopen_read_per_s_%d: %.0f\n", opt.threads, fln.per_s);
-		printf("fuse_noopen_read_p50_us_%d: %" PRIu32 "\n", opt.threads, fln.p50);
-	}
-	if (flw.ok) {
-		printf("fuse_floor_write_per_s_%d: %.0f\n", opt.threads, flw.per_s);
-		printf("fuse_floor_write_p50_us_%d: %" PRIu32 "\n", opt.threads, flw.p50);
-		printf("fs_write_pct_of_floor_%d: %.0f\n", opt.threads, 100 * w64.per_s / flw.per_s);
-	}
+	floor_print("fuse_floor_read", &fl, "fs_read_pct_of_floor", rd.per_s);
+	floor_print("fuse_noopen_read", &fln, NULL, 0);
+	floor_print("fuse_floor_write", &flw, "fs_write_pct_of_floor", w64.per_s);
 	if (flwr.ok) {
 		printf("fuse_floor_write_and_replay_per_s_%d: %.0f\n", opt.threads, flwr.per_s);
 		if (fs_replayed_per_s > 0)
@@ -1601,22 +1611,10 @@ int main(int argc, char **argv)
 		ratio(name, rd.per_s, rg.per_s);
 		printf("fs_target_read_%s_met: %d\n", n64, rd.per_s >= 20 * rg.per_s);
 	}
-	if (fl.ok && rg.ok) {
-		snprintf(name, sizeof name, "fuse_floor_read_ratio_%s", n64);
-		ratio(name, fl.per_s, rg.per_s);
-	}
-	if (fln.ok && rg.ok) {
-		snprintf(name, sizeof name, "fuse_noopen_read_ratio_%s", n64);
-		ratio(name, fln.per_s, rg.per_s);
-	}
-	if (flw.ok && p64.ok) {
-		snprintf(name, sizeof name, "fuse_floor_write_ratio_%s", n64);
-		ratio(name, flw.per_s, p64.per_s);
-	}
-	if (flwr.ok && p64.ok) {
-		snprintf(name, sizeof name, "fuse_floor_write_and_replay_ratio_%s", n64);
-		ratio(name, flwr.per_s, p64.per_s);
-	}
+	floor_ratio("fuse_floor_read_ratio", &fl, &rg);
+	floor_ratio("fuse_noopen_read_ratio", &fln, &rg);
+	floor_ratio("fuse_floor_write_ratio", &flw, &p64);
+	floor_ratio("fuse_floor_write_and_replay_ratio", &flwr, &p64);
 	if (prd.ok && rg.ok) {
 		snprintf(name, sizeof name, "fs_pread_ratio_%s", n64);
 		ratio(name, prd.per_s, rg.per_s);
