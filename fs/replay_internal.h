@@ -66,8 +66,9 @@
  * Off: a mount started with -o no_remote_inotify (server.c) starts no replay thread; ops and
  * control then see a NULL replay. The replays are FUSE requests on every member that did not
  * make a change (five for a new file, against six on the writer's member): in fs-bench, 64
- * writers did 2.3-2.5 times etcd's puts a second without them and 1.7-1.9 with them, whose FUSE
- * floor (fuse-floor answering a file and its two replays, nothing else) was 1.7-2.2 times.
+ * writers did 2.3-2.5 times etcd's puts a second without them and 1.6-2.1 with them (medians 2.47
+ * and 1.78), while the FUSE floor of a file and its two replays (fuse-floor answering them and
+ * doing nothing else) was 1.7-2.3 times (median 2.1).
  *
  * Not replayed (their caches are invalidated all the same): a snapshot received from the leader
  * (its changes come without history), changes of extended attributes (their keys are outside the
