@@ -1129,12 +1129,6 @@ static int fs_reads(const struct result *w1, const struct result *w64, struct re
 /* ---- the FUSE floor ------------------------------------------------------------------------- */
 
 /*
- * The 64 readers again, on fuse-floor serving the same files: MODE "open" answers OPEN as raftfs
- * does (the most a FUSE file system that sees close() can do), "noopen" makes the kernel send no
- * request per open+read+close at all (what commit at close rules out). Run with the members
- * stopped, as etcd is.
- */
-/*
  * Starts fuse-floor number i (0..FLOORS-1) in MODE on floor_mnt[i]; CONTENT and N for the read
  * modes, NULL for write and replay. 0 once it is mounted, or a negative errno (said on stderr).
  */
