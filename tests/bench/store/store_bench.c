@@ -109,6 +109,8 @@ static double mem_latency_ns(size_t bytes)
  */
 static double get_floor_ns(size_t table_bytes, size_t record_bytes)
 {
+	table_bytes = table_bytes < 4096 ? 4096 : table_bytes; /* a tiny store (store-bench 10) */
+	record_bytes = record_bytes < 4096 ? 4096 : record_bytes;
 	size_t slots = table_bytes / 8, places = (record_bytes - 128) / 8;
 	uint64_t *table = map_huge(table_bytes);
 	unsigned char *rec = map_huge(record_bytes);
@@ -253,7 +255,7 @@ int main(int argc, char **argv)
 	printf("store_get_ns: %.0f\n", t_get * 1e9 / (double)gets);
 	/* the same reads on bare memory of the store's sizes: its table (8 bytes a slot, 5/4 slots a
 	   key at least) and the memory it took */
-	double floor_ns = get_floor_ns(n * 10, (size_t)(rss1 - rss0));
+	double floor_ns = get_floor_ns(n * 10, rss1 > rss0 ? (size_t)(rss1 - rss0) : 0);
 	printf("store_get_floor_ns: %.0f\n", floor_ns);
 	printf("store_get_ns_over_floor: %.2f\n", t_get * 1e9 / (double)gets / floor_ns);
 	printf("store_point_range_per_s: %.0f\n", (double)gets / point_reads(s, n, gets, true));
