@@ -17,13 +17,16 @@
  * cost: store_first_touch_ms_per_mib (about 0.1 on bare metal), and the kernel's part of the puts'
  * time (store_put_sys_s: faulting in and zeroing their memory). store_mem_latency_ns is one
  * dependent load at a random place of 512 MiB, what a point read into a store of this size
- * pays per cache miss; store_get_floor_ns is a point read's two dependent misses (a hash slot,
- * then a record) on bare memory of the store's sizes, the floor store_get_ns stands against.
+ * pays per cache miss. store_get_floor_ns is a point read's two dependent misses (a hash slot,
+ * then a record) on bare memory of the store's sizes, with the reads independent of each other
+ * as the bench's are: the floor store_get_ns stands against. store_get_chained_floor_ns is the
+ * same with each read waiting for the one before, what one read alone takes.
  *
  *   store-bench [keys]
  */
 #include "store.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,11 +108,13 @@ static double mem_latency_ns(size_t bytes)
 /*
  * ns per point read of the least any hash index pays here: a random 8-byte slot of a table of
  * table_bytes, then the two cache lines at a random 8-byte aligned place of record_bytes that the
- * slot names (the key to compare, the revision's header), each read depending on the one
- * before. Measured with the sizes of the store just filled, it is the floor store_get_ns stands
- * against: with the records out of the cache, what is left is the store's own work.
+ * slot names (the key to compare, the revision's header). Measured with the sizes of the store
+ * just filled, it is the floor store_get_ns stands against: with the records out of the cache,
+ * what is left is the store's own work. With `chained`, each read waits for the one before (what
+ * one read alone takes: two memory latencies); without, the reads are independent, as the
+ * bench's are, and the CPU overlaps their misses.
  */
-static double get_floor_ns(size_t table_bytes, size_t record_bytes)
+static double get_floor_ns(size_t table_bytes, size_t record_bytes, bool chained)
 {
 	table_bytes = table_bytes < 4096 ? 4096 : table_bytes; /* a tiny store (store-bench 10) */
 	record_bytes = record_bytes < 4096 ? 4096 : record_bytes;
@@ -123,16 +128,20 @@ static double get_floor_ns(size_t table_bytes, size_t record_bytes)
 		table[i] = (x % places) * 8;
 	}
 	const long gets = 2000000;
-	uint64_t seen = 0;
+	uint64_t seen = 0, sum = 0;
 	double t0 = now_s();
 	for (long i = 0; i < gets; i++) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		uint64_t at = table[(x + seen) % slots]; /* seen is 0, but the CPU must wait for it */
+		/* seen is 0, but when chained the CPU must wait for it */
+		uint64_t at = table[(x + (chained ? seen : 0)) % slots];
 		seen = *(volatile uint64_t *)(rec + at) + *(volatile uint64_t *)(rec + at + 64);
+		sum += seen;
 	}
 	double t = now_s() - t0;
 	munmap(table, table_bytes);
 	munmap(rec, record_bytes);
+	if (sum == 1) /* never: keeps the reads */
+		puts("");
 	return t * 1e9 / (double)gets;
 }
 
@@ -163,17 +172,37 @@ static void digits(char *p, unsigned v, int n)
 		p[j] = (char)('0' + v % 10);
 }
 
-/* The key of file i, "/bench/dNNN/fNNNNNNN", without printf: sprintf took 70 ns a key here, a
-   tenth of a point read's time, which is the harness's and not the store's. */
-static int key_of(uint64_t i, char *buf)
+/*
+ * Keys are built before the timed loops, KEY_STRIDE bytes apart with their length in the last
+ * byte. Built in the loop, they cost the harness's time (sprintf: 70 ns a key), and written a byte
+ * at a time just before the call they kept the store's reads from overlapping: the store's 8-byte
+ * loads of a key written by byte stores wait until those stores retire, so behind the previous
+ * read's cache misses (store-bench: store_get_ns 505-545 formatting in the loop, against ... with
+ * the keys built before).
+ */
+#define KEY_STRIDE 32
+
+/* The key of file i, "/bench/dNNN/fNNNNNNN" (more digits from 10,000,000 on), at k. */
+static void key_of(uint64_t i, char *k)
 {
-	if (i >= 10000000)
-		return sprintf(buf, "/bench/d%03u/f%07u", (unsigned)(i % 1000), (unsigned)i);
-	memcpy(buf, "/bench/dNNN/f", 13);
-	digits(buf + 8, (unsigned)(i % 1000), 3);
-	digits(buf + 13, (unsigned)i, 7);
-	buf[20] = 0;
-	return 20;
+	int len;
+	if (i >= 10000000) {
+		len = snprintf(k, KEY_STRIDE - 1, "/bench/d%03u/f%07llu", (unsigned)(i % 1000),
+			       (unsigned long long)i);
+	} else {
+		memcpy(k, "/bench/dNNN/f", 13);
+		digits(k + 8, (unsigned)(i % 1000), 3);
+		digits(k + 13, (unsigned)i, 7);
+		len = 20;
+	}
+	k[KEY_STRIDE - 1] = (char)len;
+}
+
+static inline const char *key_at(const char *keys, uint64_t j, size_t *len)
+{
+	const char *k = keys + j * KEY_STRIDE;
+	*len = (unsigned char)k[KEY_STRIDE - 1];
+	return k;
 }
 
 static uint64_t scramble(uint64_t i, uint64_t n)
@@ -188,18 +217,17 @@ static void die(const char *what, int r)
 	exit(1);
 }
 
-/* CPU seconds for `gets` point reads of random keys of n, through store_range when via_range. */
-static double point_reads(struct store *s, uint64_t n, uint64_t gets, bool via_range)
+/* CPU seconds for point reads of the `gets` keys at keys, through store_range when via_range. */
+static double point_reads(struct store *s, const char *keys, uint64_t gets, bool via_range)
 {
-	uint64_t x = 88172645463325252ull, found = 0;
-	char key[64];
+	uint64_t found = 0;
 	double t0 = now_s();
 	for (uint64_t i = 0; i < gets; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		int kl = key_of(x % n, key);
+		size_t kl;
+		const char *key = key_at(keys, i, &kl);
 		int r;
 		if (via_range) {
-			struct store_range_req rq = {.key = key, .key_len = (size_t)kl};
+			struct store_range_req rq = {.key = key, .key_len = kl};
 			struct store_range_result res;
 			if ((r = store_range(s, &rq, &res)))
 				die("range", r);
@@ -207,7 +235,7 @@ static double point_reads(struct store *s, uint64_t n, uint64_t gets, bool via_r
 			store_range_result_free(&res);
 		} else {
 			struct store_kv kv;
-			if ((r = store_get(s, key, (size_t)kl, 0, &kv)))
+			if ((r = store_get(s, key, kl, 0, &kv)))
 				die("get", r);
 			found += kv.value_len == 256;
 		}
@@ -222,12 +250,27 @@ static double point_reads(struct store *s, uint64_t n, uint64_t gets, bool via_r
 int main(int argc, char **argv)
 {
 	uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 0) : 1000000;
+	if (n < 1 || n > 10000000000000000ull) { /* keys fit KEY_STRIDE up to 10^16 */
+		fprintf(stderr, "usage: store-bench [keys, 1 to 10^16]\n");
+		return 2;
+	}
+	/* the keys of the puts (every key, in a scrambled order) and of the point reads (random) */
+	uint64_t gets = 2000000;
+	char *put_keys = malloc(n * KEY_STRIDE), *get_keys = malloc(gets * KEY_STRIDE);
+	if (!put_keys || !get_keys)
+		die("keys", -ENOMEM);
+	for (uint64_t i = 0; i < n; i++)
+		key_of(scramble(i, n), put_keys + i * KEY_STRIDE);
+	uint64_t rnd = 88172645463325252ull;
+	for (uint64_t i = 0; i < gets; i++) {
+		rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+		key_of(rnd % n, get_keys + i * KEY_STRIDE);
+	}
 	struct store *s;
 	store_open(&(struct store_config){.quota_bytes = 64ull << 30}, &s);
 	unsigned char val[256];
 	for (size_t i = 0; i < sizeof val; i++)
 		val[i] = (unsigned char)(i * 131 + 7);
-	char key[64];
 	uint64_t key_bytes = 0;
 
 	/* what a key takes in all, with room to spare: about 420 bytes at 256-byte values */
@@ -238,10 +281,11 @@ int main(int argc, char **argv)
 	double sys0 = sys_s();
 	double t0 = now_s();
 	for (uint64_t i = 0; i < n; i++) {
-		int kl = key_of(scramble(i, n), key);
-		key_bytes += (uint64_t)kl;
+		size_t kl;
+		const char *key = key_at(put_keys, i, &kl);
+		key_bytes += kl;
 		memcpy(val, &i, sizeof i);
-		struct store_put p = {.key = key, .key_len = (size_t)kl, .value = val,
+		struct store_put p = {.key = key, .key_len = kl, .value = val,
 				      .value_len = sizeof val,
 				      .meta = {.type = 1, .mode = 0644, .uid = 1000, .gid = 1000,
 					       .atime_ns = (int64_t)i, .mtime_ns = (int64_t)i,
@@ -263,16 +307,17 @@ int main(int argc, char **argv)
 	printf("store_meta_bytes_per_key: %zu\n", sizeof(struct store_meta));
 
 	/* point reads at random keys: store_get, and store_range with its allocated result */
-	uint64_t gets = 2000000;
-	double t_get = point_reads(s, n, gets, false);
+	double t_get = point_reads(s, get_keys, gets, false);
 	printf("store_get_per_s: %.0f\n", (double)gets / t_get);
 	printf("store_get_ns: %.0f\n", t_get * 1e9 / (double)gets);
 	/* the same reads on bare memory of the store's sizes: its table (8 bytes a slot, 5/4 slots a
 	   key at least) and the memory it took */
-	double floor_ns = get_floor_ns(n * 10, rss1 > rss0 ? (size_t)(rss1 - rss0) : 0);
+	size_t took = rss1 > rss0 ? (size_t)(rss1 - rss0) : 0;
+	double floor_ns = get_floor_ns(n * 10, took, false);
 	printf("store_get_floor_ns: %.0f\n", floor_ns);
 	printf("store_get_ns_over_floor: %.2f\n", t_get * 1e9 / (double)gets / floor_ns);
-	printf("store_point_range_per_s: %.0f\n", (double)gets / point_reads(s, n, gets, true));
+	printf("store_get_chained_floor_ns: %.0f\n", get_floor_ns(n * 10, took, true));
+	printf("store_point_range_per_s: %.0f\n", (double)gets / point_reads(s, get_keys, gets, true));
 
 	/* prefix ranges of one directory (n / 1000 keys) */
 	uint64_t prefixes = 2000, got = 0;
@@ -325,13 +370,13 @@ int main(int argc, char **argv)
 	free(img);
 	store_close(t);
 
-	/* overwrite every key once more, then compact away half of the history */
+	/* overwrite every key once more (in the puts' order), then compact away half of the history */
 	int64_t mid = store_rev(s);
 	t0 = now_s();
 	for (uint64_t i = 0; i < n; i++) {
-		int kl = key_of(i, key);
-		struct store_put p = {.key = key, .key_len = (size_t)kl, .value = val,
-				      .value_len = sizeof val};
+		size_t kl;
+		const char *key = key_at(put_keys, i, &kl);
+		struct store_put p = {.key = key, .key_len = kl, .value = val, .value_len = sizeof val};
 		if ((r = store_put(s, &p, NULL)))
 			die("put", r);
 	}
@@ -384,5 +429,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "store-bench: %llu of %llu reads at a revision saw the wrong value\n",
 			(unsigned long long)(hot_gets - right), (unsigned long long)hot_gets);
 	store_close(s);
+	free(put_keys);
+	free(get_keys);
 	return 0;
 }
