@@ -102,8 +102,9 @@ bool store__in_range(const unsigned char *k, size_t klen, const unsigned char *k
 
 /* ---- keyIndex -------------------------------------------------------------------------------- */
 
-static struct store__ki *ki_new(struct store *s, const void *key, size_t len)
+static struct store__ki *ki_new(void *store, const void *key, size_t len)
 {
+	struct store *s = store;
 	struct store__ki *ki = store__arena_alloc(&s->arena, offsetof(struct store__ki, key) + len);
 	memset(&ki->u, 0, sizeof ki->u);
 	ki->key_len = (uint32_t)len;
@@ -503,11 +504,7 @@ static int check_put(struct store *s, const struct store_put *p)
 static void do_put(struct store *s, const struct store_put *p, struct store_put_result *res)
 {
 	store__begin_write(s);
-	struct store__ki *ki = store__index_get(&s->idx, p->key, p->key_len);
-	if (!ki) {
-		ki = ki_new(s, p->key, p->key_len);
-		store__index_insert(&s->idx, ki);
-	}
+	struct store__ki *ki = store__index_find_or_add(&s->idx, p->key, p->key_len, ki_new, s);
 	struct store__kv *old = store__ki_latest(ki);
 	if (res) {
 		res->has_prev = false;

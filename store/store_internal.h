@@ -137,7 +137,8 @@ struct store__arena {
 struct store__bnode;
 struct store__index {
 	struct store__bnode *root;
-	struct store__arena nodes; /* every node */
+	struct store__ki *first, *last; /* the smallest and largest keys (NULL: none) */
+	struct store__arena nodes;      /* every node */
 	size_t n; /* keys */
 	/* point lookups: open addressing, linear probing; a slot is the ki pointer with 16 bits of
 	   the key's hash in its (unused) top 16 bits, 0 when empty (index.c) */
@@ -223,7 +224,11 @@ static inline size_t store__ki_size(const struct store__ki *ki)
 void store__index_init(struct store__index *ix);
 void store__index_free(struct store__index *ix); /* nodes only, not the kis */
 struct store__ki *store__index_get(const struct store__index *ix, const void *key, size_t len);
-void store__index_insert(struct store__index *ix, struct store__ki *ki); /* key must be absent */
+/* Makes the keyIndex of a key being added (store__index_find_or_add). */
+typedef struct store__ki *(*store__ki_maker)(void *ctx, const void *key, size_t len);
+/* The key's keyIndex; when it is missing, one made by make(ctx, key, len), inserted. */
+struct store__ki *store__index_find_or_add(struct store__index *ix, const void *key, size_t len,
+					   store__ki_maker make, void *ctx);
 /* First key >= key (key NULL: the first key). */
 void store__index_seek(const struct store__index *ix, const void *key, size_t len,
 		       struct store__iter *it);

@@ -787,6 +787,22 @@ static void check_seek(struct store__index *ix, struct store__ki **ref, size_t n
 	CHECK(g == (present ? ref[lo] : NULL));
 }
 
+struct made {
+	int calls;
+	struct store__ki *last;
+};
+
+static struct store__ki *make_ki(void *ctx, const void *key, size_t len)
+{
+	struct made *m = ctx;
+	struct store__ki *ki = calloc(1, sizeof *ki + len);
+	ki->key_len = (uint32_t)len;
+	memcpy(ki->key, key, len);
+	m->calls++;
+	m->last = ki;
+	return ki;
+}
+
 CHECK_TEST(index_random_keys_against_sorted_reference)
 {
 	/* keys over a tiny alphabet with 0x00 and 0xff, long shared prefixes, every length */
@@ -806,12 +822,18 @@ CHECK_TEST(index_random_keys_against_sorted_reference)
 				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 				k[j] = j < pre && len > pre ? 'p' : alpha[x % sizeof alpha];
 			}
-			if (store__index_get(&ix, k, len))
+			/* a key already there is found, nothing made; a new one is made once */
+			struct store__ki *had = store__index_get(&ix, k, len);
+			struct made m = {0};
+			struct store__ki *ki = store__index_find_or_add(&ix, k, len, make_ki, &m);
+			if (had) {
+				CHECK(ki == had);
+				CHECK_EQ(m.calls, 0);
 				continue;
-			struct store__ki *ki = calloc(1, sizeof *ki + len);
-			ki->key_len = (uint32_t)len;
-			memcpy(ki->key, k, len);
-			store__index_insert(&ix, ki);
+			}
+			CHECK_EQ(m.calls, 1);
+			CHECK(ki == m.last);
+			CHECK(store__index_get(&ix, k, len) == ki);
 			ref[n++] = ki;
 			if (i % 97 == 0) {
 				qsort(ref, n, sizeof *ref, ki_sort);
@@ -849,6 +871,73 @@ CHECK_TEST(index_random_keys_against_sorted_reference)
 		store__index_build(&ix, ref, n);
 		CHECK_EQ(ix.n, n);
 	}
+	for (size_t i = 0; i < n; i++)
+		free(ref[i]);
+	free(ref);
+	store__index_free(&ix);
+}
+
+CHECK_TEST(index_new_smallest_and_largest_keys_after_a_shared_prefix)
+{
+	/* The tree's leftmost and rightmost nodes skip what the smallest and largest keys share
+	   ("/bench/d" here): keys beyond either end, sharing less or nothing, must lower them. */
+	uint64_t x = check_seed() * 6364136223846793005ull + 7;
+	enum { N = 20000, ENDS = 10 };
+	struct store__ki **ref = malloc((N + 2 * ENDS) * sizeof *ref);
+	size_t n = 0;
+	struct store__index ix;
+	store__index_init(&ix);
+	struct made m = {0};
+	for (int i = 0; i < N; i++) {
+		char k[32];
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		int len = snprintf(k, sizeof k, "/bench/d%03u/f%07u", (unsigned)(x % 1000),
+				   (unsigned)(x >> 20) % 10000000);
+		int calls = m.calls;
+		struct store__ki *ki = store__index_find_or_add(&ix, k, (size_t)len, make_ki, &m);
+		if (m.calls > calls)
+			ref[n++] = ki;
+	}
+	/* each a new smallest or largest key, sharing less and less with the rest */
+	static const struct {
+		const char *k;
+		size_t len;
+	} ends[][2] = {{{"/bench/d000/e", 13}, {"/bench/d999/g", 13}},
+		       {{"/bench/d", 8}, {"/bench/e", 8}},
+		       {{"/bench/c9", 9}, {"/bench/z", 8}},
+		       {{"/bench/", 7}, {"/c", 2}},
+		       {{"/bench", 6}, {"0", 1}},
+		       {{"/a", 2}, {"\x7f", 1}},
+		       {{"/", 1}, {"\xfe", 1}},
+		       {{"\x01", 1}, {"\xff", 1}},
+		       {{"\x00\xff", 2}, {"\xff\x00", 2}},
+		       {{"\x00", 1}, {"\xff\xff", 2}}};
+	for (size_t i = 0; i < sizeof ends / sizeof *ends; i++) {
+		for (int side = 0; side < 2; side++) {
+			const char *k = ends[i][side].k;
+			size_t len = ends[i][side].len;
+			struct store__ki *ki = store__index_find_or_add(&ix, k, len, make_ki, &m);
+			CHECK(ki == m.last);
+			ref[n++] = ki;
+			qsort(ref, n, sizeof *ref, ki_sort);
+			CHECK(ref[side ? n - 1 : 0] == ki);
+			for (int q = 0; q < 200; q++) { /* seeks to stored keys and just past them */
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				struct store__ki *r = ref[x % n];
+				check_seek(&ix, ref, n, r->key, r->key_len);
+				unsigned char past[40];
+				memcpy(past, r->key, r->key_len);
+				past[r->key_len] = 0;
+				check_seek(&ix, ref, n, past, r->key_len + 1);
+			}
+		}
+	}
+	struct store__iter it;
+	store__index_seek(&ix, NULL, 0, &it);
+	for (size_t i = 0; i < n; i++)
+		CHECK(store__iter_next(&it) == ref[i]);
+	CHECK(store__iter_next(&it) == NULL);
+	CHECK_EQ(ix.n, n);
 	for (size_t i = 0; i < n; i++)
 		free(ref[i]);
 	free(ref);
@@ -1009,6 +1098,8 @@ CHECK_SUITE("store-kv", CHECK_CASE(keyindex_seed000_walkthrough), CHECK_CASE(key
 	    CHECK_CASE(lease_expiry_with_injected_clock), CHECK_CASE(quota_alarm),
 	    CHECK_CASE(snapshot_round_trip_and_corruption), CHECK_CASE(compaction_frees_memory),
 	    CHECK_CASE(index_many_keys_in_order),
-	    CHECK_CASE(index_random_keys_against_sorted_reference), CHECK_CASE(snapshot_write_callback),
+	    CHECK_CASE(index_random_keys_against_sorted_reference),
+	    CHECK_CASE(index_new_smallest_and_largest_keys_after_a_shared_prefix),
+	    CHECK_CASE(snapshot_write_callback),
 	    CHECK_CASE(compaction_empties_sparse_slabs),
 	    CHECK_CASE(snapshot_log_order_and_duplicate_revisions))
