@@ -285,15 +285,16 @@ struct store__ki *store__index_get(const struct store__index *ix, const void *ke
 }
 
 /*
- * Starts fetching the leaf that holds or would hold key (all of it: the search reads the chunks,
- * an insert moves keys and chunks), not waiting for it. A key beyond the tree's smallest or
- * largest may pick a wrong leaf here (range_cpl): that only fetches the wrong lines.
+ * The leaf that holds or would hold key, which starts being fetched (all of it: the search reads
+ * the chunks, an insert moves keys and chunks) without waiting for it. For a key beyond the
+ * tree's smallest or largest it may be the wrong leaf (range_cpl): not to be inserted into then.
  */
-static void leaf_prefetch(const struct store__index *ix, const void *key, size_t len)
+static struct store__bnode *leaf_prefetch(const struct store__index *ix, const void *key,
+					  size_t len)
 {
 	struct store__bnode *b = ix->root;
 	if (!b)
-		return;
+		return NULL;
 	while (!b->leaf)
 		b = b->kids[inner_pick(b, key, len)];
 	__builtin_prefetch(b);
@@ -301,6 +302,7 @@ static void leaf_prefetch(const struct store__index *ix, const void *key, size_t
 		__builtin_prefetch(&b->keys[j]);
 		__builtin_prefetch(&b->chunk[j]);
 	}
+	return b;
 }
 
 /* Lowers node b's skip to at most skip, recomputing its chunks when it changes. */
@@ -364,6 +366,20 @@ static bool leaf_shift(const struct store__index *ix, struct store__bnode *b, ui
 	return false;
 }
 
+/* Puts ki at slot i of b (which has room), with child kid when b is an inner node. */
+static void node_insert_at(struct store__bnode *b, uint32_t i, struct store__ki *ki,
+			   struct store__bnode *kid)
+{
+	memmove(b->keys + i + 1, b->keys + i, (b->n - i) * sizeof b->keys[0]);
+	memmove(b->chunk + i + 1, b->chunk + i, (b->n - i) * sizeof b->chunk[0]);
+	set_slot(b, i, ki);
+	if (!b->leaf) {
+		memmove(b->kids + i + 1, b->kids + i, (b->n - i) * sizeof b->kids[0]);
+		b->kids[i] = kid;
+	}
+	b->n++;
+}
+
 /*
  * Inserts into the subtree of b, whose range is [lo, hi) (NULL: open); returns a new right sibling
  * when b split (NULL otherwise).
@@ -424,29 +440,13 @@ static struct store__bnode *insert_rec(struct store__index *ix, struct store__bn
 			nb->next = b->next;
 			b->next = nb;
 		}
-		struct store__bnode *t = b;
-		if (i > half) {
-			t = nb;
-			i -= half;
-		}
-		memmove(t->keys + i + 1, t->keys + i, (t->n - i) * sizeof t->keys[0]);
-		memmove(t->chunk + i + 1, t->chunk + i, (t->n - i) * sizeof t->chunk[0]);
-		set_slot(t, i, rkey);
-		if (!t->leaf) {
-			memmove(t->kids + i + 1, t->kids + i, (t->n - i) * sizeof t->kids[0]);
-			t->kids[i] = right;
-		}
-		t->n++;
+		if (i > half)
+			node_insert_at(nb, i - half, rkey, right);
+		else
+			node_insert_at(b, i, rkey, right);
 		return nb;
 	}
-	memmove(b->keys + i + 1, b->keys + i, (b->n - i) * sizeof b->keys[0]);
-	memmove(b->chunk + i + 1, b->chunk + i, (b->n - i) * sizeof b->chunk[0]);
-	set_slot(b, i, rkey);
-	if (!b->leaf) {
-		memmove(b->kids + i + 1, b->kids + i, (b->n - i) * sizeof b->kids[0]);
-		b->kids[i] = right;
-	}
-	b->n++;
+	node_insert_at(b, i, rkey, right);
 	return NULL;
 }
 
@@ -473,7 +473,7 @@ struct store__ki *store__index_find_or_add(struct store__index *ix, const void *
 	uint64_t h = key_hash(key, len);
 	if (ix->slots)
 		__builtin_prefetch(&ix->slots[slot_home(h, ix->cap)]);
-	leaf_prefetch(ix, key, len);
+	struct store__bnode *leaf = leaf_prefetch(ix, key, len);
 	struct store__ki *ki = ix->slots ? hash_find(ix, key, len, h) : NULL;
 	if (ki)
 		return ki;
@@ -484,11 +484,20 @@ struct store__ki *store__index_find_or_add(struct store__index *ix, const void *
 	} else if (kicmp(ix->first, key, len) > 0) {
 		spine_lower(ix->root, 0, ki_cpl(ki, ix->first));
 		ix->first = ki;
+		leaf = NULL;
 	} else if (kicmp(ix->last, key, len) < 0) {
 		spine_lower(ix->root, 1, ki_cpl(ki, ix->last));
 		ix->last = ki;
+		leaf = NULL;
 	}
-	struct store__bnode *right = insert_rec(ix, ix->root, ki, NULL, NULL);
+	/* Most new keys go into the leaf already found, which has room, after its first key (so no
+	   node above changes); the others descend again, splitting or shifting on the way. */
+	uint32_t i;
+	struct store__bnode *right = NULL;
+	if (leaf && leaf->n < BT_MAX && (i = leaf_lower(leaf, key, len)) > 0)
+		node_insert_at(leaf, i, ki, NULL);
+	else
+		right = insert_rec(ix, ix->root, ki, NULL, NULL);
 	if (right) {
 		struct store__bnode *r = node_new(ix, false);
 		r->skip = range_cpl(ix, NULL, NULL);
