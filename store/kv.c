@@ -9,6 +9,7 @@
 #include "store_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/mman.h>
 
@@ -384,6 +385,58 @@ int store_get(struct store *s, const void *key, size_t key_len, int64_t rev, str
 	return 0;
 }
 
+/*
+ * A freed result array kept per thread for the next point range. Allocating each one-key result
+ * with malloc and freeing it with free kept point ranges from overlapping their cache misses
+ * (glibc's malloc and free around a result filled while a miss is outstanding; I did not pin
+ * down why): 480-700 ns a range where store_get took 280-320, against 310-320 with the array
+ * reused. Any result array will do (it holds one kv at least). A thread that exits frees its own
+ * (spare_drop, run by a thread-specific key); the main thread's stays reachable until exit.
+ */
+static __thread struct store_kv *spare_kvs;
+static __thread bool spare_registered; /* spare_key is set for this thread */
+static pthread_key_t spare_key;
+static bool spare_key_ok;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+static void spare_drop(void *unused)
+{
+	(void)unused;
+	free(spare_kvs);
+	spare_kvs = NULL;
+}
+
+static void spare_key_make(void)
+{
+	spare_key_ok = pthread_key_create(&spare_key, spare_drop) == 0;
+}
+
+/* An array for one kv: the thread's spare, or a new one. */
+static struct store_kv *kvs_one(void)
+{
+	struct store_kv *kvs = spare_kvs;
+	spare_kvs = NULL;
+	return kvs ? kvs : store__xmalloc(sizeof *kvs);
+}
+
+/* Frees a result array (NULL: nothing), or keeps it as the thread's spare. */
+static void kvs_release(struct store_kv *kvs)
+{
+	if (!kvs || spare_kvs) {
+		free(kvs);
+		return;
+	}
+	if (!spare_registered) {
+		pthread_once(&spare_once, spare_key_make);
+		if (!spare_key_ok || pthread_setspecific(spare_key, &spare_registered)) {
+			free(kvs);
+			return;
+		}
+		spare_registered = true;
+	}
+	spare_kvs = kvs;
+}
+
 int store_range(struct store *s, const struct store_range_req *req, struct store_range_result *res)
 {
 	memset(res, 0, sizeof *res);
@@ -401,7 +454,7 @@ int store_range(struct store *s, const struct store_range_req *req, struct store
 		if (point_get(s, req->key, req->key_len, at, &g, &gi)) {
 			res->count = 1;
 			if (!count_only) {
-				res->kvs = store__xmalloc(sizeof *res->kvs);
+				res->kvs = kvs_one();
 				store__fill_kv(&res->kvs[0], g, gi, keys_only);
 				res->n = 1;
 			}
@@ -437,7 +490,7 @@ int store_range(struct store *s, const struct store_range_req *req, struct store
 
 void store_range_result_free(struct store_range_result *res)
 {
-	free(res->kvs);
+	kvs_release(res->kvs);
 	res->kvs = NULL;
 	res->n = 0;
 }

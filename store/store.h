@@ -143,6 +143,7 @@ size_t store_prefix_end(const void *prefix, size_t len, unsigned char *end);
 /* Reads the range at req->rev. STORE_ECOMPACTED, STORE_EFUTUREREV. res is the caller's to free. */
 int store_range(struct store *s, const struct store_range_req *req, struct store_range_result *res);
 
+/* Frees res's array (on any thread; each thread keeps one freed array for its next point range). */
 void store_range_result_free(struct store_range_result *res);
 
 /*

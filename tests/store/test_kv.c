@@ -14,6 +14,7 @@
 #include "store_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <zstd.h>
 
@@ -944,6 +945,66 @@ CHECK_TEST(index_new_smallest_and_largest_keys_after_a_shared_prefix)
 	store__index_free(&ix);
 }
 
+static void put_str(struct store *s, const char *k, const char *v)
+{
+	struct store_put p = {.key = k, .key_len = strlen(k), .value = v, .value_len = strlen(v)};
+	CHECK_EQ(store_put(s, &p, NULL), 0);
+}
+
+/* A point range of key on s, checked against value; returns its result array, still held. */
+static struct store_kv *point_range(struct store *s, const char *key, const char *value,
+				    struct store_range_result *res)
+{
+	struct store_range_req rq = {.key = key, .key_len = strlen(key)};
+	CHECK_EQ(store_range(s, &rq, res), 0);
+	CHECK_EQ(res->n, 1);
+	CHECK_EQ(res->kvs[0].value_len, strlen(value));
+	CHECK(memcmp(res->kvs[0].value, value, strlen(value)) == 0);
+	return res->kvs;
+}
+
+static void *ranges_on_a_thread(void *arg)
+{
+	struct store_range_result res;
+	point_range(arg, "b", "2", &res);
+	store_range_result_free(&res); /* kept as this thread's spare until it exits */
+	return NULL;
+}
+
+CHECK_TEST(range_result_arrays_are_reused_per_thread)
+{
+	/* the array of a freed result serves the thread's next point range, whatever range it
+	   came from; a thread that exits frees its own (LeakSanitizer would report it otherwise) */
+	struct store *s = open_store(0);
+	put_str(s, "a", "1");
+	put_str(s, "b", "2");
+	put_str(s, "c", "3");
+	struct store_range_result r1, r2, r3, r4;
+	struct store_kv *first = point_range(s, "a", "1", &r1);
+	struct store_kv *second = point_range(s, "b", "2", &r2);
+	CHECK(first != second);
+	store_range_result_free(&r1); /* the spare */
+	store_range_result_free(&r2); /* freed: there is one already */
+	CHECK(point_range(s, "c", "3", &r3) == first);
+	store_range_result_free(&r3);
+	/* a prefix range's array (room for 8) is as good a spare */
+	CHECK(point_range(s, "a", "1", &r1) == first); /* takes the spare */
+	unsigned char end[1];
+	size_t el = store_prefix_end("", 0, end);
+	struct store_range_req all = {.key = "a", .key_len = 1, .end = end, .end_len = el};
+	CHECK_EQ(store_range(s, &all, &r4), 0);
+	CHECK_EQ(r4.n, 3);
+	struct store_kv *scan = r4.kvs;
+	store_range_result_free(&r4); /* the spare now */
+	CHECK(point_range(s, "b", "2", &r2) == scan);
+	store_range_result_free(&r2);
+	store_range_result_free(&r1);
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, ranges_on_a_thread, s), 0);
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	store_close(s);
+}
+
 /* Value of key i, version v: 200 bytes that differ per key and version. */
 static void slab_value(int i, int v, char *out)
 {
@@ -1100,6 +1161,7 @@ CHECK_SUITE("store-kv", CHECK_CASE(keyindex_seed000_walkthrough), CHECK_CASE(key
 	    CHECK_CASE(index_many_keys_in_order),
 	    CHECK_CASE(index_random_keys_against_sorted_reference),
 	    CHECK_CASE(index_new_smallest_and_largest_keys_after_a_shared_prefix),
+	    CHECK_CASE(range_result_arrays_are_reused_per_thread),
 	    CHECK_CASE(snapshot_write_callback),
 	    CHECK_CASE(compaction_empties_sparse_slabs),
 	    CHECK_CASE(snapshot_log_order_and_duplicate_revisions))
