@@ -214,10 +214,12 @@ static void hash_insert(struct store__index *ix, struct store__ki *ki, uint64_t 
 	slot_put(ix->slots, ix->cap, ki, h);
 }
 
-/* The key's keyIndex in the table (which must exist), h its hash, or NULL. */
+/* The key's keyIndex in the table, h its hash, or NULL. */
 static struct store__ki *hash_find(const struct store__index *ix, const void *key, size_t len,
 				   uint64_t h)
 {
+	if (!ix->slots)
+		return NULL;
 	uint64_t tag = TAG_OF(h);
 	for (size_t i = slot_home(h, ix->cap);; i = i + 1 == ix->cap ? 0 : i + 1) {
 		uint64_t v = ix->slots[i];
@@ -283,7 +285,7 @@ static uint32_t leaf_lower(const struct store__bnode *b, const void *key, size_t
 
 struct store__ki *store__index_get(const struct store__index *ix, const void *key, size_t len)
 {
-	return ix->slots ? hash_find(ix, key, len, key_hash(key, len)) : NULL;
+	return hash_find(ix, key, len, key_hash(key, len));
 }
 
 /*
@@ -476,7 +478,7 @@ struct store__ki *store__index_find_or_add(struct store__index *ix, const void *
 	if (ix->slots)
 		__builtin_prefetch(&ix->slots[slot_home(h, ix->cap)]);
 	struct store__bnode *leaf = leaf_prefetch(ix, key, len);
-	struct store__ki *ki = ix->slots ? hash_find(ix, key, len, h) : NULL;
+	struct store__ki *ki = hash_find(ix, key, len, h);
 	if (ki)
 		return ki;
 	ki = make(ctx, key, len);
