@@ -456,7 +456,7 @@ static int propose_txn(struct pending *p, struct txn_builder *tb)
  * quorum that it has applied everything committed when the read arrived, then the handler runs
  * again with barrier_passed set (the loop is single-threaded, so a flag is enough).
  */
-enum deferred_op { D_LOOKUP, D_GETATTR, D_READ, D_READDIR, D_READLINK };
+enum deferred_op { D_LOOKUP, D_GETATTR, D_OPEN, D_READ, D_READDIR, D_READLINK };
 
 struct deferred {
 	struct fs_ops *o;
@@ -471,6 +471,7 @@ struct deferred {
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi);
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -493,6 +494,9 @@ static void on_barrier(void *arg, uint64_t id, int status, const void *r, size_t
 		break;
 	case D_GETATTR:
 		op_getattr(d->req, d->ino, NULL);
+		break;
+	case D_OPEN:
+		op_open(d->req, d->ino, &d->fi);
 		break;
 	case D_READ:
 		op_read(d->req, d->ino, d->size, d->off, &d->fi);
@@ -702,12 +706,23 @@ static int any_child(void *arg, const char *name, size_t len, const struct store
  * An open file. The content of a writable handle is buffered here until it is committed. A handle
  * names its file by inode, so a rename moves it along and a delete detaches it (its content is
  * then dropped at close, as an unlinked file's is).
+ *
+ * A read-only handle reads one revision of its file, the one it is pinned at (path, store
+ * revision pin, the kv's mod revision pin_mod), so a reader never pairs bytes of two revisions
+ * (ARCHITECTURE.md, "The read path"): the open pins the file as this member has it, a read from
+ * offset 0 after earlier reads pins it again (a new read of the whole file), and a read at or past
+ * the pinned end goes on into a newer revision only when that one extends the pinned content (an
+ * append, as `tail -f` follows). Every handle is served with direct I/O, so the kernel never
+ * pairs the bytes served here with a file size it cached from another revision.
  */
 struct fh {
 	fuse_ino_t ino;
 	struct fh *prev, *next; /* writable handles of the mount (fs_ops.open_files) */
-	char path[FS_PATH_MAX_BYTES + 1]; /* the inode's path when last resolved */
-	int64_t rev;                      /* detached: read the file as it was at this revision */
+	char path[FS_PATH_MAX_BYTES + 1]; /* the inode's path when last resolved (pinned: at pin) */
+	int64_t pin;      /* read-only: the store revision read; 0: a file created here and not
+			   * committed yet, read as it is */
+	int64_t pin_mod;  /* read-only: the pinned kv's mod revision (0 with pin 0) */
+	int served;       /* read-only: a read was served since the pin */
 	uint8_t *buf;
 	size_t len, cap;
 	int writable;
@@ -767,12 +782,76 @@ static int fh_path(struct fs_ops *o, struct fh *h)
 	return ino_path(o, h->ino, h->path);
 }
 
-/* The content a read of h sees: the live value, or the old one of a deleted or replaced file. */
-static int fh_read_kv(struct fs_ops *o, struct fh *h, struct store_kv *kv)
+/*
+ * Pins read-only handle h at path's current kv (kv): at the store's revision, or unpinned (0) for
+ * a file created here and not committed yet.
+ */
+static void fh_pin(struct fs_ops *o, struct fh *h, const char *path, const struct store_kv *kv)
 {
-	if (!h->rev && fs_itable_path_at(&o->itable, h->ino, h->path, sizeof h->path, &h->rev) < 0)
-		return -ENOENT;
-	return get_kv_at(o, h->path, h->rev, kv);
+	if (h->path != path)
+		strcpy(h->path, path);
+	h->pin_mod = kv->mod_revision;
+	h->pin = kv->mod_revision ? store_rev(o->store) : 0;
+	h->served = 0;
+}
+
+/*
+ * The kv read-only handle h is pinned at (pointing into the store until its next change). 0, or
+ * -EIO when that revision was compacted away while the file was open and changed since (said in
+ * the log): a read from offset 0 pins the file again.
+ */
+static int fh_pinned_kv(struct fs_ops *o, struct fh *h, struct store_kv *kv)
+{
+	if (!h->pin_mod)
+		return get_kv(o, h->path, kv);
+	size_t len = strlen(h->path);
+	if (store_get(o->store, h->path, len, 0, kv) == 0 && kv->mod_revision == h->pin_mod)
+		return 0; /* unchanged since: the current kv */
+	int64_t at = store_compact_rev(o->store);
+	if (at < h->pin)
+		at = h->pin;
+	if (store_get(o->store, h->path, len, at, kv) == 0 && kv->mod_revision == h->pin_mod)
+		return 0;
+	FS_WARN("read of %s at revision %" PRId64 ": compacted while the file was open; reopen "
+		"it or read it from offset 0", h->path, h->pin);
+	return -EIO;
+}
+
+/*
+ * A new read of the whole file (from offset 0 after earlier reads): h pins what its inode is now.
+ * An inode whose name was deleted or replaced since reads the last revision it had, unless h is
+ * pinned at a newer one already (an open of such an inode pins what its name held then, op_open):
+ * a handle never goes back.
+ */
+static void fh_repin(struct fs_ops *o, struct fh *h)
+{
+	char path[FS_PATH_MAX_BYTES + 1];
+	int64_t gone = 0;
+	struct store_kv kv;
+	if (fs_itable_path_at(&o->itable, h->ino, path, sizeof path, &gone) < 0)
+		return;
+	if (gone ? gone > h->pin && get_kv_at(o, path, gone, &kv) == 0
+		 : get_kv(o, path, &kv) == 0) {
+		fh_pin(o, h, path, &kv);
+		if (gone)
+			h->pin = gone;
+	}
+}
+
+/*
+ * A read at or past the end of pinned kv: when the file's name now holds a newer revision that
+ * begins with the pinned content (an append), h moves on to it and *kv is that revision.
+ */
+static void fh_extend(struct fs_ops *o, struct fh *h, struct store_kv *kv)
+{
+	char path[FS_PATH_MAX_BYTES + 1];
+	struct store_kv now;
+	if (!h->pin_mod || fs_itable_path(&o->itable, h->ino, path, sizeof path) < 0 ||
+	    get_kv(o, path, &now) != 0 || now.mod_revision == h->pin_mod ||
+	    now.value_len <= kv->value_len || memcmp(now.value, kv->value, kv->value_len) != 0)
+		return;
+	fh_pin(o, h, path, &now);
+	*kv = now;
 }
 
 /* The writable handle open on ino, if any (setattr commits its buffered content along). */
@@ -836,11 +915,10 @@ static void fill_pending_children(struct dir_fill *d, const char *dir)
 }
 
 /* A handle on path; writable ones start with the current content unless truncating. */
-static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int64_t rev, int flags,
-		   struct fh **out)
+static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int flags, struct fh **out)
 {
 	struct store_kv kv;
-	if (get_kv_at(o, path, rev, &kv) != 0)
+	if (get_kv(o, path, &kv) != 0)
 		return -ENOENT;
 	uint32_t type = kv.meta.type & S_IFMT;
 	if (type == S_IFDIR)
@@ -853,8 +931,9 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int64_t r
 		return -ENOMEM;
 	strcpy(h->path, path);
 	h->ino = ino;
-	h->rev = rev;
 	h->writable = (flags & O_ACCMODE) != O_RDONLY;
+	if (!h->writable)
+		fh_pin(o, h, path, &kv);
 	if (h->writable) {
 		if (flags & O_TRUNC) {
 			h->dirty = kv.value_len != 0;
@@ -876,16 +955,22 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int64_t r
 }
 
 /*
- * Whether a handle opened with flags is served with direct I/O: write-only ones are. Their writes
- * go to the handle's buffer as WRITE requests either way (nothing is committed before close), and
- * without the page cache the kernel does not first ask for security.capability (GETXATTR, to drop
- * privileges at the first write of each inode: a round trip per written file). Nothing can read
- * or map a write-only descriptor; the kernel drops what other descriptors cached of the range a
- * direct write covers, and applying the commit invalidates the file as for any change.
+ * Every handle is served with direct I/O: reads return exactly the bytes served here, of one
+ * revision (struct fh), where through the page cache the kernel cuts or pads them to a file size
+ * it cached from another revision, and may pair pages it cached with a size it learned later:
+ * no order of replies and invalidations prevents that while another member changes the file
+ * (ARCHITECTURE.md, "The read path"). Writes go to the handle's buffer as WRITE requests either
+ * way (nothing is committed before close), and without the page cache the kernel does not first
+ * ask for security.capability (GETXATTR, to drop privileges at the first write of each inode).
+ * The cost: no read is served from the kernel's cache, and a shared mapping (mmap MAP_SHARED) is
+ * refused with ENODEV (libfuse 3.14 cannot ask for FUSE_DIRECT_IO_ALLOW_MMAP); private mappings
+ * work.
  */
-static int write_only(int flags)
+static void open_flags(struct fuse_file_info *fi, const struct fh *h)
 {
-	return (flags & O_ACCMODE) == O_WRONLY;
+	fi->keep_cache = 0;
+	fi->direct_io = 1;
+	fi->noflush = !h->writable; /* nothing to commit at close: spare the round trip */
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -893,27 +978,31 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_ops *o = fuse_req_userdata(req);
 	char path[FS_PATH_MAX_BYTES + 1];
 	struct fh *h = NULL;
-	int64_t rev = 0;
 	if (CONTROL(o, ino)) {
 		fs_control_open(o->control, req, ino, fi);
 		return;
 	}
-	/* a deleted or replaced file the kernel still names opens as it was (its old revision) */
-	int rc = fs_itable_path_at(&o->itable, ino, path, sizeof path, &rev);
+	if (deferred_read(o, req, D_OPEN, ino, NULL, 0, 0, fi))
+		return;
+	/*
+	 * An inode whose name was deleted or replaced since the kernel looked it up (its entry is
+	 * still to be invalidated, or the inotify replay still to move it) is opened for reading as
+	 * what the name holds now, or ENOENT: opening it as it was would serve an older revision
+	 * than this member applied. A writable open gets ESTALE instead, so that the kernel looks
+	 * the name up again (LOOKUP_REVAL) and the writes go to the file the name holds.
+	 */
+	int64_t gone = 0;
+	int rc = fs_itable_path_at(&o->itable, ino, path, sizeof path, &gone);
+	if (rc >= 0 && gone && (fi->flags & O_ACCMODE) != O_RDONLY)
+		rc = -ESTALE;
 	if (rc >= 0)
-		rc = fh_open(o, ino, path, rev, rev ? O_RDONLY : fi->flags, &h);
+		rc = fh_open(o, ino, path, fi->flags, &h);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
-	/*
-	 * The kernel may keep the pages across opens: a change applied here invalidates them
-	 * (fs_ops_after_apply). Linearizable reads keep nothing.
-	 */
-	fi->keep_cache = !o->opt.linearizable && !rev;
-	fi->noflush = !h->writable; /* nothing to commit at close: spare the round trip */
-	fi->direct_io = write_only(fi->flags);
+	open_flags(fi, h);
 	if (fuse_reply_open(req, fi) != 0)
 		fh_free(o, h); /* interrupted: no release will come */
 }
@@ -927,20 +1016,32 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fs_control_read(o->control, req, size, off, fi);
 		return;
 	}
-	if (!h->writable && deferred_read(o, req, D_READ, ino, NULL, size, off, fi))
-		return;
 	const uint8_t *data;
 	size_t len;
 	struct store_kv kv;
 	if (h->writable) {
 		data = h->buf;
 		len = h->len;
-	} else if (fh_read_kv(o, h, &kv) == 0) {
+	} else {
+		int again = off == 0 && h->served; /* a new read of the whole file */
+		int rc = again ? 0 : fh_pinned_kv(o, h, &kv);
+		int past_end = !again && !rc && (size_t)off >= kv.value_len;
+		/* both read the file as it is now: after a barrier when linearizable */
+		if ((again || past_end) && deferred_read(o, req, D_READ, ino, NULL, size, off, fi))
+			return;
+		if (again) {
+			fh_repin(o, h);
+			rc = fh_pinned_kv(o, h, &kv);
+		}
+		if (rc) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+		if ((size_t)off >= kv.value_len)
+			fh_extend(o, h, &kv);
+		h->served = 1;
 		data = kv.value;
 		len = kv.value_len;
-	} else {
-		fuse_reply_err(req, ENOENT);
-		return;
 	}
 	if ((size_t)off >= len)
 		fuse_reply_buf(req, NULL, 0);
@@ -1175,7 +1276,7 @@ static void create_done(struct pending *p, int status, const Rpc__Response *resp
 	struct fh *h;
 	struct fuse_entry_param e = {.attr_timeout = ATTR_TIMEOUT, .entry_timeout = ENTRY_TIMEOUT};
 	e.ino = fs_itable_lookup(&o->itable, p->path);
-	int rc = e.ino ? fh_open(o, e.ino, p->path, 0, p->fi.flags & ~O_TRUNC, &h) : -ENOMEM;
+	int rc = e.ino ? fh_open(o, e.ino, p->path, p->fi.flags & ~O_TRUNC, &h) : -ENOMEM;
 	if (rc) {
 		if (e.ino)
 			fs_itable_forget(&o->itable, e.ino, 1);
@@ -1186,6 +1287,7 @@ static void create_done(struct pending *p, int status, const Rpc__Response *resp
 	get_kv(o, p->path, &kv);
 	fill_attr(e.ino, &kv, &e.attr);
 	p->fi.fh = (uint64_t)(uintptr_t)h;
+	open_flags(&p->fi, h);
 	if (fuse_reply_create(p->req, &e, &p->fi) != 0) {
 		fh_free(o, h);
 		fs_itable_forget(&o->itable, e.ino, 1);
@@ -1252,7 +1354,7 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		e.ino = fs_itable_lookup(&o->itable, path);
 		rc = !e.ino ? -ENOMEM
 		     : (kv.meta.type & S_IFMT) == S_IFDIR ? -EISDIR
-							  : fh_open(o, e.ino, path, 0, fi->flags, &h);
+							  : fh_open(o, e.ino, path, fi->flags, &h);
 		if (!rc)
 			fill_attr(e.ino, &kv, &e.attr);
 		else if (e.ino)
@@ -1298,9 +1400,7 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		e.entry_timeout = 0;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
-	fi->keep_cache = 0;
-	fi->noflush = !h->writable;
-	fi->direct_io = write_only(fi->flags);
+	open_flags(fi, h);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fh_free(o, h); /* interrupted: no release will come */
 		fs_itable_forget(&o->itable, e.ino, 1);
@@ -1873,10 +1973,9 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		len = xattr_value(o, path, name, value, sizeof value);
 	} else if (!rc && strncmp(name, "user.", 5) != 0) {
 		/*
-		 * Only user.* attributes are ever stored (xattr_change): the security.capability the
-		 * kernel asks for at the first write through the page cache (O_RDWR descriptors;
-		 * write-only ones use direct I/O, see write_only) is answered without a look in the
-		 * store.
+		 * Only user.* attributes are ever stored (xattr_change): a security.* or trusted.*
+		 * attribute the kernel asks for (security.capability, before a write through a
+		 * mapping) is answered without a look in the store.
 		 */
 		len = -ENODATA;
 	} else if (!rc && strlen(name) <= FS_NAME_MAX_BYTES) {
