@@ -14,8 +14,10 @@
  *                              the same drift of the machine's load and disk)
  *   1 thread:                  the same with O_CREAT|O_EXCL (a compare-and-create at open,
  *                              then the content at close: two proposals)
- *   64 threads:                open+read+close of files already read once (cached reads), each
- *                              read checked against what was written
+ *   64 threads:                open+read+close of files already read once (the names and
+ *                              attributes cached; every read is a READ request, as raftfs
+ *                              serves files with direct I/O), each read checked against what
+ *                              was written
  *
  * then stops raftfs, runs the 64 readers on fuse-floor (below) in both its read modes and the 64
  * writers on it in its write mode, alone and with each file replayed on two more fuse-floors as
@@ -35,7 +37,7 @@
  *   fs_read_per_s_64 fs_read_p50_us_64 fs_read_p99_us_64        open+read+close, the figure
  *                                                               issue 7's read target is held to
  *   fs_pread_per_s_64 fs_pread_p50_us_64 fs_pread_p99_us_64     pread of the same files held open
- *                                                               (the kernel's page cache)
+ *                                                               (a READ request each)
  *   fuse_floor_read_per_s_64 fuse_floor_read_p50_us_64         the same reads on fuse-floor, a FUSE
  *                                                               file system that only answers,
  *   fs_read_pct_of_floor_64                                     OPEN as raftfs answers it: what
@@ -62,7 +64,9 @@
  *   fs_pread_ratio_64, fuse_floor_read_ratio_64, fuse_noopen_read_ratio_64,
  *   fuse_floor_write_ratio_64, fuse_floor_write_and_replay_ratio_64 (and p99 / p50 ratios)
  *   fs_target_*_met: 1 or 0 for issue 7's targets (p50 ratio at 1 writer <= 0.5, puts/s ratio at
- *   64 writers >= 2, cached reads >= 20x serializable ranges, for read and pread)
+ *   64 writers >= 2, cached reads >= 20x serializable ranges, for read and pread: set when
+ *   reads were served from the kernel's page cache, which ARCHITECTURE.md, "The read path",
+ *   explains raftfs no longer uses)
  *
  * Usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]
  *                 [--read-seconds S] [--threads N] [--rounds N] [--max-seconds S] [--no-etcd]

@@ -6,8 +6,9 @@
  * 1 s entry and attribute timeouts), so that fs-bench's open+read+close on it costs what FUSE
  * itself costs, with nothing of raftfs's own work:
  *
- *   fuse-floor open CONTENT_FILE N MOUNTPOINT     OPEN answered with keep_cache and noflush,
- *                                                 as raftfs answers a read-only open
+ *   fuse-floor open CONTENT_FILE N MOUNTPOINT     OPEN answered with direct_io and noflush,
+ *                                                 as raftfs answers a read-only open: every
+ *                                                 read() is a READ request
  *   fuse-floor noopen CONTENT_FILE N MOUNTPOINT   OPEN answered ENOSYS (FUSE's no-open mode):
  *                                                 the kernel then sends no OPEN, FLUSH or
  *                                                 RELEASE at all, for any file
@@ -15,7 +16,7 @@
  *                                                 directories, a name is absent (LOOKUP
  *                                                 ENOENT) until CREATE makes it, answered as
  *                                                 raftfs answers a create (no entry cached,
- *                                                 direct_io when write-only, FLUSH at close);
+ *                                                 direct_io, FLUSH at close);
  *                                                 WRITE, FLUSH and RELEASE only answer
  *   fuse-floor replay MOUNTPOINT                  the same, creates answered as raftfs answers
  *                                                 those of its inotify replay (no FLUSH)
@@ -117,7 +118,7 @@ static void fl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	fi->keep_cache = 1;
+	fi->direct_io = 1;
 	fi->noflush = 1;
 	fuse_reply_open(req, fi);
 }
@@ -149,7 +150,7 @@ static void fl_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	e.attr.st_size = 0;
 	fi->keep_cache = 0;
 	fi->noflush = replay;
-	fi->direct_io = (fi->flags & O_ACCMODE) == O_WRONLY;
+	fi->direct_io = 1;
 	fuse_reply_create(req, &e, fi);
 }
 
