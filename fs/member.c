@@ -66,10 +66,15 @@ struct inbox_item {
 	uint8_t data[];           /* IN_PROPOSAL: the envelope; IN_CONF_CHANGE: the context */
 };
 
-/* A linearizable read waiting for its read index, then for apply to reach it. */
+/*
+ * A linearizable read waiting for its read index, then for apply to reach it. Reads share
+ * ReadIndex requests as etcd's linearizable read loop does: one request is in flight at a time,
+ * and every read that arrives meanwhile waits for the next one, sent once the first is answered
+ * (an index learned before a read arrived would not cover writes completed before it began).
+ */
 struct read_wait {
 	struct read_wait *next;
-	uint64_t ctx;      /* the id sent with raft_read_index */
+	uint64_t ctx;      /* the id of the ReadIndex request it waits for; 0: the next one */
 	uint64_t index;    /* the read index once known, else 0 */
 	uint64_t deadline; /* uv_now ms */
 	fs_wait_cb cb;
@@ -119,6 +124,7 @@ struct fs_member {
 					    * before the next Ready once one is known */
 	struct read_wait *reads;
 	uint64_t read_seq;
+	uint64_t read_round;          /* the ctx of the ReadIndex request in flight, 0: none */
 
 	int stopping;                 /* fs_member_stop was called: no new work */
 	int transferring;             /* stopping waits for leadership to move, until stop_deadline */
@@ -763,6 +769,31 @@ static void reads_settle(struct fs_member *m, uint64_t now)
 	}
 }
 
+/*
+ * Sends the ReadIndex request of the reads waiting for the next one, unless one is in flight (or
+ * this member persists a Ready, or knows no leader: on_tick tries again). A request in flight
+ * that no read waits for any more (they timed out) is forgotten.
+ */
+static void reads_round(struct fs_member *m)
+{
+	int waiting = 0, in_flight = 0;
+	for (struct read_wait *r = m->reads; r; r = r->next) {
+		waiting |= !r->ctx;
+		in_flight |= m->read_round && r->ctx == m->read_round && !r->index;
+	}
+	if (!in_flight)
+		m->read_round = 0;
+	if (m->read_round || !waiting || m->persisting || !m->lead)
+		return;
+	m->read_round = ++m->read_seq;
+	for (struct read_wait *r = m->reads; r; r = r->next)
+		if (!r->ctx)
+			r->ctx = m->read_round;
+	uint8_t ctx[8];
+	put_u64(ctx, m->read_round);
+	raft_read_index(m->raft, ctx, sizeof ctx);
+}
+
 /* ---- the Ready cycle ------------------------------------------------------------------------- */
 
 static void inbox_push(struct fs_member *m, struct inbox_item *it)
@@ -954,10 +985,13 @@ static void persist_done(uv_work_t *req, int status)
 		for (struct read_wait *r = m->reads; r; r = r->next)
 			if (r->ctx == ctx && !r->index)
 				r->index = rd->read_states[i].index;
+		if (ctx == m->read_round)
+			m->read_round = 0;
 	}
 	raft_advance(m->raft, rd);
 	m->persisting = 0;
 	reads_settle(m, uv_now(m->loop));
+	reads_round(m);
 	maybe_snapshot(m);
 	if (m->removed == 1) {
 		m->removed = 2; /* said once */
@@ -1054,15 +1088,14 @@ static void on_tick(uv_timer_t *t)
 		raft_tick(m->raft);
 	fs_wait_expire(&m->wait, now);
 	snap_child_poll(m);
-	/* Reads whose index is unknown ask again: the leader may have changed. */
-	for (struct read_wait *r = m->reads; r && !m->persisting; r = r->next) {
-		if (!r->index && m->lead) {
-			uint8_t ctx[8];
-			put_u64(ctx, r->ctx);
-			raft_read_index(m->raft, ctx, sizeof ctx);
-		}
+	/* The request in flight is asked again: the leader may have changed, or dropped it. */
+	if (m->read_round && !m->persisting && m->lead) {
+		uint8_t ctx[8];
+		put_u64(ctx, m->read_round);
+		raft_read_index(m->raft, ctx, sizeof ctx);
 	}
 	reads_settle(m, now);
+	reads_round(m);
 	if (m->transferring && (m->lead != m->id || now >= m->stop_deadline)) {
 		m->transferring = 0;
 		member_begin_stop(m);
@@ -1685,17 +1718,12 @@ int fs_member_read_barrier(struct fs_member *m, fs_wait_cb cb, void *arg)
 	struct read_wait *r = calloc(1, sizeof *r);
 	if (!r)
 		return -ENOMEM;
-	r->ctx = ++m->read_seq;
 	r->deadline = uv_now(m->loop) + m->opt.request_timeout_ms;
 	r->cb = cb;
 	r->arg = arg;
 	r->next = m->reads;
 	m->reads = r;
-	if (!m->persisting && m->lead) {
-		uint8_t ctx[8];
-		put_u64(ctx, r->ctx);
-		raft_read_index(m->raft, ctx, sizeof ctx);
-	}
+	reads_round(m);
 	return 0;
 }
 
