@@ -158,25 +158,6 @@ uint64_t fs_itable_lookup(struct fs_itable *it, const char *path)
 	return ino;
 }
 
-uint64_t fs_itable_hold(struct fs_itable *it, uint64_t ino, const char *path, int64_t rev)
-{
-	pthread_mutex_lock(&it->lock);
-	struct fs_inode *in = ino ? by_ino(it, ino) : NULL;
-	if (!in && (it->count < it->nbuckets || grow(it) == 0)) {
-		in = inode_new(it, it->next_ino++, path);
-		if (in) {
-			unlink_path(it, in);
-			in->detached = 1;
-			in->stale_rev = rev;
-		}
-	}
-	if (in)
-		in->nlookup++;
-	uint64_t got = in ? in->ino : 0;
-	pthread_mutex_unlock(&it->lock);
-	return got;
-}
-
 uint64_t fs_itable_find(struct fs_itable *it, const char *path)
 {
 	pthread_mutex_lock(&it->lock);

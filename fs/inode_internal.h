@@ -48,14 +48,6 @@ void fs_itable_close(struct fs_itable *it);
  */
 uint64_t fs_itable_lookup(struct fs_itable *it, const char *path);
 
-/*
- * ino (attached or detached) with its lookup count raised by one; when ino is 0 or was forgotten,
- * a new inode detached from path at rev (it stands for path as it was then). For the inotify
- * replay, which looks names up as they were before the change it performs. Returns the number,
- * or 0 when out of memory.
- */
-uint64_t fs_itable_hold(struct fs_itable *it, uint64_t ino, const char *path, int64_t rev);
-
 /* The inode of path without counting a lookup, or 0 when the path has none. */
 uint64_t fs_itable_find(struct fs_itable *it, const char *path);
 

@@ -64,8 +64,6 @@ struct item {
 	size_t value_len;   /* the file's content length at rev */
 	char *path;         /* the key */
 	char *path2;        /* rename's target, symlink's target, or NULL */
-	uint64_t victim;    /* rename, unlink, rmdir: the inode the name it deletes or replaces had
-			     * (0: none), detached when the change was applied (table_follow) */
 	uint64_t syncs;     /* r->syncs when it was queued */
 	struct timespec queued; /* when (CLOCK_MONOTONIC) */
 };
@@ -111,8 +109,6 @@ struct fs_replay {
 	pthread_mutex_t cur_lock; /* guards the current operation; never held across a syscall */
 	int cur_active;
 	int64_t cur_rev, cur_rev_end;
-	enum replay_kind cur_kind;
-	uint64_t cur_victim;
 	char cur_path[FS_PATH_MAX_BYTES + 1], cur_path2[FS_PATH_MAX_BYTES + 1];
 
 	uv_timer_t stop_timer;    /* on the loop: waits for the thread to leave the mount */
@@ -353,38 +349,12 @@ static int classify(struct fs_replay *r, int64_t rev, struct item **out)
 	return rc;
 }
 
-/* Deleted paths of the revision gathered are detached (their last revision: rev - 1). */
+/* The inode table as it was kept before replays: deleted paths detached at once. */
 static void detach_deleted(struct fs_replay *r, int64_t rev)
 {
 	for (size_t i = 0; i < r->grp_n; i++)
 		if (r->grp[i].del)
 			fs_itable_detach(&r->ops->itable, r->grp[i].path, rev - 1);
-}
-
-static void forget_name(struct fs_ops *o, const char *path);
-
-/*
- * The inode table follows remote revision rev (its changes in list) when it is applied, not when
- * it is replayed (ARCHITECTURE.md, "The inode table and the inotify replay"): a renamed tree's
- * inodes move to the new name, so that a watched file or directory keeps its inode and watches,
- * and a deleted or replaced name's inodes are detached. Each change notes the inode its deleted or
- * replaced name had, which the replay's lookups of that name before the change answer with
- * (inode_before); the kernel's entry of a replaced name is invalidated, as it names the old inode.
- */
-static void table_follow(struct fs_replay *r, int64_t rev, struct item *list)
-{
-	struct fs_itable *t = &r->ops->itable;
-	for (struct item *it = list; it; it = it->next) {
-		if (it->kind == R_RENAME) {
-			it->victim = fs_itable_find(t, it->path2);
-			fs_itable_rename(t, it->path, it->path2, rev - 1);
-			if (it->victim)
-				forget_name(r->ops, it->path2);
-		} else if (it->kind == R_UNLINK || it->kind == R_RMDIR) {
-			it->victim = fs_itable_find(t, it->path);
-		}
-	}
-	detach_deleted(r, rev);
 }
 
 void fs_replay_sync(struct fs_replay *r)
@@ -411,7 +381,6 @@ void fs_replay_flush(struct fs_replay *r)
 	struct item *list = NULL;
 	/* classify costs n^2 on the loop: a revision of many keys (a lease's) is not replayed */
 	int rc = r->grp_n <= MAX_KEYS_PER_REVISION ? classify(r, rev, &list) : -E2BIG;
-	table_follow(r, rev, list);
 	size_t k = 0;
 	for (struct item *it = list; it; it = it->next)
 		k++;
@@ -447,10 +416,13 @@ void fs_replay_flush(struct fs_replay *r)
 			"changes raise no inotify events until the queue drains; caches are still "
 			"invalidated", rc == -E2BIG ? "too many keys in one revision"
 			: rc ? "out of memory" : "queue full", rev, queued);
-	while (!room && list) { /* nobody replays them */
-		struct item *next = list->next;
-		item_free(list);
-		list = next;
+	if (!room) {
+		while (list) {
+			struct item *next = list->next;
+			item_free(list);
+			list = next;
+		}
+		detach_deleted(r, rev); /* nobody replays them: the table follows the store now */
 	}
 	group_clear(r);
 }
@@ -587,8 +559,6 @@ static void replay_one(struct fs_replay *r, int root, const struct item *it)
 	r->cur_active = 1;
 	r->cur_rev = it->rev;
 	r->cur_rev_end = it->rev_end;
-	r->cur_kind = it->kind;
-	r->cur_victim = it->victim;
 	snprintf(r->cur_path, sizeof r->cur_path, "%s", it->path);
 	snprintf(r->cur_path2, sizeof r->cur_path2, "%s",
 		 it->kind == R_RENAME ? it->path2 : "");
@@ -917,29 +887,7 @@ static int kv_of(struct fs_ops *o, const char *path, int64_t rev, struct store_k
 	return rc;
 }
 
-/*
- * The inode a name that the change being replayed moves, deletes or replaces had before it (the
- * table followed the change when it was applied, table_follow), its lookup counted: a rename's
- * source is the inode now at its target; a deleted or replaced name is the inode detached from it
- * then (or, forgotten since, a new one standing for it as it was at rev). 0 for any other name.
- */
-static uint64_t inode_before(struct fs_replay *r, struct fs_ops *o, const char *path,
-			     const char *cur, const char *cur2, int64_t rev)
-{
-	pthread_mutex_lock(&r->cur_lock);
-	enum replay_kind kind = r->cur_kind;
-	uint64_t victim = r->cur_victim;
-	pthread_mutex_unlock(&r->cur_lock);
-	if (kind == R_RENAME && !strcmp(path, cur))
-		return fs_itable_lookup(&o->itable, cur2);
-	if ((kind == R_RENAME && !strcmp(path, cur2)) ||
-	    ((kind == R_UNLINK || kind == R_RMDIR) && !strcmp(path, cur)))
-		return fs_itable_hold(&o->itable, victim, path, rev);
-	return 0;
-}
-
-static int entry_of(struct fs_replay *r, struct fs_ops *o, const char *path, int64_t rev,
-		    const char *cur, const char *cur2, struct fuse_entry_param *e)
+static int entry_of(struct fs_ops *o, const char *path, int64_t rev, struct fuse_entry_param *e)
 {
 	struct store_kv kv;
 	int root;
@@ -954,9 +902,7 @@ static int entry_of(struct fs_replay *r, struct fs_ops *o, const char *path, int
 	 * everyone sees, cached as usual: a replayed create's open then asks nothing more.
 	 */
 	memset(e, 0, sizeof *e);
-	e->ino = rev ? inode_before(r, o, path, cur, cur2, rev) : 0;
-	if (!e->ino)
-		e->ino = fs_itable_lookup(&o->itable, path);
+	e->ino = fs_itable_lookup(&o->itable, path);
 	if (!e->ino)
 		return -ENOMEM;
 	fs__ops_fill_attr(e->ino, &kv, &e->attr);
@@ -981,21 +927,15 @@ static void settle(struct fs_ops *o, const char *path, int64_t rev)
 	int has_then = fs__ops_kv_at(o, path, rev, &then) == 0;
 	if (has_now == has_then && (!has_now || now_mod == then.mod_revision))
 		return;
-	forget_name(o, path);
-	uint64_t ino = fs_itable_find(&o->itable, path);
-	if (ino)
-		fs_notify_inode(&o->notifier, ino);
-}
-
-/* Queues the invalidation of the kernel's entry of path (in its directory). */
-static void forget_name(struct fs_ops *o, const char *path)
-{
 	char parent[FS_PATH_MAX_BYTES + 1];
 	parent_path(path, parent);
 	uint64_t pino = strcmp(parent, "/") ? fs_itable_find(&o->itable, parent) : FS_ROOT_INO;
 	const char *name = strrchr(path, '/') + 1;
 	if (pino)
 		fs_notify_entry(&o->notifier, pino, name, strlen(name));
+	uint64_t ino = fs_itable_find(&o->itable, path);
+	if (ino)
+		fs_notify_inode(&o->notifier, ino);
 }
 
 /*
@@ -1032,7 +972,7 @@ static void w_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (!rc)
-		rc = entry_of(r, o, path, rev_of(rev, first, cur, cur2, path), cur, cur2, &e);
+		rc = entry_of(o, path, rev_of(rev, first, cur, cur2, path), &e);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else if (fuse_reply_entry(req, &e) != 0)
@@ -1089,13 +1029,13 @@ static void w_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_
 }
 
 /* create, mkdir, symlink: the entry as the change made it. */
-static void reply_made(fuse_req_t req, struct fs_replay *r, struct fs_ops *o, fuse_ino_t parent,
-		       const char *name, int64_t rev, char *path, struct fuse_file_info *fi)
+static void reply_made(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const char *name,
+		       int64_t rev, char *path, struct fuse_file_info *fi)
 {
 	struct fuse_entry_param e;
 	int rc = fs__ops_child_path(o, parent, name, path);
 	if (!rc)
-		rc = entry_of(r, o, path, rev, "", "", &e);
+		rc = entry_of(o, path, rev, &e);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -1125,7 +1065,7 @@ static void w_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		r->held = req;
 	}
 	else
-		reply_made(req, r, o, parent, name, rev, path, fi);
+		reply_made(req, o, parent, name, rev, path, fi);
 }
 
 static void w_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -1134,7 +1074,7 @@ static void w_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t 
 	if (!r)
 		base.mkdir(req, parent, name, mode);
 	else
-		reply_made(req, r, o, parent, name, rev, path, NULL);
+		reply_made(req, o, parent, name, rev, path, NULL);
 }
 
 static void w_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -1143,7 +1083,7 @@ static void w_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const
 	if (!r)
 		base.symlink(req, link, parent, name);
 	else
-		reply_made(req, r, o, parent, name, rev, path, NULL);
+		reply_made(req, o, parent, name, rev, path, NULL);
 }
 
 static void w_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1199,6 +1139,7 @@ static void w_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void w_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int dir)
 {
 	REPLAY_VARS;
+	struct store_kv kv;
 	if (!r) {
 		(dir ? base.rmdir : base.unlink)(req, parent, name);
 		return;
@@ -1208,7 +1149,10 @@ static void w_remove(fuse_req_t req, fuse_ino_t parent, const char *name, int di
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fuse_reply_err(req, 0); /* the table detached the name's inodes when it was applied */
+	/* the inode goes with the name, unless the name was made again since */
+	if (fs__ops_kv_at(o, path, 0, &kv) != 0)
+		fs_itable_detach(&o->itable, path, first - 1);
+	fuse_reply_err(req, 0);
 	settle(o, path, rev);
 }
 
@@ -1227,6 +1171,7 @@ static void w_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_i
 {
 	REPLAY_VARS;
 	char path2[FS_PATH_MAX_BYTES + 1];
+	struct store_kv kv;
 	if (!r) {
 		base.rename(req, parent, name, newparent, newname, flags);
 		return;
@@ -1238,7 +1183,10 @@ static void w_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_i
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fuse_reply_err(req, 0); /* the table moved the inodes when it was applied */
+	/* inodes move with the names (a watched directory keeps its watch), as the store did */
+	if (fs__ops_kv_at(o, path, 0, &kv) != 0)
+		fs_itable_rename(&o->itable, path, path2, first - 1);
+	fuse_reply_err(req, 0);
 	settle(o, path, rev);
 	settle(o, path2, rev);
 }

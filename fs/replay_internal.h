@@ -115,10 +115,10 @@ void fs_replay_counts(struct fs_replay *r, uint64_t *backlog, uint64_t *dropped)
  * On the loop, after entries were applied: the applied events (from a watch with
  * STORE_WATCH_PREV_KV, in revision order), borrowed for the call. Whole revisions are queued for
  * the replay thread at fs_replay_flush (once everything applied was fed) or when a later revision
- * starts. The inode table follows each revision as it is fed, whether it is replayed or not: a
- * renamed tree's inodes move to the new name (a watched directory keeps its inode and its watch
- * across a remote rename), a deleted or replaced name's are detached; the replay's lookups of
- * those names as they were before the change are answered with the inodes they had.
+ * starts. The replay keeps the inode table for deletes and renames: the handlers detach or move
+ * the inodes when the change is replayed, so a watched directory keeps its inode (and its watch)
+ * across a remote rename; a change that is not replayed (made here, or dropped) is detached at
+ * once, as fs_ops_after_apply does without a replay.
  */
 void fs_replay_feed(struct fs_replay *r, const struct store_event *ev, size_t n);
 void fs_replay_flush(struct fs_replay *r);

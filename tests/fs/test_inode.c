@@ -111,37 +111,6 @@ CHECK_TEST(many_inodes_grow_the_table)
 	fs_itable_close(&it);
 }
 
-CHECK_TEST(hold_counts_a_detached_inode_or_makes_one_for_a_gone_name)
-{
-	struct fs_itable it;
-	CHECK_EQ(fs_itable_init(&it), 0);
-	uint64_t victim = fs_itable_lookup(&it, "/conf");
-	uint64_t moved = fs_itable_lookup(&it, "/.conf.tmp");
-	CHECK_EQ(fs_itable_rename(&it, "/.conf.tmp", "/conf", 6), 0);
-	/* the replay looks /conf up as it was at 6: the inode detached from it, counted once more */
-	CHECK_EQ(fs_itable_hold(&it, victim, "/conf", 6), victim);
-	fs_itable_forget(&it, victim, 1);
-	CHECK_STR_EQ(path_of(&it, victim), "(stale)"); /* one lookup left */
-	fs_itable_forget(&it, victim, 1);
-	CHECK_STR_EQ(path_of(&it, victim), "(none)");
-	/* forgotten since: a new inode stands for the name as it was, and only for that */
-	uint64_t again = fs_itable_hold(&it, victim, "/conf", 6);
-	CHECK_GT(again, moved);
-	char buf[64];
-	int64_t rev = -1;
-	CHECK_EQ(fs_itable_path_at(&it, again, buf, sizeof buf, &rev), 5);
-	CHECK_STR_EQ(buf, "/conf");
-	CHECK_EQ(rev, 6);
-	CHECK_EQ(fs_itable_find(&it, "/conf"), moved); /* the name still names the moved inode */
-	CHECK_EQ(fs_itable_hold(&it, 0, "/gone", 9), again + 1);
-	fs_itable_forget(&it, again, 1);
-	fs_itable_forget(&it, again + 1, 1);
-	fs_itable_forget(&it, moved, 1);
-	CHECK_EQ(it.count, 1);
-	fs_itable_close(&it);
-}
-
 CHECK_SUITE("fs-inode", CHECK_CASE(lookup_counts_and_forget),
 	    CHECK_CASE(rename_moves_a_tree_and_detaches_the_target), CHECK_CASE(detach_on_delete),
-	    CHECK_CASE(many_inodes_grow_the_table),
-	    CHECK_CASE(hold_counts_a_detached_inode_or_makes_one_for_a_gone_name))
+	    CHECK_CASE(many_inodes_grow_the_table))
