@@ -15,6 +15,7 @@ struct fs_inode {
 	char *path;                  /* owned */
 	int detached;                /* no longer reachable by path (deleted or replaced) */
 	int64_t stale_rev;           /* when detached: the last revision it existed at */
+	int64_t born;                /* the table's revision when it was made (fs_itable_set_rev) */
 	struct fs_inode *ino_next;   /* chain in by_ino */
 	struct fs_inode *path_next;  /* chain in by_path, while attached */
 };
@@ -109,6 +110,7 @@ static struct fs_inode *inode_new(struct fs_itable *it, uint64_t ino, const char
 	}
 	in->ino = ino;
 	in->path = p;
+	in->born = it->rev;
 	link_ino(it, in);
 	link_path(it, in);
 	it->count++;
@@ -156,6 +158,13 @@ uint64_t fs_itable_lookup(struct fs_itable *it, const char *path)
 	uint64_t ino = in ? in->ino : 0;
 	pthread_mutex_unlock(&it->lock);
 	return ino;
+}
+
+void fs_itable_set_rev(struct fs_itable *it, int64_t rev)
+{
+	pthread_mutex_lock(&it->lock);
+	it->rev = rev;
+	pthread_mutex_unlock(&it->lock);
 }
 
 uint64_t fs_itable_find(struct fs_itable *it, const char *path)
@@ -232,6 +241,7 @@ static int at_or_under(const char *path, const char *prefix, size_t plen)
 	return path[plen] == '\0' || path[plen] == '/' || (plen == 1 && prefix[0] == '/');
 }
 
+/* An inode made after rev stood for its path as it was then, not at rev. */
 static void detach_locked(struct fs_itable *it, const char *path, int64_t rev)
 {
 	size_t plen = strlen(path);
@@ -242,7 +252,7 @@ static void detach_locked(struct fs_itable *it, const char *path, int64_t rev)
 				continue;
 			unlink_path(it, in);
 			in->detached = 1;
-			in->stale_rev = rev;
+			in->stale_rev = in->born > rev ? in->born : rev;
 		}
 	}
 }
@@ -264,7 +274,7 @@ int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int
 	int rc = 0;
 	for (size_t i = 0; i < it->nbuckets; i++) {
 		for (struct fs_inode *in = it->by_ino[i]; in; in = in->ino_next) {
-			if (in->ino == FS_ROOT_INO || in->detached ||
+			if (in->ino == FS_ROOT_INO || in->detached || in->born > rev ||
 			    !at_or_under(in->path, from, flen))
 				continue;
 			size_t rest = strlen(in->path) - flen;

@@ -28,6 +28,7 @@ struct fs_itable {
 	size_t nbuckets;               /* a power of two */
 	size_t count;                  /* inodes, root included */
 	uint64_t next_ino;             /* the next number handed out */
+	int64_t rev;                   /* the store revision inodes made now are born at */
 };
 
 /* Makes a table holding only root. -ENOMEM. */
@@ -48,6 +49,13 @@ void fs_itable_close(struct fs_itable *it);
  */
 uint64_t fs_itable_lookup(struct fs_itable *it, const char *path);
 
+/*
+ * The store revision the table's owner has applied (after each apply): an inode made from now on
+ * stands for its path as of rev, so that a later rename or delete replayed at an earlier
+ * revision leaves it alone (fs_itable_rename) or keeps what it stood for (fs_itable_detach).
+ */
+void fs_itable_set_rev(struct fs_itable *it, int64_t rev);
+
 /* The inode of path without counting a lookup, or 0 when the path has none. */
 uint64_t fs_itable_find(struct fs_itable *it, const char *path);
 
@@ -61,12 +69,17 @@ int fs_itable_path(struct fs_itable *it, uint64_t ino, char *buf, size_t size);
 void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n);
 
 /*
- * Moves every inode at or under `from` to the same place under `to`; detaches what was there,
- * which existed last at revision rev.
+ * Moves every inode at or under `from` made by revision rev (the one before the rename) to the
+ * same place under `to`; inodes made later stand for a file made there since and stay. Detaches
+ * what was at or under `to`, which existed last at revision rev (or, made later, when it was
+ * made).
  */
 int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int64_t rev);
 
-/* Detaches the inodes at or under path (it was deleted; rev is the last revision it existed at). */
+/*
+ * Detaches the inodes at or under path (it was deleted; rev is the last revision it existed at,
+ * or for an inode made later, the revision it was made at).
+ */
 void fs_itable_detach(struct fs_itable *it, const char *path, int64_t rev);
 
 #endif

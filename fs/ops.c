@@ -2343,6 +2343,7 @@ static void after_apply(struct fs_ops *ops)
 
 void fs_ops_after_apply(struct fs_ops *ops)
 {
+	fs_itable_set_rev(&ops->itable, store_rev(ops->store));
 	after_apply(ops);
 	ops->n_own_creates = 0; /* every event of those revisions was read */
 }

@@ -1171,7 +1171,6 @@ static void w_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_i
 {
 	REPLAY_VARS;
 	char path2[FS_PATH_MAX_BYTES + 1];
-	struct store_kv kv;
 	if (!r) {
 		base.rename(req, parent, name, newparent, newname, flags);
 		return;
@@ -1183,9 +1182,9 @@ static void w_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_i
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	/* inodes move with the names (a watched directory keeps its watch), as the store did */
-	if (fs__ops_kv_at(o, path, 0, &kv) != 0)
-		fs_itable_rename(&o->itable, path, path2, first - 1);
+	/* inodes move with the names (a watched directory keeps its watch), as the store did;
+	   one made for a file made at the old name since stays (fs_itable_rename) */
+	fs_itable_rename(&o->itable, path, path2, first - 1);
 	fuse_reply_err(req, 0);
 	settle(o, path, rev);
 	settle(o, path2, rev);

@@ -111,6 +111,35 @@ CHECK_TEST(many_inodes_grow_the_table)
 	fs_itable_close(&it);
 }
 
+CHECK_TEST(a_rename_replayed_late_spares_inodes_made_after_it)
+{
+	/* the inotify replay performs the rename of revision 5 once the store is at 9 */
+	struct fs_itable it;
+	CHECK_EQ(fs_itable_init(&it), 0);
+	fs_itable_set_rev(&it, 3);
+	uint64_t moved = fs_itable_lookup(&it, "/.conf.tmp");
+	uint64_t victim = fs_itable_lookup(&it, "/conf");
+	fs_itable_set_rev(&it, 9);
+	fs_itable_forget(&it, victim, 1); /* the kernel forgot the old file, looked the name up again */
+	uint64_t since = fs_itable_lookup(&it, "/conf");
+	CHECK_EQ(fs_itable_rename(&it, "/.conf.tmp", "/conf", 4), 0);
+	CHECK_STR_EQ(path_of(&it, moved), "/conf");
+	char buf[64];
+	int64_t rev = -1;
+	CHECK_EQ(fs_itable_path_at(&it, since, buf, sizeof buf, &rev), 5);
+	CHECK_EQ(rev, 9); /* it stood for /conf as it was at 9, not at 4 */
+	/* a temporary file made again since is not the one renamed */
+	fs_itable_forget(&it, moved, 1);
+	uint64_t again = fs_itable_lookup(&it, "/.conf.tmp");
+	CHECK_EQ(fs_itable_rename(&it, "/.conf.tmp", "/conf", 7), 0);
+	CHECK_STR_EQ(path_of(&it, again), "/.conf.tmp");
+	fs_itable_detach(&it, "/.conf.tmp", 7);
+	CHECK_EQ(fs_itable_path_at(&it, again, buf, sizeof buf, &rev), 10);
+	CHECK_EQ(rev, 9);
+	fs_itable_close(&it);
+}
+
 CHECK_SUITE("fs-inode", CHECK_CASE(lookup_counts_and_forget),
 	    CHECK_CASE(rename_moves_a_tree_and_detaches_the_target), CHECK_CASE(detach_on_delete),
-	    CHECK_CASE(many_inodes_grow_the_table))
+	    CHECK_CASE(many_inodes_grow_the_table),
+	    CHECK_CASE(a_rename_replayed_late_spares_inodes_made_after_it))
