@@ -1467,7 +1467,7 @@ static void handle_heartbeat(struct raft *r, const struct raft_message *m)
 	send_msg(r, &resp);
 }
 
-static int conf_has(const struct raft_conf_state *cs, uint64_t id)
+int raft_conf_has(const struct raft_conf_state *cs, uint64_t id)
 {
 	for (size_t i = 0; i < cs->n_voters; i++)
 		if (cs->voters[i] == id)
@@ -1513,7 +1513,7 @@ static int handle_snapshot(struct raft *r, const struct raft_message *m)
 	if (!m->has_snapshot || !conf_valid(&s->meta.conf))
 		return RAFT_EINVAL;
 	int restored = 0;
-	if (s->meta.index > r->log.committed && conf_has(&s->meta.conf, r->id)) {
+	if (s->meta.index > r->log.committed && raft_conf_has(&s->meta.conf, r->id)) {
 		if (log_match_term(&r->log, s->meta.index, s->meta.term)) {
 			log_commit_to(&r->log, s->meta.index);
 		} else {

@@ -77,6 +77,13 @@ struct raft_conf_state {
 	size_t n_learners;
 };
 
+/*
+ * Whether id is a voter or a learner of cs (borrowed). A follower restores a snapshot only when
+ * its membership names the follower: the one rule, for callers that check a snapshot before it
+ * reaches raft_step.
+ */
+int raft_conf_has(const struct raft_conf_state *cs, uint64_t id);
+
 struct raft_snapshot_meta {
 	uint64_t index; /* last index the snapshot covers (0: no snapshot) */
 	uint64_t term;  /* term of that entry */
