@@ -14,8 +14,14 @@
  * copy-on-write image of the state machine at the applied index, which the child serializes,
  * compresses and writes (fsync, rename) while the loop goes on. Once it exits, a worker thread
  * appends the WAL's snapshot record and purges, and the loop hands the snapshot to raft's storage
- * without its data, which is read from the file only when a follower needs it, and compacts the
- * log. Only if fork fails is the snapshot taken on the loop.
+ * without its data and compacts the log. Only if fork fails is the snapshot taken on the loop.
+ *
+ * A follower behind the log gets a snapshot built when it needs one, as etcd's merged snapshot:
+ * raft's MsgSnap only says so (its content may predate the follower's addition, which the
+ * follower's raft refuses). The member streams its newest snapshot file when that is at or after
+ * its applied index and names the follower, and otherwise takes one at the applied index first;
+ * the log is not compacted past a snapshot in flight, a leader that steps down drops the ones not
+ * streaming yet, and a failed one is sent again only after a backoff and a line saying why.
  *
  * Entry payloads are envelopes: an 8-byte little-endian request id, then the state machine's
  * request. Snapshot data is an envelope too: the membership with addresses, then the state
@@ -79,6 +85,40 @@ struct read_wait {
 	uint64_t deadline; /* uv_now ms */
 	fs_wait_cb cb;
 	void *arg;
+};
+
+/*
+ * A snapshot a follower needs (etcd's merged snapshot). raft's MsgSnap only says that the follower
+ * is behind the log; its content, the storage's snapshot, may predate the follower's addition,
+ * and the follower's raft refuses a snapshot whose membership does not name it. So the member
+ * streams the newest snapshot file once it is at or after the applied index of raft's request
+ * and names the follower, and otherwise takes one at the applied index first (see snap_pump).
+ */
+enum snap_peer_state {
+	SP_IDLE,      /* nothing asked */
+	SP_WANT,      /* raft asked: a file to read, a snapshot to take, or a backoff to wait out */
+	SP_BUILDING,  /* waits for the snapshot being taken */
+	SP_READING,   /* its file is read on a worker thread */
+	SP_STREAMING, /* the transport streams it */
+};
+
+struct snap_peer {
+	struct fs_member *m;
+	uint64_t id;                  /* the follower; 0: a free slot */
+	enum snap_peer_state state;
+	uint64_t want_index;          /* the applied index when raft asked */
+	uint64_t lead_term;           /* the term of raft's MsgSnap */
+	uint64_t index, term;         /* the snapshot read or streamed */
+	uint64_t retry_at;            /* uv_now ms: no new attempt before, after a failure */
+	uint64_t failed_index, failed_term; /* the last snapshot whose send failed; 0: none */
+	int failed_reason;            /* why (enum fs_snap_reason) */
+	unsigned attempts;            /* failed sends of that snapshot in a row */
+	uv_work_t read;               /* reads the newest file (SP_READING) */
+	int reading;                  /* read is queued or running */
+	int read_rc;
+	void *file;                   /* what it read: the whole file, owned */
+	size_t flen;
+	struct raft_snapshot snap;    /* parsed from file (data points into it) */
 };
 
 struct fs_member {
@@ -147,7 +187,9 @@ struct fs_member {
 	int snap_rc;                  /* the worker's result */
 	uint64_t snap_file_index;     /* the newest snapshot file when the child's was done */
 	uint64_t snap_file_bytes;     /* and its size */
-	uint64_t snap_load_warned;    /* the snapshot whose file snapshot_load last failed to read */
+	struct snap_peer snap_peers[FS_MAX_MEMBERS]; /* snapshots for followers (leader only) */
+	int snap_reads;               /* their reads queued or running on worker threads */
+	uint64_t snapshots_sent, snapshot_bytes_sent; /* streams started, and their bytes */
 	unsigned snap_segs, snap_snaps; /* purged */
 	void (*done)(void *arg);
 	void *done_arg;
@@ -459,38 +501,15 @@ static int snapshot_file_parse(const uint8_t *buf, size_t len, struct raft_snaps
 }
 
 /*
- * raft's storage needs the data of the snapshot at meta->index (a follower is behind the log),
- * which a snapshot taken by the child left in its file: read it (on the loop, once per snapshot
- * a follower needs). A newer file not yet taken by the storage, or a file that fails its crc,
- * makes it unavailable for now: raft asks again.
+ * raft's storage asks for the data of a snapshot adopted without it (snapshot_taken) when a
+ * follower needs one. The member never streams raft's snapshot content (snap_pump builds what it
+ * sends), so raft gets empty data: it needs only the snapshot's metadata to decide on a MsgSnap.
  */
-static int snapshot_load(void *arg, const struct raft_snapshot_meta *meta, uint8_t **data,
-			 size_t *len)
+static int snapshot_data_none(void *arg, const struct raft_snapshot_meta *meta, uint8_t **data,
+			      size_t *len)
 {
-	struct fs_member *m = arg;
-	void *file = NULL;
-	size_t flen = 0;
-	uint64_t term, index;
-	struct raft_snapshot snap;
-	int rc = wal_snap_load(m->snap_dir, &file, &flen, &term, &index);
-	if (rc == 0 && (index != meta->index || snapshot_file_parse(file, flen, &snap) != 0 ||
-			snap.meta.index != meta->index)) {
-		free(file);
-		rc = -EAGAIN;
-	}
-	if (rc != 0) {
-		if (m->snap_load_warned != meta->index) /* raft asks again at every heartbeat */
-			FS_WARN("snapshot at index %" PRIu64 " for a follower: %s", meta->index,
-				rc == -EAGAIN ? "the newest valid file holds another index, later"
-					      : wal_errmsg());
-		m->snap_load_warned = meta->index;
-		return rc;
-	}
-	memmove(file, snap.data, snap.len); /* to the front: the storage takes the buffer */
-	*data = file;
-	*len = snap.len;
-	FS_INFO("read the snapshot at index %" PRIu64 " (%zu bytes) for a follower", meta->index,
-		snap.len);
+	*data = NULL;
+	*len = 0;
 	return 0;
 }
 
@@ -510,9 +529,30 @@ static void snapshot_purge(struct fs_member *m, unsigned *segs, unsigned *snaps)
 }
 
 /*
+ * The lowest snapshot index a follower's snapshot in flight may have (UINT64_MAX: none in
+ * flight), and that follower: the log must keep the entries after it, or the follower would need
+ * yet another snapshot once it has this one (etcd skips compaction while a snapshot is in flight).
+ */
+static uint64_t snap_in_flight_floor(const struct fs_member *m, uint64_t *peer)
+{
+	uint64_t floor = UINT64_MAX;
+	for (int i = 0; i < FS_MAX_MEMBERS; i++) {
+		const struct snap_peer *sp = &m->snap_peers[i];
+		if (!sp->id || sp->state == SP_IDLE)
+			continue;
+		uint64_t at = sp->state >= SP_READING ? sp->index : sp->want_index;
+		if (at < floor) {
+			floor = at;
+			*peer = sp->id;
+		}
+	}
+	return floor;
+}
+
+/*
  * A snapshot at meta->index is on disk with its WAL record (bytes in its file): raft's storage
  * takes it, data and all (snap->data: malloc'd, the storage's from here on, freed here when
- * refused; NULL: read from the file when raft needs it, see snapshot_load).
+ * refused; NULL: not in memory, snapshot_data_none).
  */
 static void snapshot_taken(struct fs_member *m, const struct raft_snapshot *snap, size_t bytes,
 			   double total_ms, double loop_ms, unsigned segs, unsigned snaps)
@@ -530,9 +570,16 @@ static void snapshot_taken(struct fs_member *m, const struct raft_snapshot *snap
 	m->snap_small = bytes < SMALL_SNAPSHOT_BYTES;
 	uint64_t first = 0;
 	m->st.first_index(m->st.data, &first);
-	uint64_t keep = m->opt.catchup_entries;
-	if (m->snap_index > keep && m->snap_index - keep > first)
-		raft_memory_storage_compact(m->ms, m->snap_index - keep);
+	uint64_t keep = m->opt.catchup_entries, peer = 0;
+	uint64_t to = m->snap_index > keep ? m->snap_index - keep : 0;
+	uint64_t floor = snap_in_flight_floor(m, &peer);
+	if (floor < to) {
+		FS_INFO("log compacted to index %" PRIu64 ", not %" PRIu64 ": a snapshot at index %"
+			PRIu64 " or later is on its way to %016" PRIx64, floor, to, floor, peer);
+		to = floor;
+	}
+	if (to > first)
+		raft_memory_storage_compact(m->ms, to);
 	if (loop_ms < total_ms)
 		FS_INFO("snapshot at index %" PRIu64 " term %" PRIu64 ": %zu bytes in %.1f ms, %.1f ms "
 			"of it on the loop, %.1f ms of CPU in its child process; purged %u WAL segments "
@@ -564,11 +611,14 @@ static void snapshot_on_loop(struct fs_member *m, const struct raft_snapshot_met
 	snapshot_taken(m, &snap, snap.len, ms, ms, segs, snaps);
 }
 
-/* Takes a snapshot at the applied index when snapshot_count entries were applied since the last. */
-static void maybe_snapshot(struct fs_member *m)
+/*
+ * Takes a snapshot at the applied index when snapshot_count entries were applied since the last,
+ * or, with force (a follower needs one: snap_pump), when anything was applied since the last.
+ */
+static void maybe_snapshot(struct fs_member *m, int force)
 {
-	if (m->applied < m->snap_index + m->cfg.snapshot_count || m->stopping || m->snap_pid ||
-	    m->snap_working)
+	uint64_t due = m->snap_index + (force ? 1 : m->cfg.snapshot_count);
+	if (m->applied < due || m->stopping || m->snap_pid || m->snap_working)
 		return;
 	struct raft_snapshot_meta meta = {.index = m->applied, .conf = m->conf};
 	int rc = m->st.term(m->st.data, m->applied, &meta.term);
@@ -601,9 +651,9 @@ static void maybe_snapshot(struct fs_member *m)
 }
 
 /*
- * The child wrote the file: its WAL record, and the purge. The file is not read back: raft's
- * storage reads it when a follower needs it (snapshot_load), which most snapshots never see, and
- * a restart checks its crc before using it (falling back to an older one).
+ * The child wrote the file: its WAL record, and the purge. The file is not read back: snap_pump
+ * reads it when a follower needs it, which most snapshots never see, and a restart checks its crc
+ * before using it (falling back to an older one).
  */
 static void snap_finish_work(uv_work_t *req)
 {
@@ -622,6 +672,8 @@ static void snap_finish_work(uv_work_t *req)
 }
 
 static void handles_closed_maybe_done(struct fs_member *m);
+static void snap_pump(struct fs_member *m);
+static void snap_builds_failed(struct fs_member *m);
 
 static void snap_finish_done(uv_work_t *req, int status)
 {
@@ -631,6 +683,7 @@ static void snap_finish_done(uv_work_t *req, int status)
 	if (m->snap_rc != 0) {
 		FS_ERROR("snapshot at index %" PRIu64 " failed: %s (%s)", m->snap_meta.index,
 			 strerror(-m->snap_rc), wal_errmsg());
+		snap_builds_failed(m);
 	} else if (m->snap_file_index != m->snap_meta.index) {
 		FS_WARN("snapshot at index %" PRIu64 " superseded by the one at index %" PRIu64,
 			m->snap_meta.index, m->snap_file_index);
@@ -640,6 +693,8 @@ static void snap_finish_done(uv_work_t *req, int status)
 	}
 	if (m->closing)
 		handles_closed_maybe_done(m);
+	else
+		snap_pump(m);
 }
 
 /* The snapshot child has exited: the rest of the work goes to a worker thread. */
@@ -655,6 +710,7 @@ static void snap_child_poll(struct fs_member *m)
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		FS_ERROR("snapshot at index %" PRIu64 " failed in its child process (status %d)",
 			 m->snap_meta.index, st);
+		snap_builds_failed(m);
 		return;
 	}
 	m->snap_working = 1;
@@ -888,31 +944,255 @@ static void retry_waiting_for_leader(struct fs_member *m)
 	}
 }
 
+/* ---- snapshots for followers (struct snap_peer) ----------------------------------------------- */
+
+#define SNAP_RETRY_MIN_MS 100   /* the first wait before a failed snapshot is sent again */
+#define SNAP_RETRY_MAX_MS 10000 /* the longest */
+
+/* Tells raft how the snapshot for `to` went, through the inbox (the core may be persisting). */
+static void snap_report(struct fs_member *m, uint64_t to, int ok)
+{
+	struct inbox_item *it = calloc(1, sizeof *it);
+	if (!it)
+		return; /* raft's progress for `to` stays paused until the next leader change */
+	it->kind = IN_SNAP_STATUS;
+	it->peer = to;
+	it->ok = ok;
+	inbox_push(m, it);
+}
+
+/* The slot of follower id; with add, a new one (reusing a former member's) when there is none. */
+static struct snap_peer *snap_peer_get(struct fs_member *m, uint64_t id, int add)
+{
+	struct snap_peer *spare = NULL;
+	for (int i = 0; i < FS_MAX_MEMBERS; i++) {
+		struct snap_peer *sp = &m->snap_peers[i];
+		if (sp->id == id)
+			return sp;
+		if (!spare && sp->state == SP_IDLE && !sp->reading &&
+		    (!sp->id || !raft_conf_has(&m->conf, sp->id)))
+			spare = sp;
+	}
+	if (!add || !spare)
+		return NULL;
+	*spare = (struct snap_peer){.m = m, .id = id};
+	return spare;
+}
+
+/*
+ * A snapshot for sp was not sent (not built, not read, refused, the stream broke): raft hears of
+ * it and asks again; the next attempt waits SNAP_RETRY_MIN_MS doubled at each failure in a row.
+ */
+static void snap_failed(struct fs_member *m, struct snap_peer *sp, int reason)
+{
+	if (sp->index && sp->index == sp->failed_index && sp->term == sp->failed_term) {
+		sp->attempts++;
+	} else {
+		sp->failed_index = sp->index;
+		sp->failed_term = sp->term;
+		sp->attempts = 1;
+	}
+	sp->failed_reason = reason;
+	uint64_t wait = SNAP_RETRY_MIN_MS;
+	for (unsigned k = 1; k < sp->attempts && wait < SNAP_RETRY_MAX_MS; k++)
+		wait *= 2;
+	sp->retry_at = uv_now(m->loop) + (wait < SNAP_RETRY_MAX_MS ? wait : SNAP_RETRY_MAX_MS);
+	sp->state = SP_IDLE;
+	snap_report(m, sp->id, 0);
+}
+
+/* Snapshots not streaming yet are dropped (this member stopped leading): one line each. */
+static void snap_cancel(struct fs_member *m, const char *why)
+{
+	for (int i = 0; i < FS_MAX_MEMBERS; i++) {
+		struct snap_peer *sp = &m->snap_peers[i];
+		if (!sp->id || sp->state == SP_IDLE || sp->state == SP_STREAMING)
+			continue;
+		FS_INFO("snapshot for %016" PRIx64 " not sent: %s", sp->id, why);
+		sp->state = SP_IDLE;
+	}
+}
+
+/* The snapshot being taken failed: the followers that waited for it hear so. */
+static void snap_builds_failed(struct fs_member *m)
+{
+	for (int i = 0; i < FS_MAX_MEMBERS; i++) {
+		struct snap_peer *sp = &m->snap_peers[i];
+		if (!sp->id || sp->state != SP_BUILDING)
+			continue;
+		FS_WARN("snapshot for %016" PRIx64 " not sent: the snapshot at index %" PRIu64
+			" failed", sp->id, m->snap_meta.index);
+		sp->index = 0;
+		snap_failed(m, sp, FS_SNAP_NO_REASON);
+	}
+}
+
+/* On a worker thread: the newest valid snapshot file, whole. */
+static void snap_read_work(uv_work_t *req)
+{
+	struct snap_peer *sp = req->data;
+	uint64_t term, index;
+	sp->file = NULL;
+	sp->flen = 0;
+	sp->read_rc = wal_snap_load(sp->m->snap_dir, &sp->file, &sp->flen, &term, &index);
+	if (sp->read_rc == 0 && snapshot_file_parse(sp->file, sp->flen, &sp->snap) != 0)
+		sp->read_rc = -EINVAL;
+}
+
+static void handles_closed_maybe_done(struct fs_member *m);
+static void snap_pump(struct fs_member *m);
+
+/* The file is read: stream it, the raft message saying what it holds. */
+static void snap_read_done(uv_work_t *req, int status)
+{
+	struct snap_peer *sp = req->data;
+	struct fs_member *m = sp->m;
+	void *file = sp->file;
+	sp->file = NULL;
+	sp->reading = 0;
+	m->snap_reads--;
+	if (m->closing || sp->state != SP_READING) {
+		free(file);
+		if (m->closing)
+			handles_closed_maybe_done(m);
+		return;
+	}
+	const struct raft_snapshot_meta *meta = &sp->snap.meta;
+	if (sp->read_rc != 0 || meta->index < sp->want_index ||
+	    !raft_conf_has(&meta->conf, sp->id)) {
+		if (sp->read_rc != 0)
+			FS_WARN("snapshot for %016" PRIx64 " not sent: cannot read the newest "
+				"snapshot file in %s: %s", sp->id, m->snap_dir, strerror(-sp->read_rc));
+		else
+			FS_WARN("snapshot for %016" PRIx64 " not sent: the newest valid snapshot file "
+				"in %s is at index %" PRIu64 ", not %" PRIu64, sp->id, m->snap_dir,
+				meta->index, sp->index);
+		free(file);
+		snap_failed(m, sp, FS_SNAP_IO);
+		return;
+	}
+	sp->index = meta->index;
+	sp->term = meta->term;
+	struct raft_message head = {.type = RAFT_MSG_SNAP, .to = sp->id, .from = m->id,
+				    .term = sp->lead_term, .has_snapshot = 1,
+				    .snapshot = {.meta = *meta}};
+	size_t hl = raft_message_encoded_size(&head);
+	uint8_t *hb = malloc(hl ? hl : 1);
+	int rc = -ENOMEM;
+	if (hb) {
+		raft_message_encode(&head, hb);
+		rc = fs_transport_send_snapshot(m->tr, sp->id, hb, hl, sp->snap.data,
+						sp->snap.len, free, file);
+	}
+	free(hb);
+	if (rc != 0) {
+		FS_WARN("snapshot to %016" PRIx64 ": the one at index %" PRIu64 " not sent: %s",
+			sp->id, sp->index, strerror(-rc));
+		free(file);
+		snap_failed(m, sp, FS_SNAP_STREAM);
+		return;
+	}
+	sp->state = SP_STREAMING;
+	m->snapshots_sent++;
+	m->snapshot_bytes_sent += sp->snap.len;
+	FS_INFO("snapshot to %016" PRIx64 ": streaming the one at index %" PRIu64 " term %" PRIu64
+		" (%zu bytes; applied index %" PRIu64 " when asked)", sp->id, sp->index, sp->term,
+		sp->snap.len, sp->want_index);
+}
+
+/*
+ * Moves every follower's snapshot on: the newest snapshot when it is at or after the applied
+ * index raft's request saw and names the follower (read, then streamed), else a snapshot taken
+ * now at the applied index (one child serves every follower waiting), and never while one is
+ * being taken. Called after apply, when a snapshot is taken, and at each tick (backoffs).
+ */
+static void snap_pump(struct fs_member *m)
+{
+	uint64_t now = uv_now(m->loop);
+	for (int i = 0; i < FS_MAX_MEMBERS && !m->closing; i++) {
+		struct snap_peer *sp = &m->snap_peers[i];
+		if (!sp->id || (sp->state != SP_WANT && sp->state != SP_BUILDING))
+			continue;
+		if (!raft_conf_has(&m->conf, sp->id)) {
+			FS_INFO("snapshot for %016" PRIx64 " not sent: no longer a member", sp->id);
+			sp->state = SP_IDLE;
+			continue;
+		}
+		if (now < sp->retry_at || sp->reading)
+			continue;
+		const struct raft_snapshot *newest = NULL;
+		int usable = m->snap_index >= sp->want_index &&
+			     m->st.snapshot(m->st.data, &newest) == 0 &&
+			     raft_conf_has(&newest->meta.conf, sp->id);
+		int again = usable && m->snap_index == sp->failed_index &&
+			    m->snap_term == sp->failed_term;
+		if (again && sp->failed_reason == FS_SNAP_NOT_MEMBER && m->applied > m->snap_index)
+			usable = 0; /* the receiver said no to that one: take another */
+		if (usable) {
+			if (again)
+				FS_WARN("snapshot to %016" PRIx64 ": resending the snapshot at index %"
+					PRIu64 " term %" PRIu64 " (attempt %u): the last send failed: %s",
+					sp->id, m->snap_index, m->snap_term, sp->attempts + 1,
+					fs_snap_reason_text(sp->failed_reason));
+			sp->state = SP_READING;
+			sp->index = m->snap_index;
+			sp->term = m->snap_term;
+			sp->reading = 1;
+			m->snap_reads++;
+			sp->read.data = sp;
+			uv_queue_work(m->loop, &sp->read, snap_read_work, snap_read_done);
+			continue;
+		}
+		if (sp->state == SP_BUILDING && (m->snap_pid || m->snap_working))
+			continue;
+		uint64_t before = m->snap_index;
+		if (!m->snap_pid && !m->snap_working)
+			maybe_snapshot(m, 1);
+		if (m->snap_pid || m->snap_working) {
+			FS_INFO("snapshot for %016" PRIx64 ": waiting for the one at index %" PRIu64
+				" (the newest, at index %" PRIu64 ", is older than applied index %"
+				PRIu64 " when asked or does not include it)", sp->id,
+				m->snap_meta.index, before, sp->want_index);
+			sp->state = SP_BUILDING;
+		} else if (m->snap_index > before) {
+			i--; /* taken on the loop: look again */
+		} else {
+			FS_WARN("snapshot for %016" PRIx64 " not sent: none can be taken at applied "
+				"index %" PRIu64 " now (the newest is at index %" PRIu64 ")", sp->id,
+				m->applied, m->snap_index);
+			sp->index = 0;
+			snap_failed(m, sp, FS_SNAP_NO_REASON);
+		}
+	}
+}
+
+/*
+ * Sends msg. A MsgSnap only records that its follower needs a snapshot (snap_pump builds and
+ * streams it): raft's content may be a snapshot from before the follower joined.
+ */
 static void send_message(struct fs_member *m, const struct raft_message *msg)
 {
-	if (msg->type == RAFT_MSG_SNAP && msg->has_snapshot) {
-		/* The data travels on its own stream; the message goes without it. */
-		struct raft_message head = *msg;
-		head.snapshot.data = NULL;
-		head.snapshot.len = 0;
-		size_t hl = raft_message_encoded_size(&head);
-		uint8_t *hb = malloc(hl ? hl : 1), *data = malloc(msg->snapshot.len ? msg->snapshot.len
-										    : 1);
-		if (!hb || !data) {
-			free(hb);
-			free(data);
-			raft_report_snapshot(m->raft, msg->to, 0);
+	if (msg->type == RAFT_MSG_SNAP) {
+		struct snap_peer *sp = snap_peer_get(m, msg->to, 1);
+		if (!sp) {
+			FS_WARN("snapshot for %016" PRIx64 " not sent: %d followers already wait for "
+				"one", msg->to, FS_MAX_MEMBERS);
+			snap_report(m, msg->to, 0);
 			return;
 		}
-		raft_message_encode(&head, hb);
-		memcpy(data, msg->snapshot.data, msg->snapshot.len);
-		int rc = fs_transport_send_snapshot(m->tr, msg->to, hb, hl, data, msg->snapshot.len,
-						    free, data);
-		free(hb);
-		if (rc != 0) {
-			free(data);
-			raft_report_snapshot(m->raft, msg->to, 0);
+		if (sp->state != SP_IDLE) {
+			FS_DEBUG("snapshot for %016" PRIx64 " asked again at term %" PRIu64 ": one is "
+				 "under way", msg->to, msg->term);
+			sp->lead_term = msg->term;
+			return;
 		}
+		sp->state = SP_WANT;
+		sp->want_index = m->applied;
+		sp->lead_term = msg->term;
+		sp->index = sp->term = 0;
+		FS_INFO("snapshot for %016" PRIx64 " needed: it is behind the log, which starts "
+			"after index %" PRIu64 "; applied index %" PRIu64, msg->to,
+			msg->snapshot.meta.index, m->applied);
 		return;
 	}
 	uint8_t stackbuf[4096];
@@ -992,7 +1272,8 @@ static void persist_done(uv_work_t *req, int status)
 	m->persisting = 0;
 	reads_settle(m, uv_now(m->loop));
 	reads_round(m);
-	maybe_snapshot(m);
+	maybe_snapshot(m, 0);
+	snap_pump(m);
 	if (m->removed == 1) {
 		m->removed = 2; /* said once */
 		FS_ERROR("this member (%016" PRIx64 ") was removed from the cluster", m->id);
@@ -1020,6 +1301,8 @@ static void process_ready(struct fs_member *m)
 		uint64_t old = m->lead;
 		m->lead = rd->soft_state.lead;
 		m->raft_state = rd->soft_state.state;
+		if (m->raft_state != RAFT_LEADER)
+			snap_cancel(m, "no longer the leader");
 		if (old != m->lead) {
 			struct raft_status st;
 			raft_status(m->raft, &st);
@@ -1096,6 +1379,7 @@ static void on_tick(uv_timer_t *t)
 	}
 	reads_settle(m, now);
 	reads_round(m);
+	snap_pump(m);
 	if (m->transferring && (m->lead != m->id || now >= m->stop_deadline)) {
 		m->transferring = 0;
 		member_begin_stop(m);
@@ -1139,52 +1423,125 @@ static void on_peer_unreachable(void *ud, uint64_t to)
 	inbox_push(ud, it);
 }
 
+/* "voters a,b; learners c" (or "-" for none) into buf. */
+static void conf_text(const struct raft_conf_state *cs, char *buf, size_t cap)
+{
+	size_t n = 0;
+	const uint64_t *ids[2] = {cs->voters, cs->learners};
+	size_t counts[2] = {cs->n_voters, cs->n_learners};
+	buf[0] = '\0';
+	for (int k = 0; k < 2; k++) {
+		n += (size_t)snprintf(buf + (n < cap ? n : cap), n < cap ? cap - n : 0, "%s%s",
+				      k ? "; learners " : "voters ", counts[k] ? "" : "-");
+		for (size_t i = 0; i < counts[k]; i++)
+			n += (size_t)snprintf(buf + (n < cap ? n : cap), n < cap ? cap - n : 0,
+					      "%s%016" PRIx64, i ? "," : "", ids[k][i]);
+	}
+}
+
+/*
+ * Whether this member takes the snapshot whose raft message is msg, decoded into *out (freed here
+ * when refused): raft restores only a snapshot whose membership names this member, and a sender
+ * of an older term is no longer the leader. Returns 0, or a negative error with v filled.
+ */
+static int snapshot_check(struct fs_member *m, uint64_t from, const uint8_t *msg, size_t msglen,
+			  struct raft_message *out, struct fs_snap_verdict *v)
+{
+	if (raft_message_decode(msg, msglen, out) != 0) {
+		v->reason = FS_SNAP_BAD;
+		return -EINVAL;
+	}
+	const struct raft_snapshot_meta *meta = &out->snapshot.meta;
+	struct raft_status st;
+	raft_status(m->raft, &st);
+	if (out->type != RAFT_MSG_SNAP || out->from != from) {
+		v->reason = FS_SNAP_BAD;
+		snprintf(v->why, sizeof v->why, "its raft message is of type %d from %016" PRIx64,
+			 out->type, out->from);
+	} else if (!raft_conf_has(&meta->conf, m->id)) {
+		char conf[400];
+		conf_text(&meta->conf, conf, sizeof conf);
+		v->reason = FS_SNAP_NOT_MEMBER;
+		snprintf(v->why, sizeof v->why, "the snapshot at index %" PRIu64 " term %" PRIu64
+			 ": its membership (%s) does not include this member (%016" PRIx64 ")",
+			 meta->index, meta->term, conf, m->id);
+	} else if (out->term < st.hard_state.term) {
+		v->reason = FS_SNAP_STALE_TERM;
+		snprintf(v->why, sizeof v->why, "the snapshot at index %" PRIu64 " comes from term %"
+			 PRIu64 ", this member is at term %" PRIu64, meta->index, out->term,
+			 st.hard_state.term);
+	} else {
+		if (meta->index <= m->applied)
+			FS_DEBUG("snapshot from %016" PRIx64 " at index %" PRIu64 ": applied index %"
+				 PRIu64 " already covers it", from, meta->index, m->applied);
+		return 0;
+	}
+	raft_message_free_decoded(out);
+	return -EINVAL;
+}
+
 static int on_peer_snapshot(void *ud, uint64_t from, const uint8_t *msg, size_t msglen,
-			    const char *path)
+			    const char *path, struct fs_snap_verdict *v)
 {
 	struct fs_member *m = ud;
 	struct inbox_item *it = item_new(0);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = it ? snapshot_check(m, from, msg, msglen, &it->msg, v) : -ENOMEM;
+	int fd = rc == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
 	struct stat st;
-	int rc = -EIO;
-	if (it && fd >= 0 && fstat(fd, &st) == 0 && (it->snap_data = malloc((size_t)st.st_size + 1))) {
-		size_t got = 0;
-		while (got < (size_t)st.st_size) {
-			ssize_t n = read(fd, it->snap_data + got, (size_t)st.st_size - got);
-			if (n <= 0)
-				break;
-			got += (size_t)n;
+	if (rc == 0) {
+		rc = -EIO;
+		if (fd >= 0 && fstat(fd, &st) == 0 &&
+		    (it->snap_data = malloc((size_t)st.st_size + 1))) {
+			size_t got = 0;
+			while (got < (size_t)st.st_size) {
+				ssize_t n = read(fd, it->snap_data + got, (size_t)st.st_size - got);
+				if (n <= 0)
+					break;
+				got += (size_t)n;
+			}
+			if (got == (size_t)st.st_size) {
+				it->kind = IN_MESSAGE;
+				it->msg.has_snapshot = 1;
+				it->msg.snapshot.data = it->snap_data;
+				it->msg.snapshot.len = got;
+				inbox_push(m, it);
+				it = NULL;
+				rc = 0;
+			}
 		}
-		if (got == (size_t)st.st_size && raft_message_decode(msg, msglen, &it->msg) == 0) {
-			it->kind = IN_MESSAGE;
-			it->msg.has_snapshot = 1;
-			it->msg.snapshot.data = it->snap_data;
-			it->msg.snapshot.len = got;
-			inbox_push(m, it);
-			it = NULL;
-			rc = 0;
+		if (it) {
+			raft_message_free_decoded(&it->msg);
+			v->reason = FS_SNAP_IO;
+			snprintf(v->why, sizeof v->why, "cannot read %s", path);
 		}
 	}
 	if (fd >= 0)
 		close(fd);
 	unlink(path);
 	if (it) {
-		FS_WARN("snapshot from %016" PRIx64 ": cannot read %s", from, path);
 		free(it->snap_data);
 		free(it);
 	}
 	return rc;
 }
 
-static void on_peer_snapshot_sent(void *ud, uint64_t to, int ok)
+static void on_peer_snapshot_sent(void *ud, uint64_t to, int ok, int reason)
 {
-	struct inbox_item *it = item_new(0);
-	if (!it)
+	struct fs_member *m = ud;
+	struct snap_peer *sp = snap_peer_get(m, to, 0);
+	if (!sp || sp->state != SP_STREAMING || m->closing) {
+		snap_report(m, to, ok);
 		return;
-	it->kind = IN_SNAP_STATUS;
-	it->peer = to;
-	it->ok = ok;
-	inbox_push(ud, it);
+	}
+	if (!ok) {
+		snap_failed(m, sp, reason);
+		return;
+	}
+	sp->state = SP_IDLE;
+	sp->failed_index = sp->failed_term = 0;
+	sp->attempts = 0;
+	sp->retry_at = 0;
+	snap_report(m, to, 1);
 }
 
 /*
@@ -1485,7 +1842,7 @@ static int member_open_dir(struct fs_member *m, const struct fs_member_config *c
 	if (!m->ms)
 		return -ENOMEM;
 	raft_memory_storage_bind(m->ms, &m->st);
-	raft_memory_storage_set_loader(m->ms, snapshot_load, m);
+	raft_memory_storage_set_loader(m->ms, snapshot_data_none, m);
 	return 0;
 }
 
@@ -1741,6 +2098,8 @@ void fs_member_status(struct fs_member *m, struct fs_member_status *out)
 	out->applied = m->applied;
 	out->last_index = st.last_index;
 	out->snapshot_index = m->snap_index;
+	out->snapshots_sent = m->snapshots_sent;
+	out->snapshot_bytes_sent = m->snapshot_bytes_sent;
 	out->n_voters = (int)m->conf.n_voters;
 	out->n_learners = (int)m->conf.n_learners;
 	memcpy(out->voters, m->conf.voters, m->conf.n_voters * sizeof m->conf.voters[0]);
@@ -1788,7 +2147,7 @@ static void on_transport_closed(void *arg)
 
 static void handles_closed_maybe_done(struct fs_member *m)
 {
-	if (!m->closing || m->open_handles > 0 || m->persisting || m->snap_working)
+	if (!m->closing || m->open_handles > 0 || m->persisting || m->snap_working || m->snap_reads)
 		return;
 	void (*done)(void *) = m->done;
 	void *arg = m->done_arg;

@@ -133,6 +133,8 @@ struct fs_member_status {
 	int is_leader;
 	int n_voters, n_learners;
 	uint64_t voters[FS_MAX_MEMBERS], learners[FS_MAX_MEMBERS];
+	uint64_t snapshots_sent;      /* snapshot streams this member started to followers */
+	uint64_t snapshot_bytes_sent; /* and their bytes */
 };
 
 void fs_member_status(struct fs_member *m, struct fs_member_status *st);

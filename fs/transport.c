@@ -11,7 +11,8 @@
  *   MSG     body = one encoded raft message
  *   SNAPHELLO, as HELLO, opens a snapshot stream; then
  *   SNAPHEAD body = the raft message; SNAPCHUNK body = data; SNAPEND body = u64 length, u32 crc32c
- *   SNAPACK body = u8 ok, from the receiver once it has the whole snapshot (or has given up)
+ *   SNAPACK body = u8 ok, u8 reason (enum fs_snap_reason), from the receiver once it has the
+ *           whole snapshot (or has given up); a one-byte SNAPACK, from an older peer, gives none
  * The dialing side sends HELLO and waits for WELCOME before sending MSG frames; the accepting side
  * answers HELLO with WELCOME or REFUSE and closes after a REFUSE.
  *
@@ -227,7 +228,7 @@ static void conn_unlink(struct conn *c)
 		*pp = c->next;
 }
 
-static void snapout_finish(struct conn *c, int ok);
+static void snapout_finish(struct conn *c, int ok, int reason);
 static void snapin_discard(struct snap_in *si);
 
 static void on_conn_closed(uv_handle_t *h)
@@ -236,7 +237,7 @@ static void on_conn_closed(uv_handle_t *h)
 	struct fs_transport *t = c->t;
 	conn_unlink(c);
 	if (c->so) {
-		snapout_finish(c, 0); /* no-op when already reported */
+		snapout_finish(c, 0, FS_SNAP_STREAM); /* no-op when already reported */
 		free(c->so->msg);
 		free(c->so);
 	}
@@ -688,7 +689,25 @@ static void peer_dial(struct peer *p)
 
 /* ---- snapshot streams ------------------------------------------------------------------------ */
 
-static void snapout_finish(struct conn *c, int ok)
+const char *fs_snap_reason_text(int reason)
+{
+	switch (reason) {
+	case FS_SNAP_IO:
+		return "the receiver could not store it";
+	case FS_SNAP_NOT_MEMBER:
+		return "its membership does not include the receiver";
+	case FS_SNAP_STALE_TERM:
+		return "the receiver knows a newer term";
+	case FS_SNAP_BAD:
+		return "its raft message does not decode";
+	case FS_SNAP_STREAM:
+		return "the stream broke";
+	default:
+		return "no reason given";
+	}
+}
+
+static void snapout_finish(struct conn *c, int ok, int reason)
 {
 	struct snap_out *so = c->so;
 	struct fs_transport *t = c->t;
@@ -697,11 +716,14 @@ static void snapout_finish(struct conn *c, int ok)
 	so->done = 1;
 	if (ok)
 		FS_INFO("snapshot to %016" PRIx64 ": sent %zu bytes", so->to, so->len);
-	else
+	else if (reason == FS_SNAP_STREAM)
 		FS_WARN("snapshot to %016" PRIx64 ": failed after %zu of %zu bytes", so->to,
 			so->off < so->len ? so->off : so->len, so->len);
+	else
+		FS_WARN("snapshot to %016" PRIx64 ": %zu bytes refused by the receiver: %s", so->to,
+			so->len, fs_snap_reason_text(reason));
 	if (t->cb.on_snapshot_sent)
-		t->cb.on_snapshot_sent(t->ud, so->to, ok);
+		t->cb.on_snapshot_sent(t->ud, so->to, ok, reason);
 	if (so->release)
 		so->release(so->arg);
 }
@@ -739,7 +761,7 @@ static void snapout_frame(struct conn *c, int kind, const uint8_t *body, uint32_
 		FS_WARN("snapshot to %016" PRIx64 ": refused: %s", so->to,
 			refuse_reason_text(body[0]));
 	else if (c->state == CONN_READY && kind == KIND_SNAPACK && len >= 1)
-		snapout_finish(c, body[0] == 1);
+		snapout_finish(c, body[0] == 1, len >= 2 ? body[1] : FS_SNAP_NO_REASON);
 	else
 		FS_WARN("snapshot to %016" PRIx64 ": unexpected frame kind %d", so->to, kind);
 	conn_close(c); /* reports failure unless finished above */
@@ -775,12 +797,12 @@ static void snapin_discard(struct snap_in *si)
 }
 
 /* Answers the sender and closes once the answer is out; reads nothing more. */
-static void snapin_answer(struct conn *c, int ok)
+static void snapin_answer(struct conn *c, int ok, int reason)
 {
-	uint8_t b = (uint8_t)(ok ? 1 : 0);
+	uint8_t b[2] = {(uint8_t)(ok ? 1 : 0), (uint8_t)(ok ? 0 : reason)};
 	c->refused = 1;
 	uv_read_stop((uv_stream_t *)&c->tcp);
-	conn_write_raw(c, frame_new(KIND_SNAPACK, &b, 1), RAW_CLOSE_AFTER);
+	conn_write_raw(c, frame_new(KIND_SNAPACK, b, sizeof b), RAW_CLOSE_AFTER);
 }
 
 static void snapin_frame(struct conn *c, int kind, const uint8_t *body, uint32_t len)
@@ -791,7 +813,7 @@ static void snapin_frame(struct conn *c, int kind, const uint8_t *body, uint32_t
 	if (kind == KIND_SNAPHEAD && !si->msg) {
 		si->msg = malloc(len ? len : 1);
 		if (!si->msg) {
-			snapin_answer(c, 0);
+			snapin_answer(c, 0, FS_SNAP_IO);
 			return;
 		}
 		memcpy(si->msg, body, len);
@@ -803,7 +825,7 @@ static void snapin_frame(struct conn *c, int kind, const uint8_t *body, uint32_t
 			FS_WARN("snapshot from %016" PRIx64 ": cannot create %s: %s", from, si->path,
 				strerror(errno));
 			si->path[0] = '\0';
-			snapin_answer(c, 0);
+			snapin_answer(c, 0, FS_SNAP_IO);
 		}
 		return;
 	}
@@ -817,7 +839,7 @@ static void snapin_frame(struct conn *c, int kind, const uint8_t *body, uint32_t
 				FS_WARN("snapshot from %016" PRIx64 ": writing %s at offset %" PRIu64
 					": %s", from, si->path, si->got + done, strerror(errno));
 				snapin_discard(si);
-				snapin_answer(c, 0);
+				snapin_answer(c, 0, FS_SNAP_IO);
 				return;
 			}
 			done += (size_t)w;
@@ -834,14 +856,14 @@ static void snapin_frame(struct conn *c, int kind, const uint8_t *body, uint32_t
 				"%08" PRIx32 ", the sender says %" PRIu64 " with crc %08" PRIx32
 				"; discarded", from, si->path, si->got, si->crc, total, crc);
 			snapin_discard(si);
-			snapin_answer(c, 0);
+			snapin_answer(c, 0, FS_SNAP_IO);
 			return;
 		}
 		if (fdatasync(si->fd) != 0) {
 			FS_WARN("snapshot from %016" PRIx64 ": fdatasync %s: %s", from, si->path,
 				strerror(errno));
 			snapin_discard(si);
-			snapin_answer(c, 0);
+			snapin_answer(c, 0, FS_SNAP_IO);
 			return;
 		}
 		close(si->fd);
@@ -850,13 +872,18 @@ static void snapin_frame(struct conn *c, int kind, const uint8_t *body, uint32_t
 		strcpy(path, si->path);
 		si->path[0] = '\0'; /* the callee owns the file now */
 		int rc = -ENOSYS;
+		struct fs_snap_verdict v = {FS_SNAP_IO, ""};
 		if (t->cb.on_snapshot)
-			rc = t->cb.on_snapshot(t->ud, from, si->msg, si->msglen, path);
+			rc = t->cb.on_snapshot(t->ud, from, si->msg, si->msglen, path, &v);
 		else
 			unlink(path);
-		FS_INFO("snapshot from %016" PRIx64 ": received %" PRIu64 " bytes, %s", from,
-			si->got, rc == 0 ? "accepted" : "refused by the member");
-		snapin_answer(c, rc == 0);
+		if (rc == 0)
+			FS_INFO("snapshot from %016" PRIx64 ": received %" PRIu64 " bytes, accepted",
+				from, si->got);
+		else
+			FS_WARN("snapshot from %016" PRIx64 ": received %" PRIu64 " bytes, refused: %s",
+				from, si->got, v.why[0] ? v.why : fs_snap_reason_text(v.reason));
+		snapin_answer(c, rc == 0, v.reason);
 		return;
 	}
 	FS_WARN("snapshot from %016" PRIx64 ": unexpected frame kind %d, discarded", from, kind);

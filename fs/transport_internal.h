@@ -27,6 +27,28 @@
 
 struct fs_transport;
 
+/*
+ * Why a snapshot was not taken: the reason byte of the receiver's SNAPACK (a peer that sends a
+ * one-byte SNAPACK gives none), or FS_SNAP_STREAM when no answer came.
+ */
+enum fs_snap_reason {
+	FS_SNAP_NO_REASON = 0,  /* the receiver gave none */
+	FS_SNAP_IO = 1,         /* the receiver could not store or read it */
+	FS_SNAP_NOT_MEMBER = 2, /* its membership does not name the receiver */
+	FS_SNAP_STALE_TERM = 3, /* its sender's term is older than the receiver's */
+	FS_SNAP_BAD = 4,        /* its raft message does not decode */
+	FS_SNAP_STREAM = 5,     /* the stream broke before the receiver answered */
+};
+
+/* A phrase for reason (a static string). */
+const char *fs_snap_reason_text(int reason);
+
+/* The receiver's verdict on a snapshot it refuses (filled by on_snapshot). */
+struct fs_snap_verdict {
+	int reason;     /* an enum fs_snap_reason, sent back to the sender */
+	char why[512];  /* the receiver's log line says this; "" for the reason's phrase */
+};
+
 struct fs_transport_callbacks {
 	/* A message from member `from`; buf is valid only during the call. */
 	void (*on_message)(void *ud, uint64_t from, const uint8_t *buf, size_t len);
@@ -35,12 +57,16 @@ struct fs_transport_callbacks {
 	/*
 	 * A whole snapshot from `from`: msg[0..msglen) is its raft message, path a fsynced file in
 	 * snap_dir holding its data, which the callee now owns (renames or unlinks it). Returns 0
-	 * when applied or accepted for applying; the sender is told success or failure.
+	 * when applied or accepted for applying, or a negative error after filling *v (zeroed by
+	 * the transport), which logs one line with v->why and tells the sender v->reason.
 	 */
 	int (*on_snapshot)(void *ud, uint64_t from, const uint8_t *msg, size_t msglen,
-			   const char *path);
-	/* The snapshot sent to `to` was received whole and accepted (ok = 1), or not (ok = 0). */
-	void (*on_snapshot_sent)(void *ud, uint64_t to, int ok);
+			   const char *path, struct fs_snap_verdict *v);
+	/*
+	 * The snapshot sent to `to` was received whole and accepted (ok = 1), or not (ok = 0,
+	 * reason an enum fs_snap_reason; the transport has logged it).
+	 */
+	void (*on_snapshot_sent)(void *ud, uint64_t to, int ok, int reason);
 	/* Started with cluster_id 0 (joining), the cluster's id was learned from a peer. */
 	void (*on_cluster_id)(void *ud, uint64_t cluster_id);
 	/* Peer `from`, of our own cluster, refused us as a member it does not know (removed?). */

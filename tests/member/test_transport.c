@@ -32,6 +32,7 @@ struct node {
 	const uint8_t *expect;  /* the data an incoming snapshot must hold */
 	size_t expect_len;
 	int snaps_sent_ok, snaps_sent_failed; /* on_snapshot_sent outcomes */
+	int last_refusal;       /* the reason of the last failure on_snapshot_sent heard */
 	char snap_dir[64];      /* incoming snapshots, when set */
 	uint64_t learned;       /* the cluster id learned while joining */
 	int refused_unknown;    /* peers of our cluster that did not know us */
@@ -54,7 +55,8 @@ static void on_unreachable(void *ud, uint64_t to)
 	((struct node *)ud)->unreachable++;
 }
 
-static int on_snapshot(void *ud, uint64_t from, const uint8_t *msg, size_t msglen, const char *path)
+static int on_snapshot(void *ud, uint64_t from, const uint8_t *msg, size_t msglen, const char *path,
+		       struct fs_snap_verdict *v)
 {
 	struct node *n = ud;
 	FILE *f = fopen(path, "rb");
@@ -67,16 +69,20 @@ static int on_snapshot(void *ud, uint64_t from, const uint8_t *msg, size_t msgle
 	    memcmp(msg, "SNAP", 4) == 0)
 		n->snaps_received++;
 	free(buf);
+	if (n->snap_rc)
+		v->reason = FS_SNAP_NOT_MEMBER;
 	return n->snap_rc;
 }
 
-static void on_snapshot_sent(void *ud, uint64_t to, int ok)
+static void on_snapshot_sent(void *ud, uint64_t to, int ok, int reason)
 {
 	struct node *n = ud;
 	if (ok)
 		n->snaps_sent_ok++;
 	else
 		n->snaps_sent_failed++;
+	if (!ok)
+		n->last_refusal = reason;
 }
 
 static void on_cluster_id(void *ud, uint64_t cluster_id)
@@ -457,12 +463,13 @@ CHECK_TEST(snapshot_streams_whole_or_not_at_all)
 	CHECK_EQ(b.snaps_received, 1);
 	CHECK_EQ(a.snaps_sent_failed, 0);
 
-	/* The member refuses it (say, it cannot apply it): the sender hears a failure. */
+	/* The member refuses it (its membership does not name it): the sender hears why. */
 	b.snap_rc = -EIO;
 	uint8_t *copy = malloc(len);
 	memcpy(copy, data, len);
 	CHECK_EQ(fs_transport_send_snapshot(a.t, 2, "SNAP", 4, copy, len, release, copy), 0);
 	CHECK(run_until(&loop, &a.snaps_sent_failed, 1, 10000));
+	CHECK_EQ(a.last_refusal, FS_SNAP_NOT_MEMBER);
 	CHECK_EQ(released, 1);
 	CHECK_EQ(b.snaps_received, 2);
 	CHECK_EQ(dir_entries(b.snap_dir), 0); /* the callee took its file */
@@ -478,6 +485,7 @@ CHECK_TEST(snapshot_streams_whole_or_not_at_all)
 	add_peer(&a, &c);
 	CHECK_EQ(fs_transport_send_snapshot(a.t, 3, "SNAP", 4, data, len, NULL, NULL), 0);
 	CHECK(run_until(&loop, &a.snaps_sent_failed, 2, 10000));
+	CHECK_EQ(a.last_refusal, FS_SNAP_STREAM);
 	CHECK_EQ(fs_transport_send_snapshot(a.t, 42, "SNAP", 4, data, len, NULL, NULL), -ENOENT);
 
 	node_stop(&loop, &a);
