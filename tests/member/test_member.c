@@ -8,11 +8,13 @@
 #include "check.h"
 #include "log_internal.h"
 #include "member_internal.h"
+#include "transport_internal.h"
 #include "raft.h"
 #include "wal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -428,6 +430,53 @@ CHECK_TEST(restart_replays_snapshot_and_wal)
 	cluster_stop();
 }
 
+/* The log goes to a file for a test to count lines in (log_capture .. log_release). */
+static char log_path[128];
+static int log_old_fd = -1;
+
+static void log_capture(void)
+{
+	snprintf(log_path, sizeof log_path, "/tmp/rfs-member-log-%d", (int)getpid());
+	int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	log_old_fd = fs_log_set_fd(fd);
+}
+
+static void log_release(void)
+{
+	close(fs_log_set_fd(log_old_fd));
+	unlink(log_path);
+}
+
+/* Lines of the captured log that contain needle. */
+static int log_lines(const char *needle)
+{
+	FILE *f = fopen(log_path, "r");
+	char line[2048];
+	int n = 0;
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Lines saying a snapshot to member i was sent (streamed whole and acknowledged). */
+static int sends_to(int i)
+{
+	char needle[64];
+	snprintf(needle, sizeof needle, "snapshot to %016" PRIx64 ": sent", C.cfg[i].self_id);
+	return log_lines(needle);
+}
+
+/* Whether member *arg has started streaming a snapshot. */
+static int streaming_from(void *arg)
+{
+	struct fs_member_status st;
+	fs_member_status(C.m[*(int *)arg], &st);
+	return st.snapshots_sent > 0;
+}
+
 /*
  * A cluster snapshotting every 10 entries whose follower (returned) was stopped while the leader
  * (*l) applied 60 puts: the log is compacted past what the follower has, so it needs a snapshot.
@@ -461,51 +510,45 @@ static int never(void *arg)
 	return 0;
 }
 
-/* Copies file from to to; 0 or -1. */
-static int copy_file(const char *from, const char *to)
+static int snapshot_at_applied(void *arg)
 {
-	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-	char buf[4096];
-	size_t n;
-	int rc = in && out ? 0 : -1;
-	while (!rc && (n = fread(buf, 1, sizeof buf, in)) > 0)
-		rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
-	if (in)
-		fclose(in);
-	if (out && fclose(out) != 0)
-		rc = -1;
-	return rc;
+	struct fs_member_status st;
+	fs_member_status(C.m[*(int *)arg], &st);
+	return st.snapshot_index == st.applied;
 }
 
 /*
- * A leader keeps the snapshots its child process takes in their files only, and reads one when a
- * follower needs it. While the newest file is not the snapshot raft's storage holds (a child
- * finished, the loop has not taken its snapshot yet: here a copy under a newer index stands in),
- * the snapshot is unavailable and nothing is sent; once it is, the follower catches up.
+ * A leader builds a follower's snapshot when the follower needs it, at the applied index then
+ * (etcd's merged snapshot), from its newest snapshot file when that is already there: an idle
+ * leader whose newest file is at its applied index streams that file and takes no other.
  */
-CHECK_TEST(snapshot_for_a_follower_is_read_from_its_file)
+CHECK_TEST(snapshot_for_a_follower_is_the_newest_file_at_the_applied_index)
 {
+	log_capture();
 	int l, f = follower_left_behind(&l);
-	run_until(never, NULL, 500); /* the last snapshot's child is done and taken */
-	char dir[300], from[600] = "", to[600] = "";
-	snprintf(dir, sizeof dir, "%s/member/snap", C.cfg[l].data_dir);
-	struct wal_snap_info *v;
-	size_t n;
-	CHECK_EQ(wal_snap_list(dir, &v, &n), 0);
-	CHECK(n > 0);
-	snprintf(from, sizeof from, "%s/%016" PRIx64 "-%016" PRIx64 ".snap", dir, v[0].term,
-		 v[0].index);
-	snprintf(to, sizeof to, "%s/%016" PRIx64 "-%016" PRIx64 ".snap", dir, v[0].term,
-		 v[0].index + 1000);
-	free(v);
-	CHECK_EQ(copy_file(from, to), 0);
+	struct answer a;
+	int k = 60;
+	while (!run_until(snapshot_at_applied, &l, 300) && k < 80)
+		CHECK_EQ(put(l, k++, &a), 0);
+	struct fs_member_status st;
+	fs_member_status(C.m[l], &st);
+	uint64_t newest = st.snapshot_index;
+	CHECK_EQ(newest, st.applied);
 	member_start(f);
-	struct applied_at_least w = {f, 60};
-	CHECK(!run_until(applied_count, &w, 1500)); /* the snapshot is not there for it yet */
-	CHECK_EQ(unlink(to), 0);
+	struct applied_at_least w = {f, k};
 	CHECK(run_until(applied_count, &w, 10000));
+	char needle[128];
+	snprintf(needle, sizeof needle, "snapshot to %016" PRIx64 ": streaming the one at index %"
+		 PRIu64 " ", C.cfg[f].self_id, newest);
+	CHECK_EQ(log_lines(needle), 1);
+	CHECK_EQ(sends_to(f), 1);
+	fs_member_status(C.m[l], &st);
+	CHECK_EQ(st.snapshot_index, newest); /* no other taken for it */
+	fs_member_status(C.m[f], &st);
+	CHECK_EQ(st.snapshot_index, newest);
 	check_same_history(l, f);
 	cluster_stop();
+	log_release();
 }
 
 CHECK_TEST(quorum_lost_times_out_then_heals)
@@ -701,11 +744,221 @@ CHECK_TEST(apply_backlog_refuses_proposals_then_recovers)
 	cluster_stop();
 }
 
+/* ---- issue 23: snapshots for members that join or come back --------------------------------- */
+
+/*
+ * A cluster snapshotting every snapshot_count entries (5 kept behind each) whose leader (returned)
+ * applied 60 puts and is idle: N, added (voter or learner) after the last snapshot, needs one.
+ * The log is captured.
+ */
+static int cluster_gains_member(enum fs_member_change_type type, uint64_t snapshot_count)
+{
+	log_capture();
+	cluster_start(snapshot_count, 3000);
+	CHECK(run_until(has_leader, NULL, 5000));
+	int l = leader_of();
+	struct answer a;
+	for (int k = 0; k < 60; k++)
+		CHECK_EQ(put(l, k, &a), 0);
+	run_until(never, NULL, 500); /* the last snapshot's child is done and taken: idle */
+	change(l, type, N, &a);
+	CHECK(run_until(answered, &a, 5000));
+	CHECK_EQ(a.status, 0);
+	return l;
+}
+
+/*
+ * Issue 23: a member added (voter or learner) after the leader's last snapshot, the log compacted
+ * past what it has, the cluster idle: it catches up with one snapshot, at its addition's index or
+ * later, not the pre-addition one again and again.
+ */
+static void added_after_compaction(enum fs_member_change_type type)
+{
+	int l = cluster_gains_member(type, 10);
+	struct fs_member_status st;
+	fs_member_status(C.m[l], &st);
+	uint64_t added_at = st.applied;
+	member_start(N);
+	struct applied_at_least w = {N, 60};
+	CHECK(run_until(applied_count, &w, 3000));
+	CHECK_EQ(sends_to(N), 1);
+	fs_member_status(C.m[N], &st);
+	CHECK(st.snapshot_index >= added_at);
+	fs_member_status(C.m[l], &st);
+	CHECK_EQ(st.snapshots_sent, 1);
+	check_same_history(l, N);
+	cluster_stop();
+	log_release();
+}
+
+CHECK_TEST(voter_added_after_compaction_catches_up_with_one_snapshot)
+{
+	added_after_compaction(FS_MEMBER_ADD_VOTER);
+}
+
+CHECK_TEST(learner_added_after_compaction_catches_up_with_one_snapshot)
+{
+	added_after_compaction(FS_MEMBER_ADD_LEARNER);
+}
+
+/*
+ * Writes go on while the new member joins (far more than the 5 entries kept behind a snapshot,
+ * the next snapshot 50 entries away): the log is not compacted past the snapshot in flight, and
+ * no snapshot is sent again until a newer one names the member, so one or two snapshots do.
+ */
+CHECK_TEST(member_added_to_a_busy_cluster_catches_up)
+{
+	int l = cluster_gains_member(FS_MEMBER_ADD_VOTER, 50);
+	member_start(N);
+	struct answer a;
+	for (int k = 60; k < 260; k++) {
+		CHECK_EQ(put(l, k, &a), 0);
+		run_until(never, NULL, 2); /* a write every few milliseconds, for a second */
+	}
+	struct applied_at_least w = {N, 260};
+	CHECK(run_until(applied_count, &w, 5000));
+	int sends = sends_to(N);
+	fprintf(stderr, "snapshot sends to the new member: %d\n", sends);
+	CHECK(sends >= 1 && sends <= 2);
+	check_same_history(l, N);
+	cluster_stop();
+	log_release();
+}
+
+/*
+ * The leader stops once it has started streaming the new member's snapshot: the member catches
+ * up, from that snapshot or the new leader's (two at most).
+ */
+CHECK_TEST(leader_stopped_during_a_snapshot_transfer)
+{
+	int l = cluster_gains_member(FS_MEMBER_ADD_VOTER, 10);
+	member_start(N);
+	CHECK(run_until(streaming_from, &l, 3000));
+	member_stop(l);
+	struct applied_at_least w = {N, 60};
+	CHECK(run_until(applied_count, &w, 5000));
+	int sends = sends_to(N);
+	CHECK(sends >= 1 && sends <= 2);
+	CHECK(run_until(has_leader, NULL, 5000));
+	int nl = leader_of();
+	struct answer a;
+	CHECK_EQ(put(nl, 60, &a), 0);
+	w.count = 61;
+	CHECK(run_until(applied_count, &w, 3000));
+	check_same_history(nl, N);
+	cluster_stop();
+	log_release();
+}
+
+/* A learner promoted as soon as it has caught up votes and applies like the others. */
+CHECK_TEST(learner_promoted_right_after_catching_up)
+{
+	int l = cluster_gains_member(FS_MEMBER_ADD_LEARNER, 10);
+	member_start(N);
+	struct applied_at_least w = {N, 60};
+	CHECK(run_until(applied_count, &w, 3000));
+	struct answer a;
+	change(l, FS_MEMBER_ADD_VOTER, N, &a);
+	CHECK(run_until(answered, &a, 5000));
+	CHECK_EQ(a.status, 0);
+	struct fs_member_status st;
+	fs_member_status(C.m[l], &st);
+	CHECK_EQ(st.n_voters, 4);
+	CHECK_EQ(st.n_learners, 0);
+	for (int k = 60; k < 80; k++)
+		CHECK_EQ(put(l, k, &a), 0);
+	w.count = 80;
+	CHECK(run_until(applied_count, &w, 3000));
+	CHECK_EQ(sends_to(N), 1);
+	check_same_history(l, N);
+	cluster_stop();
+	log_release();
+}
+
+static void on_fake_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
+{
+}
+
+static void on_fake_unreachable(void *ud, uint64_t to)
+{
+}
+
+struct fake_sent {
+	int done, ok, reason;
+};
+
+static void on_fake_snapshot_sent(void *ud, uint64_t to, int ok, int reason)
+{
+	struct fake_sent *s = ud;
+	*s = (struct fake_sent){1, ok, reason};
+}
+
+static int fake_sent_done(void *arg)
+{
+	return ((struct fake_sent *)arg)->done;
+}
+
+/*
+ * A snapshot whose membership does not name the receiver is refused before raft sees it: the
+ * receiver logs one line saying why and the sender hears the reason.
+ */
+CHECK_TEST(snapshot_not_naming_the_receiver_is_refused_with_its_reason)
+{
+	log_capture();
+	int l, f = follower_left_behind(&l);
+	struct fs_member_status st;
+	fs_member_status(C.m[l], &st);
+	/* The stopped follower's id and the cluster's, on a transport of the test's own. */
+	struct fake_sent sent = {0};
+	static const struct fs_transport_callbacks cb = {on_fake_message, on_fake_unreachable,
+							 NULL, on_fake_snapshot_sent, NULL, NULL};
+	struct fs_transport_config tc = {.cluster_id = st.cluster_id,
+					 .self_id = C.cfg[f].self_id,
+					 .listen_addr = "127.0.0.1:0"};
+	struct fs_transport *t;
+	CHECK_EQ(fs_transport_start(&t, &C.loop, &tc, &cb, &sent), 0);
+	CHECK_EQ(fs_transport_add_peer(t, C.cfg[l].self_id, C.cfg[l].listen_peer), 0);
+	struct raft_message msg = {.type = RAFT_MSG_SNAP, .to = C.cfg[l].self_id,
+				   .from = C.cfg[f].self_id, .term = st.term, .has_snapshot = 1};
+	msg.snapshot.meta = (struct raft_snapshot_meta){.index = st.applied + 100, .term = st.term};
+	msg.snapshot.meta.conf.voters[0] = C.cfg[f].self_id;
+	msg.snapshot.meta.conf.n_voters = 1;
+	uint8_t head[256], data[16] = "not a snapshot";
+	size_t hl = raft_message_encoded_size(&msg);
+	CHECK(hl <= sizeof head);
+	raft_message_encode(&msg, head);
+	CHECK_EQ(fs_transport_send_snapshot(t, C.cfg[l].self_id, head, hl, data, sizeof data, NULL,
+					    NULL), 0);
+	CHECK(run_until(fake_sent_done, &sent, 3000));
+	CHECK_EQ(sent.ok, 0);
+	CHECK_EQ(sent.reason, FS_SNAP_NOT_MEMBER);
+	char needle[128];
+	snprintf(needle, sizeof needle, "does not include this member (%016" PRIx64 ")",
+		 C.cfg[l].self_id);
+	CHECK_EQ(log_lines(needle), 1);
+	CHECK_EQ(log_lines("refused: the snapshot at index"), 1);
+	/* The member goes on as before. */
+	struct answer a;
+	CHECK_EQ(put(l, 60, &a), 0);
+	int closed = 0;
+	fs_transport_close(t, on_stopped, &closed);
+	while (!closed)
+		uv_run(&C.loop, UV_RUN_ONCE);
+	cluster_stop();
+	log_release();
+}
+
 CHECK_SUITE("member-member", CHECK_CASE(three_members_elect_and_commit),
 	    CHECK_CASE(restart_replays_snapshot_and_wal),
 	    CHECK_CASE(lagging_member_catches_up_by_snapshot),
-	    CHECK_CASE(snapshot_for_a_follower_is_read_from_its_file),
+	    CHECK_CASE(snapshot_for_a_follower_is_the_newest_file_at_the_applied_index),
 	    CHECK_CASE(quorum_lost_times_out_then_heals), CHECK_CASE(stopping_leader_hands_over),
 	    CHECK_CASE(learner_joins_is_promoted_and_removed_while_writing),
 	    CHECK_CASE(read_barrier_sees_every_acknowledged_write),
-	    CHECK_CASE(apply_backlog_refuses_proposals_then_recovers))
+	    CHECK_CASE(apply_backlog_refuses_proposals_then_recovers),
+	    CHECK_CASE(voter_added_after_compaction_catches_up_with_one_snapshot),
+	    CHECK_CASE(learner_added_after_compaction_catches_up_with_one_snapshot),
+	    CHECK_CASE(member_added_to_a_busy_cluster_catches_up),
+	    CHECK_CASE(leader_stopped_during_a_snapshot_transfer),
+	    CHECK_CASE(learner_promoted_right_after_catching_up),
+	    CHECK_CASE(snapshot_not_naming_the_receiver_is_refused_with_its_reason))
