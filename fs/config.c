@@ -74,6 +74,7 @@ void fs_config_defaults(struct fs_member_config *cfg)
 	cfg->heartbeat_ms = 100;
 	cfg->election_ms = 1000;
 	cfg->snapshot_count = 10000;
+	cfg->snapshot_catchup_entries = 5000;
 }
 
 /* Copies value into dst[cap] or says why not. */
@@ -203,6 +204,8 @@ int fs_config_flag(struct fs_member_config *cfg, const char *flag, const char *v
 	}
 	if (!strcmp(flag, "--snapshot-count"))
 		return set_uint(&cfg->snapshot_count, 1, UINT64_MAX / 2, flag, value, err);
+	if (!strcmp(flag, "--snapshot-catchup-entries"))
+		return set_uint(&cfg->snapshot_catchup_entries, 1, UINT64_MAX / 2, flag, value, err);
 	if (!strcmp(flag, "--log-level")) {
 		if (strcmp(value, "debug") && strcmp(value, "info") && strcmp(value, "warn") &&
 		    strcmp(value, "error")) {

@@ -32,6 +32,8 @@ struct fs_member_config {
 	unsigned heartbeat_ms;          /* --heartbeat-interval (100) */
 	unsigned election_ms;           /* --election-timeout (1000) */
 	uint64_t snapshot_count;        /* --snapshot-count (10000) */
+	uint64_t snapshot_catchup_entries; /* --snapshot-catchup-entries (5000): log entries kept
+					    * behind a snapshot for slow followers */
 	char log_level[16];             /* --log-level (info) */
 	uint64_t self_id;               /* this member's id, derived */
 	uint64_t cluster_id;            /* the cluster's id, derived */

@@ -1858,6 +1858,8 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
 	if (!m->opt.request_timeout_ms)
 		m->opt.request_timeout_ms = 7000;
 	if (!m->opt.catchup_entries)
+		m->opt.catchup_entries = cfg->snapshot_catchup_entries;
+	if (!m->opt.catchup_entries)
 		m->opt.catchup_entries = FS_SNAPSHOT_CATCHUP_ENTRIES;
 	m->sm = *sm;
 	struct stat st;

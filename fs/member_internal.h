@@ -61,7 +61,8 @@ struct fs_member;
 struct fs_member_options {
 	uint64_t request_timeout_ms; /* a proposal not applied by then fails: 0 means 7000 */
 	size_t max_queue_frames;     /* transport's per-peer queue; 0: its default */
-	uint64_t catchup_entries;    /* entries kept behind a snapshot; 0: FS_SNAPSHOT_CATCHUP_ENTRIES */
+	uint64_t catchup_entries;    /* entries kept behind a snapshot; 0: the config's
+				      * --snapshot-catchup-entries, else FS_SNAPSHOT_CATCHUP_ENTRIES */
 	/*
 	 * 0: a snapshot is written by a forked child unless the last one was small (member.c);
 	 * 1: always by a forked child (tests of that path).

@@ -196,6 +196,7 @@ static int usage(FILE *err)
 		     "         [--initial-cluster N=H:P,...] [--initial-cluster-state new|existing]\n"
 		     "         [--initial-cluster-token T] [--heartbeat-interval MS]\n"
 		     "         [--election-timeout MS] [--snapshot-count N] [--log-level L]\n"
+		     "         [--snapshot-catchup-entries N]\n"
 		     "         [--max-request-bytes N] [--quota-backend-bytes N]\n"
 		     "         [--request-timeout MS] [--corrupt-check-interval MS]\n"
 		     "         [--session-ttl S] [--auto-compaction-mode periodic|revision]\n"
