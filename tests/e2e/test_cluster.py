@@ -330,6 +330,40 @@ def test_member_list_add_promote_remove(cluster, ws, raftfs_bin):
     fails(raftfs_bin, 2, "unknown subcommand 'rename'", "member", "rename", n1.mountpoint, "x")
 
 
+def test_member_added_after_compaction_gets_every_file_from_one_snapshot(cluster, ws, raftfs_bin):
+    """Issue 23: the log was compacted before the add, so the new member needs a snapshot: the
+    leader builds one naming it, sends it once (twice if leadership moves), and n4 serves every
+    file with its content."""
+    flags = ("--snapshot-count", "10", "--snapshot-catchup-entries", "5")
+    members = cluster(3, extra=flags)
+    n1 = members[0]
+    files = {f"f{i:03d}": f"file {i}\n".encode() * (i + 1) for i in range(60)}
+    for name, data in files.items():
+        write(os.path.join(n1.mountpoint, name), data)
+    time.sleep(1.0)  # the last snapshot is taken: an idle cluster whose snapshot predates n4
+    port = harness.free_port()
+    out = ok(raftfs_bin, "member", "add", n1.mountpoint, f"n4=127.0.0.1:{port}")
+    n4_id = out.split("member n4 (")[1].split(")")[0]
+    initial = out.split("--initial-cluster ")[1].strip()
+    mp = ws.path("n4")
+    argv = harness.member_argv(raftfs_bin, "n4", ws.path("n4.data"), port, initial, mp,
+                               ("--initial-cluster-state", "existing", *flags))
+    n4 = ws.add(harness.Daemon("n4", argv, mp, ws.root)).start()
+    n4.wait_mounted(30)
+
+    def served():
+        try:
+            return all(read(os.path.join(n4.mountpoint, n)) == d for n, d in files.items())
+        except OSError:
+            return False
+    assert wait_for(served, 15)
+    sent = sum(m.stderr().count(f"snapshot to {n4_id}: sent") for m in members)
+    refused = n4.stderr().count("refused")
+    assert 1 <= sent <= 2 and refused == 0, (sent, refused)
+    status = json.loads(read(os.path.join(n4.mountpoint, ".raftfs/status")))
+    assert status["applied_index"] > 0
+
+
 def test_alarm_list_and_disarm(cluster, raftfs_bin):
     (m,) = cluster(1, extra=("--quota-backend-bytes", "300000"))
     assert ok(raftfs_bin, "alarm", "list", m.mountpoint) == ""
