@@ -1,12 +1,14 @@
 /*
- * bench_common.c: the throw-away etcd cluster of the benchmarks and their scratch-dir cleanup (see
- * bench_common.h).
+ * bench_common.c: the throw-away etcd cluster of the benchmarks, their scratch-dir cleanup and free
+ * loopback ports (see bench_common.h).
  */
 #include "bench_common.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,8 +16,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+int bench_free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	int port = -1;
+	if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    getsockname(s, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (s >= 0)
+		close(s);
+	return port;
+}
 
 int bench_cluster_start(struct bench_cluster *c, const char *script, double timeout_s,
 			const volatile sig_atomic_t *interrupted)

@@ -1,7 +1,8 @@
 /*
  * bench_common.h: what etcd-bench and fs-bench share so that their figures are computed the same
- * way: clocks, nearest-rank percentiles of latencies, the 256-byte value generator, and the
- * throw-away etcd cluster run by etcd_cluster.sh (bench_cluster_start/stop, bench_common.c).
+ * way: clocks, nearest-rank percentiles of latencies, the 256-byte value generator, free loopback
+ * ports, and the throw-away etcd cluster run by etcd_cluster.sh (bench_cluster_start/stop,
+ * bench_common.c). catchup-bench and watch-bench use them too.
  */
 #ifndef RAFTFS_BENCH_COMMON_H
 #define RAFTFS_BENCH_COMMON_H
@@ -53,6 +54,9 @@ static inline void bench_make_value(unsigned char *v, uint64_t seed)
 		v[i] = (unsigned char)x;
 	}
 }
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it), or -1. */
+int bench_free_port(void);
 
 /* A 3-member etcd started by `bash etcd_cluster.sh serve`; it lives while `in` stays open. */
 struct bench_cluster {

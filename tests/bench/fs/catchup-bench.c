@@ -17,19 +17,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench_common.h"
 
 #define MEMBERS 4
 #define THREADS 16
@@ -42,31 +41,9 @@ static const char *snapshot_count = "10000";
 static atomic_long next_file;
 static atomic_int write_errors;
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void sleep_ms(int ms)
 {
 	nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000}, NULL);
-}
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t sl = sizeof sa;
-	int port = -1;
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
 }
 
 /* Starts member i (`raftfs mount -f`, its log in log_path[i]); extra: NULL-ended flags. */
@@ -131,8 +108,8 @@ static long long status_field(int i, const char *field)
 
 static int wait_serving(int i, double timeout_s)
 {
-	double deadline = now_s() + timeout_s;
-	while (now_s() < deadline) {
+	double deadline = bench_now_s() + timeout_s;
+	while (bench_now_s() < deadline) {
 		if (status_field(i, "applied_index") >= 0)
 			return 0;
 		sleep_ms(20);
@@ -234,7 +211,7 @@ int main(int argc, char **argv)
 		snprintf(data_dir[i], sizeof data_dir[i], "%s/n%d.data", base, i + 1);
 		snprintf(mnt[i], sizeof mnt[i], "%s/n%d", base, i + 1);
 		snprintf(log_path[i], sizeof log_path[i], "%s/n%d.log", base, i + 1);
-		ports[i] = free_port();
+		ports[i] = bench_free_port();
 		if (i < MEMBERS - 1)
 			snprintf(cluster + strlen(cluster), sizeof cluster - strlen(cluster),
 				 "%sn%d=127.0.0.1:%d", i ? "," : "", i + 1, ports[i]);
@@ -246,7 +223,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < MEMBERS - 1; i++)
 		if (wait_serving(i, 30) != 0)
 			goto out;
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	pthread_t th[THREADS];
 	for (int t = 0; t < THREADS; t++)
 		pthread_create(&th[t], NULL, writer, NULL);
@@ -256,7 +233,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "catchup-bench: %d writes failed\n", (int)write_errors);
 		goto out;
 	}
-	fprintf(stderr, "catchup-bench: %ld files written in %.1f s\n", files, now_s() - t0);
+	fprintf(stderr, "catchup-bench: %ld files written in %.1f s\n", files, bench_now_s() - t0);
 	sleep_ms(3000); /* the last snapshot is taken: an idle cluster */
 
 	char cmd[2048], out[2048] = "";
@@ -279,18 +256,18 @@ int main(int argc, char **argv)
 	snprintf(last, sizeof last, "%s/f%07ld", mnt[3], files - 1);
 	value_of(files - 1, want);
 
-	double start = now_s();
+	double start = bench_now_s();
 	const char *existing[] = {"--initial-cluster-state", "existing", NULL};
 	if (start_member(3, ports[3], cluster4, existing) != 0)
 		goto out;
 	int caught = 0;
-	while (now_s() < start + 600 && !caught) {
+	while (bench_now_s() < start + 600 && !caught) {
 		caught = status_field(3, "applied_index") >= target &&
 			 read_file(last, have, sizeof have) == VALUE_BYTES && !strcmp(have, want);
 		if (!caught)
 			sleep_ms(5);
 	}
-	double took = now_s() - start;
+	double took = bench_now_s() - start;
 	if (!caught) {
 		fprintf(stderr, "catchup-bench: n4 did not catch up in %.0f s (log: %s)\n", took,
 			log_path[3]);

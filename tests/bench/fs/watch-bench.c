@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,7 +31,6 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -73,20 +71,6 @@ static void make_value(char *out, uint64_t i)
 		sprintf(out + 2 * k, "%02x", raw[k]);
 }
 
-static int free_port(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	int port = -1;
-	if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(s, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (s >= 0)
-		close(s);
-	return port;
-}
-
 static int is_mounted(const char *path)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "r");
@@ -107,7 +91,7 @@ static int start_members(const char *raftfs)
 	int ports[MEMBERS];
 	char cluster[256] = "";
 	for (int i = 0; i < MEMBERS; i++) {
-		ports[i] = free_port();
+		ports[i] = bench_free_port();
 		if (ports[i] < 0)
 			return -EADDRNOTAVAIL;
 		snprintf(cluster + strlen(cluster), sizeof cluster - strlen(cluster),
