@@ -27,27 +27,23 @@
  * replayed like a remote change.
  *
  * Bounds: at most FS_REPLAY_QUEUE_MAX changes wait, as many as the kernel queues for one inotify
- * instance by default (fs.inotify.max_queued_events; at 4096, a burst of 64 writers on another
- * member left this one 850 changes behind what it could queue; the environment variable
- * RAFTFS_REPLAY_QUEUE_MAX overrides it, for tests); a change arriving at a full queue is dropped
+ * instance by default (fs.inotify.max_queued_events; a quarter of that was outrun by a burst of
+ * 64 writers on another member; the environment variable RAFTFS_REPLAY_QUEUE_MAX overrides it,
+ * for tests); a change arriving at a full queue is dropped
  * (said once in the log until the queue drains): its caches are still invalidated, only its
  * events are lost. The loop never waits for the replay thread: it only takes the queue's lock for
  * a push, and the current operation's lock, which the replay thread never holds across a syscall.
  * Priority: the thread runs at nice 10. Replays are notifications; when the CPU is short they
  * wait for the writes, raft and the readers (within the bound above) instead of taking a third of
- * it. In fs-bench, 64 writers got 36% more writes acknowledged per second and one writer's p50
- * fell by 10%; the replays then catch up after the burst (fs_replay_catchup_ms_64, about 0.5 s
- * after 2.2 s of writes), so counting that the gain is about 15%.
+ * it, and catch up after a burst (fs-bench prints how long: fs_replay_catchup_ms_64).
  * When: a replay waits until this member begins a WAL sync (fs_replay_sync, from the member's
  * on_sync), or at most 1 ms after its change was applied. A writer's next change follows the
  * answer to its last one: the replays of the last one, 5 FUSE round trips each on every member
  * that did not write, then took the two CPUs just as the writer's next open, write and proposal
- * needed them (a single writer's latency was 25-35% higher with replays than without). During a
- * sync every member waits on the disk, and the CPUs are free: fs-bench's single writer's p50 fell
- * by 10% at the median of 9 pairs (1,142 -> 1,024 us), and with O_EXCL by 11%. Under a steady load
- * a sync begins every few hundred microseconds, so replays are not held back; on an idle cluster a
- * remote change's event comes 1 ms later than it could (watch-bench's remote_event_p50_us: 390 ->
- * 1,378 us; issue 8 asks for 5 ms).
+ * needed them. During a sync every member waits on the disk, and the CPUs are free. Under a steady
+ * load a sync begins every few hundred microseconds, so replays are not held back; on an idle
+ * cluster a remote change's event comes up to 1 ms later than it could (watch-bench measures it:
+ * remote_event_p50_us).
  *
  * Where: the thread goes through a detached clone of the mount (open_tree, OPEN_TREE_CLONE), by
  * paths relative to its root. A file it holds open pins the clone, not the mount users see, so an
@@ -65,10 +61,9 @@
  *
  * Off: a mount started with -o no_remote_inotify (server.c) starts no replay thread; ops and
  * control then see a NULL replay. The replays are FUSE requests on every member that did not
- * make a change (five for a new file, against six on the writer's member): in fs-bench, 64
- * writers did 2.3-2.5 times etcd's puts a second without them and 1.6-2.1 with them (medians 2.47
- * and 1.78), while the FUSE floor of a file and its two replays (fuse-floor answering them and
- * doing nothing else) was 1.7-2.3 times (median 2.1).
+ * make a change (five for a new file, against six on the writer's member), which is what a
+ * cluster nobody watches for other members' changes saves (fs-bench prints writes with and
+ * without them, and the FUSE floor of a file and its replays).
  *
  * Not replayed (their caches are invalidated all the same): a snapshot received from the leader
  * (its changes come without history), changes of extended attributes (their keys are outside the

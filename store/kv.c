@@ -388,9 +388,9 @@ int store_get(struct store *s, const void *key, size_t key_len, int64_t rev, str
 /*
  * A freed result array kept per thread for the next point range. Allocating each one-key result
  * with malloc and freeing it with free kept point ranges from overlapping their cache misses
- * (glibc's malloc and free around a result filled while a miss is outstanding; I did not pin
- * down why): 480-700 ns a range where store_get took 280-320, against 310-320 with the array
- * reused. Any result array will do (it holds one kv at least). A thread that exits frees its own
+ * (glibc's malloc and free around a result filled while a miss is outstanding; why was not
+ * pinned down): a point range cost far more than a store_get, and costs what one does with the
+ * array reused. Any result array will do (it holds one kv at least). A thread that exits frees its own
  * (spare_drop, run by a thread-specific key); the main thread's stays reachable until exit.
  */
 static __thread struct store_kv *spare_kvs;
