@@ -8,7 +8,8 @@
  * detached: it keeps its number until forgotten, no longer resolves by path (-ESTALE), but keeps
  * its old path and the last revision it existed at, so a process that still holds it open reads
  * what it opened, from the store's history (as an unlinked file stays readable). Root is inode 1.
- * Thread-safe: FUSE worker threads and the replay thread share it under one mutex.
+ * Every call comes from the member's loop thread, where FUSE requests (the inotify replay's
+ * included) are served; the mutex it takes is uncontended, a safeguard.
  */
 #ifndef RAFTFS_FS_INODE_INTERNAL_H
 #define RAFTFS_FS_INODE_INTERNAL_H
