@@ -180,27 +180,6 @@ static void handle_reset(struct fs_control_handle *h)
 
 /* ---- messages --------------------------------------------------------------------------------- */
 
-static const char *status_message(int rc)
-{
-	switch (rc) {
-	case -ETIMEDOUT:
-		return "no quorum answered within the request timeout";
-	case FS_ETOOMANYREQUESTS:
-		return "too many requests: applying is behind, try again";
-	case FS_ESTOPPING:
-		return "the member is stopping";
-	case FS_EREMOVED:
-		return "this member was removed from the cluster";
-	case FS_KV_ECORRUPT:
-		return "the CORRUPT alarm is raised: writes are refused until it is disarmed";
-	default:
-		break;
-	}
-	if (rc <= -1001 && rc >= -1099)
-		return raft_strerror(rc);
-	return store_strerror(rc);
-}
-
 static int parse_i64(const char *s, int64_t *out)
 {
 	char *end;
@@ -293,7 +272,7 @@ static void call_error(struct fs_control_call *call, const char *what, int statu
 {
 	struct out *o = call_out(call);
 	if (o)
-		out_printf(o, "error: %s: %s\n", what, status_message(status));
+		out_printf(o, "error: %s: %s\n", what, fs_strerror(status));
 }
 
 /* ---- leases kept by the leader ---------------------------------------------------------------- */
@@ -311,7 +290,7 @@ static void on_revoked(struct fs_control_call *call, int status, const Rpc__Resp
 			", the keys attached to it are deleted", call->arg, resp->revision);
 	else if (status != STORE_ELEASENOTFOUND)
 		FS_WARN("revoking expired lease %" PRId64 " failed: %s (retrying)", call->arg,
-			status_message(status));
+			fs_strerror(status));
 }
 
 static void expire_leases(struct fs_control *c, int64_t now)
@@ -367,7 +346,7 @@ static void on_session(struct fs_control_call *call, int status, const Rpc__Resp
 		/* no quorum for now: try again on a later tick, without a line each time */
 		c->session_renew_ms = wall_ms() + 1000;
 		FS_DEBUG("session lease %s failed: %s", granting ? "grant" : "keep-alive",
-			 status_message(status));
+			 fs_strerror(status));
 	}
 }
 
@@ -418,7 +397,7 @@ static void on_auto_compacted(struct fs_control_call *call, int status, const Rp
 			call->arg);
 	else if (status != STORE_ECOMPACTED)
 		FS_WARN("automatic compaction at revision %" PRId64 " failed: %s", call->arg,
-			status_message(status));
+			fs_strerror(status));
 }
 
 /* The revision to compact at now, or 0 for none yet. */
@@ -537,7 +516,7 @@ static void watch_pump(struct fs_control_handle *h)
 				   b.compact_rev, b.compact_rev + 1);
 			h->watch_ended = 1;
 		} else if (rc != 0) {
-			out_printf(&h->out, "error: the watch ended: %s\n", status_message(rc));
+			out_printf(&h->out, "error: the watch ended: %s\n", fs_strerror(rc));
 			h->watch_ended = 1;
 		}
 		size_t n = rc == 0 ? b.n : 0;
@@ -731,7 +710,7 @@ static void cmd_propose(struct cmd *k, Rpc__Request *req,
 	snprintf(call->text, sizeof call->text, "%s", text ? text : "");
 	int rc = call_propose(call, req);
 	if (rc)
-		cmd_fail(k, "%s", status_message(rc));
+		cmd_fail(k, "%s", fs_strerror(rc));
 }
 
 static void done_grant(struct fs_control_call *call, int status, const Rpc__Response *resp)
@@ -976,7 +955,7 @@ static void cmd_member(struct cmd *k)
 	if (rc) {
 		call_free(call);
 		cmd_fail(k, "member %s: %s", sub,
-			 rc == -EINVAL ? "a malformed NAME=HOST:PORT" : status_message(rc));
+			 rc == -EINVAL ? "a malformed NAME=HOST:PORT" : fs_strerror(rc));
 	}
 }
 
@@ -1110,7 +1089,7 @@ static void cmd_get(struct cmd *k)
 		return;
 	}
 	if (rc) {
-		cmd_fail(k, "get %s: %s", path, status_message(rc));
+		cmd_fail(k, "get %s: %s", path, fs_strerror(rc));
 		return;
 	}
 	if (!res.n) {
@@ -1147,7 +1126,7 @@ static void cmd_watch(struct cmd *k)
 		return;
 	}
 	if (rc) {
-		cmd_fail(k, "watch %s: %s", path, status_message(rc));
+		cmd_fail(k, "watch %s: %s", path, fs_strerror(rc));
 		return;
 	}
 	out_printf(&k->h->out, "ok\n");
@@ -1161,7 +1140,7 @@ static void cmd_snapshot(struct cmd *k)
 	size_t len = 0;
 	int rc = store_snapshot_save_buf(k->c->store, &img, &len);
 	if (rc) {
-		cmd_fail(k, "snapshot: %s", status_message(rc));
+		cmd_fail(k, "snapshot: %s", fs_strerror(rc));
 		return;
 	}
 	out_printf(&k->h->out, "ok\n");
@@ -1458,7 +1437,7 @@ static void on_session_revoked(struct fs_control_call *call, int status,
 			call->arg);
 	else
 		FS_WARN("session lease %" PRId64 " not revoked (%s): its files go when it expires",
-			call->arg, status_message(status));
+			call->arg, fs_strerror(status));
 	uv_timer_stop(&c->timer);
 	stop_finish(c);
 }

@@ -24,7 +24,6 @@
 #include "rpc.pb-c.h"
 #include "store.h"
 
-#define FS_KV_ECORRUPT (-3101) /* the CORRUPT alarm is raised: writes are refused */
 
 /* The state machine's context. */
 struct fs_kv {

@@ -1087,7 +1087,7 @@ static void snap_read_done(uv_work_t *req, int status)
 	free(hb);
 	if (rc != 0) {
 		FS_WARN("snapshot to %016" PRIx64 ": the one at index %" PRIu64 " not sent: %s",
-			sp->id, sp->index, strerror(-rc));
+			sp->id, sp->index, fs_strerror(rc));
 		free(file);
 		snap_failed(m, sp, FS_SNAP_STREAM);
 		return;
@@ -1670,7 +1670,7 @@ static int bootstrap(struct fs_member *m)
 				      went, n, 1);
 		if (rc != 0) {
 			FS_ERROR("cannot bootstrap the log in %s: %s", m->wal_dir,
-				 rc < -1000 ? raft_strerror(rc) : wal_errmsg());
+				 fs_err_is_errno(rc) ? wal_errmsg() : fs_strerror(rc));
 			return rc;
 		}
 		m->recovered_commit = hs.commit; /* applied before the member serves */
@@ -1975,7 +1975,7 @@ int fs_member_restore(const struct fs_member_config *cfg, const uint8_t *image, 
 			m->cluster_id);
 	else if (rc != -EEXIST && rc != -EINVAL)
 		FS_ERROR("restore into %s failed: %s", cfg->data_dir,
-			 rc < -1000 ? raft_strerror(rc) : wal_errmsg());
+			 fs_err_is_errno(rc) ? wal_errmsg() : fs_strerror(rc));
 	free(snap.data);
 	member_free(m);
 	return rc;

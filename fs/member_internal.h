@@ -25,14 +25,8 @@
 #include <uv.h>
 
 #include "config_internal.h"
+#include "error_internal.h"
 #include "wait_internal.h"
-
-/* Errors of the member, besides negative errno values, raft's (-1xxx) and the store's (-2xxx). */
-enum {
-	FS_ETOOMANYREQUESTS = -3001, /* committed runs too far ahead of applied: back off */
-	FS_ESTOPPING = -3002,        /* the member is shutting down */
-	FS_EREMOVED = -3003,         /* this member was removed from the cluster */
-};
 
 /* How far committed may run ahead of applied before proposals are refused (seed 000). */
 #define FS_MAX_APPLY_BACKLOG 5000

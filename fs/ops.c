@@ -38,31 +38,6 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int fs_ops_errno(int status)
-{
-	switch (status) {
-	case 0:
-		return 0;
-	case -ETIMEDOUT:
-	case FS_ESTOPPING:
-	case FS_EREMOVED:
-	case RAFT_EPROPOSALDROPPED:
-		return EIO;
-	case FS_ETOOMANYREQUESTS:
-		return EAGAIN;
-	case FS_KV_ECORRUPT:
-		return EIO; /* members disagree: nothing is written until an operator looks */
-	case STORE_ENOSPACE:
-		return ENOSPC;
-	case STORE_ELEASENOTFOUND:
-		return EINVAL;
-	case STORE_EKEYNOTFOUND:
-		return ENOENT;
-	default:
-		return status < 0 && status > -4096 ? -status : EIO;
-	}
-}
-
 /*
  * Looks a key up at revision rev (0: current); 0 with *kv (pointing into the store until its next
  * change), -ENOENT when it does not exist then (or that revision was compacted).
@@ -483,7 +458,7 @@ static void on_barrier(void *arg, uint64_t id, int status, const void *r, size_t
 	struct deferred *d = arg;
 	struct fs_ops *o = d->o;
 	if (status) {
-		fuse_reply_err(d->req, fs_ops_errno(status));
+		fuse_reply_err(d->req, fs_errno(status));
 		free(d);
 		return;
 	}
@@ -531,7 +506,7 @@ static int deferred_read(struct fs_ops *o, fuse_req_t req, enum deferred_op op, 
 	int rc = fs_member_read_barrier(o->member, on_barrier, d);
 	if (rc) {
 		free(d);
-		fuse_reply_err(req, fs_ops_errno(rc));
+		fuse_reply_err(req, fs_errno(rc));
 	}
 	return 1;
 }
@@ -1108,7 +1083,7 @@ static int created_attrs_current(struct fs_ops *o, struct fh *h)
 static void commit_done(struct pending *p, int status, const Rpc__Response *resp)
 {
 	struct fh *h = p->fh;
-	int err = fs_ops_errno(status);
+	int err = fs_errno(status);
 	if (!err && !resp->succeeded) {
 		/* a create replaces what another member put there meanwhile, as seen: look again */
 		int rc = h->created && ++p->attempt < RETRIES ? commit_propose(p) : -ENOENT;
@@ -1207,7 +1182,7 @@ static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
 		rc = commit_propose(p);
 	}
 	if (rc) {
-		FS_WARN("commit of %s failed: %s", h->path, strerror(-rc));
+		FS_WARN("commit of %s failed: %s", h->path, fs_strerror(rc));
 		if (h->created)
 			h->failed = -rc;
 		free(p);
@@ -1249,7 +1224,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void create_done(struct pending *p, int status, const Rpc__Response *resp)
 {
 	struct fs_ops *o = p->o;
-	int err = fs_ops_errno(status);
+	int err = fs_errno(status);
 	struct store_kv kv;
 	if (!err && !resp->succeeded) {
 		/* lost a race, or the directory went away */
@@ -1468,7 +1443,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void remove_done(struct pending *p, int status, const Rpc__Response *resp)
 {
-	int err = fs_ops_errno(status);
+	int err = fs_errno(status);
 	struct store_kv kv;
 	if (!err && !resp->succeeded)
 		err = get_kv(p->o, p->path, &kv) == 0 ? ENOTEMPTY : ENOENT;
@@ -1537,7 +1512,7 @@ static void rename_start(struct pending *p);
 
 static void rename_done(struct pending *p, int status, const Rpc__Response *resp)
 {
-	int err = fs_ops_errno(status);
+	int err = fs_errno(status);
 	if (!err && !resp->succeeded) {
 		if (++p->attempt < RETRIES) {
 			rename_start(p); /* something changed meanwhile: look again */
@@ -1755,7 +1730,7 @@ static void setattr_start(struct pending *p);
 
 static void setattr_done(struct pending *p, int status, const Rpc__Response *resp)
 {
-	int err = fs_ops_errno(status);
+	int err = fs_errno(status);
 	if (!err && !resp->succeeded) {
 		if (++p->attempt < RETRIES) {
 			setattr_start(p);
@@ -2053,7 +2028,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void xattr_done(struct pending *p, int status, const Rpc__Response *resp)
 {
-	int err = fs_ops_errno(status);
+	int err = fs_errno(status);
 	struct store_kv kv;
 	if (!err && !resp->succeeded) {
 		/* which compare failed: the file, or the attribute's presence */

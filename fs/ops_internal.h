@@ -93,7 +93,4 @@ void fs_ops_after_apply(struct fs_ops *ops);
 /* Stops invalidating (before the session goes) and frees everything. */
 void fs_ops_close(struct fs_ops *ops);
 
-/* The errno a FUSE reply carries for a member, raft or store error (positive). */
-int fs_ops_errno(int status);
-
 #endif

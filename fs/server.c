@@ -399,7 +399,7 @@ static int run_mount(int argc, char **argv, FILE *out, FILE *err)
 	sv.mount.on_unlisted = server_on_unlisted;
 	fs_mount_guard(&sv.mount, "/proc/self/exe"); /* the replay thread waits on the mount */
 	if ((rc = fs_ops_watch_start(&sv.ops, sv.mount.se)) != 0) {
-		FS_ERROR("cannot watch the store for changes: %s", store_strerror(rc));
+		FS_ERROR("cannot watch the store for changes: %s", fs_strerror(rc));
 		return FS_EXIT_FAILURE;
 	}
 	if (no_remote_inotify)
