@@ -1452,8 +1452,8 @@ static int snapshot_check(struct fs_member *m, uint64_t from, const uint8_t *msg
 		return -EINVAL;
 	}
 	const struct raft_snapshot_meta *meta = &out->snapshot.meta;
-	struct raft_status st;
-	raft_status(m->raft, &st);
+	struct raft_hard_state hs;
+	raft_hard_state(m->raft, &hs);
 	if (out->type != RAFT_MSG_SNAP || out->from != from) {
 		v->reason = FS_SNAP_BAD;
 		snprintf(v->why, sizeof v->why, "its raft message is of type %d from %016" PRIx64,
@@ -1465,11 +1465,11 @@ static int snapshot_check(struct fs_member *m, uint64_t from, const uint8_t *msg
 		snprintf(v->why, sizeof v->why, "the snapshot at index %" PRIu64 " term %" PRIu64
 			 ": its membership (%s) does not include this member (%016" PRIx64 ")",
 			 meta->index, meta->term, conf, m->id);
-	} else if (out->term < st.hard_state.term) {
+	} else if (out->term < hs.term) {
 		v->reason = FS_SNAP_STALE_TERM;
 		snprintf(v->why, sizeof v->why, "the snapshot at index %" PRIu64 " comes from term %"
 			 PRIu64 ", this member is at term %" PRIu64, meta->index, out->term,
-			 st.hard_state.term);
+			 hs.term);
 	} else {
 		if (meta->index <= m->applied)
 			FS_DEBUG("snapshot from %016" PRIx64 " at index %" PRIu64 ": applied index %"
@@ -1985,9 +1985,9 @@ int fs_member_restore(const struct fs_member_config *cfg, const uint8_t *image, 
 
 static int backlog_too_large(struct fs_member *m)
 {
-	struct raft_status st;
-	raft_status(m->raft, &st);
-	return st.hard_state.commit > m->applied + FS_MAX_APPLY_BACKLOG;
+	struct raft_hard_state hs;
+	raft_hard_state(m->raft, &hs);
+	return hs.commit > m->applied + FS_MAX_APPLY_BACKLOG;
 }
 
 int fs_member_propose(struct fs_member *m, const void *req, size_t len, fs_wait_cb cb, void *arg)

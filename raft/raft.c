@@ -2176,6 +2176,11 @@ void raft_advance(struct raft *r, struct raft_ready *rd)
 	memset(rd, 0, sizeof *rd);
 }
 
+void raft_hard_state(struct raft *r, struct raft_hard_state *hs)
+{
+	current_hs(r, hs);
+}
+
 void raft_status(struct raft *r, struct raft_status *st)
 {
 	memset(st, 0, sizeof *st);

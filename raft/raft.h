@@ -362,6 +362,13 @@ void raft_advance(struct raft *r, struct raft_ready *rd);
 /* Fills *st (caller's memory). */
 void raft_status(struct raft *r, struct raft_status *st);
 
+/*
+ * The hard state alone (term, vote, commit index), for a caller on a hot path: a proposal reads
+ * the commit index, where raft_status would also fill the membership and every follower's
+ * progress.
+ */
+void raft_hard_state(struct raft *r, struct raft_hard_state *hs);
+
 /* Codec between native types and raftpb protobuf bytes (for the WAL and the peer transport). */
 
 /* Returns the encoded size of m. */
