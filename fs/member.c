@@ -850,6 +850,17 @@ static void reads_round(struct fs_member *m)
 	raft_read_index(m->raft, ctx, sizeof ctx);
 }
 
+/* A line of the raft core's (raft_config.logger) in this member's log. */
+static void raft_said(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	FS_LOG(level == RAFT_LOG_ERROR  ? FS_LOG_ERROR
+	       : level == RAFT_LOG_WARN ? FS_LOG_WARN
+	       : level == RAFT_LOG_INFO ? FS_LOG_INFO
+					: FS_LOG_DEBUG,
+	       "raft: %s", msg);
+}
+
 /* ---- the Ready cycle ------------------------------------------------------------------------- */
 
 static void inbox_push(struct fs_member *m, struct inbox_item *it)
@@ -1882,6 +1893,7 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
 		.check_quorum = 1,
 		.pre_vote = 1,
 		.seed = m->id ^ (uint64_t)ts.tv_nsec,
+		.logger = raft_said,
 	};
 	rc = raft_new(&rc_cfg, &m->st, &m->raft);
 	if (rc != 0) {

@@ -12,6 +12,9 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,6 +155,8 @@ struct raft {
 	uint64_t max_msg_size, max_committed_size;
 	size_t max_inflight;
 	int check_quorum, pre_vote, disable_forwarding;
+	void (*logger)(void *arg, int level, const char *msg); /* raft_config.logger, or NULL */
+	void *logger_arg;
 	int append_pending;           /* leader: proposals appended, appends not yet sent */
 	uint64_t rng;
 
@@ -1507,12 +1512,31 @@ static int set_conf(struct raft *r, const struct raft_conf_state *cs)
 	return 0;
 }
 
+/* One line for the caller's log (raft_config.logger), formatted as printf does. */
+static void say(struct raft *r, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void say(struct raft *r, int level, const char *fmt, ...)
+{
+	if (!r->logger)
+		return;
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	r->logger(r->logger_arg, level, line);
+}
+
 static int handle_snapshot(struct raft *r, const struct raft_message *m)
 {
 	const struct raft_snapshot *s = &m->snapshot;
 	if (!m->has_snapshot || !conf_valid(&s->meta.conf))
 		return RAFT_EINVAL;
 	int restored = 0;
+	if (s->meta.index > r->log.committed && !raft_conf_has(&s->meta.conf, r->id))
+		say(r, RAFT_LOG_WARN, "%016" PRIx64 " refused the snapshot at index %" PRIu64 " term %"
+		    PRIu64 " from %016" PRIx64 ": its membership does not include this member",
+		    r->id, s->meta.index, s->meta.term, m->from); /* as etcd's raft, which says so */
 	if (s->meta.index > r->log.committed && raft_conf_has(&s->meta.conf, r->id)) {
 		if (log_match_term(&r->log, s->meta.index, s->meta.term)) {
 			log_commit_to(&r->log, s->meta.index);
@@ -1789,6 +1813,8 @@ int raft_new(const struct raft_config *cfg, const struct raft_storage *storage, 
 								   : UINT64_MAX;
 	r->max_inflight = cfg->max_inflight_msgs ? cfg->max_inflight_msgs : 256;
 	r->check_quorum = cfg->check_quorum;
+	r->logger = cfg->logger;
+	r->logger_arg = cfg->logger_arg;
 	r->pre_vote = cfg->pre_vote;
 	r->disable_forwarding = cfg->disable_proposal_forwarding;
 	r->rng = cfg->seed ^ (cfg->id * 0x9e3779b97f4a7c15ull);

@@ -248,6 +248,21 @@ struct raft_config {
 	int pre_vote;               /* run a PreVote round before a real election */
 	uint64_t seed;              /* randomness (election timeouts) */
 	int disable_proposal_forwarding; /* refuse proposals on followers instead of forwarding */
+	/*
+	 * Optional: where the core says what its caller's log should show, one line each (a
+	 * RAFT_LOG_* level and the formatted message, valid only during the call): a snapshot it
+	 * refused, say. NULL: nothing is said.
+	 */
+	void (*logger)(void *arg, int level, const char *msg);
+	void *logger_arg;
+};
+
+/* Levels of raft_config.logger's lines. */
+enum raft_log_level {
+	RAFT_LOG_DEBUG = 0,
+	RAFT_LOG_INFO = 1,
+	RAFT_LOG_WARN = 2,
+	RAFT_LOG_ERROR = 3,
 };
 
 enum raft_state {

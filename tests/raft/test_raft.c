@@ -874,6 +874,58 @@ CHECK_TEST(fuzzed_messages_never_crash)
 	net_free(&nw);
 }
 
+/* What the core said through raft_config.logger (the last line and how many). */
+struct said {
+	char last[512];
+	int level, n;
+};
+
+static void say_into(void *arg, int level, const char *msg)
+{
+	struct said *s = arg;
+	snprintf(s->last, sizeof s->last, "%s", msg);
+	s->level = level;
+	s->n++;
+}
+
+CHECK_TEST(snapshot_not_naming_the_follower_is_refused_and_said)
+{
+	/* member 4 joined after the leader's snapshot of members 1-3 was taken */
+	struct raft_memory_storage *ms = raft_memory_storage_new();
+	CHECK(ms != NULL);
+	struct raft_storage st;
+	raft_memory_storage_bind(ms, &st);
+	struct raft_conf_state cs = {.voters = {1, 2, 3, 4}, .n_voters = 4};
+	CHECK_EQ(raft_memory_storage_set_conf_state(ms, &cs), 0);
+	struct said said = {0};
+	struct raft_config cfg = {.id = 4, .election_tick = 10, .heartbeat_tick = 1,
+				  .logger = say_into, .logger_arg = &said};
+	struct raft *r;
+	CHECK_EQ(raft_new(&cfg, &st, &r), 0);
+	uint8_t data[1] = {0};
+	struct raft_message m = {.type = RAFT_MSG_SNAP, .from = 1, .to = 4, .term = 2,
+				 .has_snapshot = 1,
+				 .snapshot = {.meta = {.index = 30, .term = 2,
+						       .conf = {.voters = {1, 2, 3}, .n_voters = 3}},
+					      .data = data, .len = 1}};
+	CHECK_EQ(raft_step(r, &m), 0);
+	CHECK_EQ(said.n, 1);
+	CHECK_EQ(said.level, RAFT_LOG_WARN);
+	CHECK(strstr(said.last, "refused the snapshot at index 30") != NULL);
+	CHECK(strstr(said.last, "does not include this member") != NULL);
+	struct raft_status rs;
+	raft_status(r, &rs);
+	CHECK_EQ(rs.hard_state.commit, 0); /* nothing restored */
+	/* one naming it is restored and says nothing */
+	m.snapshot.meta.conf = cs;
+	CHECK_EQ(raft_step(r, &m), 0);
+	CHECK_EQ(said.n, 1);
+	raft_status(r, &rs);
+	CHECK_EQ(rs.hard_state.commit, 30);
+	raft_free(r);
+	raft_memory_storage_free(ms);
+}
+
 CHECK_SUITE("raft", CHECK_CASE(leader_election), CHECK_CASE(election_timeout_is_randomized),
 	    CHECK_CASE(split_vote_then_recovers), CHECK_CASE(stale_log_cannot_win),
 	    CHECK_CASE(prevote_keeps_partitioned_member_from_disrupting),
@@ -887,6 +939,7 @@ CHECK_SUITE("raft", CHECK_CASE(leader_election), CHECK_CASE(election_timeout_is_
 	    CHECK_CASE(report_unreachable_moves_to_probe),
 	    CHECK_CASE(ready_stays_valid_while_core_keeps_running),
 	    CHECK_CASE(learner_does_not_count_for_commit),
+	    CHECK_CASE(snapshot_not_naming_the_follower_is_refused_and_said),
 	    CHECK_CASE(proposal_without_leader_is_dropped), CHECK_CASE(follower_forwards_proposal),
 	    CHECK_CASE(forwarding_disabled_drops),
 	    CHECK_CASE(learner_joins_never_votes_then_promoted),
