@@ -20,8 +20,7 @@
 #ifndef RAFTFS_FS_MOUNT_INTERNAL_H
 #define RAFTFS_FS_MOUNT_INTERNAL_H
 
-#define FUSE_USE_VERSION 34
-#include <fuse_lowlevel.h>
+#include "fuse_internal.h"
 #include <uv.h>
 
 struct fs_mount {

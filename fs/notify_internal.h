@@ -13,8 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#define FUSE_USE_VERSION 34
-#include <fuse_lowlevel.h>
+#include "fuse_internal.h"
 
 struct fs_notify_item;
 

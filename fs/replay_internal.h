@@ -77,8 +77,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FUSE_USE_VERSION 34
-#include <fuse_lowlevel.h>
+#include "fuse_internal.h"
 
 #include "store.h"
 #include <uv.h>
