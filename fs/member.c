@@ -1050,9 +1050,6 @@ static void snap_read_work(uv_work_t *req)
 		sp->read_rc = -EINVAL;
 }
 
-static void handles_closed_maybe_done(struct fs_member *m);
-static void snap_pump(struct fs_member *m);
-
 /* The file is read: stream it, the raft message saying what it holds. */
 static void snap_read_done(uv_work_t *req, int status)
 {
@@ -1076,8 +1073,10 @@ static void snap_read_done(uv_work_t *req, int status)
 				"snapshot file in %s: %s", sp->id, m->snap_dir, strerror(-sp->read_rc));
 		else
 			FS_WARN("snapshot for %016" PRIx64 " not sent: the newest valid snapshot file "
-				"in %s is at index %" PRIu64 ", not %" PRIu64, sp->id, m->snap_dir,
-				meta->index, sp->index);
+				"in %s is at index %" PRIu64 "%s (applied index %" PRIu64 " when asked)",
+				sp->id, m->snap_dir, meta->index,
+				raft_conf_has(&meta->conf, sp->id) ? "" : " and does not include it",
+				sp->want_index);
 		free(file);
 		snap_failed(m, sp, FS_SNAP_IO);
 		return;
