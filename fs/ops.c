@@ -712,7 +712,6 @@ struct fh {
 	struct store_meta cmeta;
 	fuse_ino_t parent; /* created: the directory it was created in */
 	int written;       /* created: a write came through it (the kernel dropped its times, size) */
-	int shared;        /* created: another open of its inode was served meanwhile */
 };
 
 static struct fh *fh_of(struct fuse_file_info *fi)
@@ -898,9 +897,6 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int flags
 	uint32_t type = kv.meta.type & S_IFMT;
 	if (type == S_IFDIR)
 		return -EISDIR;
-	struct fh *c = o->open_files ? fh_created_of(o, ino) : NULL;
-	if (c)
-		c->shared = 1; /* the kernel's pages may come to hold writes its commit lacks */
 	struct fh *h = calloc(1, sizeof *h);
 	if (!h)
 		return -ENOMEM;
@@ -1066,15 +1062,14 @@ static int commit_propose(struct pending *p);
  * Whether the first commit of created file h changes nothing the kernel holds of it or of its
  * directory, so applying it need not invalidate them: the kernel got the file's attributes with
  * its create and dropped its times and size at its writes, answers while it was pending were not
- * cached (timeout 0), and its pages hold exactly h's writes when no other open of the file was
- * served. The directory's attributes the kernel dropped at the create, and none were cached while
- * the file was pending (attr_timeout); if the file moved to another directory, that one's are
- * invalidated as usual.
+ * cached (timeout 0), and it caches no pages (direct I/O). The directory's attributes the kernel
+ * dropped at the create, and none were cached while the file was pending (attr_timeout); if the
+ * file moved to another directory, that one's are invalidated as usual.
  */
 static int created_attrs_current(struct fs_ops *o, struct fh *h)
 {
 	char parent[FS_PATH_MAX_BYTES + 1];
-	if (!h->written || h->shared)
+	if (!h->written)
 		return 0;
 	parent_of(h->path, parent);
 	return (is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent)) == h->parent;
