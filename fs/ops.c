@@ -375,6 +375,7 @@ struct pending {
 	mode_t mode;
 	struct stat attr;                    /* setattr's */
 	int to_set;
+	int dir;                             /* remove: rmdir, not unlink */
 };
 
 static struct pending *pending_new(struct fs_ops *o, fuse_req_t req,
@@ -1436,44 +1437,56 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- removing -------------------------------------------------------------------------------- */
 
+static int remove_start(struct pending *p);
+
 static void remove_done(struct pending *p, int status, const Rpc__Response *resp)
 {
 	int err = fs_errno(status);
-	struct store_kv kv;
-	if (!err && !resp->succeeded)
-		err = get_kv(p->o, p->path, &kv) == 0 ? ENOTEMPTY : ENOENT;
+	if (!err && !resp->succeeded) {
+		/* changed since seen (a file replaced, a child made in a directory): look again */
+		int rc = ++p->attempt < RETRIES ? remove_start(p) : -EBUSY;
+		if (rc == 0)
+			return;
+		err = -rc;
+	}
 	if (!err)
 		fs_itable_detach(&p->o->itable, p->path, resp->revision - 1);
 	fuse_reply_err(p->req, err);
 	free(p);
 }
 
-static void remove_node(fuse_req_t req, fuse_ino_t parent, const char *name, int dir)
+/*
+ * Proposes the removal of p->path as it is now. A directory must be unchanged since seen (its mod
+ * revision), which also means still empty; a file only the same one (its create revision), as
+ * unlink removes a name whatever was written to the file meanwhile. Returns 0 (remove_done runs)
+ * or a negative errno (ENOENT, ENOTDIR, EISDIR, ENOTEMPTY).
+ */
+static int remove_start(struct pending *p)
 {
-	struct fs_ops *o = fuse_req_userdata(req);
-	struct pending *p = pending_new(o, req, remove_done);
-	struct txn_builder *tb = calloc(1, sizeof *tb);
+	struct fs_ops *o = p->o;
 	struct store_kv kv;
-	int rc = p && tb ? child_path(o, parent, name, p->path) : -ENOMEM;
-	if (!rc && reserved(p->path))
-		rc = -EPERM;
-	if (!rc)
-		rc = get_kv(o, p->path, &kv);
+	int rc = get_kv(o, p->path, &kv);
 	if (!rc) {
 		int is_dir = (kv.meta.type & S_IFMT) == S_IFDIR;
-		if (dir && !is_dir)
+		if (p->dir && !is_dir)
 			rc = -ENOTDIR;
-		else if (!dir && is_dir)
+		else if (!p->dir && is_dir)
 			rc = -EISDIR;
 	}
-	if (!rc && dir && for_each_child(o, p->path, any_child, NULL) > 0)
+	if (!rc && p->dir && for_each_child(o, p->path, any_child, NULL) > 0)
 		rc = -ENOTEMPTY;
+	struct txn_builder *tb = rc ? NULL : calloc(1, sizeof *tb);
+	if (!rc && !tb)
+		rc = -ENOMEM;
 	if (!rc) {
 		char d[FS_PATH_MAX_BYTES + 1];
 		parent_of(p->path, d);
-		/* unchanged since seen: for a directory, that also means still empty */
-		tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path,
-		       kv.mod_revision);
+		if (p->dir)
+			tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path,
+			       kv.mod_revision);
+		else
+			tb_cmp(tb, RPC__COMPARE__TARGET__CREATE, RPC__COMPARE__RESULT__EQUAL,
+			       p->path, kv.create_revision);
 		tb_delete(tb, p->path, NULL, 0);
 		char xp[XKEY_MAX];
 		unsigned char xe[XKEY_MAX];
@@ -1485,6 +1498,20 @@ static void remove_node(fuse_req_t req, fuse_ino_t parent, const char *name, int
 			rc = propose_txn(p, tb);
 	}
 	free(tb);
+	return rc;
+}
+
+static void remove_node(fuse_req_t req, fuse_ino_t parent, const char *name, int dir)
+{
+	struct fs_ops *o = fuse_req_userdata(req);
+	struct pending *p = pending_new(o, req, remove_done);
+	int rc = p ? child_path(o, parent, name, p->path) : -ENOMEM;
+	if (!rc && reserved(p->path))
+		rc = -EPERM;
+	if (!rc) {
+		p->dir = dir;
+		rc = remove_start(p);
+	}
 	if (rc) {
 		free(p);
 		fuse_reply_err(req, -rc);

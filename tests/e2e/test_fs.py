@@ -480,6 +480,50 @@ def test_linearizable_reads_see_every_completed_write_at_once(cluster):
     assert e.value.errno == errno.EIO
 
 
+def test_unlink_of_a_file_written_elsewhere_meanwhile_removes_it(cluster):
+    # unlink removes the name whatever was written to the file meanwhile, as on a local file
+    # system (it compared the file's mod revision and said ENOTEMPTY when a write landed between
+    # its look and its apply). The writer's own errors (its open or close meeting the unlink made
+    # elsewhere) are issue 20's; only an error other than ENOENT fails this test.
+    import threading
+    n1, n2 = cluster(2)
+    a, b = (os.path.join(m.mountpoint, "busy") for m in (n1, n2))
+    stop, errors = threading.Event(), []
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                with open(a, "w") as f:
+                    f.write("x" * (i % 50))
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                errors.append(e)
+
+    with open(a, "w") as f:
+        f.write("first")
+    t = threading.Thread(target=writer)
+    t.start()
+    removed = 0
+    try:
+        deadline = time.monotonic() + 20
+        while removed < 40 and time.monotonic() < deadline:
+            if not os.path.exists(b):
+                time.sleep(0.001)
+                continue
+            try:
+                os.unlink(b)
+                removed += 1
+            except FileNotFoundError:
+                pass  # removed or not yet there: the writer makes it again
+    finally:
+        stop.set()
+        t.join(10)
+    assert removed == 40 and errors == [], (removed, errors)
+
+
 def test_mkdir_races_have_one_winner(cluster):
     n1, n2 = cluster(2)
     for i in range(10):
