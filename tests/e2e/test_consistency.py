@@ -100,7 +100,7 @@ def reader(path, tag, how, stop, results):
     pytest.param("rename", ("-o", "no_remote_inotify"), id="rename-no-replay")])
 def test_readers_on_every_member_never_see_a_torn_or_older_file(cluster, save, extra):
     # without the inotify replay (no_remote_inotify) the inode table follows remote changes in
-    # fs/ops.c instead of fs/replay.c
+    # fs/fuse/ops.c instead of fs/replay/replay.c
     members = cluster(3, extra=extra)
     path = [os.path.join(m.mountpoint, "app.conf") for m in members]
     with open(path[0], "wb") as f:

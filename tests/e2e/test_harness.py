@@ -90,11 +90,11 @@ def test_stderr_checker_catches_sanitizer_reports(ws):
     with open(d.stderr_path, "w") as f:
         f.write("INFO n1: mounted /tmp/x\n"
                 "==4242==ERROR: AddressSanitizer: heap-use-after-free on address 0x6020\n"
-                "fs/ops.c:10:5: runtime error: signed integer overflow\n"
+                "fs/fuse/ops.c:10:5: runtime error: signed integer overflow\n"
                 "WARN n1: peer n2 unreachable\n")
     assert d.stderr_problems() == [
         "==4242==ERROR: AddressSanitizer: heap-use-after-free on address 0x6020",
-        "fs/ops.c:10:5: runtime error: signed integer overflow",
+        "fs/fuse/ops.c:10:5: runtime error: signed integer overflow",
     ]
 
 

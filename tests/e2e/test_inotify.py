@@ -1,6 +1,6 @@
 """test_inotify.py: inotify watchers on one member see the changes made on other members.
 
-Each remote change is replayed through the watcher's mount by its daemon (fs/replay.c), so the
+Each remote change is replayed through the watcher's mount by its daemon (fs/replay/replay.c), so the
 kernel raises genuine events. The watchers here are a small inotify reader over ctypes (it keeps
 the move cookies, which inotifywait does not print), inotifywait itself, and entr. Every test
 asserts the exact sequence of events, and that none comes twice: a change made on the watcher's

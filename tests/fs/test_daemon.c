@@ -1,6 +1,6 @@
 /* test_daemon.c: `raftfs mount` detaches only once ready; a child that dies first fails it. */
 #include "check.h"
-#include "daemon_internal.h"
+#include "daemon/daemon.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

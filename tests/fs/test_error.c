@@ -1,6 +1,6 @@
 /* test_error.c: the daemon's one error space: every range named, and the errno a reply carries. */
 #include "check.h"
-#include "error_internal.h"
+#include "common/common.h"
 #include "raft.h"
 #include "store.h"
 

@@ -1,6 +1,6 @@
 /* test_inode.c: the mount's inode table: lookup counts, forget, rename of trees, detach. */
 #include "check.h"
-#include "inode_internal.h"
+#include "fuse/inode.h"
 
 #include <errno.h>
 

@@ -3,7 +3,7 @@
  * answers decoded as the proposer sees them, snapshots, and a one-member cluster end to end.
  */
 #include "check.h"
-#include "kv_internal.h"
+#include "member/member.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

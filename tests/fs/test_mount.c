@@ -1,11 +1,11 @@
 /*
- * test_mount.c: a FUSE session served from a libuv loop (fs/mount.c) on a real mount: requests are
+ * test_mount.c: a FUSE session served from a libuv loop (fs/fuse/mount.c) on a real mount: requests are
  * answered on the loop's thread, answers may come later from a timer (as commits do), and an
  * unmount from outside is noticed. Needs /dev/fuse and root; skipped where either is missing.
  */
 #include "check.h"
-#include "log_internal.h"
-#include "mount_internal.h"
+#include "common/common.h"
+#include "fuse/face.h"
 
 #include <errno.h>
 #include <fcntl.h>

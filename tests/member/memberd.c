@@ -23,9 +23,8 @@
  * end of stdin, stops the member (fs_member_stop) and exits 0; a removed member stops and exits 0.
  * Logs go to stderr in the project's format.
  */
-#include "config_internal.h"
-#include "log_internal.h"
-#include "member_internal.h"
+#include "member/member.h"
+#include "common/common.h"
 
 #include <errno.h>
 #include <inttypes.h>

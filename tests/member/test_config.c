@@ -1,6 +1,6 @@
 /* test_config.c: member flags in etcd's words, and the ids derived from them. */
 #include "check.h"
-#include "config_internal.h"
+#include "member/member.h"
 
 #include <errno.h>
 

@@ -6,9 +6,9 @@
  * suite's.)
  */
 #include "check.h"
-#include "log_internal.h"
-#include "member_internal.h"
-#include "transport_internal.h"
+#include "common/common.h"
+#include "member/member.h"
+#include "member/transport.h"
 #include "raft.h"
 #include "wal.h"
 

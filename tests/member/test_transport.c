@@ -4,8 +4,8 @@
  * outbound queue, redial after a peer restarts, and hostile input.
  */
 #include "check.h"
-#include "log_internal.h"
-#include "transport_internal.h"
+#include "common/common.h"
+#include "member/transport.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>

@@ -1,6 +1,6 @@
 /* test_wait.c: request ids increase strictly and carry the member; the wait table answers once. */
 #include "check.h"
-#include "wait_internal.h"
+#include "member/wait.h"
 
 #include <errno.h>
 

@@ -664,7 +664,7 @@ static int fs_write_one(struct worker *w, const char *path, const unsigned char 
 	return 0;
 }
 
-/* What raftfs's inotify replay does for a created file of another member (fs/replay.c). */
+/* What raftfs's inotify replay does for a created file of another member (fs/replay/replay.c). */
 static int replay_one(struct worker *w, const char *path)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -1199,7 +1199,7 @@ static int run_floor(const char *mode, struct result *res)
  * The 64 writers' files (as many as in their rounds on raftfs) on fuse-floor in write mode, which
  * answers the requests of a create+write+close as raftfs does and does nothing else: what FUSE
  * itself costs raftfs's writers. With REPLAYS, each file is then replayed on two more fuse-floors
- * in replay mode as raftfs's other members replay it to raise its inotify events (fs/replay.c):
+ * in replay mode as raftfs's other members replay it to raise its inotify events (fs/replay/replay.c):
  * what FUSE costs a 3-member raftfs for each file once every member replayed it, to set beside
  * fs_write_and_replay_per_s. One FUSE process per mount, as one per member; run with the members
  * stopped.

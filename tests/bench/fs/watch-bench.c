@@ -4,7 +4,7 @@
  * raftfs: a 3-member cluster on loopback (raftfs mount -f, data under /var/tmp, mounts under
  * /tmp). A process overwrites one 256-byte file through mount n1 (open, pwrite, close), one change
  * at a time; an inotify watch on mount n2 waits for the file's IN_CLOSE_WRITE, which n2's daemon
- * raises by replaying the applied change through its mount (fs/replay.c). The latency is from
+ * raises by replaying the applied change through its mount (fs/replay/replay.c). The latency is from
  * n1's close() returning (the change is committed and applied on n1) to n2's event being read.
  *
  * etcd, in the same run: a 3-member etcd 3.4 (tests/bench/etcd/etcd_cluster.sh serve); `etcdctl

@@ -24,8 +24,8 @@
  *
  *   member-bench [--dir DIR] [--ops N] [--seconds S]
  */
-#include "log_internal.h"
-#include "member_internal.h"
+#include "common/common.h"
+#include "member/member.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

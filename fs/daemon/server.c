@@ -1,0 +1,580 @@
+/*
+ * server.c: `raftfs mount` and `raftfs umount`: a member process serving its mount.
+ *
+ * One libuv loop owns the store, the member (raft, WAL, transport) and the FUSE session. The
+ * command returns once the mount is live (the daemon goes on in the background, logging to
+ * DATA_DIR/raftfs.log) unless -f keeps it in the foreground. SIGTERM, SIGINT, `raftfs umount` and
+ * `fusermount3 -u` all end it the same way: unmount, hand leadership over, finish or fail what is
+ * pending, exit 0.
+ */
+#include "fs.h"
+
+#include "member/member.h"
+#include "control/control.h"
+#include "daemon/daemon.h"
+#include "common/common.h"
+#include "fuse/face.h"
+#include "replay/replay.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct server {
+	uv_loop_t loop;
+	struct store *store;
+	struct fs_kv kv;           /* the store as the member's state machine */
+	uv_timer_t hash_timer;     /* the leader's periodic consistency check */
+	int64_t checked_rev;       /* the revision last checked: an idle cluster is checked once */
+	struct fs_member *member;
+	struct fs_ops ops;
+	struct fs_control control; /* leases, compaction, .raftfs/ */
+	struct fs_replay *replay;  /* remote changes raise inotify events; NULL: no_remote_inotify */
+	struct fs_mount mount;
+	uv_signal_t sigterm, sigint;
+	int stopping;
+	int serving;  /* ops are initialized and the mount is live */
+	int exit_code;
+};
+
+static void server_on_member_stopped(void *arg)
+{
+	struct server *sv = arg;
+	sv->member = NULL;
+	uv_close((uv_handle_t *)&sv->hash_timer, NULL);
+	uv_close((uv_handle_t *)&sv->sigterm, NULL);
+	uv_close((uv_handle_t *)&sv->sigint, NULL);
+}
+
+static void server_on_mount_closed(void *arg)
+{
+	struct server *sv = arg;
+	fs_member_stop(sv->member, server_on_member_stopped, sv);
+}
+
+static void server_stop_mount(void *arg)
+{
+	struct server *sv = arg;
+	fs_notify_stop(&sv->ops.notifier);
+	fs_mount_close(&sv->mount, server_on_mount_closed, sv);
+}
+
+static void server_on_control_stopped(void *arg)
+{
+	struct server *sv = arg;
+	/* no more invalidations: the session is about to go */
+	sv->serving = 0;
+	/* the replay thread leaves the mount first: the loop serves its last request meanwhile */
+	fs_replay_stop(sv->replay, &sv->loop, server_stop_mount, sv);
+}
+
+static void server_stop(struct server *sv, const char *why)
+{
+	if (sv->stopping)
+		return;
+	sv->stopping = 1;
+	FS_INFO("stopping: %s", why);
+	/* the session lease first, while the member can still propose its revoke */
+	fs_control_stop(&sv->control, server_on_control_stopped, sv);
+}
+
+/* Fire and forget: outcomes show in the log (a mismatch) or not at all. */
+static void server_on_proposed(void *arg, uint64_t id, int status, const void *r, size_t len)
+{
+	(void)arg;
+}
+
+static void server_propose(struct server *sv, const Rpc__Request *req)
+{
+	size_t len;
+	uint8_t *buf = fs_kv_encode(req, &len);
+	if (buf && !sv->stopping)
+		fs_member_propose(sv->member, buf, len, server_on_proposed, sv);
+	free(buf);
+}
+
+/* This member's store differs from another's: raise the CORRUPT alarm through raft. */
+static void server_on_mismatch(void *arg, int64_t rev, uint64_t mine, uint64_t theirs,
+			       uint64_t their_member)
+{
+	struct server *sv = arg;
+	struct fs_member_status st;
+	fs_member_status(sv->member, &st);
+	FS_ERROR("consistency check: at revision %" PRId64 " this member (%016" PRIx64 ") has hash "
+		 "%016" PRIx64 ", member %016" PRIx64 " has %016" PRIx64 "; raising the CORRUPT "
+		 "alarm, writes are refused", rev, st.id, mine, their_member, theirs);
+	Rpc__Alarm a = RPC__ALARM__INIT;
+	a.has_action = a.has_alarm = a.has_member_id = 1;
+	a.action = RPC__ALARM__ACTION__ACTIVATE;
+	a.alarm = RPC__ALARM__TYPE__CORRUPT;
+	a.member_id = st.id;
+	Rpc__Request req = RPC__REQUEST__INIT;
+	req.op_case = RPC__REQUEST__OP_ALARM;
+	req.alarm = &a;
+	server_propose(sv, &req);
+}
+
+/* The leader proposes its hash at its current revision; every member compares on apply. */
+static void server_on_hash_timer(uv_timer_t *t)
+{
+	struct server *sv = t->data;
+	struct fs_member_status st;
+	uint64_t hash;
+	if (!sv->member || sv->stopping)
+		return;
+	fs_member_status(sv->member, &st);
+	int64_t rev = store_rev(sv->store);
+	if (!st.is_leader || rev == sv->checked_rev || rev <= store_compact_rev(sv->store) ||
+	    store_hash_kv(sv->store, rev, &hash) != 0)
+		return;
+	sv->checked_rev = rev;
+	Rpc__HashCheck h = RPC__HASH_CHECK__INIT;
+	h.has_revision = h.has_hash = h.has_member_id = h.has_algorithm = 1;
+	h.algorithm = STORE_HASH_KV_ALGORITHM;
+	h.revision = rev;
+	h.hash = hash;
+	h.member_id = st.id;
+	Rpc__Request req = RPC__REQUEST__INIT;
+	req.op_case = RPC__REQUEST__OP_HASH_CHECK;
+	req.hash_check = &h;
+	server_propose(sv, &req);
+}
+
+static void server_on_signal(uv_signal_t *h, int signum)
+{
+	server_stop(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void server_on_gone(struct fs_mount *m, void *arg)
+{
+	(void)m;
+	struct server *sv = arg;
+	fs_replay_halt(sv->replay); /* before the session lease's revoke, which takes a while */
+	server_stop(sv, "unmounted");
+}
+
+/* The mount is unmounted from outside: the replay lets go of its clone of it, so the connection
+   ends once the mount's last user is gone (then server_on_gone) */
+static void server_on_unlisted(struct fs_mount *m, void *arg)
+{
+	(void)m;
+	struct server *sv = arg;
+	fs_replay_halt(sv->replay);
+}
+
+static void server_on_applied(void *arg)
+{
+	struct server *sv = arg;
+	if (sv->serving) {
+		fs_ops_after_apply(&sv->ops);
+		fs_control_after_apply(&sv->control);
+	}
+}
+
+static void server_on_sync(void *arg)
+{
+	struct server *sv = arg;
+	fs_replay_sync(sv->replay);
+}
+
+/* fs_control.replay_counts */
+static void server_replay_counts(void *arg, uint64_t *backlog, uint64_t *dropped)
+{
+	fs_replay_counts(arg, backlog, dropped);
+}
+
+static void server_on_removed(void *arg)
+{
+	server_stop(arg, "removed from the cluster");
+}
+
+static int usage(FILE *err)
+{
+	fprintf(err, "usage: raftfs mount [--name N] [--data-dir D] [--listen-peer H:P]\n"
+		     "         [--initial-cluster N=H:P,...] [--initial-cluster-state new|existing]\n"
+		     "         [--initial-cluster-token T] [--heartbeat-interval MS]\n"
+		     "         [--election-timeout MS] [--snapshot-count N] [--log-level L]\n"
+		     "         [--snapshot-catchup-entries N]\n"
+		     "         [--max-request-bytes N] [--quota-backend-bytes N]\n"
+		     "         [--request-timeout MS] [--corrupt-check-interval MS]\n"
+		     "         [--session-ttl S] [--auto-compaction-mode periodic|revision]\n"
+		     "         [--auto-compaction-retention R]\n"
+		     "         [-o linearizable,no_remote_inotify] [-f] DIR\n");
+	return FS_EXIT_USAGE;
+}
+
+static int parse_size(const char *flag, const char *v, uint64_t *out, FILE *err)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || end == v || *end || v[0] == '-' || n == 0) {
+		fprintf(err, "raftfs mount: %s: '%s' is not a positive number\n", flag, v);
+		return -EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
+/*
+ * etcd's --auto-compaction-retention: in periodic mode a duration ("90s", "30m", "2h", or a bare
+ * number of hours), in revision mode a number of revisions.
+ */
+static int parse_retention(struct fs_control_options *co, const char *mode, const char *v,
+			   FILE *err)
+{
+	char *end;
+	errno = 0;
+	double n = strtod(v, &end);
+	int ok = !errno && end != v && n > 0;
+	if (co->compaction == FS_COMPACTION_REVISION) {
+		ok = ok && !*end && n == (double)(int64_t)n;
+		co->retention_revs = (int64_t)n;
+	} else {
+		double unit = !*end || !strcmp(end, "h") ? 3600e3 : !strcmp(end, "m") ? 60e3
+			      : !strcmp(end, "s")              ? 1e3 : !strcmp(end, "ms") ? 1 : 0;
+		ok = ok && unit > 0 && n * unit >= 1;
+		co->retention_ms = (int64_t)(n * unit);
+	}
+	if (!ok)
+		fprintf(err, "raftfs mount: --auto-compaction-retention: '%s' is not a %s\n", v,
+			co->compaction == FS_COMPACTION_REVISION ? "positive number of revisions"
+							 : "duration (90s, 30m, 2h, or hours)");
+	(void)mode;
+	return ok ? 0 : -EINVAL;
+}
+
+int fs_server_mount(int argc, char **argv, FILE *out, FILE *err)
+{
+	struct fs_member_config cfg;
+	struct fs_ops_options oopt = {0};
+	int no_remote_inotify = 0; /* -o no_remote_inotify: no replay thread */
+	uint64_t quota = 0, max_request = 0, timeout_ms = 0, check_ms = 5000, session_ttl = 10;
+	struct fs_control_options copt = {0};
+	const char *dir = NULL, *retention = NULL;
+	int foreground = 0;
+	fs_config_defaults(&cfg);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-f")) {
+			foreground = 1;
+			continue;
+		}
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(out);
+			return FS_EXIT_OK;
+		}
+		if (a[0] != '-') {
+			if (dir) {
+				fprintf(err, "raftfs mount: one mount directory only ('%s', '%s')\n",
+					dir, a);
+				return usage(err);
+			}
+			dir = a;
+			continue;
+		}
+		if (i + 1 >= argc) {
+			fprintf(err, "raftfs mount: %s needs a value\n", a);
+			return usage(err);
+		}
+		const char *v = argv[++i];
+		int rc = 0;
+		if (!strcmp(a, "-o")) {
+			char opts[256];
+			snprintf(opts, sizeof opts, "%s", v);
+			for (char *save, *o = strtok_r(opts, ",", &save); o;
+			     o = strtok_r(NULL, ",", &save)) {
+				if (!strcmp(o, "linearizable")) {
+					oopt.linearizable = 1;
+				} else if (!strcmp(o, "no_remote_inotify")) {
+					no_remote_inotify = 1;
+				} else {
+					fprintf(err, "raftfs mount: unknown option -o %s\n", o);
+					return usage(err);
+				}
+			}
+		} else if (!strcmp(a, "--max-request-bytes")) {
+			rc = parse_size(a, v, &max_request, err);
+		} else if (!strcmp(a, "--quota-backend-bytes")) {
+			rc = parse_size(a, v, &quota, err);
+		} else if (!strcmp(a, "--request-timeout")) {
+			rc = parse_size(a, v, &timeout_ms, err);
+		} else if (!strcmp(a, "--corrupt-check-interval")) {
+			rc = parse_size(a, v, &check_ms, err);
+		} else if (!strcmp(a, "--session-ttl")) {
+			rc = parse_size(a, v, &session_ttl, err);
+		} else if (!strcmp(a, "--auto-compaction-mode")) {
+			if (!strcmp(v, "periodic")) {
+				copt.compaction = FS_COMPACTION_PERIODIC;
+			} else if (!strcmp(v, "revision")) {
+				copt.compaction = FS_COMPACTION_REVISION;
+			} else {
+				fprintf(err, "raftfs mount: --auto-compaction-mode: '%s' is neither "
+					     "periodic nor revision\n", v);
+				rc = -EINVAL;
+			}
+		} else if (!strcmp(a, "--auto-compaction-retention")) {
+			retention = v;
+		} else {
+			rc = fs_config_flag(&cfg, a, v, err);
+			if (rc == 0) {
+				fprintf(err, "raftfs mount: unknown flag %s\n", a);
+				return usage(err);
+			}
+			rc = rc < 0 ? rc : 0;
+		}
+		if (rc)
+			return FS_EXIT_USAGE;
+	}
+	if (!dir) {
+		fprintf(err, "raftfs mount: no mount directory given\n");
+		return usage(err);
+	}
+	if (fs_config_finish(&cfg, err) != 0)
+		return FS_EXIT_USAGE;
+	if (retention && !copt.compaction) {
+		fprintf(err, "raftfs mount: --auto-compaction-retention needs --auto-compaction-mode\n");
+		return usage(err);
+	}
+	if (copt.compaction && parse_retention(&copt, NULL, retention ? retention : "1", err) != 0)
+		return FS_EXIT_USAGE;
+	copt.session_ttl_s = (int64_t)session_ttl;
+	oopt.max_value_bytes = max_request;
+	enum fs_log_level level = FS_LOG_INFO;
+	fs_log_parse_level(cfg.log_level, &level);
+	fs_log_setup(level, cfg.name);
+
+	int ready_fd;
+	int rc = fs_daemon_start(foreground, &ready_fd);
+	if (rc) {
+		fprintf(err, "raftfs mount: cannot start the daemon: %s\n", strerror(-rc));
+		return FS_EXIT_FAILURE;
+	}
+	static struct server sv;
+	memset(&sv, 0, sizeof sv);
+	uv_loop_init(&sv.loop);
+	struct store_config scfg = {.quota_bytes = quota};
+	struct fs_state_machine sm;
+	struct fs_member_options mopt = {.request_timeout_ms = timeout_ms,
+					 .on_removed = server_on_removed,
+					 .on_applied = server_on_applied,
+					 .on_sync = server_on_sync,
+					 .arg = &sv};
+	if ((rc = store_open(&scfg, &sv.store)) != 0) {
+		FS_ERROR("cannot open the store: %s", store_strerror(rc));
+		return FS_EXIT_FAILURE;
+	}
+	sv.kv = (struct fs_kv){sv.store, server_on_mismatch, &sv};
+	fs_kv_state_machine(&sv.kv, &sm);
+	if ((rc = fs_member_start(&sv.member, &sv.loop, &cfg, &mopt, &sm)) != 0)
+		return FS_EXIT_FAILURE; /* it said why */
+	/* Replay what the WAL holds before anyone can look. */
+	uint64_t deadline = uv_now(&sv.loop) + 60000;
+	while (!fs_member_replayed(sv.member) && uv_now(&sv.loop) < deadline)
+		uv_run(&sv.loop, UV_RUN_ONCE);
+	if (!fs_member_replayed(sv.member)) {
+		FS_ERROR("the WAL in %s was not replayed within 60 s", cfg.data_dir);
+		return FS_EXIT_FAILURE;
+	}
+	if ((rc = fs_ops_init(&sv.ops, sv.member, sv.store, &oopt, quota)) != 0) {
+		FS_ERROR("out of memory");
+		return FS_EXIT_FAILURE;
+	}
+	char options[256];
+	snprintf(options, sizeof options, "fsname=raftfs,subtype=raftfs,default_permissions%s",
+		 geteuid() == 0 ? ",allow_other" : "");
+	/* the mount's path for the replay thread, made absolute without asking the mount */
+	char absdir[8200], cwd[4096];
+	if (dir[0] == '/' || !getcwd(cwd, sizeof cwd))
+		snprintf(absdir, sizeof absdir, "%s", dir);
+	else
+		snprintf(absdir, sizeof absdir, "%.4095s/%.4095s", cwd, dir);
+	if ((rc = fs_mount_start(&sv.mount, &sv.loop, dir, options, &fs_ops_table,
+				 sizeof fs_ops_table, &sv.ops, server_on_gone, &sv)) != 0)
+		return FS_EXIT_FAILURE; /* it said why */
+	sv.mount.on_unlisted = server_on_unlisted;
+	fs_mount_guard(&sv.mount, "/proc/self/exe"); /* the replay thread waits on the mount */
+	if ((rc = fs_ops_watch_start(&sv.ops, sv.mount.se)) != 0) {
+		FS_ERROR("cannot watch the store for changes: %s", fs_strerror(rc));
+		return FS_EXIT_FAILURE;
+	}
+	if (no_remote_inotify)
+		FS_INFO("mount %s: changes made on other members raise no inotify events here "
+			"(-o no_remote_inotify)", dir);
+	else if ((rc = fs_replay_start(&sv.replay, &sv.ops, absdir)) != 0) {
+		FS_ERROR("cannot start replaying remote changes for inotify in %s: %s", absdir,
+			 strerror(-rc));
+		return FS_EXIT_FAILURE;
+	}
+	fs_control_start(&sv.control, &sv.loop, sv.member, sv.store, &cfg, &copt);
+	if (sv.replay) {
+		sv.control.replay_counts = server_replay_counts;
+		sv.control.replay_arg = sv.replay;
+	}
+	fs_control_namespace(&sv.control, &sv.ops.ns);
+	sv.serving = 1;
+	uv_timer_init(&sv.loop, &sv.hash_timer);
+	sv.hash_timer.data = &sv;
+	if (check_ms)
+		uv_timer_start(&sv.hash_timer, server_on_hash_timer, check_ms, check_ms);
+	uv_signal_init(&sv.loop, &sv.sigterm);
+	uv_signal_init(&sv.loop, &sv.sigint);
+	sv.sigterm.data = sv.sigint.data = &sv;
+	uv_signal_start(&sv.sigterm, server_on_signal, SIGTERM);
+	uv_signal_start(&sv.sigint, server_on_signal, SIGINT);
+	FS_INFO("member %s serving %s (data dir %s)", cfg.name, dir, cfg.data_dir);
+	char log_path[4200];
+	snprintf(log_path, sizeof log_path, "%s/raftfs.log", cfg.data_dir);
+	fs_daemon_ready(ready_fd, foreground ? NULL : log_path);
+	uv_run(&sv.loop, UV_RUN_DEFAULT);
+	fs_replay_close(sv.replay);
+	fs_ops_close(&sv.ops);
+	store_close(sv.store);
+	uv_loop_close(&sv.loop);
+	FS_INFO("exiting");
+	return sv.exit_code;
+}
+
+/* Whether mountinfo lists dir as a raftfs mount. */
+static int is_raftfs_mount(const char *dir)
+{
+	char real[PATH_MAX];
+	return realpath(dir, real) && fs_mount_find(real, "fuse.raftfs") >= 0;
+}
+
+int fs_server_umount(int argc, char **argv, FILE *out, FILE *err)
+{
+	if (argc != 2) {
+		fprintf(err, "usage: raftfs umount DIR\n");
+		return FS_EXIT_USAGE;
+	}
+	if (!is_raftfs_mount(argv[1])) {
+		fprintf(err, "raftfs umount: %s is not a raftfs mount\n", argv[1]);
+		return FS_EXIT_FAILURE;
+	}
+	if (umount2(argv[1], 0) == 0)
+		return FS_EXIT_OK;
+	if (errno != EPERM) {
+		fprintf(err, "raftfs umount: %s: %s\n", argv[1], strerror(errno));
+		return FS_EXIT_FAILURE;
+	}
+	/* not root: the setuid helper may */
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		fprintf(err, "raftfs umount: fusermount3 -u %s failed\n", argv[1]);
+		return FS_EXIT_FAILURE;
+	}
+	return FS_EXIT_OK;
+}
+
+/* Reads all of path into a malloc'd buffer; -errno. */
+static int read_file(const char *path, uint8_t **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -errno;
+	size_t cap = 1 << 20, n = 0;
+	uint8_t *buf = malloc(cap);
+	for (size_t got = 1; buf && got;) {
+		if (n == cap) {
+			uint8_t *nb = realloc(buf, cap *= 2);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+		}
+		got = fread(buf + n, 1, cap - n, f);
+		n += got;
+	}
+	int rc = !buf ? -ENOMEM : ferror(f) ? -EIO : 0;
+	fclose(f);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/*
+ * `raftfs restore FILE --data-dir DIR [member flags]`: a data dir for the first start of a member
+ * of a new cluster whose files are those of a `raftfs snapshot save` image (etcdctl snapshot
+ * restore: run it for every member with the same flags but --name and --data-dir).
+ */
+int fs_server_restore(int argc, char **argv, FILE *out, FILE *err)
+{
+	struct fs_member_config cfg;
+	const char *file = NULL;
+	int data_dir = 0;
+	fs_config_defaults(&cfg);
+	for (int i = 1; i < argc; i++) {
+		if (argv[i][0] != '-') {
+			if (file) {
+				fprintf(err, "raftfs restore: one snapshot file only\n");
+				return FS_EXIT_USAGE;
+			}
+			file = argv[i];
+			continue;
+		}
+		int rc = i + 1 < argc ? fs_config_flag(&cfg, argv[i], argv[i + 1], err) : 0;
+		if (rc == 0) {
+			fprintf(err, "raftfs restore: unknown flag %s (member flags only)\n", argv[i]);
+			return FS_EXIT_USAGE;
+		}
+		if (rc < 0)
+			return FS_EXIT_USAGE;
+		data_dir |= !strcmp(argv[i], "--data-dir");
+		i++;
+	}
+	if (!file || !data_dir) {
+		fprintf(err, "usage: raftfs restore FILE --data-dir DIR [--name N] "
+			     "[--initial-cluster N=H:P,...] [--initial-cluster-token T] [--listen-peer H:P]\n");
+		return FS_EXIT_USAGE;
+	}
+	if (fs_config_finish(&cfg, err) != 0)
+		return FS_EXIT_USAGE;
+	uint8_t *image = NULL;
+	size_t len = 0;
+	int rc = read_file(file, &image, &len);
+	if (rc) {
+		fprintf(err, "raftfs restore: %s: %s\n", file, strerror(-rc));
+		return FS_EXIT_FAILURE;
+	}
+	/* the whole image decodes before anything is written */
+	struct store *s = NULL;
+	struct store_config scfg = {0};
+	rc = store_open(&scfg, &s);
+	if (rc == 0)
+		rc = store_snapshot_restore(s, image, len);
+	int64_t rev = rc == 0 ? store_rev(s) : 0;
+	store_close(s);
+	if (rc) {
+		fprintf(err, "raftfs restore: %s is not a raftfs snapshot: %s\n", file,
+			store_strerror(rc));
+		free(image);
+		return FS_EXIT_FAILURE;
+	}
+	fs_log_setup(FS_LOG_WARN, cfg.name); /* what went wrong; the summary goes to out */
+	rc = fs_member_restore(&cfg, image, len);
+	free(image);
+	if (rc)
+		return FS_EXIT_FAILURE; /* it said why */
+	fprintf(out, "restored %s (revision %" PRId64 ") into %s as member %s of a new cluster\n",
+		file, rev, cfg.data_dir, cfg.name);
+	return FS_EXIT_OK;
+}

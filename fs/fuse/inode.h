@@ -1,0 +1,86 @@
+/*
+ * fuse/inode.h: the mount's inode table: which path each FUSE inode number stands for.
+ *
+ * The key space is named by paths; the kernel names files by inode numbers. An inode is made the
+ * first time a path is looked up, counted per lookup reply, and freed when the kernel forgets it
+ * (libfuse's lookup/forget balance). Inode numbers are local to the mount and never reused. Rename
+ * moves every inode at or under the old path, and an inode whose path was replaced or deleted is
+ * detached: it keeps its number until forgotten, no longer resolves by path (-ESTALE), but keeps
+ * its old path and the last revision it existed at, so a process that still holds it open reads
+ * what it opened, from the store's history (as an unlinked file stays readable). Root is inode 1.
+ * Every call comes from the member's loop thread, where FUSE requests (the inotify replay's
+ * included) are served; the mutex it takes is uncontended, a safeguard.
+ */
+#ifndef RAFTFS_FS_FUSE_INODE_H
+#define RAFTFS_FS_FUSE_INODE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FS_ROOT_INO 1
+
+struct fs_inode;
+
+struct fs_itable {
+	pthread_mutex_t lock;          /* guards everything below */
+	struct fs_inode **by_ino;      /* chained hash on ino, nbuckets long */
+	struct fs_inode **by_path;     /* chained hash on path, nbuckets long */
+	size_t nbuckets;               /* a power of two */
+	size_t count;                  /* inodes, root included */
+	uint64_t next_ino;             /* the next number handed out */
+	int64_t rev;                   /* the store revision inodes made now are born at */
+};
+
+/* Makes a table holding only root. -ENOMEM. */
+int fs_itable_init(struct fs_itable *it);
+
+/*
+ * As fs_itable_path, but a detached inode also answers: with its old path and, in *rev, the last
+ * revision it existed at (0 for an attached inode).
+ */
+int fs_itable_path_at(struct fs_itable *it, uint64_t ino, char *buf, size_t size, int64_t *rev);
+
+/* Frees every inode. */
+void fs_itable_close(struct fs_itable *it);
+
+/*
+ * The inode of path (made if new), its lookup count raised by one: call once per entry reply.
+ * Returns the number, or 0 when out of memory.
+ */
+uint64_t fs_itable_lookup(struct fs_itable *it, const char *path);
+
+/*
+ * The store revision the table's owner has applied (after each apply): an inode made from now on
+ * stands for its path as of rev, so that a later rename or delete replayed at an earlier
+ * revision leaves it alone (fs_itable_rename) or keeps what it stood for (fs_itable_detach).
+ */
+void fs_itable_set_rev(struct fs_itable *it, int64_t rev);
+
+/* The inode of path without counting a lookup, or 0 when the path has none. */
+uint64_t fs_itable_find(struct fs_itable *it, const char *path);
+
+/*
+ * Copies ino's path into buf[size]. Returns its length, -ENOENT for an unknown inode, -ESTALE for
+ * a detached one, -ENAMETOOLONG when buf is too small.
+ */
+int fs_itable_path(struct fs_itable *it, uint64_t ino, char *buf, size_t size);
+
+/* The kernel forgot n lookups of ino; frees it at zero (never root). */
+void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n);
+
+/*
+ * Moves every inode at or under `from` made by revision rev (the one before the rename) to the
+ * same place under `to`; inodes made later stand for a file made there since and stay. Detaches
+ * what was at or under `to`, which existed last at revision rev (or, made later, when it was
+ * made).
+ */
+int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int64_t rev);
+
+/*
+ * Detaches the inodes at or under path (it was deleted; rev is the last revision it existed at,
+ * or for an inode made later, the revision it was made at).
+ */
+void fs_itable_detach(struct fs_itable *it, const char *path, int64_t rev);
+
+#endif
