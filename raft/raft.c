@@ -477,11 +477,17 @@ static uint64_t log_find_conflict_by_term(struct raft_log *l, uint64_t index, ui
 	}
 }
 
+static void say(struct raft *r, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Commits up to c. Every caller derives c from this log (a quorum's match, the entries just
+ * appended, a snapshot just matched) or clamps a peer's figure to it first (handle_heartbeat),
+ * so a c beyond the log is a bug of this member: it stops here, as etcd's commitTo panics.
+ */
 static void log_commit_to(struct raft_log *l, uint64_t c)
 {
-	uint64_t last = log_last_index(l);
-	if (c > last)
-		c = last; /* never beyond what we hold; a bad peer cannot make us panic */
+	assert(c <= log_last_index(l) && "raft: commit index beyond the log");
 	if (c > l->committed)
 		l->committed = c;
 }
@@ -1462,7 +1468,20 @@ static int handle_append(struct raft *r, const struct raft_message *m)
 
 static void handle_heartbeat(struct raft *r, const struct raft_message *m)
 {
-	log_commit_to(&r->log, m->commit);
+	/*
+	 * A leader sends min(this member's match, its commit): never beyond what this member
+	 * acknowledged. More means this log lost acknowledged entries, or the sender is no real
+	 * leader (peers are not authenticated): said, and clamped rather than trusted (etcd panics).
+	 */
+	uint64_t commit = m->commit, last = log_last_index(&r->log);
+	if (commit > last) {
+		say(r, RAFT_LOG_ERROR, "%016" PRIx64 ": heartbeat from %016" PRIx64 " at term %" PRIu64
+		    " commits index %" PRIu64 ", beyond this log's last index %" PRIu64 ": the log "
+		    "lost entries it acknowledged, or the sender is not a real leader; committing "
+		    "only to %" PRIu64, r->id, m->from, m->term, commit, last, last);
+		commit = last;
+	}
+	log_commit_to(&r->log, commit);
 	struct raft_message resp;
 	memset(&resp, 0, sizeof resp);
 	resp.type = RAFT_MSG_HEARTBEAT_RESP;
@@ -1513,8 +1532,6 @@ static int set_conf(struct raft *r, const struct raft_conf_state *cs)
 }
 
 /* One line for the caller's log (raft_config.logger), formatted as printf does. */
-static void say(struct raft *r, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 static void say(struct raft *r, int level, const char *fmt, ...)
 {
 	if (!r->logger)

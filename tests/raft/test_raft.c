@@ -926,6 +926,49 @@ CHECK_TEST(snapshot_not_naming_the_follower_is_refused_and_said)
 	raft_memory_storage_free(ms);
 }
 
+CHECK_TEST(heartbeat_beyond_the_log_is_clamped_and_said)
+{
+	/* a follower holding entries 1-3 of term 2 hears a commit of 1000 */
+	struct raft_memory_storage *ms = raft_memory_storage_new();
+	CHECK(ms != NULL);
+	struct raft_storage st;
+	raft_memory_storage_bind(ms, &st);
+	struct raft_conf_state cs = {.voters = {1, 2, 3}, .n_voters = 3};
+	CHECK_EQ(raft_memory_storage_set_conf_state(ms, &cs), 0);
+	struct said said = {0};
+	struct raft_config cfg = {.id = 2, .election_tick = 10, .heartbeat_tick = 1,
+				  .logger = say_into, .logger_arg = &said};
+	struct raft *r;
+	CHECK_EQ(raft_new(&cfg, &st, &r), 0);
+	uint8_t data[3] = {'a', 'b', 'c'};
+	struct raft_entry ents[3];
+	for (int i = 0; i < 3; i++)
+		ents[i] = (struct raft_entry){.term = 2, .index = (uint64_t)i + 1, .data = data,
+					      .len = (size_t)i + 1};
+	struct raft_message app = {.type = RAFT_MSG_APP, .from = 1, .to = 2, .term = 2,
+				   .index = 0, .log_term = 0, .commit = 1, .entries = ents,
+				   .n_entries = 3};
+	CHECK_EQ(raft_step(r, &app), 0);
+	struct raft_status rs;
+	raft_status(r, &rs);
+	CHECK_EQ(rs.hard_state.commit, 1);
+	CHECK_EQ(said.n, 0);
+	struct raft_message hb = {.type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 2, .term = 2,
+				  .commit = 1000};
+	CHECK_EQ(raft_step(r, &hb), 0);
+	raft_status(r, &rs);
+	CHECK_EQ(rs.hard_state.commit, 3); /* what it holds, not what it was told */
+	CHECK_EQ(said.n, 1);
+	CHECK_EQ(said.level, RAFT_LOG_ERROR);
+	CHECK(strstr(said.last, "commits index 1000, beyond this log's last index 3") != NULL);
+	/* a heartbeat within the log says nothing */
+	hb.commit = 2;
+	CHECK_EQ(raft_step(r, &hb), 0);
+	CHECK_EQ(said.n, 1);
+	raft_free(r);
+	raft_memory_storage_free(ms);
+}
+
 CHECK_SUITE("raft", CHECK_CASE(leader_election), CHECK_CASE(election_timeout_is_randomized),
 	    CHECK_CASE(split_vote_then_recovers), CHECK_CASE(stale_log_cannot_win),
 	    CHECK_CASE(prevote_keeps_partitioned_member_from_disrupting),
@@ -940,6 +983,7 @@ CHECK_SUITE("raft", CHECK_CASE(leader_election), CHECK_CASE(election_timeout_is_
 	    CHECK_CASE(ready_stays_valid_while_core_keeps_running),
 	    CHECK_CASE(learner_does_not_count_for_commit),
 	    CHECK_CASE(snapshot_not_naming_the_follower_is_refused_and_said),
+	    CHECK_CASE(heartbeat_beyond_the_log_is_clamped_and_said),
 	    CHECK_CASE(proposal_without_leader_is_dropped), CHECK_CASE(follower_forwards_proposal),
 	    CHECK_CASE(forwarding_disabled_drops),
 	    CHECK_CASE(learner_joins_never_votes_then_promoted),
