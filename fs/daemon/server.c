@@ -250,81 +250,113 @@ static int parse_retention(struct fs_control_options *co, const char *mode, cons
 	return ok ? 0 : -EINVAL;
 }
 
-int fs_server_mount(int argc, char **argv, FILE *out, FILE *err)
-{
+/* What `raftfs mount` was asked for. */
+struct mount_args {
 	struct fs_member_config cfg;
-	struct fs_ops_options oopt = {0};
-	int no_remote_inotify = 0; /* -o no_remote_inotify: no replay thread */
-	uint64_t quota = 0, max_request = 0, timeout_ms = 0, check_ms = 5000, session_ttl = 10;
-	struct fs_control_options copt = {0};
-	const char *dir = NULL, *retention = NULL;
-	int foreground = 0;
-	fs_config_defaults(&cfg);
+	struct fs_ops_options oopt;
+	struct fs_control_options copt;
+	int no_remote_inotify; /* -o no_remote_inotify: no replay thread */
+	int linearizable;      /* -o linearizable */
+	uint64_t quota, max_request, timeout_ms, check_ms, session_ttl;
+	const char *dir;
+	int foreground;
+	FILE *err; /* where a refused -o option is said (mount_opt_unknown) */
+};
+
+/* The -o options raftfs takes, parsed by libfuse's fuse_opt (which splits "a,b"). */
+static const struct fuse_opt mount_opts[] = {
+	{"linearizable", offsetof(struct mount_args, linearizable), 1},
+	{"no_remote_inotify", offsetof(struct mount_args, no_remote_inotify), 1},
+	FUSE_OPT_END,
+};
+
+/* fuse_opt's callback for what mount_opts does not name: an option is refused, said on a->err. */
+static int mount_opt_unknown(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct mount_args *a = data;
+	(void)outargs;
+	if (key != FUSE_OPT_KEY_OPT)
+		return 1; /* not an option: kept (only the program name comes here) */
+	fprintf(a->err, "raftfs mount: unknown option -o %s\n", arg);
+	return -1;
+}
+
+/* Applies `-o v` to a; -EINVAL (said on a->err) for an option raftfs does not take. */
+static int parse_o(struct mount_args *a, const char *v)
+{
+	char *argv[] = {"raftfs", "-o", (char *)v, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	int rc = fuse_opt_parse(&args, a, mount_opts, mount_opt_unknown);
+	fuse_opt_free_args(&args);
+	return rc == 0 ? 0 : -EINVAL;
+}
+
+/*
+ * Parses argv into a (defaults first). Returns -1 to go on, or the FS_EXIT_* status to exit with
+ * (--help, a usage error said on err).
+ */
+static int parse_mount_args(int argc, char **argv, struct mount_args *a, FILE *out, FILE *err)
+{
+	const char *retention = NULL;
+	memset(a, 0, sizeof *a);
+	a->err = err;
+	a->check_ms = 5000;
+	a->session_ttl = 10;
+	fs_config_defaults(&a->cfg);
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "-f")) {
-			foreground = 1;
+		const char *f = argv[i];
+		if (!strcmp(f, "-f")) {
+			a->foreground = 1;
 			continue;
 		}
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+		if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
 			usage(out);
 			return FS_EXIT_OK;
 		}
-		if (a[0] != '-') {
-			if (dir) {
+		if (f[0] != '-') {
+			if (a->dir) {
 				fprintf(err, "raftfs mount: one mount directory only ('%s', '%s')\n",
-					dir, a);
+					a->dir, f);
 				return usage(err);
 			}
-			dir = a;
+			a->dir = f;
 			continue;
 		}
 		if (i + 1 >= argc) {
-			fprintf(err, "raftfs mount: %s needs a value\n", a);
+			fprintf(err, "raftfs mount: %s needs a value\n", f);
 			return usage(err);
 		}
 		const char *v = argv[++i];
 		int rc = 0;
-		if (!strcmp(a, "-o")) {
-			char opts[256];
-			snprintf(opts, sizeof opts, "%s", v);
-			for (char *save, *o = strtok_r(opts, ",", &save); o;
-			     o = strtok_r(NULL, ",", &save)) {
-				if (!strcmp(o, "linearizable")) {
-					oopt.linearizable = 1;
-				} else if (!strcmp(o, "no_remote_inotify")) {
-					no_remote_inotify = 1;
-				} else {
-					fprintf(err, "raftfs mount: unknown option -o %s\n", o);
-					return usage(err);
-				}
-			}
-		} else if (!strcmp(a, "--max-request-bytes")) {
-			rc = parse_size(a, v, &max_request, err);
-		} else if (!strcmp(a, "--quota-backend-bytes")) {
-			rc = parse_size(a, v, &quota, err);
-		} else if (!strcmp(a, "--request-timeout")) {
-			rc = parse_size(a, v, &timeout_ms, err);
-		} else if (!strcmp(a, "--corrupt-check-interval")) {
-			rc = parse_size(a, v, &check_ms, err);
-		} else if (!strcmp(a, "--session-ttl")) {
-			rc = parse_size(a, v, &session_ttl, err);
-		} else if (!strcmp(a, "--auto-compaction-mode")) {
+		if (!strcmp(f, "-o")) {
+			if (parse_o(a, v) != 0)
+				return usage(err);
+		} else if (!strcmp(f, "--max-request-bytes")) {
+			rc = parse_size(f, v, &a->max_request, err);
+		} else if (!strcmp(f, "--quota-backend-bytes")) {
+			rc = parse_size(f, v, &a->quota, err);
+		} else if (!strcmp(f, "--request-timeout")) {
+			rc = parse_size(f, v, &a->timeout_ms, err);
+		} else if (!strcmp(f, "--corrupt-check-interval")) {
+			rc = parse_size(f, v, &a->check_ms, err);
+		} else if (!strcmp(f, "--session-ttl")) {
+			rc = parse_size(f, v, &a->session_ttl, err);
+		} else if (!strcmp(f, "--auto-compaction-mode")) {
 			if (!strcmp(v, "periodic")) {
-				copt.compaction = FS_COMPACTION_PERIODIC;
+				a->copt.compaction = FS_COMPACTION_PERIODIC;
 			} else if (!strcmp(v, "revision")) {
-				copt.compaction = FS_COMPACTION_REVISION;
+				a->copt.compaction = FS_COMPACTION_REVISION;
 			} else {
 				fprintf(err, "raftfs mount: --auto-compaction-mode: '%s' is neither "
 					     "periodic nor revision\n", v);
 				rc = -EINVAL;
 			}
-		} else if (!strcmp(a, "--auto-compaction-retention")) {
+		} else if (!strcmp(f, "--auto-compaction-retention")) {
 			retention = v;
 		} else {
-			rc = fs_config_flag(&cfg, a, v, err);
+			rc = fs_config_flag(&a->cfg, f, v, err);
 			if (rc == 0) {
-				fprintf(err, "raftfs mount: unknown flag %s\n", a);
+				fprintf(err, "raftfs mount: unknown flag %s\n", f);
 				return usage(err);
 			}
 			rc = rc < 0 ? rc : 0;
@@ -332,59 +364,74 @@ int fs_server_mount(int argc, char **argv, FILE *out, FILE *err)
 		if (rc)
 			return FS_EXIT_USAGE;
 	}
-	if (!dir) {
+	if (!a->dir) {
 		fprintf(err, "raftfs mount: no mount directory given\n");
 		return usage(err);
 	}
-	if (fs_config_finish(&cfg, err) != 0)
+	if (fs_config_finish(&a->cfg, err) != 0)
 		return FS_EXIT_USAGE;
-	if (retention && !copt.compaction) {
+	if (retention && !a->copt.compaction) {
 		fprintf(err, "raftfs mount: --auto-compaction-retention needs --auto-compaction-mode\n");
 		return usage(err);
 	}
-	if (copt.compaction && parse_retention(&copt, NULL, retention ? retention : "1", err) != 0)
+	if (a->copt.compaction &&
+	    parse_retention(&a->copt, NULL, retention ? retention : "1", err) != 0)
 		return FS_EXIT_USAGE;
-	copt.session_ttl_s = (int64_t)session_ttl;
-	oopt.max_value_bytes = max_request;
-	enum fs_log_level level = FS_LOG_INFO;
-	fs_log_parse_level(cfg.log_level, &level);
-	fs_log_setup(level, cfg.name);
+	a->copt.session_ttl_s = (int64_t)a->session_ttl;
+	a->oopt.max_value_bytes = a->max_request;
+	a->oopt.linearizable = a->linearizable;
+	return -1;
+}
 
-	int ready_fd;
-	int rc = fs_daemon_start(foreground, &ready_fd);
-	if (rc) {
-		fprintf(err, "raftfs mount: cannot start the daemon: %s\n", strerror(-rc));
-		return FS_EXIT_FAILURE;
-	}
-	static struct server sv;
-	memset(&sv, 0, sizeof sv);
-	uv_loop_init(&sv.loop);
-	struct store_config scfg = {.quota_bytes = quota};
+/* For an unwinding server_run: the loop runs until what was closed has finished closing. */
+static void server_on_unwound(void *arg)
+{
+	*(int *)arg = 1;
+}
+
+static void server_run_until(struct server *sv, const int *done)
+{
+	while (!*done && uv_run(&sv->loop, UV_RUN_ONCE))
+		;
+}
+
+/*
+ * Runs the member serving its mount, from an empty sv until the end: opens the store, starts the
+ * member, waits for its WAL to be applied again, mounts, starts the replay and control, tells a
+ * waiting parent (ready_fd) and runs the loop. A start-up failure (said in the log) unwinds what
+ * was started, in reverse order, and returns FS_EXIT_FAILURE.
+ */
+static int server_run(struct server *sv, const struct mount_args *a, int ready_fd)
+{
+	const char *dir = a->dir;
+	int rc, code = FS_EXIT_FAILURE, done = 0;
+	uv_loop_init(&sv->loop);
+	struct store_config scfg = {.quota_bytes = a->quota};
 	struct fs_state_machine sm;
-	struct fs_member_options mopt = {.request_timeout_ms = timeout_ms,
+	struct fs_member_options mopt = {.request_timeout_ms = a->timeout_ms,
 					 .on_removed = server_on_removed,
 					 .on_applied = server_on_applied,
 					 .on_sync = server_on_sync,
-					 .arg = &sv};
-	if ((rc = store_open(&scfg, &sv.store)) != 0) {
+					 .arg = sv};
+	if ((rc = store_open(&scfg, &sv->store)) != 0) {
 		FS_ERROR("cannot open the store: %s", store_strerror(rc));
-		return FS_EXIT_FAILURE;
+		goto out_loop;
 	}
-	sv.kv = (struct fs_kv){sv.store, server_on_mismatch, &sv};
-	fs_kv_state_machine(&sv.kv, &sm);
-	if ((rc = fs_member_start(&sv.member, &sv.loop, &cfg, &mopt, &sm)) != 0)
-		return FS_EXIT_FAILURE; /* it said why */
+	sv->kv = (struct fs_kv){sv->store, server_on_mismatch, sv};
+	fs_kv_state_machine(&sv->kv, &sm);
+	if ((rc = fs_member_start(&sv->member, &sv->loop, &a->cfg, &mopt, &sm)) != 0)
+		goto out_store; /* it said why */
 	/* Replay what the WAL holds before anyone can look. */
-	uint64_t deadline = uv_now(&sv.loop) + 60000;
-	while (!fs_member_replayed(sv.member) && uv_now(&sv.loop) < deadline)
-		uv_run(&sv.loop, UV_RUN_ONCE);
-	if (!fs_member_replayed(sv.member)) {
-		FS_ERROR("the WAL in %s was not replayed within 60 s", cfg.data_dir);
-		return FS_EXIT_FAILURE;
+	uint64_t deadline = uv_now(&sv->loop) + 60000;
+	while (!fs_member_replayed(sv->member) && uv_now(&sv->loop) < deadline)
+		uv_run(&sv->loop, UV_RUN_ONCE);
+	if (!fs_member_replayed(sv->member)) {
+		FS_ERROR("the WAL in %s was not replayed within 60 s", a->cfg.data_dir);
+		goto out_member;
 	}
-	if ((rc = fs_ops_init(&sv.ops, sv.member, sv.store, &oopt, quota)) != 0) {
-		FS_ERROR("out of memory");
-		return FS_EXIT_FAILURE;
+	if ((rc = fs_ops_init(&sv->ops, sv->member, sv->store, &a->oopt, a->quota)) != 0) {
+		FS_ERROR("cannot serve %s: %s", dir, fs_strerror(rc));
+		goto out_member;
 	}
 	char options[256];
 	snprintf(options, sizeof options, "fsname=raftfs,subtype=raftfs,default_permissions%s",
@@ -395,50 +442,94 @@ int fs_server_mount(int argc, char **argv, FILE *out, FILE *err)
 		snprintf(absdir, sizeof absdir, "%s", dir);
 	else
 		snprintf(absdir, sizeof absdir, "%.4095s/%.4095s", cwd, dir);
-	if ((rc = fs_mount_start(&sv.mount, &sv.loop, dir, options, &fs_ops_table,
-				 sizeof fs_ops_table, &sv.ops, server_on_gone, &sv)) != 0)
-		return FS_EXIT_FAILURE; /* it said why */
-	sv.mount.on_unlisted = server_on_unlisted;
-	fs_mount_guard(&sv.mount, "/proc/self/exe"); /* the replay thread waits on the mount */
-	if ((rc = fs_ops_watch_start(&sv.ops, sv.mount.se)) != 0) {
+	if ((rc = fs_mount_start(&sv->mount, &sv->loop, dir, options, &fs_ops_table,
+				 sizeof fs_ops_table, &sv->ops, server_on_gone, sv)) != 0)
+		goto out_ops; /* it said why */
+	sv->mount.on_unlisted = server_on_unlisted;
+	fs_mount_guard(&sv->mount, "/proc/self/exe"); /* the replay thread waits on the mount */
+	if ((rc = fs_ops_watch_start(&sv->ops, sv->mount.se)) != 0) {
 		FS_ERROR("cannot watch the store for changes: %s", fs_strerror(rc));
-		return FS_EXIT_FAILURE;
+		goto out_mount;
 	}
-	if (no_remote_inotify)
+	if (a->no_remote_inotify)
 		FS_INFO("mount %s: changes made on other members raise no inotify events here "
 			"(-o no_remote_inotify)", dir);
-	else if ((rc = fs_replay_start(&sv.replay, &sv.ops, absdir)) != 0) {
+	else if ((rc = fs_replay_start(&sv->replay, &sv->ops, absdir)) != 0) {
 		FS_ERROR("cannot start replaying remote changes for inotify in %s: %s", absdir,
-			 strerror(-rc));
+			 fs_strerror(rc));
+		goto out_mount;
+	}
+	fs_control_start(&sv->control, &sv->loop, sv->member, sv->store, &a->cfg, &a->copt);
+	if (sv->replay) {
+		sv->control.replay_counts = server_replay_counts;
+		sv->control.replay_arg = sv->replay;
+	}
+	fs_control_namespace(&sv->control, &sv->ops.ns);
+	sv->serving = 1;
+	uv_timer_init(&sv->loop, &sv->hash_timer);
+	sv->hash_timer.data = sv;
+	if (a->check_ms)
+		uv_timer_start(&sv->hash_timer, server_on_hash_timer, a->check_ms, a->check_ms);
+	uv_signal_init(&sv->loop, &sv->sigterm);
+	uv_signal_init(&sv->loop, &sv->sigint);
+	sv->sigterm.data = sv->sigint.data = sv;
+	uv_signal_start(&sv->sigterm, server_on_signal, SIGTERM);
+	uv_signal_start(&sv->sigint, server_on_signal, SIGINT);
+	FS_INFO("member %s serving %s (data dir %s)", a->cfg.name, dir, a->cfg.data_dir);
+	char log_path[4200];
+	snprintf(log_path, sizeof log_path, "%s/raftfs.log", a->cfg.data_dir);
+	fs_daemon_ready(ready_fd, a->foreground ? NULL : log_path);
+	/* runs until the stop chain (server_stop) has closed the mount and stopped the member */
+	uv_run(&sv->loop, UV_RUN_DEFAULT);
+	fs_replay_close(sv->replay);
+	code = sv->exit_code;
+	goto out_ops;
+
+out_mount:
+	fs_notify_stop(&sv->ops.notifier); /* before the session goes, as server_stop_mount */
+	fs_mount_close(&sv->mount, server_on_unwound, &done);
+	server_run_until(sv, &done);
+	done = 0;
+out_ops:
+	fs_ops_close(&sv->ops);
+out_member:
+	if (sv->member) { /* NULL after a clean stop: it went with the mount */
+		fs_member_stop(sv->member, server_on_unwound, &done);
+		server_run_until(sv, &done);
+		sv->member = NULL;
+	}
+out_store:
+	store_close(sv->store);
+out_loop:
+	uv_run(&sv->loop, UV_RUN_DEFAULT); /* what is still closing */
+	if (uv_loop_close(&sv->loop) != 0)
+		FS_WARN("mount %s: the loop still had open handles at exit", dir);
+	return code;
+}
+
+int fs_server_mount(int argc, char **argv, FILE *out, FILE *err)
+{
+	struct mount_args a;
+	int rc = parse_mount_args(argc, argv, &a, out, err);
+	if (rc >= 0)
+		return rc;
+	enum fs_log_level level = FS_LOG_INFO;
+	fs_log_parse_level(a.cfg.log_level, &level);
+	fs_log_setup(level, a.cfg.name);
+	int ready_fd;
+	if ((rc = fs_daemon_start(a.foreground, &ready_fd)) != 0) {
+		fprintf(err, "raftfs mount: cannot start the daemon: %s\n", strerror(-rc));
 		return FS_EXIT_FAILURE;
 	}
-	fs_control_start(&sv.control, &sv.loop, sv.member, sv.store, &cfg, &copt);
-	if (sv.replay) {
-		sv.control.replay_counts = server_replay_counts;
-		sv.control.replay_arg = sv.replay;
+	struct server *sv = calloc(1, sizeof *sv); /* large (the inode table, the handles) */
+	if (!sv) {
+		FS_ERROR("mount %s: out of memory", a.dir);
+		return FS_EXIT_FAILURE;
 	}
-	fs_control_namespace(&sv.control, &sv.ops.ns);
-	sv.serving = 1;
-	uv_timer_init(&sv.loop, &sv.hash_timer);
-	sv.hash_timer.data = &sv;
-	if (check_ms)
-		uv_timer_start(&sv.hash_timer, server_on_hash_timer, check_ms, check_ms);
-	uv_signal_init(&sv.loop, &sv.sigterm);
-	uv_signal_init(&sv.loop, &sv.sigint);
-	sv.sigterm.data = sv.sigint.data = &sv;
-	uv_signal_start(&sv.sigterm, server_on_signal, SIGTERM);
-	uv_signal_start(&sv.sigint, server_on_signal, SIGINT);
-	FS_INFO("member %s serving %s (data dir %s)", cfg.name, dir, cfg.data_dir);
-	char log_path[4200];
-	snprintf(log_path, sizeof log_path, "%s/raftfs.log", cfg.data_dir);
-	fs_daemon_ready(ready_fd, foreground ? NULL : log_path);
-	uv_run(&sv.loop, UV_RUN_DEFAULT);
-	fs_replay_close(sv.replay);
-	fs_ops_close(&sv.ops);
-	store_close(sv.store);
-	uv_loop_close(&sv.loop);
+	rc = server_run(sv, &a, ready_fd);
+	free(sv);
 	FS_INFO("exiting");
-	return sv.exit_code;
+	return rc;
 }
 
 /* Whether mountinfo lists dir as a raftfs mount. */

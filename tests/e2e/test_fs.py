@@ -6,7 +6,9 @@ winner; a restarted member keeps everything.
 """
 
 import errno
+import harness
 import signal
+import socket
 import os
 import subprocess
 import time
@@ -651,6 +653,38 @@ def test_mount_daemonizes_and_every_way_of_stopping_is_clean(ws, raftfs_bin):
                         f"127.0.0.1:{harness.free_port()}", mp],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "in use by pid" in r.stderr
+
+
+def test_a_failed_start_unwinds_and_leaves_the_data_dir_usable(raftfs_bin, ws):
+    # each start-up failure is said, exits 1, leaves no mount and no sanitizer report, and frees
+    # the data dir: the next start on it serves
+    data, mp = ws.path("u.data"), ws.path("u")
+    os.makedirs(mp)
+
+    def start(*args):
+        r = subprocess.run([raftfs_bin, "mount", "-f", "--data-dir", data, *args],
+                           capture_output=True, text=True, timeout=60)
+        assert "ERROR: AddressSanitizer" not in r.stderr and "LeakSanitizer" not in r.stderr, \
+            r.stderr
+        assert "runtime error:" not in r.stderr, r.stderr
+        return r
+
+    port = harness.free_port()
+    r = start("--listen-peer", f"127.0.0.1:{port}", ws.path("absent"))  # after the member
+    assert r.returncode == 1 and "absent: No such file or directory" in r.stderr, r.stderr
+    assert "stopped at applied index" in r.stderr and "exiting" in r.stderr, r.stderr
+    with socket.socket() as s:  # before the member serves: the address it is known by is taken
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        r = start("--listen-peer", f"127.0.0.1:{port}", mp)
+        assert r.returncode == 1 and "address already in use" in r.stderr, r.stderr
+    assert not harness.is_mounted(mp)
+    d = ws.add(harness.Daemon("u", [raftfs_bin, "mount", "-f", "--data-dir", data,
+                                    "--listen-peer", f"127.0.0.1:{port}", mp], mp, ws.root))
+    d.start().wait_mounted(20)
+    with open(os.path.join(mp, "after"), "w") as f:
+        f.write("served after two failed starts\n")
+    assert read(os.path.join(mp, "after")) == "served after two failed starts\n"
 
 
 def test_usage_errors_of_mount(raftfs_bin):
