@@ -222,10 +222,7 @@ static int call_propose(struct fs_control_call *call, Rpc__Request *req)
 	struct fs_control *c = call->c;
 	req->has_time_ns = 1;
 	req->time_ns = wall_ns();
-	size_t len;
-	uint8_t *buf = fs_kv_encode(req, &len);
-	int rc = buf ? fs_member_propose(c->member, buf, len, on_call, call) : -ENOMEM;
-	free(buf);
+	int rc = fs_kv_propose(c->member, req, on_call, call);
 	if (rc)
 		call_free(call);
 	return rc;

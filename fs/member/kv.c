@@ -345,6 +345,18 @@ uint8_t *fs_kv_encode(const Rpc__Request *req, size_t *len)
 	return buf;
 }
 
+/* fs_member_propose_encoded's encoder of a request. */
+static void encode_request(const void *src, uint8_t *buf)
+{
+	rpc__request__pack(src, buf);
+}
+
+int fs_kv_propose(struct fs_member *m, const Rpc__Request *req, fs_wait_cb cb, void *arg)
+{
+	return fs_member_propose_encoded(m, rpc__request__get_packed_size(req), encode_request, req,
+					 cb, arg);
+}
+
 int fs_kv_decode_response(const void *buf, size_t len, Rpc__Response *resp)
 {
 	rpc__response__init(resp);

@@ -1400,9 +1400,13 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- transport callbacks --------------------------------------------------------------------- */
 
+/* An item with room for extra bytes of data; the header zeroed, the data not (it is written). */
 static struct inbox_item *item_new(size_t extra)
 {
-	return calloc(1, sizeof(struct inbox_item) + extra);
+	struct inbox_item *it = malloc(sizeof(struct inbox_item) + extra);
+	if (it)
+		memset(it, 0, sizeof *it);
+	return it;
 }
 
 static void on_peer_message(void *ud, uint64_t from, const uint8_t *buf, size_t len)
@@ -2002,7 +2006,9 @@ static int backlog_too_large(struct fs_member *m)
 	return hs.commit > m->applied + FS_MAX_APPLY_BACKLOG;
 }
 
-int fs_member_propose(struct fs_member *m, const void *req, size_t len, fs_wait_cb cb, void *arg)
+int fs_member_propose_encoded(struct fs_member *m, size_t len,
+			      void (*encode)(const void *src, uint8_t *buf), const void *src,
+			      fs_wait_cb cb, void *arg)
 {
 	if (m->stopping || m->removed) {
 		cb(arg, 0, m->removed ? FS_EREMOVED : FS_ESTOPPING, NULL, 0);
@@ -2019,7 +2025,7 @@ int fs_member_propose(struct fs_member *m, const void *req, size_t len, fs_wait_
 	it->kind = IN_PROPOSAL;
 	it->len = ENVELOPE_ID_BYTES + len;
 	put_u64(it->data, id);
-	memcpy(it->data + ENVELOPE_ID_BYTES, req, len);
+	encode(src, it->data + ENVELOPE_ID_BYTES);
 	int rc = fs_wait_register(&m->wait, id, uv_now(m->loop) + m->opt.request_timeout_ms, cb,
 				  arg);
 	if (rc != 0) {
@@ -2028,6 +2034,19 @@ int fs_member_propose(struct fs_member *m, const void *req, size_t len, fs_wait_
 	}
 	inbox_push(m, it);
 	return 0;
+}
+
+/* fs_member_propose's encoder: the request as given. */
+static void encode_copy(const void *src, uint8_t *buf)
+{
+	const struct { const void *p; size_t n; } *r = src;
+	memcpy(buf, r->p, r->n);
+}
+
+int fs_member_propose(struct fs_member *m, const void *req, size_t len, fs_wait_cb cb, void *arg)
+{
+	const struct { const void *p; size_t n; } r = {req, len};
+	return fs_member_propose_encoded(m, len, encode_copy, &r, cb, arg);
 }
 
 int fs_member_change(struct fs_member *m, enum fs_member_change_type type, uint64_t node_id,

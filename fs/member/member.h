@@ -176,6 +176,15 @@ int fs_member_restore(const struct fs_member_config *cfg, const uint8_t *image, 
  */
 int fs_member_propose(struct fs_member *m, const void *req, size_t len, fs_wait_cb cb, void *arg);
 
+/*
+ * As fs_member_propose, for a request the caller encodes in place: encode(src, buf) writes exactly
+ * len bytes of it into the member's own buffer (during the call), which saves a buffer and a copy
+ * of the request (fs_kv_propose encodes a state machine request this way).
+ */
+int fs_member_propose_encoded(struct fs_member *m, size_t len,
+			      void (*encode)(const void *src, uint8_t *buf), const void *src,
+			      fs_wait_cb cb, void *arg);
+
 /* Membership changes (fs_member_change). */
 enum fs_member_change_type {
 	FS_MEMBER_ADD_VOTER,   /* add a voter, or promote the learner node_id */
@@ -270,6 +279,10 @@ int fs_kv_corrupt(struct store *s, uint64_t *member);
  * Encodes req into a malloc'd buffer for fs_member_propose; *len gets its size. NULL on ENOMEM.
  */
 uint8_t *fs_kv_encode(const Rpc__Request *req, size_t *len);
+
+/* Proposes req through m, encoded once, into the member's own buffer: fs_member_propose's
+   contract (cb and the return value). */
+int fs_kv_propose(struct fs_member *m, const Rpc__Request *req, fs_wait_cb cb, void *arg);
 
 /*
  * Decodes an answer's result bytes (possibly none) into *resp (zeroed first). -EINVAL when they do

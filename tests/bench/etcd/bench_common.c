@@ -166,3 +166,42 @@ pid_t bench_spawn(char *const argv[], const char *log, int out_fd)
 	fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
 }
+
+long bench_read_small_file(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	long got = 0;
+	ssize_t r;
+	while ((size_t)got < cap - 1 && (r = read(fd, buf + got, cap - 1 - (size_t)got)) > 0)
+		got += r;
+	close(fd);
+	buf[got] = '\0';
+	return got;
+}
+
+long long bench_raftfs_status(const char *mountpoint, const char *field)
+{
+	char path[4200], buf[8192], key[64];
+	snprintf(path, sizeof path, "%s/.raftfs/status", mountpoint);
+	snprintf(key, sizeof key, "\"%s\":", field);
+	if (bench_read_small_file(path, buf, sizeof buf) < 0)
+		return -1;
+	const char *p = strstr(buf, key);
+	return p ? strtoll(p + strlen(key), NULL, 10) : -1;
+}
+
+long long bench_cpu_us(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (bench_read_small_file(path, buf, sizeof buf) < 0)
+		return -1;
+	const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+	unsigned long long ut, st;
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+			 &st) != 2)
+		return -1;
+	return (long long)((ut + st) * 1000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
+}

@@ -90,4 +90,13 @@ pid_t bench_spawn(char *const argv[], const char *log, int out_fd);
 /* Removes dir and everything under it, as far as it can (a benchmark's scratch data). */
 void bench_remove_tree(const char *dir);
 
+/* The whole of a small file into buf (NUL-ended, at most cap - 1 bytes); its length, or -1. */
+long bench_read_small_file(const char *path, char *buf, size_t cap);
+
+/* A number field of a raftfs mount's .raftfs/status (JSON), or -1 when it cannot be read. */
+long long bench_raftfs_status(const char *mountpoint, const char *field);
+
+/* CPU time (user + system) process pid has used so far, in µs (/proc/PID/stat); -1 if gone. */
+long long bench_cpu_us(pid_t pid);
+
 #endif

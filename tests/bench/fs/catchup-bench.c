@@ -79,31 +79,10 @@ static int start_member(int i, int port, const char *cluster, const char *const 
 	return 0;
 }
 
-/* The whole of a small file into buf (NUL-ended); its length, or -1. */
-static long read_file(const char *path, char *buf, size_t cap)
-{
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	long got = 0;
-	ssize_t r;
-	while ((size_t)got < cap - 1 && (r = read(fd, buf + got, cap - 1 - (size_t)got)) > 0)
-		got += r;
-	close(fd);
-	buf[got] = '\0';
-	return got;
-}
-
 /* A number field of member i's .raftfs/status, or -1. */
 static long long status_field(int i, const char *field)
 {
-	char path[256], buf[8192], key[64];
-	snprintf(path, sizeof path, "%s/.raftfs/status", mnt[i]);
-	snprintf(key, sizeof key, "\"%s\":", field);
-	if (read_file(path, buf, sizeof buf) < 0)
-		return -1;
-	const char *p = strstr(buf, key);
-	return p ? strtoll(p + strlen(key), NULL, 10) : -1;
+	return bench_raftfs_status(mnt[i], field);
 }
 
 static int wait_serving(int i, double timeout_s)
@@ -263,7 +242,7 @@ int main(int argc, char **argv)
 	int caught = 0;
 	while (bench_now_s() < start + 600 && !caught) {
 		caught = status_field(3, "applied_index") >= target &&
-			 read_file(last, have, sizeof have) == VALUE_BYTES && !strcmp(have, want);
+			 bench_read_small_file(last, have, sizeof have) == VALUE_BYTES && !strcmp(have, want);
 		if (!caught)
 			sleep_ms(5);
 	}
