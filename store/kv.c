@@ -727,9 +727,9 @@ static bool cmp_int(int64_t a, int64_t b, enum store_cmp_result r)
 	return false;
 }
 
-static bool eval_cmp(struct store *s, const struct store_cmp *c)
+/* A compare on one keyIndex (NULL or not live: a missing key). */
+static bool eval_cmp_ki(const struct store__ki *ki, const struct store_cmp *c)
 {
-	struct store__ki *ki = store__index_get(&s->idx, c->key, c->key_len);
 	struct store__kv *kv = ki ? store__ki_latest(ki) : NULL;
 	if (c->target == STORE_CMP_VALUE) {
 		if (!kv)
@@ -749,6 +749,102 @@ static bool eval_cmp(struct store *s, const struct store_cmp *c)
 		}
 	}
 	return cmp_int(v, c->num, c->result);
+}
+
+static bool eval_cmp(struct store *s, const struct store_cmp *c)
+{
+	if (!c->end || !c->end_len)
+		return eval_cmp_ki(store__index_get(&s->idx, c->key, c->key_len), c);
+	struct store__iter it;
+	bool any = false;
+	store__index_seek(&s->idx, c->key, c->key_len, &it);
+	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
+		if (!store__in_range(ki->key, ki->key_len, c->key, c->key_len, c->end, c->end_len))
+			break;
+		if (!store__ki_live(ki))
+			continue;
+		any = true;
+		if (!eval_cmp_ki(ki, c))
+			return false;
+	}
+	return any || eval_cmp_ki(NULL, c);
+}
+
+/* Whether a and b are apart: neither begins with the other (and neither is empty). */
+static bool prefixes_apart(const void *a, size_t al, const void *b, size_t bl)
+{
+	return al && bl && memcmp(a, b, al < bl ? al : bl) != 0;
+}
+
+/* The live keyIndexes that begin with prefix, in key order (malloc'd into *out); how many. */
+static size_t live_with_prefix(struct store *s, const void *prefix, size_t len,
+			       struct store__ki ***out)
+{
+	size_t n = 0, cap = 0;
+	struct store__ki **v = NULL;
+	struct store__iter it;
+	store__index_seek(&s->idx, prefix, len, &it);
+	for (struct store__ki *ki; (ki = store__iter_next(&it));) {
+		if (ki->key_len < len || memcmp(ki->key, prefix, len) != 0)
+			break;
+		if (!store__ki_live(ki))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = store__xrealloc(v, cap * sizeof *v);
+		}
+		v[n++] = ki;
+	}
+	*out = v;
+	return n;
+}
+
+/* What a move adds to the store's size (for the quota), or an error of one of its puts. */
+static int check_move(struct store *s, const struct store_move *m, uint64_t *add)
+{
+	if (!prefixes_apart(m->from, m->from_len, m->to, m->to_len))
+		return -EINVAL;
+	struct store__ki **v;
+	size_t n = live_with_prefix(s, m->from, m->from_len, &v);
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		const struct store__kv *kv = store__ki_latest(v[i]);
+		uint64_t klen = (uint64_t)v[i]->key_len - m->from_len + m->to_len;
+		if (klen > STORE__MAX_KEY)
+			rc = -EINVAL;
+		*add += KV_OVERHEAD + klen + kv->vlen;
+	}
+	free(v);
+	return rc;
+}
+
+/* Applies a validated move inside the open write. */
+static void do_move(struct store *s, const struct store_move *m, int64_t *moved)
+{
+	struct store__ki **v;
+	size_t n = live_with_prefix(s, m->from, m->from_len, &v);
+	size_t cap = 0;
+	unsigned char *key = NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct store__ki *ki = v[i];
+		const struct store__kv *kv = store__ki_latest(ki);
+		size_t rest = ki->key_len - m->from_len, klen = m->to_len + rest;
+		if (klen > cap) {
+			cap = klen * 2;
+			key = store__xrealloc(key, cap);
+		}
+		memcpy(key, m->to, m->to_len);
+		memcpy(key + m->to_len, (const unsigned char *)ki->key + m->from_len, rest);
+		/* the value stays where it is in the arena while the new record copies it */
+		struct store_put p = {.key = key, .key_len = klen, .value = store__kv_value(kv),
+				      .value_len = kv->vlen, .lease = store__kv_lease(kv),
+				      .meta = kv->meta};
+		do_put(s, &p, NULL);
+		store__delete_ki(s, ki, NULL);
+	}
+	*moved = (int64_t)n;
+	free(key);
+	free(v);
 }
 
 int store_txn(struct store *s, const struct store_txn *t, struct store_txn_result *res)
@@ -772,6 +868,10 @@ int store_txn(struct store *s, const struct store_txn *t, struct store_txn_resul
 				return r;
 		} else if (ops[i].type == STORE_OP_DELETE && !ops[i].del.key_len) {
 			return -EINVAL;
+		} else if (ops[i].type == STORE_OP_MOVE) {
+			int r = check_move(s, &ops[i].move, &add);
+			if (r)
+				return r;
 		}
 	}
 	if (add) {
@@ -799,6 +899,9 @@ int store_txn(struct store *s, const struct store_txn *t, struct store_txn_resul
 			break;
 		case STORE_OP_DELETE:
 			do_delete(s, &ops[i].del, &o->del);
+			break;
+		case STORE_OP_MOVE:
+			do_move(s, &ops[i].move, &o->moved);
 			break;
 		}
 	}

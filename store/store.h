@@ -206,24 +206,45 @@ enum store_cmp_target { STORE_CMP_VALUE, STORE_CMP_VERSION, STORE_CMP_CREATE, ST
 			STORE_CMP_LEASE };
 enum store_cmp_result { STORE_CMP_EQ, STORE_CMP_NE, STORE_CMP_LT, STORE_CMP_GT };
 
-/* A compare on one key; a missing key has version, create, mod and lease 0 and fails VALUE. */
+/*
+ * A compare on one key; a missing key has version, create, mod and lease 0 and fails VALUE. With
+ * end (as store_range_req's), on every live key of [key, end) instead, as etcd's range compares:
+ * it holds when it holds for each of them, and an empty range compares as one missing key.
+ */
 struct store_cmp {
 	enum store_cmp_target target;
 	enum store_cmp_result result;
 	const void *key;
 	size_t key_len;
+	const void *end; /* NULL or end_len 0: key alone */
+	size_t end_len;
 	int64_t num;       /* VERSION, CREATE, MOD, LEASE */
 	const void *value; /* VALUE */
 	size_t value_len;
 };
 
-enum store_op_type { STORE_OP_RANGE, STORE_OP_PUT, STORE_OP_DELETE };
+enum store_op_type { STORE_OP_RANGE, STORE_OP_PUT, STORE_OP_DELETE, STORE_OP_MOVE };
+
+/*
+ * Moves every live key that begins with from to the key that begins with to instead (to, then the
+ * rest of the key): each is put there with its value, metadata and lease, and deleted where it
+ * was, in the txn's revision, so a watch sees a delete and a put per key. A live key already at a
+ * target is replaced. from and to must not be empty and neither may begin with the other
+ * (-EINVAL): the keys moved and the keys made are apart.
+ */
+struct store_move {
+	const void *from;
+	size_t from_len;
+	const void *to;
+	size_t to_len;
+};
 
 struct store_op {
 	enum store_op_type type;
 	struct store_range_req range; /* rev must be 0 inside a txn */
 	struct store_put put;
 	struct store_delete del;
+	struct store_move move;
 };
 
 struct store_op_result {
@@ -231,6 +252,7 @@ struct store_op_result {
 	struct store_range_result range;
 	struct store_put_result put;
 	struct store_delete_result del;
+	int64_t moved; /* STORE_OP_MOVE: keys moved */
 };
 
 struct store_txn {

@@ -356,6 +356,193 @@ CHECK_TEST(txn_is_one_revision)
 	store_close(s);
 }
 
+/* key's current value into buf (NUL-ended), or NULL when it does not exist. */
+static const char *value_now(struct store *s, const char *key, char *buf, size_t cap,
+			     struct store_kv *out)
+{
+	struct store_kv kv;
+	if (store_get(s, key, strlen(key), 0, &kv) != 0)
+		return NULL;
+	snprintf(buf, cap, "%.*s", (int)kv.value_len, (const char *)kv.value);
+	if (out)
+		*out = kv;
+	return buf;
+}
+
+CHECK_TEST(move_is_one_revision_and_keeps_everything_but_the_key)
+{
+	struct store *s = open_store(0);
+	CHECK_EQ(store_lease_grant(s, 7, 60, 0), 0);
+	CHECK(put(s, "/d", "") > 0);
+	CHECK(put(s, "/d/a", "first file") > 0);
+	CHECK(put_lease(s, "/d/sub/b", "second, leased", 7) > 0);
+	CHECK(put(s, "/d/sub/c", "3") > 0);
+	CHECK(put(s, "/dz", "a neighbour that does not begin with /d/") > 0);
+	CHECK(put(s, "/e/sub/c", "replaced by the move") > 0);
+	struct store_kv del_me;
+	CHECK(put(s, "/d/gone", "deleted before") > 0);
+	struct store_delete d = {.key = "/d/gone", .key_len = 7};
+	CHECK_EQ(store_delete_range(s, &d, NULL), 0);
+	CHECK(store_get(s, "/d/gone", 7, 0, &del_me) != 0);
+	struct store_meta meta = {.mode = 0640, .uid = 12, .gid = 34, .mtime_ns = 5};
+	struct store_put pm = {.key = "/d/a", .key_len = 4, .value = "first file!",
+			       .value_len = 11, .meta = meta};
+	CHECK_EQ(store_put(s, &pm, NULL), 0);
+	int64_t before = store_rev(s);
+	struct store_watch *w;
+	CHECK_EQ(store_watch_create(s, "/", 1, "0", 1, 0, STORE_WATCH_PREV_KV, &w, NULL), 0);
+	struct store_op op = {.type = STORE_OP_MOVE,
+			      .move = {.from = "/d/", .from_len = 3, .to = "/e/", .to_len = 3}};
+	struct store_txn t = {NULL, 0, &op, 1, NULL, 0};
+	struct store_txn_result tr;
+	CHECK_EQ(store_txn(s, &t, &tr), 0);
+	CHECK(tr.succeeded);
+	CHECK_EQ(tr.rev, before + 1);
+	CHECK_EQ(tr.results[0].moved, 3);
+	store_txn_result_free(&tr);
+	char buf[128];
+	struct store_kv kv;
+	CHECK(value_now(s, "/d/a", buf, sizeof buf, NULL) == NULL);
+	CHECK(value_now(s, "/d/sub/b", buf, sizeof buf, NULL) == NULL);
+	CHECK(value_now(s, "/d/gone", buf, sizeof buf, NULL) == NULL);
+	CHECK(value_now(s, "/e/gone", buf, sizeof buf, NULL) == NULL); /* only live keys move */
+	CHECK_STR_EQ(value_now(s, "/e/a", buf, sizeof buf, &kv), "first file!");
+	CHECK_EQ(kv.meta.mode, 0640);
+	CHECK_EQ(kv.meta.uid, 12);
+	CHECK_EQ(kv.meta.mtime_ns, 5);
+	CHECK_EQ(kv.version, 1);
+	CHECK_EQ(kv.create_revision, before + 1);
+	CHECK_STR_EQ(value_now(s, "/e/sub/b", buf, sizeof buf, &kv), "second, leased");
+	CHECK_EQ(kv.lease, 7);
+	CHECK_STR_EQ(value_now(s, "/e/sub/c", buf, sizeof buf, &kv), "3");
+	CHECK_EQ(kv.version, 2); /* the key that was there has a second version */
+	CHECK_STR_EQ(value_now(s, "/d", buf, sizeof buf, NULL), ""); /* not under "/d/" */
+	CHECK_STR_EQ(value_now(s, "/dz", buf, sizeof buf, NULL),
+		     "a neighbour that does not begin with /d/");
+	/* the old keys are history */
+	CHECK_EQ(store_get(s, "/d/a", 4, before, &kv), 0);
+	CHECK_EQ(kv.value_len, 11);
+	/* the watch sees one revision: a delete and a put per key */
+	struct store_watch_batch b;
+	CHECK_EQ(store_watch_next(w, 100, &b), 0);
+	CHECK_EQ(b.n, 6);
+	int dels = 0, puts = 0;
+	for (size_t i = 0; i < b.n; i++) {
+		CHECK_EQ(b.events[i].kv.mod_revision, before + 1);
+		if (b.events[i].type == STORE_EVENT_DELETE) {
+			dels++;
+			CHECK(b.events[i].has_prev);
+			CHECK(!memcmp(b.events[i].kv.key, "/d/", 3));
+		} else {
+			puts++;
+			CHECK(!memcmp(b.events[i].kv.key, "/e/", 3));
+		}
+	}
+	CHECK_EQ(dels, 3);
+	CHECK_EQ(puts, 3);
+	store_watch_batch_free(&b);
+	/* the lease now holds the new key: revoking it deletes /e/sub/b */
+	CHECK_EQ(store_lease_revoke(s, 7), 0);
+	CHECK(value_now(s, "/e/sub/b", buf, sizeof buf, NULL) == NULL);
+	/* overlapping prefixes and empty ones are refused and change nothing */
+	int64_t now = store_rev(s);
+	struct store_op bad[3] = {
+		{.type = STORE_OP_MOVE, .move = {.from = "/e/", .from_len = 3, .to = "/e/x/",
+						 .to_len = 5}},
+		{.type = STORE_OP_MOVE, .move = {.from = "/e/x/", .from_len = 5, .to = "/e/",
+						 .to_len = 3}},
+		{.type = STORE_OP_MOVE, .move = {.from = "/e/", .from_len = 3, .to = "", .to_len = 0}},
+	};
+	for (int i = 0; i < 3; i++) {
+		struct store_txn tb = {NULL, 0, &bad[i], 1, NULL, 0};
+		CHECK_EQ(store_txn(s, &tb, &tr), -EINVAL);
+	}
+	CHECK_EQ(store_rev(s), now);
+	/* a snapshot of a moved tree restores the same */
+	struct store *r = restored(s, NULL);
+	check_same_hash(s, r);
+	store_close(r);
+	store_watch_cancel(w);
+	store_close(s);
+}
+
+CHECK_TEST(move_of_many_keys_and_its_quota)
+{
+	/* 20,000 keys of values of different lengths move in one revision */
+	struct store *s = open_store(0);
+	char key[64], val[64], buf[64];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(key, sizeof key, "/big/%05d", i);
+		snprintf(val, sizeof val, "v%d%.*s", i, i % 23, "xxxxxxxxxxxxxxxxxxxxxxx");
+		CHECK(put(s, key, val) > 0);
+	}
+	int64_t before = store_rev(s);
+	struct store_op op = {.type = STORE_OP_MOVE,
+			      .move = {.from = "/big/", .from_len = 5, .to = "/moved/", .to_len = 7}};
+	struct store_txn t = {NULL, 0, &op, 1, NULL, 0};
+	struct store_txn_result tr;
+	CHECK_EQ(store_txn(s, &t, &tr), 0);
+	CHECK_EQ(tr.rev, before + 1);
+	CHECK_EQ(tr.results[0].moved, 20000);
+	store_txn_result_free(&tr);
+	for (int i = 0; i < 20000; i += 997) {
+		snprintf(key, sizeof key, "/moved/%05d", i);
+		snprintf(val, sizeof val, "v%d%.*s", i, i % 23, "xxxxxxxxxxxxxxxxxxxxxxx");
+		CHECK_STR_EQ(value_now(s, key, buf, sizeof buf, NULL), val);
+		snprintf(key, sizeof key, "/big/%05d", i);
+		CHECK(value_now(s, key, buf, sizeof buf, NULL) == NULL);
+	}
+	store_close(s);
+	/* over the quota: NOSPACE, and nothing moved */
+	s = open_store(64 * 1024);
+	for (int i = 0; i < 400; i++) { /* ~44 KB of the 64: a copy does not fit */
+		snprintf(key, sizeof key, "/q/%03d", i);
+		CHECK(put(s, key, "0123456789012345678901234567890123456789") > 0);
+	}
+	before = store_rev(s);
+	op.move = (struct store_move){.from = "/q/", .from_len = 3, .to = "/r/", .to_len = 3};
+	CHECK_EQ(store_txn(s, &t, &tr), STORE_ENOSPACE);
+	CHECK_EQ(store_rev(s), before);
+	CHECK(value_now(s, "/q/000", buf, sizeof buf, NULL) != NULL);
+	CHECK(value_now(s, "/r/000", buf, sizeof buf, NULL) == NULL);
+	store_close(s);
+}
+
+CHECK_TEST(range_compare_holds_for_every_key_of_the_range)
+{
+	struct store *s = open_store(0);
+	CHECK(put(s, "/d/a", "1") > 0);
+	int64_t seen = put(s, "/d/b", "22");
+	CHECK(put(s, "/e", "outside") > 0);
+	/* every key of [/d/, /d0) modified no later than seen */
+	struct store_cmp c = {.target = STORE_CMP_MOD, .result = STORE_CMP_LT, .key = "/d/",
+			      .key_len = 3, .end = "/d0", .end_len = 3, .num = seen + 1};
+	struct store_op op = {.type = STORE_OP_PUT,
+			      .put = {.key = "/ok", .key_len = 3, .value = "y", .value_len = 1}};
+	struct store_txn t = {&c, 1, &op, 1, NULL, 0};
+	struct store_txn_result tr;
+	CHECK_EQ(store_txn(s, &t, &tr), 0);
+	CHECK(tr.succeeded); /* /e changed after seen, but it is outside */
+	store_txn_result_free(&tr);
+	CHECK(put(s, "/d/b", "333") > 0);
+	CHECK_EQ(store_txn(s, &t, &tr), 0);
+	CHECK(!tr.succeeded); /* one key of the range changed since */
+	store_txn_result_free(&tr);
+	/* an empty range compares as one missing key: version 0 */
+	struct store_cmp empty = {.target = STORE_CMP_VERSION, .result = STORE_CMP_EQ, .key = "/x/",
+				  .key_len = 3, .end = "/x0", .end_len = 3, .num = 0};
+	t.cmps = &empty;
+	CHECK_EQ(store_txn(s, &t, &tr), 0);
+	CHECK(tr.succeeded);
+	store_txn_result_free(&tr);
+	empty.target = STORE_CMP_VALUE; /* and a VALUE compare on nothing fails */
+	empty.value = "";
+	CHECK_EQ(store_txn(s, &t, &tr), 0);
+	CHECK(!tr.succeeded);
+	store_txn_result_free(&tr);
+	store_close(s);
+}
+
 CHECK_TEST(watch_history_progress_and_compaction)
 {
 	struct store *s = open_store(0);
@@ -1149,7 +1336,11 @@ CHECK_TEST(snapshot_log_order_and_duplicate_revisions)
 
 CHECK_SUITE("store-kv", CHECK_CASE(keyindex_seed000_walkthrough), CHECK_CASE(keyindex_etcd_example),
 	    CHECK_CASE(range_options_and_errors), CHECK_CASE(put_flags_and_metadata),
-	    CHECK_CASE(txn_is_one_revision), CHECK_CASE(watch_history_progress_and_compaction),
+	    CHECK_CASE(txn_is_one_revision),
+	    CHECK_CASE(move_is_one_revision_and_keeps_everything_but_the_key),
+	    CHECK_CASE(move_of_many_keys_and_its_quota),
+	    CHECK_CASE(range_compare_holds_for_every_key_of_the_range),
+	    CHECK_CASE(watch_history_progress_and_compaction),
 	    CHECK_CASE(lease_expiry_with_injected_clock), CHECK_CASE(quota_alarm),
 	    CHECK_CASE(snapshot_round_trip_and_corruption), CHECK_CASE(compaction_frees_memory),
 	    CHECK_CASE(index_many_keys_in_order),
