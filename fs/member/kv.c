@@ -89,7 +89,7 @@ static const enum store_cmp_result cmp_results[] = {
 	[RPC__COMPARE__RESULT__NOT_EQUAL] = STORE_CMP_NE,
 };
 
-/* Converts n ops; -EINVAL for an op that is neither put nor delete. */
+/* Converts n ops; -EINVAL for an op that is none of put, delete and move. */
 static int ops_from(Rpc__Op *const *ops, size_t n, struct store_op *out)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -102,6 +102,12 @@ static int ops_from(Rpc__Op *const *ops, size_t n, struct store_op *out)
 		case RPC__OP__OP_DELETE_RANGE:
 			out[i].type = STORE_OP_DELETE;
 			delete_from(ops[i]->delete_range, &out[i].del);
+			break;
+		case RPC__OP__OP_MOVE:
+			out[i].type = STORE_OP_MOVE;
+			out[i].move = (struct store_move){
+				.from = ops[i]->move->from.data, .from_len = ops[i]->move->from.len,
+				.to = ops[i]->move->to.data, .to_len = ops[i]->move->to.len};
 			break;
 		default:
 			return -EINVAL;
@@ -129,7 +135,9 @@ static int apply_txn(struct store *s, const Rpc__Txn *t, Rpc__Response *out)
 					     .key_len = c->key.len,
 					     .num = c->number,
 					     .value = c->value.data,
-					     .value_len = c->value.len};
+					     .value_len = c->value.len,
+					     .end = c->range_end.len ? c->range_end.data : NULL,
+					     .end_len = c->range_end.len};
 	}
 	if (rc == 0)
 		rc = ops_from(t->success, t->n_success, succ);

@@ -140,6 +140,73 @@ CHECK_TEST(compare_and_create_has_one_winner)
 	store_close(s);
 }
 
+CHECK_TEST(txn_moves_a_prefix_guarded_by_a_range_compare)
+{
+	struct store *s;
+	struct fs_state_machine sm;
+	CHECK_EQ(store_open(NULL, &s), 0);
+	struct fs_kv kv_sm = {s, NULL, NULL};
+	fs_kv_state_machine(&kv_sm, &sm);
+	Rpc__Request req = RPC__REQUEST__INIT;
+	Rpc__Response resp;
+	const char *keys[] = {"/a/x", "/a/y/z", "/b"};
+	const char *vals[] = {"one", "twenty-two", "b"};
+	for (int i = 0; i < 3; i++) {
+		Rpc__Put p = put_of(keys[i], vals[i]);
+		req.op_case = RPC__REQUEST__OP_PUT;
+		req.put = &p;
+		CHECK_EQ(apply(&sm, (uint64_t)i + 1, &req, &resp), 0);
+	}
+	int64_t seen = resp.revision; /* /b was the last change */
+	/* every key under /a/ unchanged since seen: move them to /c/ */
+	Rpc__Compare c = RPC__COMPARE__INIT;
+	c.has_target = c.has_result = c.has_key = c.has_number = c.has_range_end = 1;
+	c.target = RPC__COMPARE__TARGET__MOD;
+	c.result = RPC__COMPARE__RESULT__LESS;
+	c.key.data = (uint8_t *)"/a/";
+	c.key.len = 3;
+	c.range_end.data = (uint8_t *)"/a0";
+	c.range_end.len = 3;
+	c.number = seen - 1; /* /a/y/z (seen - 1) fails it: nothing moves */
+	Rpc__Move mv = RPC__MOVE__INIT;
+	mv.has_from = mv.has_to = 1;
+	mv.from.data = (uint8_t *)"/a/";
+	mv.from.len = 3;
+	mv.to.data = (uint8_t *)"/c/";
+	mv.to.len = 3;
+	Rpc__Op op = RPC__OP__INIT;
+	op.op_case = RPC__OP__OP_MOVE;
+	op.move = &mv;
+	Rpc__Compare *cs[] = {&c};
+	Rpc__Op *ops[] = {&op};
+	Rpc__Txn t = RPC__TXN__INIT;
+	t.n_compare = 1;
+	t.compare = cs;
+	t.n_success = 1;
+	t.success = ops;
+	req.op_case = RPC__REQUEST__OP_TXN;
+	req.txn = &t;
+	CHECK_EQ(apply(&sm, 4, &req, &resp), 0);
+	CHECK(resp.has_succeeded && !resp.succeeded);
+	CHECK_STR_EQ(value_of(s, "/a/y/z", NULL), "twenty-two");
+	c.number = seen + 1;
+	CHECK_EQ(apply(&sm, 5, &req, &resp), 0);
+	CHECK(resp.succeeded);
+	CHECK_EQ(resp.revision, seen + 1);
+	CHECK(value_of(s, "/a/x", NULL) == NULL);
+	CHECK_STR_EQ(value_of(s, "/c/x", NULL), "one");
+	CHECK_STR_EQ(value_of(s, "/c/y/z", NULL), "twenty-two");
+	CHECK_STR_EQ(value_of(s, "/b", NULL), "b");
+	/* a move into its own subtree is refused: the request fails and changes nothing */
+	mv.to.data = (uint8_t *)"/c/y/";
+	mv.to.len = 5;
+	mv.from.data = (uint8_t *)"/c/";
+	t.n_compare = 0;
+	CHECK_EQ(apply(&sm, 6, &req, &resp), -EINVAL);
+	CHECK_EQ(resp.revision, seen + 1);
+	store_close(s);
+}
+
 CHECK_TEST(lease_revoke_deletes_attached_keys)
 {
 	struct store *s;
@@ -428,6 +495,7 @@ CHECK_TEST(one_member_cluster_applies_through_raft)
 }
 
 CHECK_SUITE("fs-kv", CHECK_CASE(put_delete_and_meta), CHECK_CASE(compare_and_create_has_one_winner),
+	    CHECK_CASE(txn_moves_a_prefix_guarded_by_a_range_compare),
 	    CHECK_CASE(lease_revoke_deletes_attached_keys),
 	    CHECK_CASE(undecodable_request_is_a_noop_everywhere),
 	    CHECK_CASE(snapshot_restores_an_equal_store),
