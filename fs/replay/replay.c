@@ -26,7 +26,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_KEYS_PER_REVISION 1024
 #define STOP_POLL_MS 5
 #define STOP_POLLS 2000 /* 10 s: a replayed syscall waits for a local change at most that long */
 /* the replay thread's nice value (replay/replay.h, "Priority"): 10, a tenth of a nice 0
@@ -257,6 +256,114 @@ static uint32_t type_of(const struct store_meta *m)
 }
 
 /*
+ * Path order in which everything under a directory follows it without a gap: '/' sorts before
+ * every other byte ("/d", "/d/x", "/d-x"), the end of a path before '/'.
+ */
+static int path_cmp(const char *a, const char *b)
+{
+	for (;; a++, b++) {
+		int x = *a == '/' ? 1 : *a ? (unsigned char)*a + 1 : 0;
+		int y = *b == '/' ? 1 : *b ? (unsigned char)*b + 1 : 0;
+		if (x != y || !x)
+			return x - y;
+	}
+}
+
+static const struct gev *sort_grp; /* qsort's context: the loop's only, never reentered */
+
+static int by_path(const void *a, const void *b)
+{
+	return path_cmp(sort_grp[*(const size_t *)a].path, sort_grp[*(const size_t *)b].path);
+}
+
+/* The indices of g's events that pick() takes, in path order (malloc'd); NULL on ENOMEM. */
+static size_t *sorted(const struct gev *g, size_t n, int (*pick)(const struct gev *, const void *),
+		      const void *arg, size_t *count)
+{
+	size_t *v = malloc((n ? n : 1) * sizeof *v), k = 0;
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (pick(&g[i], arg))
+			v[k++] = i;
+	sort_grp = g;
+	qsort(v, k, sizeof *v, by_path);
+	*count = k;
+	return v;
+}
+
+static int pick_del(const struct gev *e, const void *arg)
+{
+	(void)arg;
+	return e->del;
+}
+
+/* a put outside arg (a source's parent directory and its ancestors: their touches) */
+static int pick_moved_put(const struct gev *e, const void *arg)
+{
+	return !e->del && !at_or_above(e->path, arg);
+}
+
+/*
+ * Marks in covered[] the deletes under another deleted path (the tree of a removed or renamed
+ * directory); *n_top gets how many are not, *top the last of those. O(n log n).
+ */
+static int mark_covered(const struct gev *g, size_t n, char *covered, size_t *n_top, size_t *top)
+{
+	size_t k = 0, *v = sorted(g, n, pick_del, NULL, &k);
+	if (!v)
+		return -ENOMEM;
+	const char *cur = NULL;
+	*n_top = 0;
+	for (size_t x = 0; x < k; x++) {
+		size_t i = v[x];
+		if (cur && strcmp(cur, g[i].path) && at_or_above(cur, g[i].path)) {
+			covered[i] = 1;
+			continue;
+		}
+		cur = g[i].path;
+		(*n_top)++;
+		if (*n_top == 1 || i > *top)
+			*top = i;
+	}
+	free(v);
+	return 0;
+}
+
+/*
+ * A rename's target among the puts outside sp (the source's parent and its ancestors): the first,
+ * in event order, whose tree holds as many puts as the source's tree had deletes (n_del). -1 when
+ * none, -ENOMEM. O(n log n + n * depth).
+ */
+static long rename_target(const struct gev *g, size_t n, const char *sp, size_t n_del)
+{
+	size_t k = 0, *v = sorted(g, n, pick_moved_put, sp, &k);
+	size_t *under = calloc(n ? n : 1, sizeof *under), *stack = malloc((k ? k : 1) * sizeof *stack);
+	long found = -1;
+	if (!v || !under || !stack) {
+		found = -ENOMEM;
+		goto out;
+	}
+	size_t depth = 0;
+	for (size_t x = 0; x < k; x++) {
+		size_t i = v[x];
+		while (depth && !at_or_above(g[stack[depth - 1]].path, g[i].path))
+			depth--;
+		stack[depth++] = i;
+		for (size_t d = 0; d < depth; d++) /* i is in the tree of each on the stack */
+			under[stack[d]]++;
+	}
+	for (size_t x = 0; x < k; x++)
+		if (under[v[x]] == n_del && (found < 0 || v[x] < (size_t)found))
+			found = (long)v[x];
+out:
+	free(v);
+	free(under);
+	free(stack);
+	return found;
+}
+
+/*
  * The operations that made revision rev out of its events, appended to *out. The fs's requests
  * leave these shapes (ops.c): a create, mkdir or symlink puts a new key (version 1) and touches
  * its parent directory; a commit puts a file's new content; a remove deletes one key and touches
@@ -269,48 +376,30 @@ static int classify(struct fs_replay *r, int64_t rev, struct item **out)
 	struct gev *g = r->grp;
 	size_t n = r->grp_n, n_del = 0, top = 0, n_top = 0;
 	int rc = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (!g[i].del)
-			continue;
-		n_del++;
-		int covered = 0;
-		for (size_t j = 0; j < n && !covered; j++)
-			covered = j != i && g[j].del && strcmp(g[j].path, g[i].path) &&
-				  at_or_above(g[j].path, g[i].path);
-		if (!covered) {
-			top = i;
-			n_top++;
-		}
-	}
-	if (n_top == 1) {
-		/* a rename: the target is the put whose tree mirrors the source's */
-		char sp[FS_PATH_MAX_BYTES + 1];
-		parent_path(g[top].path, sp);
-		for (size_t i = 0; i < n; i++) {
-			if (g[i].del || at_or_above(g[i].path, sp))
-				continue;
-			size_t under = 0;
-			for (size_t j = 0; j < n; j++)
-				under += !g[j].del && !at_or_above(g[j].path, sp) &&
-					 at_or_above(g[i].path, g[j].path);
-			if (under == n_del) /* the target's metadata: the source's, moved */
-				return add(&tail, item_new(R_RENAME, rev, &g[i], g[top].path,
-							   g[i].path));
-		}
-	}
+	for (size_t i = 0; i < n; i++)
+		n_del += g[i].del != 0;
 	if (n_del) {
+		char *covered = calloc(n, 1);
+		rc = covered ? mark_covered(g, n, covered, &n_top, &top) : -ENOMEM;
+		if (!rc && n_top == 1) {
+			/* a rename: the target is the put whose tree mirrors the source's */
+			char sp[FS_PATH_MAX_BYTES + 1];
+			parent_path(g[top].path, sp);
+			long t = rename_target(g, n, sp, n_del);
+			if (t >= 0) { /* the target's metadata: the source's, moved */
+				free(covered);
+				return add(&tail, item_new(R_RENAME, rev, &g[t], g[top].path,
+							   g[t].path));
+			}
+			rc = t == -1 ? 0 : (int)t;
+		}
 		for (size_t i = 0; i < n && !rc; i++) {
-			if (!g[i].del)
-				continue;
-			int covered = 0;
-			for (size_t j = 0; j < n && !covered; j++)
-				covered = j != i && g[j].del && strcmp(g[j].path, g[i].path) &&
-					  at_or_above(g[j].path, g[i].path);
-			if (covered)
+			if (!g[i].del || covered[i])
 				continue;
 			int dir = g[i].has_prev && type_of(&g[i].prev) == S_IFDIR;
 			rc = add(&tail, item_new(dir ? R_RMDIR : R_UNLINK, rev, &g[i], NULL, NULL));
 		}
+		free(covered);
 		return rc;
 	}
 	for (size_t i = 0; i < n && !rc; i++) {
@@ -381,8 +470,7 @@ static void replay_flush(struct fs_replay *r)
 		return;
 	}
 	struct item *list = NULL;
-	/* classify costs n^2 on the loop: a revision of many keys (a lease's) is not replayed */
-	int rc = r->grp_n <= MAX_KEYS_PER_REVISION ? classify(r, rev, &list) : -E2BIG;
+	int rc = classify(r, rev, &list); /* O(n log n): a renamed tree of any size is one rename */
 	size_t k = 0;
 	for (struct item *it = list; it; it = it->next)
 		k++;
@@ -416,8 +504,7 @@ static void replay_flush(struct fs_replay *r)
 	if (say)
 		FS_WARN("inotify replay: %s at revision %" PRId64 " (%zu changes queued): remote "
 			"changes raise no inotify events until the queue drains; caches are still "
-			"invalidated", rc == -E2BIG ? "too many keys in one revision"
-			: rc ? "out of memory" : "queue full", rev, queued);
+			"invalidated", rc ? "out of memory" : "queue full", rev, queued);
 	if (!room) {
 		while (list) {
 			struct item *next = list->next;

@@ -64,8 +64,9 @@
  *
  * Not replayed (their caches are invalidated all the same): a snapshot received from the leader
  * (its changes come without history), changes of extended attributes (their keys are outside the
- * path space), a revision of more than 1024 keys (a lease revoking many files: telling its
- * operations apart costs n^2 on the loop), and what was compacted before this member applied it.
+ * path space), and what was compacted before this member applied it. A revision of any size is
+ * told apart in O(n log n) on the loop: a renamed directory is one rename whatever its tree, a
+ * lease revoking more files than the queue holds is dropped at the bound above.
  */
 #define FS_REPLAY_QUEUE_MAX 16384
 #ifndef RAFTFS_FS_REPLAY_REPLAY_H
