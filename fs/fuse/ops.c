@@ -533,6 +533,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
  * pairs the bytes served here with a file size it cached from another revision.
  */
 struct fh {
+	uint32_t magic;   /* FH_LIVE from its making (fh_new) to its release (fh_free), then FH_FREED */
 	fuse_ino_t ino;
 	struct fh *prev, *next; /* writable handles of the mount (fs_ops.open_files) */
 	char path[FS_PATH_MAX_BYTES + 1]; /* the inode's path when last resolved (pinned: at pin) */
@@ -556,9 +557,34 @@ struct fh {
 	int written;       /* created: a write came through it (the kernel dropped its times, size) */
 };
 
-static struct fh *fh_of(struct fuse_file_info *fi)
+#define FH_LIVE 0x6668a11eu  /* struct fh.magic of a handle in use */
+#define FH_FREED 0x6668deadu /* ... of one released: only a bug of this file reaches it again */
+
+/* A new handle (zeroed, live); NULL when out of memory. */
+static struct fh *fh_new(void)
 {
-	return (struct fh *)(uintptr_t)fi->fh;
+	struct fh *h = calloc(1, sizeof *h);
+	if (h)
+		h->magic = FH_LIVE;
+	return h;
+}
+
+/* Stops the daemon when h is not a live handle: one used after its release, or no handle. */
+static void fh_check(const struct fh *h, fuse_ino_t ino, const char *what)
+{
+	if (h && h->magic == FH_LIVE)
+		return;
+	FS_FATAL("%s of inode %" PRIu64 ": handle %p %s", what, (uint64_t)ino, (const void *)h,
+		 h && h->magic == FH_FREED ? "used after its release" : "is not a handle");
+	abort();
+}
+
+/* The handle of an open file of ino (the kernel's fi->fh, from op_open or a create). */
+static struct fh *fh_of(struct fuse_file_info *fi, fuse_ino_t ino)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	fh_check(h, ino, "a request");
+	return h;
 }
 
 static int fh_reserve(struct fh *h, size_t n)
@@ -580,6 +606,8 @@ static void fh_free(struct fs_ops *o, struct fh *h)
 {
 	if (!h)
 		return;
+	fh_check(h, h->ino, "the release");
+	h->magic = FH_FREED;
 	if (h->writable) {
 		if (h->prev)
 			h->prev->next = h->next;
@@ -739,7 +767,7 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int flags
 	uint32_t type = kv.meta.type & S_IFMT;
 	if (type == S_IFDIR)
 		return -EISDIR;
-	struct fh *h = calloc(1, sizeof *h);
+	struct fh *h = fh_new();
 	if (!h)
 		return -ENOMEM;
 	strcpy(h->path, path);
@@ -826,11 +854,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
-	struct fh *h = fh_of(fi);
 	if (CONTROL(o, ino)) {
 		o->ns.read(o->ns.arg, req, size, off, fi);
 		return;
 	}
+	struct fh *h = fh_of(fi, ino);
 	const uint8_t *data;
 	size_t len;
 	struct store_kv kv;
@@ -873,11 +901,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, size); /* the replayer's: dropped */
 		return;
 	}
-	struct fh *h = fh_of(fi);
 	if (CONTROL(o, ino)) {
 		o->ns.write(o->ns.arg, req, buf, size, off, fi);
 		return;
 	}
+	struct fh *h = fh_of(fi, ino);
 	if (!h->writable) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -1007,7 +1035,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (CONTROL(o, ino) || fs__at_fh(fi))
 		fuse_reply_err(req, 0); /* a command is done when its write returns */
 	else
-		commit(req, o, fh_of(fi), 0);
+		commit(req, o, fh_of(fi, ino), 0);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -1016,7 +1044,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	if (CONTROL(o, ino) || fs__at_fh(fi))
 		fuse_reply_err(req, 0);
 	else
-		commit(req, o, fh_of(fi), 0);
+		commit(req, o, fh_of(fi, ino), 0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1027,7 +1055,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	else if (CONTROL(o, ino))
 		o->ns.release(o->ns.arg, req, fi);
 	else
-		commit(req, o, fh_of(fi), 1);
+		commit(req, o, fh_of(fi, ino), 1);
 }
 
 /* ---- creating: files, directories, symlinks --------------------------------------------------- */
@@ -1147,7 +1175,7 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		if (!is_root(dir))
 			rc = get_kv(o, dir, &kv) != 0 ? -ENOENT
 			     : (kv.meta.type & S_IFMT) != S_IFDIR ? -ENOTDIR : 0;
-		h = rc ? NULL : calloc(1, sizeof *h);
+		h = rc ? NULL : fh_new();
 		if (!rc && !h)
 			rc = -ENOMEM;
 		if (!rc && !(e.ino = fs_itable_lookup(&o->itable, path))) {
@@ -1448,7 +1476,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			o->ns.getattr(o->ns.arg, req, ino);
 		return;
 	}
-	struct fh *h = fi ? fh_of(fi) : NULL;
+	/* the replayer's handles (at.c) are no struct fh: they have no content to commit */
+	struct fh *h = fi && !fs__at_fh(fi) ? fh_of(fi, ino) : NULL;
 	if (h && !h->writable)
 		h = NULL;
 	if (!h)
