@@ -33,12 +33,9 @@ static void env_open(struct env *e)
 	e->v = (struct fs_txn_view){e->s, NULL, NULL};
 }
 
-/* Applies req as the next entry; returns its response (CHECKs that it applied). */
-static Rpc__Response apply_req(struct env *e, const Rpc__Request *req)
+/* Applies an encoded request as the next entry and frees it; returns its response. */
+static Rpc__Response apply_bytes(struct env *e, uint8_t *buf, size_t len)
 {
-	size_t len;
-	uint8_t *buf = fs_kv_encode(req, &len);
-	CHECK(buf != NULL);
 	void *result = NULL;
 	size_t rlen = 0;
 	int status = e->sm.apply(e->sm.ud, ++e->index, buf, len, &result, &rlen);
@@ -52,6 +49,30 @@ static Rpc__Response apply_req(struct env *e, const Rpc__Request *req)
 	return resp;
 }
 
+/* Applies req as the next entry; returns its response (CHECKs that it applied). */
+static Rpc__Response apply_req(struct env *e, const Rpc__Request *req)
+{
+	size_t len;
+	uint8_t *buf = fs_kv_encode(req, &len);
+	CHECK(buf != NULL);
+	return apply_bytes(e, buf, len);
+}
+
+/* Grants lease id for an hour. */
+static void grant(struct env *e, int64_t id)
+{
+	Rpc__LeaseGrant g = RPC__LEASE_GRANT__INIT;
+	g.has_id = g.has_ttl = 1;
+	g.id = id;
+	g.ttl = 3600;
+	Rpc__Request req = RPC__REQUEST__INIT;
+	req.op_case = RPC__REQUEST__OP_LEASE_GRANT;
+	req.lease_grant = &g;
+	req.has_time_ns = 1;
+	req.time_ns = T0;
+	apply_req(e, &req);
+}
+
 /* Encodes tb as a proposal would, frees it, applies it; returns whether its compares held. */
 static int apply(struct env *e, struct fs_txn *tb)
 {
@@ -60,17 +81,7 @@ static int apply(struct env *e, struct fs_txn *tb)
 	int rc = fs__txn_encode(tb, T0, &buf, &len);
 	fs__txn_free(tb);
 	CHECK_EQ(rc, 0);
-	void *result = NULL;
-	size_t rlen = 0;
-	int status = e->sm.apply(e->sm.ud, ++e->index, buf, len, &result, &rlen);
-	free(buf);
-	Rpc__Response resp;
-	int dec = fs_kv_decode_response(result, rlen, &resp);
-	free(result);
-	CHECK_EQ(status, 0);
-	CHECK_EQ(dec, 0);
-	CHECK_EQ(resp.revision, store_rev(e->s));
-	return resp.succeeded;
+	return apply_bytes(e, buf, len).succeeded;
 }
 
 static int exists_n(struct env *e, const void *key, size_t len)
@@ -344,16 +355,7 @@ CHECK_TEST(commit_keeps_the_lease)
 	struct env e;
 	env_open(&e);
 	make(&e, "/svc", S_IFREG, "10.0.0.1:80", T0);
-	Rpc__LeaseGrant g = RPC__LEASE_GRANT__INIT;
-	g.has_id = g.has_ttl = 1;
-	g.id = 77;
-	g.ttl = 3600;
-	Rpc__Request req = RPC__REQUEST__INIT;
-	req.op_case = RPC__REQUEST__OP_LEASE_GRANT;
-	req.lease_grant = &g;
-	req.has_time_ns = 1;
-	req.time_ns = T0;
-	apply_req(&e, &req);
+	grant(&e, 77);
 	struct fs_txn *tb = txn();
 	CHECK_EQ(fs__txn_lease(tb, &e.v, "/svc", 77), 0);
 	CHECK(apply(&e, tb));
@@ -871,16 +873,7 @@ CHECK_TEST(lease_attach_binds_the_file_and_its_attributes)
 	make(&e, "/dir", S_IFDIR, NULL, T0);
 	CHECK(apply(&e, build_xattr(&e, "/svc", "user.port", "443", 0)));
 	CHECK(apply(&e, build_xattr(&e, "/svc", "user.proto", "https", 0)));
-	Rpc__LeaseGrant g = RPC__LEASE_GRANT__INIT;
-	g.has_id = g.has_ttl = 1;
-	g.id = 9;
-	g.ttl = 3600;
-	Rpc__Request req = RPC__REQUEST__INIT;
-	req.op_case = RPC__REQUEST__OP_LEASE_GRANT;
-	req.lease_grant = &g;
-	req.has_time_ns = 1;
-	req.time_ns = T0;
-	apply_req(&e, &req);
+	grant(&e, 9);
 	struct fs_txn *tb = txn();
 	CHECK_EQ(fs__txn_lease(tb, &e.v, "/svc", 9), 0);
 	CHECK_EQ(tb->n_op, 3);
@@ -903,6 +896,7 @@ CHECK_TEST(lease_attach_binds_the_file_and_its_attributes)
 	Rpc__LeaseRevoke r = RPC__LEASE_REVOKE__INIT;
 	r.has_id = 1;
 	r.id = 9;
+	Rpc__Request req = RPC__REQUEST__INIT;
 	req.op_case = RPC__REQUEST__OP_LEASE_REVOKE;
 	req.lease_revoke = &r;
 	apply_req(&e, &req);
