@@ -1,7 +1,8 @@
 /*
  * fuse/internal.h: what the files of fuse/ share with each other; no other folder includes it
- * (they include fuse/face.h). ops.c serves every FUSE operation; at.c serves the replayer's
- * requests at a revision, and each handler of ops.c asks it first.
+ * (they include fuse/face.h); tests/fs may. ops.c serves every FUSE operation; at.c serves the
+ * replayer's requests at a revision, and each handler of ops.c asks it first; txn.c builds the
+ * transaction each change of ops.c proposes.
  */
 #ifndef RAFTFS_FS_FUSE_INTERNAL_H
 #define RAFTFS_FS_FUSE_INTERNAL_H
@@ -32,6 +33,16 @@ void fs__ops_entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_k
 /* The parent directory of path into buf[FS_PATH_MAX_BYTES + 1]. */
 void fs__ops_parent_of(const char *path, char *buf);
 
+/* ---- ops.c, for txn.c ---- */
+
+/*
+ * Calls fn for each direct child of dir in store s (its name, not NUL-terminated, and its kv);
+ * stops at the first non-zero return of fn and returns it; 0, or -EIO when s cannot be read.
+ */
+int fs__ops_each_child(struct store *s, const char *dir,
+		       int (*fn)(void *arg, const char *name, size_t len, const struct store_kv *kv),
+		       void *arg);
+
 /* ---- at.c, for the handlers of ops.c: 1 when req was answered (the replayer's), else 0 ---- */
 
 int fs__at_lookup(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const char *name);
@@ -48,5 +59,149 @@ int fs__at_rename(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const cha
 /* Whether a handle is one the replayer opened (at.c): write, flush, fsync and release of it
    commit nothing and answer at once. */
 int fs__at_fh(const struct fuse_file_info *fi);
+
+/* ---- txn.c: the transaction of each change, for ops.c and tests/fs/test_txn.c ---- */
+
+/*
+ * Stored extended attributes are keys of their own outside the path space, so no listing ever
+ * shows them: "\x01x" PATH "\0" NAME. Those of one file share the prefix "\x01x" PATH "\0",
+ * those under a directory "\x01x" DIR "/".
+ */
+#define FS_XKEY_TAG "\x01x"
+#define FS_XKEY_MAX (2 + FS_PATH_MAX_BYTES + 1 + FS_NAME_MAX_BYTES + 1)
+
+/* The key of path's attribute name (name NULL: the prefix of all of them) into buf[FS_XKEY_MAX];
+   returns its length (it holds a NUL, so it is not a C string). name: FS_NAME_MAX_BYTES at most. */
+size_t fs__txn_xkey(const char *path, const char *name, char *buf);
+
+#define FS_TXN_MAX 64  /* compares, and ops, of one transaction: more makes it -E2BIG */
+#define FS_TXN_KEPT 8  /* allocations a transaction owns */
+
+/*
+ * A transaction under construction: its compares and success ops, with room for their data. It
+ * points at the store (keys and values of kvs read from it, valid until the store's next change),
+ * at the inputs of its builder (paths, content, attribute values: the caller's) and at memory it
+ * owns (kept[], freed with it). So it is encoded before the store changes and while the inputs
+ * live. Made by fs__txn_new, filled by one fs__txn_<operation>, encoded by fs__txn_encode, freed
+ * by fs__txn_free.
+ */
+struct fs_txn {
+	Rpc__Compare cmp[FS_TXN_MAX];
+	Rpc__Compare *cmpp[FS_TXN_MAX];
+	size_t n_cmp;
+	Rpc__Op op[FS_TXN_MAX];
+	Rpc__Op *opp[FS_TXN_MAX];
+	Rpc__Put put[FS_TXN_MAX];
+	Rpc__DeleteRange del[FS_TXN_MAX];
+	Rpc__Meta meta[FS_TXN_MAX];
+	size_t n_op;
+	int overflow; /* more than FS_TXN_MAX compares or ops were added */
+	void *kept[FS_TXN_KEPT];
+	size_t n_kept;
+};
+
+/*
+ * What a builder reads: the store, and the files this member created and has not committed yet
+ * (ops.c's pending creates: they count for the compares and metadata as they do for the member's
+ * own requests). pending(arg, path, kv) gives such a file's kv (revisions 0) or -ENOENT; NULL:
+ * none.
+ */
+struct fs_txn_view {
+	struct store *store;
+	int (*pending)(void *arg, const char *path, struct store_kv *kv);
+	void *arg;
+};
+
+/* Content buffered in a writable handle (data may be NULL when len is 0). */
+struct fs_txn_content {
+	const void *data;
+	size_t len;
+};
+
+/* An empty transaction; NULL when out of memory. */
+struct fs_txn *fs__txn_new(void);
+
+/* Frees tb and what it owns; NULL is fine. */
+void fs__txn_free(struct fs_txn *tb);
+
+/*
+ * Encodes tb as an rpc.Request (a Txn with time_ns, the proposer's clock) into *buf (malloc'd, the
+ * caller frees it) of *len bytes, for fs_member_propose. 0, -E2BIG when tb overflowed, -ENOMEM.
+ */
+int fs__txn_encode(struct fs_txn *tb, int64_t time_ns, uint8_t **buf, size_t *len);
+
+/*
+ * The builders: each fills an empty tb with one operation's transaction, as this member sees the
+ * store through v, with now (ns, the proposer's clock) for the times it sets. 0, or a negative
+ * errno and tb is to be freed unused. Every one that makes or removes a name also touches (puts
+ * again, mtime and ctime now) the directories it changes, comparing their create revision: a
+ * directory's mod revision moves with every change of its entries.
+ */
+
+/*
+ * Creates path (O_EXCL create, mknod, mkdir, symlink) with metadata m and value[len] (a symlink's
+ * target) if the name does not exist: compares its version with 0, puts it, touches its parent.
+ * -ENOENT, -ENOTDIR for a parent that is not a directory.
+ */
+int fs__txn_create(struct fs_txn *tb, const struct fs_txn_view *v, const char *path,
+		   const struct store_meta *m, const void *value, size_t len, int64_t now);
+
+/*
+ * Commits content[len] as path's value (flush, fsync, release of a writable handle). A file
+ * created here without O_EXCL and never committed (created: its metadata) is created with it,
+ * replacing a file another member put there meanwhile as seen (its mod revision compared; else
+ * the version compared with 0), never a directory (-EISDIR), and its parent is touched. Any other
+ * commit keeps path's metadata (a new file: a regular 0644 one), sets mtime and ctime (and an
+ * unset atime) to now, keeps the key's lease, and compares only that the parent exists.
+ */
+int fs__txn_commit(struct fs_txn *tb, const struct fs_txn_view *v, const char *path,
+		   const void *content, size_t len, const struct store_meta *created, int64_t now);
+
+/*
+ * Removes path, a directory (dir: rmdir) or not (unlink), with its stored attributes, and touches
+ * its parent. A directory must be empty (-ENOTEMPTY) and is compared by its mod revision, so a
+ * child made meanwhile anywhere fails the txn; a file by its create revision (the same file,
+ * whatever was written to it). -ENOENT, -ENOTDIR, -EISDIR.
+ */
+int fs__txn_remove(struct fs_txn *tb, const struct fs_txn_view *v, const char *path, int dir,
+		   int64_t now);
+
+/*
+ * Renames from to to (flags: 0 or RENAME_NOREPLACE) in one revision: the source compared by its
+ * mod revision, the target by its mod revision (replaced) or version 0; a directory moves with
+ * every key under it, each compared by its mod revision; the attributes of the source and of its
+ * tree move, those of a replaced target go; both parents are touched. -ENOENT, -EINVAL (into
+ * itself, other flags), -EEXIST, -ENOTDIR, -EISDIR, -ENOTEMPTY, -ENAMETOOLONG, -E2BIG (too many
+ * keys for one transaction), -EIO.
+ */
+int fs__txn_rename(struct fs_txn *tb, const struct fs_txn_view *v, const char *from,
+		   const char *to, unsigned flags, int64_t now);
+
+/*
+ * Changes path's attributes as setattr asks (a and to_set, FUSE_SET_ATTR_*); ctime is now. The
+ * value is truncated or zero-extended to a->st_size with FUSE_SET_ATTR_SIZE (-EISDIR, -EFBIG above
+ * max_value), or is buffered (a writable handle's content, committed along) when not NULL. The
+ * key is compared by its mod revision; a file created here and not committed yet (mod revision
+ * 0) is created by it, its parent touched. -ENOENT.
+ */
+int fs__txn_setattr(struct fs_txn *tb, const struct fs_txn_view *v, const char *path,
+		    const struct stat *a, int to_set, const struct fs_txn_content *buffered,
+		    size_t max_value, int64_t now);
+
+/*
+ * Sets (value[size]; on the file's lease) or removes (value NULL) path's stored attribute name
+ * (a user.* name the caller checked) while path exists (version compared, but for the root).
+ * flags: XATTR_CREATE (the attribute's version compared with 0) or XATTR_REPLACE (and any
+ * removal: compared greater than 0).
+ */
+int fs__txn_xattr(struct fs_txn *tb, const struct fs_txn_view *v, const char *path,
+		  const char *name, const void *value, size_t size, int flags);
+
+/*
+ * Attaches the file at path to lease id (0: detaches it), its stored attributes with it, values
+ * kept (ignore_value), so a revoke or expiry deletes them all in one revision on every member.
+ * -EPERM for the root and directories, -ENOENT, -E2BIG, -EIO.
+ */
+int fs__txn_lease(struct fs_txn *tb, const struct fs_txn_view *v, const char *path, int64_t id);
 
 #endif

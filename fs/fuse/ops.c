@@ -77,29 +77,6 @@ static int is_root(const char *path)
 /* Whether ino is in the namespace at the root (.raftfs/: control/ answers for it). */
 #define CONTROL(o, ino) ((o)->ns.lookup && fs_ops_ns_ino(ino))
 
-/*
- * Stored extended attributes are keys of their own outside the path space, so no listing ever
- * shows them: "\x01x" PATH "\0" NAME. Those of one file share the prefix "\x01x" PATH "\0",
- * those under a directory "\x01x" DIR "/".
- */
-#define XKEY_TAG "\x01x"
-#define XKEY_MAX (2 + FS_PATH_MAX_BYTES + 1 + FS_NAME_MAX_BYTES + 1)
-
-/* The key of path's attribute name (or with name NULL, the prefix of all of them) into buf. */
-static size_t xkey(const char *path, const char *name, char *buf)
-{
-	size_t pl = strlen(path), n = 2 + pl + 1;
-	memcpy(buf, XKEY_TAG, 2);
-	memcpy(buf + 2, path, pl);
-	buf[2 + pl] = '\0';
-	if (name) {
-		size_t nl = strlen(name);
-		memcpy(buf + n, name, nl);
-		n += nl;
-	}
-	return n;
-}
-
 static void fill_attr(uint64_t ino, const struct store_kv *kv, struct stat *st)
 {
 	memset(st, 0, sizeof *st);
@@ -220,141 +197,17 @@ static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
 	return fuse_reply_entry(req, &e);
 }
 
-/* ---- building requests ----------------------------------------------------------------------- */
+/* ---- proposing ------------------------------------------------------------------------------- */
 
-/* A transaction under construction: its compares and success ops, with room for their data. */
-struct txn_builder {
-	Rpc__Compare cmp[64];
-	Rpc__Compare *cmpp[64];
-	size_t n_cmp;
-	Rpc__Op op[64];
-	Rpc__Op *opp[64];
-	Rpc__Put put[64];
-	Rpc__DeleteRange del[64];
-	Rpc__Meta meta[64];
-	size_t n_op;
-	/* Larger transactions (renaming a directory with many entries) spill here. */
-	Rpc__Compare **cmp_big;
-	Rpc__Op **op_big;
-	int overflow;
-};
-
-static void bytes_of(ProtobufCBinaryData *b, protobuf_c_boolean *has, const void *p, size_t n)
+/* What a builder of txn.c reads: the store and this member's pending creates (pending_kv). */
+static int view_pending(void *arg, const char *path, struct store_kv *kv)
 {
-	b->data = (uint8_t *)p;
-	b->len = n;
-	*has = 1;
+	return pending_kv(arg, path, kv);
 }
 
-static Rpc__Compare *tb_cmp_n(struct txn_builder *tb, Rpc__Compare__Target target,
-			      Rpc__Compare__Result result, const void *key, size_t key_len,
-			      int64_t number)
+static struct fs_txn_view view_of(struct fs_ops *o)
 {
-	if (tb->n_cmp == 64) {
-		tb->overflow = 1;
-		return NULL;
-	}
-	Rpc__Compare *c = &tb->cmp[tb->n_cmp];
-	rpc__compare__init(c);
-	c->has_target = c->has_result = c->has_number = 1;
-	c->target = target;
-	c->result = result;
-	c->number = number;
-	bytes_of(&c->key, &c->has_key, key, key_len);
-	tb->cmpp[tb->n_cmp++] = c;
-	return c;
-}
-
-static Rpc__Compare *tb_cmp(struct txn_builder *tb, Rpc__Compare__Target target,
-			    Rpc__Compare__Result result, const char *key, int64_t number)
-{
-	return tb_cmp_n(tb, target, result, key, strlen(key), number);
-}
-
-static Rpc__Put *tb_put_n(struct txn_builder *tb, const void *key, size_t key_len,
-			  const void *value, size_t len, const struct store_meta *m, int64_t lease)
-{
-	if (tb->n_op == 64) {
-		tb->overflow = 1;
-		return NULL;
-	}
-	size_t i = tb->n_op;
-	Rpc__Put *p = &tb->put[i];
-	Rpc__Meta *mm = &tb->meta[i];
-	rpc__put__init(p);
-	rpc__meta__init(mm);
-	bytes_of(&p->key, &p->has_key, key, key_len);
-	bytes_of(&p->value, &p->has_value, value, len);
-	mm->has_type = mm->has_mode = mm->has_uid = mm->has_gid = 1;
-	mm->has_atime_ns = mm->has_mtime_ns = mm->has_ctime_ns = 1;
-	mm->type = m->type;
-	mm->mode = m->mode;
-	mm->uid = m->uid;
-	mm->gid = m->gid;
-	mm->atime_ns = m->atime_ns;
-	mm->mtime_ns = m->mtime_ns;
-	mm->ctime_ns = m->ctime_ns;
-	p->meta = mm;
-	if (lease) {
-		p->has_lease = 1;
-		p->lease = lease;
-	}
-	rpc__op__init(&tb->op[i]);
-	tb->op[i].op_case = RPC__OP__OP_PUT;
-	tb->op[i].put = p;
-	tb->opp[i] = &tb->op[i];
-	tb->n_op++;
-	return p;
-}
-
-static Rpc__Put *tb_put(struct txn_builder *tb, const char *key, const void *value, size_t len,
-			const struct store_meta *m, int64_t lease)
-{
-	return tb_put_n(tb, key, strlen(key), value, len, m, lease);
-}
-
-static void tb_delete_n(struct txn_builder *tb, const void *key, size_t key_len, const void *end,
-			size_t end_len)
-{
-	if (tb->n_op == 64) {
-		tb->overflow = 1;
-		return;
-	}
-	size_t i = tb->n_op;
-	Rpc__DeleteRange *d = &tb->del[i];
-	rpc__delete_range__init(d);
-	bytes_of(&d->key, &d->has_key, key, key_len);
-	if (end)
-		bytes_of(&d->range_end, &d->has_range_end, end, end_len);
-	rpc__op__init(&tb->op[i]);
-	tb->op[i].op_case = RPC__OP__OP_DELETE_RANGE;
-	tb->op[i].delete_range = d;
-	tb->opp[i] = &tb->op[i];
-	tb->n_op++;
-}
-
-static void tb_delete(struct txn_builder *tb, const char *key, const void *end, size_t end_len)
-{
-	tb_delete_n(tb, key, strlen(key), end, end_len);
-}
-
-/* Touches directory dir (its mtime and ctime) in the txn, so its mod revision moves; root: no-op. */
-static int tb_touch_dir(struct txn_builder *tb, struct fs_ops *o, const char *dir, int64_t now)
-{
-	if (is_root(dir))
-		return 0;
-	struct store_kv kv;
-	if (get_kv(o, dir, &kv) != 0)
-		return -ENOENT;
-	if ((kv.meta.type & S_IFMT) != S_IFDIR)
-		return -ENOTDIR;
-	struct store_meta m = kv.meta;
-	m.mtime_ns = m.ctime_ns = now;
-	tb_put(tb, dir, NULL, 0, &m, kv.lease);
-	/* it must still be the directory we saw */
-	tb_cmp(tb, RPC__COMPARE__TARGET__CREATE, RPC__COMPARE__RESULT__EQUAL, dir,
-	       kv.create_revision);
-	return 0;
+	return (struct fs_txn_view){o->store, view_pending, o};
 }
 
 /* One proposal on behalf of a FUSE request. */
@@ -402,25 +255,14 @@ static void on_proposed(void *arg, uint64_t id, int status, const void *result, 
 }
 
 /* Proposes the transaction; p->done runs with the outcome. Returns 0 or a negative errno. */
-static int propose_txn(struct pending *p, struct txn_builder *tb)
+static int propose_txn(struct pending *p, struct fs_txn *tb)
 {
-	if (tb->overflow)
-		return -E2BIG;
-	Rpc__Txn t = RPC__TXN__INIT;
-	t.n_compare = tb->n_cmp;
-	t.compare = tb->cmpp;
-	t.n_success = tb->n_op;
-	t.success = tb->opp;
-	Rpc__Request r = RPC__REQUEST__INIT;
-	r.has_time_ns = 1;
-	r.time_ns = now_ns();
-	r.op_case = RPC__REQUEST__OP_TXN;
-	r.txn = &t;
+	uint8_t *buf;
 	size_t len;
-	uint8_t *buf = fs_kv_encode(&r, &len);
-	if (!buf)
-		return -ENOMEM;
-	int rc = fs_member_propose(p->o->member, buf, len, on_proposed, p);
+	int rc = fs__txn_encode(tb, now_ns(), &buf, &len);
+	if (rc)
+		return rc;
+	rc = fs_member_propose(p->o->member, buf, len, on_proposed, p);
 	free(buf);
 	return rc;
 }
@@ -587,7 +429,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /* Calls fn for each direct child of dir (name, kv); stops when fn returns non-zero. */
-static int for_each_child(struct fs_ops *o, const char *dir,
+static int for_each_child(struct store *s, const char *dir,
 			  int (*fn)(void *arg, const char *name, size_t len, const struct store_kv *kv),
 			  void *arg)
 {
@@ -600,7 +442,7 @@ static int for_each_child(struct fs_ops *o, const char *dir,
 	size_t el = store_prefix_end(prefix, pl, end);
 	struct store_range_req rq = {.key = prefix, .key_len = pl, .end = end, .end_len = el};
 	struct store_range_result res;
-	int rc = store_range(o->store, &rq, &res);
+	int rc = store_range(s, &rq, &res);
 	if (rc)
 		return -EIO;
 	for (size_t i = 0; i < res.n && rc == 0; i++) {
@@ -669,15 +511,10 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	struct dir_fill d = {req, o, buf, size, 0, 0, off, path};
 	if (!fill_one(&d, ".", 1, S_IFDIR) && !fill_one(&d, "..", 2, S_IFDIR) &&
-	    for_each_child(o, path, fill_child, &d) == 0)
+	    for_each_child(o->store, path, fill_child, &d) == 0)
 		fill_pending_children(&d, path);
 	fuse_reply_buf(req, buf, d.used);
 	free(buf);
-}
-
-static int any_child(void *arg, const char *name, size_t len, const struct store_kv *kv)
-{
-	return 1;
 }
 
 /* ---- files ----------------------------------------------------------------------------------- */
@@ -696,6 +533,7 @@ static int any_child(void *arg, const char *name, size_t len, const struct store
  * pairs the bytes served here with a file size it cached from another revision.
  */
 struct fh {
+	uint32_t magic;   /* FH_LIVE from its making (fh_new) to its release (fh_free), then FH_FREED */
 	fuse_ino_t ino;
 	struct fh *prev, *next; /* writable handles of the mount (fs_ops.open_files) */
 	char path[FS_PATH_MAX_BYTES + 1]; /* the inode's path when last resolved (pinned: at pin) */
@@ -719,9 +557,34 @@ struct fh {
 	int written;       /* created: a write came through it (the kernel dropped its times, size) */
 };
 
-static struct fh *fh_of(struct fuse_file_info *fi)
+#define FH_LIVE 0x6668a11eu  /* struct fh.magic of a handle in use */
+#define FH_FREED 0x6668deadu /* ... of one released: only a bug of this file reaches it again */
+
+/* A new handle (zeroed, live); NULL when out of memory. */
+static struct fh *fh_new(void)
 {
-	return (struct fh *)(uintptr_t)fi->fh;
+	struct fh *h = calloc(1, sizeof *h);
+	if (h)
+		h->magic = FH_LIVE;
+	return h;
+}
+
+/* Stops the daemon when h is not a live handle: one used after its release, or no handle. */
+static void fh_check(const struct fh *h, fuse_ino_t ino, const char *what)
+{
+	if (h && h->magic == FH_LIVE)
+		return;
+	FS_FATAL("%s of inode %" PRIu64 ": handle %p %s", what, (uint64_t)ino, (const void *)h,
+		 h && h->magic == FH_FREED ? "used after its release" : "is not a handle");
+	abort();
+}
+
+/* The handle of an open file of ino (the kernel's fi->fh, from op_open or a create). */
+static struct fh *fh_of(struct fuse_file_info *fi, fuse_ino_t ino)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+	fh_check(h, ino, "a request");
+	return h;
 }
 
 static int fh_reserve(struct fh *h, size_t n)
@@ -743,6 +606,8 @@ static void fh_free(struct fs_ops *o, struct fh *h)
 {
 	if (!h)
 		return;
+	fh_check(h, h->ino, "the release");
+	h->magic = FH_FREED;
 	if (h->writable) {
 		if (h->prev)
 			h->prev->next = h->next;
@@ -902,7 +767,7 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int flags
 	uint32_t type = kv.meta.type & S_IFMT;
 	if (type == S_IFDIR)
 		return -EISDIR;
-	struct fh *h = calloc(1, sizeof *h);
+	struct fh *h = fh_new();
 	if (!h)
 		return -ENOMEM;
 	strcpy(h->path, path);
@@ -989,11 +854,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
-	struct fh *h = fh_of(fi);
 	if (CONTROL(o, ino)) {
 		o->ns.read(o->ns.arg, req, size, off, fi);
 		return;
 	}
+	struct fh *h = fh_of(fi, ino);
 	const uint8_t *data;
 	size_t len;
 	struct store_kv kv;
@@ -1036,11 +901,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, size); /* the replayer's: dropped */
 		return;
 	}
-	struct fh *h = fh_of(fi);
 	if (CONTROL(o, ino)) {
 		o->ns.write(o->ns.arg, req, buf, size, off, fi);
 		return;
 	}
+	struct fh *h = fh_of(fi, ino);
 	if (!h->writable) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -1121,50 +986,16 @@ static void commit_done(struct pending *p, int status, const Rpc__Response *resp
  */
 static int commit_propose(struct pending *p)
 {
-	struct fs_ops *o = p->o;
 	struct fh *h = p->fh;
-	struct txn_builder *tb = calloc(1, sizeof *tb);
+	struct fs_txn *tb = fs__txn_new();
 	if (!tb)
 		return -ENOMEM;
-	struct store_kv kv;
-	int64_t now = now_ns();
-	char parent[FS_PATH_MAX_BYTES + 1];
-	parent_of(h->path, parent);
-	int rc = 0;
-	if (h->created) {
-		struct store_meta m = h->cmeta;
-		m.mtime_ns = m.ctime_ns = now;
-		int exists = get_kv_stored(o, h->path, &kv) == 0;
-		if (exists && (kv.meta.type & S_IFMT) == S_IFDIR)
-			rc = -EISDIR;
-		if (!rc) {
-			if (exists)
-				tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL,
-				       h->path, kv.mod_revision);
-			else
-				tb_cmp(tb, RPC__COMPARE__TARGET__VERSION,
-				       RPC__COMPARE__RESULT__EQUAL, h->path, 0);
-			tb_put(tb, h->path, h->buf, h->len, &m, 0);
-			rc = tb_touch_dir(tb, o, parent, now);
-		}
-	} else {
-		struct store_meta m = {.type = S_IFREG, .mode = 0644};
-		if (get_kv(o, h->path, &kv) == 0)
-			m = kv.meta;
-		m.mtime_ns = m.ctime_ns = now;
-		if (!m.atime_ns)
-			m.atime_ns = now;
-		if (!is_root(parent))
-			tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER,
-			       parent, 0);
-		Rpc__Put *put = tb_put(tb, h->path, h->buf, h->len, &m, 0);
-		/* ignore_lease needs the key to exist: a file deleted meanwhile comes back bare */
-		put->has_ignore_lease = 1;
-		put->ignore_lease = get_kv_stored(o, h->path, &kv) == 0;
-	}
+	struct fs_txn_view v = view_of(p->o);
+	int rc = fs__txn_commit(tb, &v, h->path, h->buf, h->len, h->created ? &h->cmeta : NULL,
+				now_ns());
 	if (!rc)
 		rc = propose_txn(p, tb);
-	free(tb);
+	fs__txn_free(tb);
 	return rc;
 }
 
@@ -1204,7 +1035,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (CONTROL(o, ino) || fs__at_fh(fi))
 		fuse_reply_err(req, 0); /* a command is done when its write returns */
 	else
-		commit(req, o, fh_of(fi), 0);
+		commit(req, o, fh_of(fi, ino), 0);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -1213,7 +1044,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	if (CONTROL(o, ino) || fs__at_fh(fi))
 		fuse_reply_err(req, 0);
 	else
-		commit(req, o, fh_of(fi), 0);
+		commit(req, o, fh_of(fi, ino), 0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1224,7 +1055,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	else if (CONTROL(o, ino))
 		o->ns.release(o->ns.arg, req, fi);
 	else
-		commit(req, o, fh_of(fi), 1);
+		commit(req, o, fh_of(fi, ino), 1);
 }
 
 /* ---- creating: files, directories, symlinks --------------------------------------------------- */
@@ -1287,7 +1118,7 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	struct fs_ops *o = fuse_req_userdata(req);
 	struct pending *p = pending_new(o, req, create_done);
-	struct txn_builder *tb = calloc(1, sizeof *tb);
+	struct fs_txn *tb = fs__txn_new();
 	int rc = p && tb ? child_path(o, parent, name, p->path) : -ENOMEM;
 	if (!rc && reserved(p->path))
 		rc = -EPERM;
@@ -1297,18 +1128,15 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		struct store_meta m = {.type = type, .mode = (uint32_t)mode & 07777, .uid = ctx->uid,
 				       .gid = ctx->gid, .atime_ns = now, .mtime_ns = now,
 				       .ctime_ns = now};
-		char dir[FS_PATH_MAX_BYTES + 1];
-		parent_of(p->path, dir);
-		tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__EQUAL, p->path, 0);
-		tb_put(tb, p->path, value, value ? strlen(value) : 0, &m, 0);
-		rc = tb_touch_dir(tb, o, dir, now);
+		struct fs_txn_view v = view_of(o);
+		rc = fs__txn_create(tb, &v, p->path, &m, value, value ? strlen(value) : 0, now);
 		p->flags = kind;
 		if (fi)
 			p->fi = *fi;
 		if (!rc)
 			rc = propose_txn(p, tb);
 	}
-	free(tb);
+	fs__txn_free(tb);
 	if (rc) {
 		free(p);
 		fuse_reply_err(req, -rc);
@@ -1347,7 +1175,7 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		if (!is_root(dir))
 			rc = get_kv(o, dir, &kv) != 0 ? -ENOENT
 			     : (kv.meta.type & S_IFMT) != S_IFDIR ? -ENOTDIR : 0;
-		h = rc ? NULL : calloc(1, sizeof *h);
+		h = rc ? NULL : fh_new();
 		if (!rc && !h)
 			rc = -ENOMEM;
 		if (!rc && !(e.ino = fs_itable_lookup(&o->itable, path))) {
@@ -1481,41 +1309,14 @@ static void remove_done(struct pending *p, int status, const Rpc__Response *resp
  */
 static int remove_start(struct pending *p)
 {
-	struct fs_ops *o = p->o;
-	struct store_kv kv;
-	int rc = get_kv(o, p->path, &kv);
-	if (!rc) {
-		int is_dir = (kv.meta.type & S_IFMT) == S_IFDIR;
-		if (p->dir && !is_dir)
-			rc = -ENOTDIR;
-		else if (!p->dir && is_dir)
-			rc = -EISDIR;
-	}
-	if (!rc && p->dir && for_each_child(o, p->path, any_child, NULL) > 0)
-		rc = -ENOTEMPTY;
-	struct txn_builder *tb = rc ? NULL : calloc(1, sizeof *tb);
-	if (!rc && !tb)
-		rc = -ENOMEM;
-	if (!rc) {
-		char d[FS_PATH_MAX_BYTES + 1];
-		parent_of(p->path, d);
-		if (p->dir)
-			tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path,
-			       kv.mod_revision);
-		else
-			tb_cmp(tb, RPC__COMPARE__TARGET__CREATE, RPC__COMPARE__RESULT__EQUAL,
-			       p->path, kv.create_revision);
-		tb_delete(tb, p->path, NULL, 0);
-		char xp[XKEY_MAX];
-		unsigned char xe[XKEY_MAX];
-		size_t xl = xkey(p->path, NULL, xp);
-		size_t xel = store_prefix_end(xp, xl, xe);
-		tb_delete_n(tb, xp, xl, xe, xel); /* its extended attributes go with it */
-		rc = tb_touch_dir(tb, o, d, now_ns());
-		if (!rc)
-			rc = propose_txn(p, tb);
-	}
-	free(tb);
+	struct fs_txn *tb = fs__txn_new();
+	if (!tb)
+		return -ENOMEM;
+	struct fs_txn_view v = view_of(p->o);
+	int rc = fs__txn_remove(tb, &v, p->path, p->dir, now_ns());
+	if (!rc)
+		rc = propose_txn(p, tb);
+	fs__txn_free(tb);
 	return rc;
 }
 
@@ -1568,174 +1369,17 @@ static void rename_done(struct pending *p, int status, const Rpc__Response *resp
 	free(p);
 }
 
-struct move {
-	struct txn_builder *tb;
-	const char *from, *to;
-	size_t from_len;
-	int64_t now;
-	char (*keys)[FS_PATH_MAX_BYTES + 1]; /* the new keys, kept alive until proposed */
-	size_t n, cap;
-	int rc;
-};
-
-/* Adds the move of one descendant (key under `from`) to the txn. */
-static int move_one(struct move *mv, const struct store_kv *kv)
-{
-	size_t tl = strlen(mv->to), rest = kv->key_len - mv->from_len;
-	if (tl + rest > FS_PATH_MAX_BYTES)
-		return mv->rc = -ENAMETOOLONG;
-	if (mv->n == mv->cap)
-		return mv->rc = -E2BIG;
-	char *nk = mv->keys[mv->n++];
-	memcpy(nk, mv->to, tl);
-	memcpy(nk + tl, kv->key + mv->from_len, rest);
-	nk[tl + rest] = '\0';
-	char *ok = mv->keys[mv->n++];
-	snprintf(ok, FS_PATH_MAX_BYTES + 1, "%.*s", (int)kv->key_len, kv->key);
-	tb_cmp(mv->tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, ok,
-	       kv->mod_revision);
-	struct store_meta m = kv->meta;
-	m.ctime_ns = mv->now;
-	tb_put(mv->tb, nk, kv->value, kv->value_len, &m, kv->lease);
-	return mv->tb->overflow ? (mv->rc = -E2BIG) : 0;
-}
-
-/*
- * Adds to the txn the move of every stored attribute key in [from_prefix, its prefix end) to the
- * same key with to_prefix in place of from_prefix, and the delete of the old range. The new keys
- * live in keys[] until the txn is proposed.
- */
-static int move_xattrs(struct fs_ops *o, struct txn_builder *tb, const char *from_prefix,
-		       size_t fl, const char *to_prefix, size_t tl, char (*keys)[XKEY_MAX],
-		       size_t *n_keys, size_t cap, unsigned char *end)
-{
-	size_t el = store_prefix_end(from_prefix, fl, end);
-	struct store_range_req rq = {.key = from_prefix, .key_len = fl, .end = end, .end_len = el};
-	struct store_range_result res;
-	if (store_range(o->store, &rq, &res) != 0)
-		return -EIO;
-	int rc = 0;
-	struct store_meta none = {0};
-	for (size_t i = 0; i < res.n && !rc; i++) {
-		size_t rest = res.kvs[i].key_len - fl;
-		if (*n_keys == cap || tl + rest > XKEY_MAX) {
-			rc = -E2BIG;
-			break;
-		}
-		char *k = keys[(*n_keys)++];
-		memcpy(k, to_prefix, tl);
-		memcpy(k + tl, res.kvs[i].key + fl, rest);
-		tb_put_n(tb, k, tl + rest, res.kvs[i].value, res.kvs[i].value_len, &none,
-			 res.kvs[i].lease);
-	}
-	if (!rc && res.n)
-		tb_delete_n(tb, from_prefix, fl, end, el);
-	store_range_result_free(&res);
-	return rc ? rc : tb->overflow ? -E2BIG : 0;
-}
-
 static void rename_start(struct pending *p)
 {
-	struct fs_ops *o = p->o;
-	struct txn_builder *tb = calloc(1, sizeof *tb);
-	struct store_kv src = {0}, dst = {0};
-	int rc = tb ? 0 : -ENOMEM;
-	int has_dst = 0;
-	char (*keys)[FS_PATH_MAX_BYTES + 1] = calloc(64, sizeof *keys);
-	char prefix[FS_PATH_MAX_BYTES + 2];     /* the txn points at these until it is proposed */
-	unsigned char end[FS_PATH_MAX_BYTES + 2];
-	if (!keys)
-		rc = -ENOMEM;
-	if (!rc)
-		rc = get_kv(o, p->path, &src);
-	if (!rc)
-		has_dst = get_kv(o, p->path2, &dst) == 0;
-	int src_dir = !rc && (src.meta.type & S_IFMT) == S_IFDIR;
-	size_t sl = strlen(p->path);
-	if (!rc && !strncmp(p->path2, p->path, sl) && p->path2[sl] == '/')
-		rc = -EINVAL; /* into itself */
-	if (!rc && has_dst) {
-		int dst_dir = (dst.meta.type & S_IFMT) == S_IFDIR;
-		if (p->flags & RENAME_NOREPLACE)
-			rc = -EEXIST;
-		else if (src_dir && !dst_dir)
-			rc = -ENOTDIR;
-		else if (!src_dir && dst_dir)
-			rc = -EISDIR;
-		else if (dst_dir && for_each_child(o, p->path2, any_child, NULL) > 0)
-			rc = -ENOTEMPTY;
-	}
-	if (!rc && p->flags & ~RENAME_NOREPLACE)
-		rc = -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT */
-	if (!rc) {
-		int64_t now = now_ns();
-		char sp[FS_PATH_MAX_BYTES + 1], dp[FS_PATH_MAX_BYTES + 1];
-		parent_of(p->path, sp);
-		parent_of(p->path2, dp);
-		/* the source, unchanged since seen, goes; the target takes its place */
-		tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path,
-		       src.mod_revision);
-		if (has_dst)
-			tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path2,
-			       dst.mod_revision);
-		else
-			tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__EQUAL,
-			       p->path2, 0);
-		tb_delete(tb, p->path, NULL, 0);
-		struct store_meta m = src.meta;
-		m.ctime_ns = now;
-		tb_put(tb, p->path2, src.value, src.value_len, &m, src.lease);
-		if (src_dir) {
-			/* everything under the directory moves along, in the same revision */
-			snprintf(prefix, sizeof prefix, "%s/", p->path);
-			size_t el = store_prefix_end(prefix, strlen(prefix), end);
-			struct store_range_req rq = {.key = prefix, .key_len = strlen(prefix),
-						     .end = end, .end_len = el};
-			struct store_range_result res;
-			if (store_range(o->store, &rq, &res) != 0) {
-				rc = -EIO;
-			} else {
-				struct move mv = {tb, p->path, p->path2, sl, now, keys, 0, 64, 0};
-				for (size_t i = 0; i < res.n && !mv.rc; i++)
-					move_one(&mv, &res.kvs[i]);
-				rc = mv.rc;
-				if (!rc && res.n)
-					tb_delete(tb, prefix, end, el);
-				store_range_result_free(&res);
-			}
-		}
-		/* extended attributes: the target's go, the source's (and its tree's) move */
-		char (*xkeys)[XKEY_MAX] = rc ? NULL : calloc(32, sizeof *xkeys);
-		char xf[XKEY_MAX], xt[XKEY_MAX], xfd[XKEY_MAX], xtd[XKEY_MAX];
-		unsigned char xe[XKEY_MAX], xe2[XKEY_MAX], xe3[XKEY_MAX];
-		size_t n_x = 0;
-		if (!rc && !xkeys)
-			rc = -ENOMEM;
-		if (!rc && has_dst) {
-			size_t tl = xkey(p->path2, NULL, xt);
-			size_t el = store_prefix_end(xt, tl, xe);
-			tb_delete_n(tb, xt, tl, xe, el);
-		}
-		size_t fl = xkey(p->path, NULL, xf), tl = xkey(p->path2, NULL, xt);
-		if (!rc)
-			rc = move_xattrs(o, tb, xf, fl, xt, tl, xkeys, &n_x, 32, xe2);
-		if (!rc && src_dir) {
-			/* "\x01x" SRC "/" ...: the tree's attributes, SRC's NUL turned into '/' */
-			memcpy(xfd, xf, fl);
-			memcpy(xtd, xt, tl);
-			xfd[fl - 1] = xtd[tl - 1] = '/';
-			rc = move_xattrs(o, tb, xfd, fl, xtd, tl, xkeys, &n_x, 32, xe3);
-		}
-		if (!rc)
-			rc = tb_touch_dir(tb, o, sp, now);
-		if (!rc && strcmp(sp, dp) != 0)
-			rc = tb_touch_dir(tb, o, dp, now);
+	struct fs_txn *tb = fs__txn_new();
+	int rc = -ENOMEM;
+	if (tb) {
+		struct fs_txn_view v = view_of(p->o);
+		rc = fs__txn_rename(tb, &v, p->path, p->path2, (unsigned)p->flags, now_ns());
 		if (!rc)
 			rc = propose_txn(p, tb);
-		free(xkeys);
 	}
-	free(tb);
-	free(keys);
+	fs__txn_free(tb);
 	if (rc) {
 		fuse_reply_err(p->req, rc == -E2BIG ? EXDEV : -rc);
 		free(p);
@@ -1801,68 +1445,18 @@ static void setattr_done(struct pending *p, int status, const Rpc__Response *res
 
 static void setattr_start(struct pending *p)
 {
-	struct fs_ops *o = p->o;
-	struct store_kv kv;
-	struct txn_builder *tb = calloc(1, sizeof *tb);
-	uint8_t *value = NULL;
-	int rc = tb ? get_kv(o, p->path, &kv) : -ENOMEM;
-	if (!rc) {
-		int64_t now = now_ns();
-		struct store_meta m = kv.meta;
-		size_t len = kv.value_len;
-		const struct stat *a = &p->attr;
-		if (p->to_set & FUSE_SET_ATTR_MODE)
-			m.mode = a->st_mode & 07777;
-		if (p->to_set & FUSE_SET_ATTR_UID)
-			m.uid = a->st_uid;
-		if (p->to_set & FUSE_SET_ATTR_GID)
-			m.gid = a->st_gid;
-		if (p->to_set & FUSE_SET_ATTR_ATIME)
-			m.atime_ns = (int64_t)a->st_atim.tv_sec * 1000000000 + a->st_atim.tv_nsec;
-		if (p->to_set & FUSE_SET_ATTR_MTIME)
-			m.mtime_ns = (int64_t)a->st_mtim.tv_sec * 1000000000 + a->st_mtim.tv_nsec;
-		if (p->to_set & FUSE_SET_ATTR_ATIME_NOW)
-			m.atime_ns = now;
-		if (p->to_set & FUSE_SET_ATTR_MTIME_NOW)
-			m.mtime_ns = now;
-		m.ctime_ns = now;
-		if (p->to_set & FUSE_SET_ATTR_SIZE) {
-			if ((kv.meta.type & S_IFMT) == S_IFDIR)
-				rc = -EISDIR;
-			else if ((size_t)a->st_size > o->opt.max_value_bytes)
-				rc = -EFBIG;
-			len = (size_t)a->st_size;
-			if (!(p->to_set & FUSE_SET_ATTR_MTIME))
-				m.mtime_ns = now;
-		}
+	struct fs_txn *tb = fs__txn_new();
+	int rc = -ENOMEM;
+	if (tb) {
+		struct fs_txn_view v = view_of(p->o);
 		struct fh *h = p->fh;
-		const uint8_t *from = kv.value;
-		size_t from_len = kv.value_len;
-		if (h) {
-			from = h->buf;
-			from_len = len = h->len;
-		}
-		value = rc ? NULL : calloc(1, len ? len : 1);
-		if (!rc && !value)
-			rc = -ENOMEM;
-		if (!rc) {
-			if (from_len)
-				memcpy(value, from, len < from_len ? len : from_len);
-			tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, p->path,
-			       kv.mod_revision);
-			tb_put(tb, p->path, value, len, &m, kv.lease);
-			if (!kv.mod_revision) {
-				/* a file created here, not committed: this creates it */
-				char dir[FS_PATH_MAX_BYTES + 1];
-				parent_of(p->path, dir);
-				rc = tb_touch_dir(tb, o, dir, now);
-			}
-			if (!rc)
-				rc = propose_txn(p, tb);
-		}
+		struct fs_txn_content buffered = {h ? h->buf : NULL, h ? h->len : 0};
+		rc = fs__txn_setattr(tb, &v, p->path, &p->attr, p->to_set, h ? &buffered : NULL,
+				     p->o->opt.max_value_bytes, now_ns());
+		if (!rc)
+			rc = propose_txn(p, tb);
 	}
-	free(tb);
-	free(value);
+	fs__txn_free(tb);
 	if (rc) {
 		fuse_reply_err(p->req, -rc);
 		free(p);
@@ -1882,7 +1476,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			o->ns.getattr(o->ns.arg, req, ino);
 		return;
 	}
-	struct fh *h = fi ? fh_of(fi) : NULL;
+	/* the replayer's handles (at.c) are no struct fh: they have no content to commit */
+	struct fh *h = fi && !fs__at_fh(fi) ? fh_of(fi, ino) : NULL;
 	if (h && !h->writable)
 		h = NULL;
 	if (!h)
@@ -1977,8 +1572,8 @@ static int xattr_value(struct fs_ops *o, const char *path, const char *name, cha
 /* A stored attribute's kv; -ENODATA when there is none. */
 static int xattr_stored(struct fs_ops *o, const char *path, const char *name, struct store_kv *kv)
 {
-	char k[XKEY_MAX];
-	size_t kl = xkey(path, name, k);
+	char k[FS_XKEY_MAX];
+	size_t kl = fs__txn_xkey(path, name, k);
 	return get_key(o, k, kl, 0, kv) ? -ENODATA : 0;
 }
 
@@ -2021,8 +1616,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
-	char path[FS_PATH_MAX_BYTES + 1], xp[XKEY_MAX];
-	unsigned char xe[XKEY_MAX];
+	char path[FS_PATH_MAX_BYTES + 1], xp[FS_XKEY_MAX];
+	unsigned char xe[FS_XKEY_MAX];
 	if (CONTROL(o, ino)) {
 		if (size == 0)
 			fuse_reply_xattr(req, 0);
@@ -2035,7 +1630,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	size_t xl = xkey(path, NULL, xp), el = store_prefix_end(xp, xl, xe);
+	size_t xl = fs__txn_xkey(path, NULL, xp), el = store_prefix_end(xp, xl, xe);
 	struct store_range_req rq = {.key = xp, .key_len = xl, .end = xe, .end_len = el,
 				     .flags = STORE_RANGE_KEYS_ONLY};
 	struct store_range_result res;
@@ -2089,47 +1684,6 @@ static void xattr_done(struct pending *p, int status, const Rpc__Response *resp)
 	free(p);
 }
 
-/*
- * Stores (value != NULL) or removes a user.* attribute of ino in one txn that also checks the file
- * still exists. user.raftfs.* are the store's own and read-only; other namespaces are not kept.
- */
-/*
- * Attaches the file at path to lease id (0: detaches it), its stored attributes with it, so a
- * revoke or expiry deletes them all in one revision on every member.
- */
-static int lease_attach(struct fs_ops *o, struct pending *p, struct txn_builder *tb, int64_t id)
-{
-	struct store_kv kv;
-	if (is_root(p->path))
-		return -EPERM;
-	if (get_kv(o, p->path, &kv) != 0)
-		return -ENOENT;
-	if ((kv.meta.type & S_IFMT) == S_IFDIR)
-		return -EPERM; /* its expiry would orphan what it holds */
-	tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER, p->path, 0);
-	char xp[XKEY_MAX];
-	unsigned char xe[XKEY_MAX];
-	size_t xl = xkey(p->path, NULL, xp), el = store_prefix_end(xp, xl, xe);
-	struct store_range_req rq = {.key = xp, .key_len = xl, .end = xe, .end_len = el,
-				     .flags = STORE_RANGE_KEYS_ONLY};
-	struct store_range_result res;
-	if (store_range(o->store, &rq, &res) != 0)
-		return -EIO;
-	struct store_meta none = {0};
-	for (size_t i = 0; i <= res.n; i++) {
-		Rpc__Put *put = i < res.n ? tb_put_n(tb, res.kvs[i].key, res.kvs[i].key_len, NULL, 0,
-						     &none, id)
-					  : tb_put(tb, p->path, NULL, 0, &none, id);
-		if (put) {
-			put->has_ignore_value = 1;
-			put->ignore_value = 1;
-		}
-	}
-	int rc = tb->overflow ? -E2BIG : propose_txn(p, tb);
-	store_range_result_free(&res); /* the keys were borrowed until the request was encoded */
-	return rc;
-}
-
 /* The lease id in an attribute value: decimal, an optional newline; -EINVAL otherwise. */
 static int lease_parse(const char *value, size_t size, int64_t *id)
 {
@@ -2149,6 +1703,11 @@ static int lease_parse(const char *value, size_t size, int64_t *id)
 	return 0;
 }
 
+/*
+ * Stores (value != NULL) or removes a user.* attribute of ino in one txn that also checks the file
+ * still exists (fs__txn_xattr), or binds the file to a lease (fs__txn_lease). user.raftfs.* are
+ * the store's own and read-only; other namespaces are not kept.
+ */
 static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			 size_t size, int flags)
 {
@@ -2168,37 +1727,21 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	else if (value && size > 65536)
 		rc = -E2BIG;
 	struct pending *p = rc ? NULL : pending_new(o, req, xattr_done);
-	struct txn_builder *tb = p ? calloc(1, sizeof *tb) : NULL;
+	struct fs_txn *tb = p ? fs__txn_new() : NULL;
 	if (!rc && (!p || !tb))
 		rc = -ENOMEM;
 	if (!rc)
 		rc = ino_path(o, ino, p->path);
 	if (!rc)
 		snprintf(p->name, sizeof p->name, "%s", name);
-	if (!rc && binding) {
-		rc = lease_attach(o, p, tb, lease);
-	} else if (!rc) {
-		char k[XKEY_MAX];
-		size_t kl = xkey(p->path, name, k);
-		if (!is_root(p->path))
-			tb_cmp(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER,
-			       p->path, 0);
-		if (!value || (flags & XATTR_REPLACE))
-			tb_cmp_n(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__GREATER, k,
-				 kl, 0);
-		else if (flags & XATTR_CREATE)
-			tb_cmp_n(tb, RPC__COMPARE__TARGET__VERSION, RPC__COMPARE__RESULT__EQUAL, k,
-				 kl, 0);
-		struct store_meta none = {0};
-		struct store_kv kv;
-		if (value) /* on the file's lease, so they go together */
-			tb_put_n(tb, k, kl, value, size, &none,
-				 !is_root(p->path) && get_kv(o, p->path, &kv) == 0 ? kv.lease : 0);
-		else
-			tb_delete_n(tb, k, kl, NULL, 0);
+	struct fs_txn_view v = view_of(o);
+	if (!rc && binding)
+		rc = fs__txn_lease(tb, &v, p->path, lease);
+	else if (!rc)
+		rc = fs__txn_xattr(tb, &v, p->path, name, value, size, flags);
+	if (!rc)
 		rc = propose_txn(p, tb);
-	}
-	free(tb);
+	fs__txn_free(tb);
 	if (rc) {
 		free(p);
 		fuse_reply_err(req, -rc);
@@ -2382,11 +1925,18 @@ void fs_ops_detach(struct fs_ops *ops, const char *path, int64_t rev)
 	fs_itable_detach(&ops->itable, path, rev);
 }
 
-/* ---- for at.c (fuse/internal.h) ----------------------------------------------------------------- */
+/* ---- for at.c and txn.c (fuse/internal.h) ---------------------------------------------------- */
 
 void fs__ops_parent_of(const char *path, char *buf)
 {
 	parent_of(path, buf);
+}
+
+int fs__ops_each_child(struct store *s, const char *dir,
+		       int (*fn)(void *arg, const char *name, size_t len, const struct store_kv *kv),
+		       void *arg)
+{
+	return for_each_child(s, dir, fn, arg);
 }
 
 int fs__ops_child_path(struct fs_ops *o, uint64_t parent, const char *name, char *buf)
