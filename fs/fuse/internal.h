@@ -126,9 +126,15 @@ void fs__txn_free(struct fs_txn *tb);
 
 /*
  * Encodes tb as an rpc.Request (a Txn with time_ns, the proposer's clock) into *buf (malloc'd, the
- * caller frees it) of *len bytes, for fs_member_propose. 0, -E2BIG when tb overflowed, -ENOMEM.
+ * caller frees it) of *len bytes: the bytes a proposal carries (tests apply them to a store; the
+ * face proposes with fs__txn_propose). 0, -E2BIG when tb overflowed, -ENOMEM.
  */
 int fs__txn_encode(struct fs_txn *tb, int64_t time_ns, uint8_t **buf, size_t *len);
+
+/* Proposes tb's request through m, encoded once into the member's own buffer (fs_kv_propose):
+   fs_member_propose's contract for cb and the return value; -E2BIG when tb overflowed. */
+int fs__txn_propose(struct fs_txn *tb, struct fs_member *m, int64_t time_ns, fs_wait_cb cb,
+		    void *arg);
 
 /*
  * The builders: each fills an empty tb with one operation's transaction, as this member sees the

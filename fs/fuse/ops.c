@@ -257,14 +257,7 @@ static void on_proposed(void *arg, uint64_t id, int status, const void *result, 
 /* Proposes the transaction; p->done runs with the outcome. Returns 0 or a negative errno. */
 static int propose_txn(struct pending *p, struct fs_txn *tb)
 {
-	uint8_t *buf;
-	size_t len;
-	int rc = fs__txn_encode(tb, now_ns(), &buf, &len);
-	if (rc)
-		return rc;
-	rc = fs_member_propose(p->o->member, buf, len, on_proposed, p);
-	free(buf);
-	return rc;
+	return fs__txn_propose(tb, p->o->member, now_ns(), on_proposed, p);
 }
 
 /* ---- linearizable reads ----------------------------------------------------------------------- */

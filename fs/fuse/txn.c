@@ -157,22 +157,41 @@ static void tb_delete(struct fs_txn *tb, const char *key, const void *end, size_
 	tb_delete_n(tb, key, strlen(key), end, end_len);
 }
 
+/* The request tb makes, in t and r (which point into tb). */
+static void request_of(struct fs_txn *tb, int64_t time_ns, Rpc__Txn *t, Rpc__Request *r)
+{
+	rpc__txn__init(t);
+	t->n_compare = tb->n_cmp;
+	t->compare = tb->cmpp;
+	t->n_success = tb->n_op;
+	t->success = tb->opp;
+	rpc__request__init(r);
+	r->has_time_ns = 1;
+	r->time_ns = time_ns;
+	r->op_case = RPC__REQUEST__OP_TXN;
+	r->txn = t;
+}
+
 int fs__txn_encode(struct fs_txn *tb, int64_t time_ns, uint8_t **buf, size_t *len)
 {
 	if (tb->overflow)
 		return -E2BIG;
-	Rpc__Txn t = RPC__TXN__INIT;
-	t.n_compare = tb->n_cmp;
-	t.compare = tb->cmpp;
-	t.n_success = tb->n_op;
-	t.success = tb->opp;
-	Rpc__Request r = RPC__REQUEST__INIT;
-	r.has_time_ns = 1;
-	r.time_ns = time_ns;
-	r.op_case = RPC__REQUEST__OP_TXN;
-	r.txn = &t;
+	Rpc__Txn t;
+	Rpc__Request r;
+	request_of(tb, time_ns, &t, &r);
 	*buf = fs_kv_encode(&r, len);
 	return *buf ? 0 : -ENOMEM;
+}
+
+int fs__txn_propose(struct fs_txn *tb, struct fs_member *m, int64_t time_ns, fs_wait_cb cb,
+		    void *arg)
+{
+	if (tb->overflow)
+		return -E2BIG;
+	Rpc__Txn t;
+	Rpc__Request r;
+	request_of(tb, time_ns, &t, &r);
+	return fs_kv_propose(m, &r, cb, arg); /* encoded once, into the member's buffer */
 }
 
 /* ---- reading what the txn is built from ------------------------------------------------------ */
