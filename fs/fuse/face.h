@@ -118,8 +118,9 @@ void fs_mount_close(struct fs_mount *m, void (*closed)(void *arg), void *arg);
  *   - every create, delete or rename also rewrites the parent directory's key (its mtime), so
  *     rmdir can compare the directory's mod revision with the one it saw empty: a child created
  *     meanwhile anywhere makes it fail with ENOTEMPTY instead of orphaning the child;
- *   - rename moves a file, or a directory and everything under it, in one revision, comparing
- *     the mod revision of every key it moves.
+ *   - rename moves a file, or a directory and everything under it, in one revision: a tree by
+ *     one move of its prefix that each member's store applies (a small request whatever its
+ *     size), guarded by one compare that no key of it changed since it was seen.
  *
  * Everything here runs on the member's loop thread (fs/fuse/mount.c serves FUSE there).
  */

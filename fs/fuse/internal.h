@@ -93,6 +93,7 @@ struct fs_txn {
 	Rpc__Op *opp[FS_TXN_MAX];
 	Rpc__Put put[FS_TXN_MAX];
 	Rpc__DeleteRange del[FS_TXN_MAX];
+	Rpc__Move move[FS_TXN_MAX];
 	Rpc__Meta meta[FS_TXN_MAX];
 	size_t n_op;
 	int overflow; /* more than FS_TXN_MAX compares or ops were added */
@@ -175,10 +176,11 @@ int fs__txn_remove(struct fs_txn *tb, const struct fs_txn_view *v, const char *p
 /*
  * Renames from to to (flags: 0 or RENAME_NOREPLACE) in one revision: the source compared by its
  * mod revision, the target by its mod revision (replaced) or version 0; a directory moves with
- * every key under it, each compared by its mod revision; the attributes of the source and of its
- * tree move, those of a replaced target go; both parents are touched. -ENOENT, -EINVAL (into
- * itself, other flags), -EEXIST, -ENOTDIR, -EISDIR, -ENOTEMPTY, -ENAMETOOLONG, -E2BIG (too many
- * keys for one transaction), -EIO.
+ * every key under it by one move of their prefix (STORE_OP_MOVE), whatever their number, guarded
+ * by one compare over the tree (no key of it changed since the store's revision now); the
+ * attributes of the source and of its tree move the same way, those of a replaced target go;
+ * both parents are touched. -ENOENT, -EINVAL (into itself, other flags), -EEXIST, -ENOTDIR,
+ * -EISDIR, -ENOTEMPTY, -ENAMETOOLONG (a key of the tree would be too long), -EIO.
  */
 int fs__txn_rename(struct fs_txn *tb, const struct fs_txn_view *v, const char *from,
 		   const char *to, unsigned flags, int64_t now);

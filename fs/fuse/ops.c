@@ -1829,6 +1829,20 @@ int fs_ops_watch_start(struct fs_ops *ops, struct fuse_session *se)
 	return fs_notify_start(&ops->notifier, se);
 }
 
+/*
+ * Whether path's event at rev came with its directory's: the directory was deleted or made in the
+ * same revision (a tree removed, or moved by a rename: every key under it is deleted and made
+ * again). What the kernel holds of such a key hangs under that directory's entry, which is
+ * invalidated (or renamed by the kernel itself) as one, and so is the inode table's part.
+ */
+static int came_with_parent(struct fs_ops *o, const char *parent, int64_t rev)
+{
+	struct store_kv kv;
+	if (is_root(parent))
+		return 0;
+	return get_key(o, parent, strlen(parent), rev, &kv) != 0 || kv.create_revision == rev;
+}
+
 /* Invalidates what the kernel may hold of one changed key. */
 static void invalidate(struct fs_ops *o, const struct store_event *ev)
 {
@@ -1843,6 +1857,9 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 		return; /* the file and its directory as the kernel has them (created_attrs_current) */
 	memcpy(path, ev->kv.key, ev->kv.key_len);
 	path[ev->kv.key_len] = '\0';
+	parent_of(path, parent);
+	if (came_with_parent(o, parent, ev->kv.mod_revision))
+		return; /* one invalidation, one detach, for the whole tree (its top's) */
 	uint64_t ino = fs_itable_find(&o->itable, path);
 	if (ino)
 		fs_notify_inode(&o->notifier, ino);
@@ -1857,7 +1874,6 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	 */
 	if (ev->type != STORE_EVENT_DELETE)
 		return;
-	parent_of(path, parent);
 	uint64_t pino = is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent);
 	const char *name = strrchr(path, '/') + 1;
 	if (pino)

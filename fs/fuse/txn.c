@@ -408,84 +408,49 @@ int fs__txn_remove(struct fs_txn *tb, const struct fs_txn_view *v, const char *p
 
 /* ---- rename ---------------------------------------------------------------------------------- */
 
-#define RENAME_KEYS 64  /* paths a directory's rename moves at the most */
-#define RENAME_XKEYS 32 /* attribute keys it moves at the most */
-
 /* What a rename's txn points at besides the store and its inputs. */
 struct rename_keys {
-	char keys[RENAME_KEYS][FS_PATH_MAX_BYTES + 1]; /* the moved paths, new and old */
-	char xkeys[RENAME_XKEYS][FS_XKEY_MAX];         /* the moved attribute keys */
-	char prefix[FS_PATH_MAX_BYTES + 2];            /* "SRC/" */
-	unsigned char end[FS_PATH_MAX_BYTES + 2];      /* its range end */
-	char xf[FS_XKEY_MAX], xt[FS_XKEY_MAX];         /* attribute prefixes of SRC and DST */
-	char xfd[FS_XKEY_MAX], xtd[FS_XKEY_MAX];       /* ... of what is under them */
-	unsigned char xe[FS_XKEY_MAX], xe2[FS_XKEY_MAX], xe3[FS_XKEY_MAX]; /* range ends */
+	char from[FS_PATH_MAX_BYTES + 2], to[FS_PATH_MAX_BYTES + 2]; /* "SRC/", "DST/" */
+	unsigned char end[FS_PATH_MAX_BYTES + 2];                     /* the range end of "SRC/" */
+	char xf[FS_XKEY_MAX], xt[FS_XKEY_MAX];   /* attribute prefixes of SRC and DST */
+	char xfd[FS_XKEY_MAX], xtd[FS_XKEY_MAX]; /* ... of what is under them */
+	unsigned char xe[FS_XKEY_MAX];           /* a range end */
 };
 
-struct move {
-	struct fs_txn *tb;
-	const char *from, *to;
-	size_t from_len;
-	int64_t now;
-	char (*keys)[FS_PATH_MAX_BYTES + 1]; /* the new keys, kept alive until proposed */
-	size_t n, cap;
-	int rc;
-};
-
-/* Adds the move of one descendant (key under `from`) to the txn. */
-static int move_one(struct move *mv, const struct store_kv *kv)
+/* A move of every live key beginning with from[fl] to to[tl] + the rest (STORE_OP_MOVE). */
+static void tb_move_n(struct fs_txn *tb, const void *from, size_t fl, const void *to, size_t tl)
 {
-	size_t tl = strlen(mv->to), rest = kv->key_len - mv->from_len;
-	if (tl + rest > FS_PATH_MAX_BYTES)
-		return mv->rc = -ENAMETOOLONG;
-	if (mv->n == mv->cap)
-		return mv->rc = -E2BIG;
-	char *nk = mv->keys[mv->n++];
-	memcpy(nk, mv->to, tl);
-	memcpy(nk + tl, kv->key + mv->from_len, rest);
-	nk[tl + rest] = '\0';
-	char *ok = mv->keys[mv->n++];
-	snprintf(ok, FS_PATH_MAX_BYTES + 1, "%.*s", (int)kv->key_len, kv->key);
-	tb_cmp(mv->tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, ok,
-	       kv->mod_revision);
-	struct store_meta m = kv->meta;
-	m.ctime_ns = mv->now;
-	tb_put(mv->tb, nk, kv->value, kv->value_len, &m, kv->lease);
-	return mv->tb->overflow ? (mv->rc = -E2BIG) : 0;
+	if (tb->n_op == FS_TXN_MAX) {
+		tb->overflow = 1;
+		return;
+	}
+	size_t i = tb->n_op;
+	Rpc__Move *m = &tb->move[i];
+	rpc__move__init(m);
+	bytes_of(&m->from, &m->has_from, from, fl);
+	bytes_of(&m->to, &m->has_to, to, tl);
+	rpc__op__init(&tb->op[i]);
+	tb->op[i].op_case = RPC__OP__OP_MOVE;
+	tb->op[i].move = m;
+	tb->opp[i] = &tb->op[i];
+	tb->n_op++;
 }
 
-/*
- * Adds to the txn the move of every stored attribute key in [from_prefix, its prefix end) to the
- * same key with to_prefix in place of from_prefix, and the delete of the old range. The new keys
- * live in keys[] until the txn is proposed.
- */
-static int move_xattrs(struct store *s, struct fs_txn *tb, const char *from_prefix, size_t fl,
-		       const char *to_prefix, size_t tl, char (*keys)[FS_XKEY_MAX], size_t *n_keys,
-		       size_t cap, unsigned char *end)
+/* The longest key under prefix (keys only, no values read); 0 when none, -EIO. */
+static long longest_under(struct store *s, const char *prefix, size_t pl, unsigned char *end)
 {
-	size_t el = store_prefix_end(from_prefix, fl, end);
-	struct store_range_req rq = {.key = from_prefix, .key_len = fl, .end = end, .end_len = el};
+	size_t el = store_prefix_end(prefix, pl, end);
+	struct store_range_req rq = {.key = prefix, .key_len = pl, .end = end, .end_len = el,
+				     .flags = STORE_RANGE_KEYS_ONLY};
 	struct store_range_result res;
 	if (store_range(s, &rq, &res) != 0)
 		return -EIO;
-	int rc = 0;
-	struct store_meta none = {0};
-	for (size_t i = 0; i < res.n && !rc; i++) {
-		size_t rest = res.kvs[i].key_len - fl;
-		if (*n_keys == cap || tl + rest > FS_XKEY_MAX) {
-			rc = -E2BIG;
-			break;
-		}
-		char *k = keys[(*n_keys)++];
-		memcpy(k, to_prefix, tl);
-		memcpy(k + tl, res.kvs[i].key + fl, rest);
-		tb_put_n(tb, k, tl + rest, res.kvs[i].value, res.kvs[i].value_len, &none,
-			 res.kvs[i].lease);
-	}
-	if (!rc && res.n)
-		tb_delete_n(tb, from_prefix, fl, end, el);
+	size_t longest = 0;
+	for (size_t i = 0; i < res.n; i++)
+		if (res.kvs[i].key_len > longest)
+			longest = res.kvs[i].key_len;
 	store_range_result_free(&res);
-	return rc ? rc : tb->overflow ? -E2BIG : 0;
+	return (long)longest;
 }
 
 /* The checks of a rename of from (src) onto to (dst when has_dst): 0 or a negative errno. */
@@ -528,7 +493,7 @@ int fs__txn_rename(struct fs_txn *tb, const struct fs_txn_view *v, const char *f
 	if (rc)
 		return rc;
 	int src_dir = (src.meta.type & S_IFMT) == S_IFDIR;
-	size_t sl = strlen(from);
+	size_t sl = strlen(from), tl = strlen(to);
 	char sp[FS_PATH_MAX_BYTES + 1], dp[FS_PATH_MAX_BYTES + 1];
 	fs__ops_parent_of(from, sp);
 	fs__ops_parent_of(to, dp);
@@ -544,40 +509,33 @@ int fs__txn_rename(struct fs_txn *tb, const struct fs_txn_view *v, const char *f
 	m.ctime_ns = now;
 	tb_put(tb, to, src.value, src.value_len, &m, src.lease);
 	if (src_dir) {
-		/* everything under the directory moves along, in the same revision */
-		snprintf(k->prefix, sizeof k->prefix, "%s/", from);
-		size_t el = store_prefix_end(k->prefix, strlen(k->prefix), k->end);
-		struct store_range_req rq = {.key = k->prefix, .key_len = strlen(k->prefix),
-					     .end = k->end, .end_len = el};
-		struct store_range_result res;
-		if (store_range(v->store, &rq, &res) != 0)
-			return -EIO;
-		struct move mv = {tb, from, to, sl, now, k->keys, 0, RENAME_KEYS, 0};
-		for (size_t i = 0; i < res.n && !mv.rc; i++)
-			move_one(&mv, &res.kvs[i]);
-		rc = mv.rc;
-		if (!rc && res.n)
-			tb_delete(tb, k->prefix, k->end, el);
-		store_range_result_free(&res);
-		if (rc)
-			return rc;
+		/* everything under the directory moves along in the same revision, by one op: the
+		   keys as they are when it applies, none changed since now (one compare) */
+		snprintf(k->from, sizeof k->from, "%s/", from);
+		snprintf(k->to, sizeof k->to, "%s/", to);
+		long longest = tl > sl ? longest_under(v->store, k->from, sl + 1, k->end) : 0;
+		if (longest < 0)
+			return (int)longest;
+		if (longest > 0 && (size_t)longest - sl + tl > FS_PATH_MAX_BYTES)
+			return -ENAMETOOLONG;
+		size_t el = store_prefix_end(k->from, sl + 1, k->end);
+		Rpc__Compare *c = tb_cmp_n(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__LESS,
+					   k->from, sl + 1, store_rev(v->store) + 1);
+		if (c)
+			bytes_of(&c->range_end, &c->has_range_end, k->end, el);
+		tb_move_n(tb, k->from, sl + 1, k->to, tl + 1);
 	}
 	/* extended attributes: the target's go, the source's (and its tree's) move */
-	size_t n_x = 0;
-	if (has_dst) {
-		size_t tl = fs__txn_xkey(to, NULL, k->xt);
-		size_t el = store_prefix_end(k->xt, tl, k->xe);
-		tb_delete_n(tb, k->xt, tl, k->xe, el);
-	}
-	size_t fl = fs__txn_xkey(from, NULL, k->xf), tl = fs__txn_xkey(to, NULL, k->xt);
-	rc = move_xattrs(v->store, tb, k->xf, fl, k->xt, tl, k->xkeys, &n_x, RENAME_XKEYS, k->xe2);
-	if (!rc && src_dir) {
+	size_t fl = fs__txn_xkey(from, NULL, k->xf), xtl = fs__txn_xkey(to, NULL, k->xt);
+	if (has_dst)
+		tb_delete_n(tb, k->xt, xtl, k->xe, store_prefix_end(k->xt, xtl, k->xe));
+	tb_move_n(tb, k->xf, fl, k->xt, xtl);
+	if (src_dir) {
 		/* "\x01x" SRC "/" ...: the tree's attributes, SRC's NUL turned into '/' */
 		memcpy(k->xfd, k->xf, fl);
-		memcpy(k->xtd, k->xt, tl);
-		k->xfd[fl - 1] = k->xtd[tl - 1] = '/';
-		rc = move_xattrs(v->store, tb, k->xfd, fl, k->xtd, tl, k->xkeys, &n_x, RENAME_XKEYS,
-				 k->xe3);
+		memcpy(k->xtd, k->xt, xtl);
+		k->xfd[fl - 1] = k->xtd[xtl - 1] = '/';
+		tb_move_n(tb, k->xfd, fl, k->xtd, xtl);
 	}
 	if (!rc)
 		rc = tb_touch_dir(tb, v, sp, now);

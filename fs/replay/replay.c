@@ -440,12 +440,22 @@ static int classify(struct fs_replay *r, int64_t rev, struct item **out)
 	return rc;
 }
 
-/* The inode table as it was kept before replays: deleted paths detached at once. */
+/*
+ * The inode table as it was kept before replays: deleted paths detached at once, a deleted tree
+ * by its top alone (a detach takes what is under the path, and costs a walk of the table).
+ */
 static void detach_deleted(struct fs_replay *r, int64_t rev)
 {
+	size_t n_top = 0, top = 0;
+	char *covered = calloc(r->grp_n ? r->grp_n : 1, 1);
+	if (covered && mark_covered(r->grp, r->grp_n, covered, &n_top, &top) != 0) {
+		free(covered);
+		covered = NULL; /* out of memory: every path, as slowly as it takes */
+	}
 	for (size_t i = 0; i < r->grp_n; i++)
-		if (r->grp[i].del)
+		if (r->grp[i].del && !(covered && covered[i]))
 			fs_ops_detach(r->ops, r->grp[i].path, rev - 1);
+	free(covered);
 }
 
 void fs_replay_sync(struct fs_replay *r)

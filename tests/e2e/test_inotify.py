@@ -315,6 +315,65 @@ def test_inotifywait_recursive_sees_remote_tree(cluster, tmp_path):
     ]
 
 
+def test_mv_of_a_large_directory_is_one_rename_everywhere(cluster, inotify, raftfs_bin):
+    # 3,000 files (far more than fit one request as separate keys) under two levels: `mv` renames
+    # the directory with one rename(2), in one revision that every member applies; each other
+    # member's watcher of the root sees one MOVED_FROM/MOVED_TO pair, and `raftfs watch` shows
+    # every moved key at that one revision
+    n1, n2, n3 = cluster(3)
+    src = os.path.join(n1.mountpoint, "tree")
+    os.makedirs(os.path.join(src, "sub"))
+    names = [f"{'sub/' if i % 3 == 0 else ''}f{i:04d}" for i in range(3000)]
+    for i, name in enumerate(names):
+        write(os.path.join(src, name), f"file {i} " + "x" * (i % 37))
+    last = os.path.join(n3.mountpoint, "tree", names[-1])
+    assert wait_for(lambda: os.path.exists(last), 10.0)
+    watchers = []
+    for m in (n2, n3):
+        w = inotify()
+        w.watch(m.mountpoint, "/")
+        watchers.append(w)
+    log = open(os.path.join(n1.mountpoint, ".raftfs/status")).read()
+    rev = json.loads(log)["revision"]
+    watch = subprocess.Popen([raftfs_bin, "watch", n2.mountpoint, "/", "--prefix", "--rev",
+                              str(rev + 1), "-w", "json"], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        r = subprocess.run(["strace", "-f", "-e", "trace=rename,renameat,renameat2", "mv", src,
+                            os.path.join(n1.mountpoint, "moved")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.count("rename") == 1 and "= 0" in r.stderr, r.stderr  # no copy fallback
+        for m in (n1, n2, n3):
+            moved = os.path.join(m.mountpoint, "moved")
+            assert wait_for(lambda: os.path.exists(os.path.join(moved, names[-1])), 5.0), m.name
+            assert not os.path.exists(os.path.join(m.mountpoint, "tree"))
+            assert sorted(os.listdir(os.path.join(moved, "sub"))) == \
+                sorted(n[4:] for n in names if n.startswith("sub/"))
+            for i in (0, 1, 1234, 2999):
+                assert read(os.path.join(moved, names[i])) == f"file {i} " + "x" * (i % 37)
+        for w in watchers:
+            assert w.wait_for(("/", "moved", "MOVED_TO|ISDIR"))
+            assert w.take() == [("/", "tree", "MOVED_FROM|ISDIR", 1),
+                                ("/", "moved", "MOVED_TO|ISDIR", 1)]
+        # the watch stream: every key of the tree deleted and put again, all at one revision
+        events, revs = [], set()
+        deadline = time.monotonic() + 10
+        while len(events) < 2 * (len(names) + 2) and time.monotonic() < deadline:
+            line = watch.stdout.readline()
+            if not line:
+                break
+            e = json.loads(line)
+            events.append(e)
+        moved_revs = {e["revision"] for e in events if e["key"].startswith(("/moved", "/tree"))}
+        assert len(moved_revs) == 1, moved_revs
+        puts = {e["key"] for e in events if e["type"] == "PUT" and e["key"].startswith("/moved/")}
+        assert len(puts) == len(names) + 1  # the files and sub/
+    finally:
+        os.killpg(watch.pid, signal.SIGTERM)
+        watch.wait(timeout=5)
+
+
 def test_entr_reruns_a_command_on_a_remote_change(cluster, tmp_path):
     if not shutil.which("entr"):
         pytest.fail("entr is not installed")

@@ -621,8 +621,10 @@ CHECK_TEST(rename_of_a_directory_moves_everything_in_one_revision)
 	KV(&e, "/archive/p2/src/lib.c", &lib);
 	CHECK_EQ(lib.meta.type, S_IFREG);
 	CHECK_EQ(lib.meta.mtime_ns, lib_meta.mtime_ns);
-	CHECK_EQ(lib.meta.ctime_ns, T0 + 9);
+	CHECK_EQ(lib.meta.ctime_ns, lib_meta.ctime_ns); /* what is under it is not changed */
 	struct store_kv kv;
+	KV(&e, "/archive/p2", &kv);
+	CHECK_EQ(kv.meta.ctime_ns, T0 + 9); /* the renamed directory itself is */
 	KV(&e, "/archive/p2/src/deep", &kv);
 	CHECK_EQ(kv.meta.type, S_IFDIR);
 	/* the attributes moved in the same revision */
@@ -917,21 +919,67 @@ CHECK_TEST(lease_attach_binds_the_file_and_its_attributes)
 
 /* ---- size ------------------------------------------------------------------------------------ */
 
-CHECK_TEST(a_rename_too_large_for_one_transaction_is_refused)
+CHECK_TEST(a_rename_of_any_size_is_one_small_request)
 {
 	struct env e;
 	env_open(&e);
 	make(&e, "/big", S_IFDIR, NULL, T0);
-	char path[32];
-	for (int i = 0; i < 40; i++) {
-		snprintf(path, sizeof path, "/big/f%02d", i);
-		make(&e, path, S_IFREG, "x", T0);
+	make(&e, "/big/sub", S_IFDIR, NULL, T0);
+	char path[64], value[64];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(path, sizeof path, "/big/%sf%05d", i % 2 ? "sub/" : "", i);
+		snprintf(value, sizeof value, "content %d%.*s", i, i % 17, "................");
+		struct store_put p = {.key = path, .key_len = strlen(path), .value = value,
+				      .value_len = strlen(value),
+				      .meta = meta(S_IFREG, 0644, 0, 0, T0)};
+		CHECK_EQ(store_put(e.s, &p, NULL), 0); /* straight into the store: faster */
 	}
+	int64_t before = store_rev(e.s);
 	struct fs_txn *tb = txn();
-	int rc = fs__txn_rename(tb, &e.v, "/big", "/moved", 0, T0);
+	CHECK_EQ(fs__txn_rename(tb, &e.v, "/big", "/moved", 0, T0 + 1), 0);
+	uint8_t *buf;
+	size_t len;
+	CHECK_EQ(fs__txn_encode(tb, T0, &buf, &len), 0);
 	fs__txn_free(tb);
-	CHECK_EQ(rc, -E2BIG); /* the handler answers EXDEV: mv copies instead */
-	CHECK(exists(&e, "/big/f39"));
+	CHECK(len < 1024); /* not the tree: a move of its prefixes */
+	CHECK(apply_bytes(&e, buf, len).succeeded);
+	CHECK_EQ(store_rev(e.s), before + 1);
+	for (int i = 0; i < 20000; i += 1999) {
+		snprintf(path, sizeof path, "/moved/%sf%05d", i % 2 ? "sub/" : "", i);
+		snprintf(value, sizeof value, "content %d%.*s", i, i % 17, "................");
+		CHECK_VALUE(&e, path, value);
+		snprintf(path, sizeof path, "/big/%sf%05d", i % 2 ? "sub/" : "", i);
+		CHECK(!exists(&e, path));
+	}
+	CHECK(!exists(&e, "/big"));
+	store_close(e.s);
+}
+
+CHECK_TEST(a_rename_deep_in_whose_tree_a_file_changed_fails)
+{
+	struct env e;
+	env_open(&e);
+	make(&e, "/t", S_IFDIR, NULL, T0);
+	make(&e, "/t/a", S_IFDIR, NULL, T0);
+	make(&e, "/t/a/f", S_IFREG, "first", T0);
+	struct fs_txn *tb = build_rename(&e, "/t", "/u", T0 + 1);
+	/* a write deep in the tree after the rename was built (on another member) */
+	CHECK(apply(&e, build_write(&e, "/t/a/f", "second, longer", T0 + 2)));
+	CHECK(!apply(&e, tb));
+	CHECK_VALUE(&e, "/t/a/f", "second, longer");
+	CHECK(!exists(&e, "/u"));
+	/* a key of the tree would grow past the path limit: refused before anything is proposed */
+	char deep[FS_PATH_MAX_BYTES + 1] = "/t/a";
+	while (strlen(deep) + 101 < FS_PATH_MAX_BYTES)
+		strcat(deep, "/dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
+	CHECK_EQ(store_put(e.s, &(struct store_put){.key = deep, .key_len = strlen(deep),
+						    .meta = meta(S_IFREG, 0644, 0, 0, T0)}, NULL), 0);
+	char longer[300];
+	memset(longer, 'x', sizeof longer);
+	longer[0] = '/';
+	longer[200] = '\0';
+	tb = txn();
+	CHECK_EQ(build_error(fs__txn_rename(tb, &e.v, "/t", longer, 0, T0), tb), -ENAMETOOLONG);
 	store_close(e.s);
 }
 
@@ -954,4 +1002,5 @@ CHECK_SUITE("fs-txn", CHECK_CASE(create_makes_the_name_and_touches_its_parent),
 	    CHECK_CASE(xattr_keys_are_outside_the_path_space),
 	    CHECK_CASE(xattr_create_replace_and_remove_guards),
 	    CHECK_CASE(lease_attach_binds_the_file_and_its_attributes),
-	    CHECK_CASE(a_rename_too_large_for_one_transaction_is_refused))
+	    CHECK_CASE(a_rename_of_any_size_is_one_small_request),
+	    CHECK_CASE(a_rename_deep_in_whose_tree_a_file_changed_fails))

@@ -17,7 +17,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 int bench_free_port(void)
@@ -204,4 +206,110 @@ long long bench_cpu_us(pid_t pid)
 			 &st) != 2)
 		return -1;
 	return (long long)((ut + st) * 1000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
+}
+
+static void bench_sleep_ms(int ms)
+{
+	nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000}, NULL);
+}
+
+int bench_raftfs_start(struct bench_raftfs *c, int n, const char *raftfs, const char *dir,
+		       const char *token, const char *const *extra, double timeout_s)
+{
+	memset(c, 0, sizeof *c);
+	for (int i = 0; i < BENCH_RAFTFS_MAX; i++)
+		c->pid[i] = -1;
+	if (n < 1 || n > BENCH_RAFTFS_MAX)
+		return -1;
+	c->n = n;
+	snprintf(c->base, sizeof c->base, "%.64s/raftfs-bench.XXXXXX", dir);
+	if (!mkdtemp(c->base)) {
+		perror("bench: mkdtemp");
+		return -1;
+	}
+	char cluster[BENCH_RAFTFS_MAX * 32] = "";
+	int port[BENCH_RAFTFS_MAX];
+	for (int i = 0; i < n; i++) {
+		port[i] = bench_free_port();
+		snprintf(c->data_dir[i], sizeof c->data_dir[i], "%s/n%d.data", c->base, i + 1);
+		snprintf(c->mnt[i], sizeof c->mnt[i], "%s/n%d", c->base, i + 1);
+		snprintf(c->log[i], sizeof c->log[i], "%s/n%d.log", c->base, i + 1);
+		size_t l = strlen(cluster);
+		snprintf(cluster + l, sizeof cluster - l, "%sn%d=127.0.0.1:%d", i ? "," : "", i + 1,
+			 port[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		char name[8], listen[32];
+		snprintf(name, sizeof name, "n%d", i + 1);
+		snprintf(listen, sizeof listen, "127.0.0.1:%d", port[i]);
+		if (mkdir(c->mnt[i], 0755) != 0)
+			return -1;
+		const char *args[48] = {raftfs, "mount", "-f", "--name", name, "--data-dir",
+					c->data_dir[i], "--listen-peer", listen, "--initial-cluster",
+					cluster, "--initial-cluster-token", token};
+		int k = 13;
+		for (int x = 0; extra && extra[x] && k < 46; x++)
+			args[k++] = extra[x];
+		args[k++] = c->mnt[i];
+		args[k] = NULL;
+		c->pid[i] = bench_spawn((char *const *)args, c->log[i], -1);
+		if (c->pid[i] < 0) {
+			fprintf(stderr, "bench: cannot start %s\n", raftfs);
+			return -1;
+		}
+	}
+	char probe[256];
+	snprintf(probe, sizeof probe, "%s/.bench-probe", c->mnt[0]);
+	double deadline = bench_now_s() + timeout_s;
+	for (;;) {
+		/* every mount live first (its .raftfs/status answers): a write before would land in
+		   the directory underneath */
+		int live = 0;
+		for (int i = 0; i < n; i++)
+			live += bench_raftfs_status(c->mnt[i], "applied_index") >= 0;
+		int fd = live == n ? open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0644) : -1;
+		if (fd >= 0 && write(fd, "p", 1) == 1 && close(fd) == 0) {
+			unlink(probe);
+			return 0;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (bench_now_s() > deadline) {
+			fprintf(stderr, "bench: the cluster takes no writes (logs in %s)\n", c->base);
+			return -1;
+		}
+		bench_sleep_ms(50);
+	}
+}
+
+void bench_raftfs_stop(struct bench_raftfs *c, int keep)
+{
+	for (int i = 0; i < c->n; i++)
+		if (c->pid[i] > 0)
+			kill(c->pid[i], SIGTERM);
+	for (int i = 0; i < c->n; i++) {
+		if (c->pid[i] <= 0)
+			continue;
+		for (int t = 0; t < 200 && waitpid(c->pid[i], NULL, WNOHANG) == 0; t++)
+			bench_sleep_ms(50);
+		if (waitpid(c->pid[i], NULL, WNOHANG) == 0) {
+			kill(c->pid[i], SIGKILL);
+			waitpid(c->pid[i], NULL, 0);
+		}
+		c->pid[i] = -1;
+	}
+	for (int i = 0; i < c->n; i++) {
+		char cmd[512];
+		snprintf(cmd, sizeof cmd, "fusermount3 -u -z %.400s 2>/dev/null", c->mnt[i]);
+		if (system(cmd) != 0) {
+			/* not mounted any more */
+		}
+	}
+	if (!c->base[0])
+		return;
+	if (keep)
+		fprintf(stderr, "bench: kept %s\n", c->base);
+	else
+		bench_remove_tree(c->base);
+	c->base[0] = '\0';
 }

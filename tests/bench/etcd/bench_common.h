@@ -99,4 +99,27 @@ long long bench_raftfs_status(const char *mountpoint, const char *field);
 /* CPU time (user + system) process pid has used so far, in µs (/proc/PID/stat); -1 if gone. */
 long long bench_cpu_us(pid_t pid);
 
+/* A raftfs cluster of n members on loopback, each `raftfs mount -f` in a scratch dir of its own. */
+#define BENCH_RAFTFS_MAX 8
+struct bench_raftfs {
+	int n;
+	char base[96];                           /* the scratch dir */
+	char data_dir[BENCH_RAFTFS_MAX][160], mnt[BENCH_RAFTFS_MAX][160];
+	char log[BENCH_RAFTFS_MAX][224];         /* each member's stderr */
+	pid_t pid[BENCH_RAFTFS_MAX];             /* -1 when not running */
+};
+
+/*
+ * Makes a scratch dir under dir and starts n members of one cluster (named n1.., token token) with
+ * raftfs, each with the NULL-ended extra flags (may be NULL), and waits up to timeout_s until
+ * member 1's mount takes a write (a leader is elected). 0, or -1 with a line on stderr; stop c
+ * either way.
+ */
+int bench_raftfs_start(struct bench_raftfs *c, int n, const char *raftfs, const char *dir,
+		       const char *token, const char *const *extra, double timeout_s);
+
+/* Stops every member (SIGTERM, then SIGKILL after 10 s), unmounts what stayed mounted and, unless
+   keep, removes the scratch dir (else says where it is). Safe to call twice. */
+void bench_raftfs_stop(struct bench_raftfs *c, int keep);
+
 #endif

@@ -31,13 +31,8 @@
 
 #define MEMBERS 3
 
-static char base[96], data_dir[MEMBERS][160], mnt[MEMBERS][160], log_path[MEMBERS][224];
-static pid_t pid[MEMBERS] = {-1, -1, -1};
-
-static void sleep_ms(int ms)
-{
-	nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000}, NULL);
-}
+static struct bench_raftfs cl;
+static char (*mnt)[160] = cl.mnt;
 
 /* File k's content: its number, then a byte that differs per file, len bytes in all. */
 static void content_of(long k, unsigned char *buf, size_t len)
@@ -85,33 +80,10 @@ static int reads_as(int i, long k, const unsigned char *want, size_t len, unsign
 	return off == len && memcmp(got, want, len) == 0;
 }
 
-static void stop_all(void)
-{
-	for (int i = 0; i < MEMBERS; i++)
-		if (pid[i] > 0)
-			kill(pid[i], SIGTERM);
-	for (int i = 0; i < MEMBERS; i++) {
-		if (pid[i] <= 0)
-			continue;
-		for (int t = 0; t < 200 && waitpid(pid[i], NULL, WNOHANG) == 0; t++)
-			sleep_ms(50);
-		if (waitpid(pid[i], NULL, WNOHANG) == 0) {
-			kill(pid[i], SIGKILL);
-			waitpid(pid[i], NULL, 0);
-		}
-		pid[i] = -1;
-		char cmd[512];
-		snprintf(cmd, sizeof cmd, "fusermount3 -u -z %.400s 2>/dev/null", mnt[i]);
-		if (system(cmd) != 0) {
-			/* not mounted any more */
-		}
-	}
-}
-
 static void on_signal(int sig)
 {
 	(void)sig;
-	stop_all();
+	bench_raftfs_stop(&cl, 1);
 	_exit(1);
 }
 
@@ -141,63 +113,24 @@ int main(int argc, char **argv)
 		fprintf(stderr, "write-path-bench: --bytes must be 16..1048576, --files positive\n");
 		return 2;
 	}
-	snprintf(base, sizeof base, "%.64s/write-path-bench.XXXXXX", dir);
-	if (!mkdtemp(base)) {
-		perror("write-path-bench: mkdtemp");
-		return 1;
-	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	char cluster[256] = "", max_request[32];
-	int port[MEMBERS];
-	for (int i = 0; i < MEMBERS; i++) {
-		port[i] = bench_free_port();
-		snprintf(data_dir[i], sizeof data_dir[i], "%s/n%d.data", base, i + 1);
-		snprintf(mnt[i], sizeof mnt[i], "%s/n%d", base, i + 1);
-		snprintf(log_path[i], sizeof log_path[i], "%s/n%d.log", base, i + 1);
-		size_t l = strlen(cluster);
-		snprintf(cluster + l, sizeof cluster - l, "%sn%d=127.0.0.1:%d", i ? "," : "", i + 1,
-			 port[i]);
-	}
+	char max_request[32];
 	snprintf(max_request, sizeof max_request, "%ld", bytes + 65536);
+	const char *extra[] = {"--max-request-bytes", max_request, NULL};
 	int rc = 1;
 	unsigned char *buf = malloc((size_t)bytes), *got = malloc((size_t)bytes + 1);
 	uint32_t *lat = calloc((size_t)files, sizeof *lat);
-	if (!buf || !got || !lat)
+	if (!buf || !got || !lat ||
+	    bench_raftfs_start(&cl, MEMBERS, raftfs, dir, "write-path-bench", extra, 30) != 0)
 		goto out;
-	for (int i = 0; i < MEMBERS; i++) {
-		char name[8], listen[32];
-		snprintf(name, sizeof name, "n%d", i + 1);
-		snprintf(listen, sizeof listen, "127.0.0.1:%d", port[i]);
-		if (mkdir(mnt[i], 0755) != 0)
-			goto out;
-		char *args[] = {(char *)raftfs, "mount", "-f", "--name", name, "--data-dir",
-				data_dir[i], "--listen-peer", listen, "--initial-cluster", cluster,
-				"--initial-cluster-token", "write-path-bench", "--max-request-bytes",
-				max_request, mnt[i], NULL};
-		pid[i] = bench_spawn(args, log_path[i], -1);
-		if (pid[i] < 0) {
-			fprintf(stderr, "write-path-bench: cannot start %s\n", raftfs);
-			goto out;
-		}
-	}
-	/* serving once a first file is written (a leader is elected) */
-	double deadline = bench_now_s() + 30;
 	content_of(-1, buf, (size_t)bytes);
-	while (write_file(0, 999999, buf, (size_t)bytes) != 0) {
-		if (bench_now_s() > deadline) {
-			fprintf(stderr, "write-path-bench: the cluster does not take writes (logs in "
-					"%s)\n", base);
-			goto out;
-		}
-		sleep_ms(50);
-	}
 	for (long k = 0; k < 5; k++) /* warm up: the handles, the first WAL segment */
 		if (write_file(0, 999990 + k, buf, (size_t)bytes) != 0)
 			goto out;
 	long long cpu0 = 0, cpu1 = 0;
 	for (int i = 0; i < MEMBERS; i++)
-		cpu0 += bench_cpu_us(pid[i]);
+		cpu0 += bench_cpu_us(cl.pid[i]);
 	double t0 = bench_now_s();
 	for (long k = 0; k < files; k++) {
 		content_of(k, buf, (size_t)bytes);
@@ -211,15 +144,15 @@ int main(int argc, char **argv)
 	}
 	double secs = bench_now_s() - t0;
 	for (int i = 0; i < MEMBERS; i++)
-		cpu1 += bench_cpu_us(pid[i]);
+		cpu1 += bench_cpu_us(cl.pid[i]);
 	/* the last file, as written, on another member */
-	deadline = bench_now_s() + 10;
+	double deadline = bench_now_s() + 10;
 	while (!reads_as(1, files - 1, buf, (size_t)bytes, got)) {
 		if (bench_now_s() > deadline) {
 			fprintf(stderr, "write-path-bench: n2 does not read the last file as written\n");
 			goto out;
 		}
-		sleep_ms(20);
+		usleep(20000);
 	}
 	qsort(lat, (size_t)files, sizeof *lat, bench_cmp_u32);
 	double mib = (double)files * (double)bytes / (1024.0 * 1024.0);
@@ -230,11 +163,7 @@ int main(int argc, char **argv)
 	printf("write_path_cpu_us_per_mib: %.0f\n", (double)(cpu1 - cpu0) / mib);
 	rc = 0;
 out:
-	stop_all();
-	if (!keep && rc == 0)
-		bench_remove_tree(base);
-	else
-		fprintf(stderr, "write-path-bench: kept %s\n", base);
+	bench_raftfs_stop(&cl, keep || rc != 0);
 	free(buf);
 	free(got);
 	free(lat);
