@@ -1526,10 +1526,10 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 #define XATTR_PREFIX "user.raftfs."
 
-/* The read-only attributes every node has, and those the root adds. */
-static const char *const node_xattrs[] = {"create_revision", "mod_revision", "version", "lease"};
-static const char *const root_xattrs[] = {"revision", "member", "leader", "term"};
-
+/*
+ * The read-only attributes, served by name and never listed (op_listxattr): every node's
+ * create_revision, mod_revision, version and lease; the root's revision, member, leader and term.
+ */
 static int xattr_value(struct fs_ops *o, const char *path, const char *name, char *out, size_t n)
 {
 	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0)
@@ -1631,19 +1631,22 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	size_t cap = 512 + res.n * (FS_NAME_MAX_BYTES + 1), used = 0;
+	size_t cap = 1 + res.n * (FS_NAME_MAX_BYTES + 1), used = 0;
 	char *list = malloc(cap);
 	if (!list) {
 		store_range_result_free(&res);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	const char *const *names = is_root(path) ? root_xattrs : node_xattrs;
+	/*
+	 * Only the attributes users set. The user.raftfs.* ones (revisions, version, lease; the
+	 * cluster's on the root) are served by name and listed nowhere, as CephFS serves its virtual
+	 * attributes: copying tools (cp -a, mv, rsync -X, tar --xattrs) copy what is listed, and would
+	 * carry revisions of this cluster onto other files and try to set them here (EPERM).
+	 */
 	struct store_kv kv;
 	/* the kernel keeps user.* attributes off symlinks: list none it would then refuse */
 	int link = !is_root(path) && get_kv(o, path, &kv) == 0 && (kv.meta.type & S_IFMT) == S_IFLNK;
-	for (int i = 0; i < 4 && !link; i++)
-		used += (size_t)snprintf(list + used, cap - used, "%s%s", XATTR_PREFIX, names[i]) + 1;
 	for (size_t i = 0; i < res.n && !link; i++) {
 		size_t nl = res.kvs[i].key_len - xl;
 		memcpy(list + used, res.kvs[i].key + xl, nl);
