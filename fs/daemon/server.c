@@ -427,19 +427,25 @@ static int server_run(struct server *sv, const struct mount_args *a, int ready_f
 		FS_ERROR("the WAL in %s was not replayed within 60 s", a->cfg.data_dir);
 		goto out_member;
 	}
-	if ((rc = fs_ops_init(&sv->ops, sv->member, sv->store, &a->oopt, a->quota)) != 0) {
+	/* the mount's path for the replay thread and the face, made absolute without asking the
+	   mount */
+	char absdir[8200], cwd[4096];
+	/* canonical where it can be, as /proc names the mount's files (it is not mounted yet) */
+	if (!realpath(dir, absdir)) {
+		if (dir[0] == '/' || !getcwd(cwd, sizeof cwd))
+			snprintf(absdir, sizeof absdir, "%s", dir);
+		else
+			snprintf(absdir, sizeof absdir, "%.4095s/%.4095s", cwd, dir);
+	}
+	struct fs_ops_options oopt = a->oopt;
+	oopt.mountpoint = absdir;
+	if ((rc = fs_ops_init(&sv->ops, sv->member, sv->store, &oopt, a->quota)) != 0) {
 		FS_ERROR("cannot serve %s: %s", dir, fs_strerror(rc));
 		goto out_member;
 	}
 	char options[256];
 	snprintf(options, sizeof options, "fsname=raftfs,subtype=raftfs,default_permissions%s",
 		 geteuid() == 0 ? ",allow_other" : "");
-	/* the mount's path for the replay thread, made absolute without asking the mount */
-	char absdir[8200], cwd[4096];
-	if (dir[0] == '/' || !getcwd(cwd, sizeof cwd))
-		snprintf(absdir, sizeof absdir, "%s", dir);
-	else
-		snprintf(absdir, sizeof absdir, "%.4095s/%.4095s", cwd, dir);
 	if ((rc = fs_mount_start(&sv->mount, &sv->loop, dir, options, &fs_ops_table,
 				 sizeof fs_ops_table, &sv->ops, server_on_gone, sv)) != 0)
 		goto out_ops; /* it said why */

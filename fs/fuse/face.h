@@ -132,6 +132,9 @@ void fs_mount_close(struct fs_mount *m, void (*closed)(void *arg), void *arg);
 struct fs_ops_options {
 	size_t max_value_bytes; /* larger files are EFBIG; 0: FS_DEFAULT_MAX_VALUE */
 	int linearizable;       /* reads wait for a ReadIndex barrier first */
+	/* the mount's absolute path as its users name it (copied; NULL: unknown): tells a close
+	   that is not a process's last apart (ops.c, caller_holds_another) */
+	const char *mountpoint;
 };
 
 struct fh;
@@ -219,6 +222,7 @@ struct fs_ops {
 	struct store *store;        /* reads; borrowed, applied to by the member */
 	struct fs_itable itable;    /* inode numbers of paths */
 	struct fs_ops_options opt;
+	char mountpoint[FS_PATH_MAX_BYTES + 1]; /* opt.mountpoint's copy ("" when unknown) */
 	uint64_t quota_bytes;       /* for statfs */
 	struct fh *open_files;      /* writable open files (ops.c) */
 	struct store_watch *watch;  /* every change applied, for invalidating the kernel's caches */

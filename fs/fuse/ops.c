@@ -9,6 +9,7 @@
 #include "common/common.h"
 #include "raft.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <time.h>
+#include <unistd.h>
 
 /*
  * How long the kernel may keep entries and attributes: remote changes invalidate them at once
@@ -386,6 +388,9 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
+static int fh_written_size(struct fs_ops *o, struct fuse_file_info *fi, fuse_ino_t ino,
+			   off_t *size);
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
@@ -418,6 +423,15 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fill_attr(ino, &kv, &st);
 	if (rev)
 		st.st_nlink = 0;
+	/*
+	 * A file written to through a descriptor of this mount: the size written so far, as a local
+	 * file system shows it to fstat and stat (the kernel sends no handle with either).
+	 */
+	if (!rev && fh_written_size(o, fi && !fs__at_fh(fi) ? fi : NULL, ino, &st.st_size)) {
+		st.st_blocks = (st.st_size + 511) / 512;
+		fuse_reply_attr(req, &st, 0);
+		return;
+	}
 	fuse_reply_attr(req, &st, attr_timeout(o, ino, &kv));
 }
 
@@ -547,7 +561,8 @@ struct fh {
 	int created;
 	struct store_meta cmeta;
 	fuse_ino_t parent; /* created: the directory it was created in */
-	int written;       /* created: a write came through it (the kernel dropped its times, size) */
+	int written;       /* a write came through it since it was opened (created: the kernel
+			    * dropped its times and size) */
 };
 
 #define FH_LIVE 0x6668a11eu  /* struct fh.magic of a handle in use */
@@ -698,6 +713,20 @@ static struct fh *fh_writable_of(struct fs_ops *o, fuse_ino_t ino)
 		if (h->ino == ino)
 			return h;
 	return NULL;
+}
+
+/*
+ * Whether ino has content written through a handle of this mount and not committed yet: fi's
+ * handle, or without fi a writable one of ino; *size gets its length.
+ */
+static int fh_written_size(struct fs_ops *o, struct fuse_file_info *fi, fuse_ino_t ino,
+			   off_t *size)
+{
+	const struct fh *h = fi ? fh_of(fi, ino) : fh_writable_of(o, ino);
+	if (!h || !h->writable || !h->dirty)
+		return 0;
+	*size = (off_t)h->len;
+	return 1;
 }
 
 /* The handle of a create on ino not committed yet (fh.created), if any. */
@@ -1022,13 +1051,62 @@ static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
 	}
 }
 
+/*
+ * Whether the process closing a descriptor of ino (pid: the FLUSH's caller) still holds another
+ * descriptor of the same file on this mount, so that this close is not its last. bash's `echo x >
+ * f` opens f with O_TRUNC, dup2()s it onto fd 1 and closes the first descriptor before the echo
+ * writes: that close must not commit an empty f that no one wrote. Read from /proc/PID/fdinfo
+ * (the inode) and /proc/PID/fd (under this mount), never by asking the mount (a stat of the
+ * file would wait for this very loop). A caller in another mount namespace is not recognised and
+ * its close commits as before.
+ */
+static int caller_holds_another(struct fs_ops *o, pid_t pid, fuse_ino_t ino)
+{
+	char dir[64], p[320], link[FS_PATH_MAX_BYTES + 1], info[512];
+	if (!o->mountpoint[0] || pid <= 0)
+		return 0;
+	snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	size_t ml = strlen(o->mountpoint);
+	int found = 0;
+	for (struct dirent *e; !found && (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof p, "/proc/%d/fd/%s", (int)pid, e->d_name);
+		ssize_t n = readlink(p, link, sizeof link - 1);
+		if (n <= (ssize_t)ml || strncmp(link, o->mountpoint, ml) != 0 || link[ml] != '/')
+			continue;
+		snprintf(p, sizeof p, "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
+		int fd = open(p, O_RDONLY | O_CLOEXEC);
+		ssize_t r = fd >= 0 ? read(fd, info, sizeof info - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (r <= 0)
+			continue;
+		info[r] = '\0';
+		const char *i = strstr(info, "\nino:");
+		found = i && strtoull(i + 5, NULL, 10) == ino;
+	}
+	closedir(d);
+	return found;
+}
+
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
-	if (CONTROL(o, ino) || fs__at_fh(fi))
+	if (CONTROL(o, ino) || fs__at_fh(fi)) {
 		fuse_reply_err(req, 0); /* a command is done when its write returns */
-	else
-		commit(req, o, fh_of(fi, ino), 0);
+		return;
+	}
+	struct fh *h = fh_of(fi, ino);
+	/* nothing written through it yet, and not its last close: the content is not done */
+	if (h->dirty && !h->written && caller_holds_another(o, fuse_req_ctx(req)->pid, ino)) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	commit(req, o, h, 0);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -1456,6 +1534,53 @@ static void setattr_start(struct pending *p)
 	}
 }
 
+/* The attributes of ino with what its writable handle h holds: the size written so far. */
+static int handle_attr(struct fs_ops *o, fuse_ino_t ino, const struct fh *h, struct stat *st)
+{
+	char path[FS_PATH_MAX_BYTES + 1];
+	struct store_kv kv;
+	int rc = ino_path(o, ino, path);
+	if (!rc && get_kv(o, path, &kv) != 0)
+		rc = -ENOENT;
+	if (rc)
+		return rc;
+	fill_attr(ino, &kv, st);
+	if (h && h->dirty) {
+		st->st_size = (off_t)h->len;
+		st->st_blocks = (st->st_size + 511) / 512;
+	}
+	return 0;
+}
+
+static void reply_handle_attr(fuse_req_t req, struct fs_ops *o, fuse_ino_t ino,
+			      const struct fh *h)
+{
+	struct stat st;
+	int rc = handle_attr(o, ino, h, &st);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, 0); /* the handle's, not yet everyone's: not cached */
+}
+
+/*
+ * A chmod or chown to what ino already has (vim's fchmod after its save): answered without a
+ * proposal, so a save stays one revision. 1 when it answered req.
+ */
+static int setattr_changes_nothing(fuse_req_t req, struct fs_ops *o, fuse_ino_t ino,
+				   const struct stat *a, int to_set, const struct fh *h)
+{
+	struct stat st;
+	if (handle_attr(o, ino, h, &st) != 0) /* the root too: its setattr is refused */
+		return 0;
+	if (((to_set & FUSE_SET_ATTR_MODE) && (a->st_mode & 07777) != (st.st_mode & 07777)) ||
+	    ((to_set & FUSE_SET_ATTR_UID) && a->st_uid != st.st_uid) ||
+	    ((to_set & FUSE_SET_ATTR_GID) && a->st_gid != st.st_gid))
+		return 0;
+	fuse_reply_attr(req, &st, 0);
+	return 1;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -1470,11 +1595,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	/* the replayer's handles (at.c) are no struct fh: they have no content to commit */
-	struct fh *h = fi && !fs__at_fh(fi) ? fh_of(fi, ino) : NULL;
-	if (h && !h->writable)
-		h = NULL;
-	if (!h)
-		h = fh_writable_of(o, ino); /* fchmod, futimens: the kernel sends no handle */
+	struct fh *through = fi && !fs__at_fh(fi) ? fh_of(fi, ino) : NULL;
+	if (through && !through->writable)
+		through = NULL;
+	struct fh *h = through ? through : fh_writable_of(o, ino); /* fchmod, futimens: no handle */
 	if (h && (to_set & FUSE_SET_ATTR_SIZE)) {
 		/* ftruncate of an open file: its buffered content changes first */
 		size_t len = (size_t)attr->st_size;
@@ -1491,7 +1615,21 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			memset(h->buf + h->len, 0, len - h->len);
 		h->len = len;
 		h->dirty = 1;
+		/*
+		 * ftruncate(fd): into the handle, as O_TRUNC is, and committed with what is written
+		 * next at flush, fsync or close (vim saves by open, ftruncate, write, fsync): no
+		 * revision of a content no one meant. Its times are the commit's.
+		 */
+		if (through && !(to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
+					    FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) &&
+		    (!(to_set & FUSE_SET_ATTR_MTIME) || (to_set & FUSE_SET_ATTR_MTIME_NOW))) {
+			reply_handle_attr(req, o, ino, h);
+			return;
+		}
 	}
+	if (!(to_set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    setattr_changes_nothing(req, o, ino, attr, to_set, h))
+		return;
 	struct pending *p = pending_new(o, req, setattr_done);
 	int rc = p ? ino_path(o, ino, p->path) : -ENOMEM;
 	if (!rc && is_root(p->path))
@@ -1809,6 +1947,9 @@ int fs_ops_init(struct fs_ops *ops, struct fs_member *member, struct store *stor
 	ops->store = store;
 	if (opt)
 		ops->opt = *opt;
+	if (ops->opt.mountpoint)
+		snprintf(ops->mountpoint, sizeof ops->mountpoint, "%s", ops->opt.mountpoint);
+	ops->opt.mountpoint = NULL; /* borrowed: the copy is kept */
 	if (!ops->opt.max_value_bytes)
 		ops->opt.max_value_bytes = FS_DEFAULT_MAX_VALUE;
 	ops->quota_bytes = quota_bytes ? quota_bytes : (2ull << 30);

@@ -34,6 +34,9 @@
 /* a replay waits at most this long for a WAL sync of this member to begin (replay/replay.h,
    "When") */
 #define REPLAY_SYNC_WAIT_US 1000
+/* a replay of a new empty file waits at most this long for its content to follow ("A new empty
+   file", replay_main) */
+#define REPLAY_EMPTY_CREATE_WAIT_MS 20
 
 /* ---- state ------------------------------------------------------------------------------------- */
 
@@ -759,6 +762,27 @@ static void *replay_main(void *arg)
 			;
 		if (r->stop)
 			break;
+		/*
+		 * A new empty file is most often a file about to be written: an exclusive create
+		 * (install, mktemp, lock files) is applied at once, its content at close. Waiting
+		 * a moment for that commit makes one replay of both below, so a watcher sees one
+		 * CLOSE_WRITE per file written, as it would here.
+		 */
+		h = r->head;
+		if (h->kind == R_CREATE && !h->value_len && !h->next) {
+			struct timespec wait;
+			clock_gettime(CLOCK_MONOTONIC, &wait);
+			wait.tv_nsec += REPLAY_EMPTY_CREATE_WAIT_MS * 1000000L;
+			if (wait.tv_nsec >= 1000000000L) {
+				wait.tv_sec++;
+				wait.tv_nsec -= 1000000000L;
+			}
+			while (!r->stop && r->head == h && !h->next &&
+			       pthread_cond_timedwait(&r->cond, &r->lock, &wait) == 0)
+				;
+			if (r->stop)
+				break;
+		}
 		struct item *it = r->head;
 		r->head = it->next;
 		size_t taken = 1;

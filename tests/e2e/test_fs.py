@@ -617,6 +617,48 @@ def test_user_xattrs_are_stored_replicated_and_follow_the_file(cluster):
             if not a.startswith("user.raftfs.")] == []
 
 
+def test_truncates_and_empty_files_take_effect_at_their_last_close(cluster):
+    # a close that is not the program's last commits nothing of what it did not write, but the
+    # last one does: `: > f` empties f (then `cat f` on the same mount shows it empty), an
+    # empty new file exists on every member once its creator's close returned (touch, python)
+    n1, n2 = cluster(2)
+    f1, f2 = os.path.join(n1.mountpoint, "f"), os.path.join(n2.mountpoint, "f")
+    with open(f1, "w") as f:
+        f.write("an old content, longer than what follows\n")
+    assert wait_for(lambda: read(f2) is not None, 2.0)
+    version = int(xattr(f1, "version"))
+    assert sh(": > f; cat f; stat -c %s f", n1.mountpoint) == "0\n"
+    assert int(xattr(f1, "version")) == version + 1
+    assert wait_for(lambda: read(f2) == "", 1.0), read(f2)
+    sh("touch t; python3 -c \"open('p', 'w').close()\"", n1.mountpoint)
+    for name in ("t", "p"):
+        assert wait_for(lambda: os.path.exists(os.path.join(n2.mountpoint, name)), 1.0), name
+    # a descriptor opened and closed without a write makes no revision
+    version = int(xattr(f1, "version"))
+    os.close(os.open(f1, os.O_RDWR))
+    os.close(os.open(f1, os.O_WRONLY | os.O_APPEND))
+    assert int(xattr(f1, "version")) == version
+    # fstat of a descriptor written to shows what it wrote, before the close commits it
+    with open(f1, "w") as f:
+        f.write("0123456789")
+    for flags in (os.O_RDWR, os.O_WRONLY):
+        fd = os.open(f1, flags)
+        try:
+            assert os.fstat(fd).st_size == 10
+            os.write(fd, b"a longer content than ten bytes")
+            assert os.fstat(fd).st_size == 31
+            os.ftruncate(fd, 5)  # into the descriptor, as O_TRUNC: nothing committed yet
+            assert os.fstat(fd).st_size == 5
+            assert read(f2) == "0123456789"
+        finally:
+            os.close(fd)
+        assert read(f1) == "a lon"
+        assert wait_for(lambda: read(f2) == "a lon", 1.0), read(f2)
+        with open(f1, "w") as f:
+            f.write("0123456789")
+        assert wait_for(lambda: read(f2) == "0123456789", 1.0)
+
+
 def test_copying_trees_with_their_attributes_works_with_every_tool(cluster, tmp_path):
     # cp -a, mv, rsync -aX and tar --xattrs, between raftfs directories and from and to ext4:
     # each exits 0 and prints nothing, users' user.* attributes travel, and the cluster's own

@@ -374,6 +374,71 @@ def test_mv_of_a_large_directory_is_one_rename_everywhere(cluster, inotify, raft
         watch.wait(timeout=5)
 
 
+SAVES = [
+    # (tool, shell command run in n1's mount that saves f, the content f has after)
+    ("bash >", "echo 'bash wrote this' > f", "bash wrote this\n"),
+    ("bash >>", "echo 'and appended' >> f", "BASE" + "and appended\n"),
+    ("vim", "vim -u NONE -i NONE -es -c 'normal! Govim added' -c wq f", "BASE" + "vim added\n"),
+    ("vim backupcopy=yes", "vim -u NONE -i NONE -es -c 'set backupcopy=yes' -c 'normal! Goin place'"
+     " -c wq f", "BASE" + "in place\n"),
+    ("sed -i", "sed -i 's/^base/sed:/' f", "sed: line of f, version 0\n"),
+    ("python open('w')", "python3 -c \"open('f', 'w').write('python\\n' * 3)\"", "python\n" * 3),
+    ("cp over", "printf 'copied over, longer than before\\n' > ../src && cp ../src f",
+     "copied over, longer than before\n"),
+    ("tee", "printf 'through tee\\n' | tee f >/dev/null", "through tee\n"),
+    ("install", "printf 'installed\\n' > ../src && install -m 644 ../src f", "installed\n"),
+    ("rsync", "printf 'rsynced!\\n' > ../src && rsync ../src f", "rsynced!\n"),
+]
+
+
+@pytest.mark.parametrize("tool,cmd,after", SAVES, ids=[s[0] for s in SAVES])
+def test_one_save_makes_one_revision(cluster, inotify, raftfs_bin, tmp_path, tool, cmd, after):
+    # every save by an ordinary tool makes exactly one new revision of f, holding what it saved,
+    # and a watcher on another member sees one IN_CLOSE_WRITE or IN_MOVED_TO for it
+    base = "base line of f, version 0\n"
+    after = after.replace("BASE", base)
+    n1, n2 = cluster(2)
+    f1, f2 = os.path.join(n1.mountpoint, "f"), os.path.join(n2.mountpoint, "f")
+    w = inotify()
+    w.watch(n2.mountpoint, "/")
+    write(f1, base)
+    assert w.wait_for(("/", "f", "CLOSE_WRITE"))  # its replay done
+    assert read(f2) == base
+    w.take()
+    rev = int(os.getxattr(n1.mountpoint, "user.raftfs.revision"))
+    watch = subprocess.Popen([raftfs_bin, "watch", n2.mountpoint, "/f", "--rev", str(rev + 1),
+                              "-w", "json"], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        os.makedirs(tmp_path / "work", exist_ok=True)
+        r = subprocess.run(["bash", "-c", cmd], cwd=n1.mountpoint, capture_output=True,
+                           text=True, timeout=60, env=dict(os.environ, HOME=str(tmp_path)))
+        assert r.returncode == 0, r
+        assert read(f1) == after
+        assert wait_for(lambda: read(f2) == after, 2.0), read(f2)
+        time.sleep(0.3)  # a second revision would follow by now
+        w.poll(0.3)
+        events = [e for e in w.take() if e[1] == "f"]
+        done = [e for e in events if e[2] in ("CLOSE_WRITE", "MOVED_TO")]
+        assert len(done) == 1, events
+        # the watch stream of /f: one put, with the saved content
+        os.killpg(watch.pid, signal.SIGTERM)
+        out = watch.communicate(timeout=5)[0]
+        sizes = [json.loads(line)["size"] for line in out.splitlines() if '"PUT"' in line]
+        if tool == "install":
+            # install unlinks f, creates it with O_EXCL (mode 0600), copies, closes, then
+            # chmods: the exclusive create is a compare-and-create on every member at once
+            # (that is what O_EXCL promises, lock files rely on it), the chmod after close a
+            # change of its own; the content still comes in one revision
+            assert sizes == [0, len(after.encode()), len(after.encode())], out
+        else:
+            assert sizes == [len(after.encode())], out
+    finally:
+        if watch.poll() is None:
+            os.killpg(watch.pid, signal.SIGTERM)
+            watch.wait(timeout=5)
+
+
 def test_entr_reruns_a_command_on_a_remote_change(cluster, tmp_path):
     if not shutil.which("entr"):
         pytest.fail("entr is not installed")
