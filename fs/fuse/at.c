@@ -68,7 +68,7 @@ static int entry_of(struct fs_ops *o, const char *path, int64_t rev, struct fuse
 	e->ino = fs_itable_lookup(&o->itable, path);
 	if (!e->ino)
 		return -ENOMEM;
-	fs__ops_fill_attr(e->ino, &kv, &e->attr);
+	fs__ops_fill_attr(o, e->ino, path, &kv, &e->attr);
 	struct store_kv now;
 	if (rev && fs__ops_kv_at(o, path, 0, &now) == 0 && now.mod_revision == kv.mod_revision)
 		fs__ops_entry_timeouts(o, e->ino, &kv, e);
@@ -159,7 +159,7 @@ int fs__at_getattr(fuse_req_t req, struct fs_ops *o, fuse_ino_t ino)
 		fuse_reply_err(req, -rc);
 		return 1;
 	}
-	fs__ops_fill_attr(ino, root ? NULL : &kv, &st);
+	fs__ops_fill_attr(o, ino, path, root ? NULL : &kv, &st);
 	fuse_reply_attr(req, &st, 0); /* as of the replayed revision */
 	return 1;
 }
@@ -180,7 +180,7 @@ int fs__at_setattr(fuse_req_t req, struct fs_ops *o, fuse_ino_t ino)
 		fuse_reply_err(req, -rc);
 		return 1;
 	}
-	fs__ops_fill_attr(ino, root ? NULL : &kv, &st);
+	fs__ops_fill_attr(o, ino, path, root ? NULL : &kv, &st);
 	fuse_reply_attr(req, &st, 0); /* as of the replayed revision */
 	settle(o, path, at.rev);
 	return 1;

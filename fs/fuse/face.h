@@ -138,6 +138,7 @@ struct fs_ops_options {
 };
 
 struct fh;
+struct fs_subdirs;
 
 /*
  * A namespace at the root that the face forwards instead of serving it from the store: the name
@@ -228,6 +229,7 @@ struct fs_ops {
 	struct store_watch *watch;  /* every change applied, for invalidating the kernel's caches */
 	int barrier_passed;         /* a linearizable read is being served after its barrier */
 	struct fs_notifier notifier;
+	struct fs_subdirs *subdirs; /* each directory's subdirectories, for st_nlink (subdirs.c) */
 	struct fs_ops_namespace ns; /* answers for .raftfs/ (all NULL: no namespace) */
 	struct fs_ops_replayer replayer; /* raises inotify events for remote changes (all NULL: none) */
 	/*

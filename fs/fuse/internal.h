@@ -8,6 +8,7 @@
 #define RAFTFS_FS_FUSE_INTERNAL_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "fuse/face.h"
 
@@ -23,8 +24,9 @@ int fs__ops_child_path(struct fs_ops *o, uint64_t parent, const char *name, char
    *kv pointing into the store until its next change, or -ENOENT. */
 int fs__ops_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct store_kv *kv);
 
-/* The attributes of inode ino from kv (NULL: the root). */
-void fs__ops_fill_attr(uint64_t ino, const struct store_kv *kv, struct stat *st);
+/* The attributes of inode ino (path) from kv (NULL: the root). */
+void fs__ops_fill_attr(struct fs_ops *o, uint64_t ino, const char *path, const struct store_kv *kv,
+		       struct stat *st);
 
 /* The cache timeouts of an entry for ino made from kv, as ordinary lookups get them. */
 void fs__ops_entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_kv *kv,
@@ -32,6 +34,9 @@ void fs__ops_entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_k
 
 /* The parent directory of path into buf[FS_PATH_MAX_BYTES + 1]. */
 void fs__ops_parent_of(const char *path, char *buf);
+
+/* A device node's number from its value ("MAJOR:MINOR"); 0 when it does not parse. */
+dev_t fs__ops_rdev_of(const void *value, size_t len);
 
 /* ---- ops.c, for txn.c ---- */
 
@@ -42,6 +47,17 @@ void fs__ops_parent_of(const char *path, char *buf);
 int fs__ops_each_child(struct store *s, const char *dir,
 		       int (*fn)(void *arg, const char *name, size_t len, const struct store_kv *kv),
 		       void *arg);
+
+/* ---- subdirs.c: each directory's number of subdirectories, for its link count ---- */
+
+struct fs_subdirs *fs__subdirs_new(void);          /* NULL when out of memory */
+void fs__subdirs_free(struct fs_subdirs *t);         /* NULL is fine */
+/* Counts again from every key of the store (at start, and after a watch lost history). */
+int fs__subdirs_rebuild(struct fs_subdirs *t, struct store *s);
+/* Follows one applied event (from a watch with its previous kv). */
+void fs__subdirs_event(struct fs_subdirs *t, const struct store_event *ev);
+/* The subdirectories of the directory dir ("/" for the root). */
+uint32_t fs__subdirs_of(const struct fs_subdirs *t, const char *dir);
 
 /* ---- at.c, for the handlers of ops.c: 1 when req was answered (the replayer's), else 0 ---- */
 
@@ -159,10 +175,13 @@ int fs__txn_create(struct fs_txn *tb, const struct fs_txn_view *v, const char *p
  * replacing a file another member put there meanwhile as seen (its mod revision compared; else
  * the version compared with 0), never a directory (-EISDIR), and its parent is touched. Any other
  * commit keeps path's metadata (a new file: a regular 0644 one), sets mtime and ctime (and an
- * unset atime) to now, keeps the key's lease, and compares only that the parent exists.
+ * unset atime) to now, keeps the key's lease, and compares only that the parent exists; with
+ * kill_priv (written by a process that may not keep them) it clears the set-user-ID bit, and the
+ * set-group-ID bit of a group-executable file, as local file systems do.
  */
 int fs__txn_commit(struct fs_txn *tb, const struct fs_txn_view *v, const char *path,
-		   const void *content, size_t len, const struct store_meta *created, int64_t now);
+		   const void *content, size_t len, const struct store_meta *created, int kill_priv,
+		   int64_t now);
 
 /*
  * Removes path, a directory (dir: rmdir) or not (unlink), with its stored attributes, and touches

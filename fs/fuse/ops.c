@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -79,22 +80,31 @@ static int is_root(const char *path)
 /* Whether ino is in the namespace at the root (.raftfs/: control/ answers for it). */
 #define CONTROL(o, ino) ((o)->ns.lookup && fs_ops_ns_ino(ino))
 
-static void fill_attr(uint64_t ino, const struct store_kv *kv, struct stat *st)
+/*
+ * The attributes of inode ino, which stands for path, from kv (NULL: the root). A directory's
+ * link count is 2 plus its subdirectories, as on a local file system.
+ */
+static void fill_attr(struct fs_ops *o, uint64_t ino, const char *path, const struct store_kv *kv,
+		      struct stat *st)
 {
 	memset(st, 0, sizeof *st);
 	st->st_ino = ino;
 	if (!kv) { /* the root */
 		st->st_mode = S_IFDIR | 0755;
-		st->st_nlink = 2;
+		st->st_nlink = 2 + (o->subdirs ? fs__subdirs_of(o->subdirs, "/") : 0);
 		st->st_blksize = 4096;
 		return;
 	}
 	uint32_t type = kv->meta.type & S_IFMT;
 	st->st_mode = (type ? type : S_IFREG) | (kv->meta.mode & 07777);
-	st->st_nlink = S_ISDIR(st->st_mode) ? 2 : 1;
+	st->st_nlink = !S_ISDIR(st->st_mode) ? 1
+		       : 2 + (o->subdirs ? fs__subdirs_of(o->subdirs, path) : 0);
 	st->st_uid = kv->meta.uid;
 	st->st_gid = kv->meta.gid;
-	st->st_size = S_ISDIR(st->st_mode) ? 0 : (off_t)kv->value_len;
+	/* a regular file's size is its content's, a symlink's its target's; the rest have none */
+	st->st_size = S_ISREG(st->st_mode) || S_ISLNK(st->st_mode) ? (off_t)kv->value_len : 0;
+	if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode))
+		st->st_rdev = fs__ops_rdev_of(kv->value, kv->value_len);
 	st->st_blksize = 4096;
 	st->st_blocks = (st->st_size + 511) / 512;
 	st->st_atim.tv_sec = kv->meta.atime_ns / 1000000000;
@@ -195,7 +205,7 @@ static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
 	if (!e.ino)
 		return fuse_reply_err(req, ENOMEM);
 	entry_timeouts(o, e.ino, &kv, &e);
-	fill_attr(e.ino, &kv, &e.attr);
+	fill_attr(o, e.ino, path, &kv, &e.attr);
 	return fuse_reply_entry(req, &e);
 }
 
@@ -411,7 +421,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	if (is_root(path)) {
-		fill_attr(ino, NULL, &st);
+		fill_attr(o, ino, path, NULL, &st);
 		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 		return;
 	}
@@ -420,7 +430,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	fill_attr(ino, &kv, &st);
+	fill_attr(o, ino, path, &kv, &st);
 	if (rev)
 		st.st_nlink = 0;
 	/*
@@ -563,6 +573,8 @@ struct fh {
 	fuse_ino_t parent; /* created: the directory it was created in */
 	int written;       /* a write came through it since it was opened (created: the kernel
 			    * dropped its times and size) */
+	int kill_priv;     /* written by a process other than root (no CAP_FSETID): the commit
+			    * clears set-user-ID and set-group-ID bits, as the kernel does locally */
 };
 
 #define FH_LIVE 0x6668a11eu  /* struct fh.magic of a handle in use */
@@ -951,6 +963,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		h->len = end;
 	h->dirty = 1;
 	h->written = 1;
+	if (fuse_req_ctx(req)->uid != 0)
+		h->kill_priv = 1;
 	fuse_reply_write(req, size);
 }
 
@@ -1014,7 +1028,7 @@ static int commit_propose(struct pending *p)
 		return -ENOMEM;
 	struct fs_txn_view v = view_of(p->o);
 	int rc = fs__txn_commit(tb, &v, h->path, h->buf, h->len, h->created ? &h->cmeta : NULL,
-				now_ns());
+				h->kill_priv, now_ns());
 	if (!rc)
 		rc = propose_txn(p, tb);
 	fs__txn_free(tb);
@@ -1170,7 +1184,7 @@ static void create_done(struct pending *p, int status, const Rpc__Response *resp
 		return;
 	}
 	get_kv(o, p->path, &kv);
-	fill_attr(e.ino, &kv, &e.attr);
+	fill_attr(o, e.ino, p->path, &kv, &e.attr);
 	p->fi.fh = (uint64_t)(uintptr_t)h;
 	open_flags(&p->fi, h);
 	if (fuse_reply_create(p->req, &e, &p->fi) != 0) {
@@ -1238,7 +1252,7 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		     : (kv.meta.type & S_IFMT) == S_IFDIR ? -EISDIR
 							  : fh_open(o, e.ino, path, fi->flags, &h);
 		if (!rc)
-			fill_attr(e.ino, &kv, &e.attr);
+			fill_attr(o, e.ino, path, &kv, &e.attr);
 		else if (e.ino)
 			fs_itable_forget(&o->itable, e.ino, 1);
 	} else if (!rc) {
@@ -1274,7 +1288,7 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 			h->next->prev = h;
 		o->open_files = h;
 		pending_kv(o, path, &kv);
-		fill_attr(e.ino, &kv, &e.attr);
+		fill_attr(o, e.ino, path, &kv, &e.attr);
 		/*
 		 * No entry is cached: a failed commit leaves no name behind. The attributes are (the
 		 * kernel asks for expired ones at every write); applying the commit invalidates them.
@@ -1300,13 +1314,30 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		create_open(req, parent, name, mode, fi);
 }
 
+/*
+ * Every file type POSIX makes: a regular file, and the special ones, whose type and mode
+ * replicate like any other file's (a device node's value is its number, "MAJOR:MINOR"). The
+ * kernel serves a fifo or a socket on each member as its own (readers and writers meet on one
+ * member), and the mount is nodev: a device node is a name, never opened as a device.
+ */
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	if (!S_ISREG(mode)) {
-		fuse_reply_err(req, EPERM); /* device nodes, fifos, sockets */
+	if (fs__at_make(req, fuse_req_userdata(req), "mknod", parent, name, NULL))
 		return;
+	char num[32] = "";
+	switch (mode & S_IFMT) {
+	case S_IFCHR:
+	case S_IFBLK:
+		snprintf(num, sizeof num, "%u:%u", major(rdev), minor(rdev));
+		/* fall through */
+	case S_IFREG:
+	case S_IFIFO:
+	case S_IFSOCK:
+		make_node(req, parent, name, mode, mode & S_IFMT, num[0] ? num : NULL, 0, NULL);
+		return;
+	default:
+		fuse_reply_err(req, EINVAL);
 	}
-	make_node(req, parent, name, mode, S_IFREG, NULL, 0, NULL);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -1508,7 +1539,7 @@ static void setattr_done(struct pending *p, int status, const Rpc__Response *res
 		fuse_reply_err(p->req, err);
 	} else {
 		struct stat st;
-		fill_attr(p->ino, &kv, &st);
+		fill_attr(p->o, p->ino, p->path, &kv, &st);
 		fuse_reply_attr(p->req, &st, attr_timeout(p->o, p->ino, &kv));
 	}
 	free(p);
@@ -1544,7 +1575,7 @@ static int handle_attr(struct fs_ops *o, fuse_ino_t ino, const struct fh *h, str
 		rc = -ENOENT;
 	if (rc)
 		return rc;
-	fill_attr(ino, &kv, st);
+	fill_attr(o, ino, path, &kv, st);
 	if (h && h->dirty) {
 		st->st_size = (off_t)h->len;
 		st->st_blocks = (st->st_size + 511) / 512;
@@ -1953,6 +1984,8 @@ int fs_ops_init(struct fs_ops *ops, struct fs_member *member, struct store *stor
 	if (!ops->opt.max_value_bytes)
 		ops->opt.max_value_bytes = FS_DEFAULT_MAX_VALUE;
 	ops->quota_bytes = quota_bytes ? quota_bytes : (2ull << 30);
+	if (!(ops->subdirs = fs__subdirs_new()))
+		return -ENOMEM;
 	return fs_itable_init(&ops->itable);
 }
 
@@ -1967,7 +2000,9 @@ static int watch_create(struct fs_ops *ops)
 
 int fs_ops_watch_start(struct fs_ops *ops, struct fuse_session *se)
 {
-	int rc = watch_create(ops);
+	int rc = ops->subdirs ? fs__subdirs_rebuild(ops->subdirs, ops->store) : 0;
+	if (!rc)
+		rc = watch_create(ops);
 	if (rc)
 		return rc == STORE_ECOMPACTED ? -EAGAIN : rc;
 	return fs_notify_start(&ops->notifier, se);
@@ -2039,6 +2074,7 @@ static void after_apply(struct fs_ops *ops)
 			store_watch_batch_free(&b);
 			store_watch_cancel(ops->watch);
 			ops->watch = NULL;
+			fs__subdirs_rebuild(ops->subdirs, ops->store);
 			watch_create(ops);
 			if (ops->replayer.flush)
 				ops->replayer.flush(ops->replayer.arg);
@@ -2050,8 +2086,10 @@ static void after_apply(struct fs_ops *ops)
 				ops->replayer.flush(ops->replayer.arg);
 			return;
 		}
-		for (size_t i = 0; i < b.n; i++)
+		for (size_t i = 0; i < b.n; i++) {
+			fs__subdirs_event(ops->subdirs, &b.events[i]);
 			invalidate(ops, &b.events[i]);
+		}
 		if (ops->replayer.feed)
 			ops->replayer.feed(ops->replayer.arg, b.events, b.n);
 		store_watch_batch_free(&b);
@@ -2070,6 +2108,8 @@ void fs_ops_close(struct fs_ops *ops)
 	fs_notify_stop(&ops->notifier);
 	store_watch_cancel(ops->watch);
 	ops->watch = NULL;
+	fs__subdirs_free(ops->subdirs);
+	ops->subdirs = NULL;
 	fs_itable_close(&ops->itable);
 }
 
@@ -2079,6 +2119,15 @@ void fs_ops_detach(struct fs_ops *ops, const char *path, int64_t rev)
 }
 
 /* ---- for at.c and txn.c (fuse/internal.h) ---------------------------------------------------- */
+
+dev_t fs__ops_rdev_of(const void *value, size_t len)
+{
+	char num[32];
+	unsigned ma = 0, mi = 0;
+	snprintf(num, sizeof num, "%.*s", (int)(len < sizeof num ? len : sizeof num - 1),
+		 (const char *)value);
+	return sscanf(num, "%u:%u", &ma, &mi) == 2 ? makedev(ma, mi) : 0;
+}
 
 void fs__ops_parent_of(const char *path, char *buf)
 {
@@ -2102,9 +2151,10 @@ int fs__ops_kv_at(struct fs_ops *o, const char *path, int64_t rev, struct store_
 	return get_kv_at(o, path, rev, kv);
 }
 
-void fs__ops_fill_attr(uint64_t ino, const struct store_kv *kv, struct stat *st)
+void fs__ops_fill_attr(struct fs_ops *o, uint64_t ino, const char *path, const struct store_kv *kv,
+		       struct stat *st)
 {
-	fill_attr(ino, kv, st);
+	fill_attr(o, ino, path, kv, st);
 }
 
 void fs__ops_entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_kv *kv,

@@ -272,7 +272,8 @@ int fs__txn_create(struct fs_txn *tb, const struct fs_txn_view *v, const char *p
 }
 
 int fs__txn_commit(struct fs_txn *tb, const struct fs_txn_view *v, const char *path,
-		   const void *content, size_t len, const struct store_meta *created, int64_t now)
+		   const void *content, size_t len, const struct store_meta *created, int kill_priv,
+		   int64_t now)
 {
 	struct store_kv kv;
 	char parent[FS_PATH_MAX_BYTES + 1];
@@ -298,6 +299,11 @@ int fs__txn_commit(struct fs_txn *tb, const struct fs_txn_view *v, const char *p
 	m.mtime_ns = m.ctime_ns = now;
 	if (!m.atime_ns)
 		m.atime_ns = now;
+	if (kill_priv) { /* as the kernel's file_remove_privs: setgid only with group execute */
+		m.mode &= ~(uint32_t)S_ISUID;
+		if (m.mode & S_IXGRP)
+			m.mode &= ~(uint32_t)S_ISGID;
+	}
 	if (!is_root(parent)) {
 		const char *key = tb_keep(tb, parent);
 		if (!key)

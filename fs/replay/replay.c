@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +45,7 @@ enum replay_kind {
 	R_CREATE,  /* open(O_CREAT|O_EXCL), one byte written when the file has content, close */
 	R_MKDIR,
 	R_SYMLINK, /* path2: the link's target */
+	R_MKNOD,   /* a fifo, socket or device node; path2: a device's number, "MAJOR:MINOR" */
 	R_WRITE,   /* open, one byte written (or truncated to empty), close */
 	R_UNLINK,
 	R_RMDIR,
@@ -53,8 +55,8 @@ enum replay_kind {
 	R_UTIMES,
 };
 
-static const char *const kind_names[] = {"create", "mkdir", "symlink", "write", "unlink",
-					 "rmdir", "rename", "chmod", "chown", "utimes"};
+static const char *const kind_names[] = {"create", "mkdir", "symlink", "mknod", "write",
+					 "unlink", "rmdir", "rename", "chmod", "chown", "utimes"};
 
 /* One change to replay: what the replay thread needs, copied off the store. */
 struct item {
@@ -413,6 +415,9 @@ static int classify(struct fs_replay *r, int64_t rev, struct item **out)
 			else if (type == S_IFLNK)
 				rc = add(&tail, item_new(R_SYMLINK, rev, &g[i], NULL,
 							 g[i].value ? g[i].value : ""));
+			else if (type != S_IFREG)
+				rc = add(&tail, item_new(R_MKNOD, rev, &g[i], NULL,
+							 g[i].value ? g[i].value : ""));
 			else
 				rc = add(&tail, item_new(R_CREATE, rev, &g[i], NULL, NULL));
 			continue;
@@ -566,7 +571,8 @@ static void replay_feed(void *arg, const struct store_event *ev, size_t n)
 		g->value_changed = !e->has_prev || e->prev.value_len != e->kv.value_len ||
 				   (e->kv.value_len &&
 				    memcmp(e->prev.value, e->kv.value, e->kv.value_len) != 0);
-		if (!g->del && type_of(&g->meta) == S_IFLNK) {
+		uint32_t type = type_of(&g->meta);
+		if (!g->del && (type == S_IFLNK || type == S_IFCHR || type == S_IFBLK)) {
 			g->value = malloc(e->kv.value_len + 1);
 			if (g->value) {
 				memcpy(g->value, e->kv.value, e->kv.value_len);
@@ -608,6 +614,13 @@ static int perform(const struct item *it, int dir, const char *name, int dir2, c
 	case R_SYMLINK:
 		rc = symlinkat(it->path2, dir, name);
 		break;
+	case R_MKNOD: {
+		unsigned ma = 0, mi = 0;
+		if (sscanf(it->path2, "%u:%u", &ma, &mi) != 2)
+			ma = mi = 0;
+		rc = mknodat(dir, name, type_of(&it->meta) | mode, makedev(ma, mi));
+		break;
+	}
 	case R_UNLINK:
 		rc = unlinkat(dir, name, 0);
 		break;

@@ -9,6 +9,7 @@ import errno
 import harness
 import signal
 import socket
+import stat
 import os
 import subprocess
 import time
@@ -641,6 +642,7 @@ def test_truncates_and_empty_files_take_effect_at_their_last_close(cluster):
     # fstat of a descriptor written to shows what it wrote, before the close commits it
     with open(f1, "w") as f:
         f.write("0123456789")
+    assert wait_for(lambda: read(f2) == "0123456789", 1.0)
     for flags in (os.O_RDWR, os.O_WRONLY):
         fd = os.open(f1, flags)
         try:
@@ -657,6 +659,56 @@ def test_truncates_and_empty_files_take_effect_at_their_last_close(cluster):
         with open(f1, "w") as f:
             f.write("0123456789")
         assert wait_for(lambda: read(f2) == "0123456789", 1.0)
+
+
+def test_stat_tells_the_truth(cluster):
+    # a directory's link count is 2 plus its subdirectories, on every member and across a restart
+    # of the count (rename, rmdir); a write by another than root clears set-user-ID and an
+    # executable's set-group-ID; statfs and pathconf report the mount's limits
+    n1, n2 = cluster(2)
+    a, b = n1.mountpoint, n2.mountpoint
+    os.makedirs(os.path.join(a, "d/x/deep"))
+    os.makedirs(os.path.join(a, "d/y"))
+    with open(os.path.join(a, "d/file"), "w") as f:
+        f.write("not a directory\n")
+    for m in (a, b):
+        assert wait_for(lambda: os.path.isdir(os.path.join(m, "d/y")), 2.0)
+        assert wait_for(lambda: os.stat(os.path.join(m, "d")).st_nlink == 4, 2.0), m
+        assert os.stat(os.path.join(m, "d/x")).st_nlink == 3
+        assert os.stat(os.path.join(m, "d/x/deep")).st_nlink == 2
+        assert os.stat(m).st_nlink == 3  # the root: itself, "..", d
+    os.rename(os.path.join(a, "d/x"), os.path.join(a, "d/y/x"))
+    os.rmdir(os.path.join(a, "d/y/x/deep"))
+    for m in (a, b):
+        assert wait_for(lambda: os.stat(os.path.join(m, "d")).st_nlink == 3, 2.0), m
+        assert wait_for(lambda: os.stat(os.path.join(m, "d/y")).st_nlink == 3, 2.0), m
+        assert wait_for(lambda: os.stat(os.path.join(m, "d/y/x")).st_nlink == 2, 2.0), m
+    assert sh("find d -type d | sort", a) == "d\nd/y\nd/y/x\n"
+    # set-user-ID and set-group-ID
+    f = os.path.join(a, "tool")
+    with open(f, "w") as w:
+        w.write("#!/bin/sh\n")
+    os.chmod(f, 0o6777)
+    with open(f, "a") as w:  # root keeps them
+        w.write("echo root\n")
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o6777
+    r = subprocess.run(["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c",
+                        "echo 'echo user' >> tool"], cwd=a, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    for m in (a, b):
+        p = os.path.join(m, "tool")
+        assert wait_for(lambda: read(p) == "#!/bin/sh\necho root\necho user\n", 2.0), m
+        assert wait_for(lambda: stat.S_IMODE(os.stat(p).st_mode) == 0o777, 2.0), \
+            oct(os.stat(p).st_mode)
+    # the limits
+    sv = os.statvfs(a)
+    assert sv.f_namemax == 255 and os.pathconf(a, "PC_NAME_MAX") == 255
+    assert sv.f_blocks * sv.f_frsize == 2 << 30  # the quota (--quota-backend-bytes)
+    assert os.pathconf(a, "PC_PATH_MAX") == 4096
+    with pytest.raises(OSError) as e:
+        open(os.path.join(a, "n" * 256), "w").close()
+    assert e.value.errno == errno.ENAMETOOLONG
 
 
 def test_copying_trees_with_their_attributes_works_with_every_tool(cluster, tmp_path):
@@ -765,8 +817,12 @@ def test_a_failed_start_unwinds_and_leaves_the_data_dir_usable(raftfs_bin, ws):
     os.makedirs(mp)
 
     def start(*args):
-        r = subprocess.run([raftfs_bin, "mount", "-f", "--data-dir", data, *args],
-                           capture_output=True, text=True, timeout=60)
+        try:
+            r = subprocess.run([raftfs_bin, "mount", "-f", "--data-dir", data, *args],
+                               capture_output=True, text=True, timeout=60)
+        finally:  # a start that went wrong the other way must not leave its mount behind
+            if harness.is_mounted(args[-1]):
+                subprocess.run(["fusermount3", "-u", "-z", args[-1]], timeout=30)
         assert "ERROR: AddressSanitizer" not in r.stderr and "LeakSanitizer" not in r.stderr, \
             r.stderr
         assert "runtime error:" not in r.stderr, r.stderr

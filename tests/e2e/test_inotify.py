@@ -16,6 +16,8 @@ import os
 import select
 import shutil
 import signal
+import socket
+import stat
 import struct
 import subprocess
 import threading
@@ -437,6 +439,66 @@ def test_one_save_makes_one_revision(cluster, inotify, raftfs_bin, tmp_path, too
         if watch.poll() is None:
             os.killpg(watch.pid, signal.SIGTERM)
             watch.wait(timeout=5)
+
+
+def test_every_file_type_replicates_and_works_on_each_member(cluster, inotify):
+    # mkfifo, mknod (char and block: the mount is nodev, so they are names only) and bind(2) of a
+    # UNIX socket make their files on every member, with type, mode and device number; each
+    # goes through chmod, chown, utimensat, rename and unlink like any file; a fifo works on
+    # each member as the kernel makes it work locally; other members' watchers see each change
+    n1, n2 = cluster(2)
+    w = inotify()
+    w.watch(n2.mountpoint, "/")
+    a, b = n1.mountpoint, n2.mountpoint
+    os.mkfifo(os.path.join(a, "fifo"), 0o640)
+    os.mknod(os.path.join(a, "chr"), 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(os.path.join(a, "blk"), 0o660 | stat.S_IFBLK, os.makedev(8, 17))
+    with socket.socket(socket.AF_UNIX) as sk:
+        sk.bind(os.path.join(a, "sock"))
+    kinds = {"fifo": stat.S_ISFIFO, "chr": stat.S_ISCHR, "blk": stat.S_ISBLK,
+             "sock": stat.S_ISSOCK}
+    for name, is_kind in kinds.items():
+        p = os.path.join(b, name)
+        assert wait_for(lambda: os.path.lexists(p), 2.0), name
+        st = os.lstat(p)
+        assert is_kind(st.st_mode) and st.st_size == 0, (name, oct(st.st_mode))
+    assert os.lstat(os.path.join(b, "chr")).st_rdev == os.makedev(1, 3)
+    assert os.lstat(os.path.join(b, "blk")).st_rdev == os.makedev(8, 17)
+    assert stat.S_IMODE(os.lstat(os.path.join(b, "fifo")).st_mode) == 0o640
+    with open("/proc/mounts") as f:
+        options = [line.split()[3] for line in f if line.split()[1] == b]
+    assert options and "nodev" in options[0].split(","), options
+    with pytest.raises(PermissionError):
+        open(os.path.join(b, "chr"), "rb")  # nodev: never the device itself
+    # the fifo on n2, as a local fifo: a writer and a reader there meet
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(os.path.join(b, "fifo")).read()))
+    reader.start()
+    with open(os.path.join(b, "fifo"), "w") as f:
+        f.write("through the fifo on n2\n")
+    reader.join(5)
+    assert got == ["through the fifo on n2\n"]
+    for name in kinds:  # chmod, chown, utimensat, rename and unlink, each seen on n2
+        src, dst = os.path.join(a, name), os.path.join(a, name + ".2")
+        os.chmod(src, 0o604)
+        os.chown(src, 1234, 5678)
+        os.utime(src, ns=(1_000_000_000, 2_000_000_000))
+        os.rename(src, dst)
+        p = os.path.join(b, name + ".2")
+        assert wait_for(lambda: os.path.lexists(p), 2.0), name
+        st = os.lstat(p)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns) == \
+            (0o604, 1234, 5678, 2_000_000_000), name
+        assert kinds[name](st.st_mode)
+        os.unlink(dst)
+        assert wait_for(lambda: not os.path.lexists(p), 2.0), name
+    assert w.wait_for(("/", "sock.2", "DELETE"))
+    seen = w.take()
+    for name in kinds:
+        for kind in ("CREATE", "ATTRIB"):
+            assert any(e[1] == name and e[2] == kind for e in seen), (name, kind, seen)
+        assert any(e[1] == name + ".2" and e[2] == "MOVED_TO" for e in seen), (name, seen)
+        assert any(e[1] == name + ".2" and e[2] == "DELETE" for e in seen), (name, seen)
 
 
 def test_entr_reruns_a_command_on_a_remote_change(cluster, tmp_path):

@@ -141,7 +141,7 @@ static struct fs_txn *build_write(struct env *e, const char *path, const char *c
 				  int64_t now)
 {
 	struct fs_txn *tb = txn();
-	CHECK_EQ(fs__txn_commit(tb, &e->v, path, content, strlen(content), NULL, now), 0);
+	CHECK_EQ(fs__txn_commit(tb, &e->v, path, content, strlen(content), NULL, 0, now), 0);
 	return tb;
 }
 
@@ -350,6 +350,37 @@ CHECK_TEST(commit_puts_content_with_the_file_metadata)
 	store_close(e.s);
 }
 
+CHECK_TEST(commit_by_another_than_root_clears_setuid_and_setgid)
+{
+	struct env e;
+	env_open(&e);
+	struct store_meta m = meta(S_IFREG, 06755, 1000, 100, T0);
+	struct fs_txn *tb = txn();
+	CHECK_EQ(fs__txn_create(tb, &e.v, "/suid", &m, "#!/bin/sh\n", 10, T0), 0);
+	CHECK(apply(&e, tb));
+	m.mode = 02644; /* setgid without group execute: a mandatory-locking mark, kept */
+	tb = txn();
+	CHECK_EQ(fs__txn_create(tb, &e.v, "/sgid", &m, "x", 1, T0), 0);
+	CHECK(apply(&e, tb));
+	tb = txn(); /* root's write keeps the bits */
+	CHECK_EQ(fs__txn_commit(tb, &e.v, "/suid", "#!/bin/sh\nid\n", 13, NULL, 0, T0 + 1), 0);
+	CHECK(apply(&e, tb));
+	struct store_kv kv;
+	KV(&e, "/suid", &kv);
+	CHECK_EQ(kv.meta.mode, 06755);
+	tb = txn();
+	CHECK_EQ(fs__txn_commit(tb, &e.v, "/suid", "#!/bin/sh\nrm -rf\n", 17, NULL, 1, T0 + 2), 0);
+	CHECK(apply(&e, tb));
+	KV(&e, "/suid", &kv);
+	CHECK_EQ(kv.meta.mode, 0755);
+	tb = txn();
+	CHECK_EQ(fs__txn_commit(tb, &e.v, "/sgid", "yy", 2, NULL, 1, T0 + 2), 0);
+	CHECK(apply(&e, tb));
+	KV(&e, "/sgid", &kv);
+	CHECK_EQ(kv.meta.mode, 02644);
+	store_close(e.s);
+}
+
 CHECK_TEST(commit_keeps_the_lease)
 {
 	struct env e;
@@ -374,7 +405,7 @@ CHECK_TEST(commit_of_a_file_created_here_creates_it)
 	make(&e, "/home", S_IFDIR, NULL, T0);
 	struct store_meta cm = meta(S_IFREG, 0600, 1234, 1234, T0 + 1);
 	struct fs_txn *tb = txn();
-	CHECK_EQ(fs__txn_commit(tb, &e.v, "/home/notes", "first draft", 11, &cm, T0 + 9), 0);
+	CHECK_EQ(fs__txn_commit(tb, &e.v, "/home/notes", "first draft", 11, &cm, 0, T0 + 9), 0);
 	CHECK_EQ(tb->n_cmp, 2);
 	CHECK_EQ(tb->n_op, 2);
 	CHECK(apply(&e, tb));
@@ -394,7 +425,7 @@ CHECK_TEST(commit_of_a_file_created_here_creates_it)
 	/* never over a directory */
 	make(&e, "/home/dir", S_IFDIR, NULL, T0);
 	tb = txn();
-	CHECK_EQ(build_error(fs__txn_commit(tb, &e.v, "/home/dir", "x", 1, &cm, T0), tb), -EISDIR);
+	CHECK_EQ(build_error(fs__txn_commit(tb, &e.v, "/home/dir", "x", 1, &cm, 0, T0), tb), -EISDIR);
 	store_close(e.s);
 }
 
@@ -406,13 +437,13 @@ CHECK_TEST(commit_whose_compare_fails_leaves_the_old_value)
 	struct store_meta cm = meta(S_IFREG, 0644, 1, 1, T0);
 	/* created here while nobody had the name; another member creates it first */
 	struct fs_txn *tb = txn();
-	CHECK_EQ(fs__txn_commit(tb, &e.v, "/w/a", "mine", 4, &cm, T0 + 1), 0);
+	CHECK_EQ(fs__txn_commit(tb, &e.v, "/w/a", "mine", 4, &cm, 0, T0 + 1), 0);
 	make(&e, "/w/a", S_IFREG, "theirs, longer", T0 + 2);
 	CHECK(!apply(&e, tb));
 	CHECK_VALUE(&e, "/w/a", "theirs, longer");
 	/* created here over a file seen; it is written meanwhile */
 	tb = txn();
-	CHECK_EQ(fs__txn_commit(tb, &e.v, "/w/a", "replacement", 11, &cm, T0 + 3), 0);
+	CHECK_EQ(fs__txn_commit(tb, &e.v, "/w/a", "replacement", 11, &cm, 0, T0 + 3), 0);
 	CHECK(apply(&e, build_write(&e, "/w/a", "written meanwhile", T0 + 4)));
 	CHECK(!apply(&e, tb));
 	CHECK_VALUE(&e, "/w/a", "written meanwhile");
@@ -988,6 +1019,7 @@ CHECK_SUITE("fs-txn", CHECK_CASE(create_makes_the_name_and_touches_its_parent),
 	    CHECK_CASE(create_in_a_directory_removed_meanwhile_fails),
 	    CHECK_CASE(commit_puts_content_with_the_file_metadata),
 	    CHECK_CASE(commit_keeps_the_lease),
+	    CHECK_CASE(commit_by_another_than_root_clears_setuid_and_setgid),
 	    CHECK_CASE(commit_of_a_file_created_here_creates_it),
 	    CHECK_CASE(commit_whose_compare_fails_leaves_the_old_value),
 	    CHECK_CASE(unlink_removes_the_file_and_its_attributes),
