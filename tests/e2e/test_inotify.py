@@ -371,6 +371,13 @@ def test_mv_of_a_large_directory_is_one_rename_everywhere(cluster, inotify, raft
         assert len(moved_revs) == 1, moved_revs
         puts = {e["key"] for e in events if e["type"] == "PUT" and e["key"].startswith("/moved/")}
         assert len(puts) == len(names) + 1  # the files and sub/
+        # rm -r of the tree still works, file by file, and every member follows
+        r = subprocess.run(["rm", "-r", os.path.join(n1.mountpoint, "moved")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        for m in (n1, n2, n3):
+            assert wait_for(lambda: not os.path.exists(os.path.join(m.mountpoint, "moved")),
+                            10.0), m.name
     finally:
         os.killpg(watch.pid, signal.SIGTERM)
         watch.wait(timeout=5)
