@@ -92,9 +92,24 @@ def make_value(client, seq, length):
     return f"<{client}:{seq}:{length}:" + fill * length + ">"
 
 
-def value_ok(v):
-    """Whether v is a whole value the workload could have written ('' is a truncated file)."""
+CANON_RE = re.compile(r"^<(\d+):(\d+):(\d+)>$")
+
+
+def canon(v):
+    """The form a value is kept in: a whole value by its header "<client:seq:length>" (unique),
+    an empty file as '', anything else (torn, short) as "!torn" with its length and start."""
     if v == "":
+        return ""
+    if value_ok(v):
+        m = VALUE_RE.match(v)
+        return f"<{m.group(1)}:{m.group(2)}:{m.group(3)}>"
+    return f"!torn len={len(v)} {v[:48]!r}"
+
+
+def value_ok(v):
+    """Whether v is a whole value the workload could have written ('' is a truncated file), or
+    the canonical form of one."""
+    if v == "" or CANON_RE.match(v):
         return True
     m = VALUE_RE.match(v)
     if not m:
@@ -321,22 +336,34 @@ def value_anomalies(ops, revs, inits):
     return out
 
 
-def lost_acks(ops, revs):
-    """Writes whose close()/rename() returned 0 but whose value no revision holds. An in-place
-    write is dropped, as on a local file system, when a rename replaced the file while it was open
-    (its descriptor wrote to the file replaced): allowed when a rename of the key overlapped it."""
+def lost_acks(ops, revs, stale_ns=0):
+    """Writes whose close()/rename() returned 0 but whose value no revision holds.
+
+    An in-place write is dropped, as on a local file system, when a rename replaced the file while
+    it was open (its descriptor wrote to the file replaced; fs/ops.c, commit(): "deleted or
+    replaced meanwhile"): allowed when a rename of the key, which did commit, overlapped the
+    write from its open (the truncate op before it) to its close. On default mounts the writer's
+    member may not have applied a rename that returned on another member (bounded staleness), so
+    there the rename may also have returned up to stale_ns before the open."""
     out = []
     renames = {}
-    for op in ops:
-        if op.f == "write" and op.how == "rename":
+    prev = {}
+    last = {}
+    for op in sorted(ops, key=lambda o: o.call):
+        prev[op.id] = last.get(op.process)
+        last[op.process] = op
+        if op.f == "write" and op.how == "rename" and (op.key, op.value) in revs:
             renames.setdefault(op.key, []).append(op)
     for op in ops:
         if op.f != "write" or op.status != "ok" or (op.key, op.value) in revs:
             continue
         if op.how == "inplace":
+            p = prev.get(op.id)
+            start = p.call if p is not None and p.f == "trunc" and p.key == op.key else op.call
             over = [r for r in renames.get(op.key, [])
-                    if r.call < op.ret and (r.ret is None or r.ret > op.call)
-                    and r.status != "fail"]
+                    if r.call < op.ret and (r.ret is None or r.status == "info"
+                                            or r.ret > start - (stale_ns if r.member != op.member
+                                                                else 0))]
             if over:
                 continue
         out.append(Anomaly("lost-ack", op.key,
@@ -410,15 +437,16 @@ def sequential_per_member(ops, revs, empties, inits):
     return out
 
 
-def watch_anomalies(name, events, reference):
+def watch_anomalies(name, events, reference, start=None):
     """events: one watch session's events (dicts with revision, type, key, value), in the order it
-    printed them; reference: the full history of changes (same form) from one member. The session
-    must be exactly the reference's events between its first and last revision: revisions in
-    order, none twice, none missing, the same content."""
+    printed them; reference: the full history of changes (same form) from one member; start: the
+    revision the watch was asked to start at. The session must be exactly the reference's events
+    from start (or its first event) to its last: revisions in order, none twice, none missing,
+    the same content."""
     out = []
     if not events:
         return out
-    lo = events[0]["revision"]
+    lo = events[0]["revision"] if start is None else start
     hi = events[-1]["revision"]
     for a, b in zip(events, events[1:]):
         if b["revision"] < a["revision"]:

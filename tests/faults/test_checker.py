@@ -132,6 +132,9 @@ class Values(unittest.TestCase):
     def test_values_parse_and_torn_ones_do_not(self):
         v = checker.make_value(3, 17, 100)
         self.assertTrue(checker.value_ok(v))
+        self.assertEqual(checker.canon(v), "<3:17:100>")
+        self.assertTrue(checker.value_ok(checker.canon(v)))
+        self.assertFalse(checker.value_ok(checker.canon(v[:-1])))
         self.assertTrue(checker.value_ok(""))
         self.assertFalse(checker.value_ok(v[:50]))
         other = checker.make_value(4, 1, 100)
@@ -185,6 +188,15 @@ class Sequential(unittest.TestCase):
         # an in-place write overtaken by a rename of the file while it was open is dropped
         h = [w(0, 5, "zz"), w(1, 2, "b", how="rename")]
         self.assertEqual(checker.lost_acks(h, self.revs), [])
+        h = [t(0, 1, p=7), w(1.5, 5, "zz", p=7), w(0.5, 0.8, "b", how="rename", p=8)]
+        self.assertEqual(checker.lost_acks(h, self.revs), [])
+        # a rename that returned before the open began excuses nothing on the same member...
+        h = [t(2, 3, p=7), w(3.5, 5, "zz", p=7), w(0.5, 0.8, "b", how="rename", p=8)]
+        self.assertEqual(len(checker.lost_acks(h, self.revs, stale_ns=10)), 1)
+        # ...but may not have been applied yet by another member (default mounts)
+        h = [t(2, 3, p=7), w(3.5, 5, "zz", p=7), w(0.5, 0.8, "b", how="rename", p=8, m="n2")]
+        self.assertEqual(checker.lost_acks(h, self.revs, stale_ns=10), [])
+        self.assertEqual(len(checker.lost_acks(h, self.revs, stale_ns=0)), 1)
 
 
 class Watches(unittest.TestCase):
@@ -195,6 +207,10 @@ class Watches(unittest.TestCase):
 
     def test_exact_slice_passes(self):
         self.assertEqual(checker.watch_anomalies("w", self.ref[1:], self.ref), [])
+        self.assertEqual(checker.watch_anomalies("w", self.ref[1:], self.ref, start=3), [])
+
+    def test_gap_at_the_start_fails(self):
+        self.assertTrue(checker.watch_anomalies("w", self.ref[1:], self.ref, start=2))
 
     def test_gap_duplicate_and_order_fail(self):
         self.assertTrue(checker.watch_anomalies("w", [self.ref[0], self.ref[3]], self.ref))
