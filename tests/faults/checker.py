@@ -14,7 +14,9 @@ Checks:
   the head, and backtracks when it meets the return of an op it has not linearized. A cache of
   (set of linearized ops, state) prunes states already explored. An info op returns at infinity,
   so it may be linearized anywhere after its call; the search succeeds once every op that
-  returned is linearized, so an info op may also never happen.
+  returned is linearized, so an info op may also never happen. A truncate (O_TRUNC at open) is
+  optional: it may take effect between its call and return or never (raftfs may fold it into the
+  commit of the content written after it): at its return it is "linearized" without effect.
 - sequential_per_member(): what default mounts promise (ARCHITECTURE.md, "Guarantees"): on one
   member, an op that begins after another ended never reads an older revision than that one
   read or wrote; given the revision of every value from the members' own history of changes.
@@ -151,7 +153,7 @@ class Result:
 
 
 class _Entry:
-    __slots__ = ("op", "idx", "is_call", "time", "match", "prev", "next")
+    __slots__ = ("op", "idx", "is_call", "time", "match", "prev", "next", "optional")
 
     def __init__(self, op, idx, is_call, time_):
         self.op = op
@@ -159,6 +161,7 @@ class _Entry:
         self.is_call = is_call
         self.time = time_
         self.match = None
+        self.optional = False
         self.prev = None
         self.next = None
 
@@ -192,7 +195,9 @@ def linearizable(ops, init, step=register_step, budget_s=60.0):
         if ret_t != INF:
             required |= 1 << i
         ret = _Entry(op, i, False, ret_t)
+        call.optional = ret.optional = op.f == "trunc"
         call.match = ret
+        ret.match = call
         entries.append(call)
         entries.append(ret)
     # calls before returns at equal times: they overlap, the permissive reading
@@ -250,6 +255,18 @@ def linearizable(ops, init, step=register_step, budget_s=60.0):
                     continue
             entry = entry.next
         else:
+            if entry is not None and entry.optional:
+                # an optional op (a truncate that may have been folded into the write after it)
+                # reaching its return unlinearized happened not at all: a choice like any other
+                nl = linearized | (1 << entry.idx)
+                key = (nl, state)
+                if key not in cache:
+                    cache.add(key)
+                    stack.append((entry.match, state))
+                    linearized = nl
+                    lift(entry.match)
+                    entry = head.next
+                    continue
             if not stack:
                 return Result(False, explored, reason="no linearization")
             e, state = stack.pop()
@@ -274,8 +291,7 @@ def minimal_failing(ops, init, step=register_step, budget_s=30.0, max_ops=300):
         else:
             hi = mid
     cur = ops[:hi]
-    if len(cur) > max_ops:
-        return cur[-max_ops:]
+    last = cur[-1]
 
     def explains(sub):
         written = {init} | {o.value for o in sub if o.f in ("write", "create")}
@@ -283,23 +299,31 @@ def minimal_failing(ops, init, step=register_step, budget_s=30.0, max_ops=300):
             written.add("")
         return all(o.value in written for o in sub if o.f == "read")
 
-    last = cur[-1]
-    changed = True
-    while changed:  # passes until none removes anything: a write goes once its reads went
+    def still_fails(sub):
+        if not explains(sub):
+            return False
+        r = linearizable(sub, init, step, budget_s)
+        return not r.ok and not r.unknown
+
+    # ddmin-like: chunks of ops removed while it still fails, from halves down to single ops;
+    # the last op (the one that made the prefix fail) stays
+    deadline = time.monotonic() + budget_s
+    k = max(1, len(cur) // 2)
+    while k >= 1 and time.monotonic() < deadline:
         changed = False
         i = 0
-        while i < len(cur):
-            if cur[i] is last:
-                i += 1
-                continue
-            sub = cur[:i] + cur[i + 1:]
-            r = linearizable(sub, init, step, budget_s)
-            if not r.ok and not r.unknown and explains(sub):
+        while i < len(cur) - 1 and time.monotonic() < deadline:
+            j = min(i + k, len(cur) - 1)
+            sub = cur[:i] + cur[j:]
+            if j > i and still_fails(sub):
                 cur = sub
                 changed = True
             else:
-                i += 1
-    return cur
+                i = j
+        if not changed:
+            k //= 2
+    assert cur[-1] is last
+    return cur[-max_ops:]
 
 
 # ---------------------------------------------------------------------------------------------

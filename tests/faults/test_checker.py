@@ -86,6 +86,11 @@ class Linearizable(unittest.TestCase):
         self.assertTrue(linearizable(h, "0"))
         h = [t(0, 1), w(1.5, 3, "a"), r(4, 5, "")]
         self.assertFalse(linearizable(h, "0"))
+        # the truncate may be folded into the write's commit: never seen
+        self.assertTrue(linearizable([t(0, 1), w(0, 3, "a"), r(0.5, 0.7, "0"), r(4, 5, "a")], "0"))
+        # but it cannot take effect after it returned
+        self.assertFalse(linearizable([r(0, 0.1, "0"), t(0.2, 1), r(2, 3, "")], "0") and
+                         linearizable([t(0, 1), r(2, 3, "0"), r(4, 5, "")], "0"))
 
     def test_compare_and_create(self):
         self.assertTrue(linearizable([c(0, 1, "p1"), c(2, 3, "p2", "fail", "EEXIST")], None))

@@ -2,9 +2,11 @@
 
 Registers: files reg0..regK-1 at the mounts' root, each read and written whole by every client:
 - read: open O_RDONLY, read to the end, close (one op, the value seen);
-- in-place write: open O_WRONLY|O_TRUNC (the truncate is an op of its own, 'trunc': raftfs
-  commits the emptied file at the open, as a local file system shows it empty until the write),
-  then write the value and close (op 'write' how 'inplace', from after the open to close's return);
+- in-place write: open O_WRONLY|O_TRUNC (the truncate is an op of its own, 'trunc', from the
+  open's call to its return: raftfs may commit the emptied file at the open, as a local file
+  system shows it empty until the write), then write the value and close (op 'write' how
+  'inplace', from the open's call to close's return: the value goes to the file the open found,
+  and is dropped with it if a rename replaces that file meanwhile, as on a local file system);
 - write-temp-then-rename: the value written to a temporary name and closed, then rename() over
   the file (op 'write' how 'rename', the rename's call to its return);
 - compare-and-create: open O_CREAT|O_EXCL of cas<slot>, or mkdir dir<slot>, where the slot is the
@@ -133,6 +135,9 @@ class Client(threading.Thread):
             return
         h.complete(t, "ok")
         op = h.invoke(self.cid, self.member.name, key, "write", checker.canon(v), how="inplace")
+        # the write is to the file the open found: it may be replaced (by a rename) from then on,
+        # and its content then goes with it, so the op spans from the open to the close
+        op.call = t.call
         try:
             data = v.encode("latin-1")
             try:
