@@ -63,7 +63,7 @@ class Op:
 
     def describe(self, t0=0):
         def t(x):
-            return "∞" if x is None or x == INF else f"{(x - t0) / 1e9:9.3f}"
+            return "∞" if x is None or x == INF else f"{(x - t0) / 1e9:10.6f}"
         v = self.value
         if isinstance(v, str) and len(v) > 40:
             v = short(v)
@@ -368,8 +368,16 @@ def lost_acks(ops, revs, stale_ns=0):
     replaced meanwhile"): allowed when a rename of the key, which did commit, overlapped the
     write from its open (the truncate op before it) to its close. On default mounts the writer's
     member may not have applied a rename that returned on another member (bounded staleness), so
-    there the rename may also have returned up to stale_ns before the open."""
+    there the rename may also have returned up to stale_ns before the open, unless the writer's
+    member had already shown the rename's revision or a later one (a read or write on it that
+    returned before the open)."""
     out = []
+    shown = {}  # member -> [(ret, revision)] of its ok reads and writes of known revision
+    for op in ops:
+        if op.status == "ok" and op.f in ("read", "write") and op.value:
+            r = revs.get((op.key, op.value))
+            if r is not None:
+                shown.setdefault((op.member, op.key), []).append((op.ret, r))
     renames = {}
     prev = {}
     last = {}
@@ -384,10 +392,13 @@ def lost_acks(ops, revs, stale_ns=0):
         if op.how == "inplace":
             p = prev.get(op.id)
             start = p.call if p is not None and p.f == "trunc" and p.key == op.key else op.call
+            seen = max((rv for t, rv in shown.get((op.member, op.key), []) if t < start),
+                       default=0)
             over = [r for r in renames.get(op.key, [])
                     if r.call < op.ret and (r.ret is None or r.status == "info"
                                             or r.ret > start - (stale_ns if r.member != op.member
-                                                                else 0))]
+                                                                else 0))
+                    and revs[(r.key, r.value)] > seen]
             if over:
                 continue
         out.append(Anomaly("lost-ack", op.key,

@@ -202,6 +202,9 @@ class Sequential(unittest.TestCase):
         h = [t(2, 3, p=7), w(3.5, 5, "zz", p=7), w(0.5, 0.8, "b", how="rename", p=8, m="n2")]
         self.assertEqual(checker.lost_acks(h, self.revs, stale_ns=10), [])
         self.assertEqual(len(checker.lost_acks(h, self.revs, stale_ns=0)), 1)
+        # ...unless the writer's member had shown that rename's value before the open
+        h.append(r(1, 1.5, "b", p=9, m="n1"))
+        self.assertEqual(len(checker.lost_acks(h, self.revs, stale_ns=10)), 1)
 
 
 class Watches(unittest.TestCase):
