@@ -64,6 +64,12 @@ def errname(e):
     return errno.errorcode.get(e.errno, str(e.errno)) if isinstance(e, OSError) else repr(e)
 
 
+# the ops a client picks from, with their weights (--ops chooses a subset)
+WEIGHTS = {"read": 45, "inplace": 20, "rename": 20, "create": 8, "mkdir": 7}
+OPS = {"read": "read", "inplace": "write_inplace", "rename": "write_rename", "create": "create",
+       "mkdir": "mkdir"}
+
+
 class Client(threading.Thread):
     def __init__(self, wl, cid, member):
         super().__init__(daemon=True, name=f"client{cid}")
@@ -74,27 +80,44 @@ class Client(threading.Thread):
         self.seq = 0
         self.ops_done = 0
 
-    def path(self, name):
-        return os.path.join(self.member.mountpoint, name)
+    def root(self):
+        """A descriptor of the mount's root, or None when the member's mount is not there: after a
+        kill the mountpoint is a plain directory, and an op there would not be an op of raftfs
+        at all. FUSE's root is inode 1; what the op opens is relative to this descriptor."""
+        try:
+            fd = os.open(self.member.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_ino == 1:
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
 
     def run(self):
         wl = self.wl
         while not wl.stop.is_set():
             x = self.rng.random()
             key = f"reg{self.rng.randrange(wl.keys)}"
+            self.dfd = self.root()
+            if self.dfd is None:
+                time.sleep(0.1)  # the member is down: its clients wait
+                continue
             try:
-                if x < 0.45:
-                    self.read(key)
-                elif x < 0.65:
-                    self.write_inplace(key)
-                elif x < 0.85:
-                    self.write_rename(key)
-                elif x < 0.93:
-                    self.create()
-                else:
-                    self.mkdir()
+                for name, upto in wl.mix:
+                    if x < upto:
+                        getattr(self, OPS[name])(*([key] if name in ("read", "inplace",
+                                                                       "rename") else []))
+                        break
             except Exception as e:  # noqa: BLE001 - a client bug must not end the run silently
                 wl.errors.append(f"client {self.cid}: {e!r}")
+            finally:
+                try:
+                    os.close(self.dfd)
+                except OSError:
+                    pass
             self.ops_done += 1
             time.sleep(self.rng.uniform(0, wl.pause_s))
 
@@ -110,7 +133,7 @@ class Client(threading.Thread):
         h = self.wl.history
         op = h.invoke(self.cid, self.member.name, key, "read", None)
         try:
-            fd = os.open(self.path(key), os.O_RDONLY)
+            fd = os.open(key, os.O_RDONLY, dir_fd=self.dfd)
             try:
                 chunks = []
                 while True:
@@ -129,7 +152,7 @@ class Client(threading.Thread):
         v = self.value()
         t = h.invoke(self.cid, self.member.name, key, "trunc", "")
         try:
-            fd = os.open(self.path(key), os.O_WRONLY | os.O_TRUNC)
+            fd = os.open(key, os.O_WRONLY | os.O_TRUNC, dir_fd=self.dfd)
         except OSError as e:
             h.complete(t, "info", error=errname(e))
             return
@@ -156,7 +179,7 @@ class Client(threading.Thread):
         v = self.value()
         tmp = f".{key}.tmp.{self.cid}.{self.seq}"
         try:
-            fd = os.open(self.path(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=self.dfd)
             try:
                 os.write(fd, v.encode("latin-1"))
             finally:
@@ -166,7 +189,7 @@ class Client(threading.Thread):
         op = h.invoke(self.cid, self.member.name, key, "write", checker.canon(v), how="rename",
                       tmp="/" + tmp)
         try:
-            os.rename(self.path(tmp), self.path(key))
+            os.rename(tmp, key, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
             h.complete(op, "ok")
         except OSError as e:
             h.complete(op, "info", error=errname(e))
@@ -176,7 +199,7 @@ class Client(threading.Thread):
         name = f"{prefix}{int(time.monotonic() * 2) % 100000}"
         op = h.invoke(self.cid, self.member.name, name, "create", f"p{self.cid}", how=how)
         try:
-            fn(self.path(name))
+            fn(name)
             h.complete(op, "ok")
         except FileExistsError as e:
             h.complete(op, "fail", error=errname(e))
@@ -185,11 +208,11 @@ class Client(threading.Thread):
 
     def create(self):
         def excl(p):
-            os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=self.dfd))
         self._cas("cas", excl, "excl")
 
     def mkdir(self):
-        self._cas("dir", os.mkdir, "mkdir")
+        self._cas("dir", lambda p: os.mkdir(p, dir_fd=self.dfd), "mkdir")
 
 
 class Watcher(threading.Thread):
@@ -288,7 +311,15 @@ def full_history(binary, member, upto, timeout=60):
 
 
 class Workload:
-    def __init__(self, cluster, seed, keys=3, clients_per_member=2, pause_s=0.02):
+    def __init__(self, cluster, seed, keys=3, clients_per_member=2, pause_s=0.02, ops=None):
+        ops = list(ops or WEIGHTS)
+        total = sum(WEIGHTS[o] for o in ops)
+        acc = 0.0
+        self.mix = []
+        for o in ops:
+            acc += WEIGHTS[o] / total
+            self.mix.append((o, acc))
+        self.mix[-1] = (self.mix[-1][0], 1.01)
         self.cluster = cluster
         self.seed = seed
         self.keys = keys
