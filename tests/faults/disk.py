@@ -86,7 +86,11 @@ def run(cl, wl, seed, note, final_values):
     if len(fr) < 2:
         return [f"disk: {seg} has {len(fr)} records: nothing to tear"]
     s, e = fr[-1]
-    cut = rng.randrange(s + 1, e)
+    with open(seg, "rb") as f:
+        f.seek(s)
+        rec = f.read(e - s)
+    last_nz = max(i for i, b in enumerate(rec) if b)  # zeroing only padding would change nothing
+    cut = s + rng.randrange(1, last_nz + 1)
     with open(seg, "r+b") as f:
         f.seek(cut)
         f.write(b"\0" * (e - cut))
