@@ -186,7 +186,6 @@ def prepare(ops):
 def linearizable(ops, init, step=register_step, budget_s=60.0):
     """Whether ops (all on one key) are linearizable from state init. Returns a Result."""
     ops = prepare(ops)
-    n = len(ops)
     entries = []
     required = 0
     for i, op in enumerate(ops):
