@@ -385,6 +385,9 @@ def lost_acks(ops, revs, stale_ns=0):
         last[op.process] = op
         if op.f == "write" and op.how == "rename" and (op.key, op.value) in revs:
             renames.setdefault(op.key, []).append(op)
+    by_key = {}
+    for op in ops:
+        by_key.setdefault(op.key, []).append(op)
     for op in ops:
         if op.f != "write" or op.status != "ok" or (op.key, op.value) in revs:
             continue
@@ -401,8 +404,25 @@ def lost_acks(ops, revs, stale_ns=0):
             if over:
                 continue
         out.append(Anomaly("lost-ack", op.key,
-                           f"{op.how} write acknowledged but in no revision of the key", [op]))
+                           f"{op.how} write acknowledged but in no revision of the key",
+                           [op] + _context(by_key.get(op.key, []), op)))
     return out
+
+
+def _context(kops, op):
+    """What shows a lost write: the writes that overlapped it or returned last before it, and the
+    first read after it on each member."""
+    before = [o for o in kops if o.f in ("write", "trunc") and o is not op and o.ret is not None
+              and o.ret < op.call]
+    ctx = sorted(before, key=lambda o: o.ret)[-2:]
+    ctx += [o for o in kops if o.f in ("write", "trunc") and o is not op and o.call <= op.ret
+            and (o.ret is None or o.ret >= op.call)]
+    seen = set()
+    for o in sorted(kops, key=lambda o: o.call):
+        if o.f == "read" and o.status == "ok" and o.call > op.ret and o.member not in seen:
+            seen.add(o.member)
+            ctx.append(o)
+    return ctx
 
 
 def _rev_range(op, revs, empties, inits):
