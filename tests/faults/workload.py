@@ -27,6 +27,7 @@ import json
 import os
 import random
 import select
+import shutil
 import subprocess
 import threading
 import time
@@ -267,6 +268,57 @@ class Watcher(threading.Thread):
         self.join(timeout=10)
 
 
+class Inotify:
+    """`inotifywait -m` on a member's mount root: the kernel's own events for changes made through
+    this mount and the replayed ones for changes made on other members. A stream that ends
+    before stop() (its member killed: events of the time it was down are never replayed) is
+    marked broken and not checked."""
+
+    def __init__(self, member):
+        self.member = member
+        self.lines = []
+        self.proc = None
+        self.broken = False
+        self.stopping = False
+        self.thread = None
+
+    def start(self, timeout=10):
+        self.proc = subprocess.Popen(
+            ["inotifywait", "-m", "--format", "%e %c %f", self.member.mountpoint],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # "Watches established." on stderr
+            line = self.proc.stderr.readline()
+            if not line or "established" in line:
+                break
+        self.thread = threading.Thread(target=self._read, daemon=True,
+                                       name=f"inotify-{self.member.name}")
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+        if not self.stopping:
+            self.broken = True
+
+    def stop(self):
+        self.stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+    def events(self):
+        """(events, cookie, name) per line; events a set like {'MOVED_TO'}."""
+        out = []
+        for ln in self.lines:
+            parts = ln.split(" ", 2)
+            if len(parts) == 3:
+                out.append((set(parts[0].split(",")), parts[1], parts[2]))
+        return out
+
+
 def normalize(e):
     v = e.get("value")
     if v is not None:
@@ -347,8 +399,13 @@ class Workload:
         rev = self.cluster.wait_converged()
         self.start_rev = rev + 1
         self.watchers = [Watcher(self, mm, self.start_rev) for mm in self.cluster.members]
+        self.inotify = []
+        if shutil.which("inotifywait"):
+            self.inotify = [Inotify(mm) for mm in self.cluster.members]
 
     def start(self):
+        for n in self.inotify:
+            n.start()
         for w in self.watchers:
             w.start()
         for c in self.clients:
