@@ -217,6 +217,14 @@ class Watches(unittest.TestCase):
         self.assertEqual(checker.watch_anomalies("w", self.ref[1:], self.ref), [])
         self.assertEqual(checker.watch_anomalies("w", self.ref[1:], self.ref, start=3), [])
 
+    def test_session_cut_by_a_kill_may_end_inside_a_revision(self):
+        got = self.ref[:2]  # revision 3 printed half: its member died
+        self.assertTrue(checker.watch_anomalies("w", got, self.ref))
+        self.assertEqual(checker.watch_anomalies("w", got, self.ref, cut=True), [])
+        # but nothing before its last revision may be missing
+        self.assertTrue(checker.watch_anomalies("w", [self.ref[0], self.ref[2]], self.ref,
+                                                cut=True))
+
     def test_gap_at_the_start_fails(self):
         self.assertTrue(checker.watch_anomalies("w", self.ref[1:], self.ref, start=2))
 

@@ -225,6 +225,7 @@ class Watcher(threading.Thread):
         self.member = member
         self.next_rev = start_rev
         self.sessions = []  # (start revision asked, [events])
+        self.cut = set()  # indexes of sessions that ended with their member
         self.proc = None
         self.done = threading.Event()
         self.lock = threading.Lock()
@@ -254,6 +255,11 @@ class Watcher(threading.Thread):
                 events.append(normalize(e))
                 self.next_rev = e["revision"] + 1
             self.proc.wait()
+            if not self.done.is_set() and events:
+                # it ended with its member: its last revision may have been cut between two
+                # events, so the next session starts again at that revision
+                self.cut.add(len(self.sessions) - 1)
+                self.next_rev = events[-1]["revision"]
             if not self.done.is_set():
                 time.sleep(0.3)
 
@@ -283,6 +289,7 @@ class Inotify:
         self.thread = None
 
     def start(self, timeout=10):
+        self.starts = self.member.starts  # a restart since means events were lost meanwhile
         self.proc = subprocess.Popen(
             ["inotifywait", "-m", "--format", "%e %c %f", self.member.mountpoint],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -308,6 +315,12 @@ class Inotify:
             self.proc.wait()
         if self.thread is not None:
             self.thread.join(timeout=10)
+
+    def is_broken(self):
+        """Whether the stream missed events: it ended, its mount went away (the watch is then
+        gone: IN_UNMOUNT, IN_IGNORED), or its member was restarted."""
+        return (self.broken or self.member.starts != self.starts or
+                any(e & {"UNMOUNT", "IGNORED", "DELETE_SELF"} for e, _, _ in self.events()))
 
     def events(self):
         """(events, cookie, name) per line; events a set like {'MOVED_TO'}."""
