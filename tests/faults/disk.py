@@ -12,6 +12,9 @@ the damage is all that is tested (wal/FORMAT.md, "Reading"):
 - flipped bit: the victim is SIGKILLed, one bit of an earlier record (not the last) is flipped,
   it is restarted. It must refuse to start, naming the file and an offset. Then the segment is
   restored and it must start and converge again.
+- flipped bit in the newest snapshot file, if the victim has one: it must either start past it
+  (the file renamed .broken, the next newest or the WAL used, named in its log) and serve what
+  the others serve, or refuse naming the file; refused, the file is restored and it must start.
 """
 
 import os
@@ -168,4 +171,59 @@ def run(cl, wl, seed, note, final_values):
         return problems
     note(f"disk: {m.name} started again on the restored segment")
     converge_and_compare("bit-flip-restored")
+
+    # 3. a flipped bit in the newest snapshot file, when there is one
+    snapdir = os.path.join(m.data_dir, "member", "snap")
+    snaps = sorted(f for f in os.listdir(snapdir) if f.endswith(".snap")) \
+        if os.path.isdir(snapdir) else []
+    if not snaps:
+        note(f"disk: {m.name} has no snapshot file to damage")
+        return problems
+    time.sleep(1)
+    m.kill()
+    snap = os.path.join(snapdir, snaps[-1])
+    size = os.path.getsize(snap)
+    pos = rng.randrange(size)
+    bit = rng.randrange(8)
+    with open(snap, "r+b") as f:
+        f.seek(pos)
+        orig = f.read(1)
+        f.seek(pos)
+        f.write(bytes([orig[0] ^ (1 << bit)]))
+        f.flush()
+        os.fsync(f.fileno())
+    note(f"disk: {m.name}: bit {bit} of byte {pos} of {snaps[-1]} ({size} bytes) flipped")
+    before = len(m.daemon.stderr())
+    m.start()
+    how, rc = _outcome(m)
+    log = m.daemon.stderr()[before:]
+    named = any(snaps[-1] in ln for ln in log.splitlines())
+    if how == "mounted":
+        # wal/FORMAT.md: the file is renamed .broken, the next newest (or none) is used
+        note(f"disk: {m.name} started past the damaged snapshot"
+             f"{' (named in its log)' if named else ''}")
+        if not named:
+            problems.append(f"disk/snap-flip: {m.name} started without a log line naming "
+                            f"{snaps[-1]}")
+        converge_and_compare("snap-flip")
+    elif how == "exited":
+        note(f"disk: {m.name} refused the damaged snapshot (exit {rc})")
+        if not named:
+            problems.append(f"disk/snap-flip: {m.name} refused without naming {snaps[-1]}:\n"
+                            f"{log[-2000:]}")
+        if os.path.exists(snap + ".broken") and not os.path.exists(snap):
+            os.rename(snap + ".broken", snap)
+        with open(snap, "r+b") as f:
+            f.seek(pos)
+            f.write(orig)
+        m.start()
+        how, rc = _outcome(m)
+        if how != "mounted":
+            problems.append(f"disk/snap-flip: {m.name} did not start again on the restored "
+                            f"snapshot ({how} {rc})")
+            return problems
+        converge_and_compare("snap-flip-restored")
+    else:
+        problems.append(f"disk/snap-flip: {m.name} neither mounted nor exited in 30 s")
+        m.kill()
     return problems
