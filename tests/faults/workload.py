@@ -290,6 +290,7 @@ class Inotify:
 
     def start(self, timeout=10):
         self.starts = self.member.starts  # a restart since means events were lost meanwhile
+        self.log_from = len(self.member.daemon.stderr())
         self.proc = subprocess.Popen(
             ["inotifywait", "-m", "--format", "%e %c %f", self.member.mountpoint],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -321,6 +322,11 @@ class Inotify:
         gone: IN_UNMOUNT, IN_IGNORED), or its member was restarted."""
         return (self.broken or self.member.starts != self.starts or
                 any(e & {"UNMOUNT", "IGNORED", "DELETE_SELF"} for e, _, _ in self.events()))
+
+    def snapshot_restored(self):
+        """Whether the member restored a snapshot from the leader since the stream began: a
+        snapshot raises no inotify events (README.md, "What local means for inotify")."""
+        return "restored the snapshot" in self.member.daemon.stderr()[self.log_from:]
 
     def events(self):
         """(events, cookie, name) per line; events a set like {'MOVED_TO'}."""
