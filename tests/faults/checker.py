@@ -338,8 +338,11 @@ class Anomaly:
         self.ops = ops
 
     def report(self, t0=0):
+        """The anomaly, its ops in call order; the op it is about (the first given) marked *."""
         lines = [f"ANOMALY {self.kind} on {self.key}: {self.message}"]
-        lines += ["    " + o.describe(t0) for o in sorted(self.ops, key=lambda o: o.call)]
+        subject = self.ops[0] if self.ops else None
+        lines += [("  * " if o is subject else "    ") + o.describe(t0)
+                  for o in sorted(self.ops, key=lambda o: o.call)]
         return "\n".join(lines)
 
 
