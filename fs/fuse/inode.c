@@ -241,18 +241,22 @@ static int at_or_under(const char *path, const char *prefix, size_t plen)
 	return path[plen] == '\0' || path[plen] == '/' || (plen == 1 && prefix[0] == '/');
 }
 
-/* An inode made after rev stood for its path as it was then, not at rev. */
+/*
+ * An inode made after rev stands for what its path held then, which is what the change of rev + 1
+ * put there or later: a delete or rename replayed late leaves it attached (a writer's handle on it
+ * commits to its path), and the change that ends that file detaches it when its turn comes.
+ */
 static void detach_locked(struct fs_itable *it, const char *path, int64_t rev)
 {
 	size_t plen = strlen(path);
 	for (size_t i = 0; i < it->nbuckets; i++) {
 		for (struct fs_inode *in = it->by_ino[i]; in; in = in->ino_next) {
-			if (in->ino == FS_ROOT_INO || in->detached ||
+			if (in->ino == FS_ROOT_INO || in->detached || in->born > rev ||
 			    !at_or_under(in->path, path, plen))
 				continue;
 			unlink_path(it, in);
 			in->detached = 1;
-			in->stale_rev = in->born > rev ? in->born : rev;
+			in->stale_rev = rev;
 		}
 	}
 }

@@ -72,14 +72,14 @@ void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n);
 /*
  * Moves every inode at or under `from` made by revision rev (the one before the rename) to the
  * same place under `to`; inodes made later stand for a file made there since and stay. Detaches
- * what was at or under `to`, which existed last at revision rev (or, made later, when it was
- * made).
+ * what was at or under `to` made by rev, which existed last at rev; an inode made at `to` later
+ * stands for what the rename put there (or a later file) and stays.
  */
 int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int64_t rev);
 
 /*
- * Detaches the inodes at or under path (it was deleted; rev is the last revision it existed at,
- * or for an inode made later, the revision it was made at).
+ * Detaches the inodes at or under path made by revision rev (it was deleted; rev is the last
+ * revision it existed at). One made later stands for a file made there since, and stays.
  */
 void fs_itable_detach(struct fs_itable *it, const char *path, int64_t rev);
 

@@ -573,6 +573,7 @@ struct fh {
 	fuse_ino_t parent; /* created: the directory it was created in */
 	int written;       /* a write came through it since it was opened (created: the kernel
 			    * dropped its times and size) */
+	int64_t open_rev;  /* writable: the store's revision when it was opened (commit) */
 	int kill_priv;     /* written by a process other than root (no CAP_FSETID): the commit
 			    * clears set-user-ID and set-group-ID bits, as the kernel does locally */
 };
@@ -807,6 +808,7 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int flags
 	strcpy(h->path, path);
 	h->ino = ino;
 	h->writable = (flags & O_ACCMODE) != O_RDONLY;
+	h->open_rev = store_rev(o->store);
 	if (!h->writable)
 		fh_pin(o, h, path, &kv);
 	if (h->writable) {
@@ -1036,10 +1038,26 @@ static int commit_propose(struct pending *p)
 }
 
 /* Commits a dirty handle's content as one proposal, then replies (flush, fsync, release). */
+/*
+ * Whether h's inode was detached for a change its open came after: the table moves and detaches
+ * inodes for other members' changes only when the replay performs them, so an open can meet the
+ * old inode of a name already deleted or replaced in the store, and get the name's current
+ * content (fh_open reads the store). Such a handle holds that name's file, and its commit goes
+ * to the name (h->path, as opened). Detached for a change after its open, it holds an unlinked
+ * file, whose writes go nowhere, as on a local file system.
+ */
+static int fh_stale_at_open(struct fs_ops *o, const struct fh *h)
+{
+	char path[FS_PATH_MAX_BYTES + 1];
+	int64_t gone = 0; /* the last revision the inode's file existed at */
+	return fs_itable_path_at(&o->itable, h->ino, path, sizeof path, &gone) >= 0 && gone &&
+	       gone < h->open_rev;
+}
+
 static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
 {
-	if (h->dirty && !h->failed && fh_path(o, h) != 0)
-		h->dirty = 0; /* deleted or replaced meanwhile: its content goes with it */
+	if (h->dirty && !h->failed && fh_path(o, h) != 0 && !fh_stale_at_open(o, h))
+		h->dirty = 0; /* deleted or replaced after it was opened: its content goes with it */
 	if (h->failed || !h->dirty) {
 		int err = h->failed;
 		if (release)

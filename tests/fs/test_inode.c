@@ -126,16 +126,22 @@ CHECK_TEST(a_rename_replayed_late_spares_inodes_made_after_it)
 	CHECK_STR_EQ(path_of(&it, moved), "/conf");
 	char buf[64];
 	int64_t rev = -1;
+	/* made at 9 for /conf, it stands for what the rename put there: it stays, so that a
+	   writer that opened it commits to /conf (a detached inode's writes go nowhere) */
 	CHECK_EQ(fs_itable_path_at(&it, since, buf, sizeof buf, &rev), 5);
-	CHECK_EQ(rev, 9); /* it stood for /conf as it was at 9, not at 4 */
-	/* a temporary file made again since is not the one renamed */
+	CHECK_STR_EQ(buf, "/conf");
+	CHECK_EQ(rev, 0);
+	/* a temporary file made again since is not the one renamed, nor the one deleted */
 	fs_itable_forget(&it, moved, 1);
 	uint64_t again = fs_itable_lookup(&it, "/.conf.tmp");
 	CHECK_EQ(fs_itable_rename(&it, "/.conf.tmp", "/conf", 7), 0);
 	CHECK_STR_EQ(path_of(&it, again), "/.conf.tmp");
 	fs_itable_detach(&it, "/.conf.tmp", 7);
+	CHECK_STR_EQ(path_of(&it, again), "/.conf.tmp");
+	/* its own delete, replayed, detaches it */
+	fs_itable_detach(&it, "/.conf.tmp", 11);
 	CHECK_EQ(fs_itable_path_at(&it, again, buf, sizeof buf, &rev), 10);
-	CHECK_EQ(rev, 9);
+	CHECK_EQ(rev, 11);
 	fs_itable_close(&it);
 }
 
