@@ -29,6 +29,7 @@ import random
 import select
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -226,6 +227,7 @@ class Watcher(threading.Thread):
         self.next_rev = start_rev
         self.sessions = []  # (start revision asked, [events])
         self.cut = set()  # indexes of sessions that ended with their member
+        self.ends = []  # (start revision, events, exit status, its stderr's last line) per session
         self.proc = None
         self.done = threading.Event()
         self.lock = threading.Lock()
@@ -237,14 +239,14 @@ class Watcher(threading.Thread):
                 continue
             events = []
             start = self.next_rev
+            err = tempfile.TemporaryFile()
             with self.lock:
                 if self.done.is_set():
                     break
                 self.proc = subprocess.Popen(
                     [self.wl.cluster.binary, "watch", self.member.mountpoint, "/", "--prefix",
                      "--rev", str(start), "-w", "json"],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL)
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
             self.sessions.append((start, events))
             for line in self.proc.stdout:
                 try:
@@ -254,7 +256,11 @@ class Watcher(threading.Thread):
                     continue
                 events.append(normalize(e))
                 self.next_rev = e["revision"] + 1
-            self.proc.wait()
+            status = self.proc.wait()
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()
+            err.close()
+            self.ends.append((start, len(events), status, tail[-1] if tail else ""))
             if not self.done.is_set() and events:
                 # it ended with its member: its last revision may have been cut between two
                 # events, so the next session starts again at that revision
