@@ -22,6 +22,7 @@ against the members' full history (checker.watch_anomalies).
 """
 
 import base64
+import binascii
 import errno
 import json
 import os
@@ -234,15 +235,23 @@ class Watcher(threading.Thread):
 
     def run(self):
         while not self.done.is_set():
-            if not self.member.alive or self.member.paused:
-                time.sleep(0.2)
-                continue
-            events = []
-            start = self.next_rev
-            err = tempfile.TemporaryFile()
+            try:
+                self._session()
+            except Exception as e:  # noqa: BLE001 - said in the anomaly, never a silent end
+                self.ends.append((self.next_rev, 0, "exception", repr(e)))
+                time.sleep(0.3)
+
+    def _session(self):
+        """One `raftfs watch` from next_rev, until it ends (or a wait while its member is down)."""
+        if not self.member.alive or self.member.paused:
+            time.sleep(0.2)
+            return
+        events = []
+        start = self.next_rev
+        with tempfile.TemporaryFile() as err:
             with self.lock:
                 if self.done.is_set():
-                    break
+                    return
                 self.proc = subprocess.Popen(
                     [self.wl.cluster.binary, "watch", self.member.mountpoint, "/", "--prefix",
                      "--rev", str(start), "-w", "json"],
@@ -251,23 +260,25 @@ class Watcher(threading.Thread):
             for line in self.proc.stdout:
                 try:
                     e = json.loads(line)
-                except ValueError:
+                    events.append(normalize(e))
+                except (ValueError, KeyError, TypeError, binascii.Error):
+                    # not an event (a line cut by its member's death, an error): shown as such,
+                    # never the end of the watcher, which goes on with the next session
                     events.append({"revision": -1, "type": "GARBAGE", "key": line[:80]})
                     continue
-                events.append(normalize(e))
                 self.next_rev = e["revision"] + 1
             status = self.proc.wait()
             err.seek(0)
             tail = err.read().decode(errors="replace").strip().splitlines()
-            err.close()
-            self.ends.append((start, len(events), status, tail[-1] if tail else ""))
-            if not self.done.is_set() and events:
-                # it ended with its member: its last revision may have been cut between two
-                # events, so the next session starts again at that revision
-                self.cut.add(len(self.sessions) - 1)
-                self.next_rev = events[-1]["revision"]
-            if not self.done.is_set():
-                time.sleep(0.3)
+        self.ends.append((start, len(events), status, tail[-1] if tail else ""))
+        got = [e for e in events if e["revision"] >= 0]
+        if not self.done.is_set() and got:
+            # it ended with its member: its last revision may have been cut between two
+            # events, so the next session starts again at that revision
+            self.cut.add(len(self.sessions) - 1)
+            self.next_rev = got[-1]["revision"]
+        if not self.done.is_set():
+            time.sleep(0.3)
 
     def last_rev(self):
         return self.next_rev - 1
