@@ -2055,7 +2055,10 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	memcpy(path, ev->kv.key, ev->kv.key_len);
 	path[ev->kv.key_len] = '\0';
 	parent_of(path, parent);
-	if (came_with_parent(o, parent, ev->kv.mod_revision))
+	/* only a name that comes or goes can come with its directory: a write to a file does not
+	   pay for the look-up */
+	if ((ev->type == STORE_EVENT_DELETE || ev->kv.version == 1) &&
+	    came_with_parent(o, parent, ev->kv.mod_revision))
 		return; /* one invalidation, one detach, for the whole tree (its top's) */
 	uint64_t ino = fs_itable_find(&o->itable, path);
 	if (ino)
