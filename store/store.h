@@ -5,7 +5,8 @@
  * sub numbers the operations inside it. Functions return 0 or a negative errno / STORE_E* code.
  *
  * The store is pure in-memory and single-threaded: the member's event loop owns it and nothing in
- * it locks. It has no clock: lease expiry uses the `now_ms` the caller passes, and the file times
+ * it locks. It has no clock: lease expiry uses the `now_ms` the caller passes (a monotonic clock
+ * of the caller's, so that a stepped wall clock moves no expiry), and the file times
  * stored with each value (struct store_meta) come from the proposal, so every member applies the
  * same bytes. Allocation failure aborts the process (a member that cannot apply an entry must not
  * go on diverging from its peers); every other failure is a returned code.

@@ -34,20 +34,6 @@ static const struct {
 };
 #define N_FILES ((int)(sizeof files / sizeof files[0]))
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---- output buffers --------------------------------------------------------------------------- */
 
 struct out {
@@ -221,7 +207,7 @@ static int call_propose(struct fs_control_call *call, Rpc__Request *req)
 {
 	struct fs_control *c = call->c;
 	req->has_time_ns = 1;
-	req->time_ns = wall_ns();
+	req->time_ns = fs_clock_wall_ns();
 	int rc = fs_kv_propose(c->member, req, on_call, call);
 	if (rc)
 		call_free(call);
@@ -333,14 +319,14 @@ static void on_session(struct fs_control_call *call, int status, const Rpc__Resp
 				resp->lease_ttl);
 		c->session = resp->lease_id;
 		ttl = resp->lease_ttl ? resp->lease_ttl : ttl;
-		c->session_renew_ms = wall_ms() + ttl * 1000 / 3;
+		c->session_renew_ms = fs_clock_mono_ms() + ttl * 1000 / 3;
 	} else if (!granting && status == STORE_ELEASENOTFOUND) {
 		FS_WARN("session lease %" PRId64 " expired while this member was cut off: its ephemeral "
 			"files are gone; granting a new one", c->session);
 		c->session = 0;
 	} else {
 		/* no quorum for now: try again on a later tick, without a line each time */
-		c->session_renew_ms = wall_ms() + 1000;
+		c->session_renew_ms = fs_clock_mono_ms() + 1000;
 		FS_DEBUG("session lease %s failed: %s", granting ? "grant" : "keep-alive",
 			 fs_strerror(status));
 	}
@@ -457,7 +443,7 @@ static void on_tick(uv_timer_t *t)
 		return;
 	struct fs_member_status st;
 	fs_member_status(c->member, &st);
-	int64_t now = wall_ms();
+	int64_t now = fs_clock_mono_ms();
 	if (st.is_leader) {
 		if (c->promoted_term != st.term) {
 			/* the old leader's view of expiries died with it: every lease gets its TTL anew */
@@ -780,7 +766,7 @@ static void cmd_lease(struct cmd *k)
 		cmd_propose(k, &req, done_lease, v, sub);
 	} else if (!strcmp(sub, "ttl")) {
 		struct store_lease_info info;
-		if (store_lease_time_to_live(c->store, v, wall_ms(), &info) != 0) {
+		if (store_lease_time_to_live(c->store, v, fs_clock_mono_ms(), &info) != 0) {
 			cmd_fail(k, "lease %" PRId64 " not found", v);
 			return;
 		}
@@ -806,7 +792,7 @@ static void cmd_lease(struct cmd *k)
 		out_printf(&k->h->out, "ok\n%s", k->h->json ? "{\"leases\":[" : "");
 		for (size_t i = 0; i < n; i++) {
 			struct store_lease_info info = {0};
-			store_lease_time_to_live(c->store, ids[i], wall_ms(), &info);
+			store_lease_time_to_live(c->store, ids[i], fs_clock_mono_ms(), &info);
 			int64_t rem = info.remaining_ms == INT64_MAX ? info.ttl_s
 								     : (info.remaining_ms + 999) / 1000;
 			if (k->h->json)

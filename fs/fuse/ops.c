@@ -33,13 +33,6 @@
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /*
  * Looks a key up at revision rev (0: current); 0 with *kv (pointing into the store until its next
  * change), -ENOENT when it does not exist then (or that revision was compacted).
@@ -269,7 +262,7 @@ static void on_proposed(void *arg, uint64_t id, int status, const void *result, 
 /* Proposes the transaction; p->done runs with the outcome. Returns 0 or a negative errno. */
 static int propose_txn(struct pending *p, struct fs_txn *tb)
 {
-	return fs__txn_propose(tb, p->o->member, now_ns(), on_proposed, p);
+	return fs__txn_propose(tb, p->o->member, fs_clock_wall_ns(), on_proposed, p);
 }
 
 /* ---- linearizable reads ----------------------------------------------------------------------- */
@@ -1030,7 +1023,7 @@ static int commit_propose(struct pending *p)
 		return -ENOMEM;
 	struct fs_txn_view v = view_of(p->o);
 	int rc = fs__txn_commit(tb, &v, h->path, h->buf, h->len, h->created ? &h->cmeta : NULL,
-				h->kill_priv, now_ns());
+				h->kill_priv, fs_clock_wall_ns());
 	if (!rc)
 		rc = propose_txn(p, tb);
 	fs__txn_free(tb);
@@ -1227,7 +1220,7 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		rc = -EPERM;
 	if (!rc) {
 		const struct fuse_ctx *ctx = fuse_req_ctx(req);
-		int64_t now = now_ns();
+		int64_t now = fs_clock_wall_ns();
 		struct store_meta m = {.type = type, .mode = (uint32_t)mode & 07777, .uid = ctx->uid,
 				       .gid = ctx->gid, .atime_ns = now, .mtime_ns = now,
 				       .ctime_ns = now};
@@ -1293,7 +1286,7 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	}
 	if (!h->ino) {
 		const struct fuse_ctx *ctx = fuse_req_ctx(req);
-		int64_t now = now_ns();
+		int64_t now = fs_clock_wall_ns();
 		strcpy(h->path, path);
 		h->ino = e.ino;
 		h->writable = h->dirty = h->created = 1;
@@ -1433,7 +1426,7 @@ static int remove_start(struct pending *p)
 	if (!tb)
 		return -ENOMEM;
 	struct fs_txn_view v = view_of(p->o);
-	int rc = fs__txn_remove(tb, &v, p->path, p->dir, now_ns());
+	int rc = fs__txn_remove(tb, &v, p->path, p->dir, fs_clock_wall_ns());
 	if (!rc)
 		rc = propose_txn(p, tb);
 	fs__txn_free(tb);
@@ -1495,7 +1488,7 @@ static void rename_start(struct pending *p)
 	int rc = -ENOMEM;
 	if (tb) {
 		struct fs_txn_view v = view_of(p->o);
-		rc = fs__txn_rename(tb, &v, p->path, p->path2, (unsigned)p->flags, now_ns());
+		rc = fs__txn_rename(tb, &v, p->path, p->path2, (unsigned)p->flags, fs_clock_wall_ns());
 		if (!rc)
 			rc = propose_txn(p, tb);
 	}
@@ -1572,7 +1565,7 @@ static void setattr_start(struct pending *p)
 		struct fh *h = p->fh;
 		struct fs_txn_content buffered = {h ? h->buf : NULL, h ? h->len : 0};
 		rc = fs__txn_setattr(tb, &v, p->path, &p->attr, p->to_set, h ? &buffered : NULL,
-				     p->o->opt.max_value_bytes, now_ns());
+				     p->o->opt.max_value_bytes, fs_clock_wall_ns());
 		if (!rc)
 			rc = propose_txn(p, tb);
 	}

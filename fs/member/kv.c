@@ -247,7 +247,12 @@ static int apply_request(struct fs_kv *kv, uint64_t index, const Rpc__Request *r
 			 Rpc__Response *out)
 {
 	struct store *s = kv->store;
-	int64_t now_ms = r->time_ns / 1000000;
+	/*
+	 * A lease's expiry is this member's own (only its leader acts on it, and a new leader gives
+	 * every lease its TTL anew): measured on the monotonic clock from when the grant or renewal
+	 * applies here, never on the proposer's wall clock, which may be far from the leader's.
+	 */
+	int64_t now_ms = fs_clock_mono_ms();
 	int rc;
 	switch (r->op_case) {
 	case RPC__REQUEST__OP_ALARM:

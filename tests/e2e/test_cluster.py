@@ -209,6 +209,91 @@ def test_ephemeral_file_goes_with_its_member(cluster, raftfs_bin):
     assert wait_for(lambda: read(os.path.join(n1.mountpoint, "services/n3")) is None, 3)
 
 
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def test_a_jumped_clock_expires_no_lease_early_and_none_late(cluster, ws, raftfs_bin):
+    """Members' wall clocks jumped forward and back (libfaketime, as an NTP step does; the
+    monotonic clock stays true): a lease kept alive is kept on any leader, and one no longer kept
+    alive goes after its TTL, whichever member's clock proposed its renewals."""
+    if not os.path.exists(FAKETIME_LIB):
+        pytest.skip("libfaketime is not installed (apt-get install faketime)")
+    clocks = {}
+
+    def env(name):
+        clocks[name] = ws.path(name + ".faketime")
+        write(clocks[name], b"+0\n")
+        e = dict(os.environ, LD_PRELOAD=FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE=clocks[name],
+                 FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_CACHE_DURATION="1")
+        e["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                   "verify_asan_link_order=0"]))
+        return e
+
+    members = cluster(3, extra=("--session-ttl", "5"), env=env)
+    by_name = {m.name: m for m in members}
+    status = os.path.join(members[0].mountpoint, ".raftfs/status")
+    assert wait_for(lambda: json.loads(read(status))["leader"] is not None)
+    leader = by_name[json.loads(read(status))["leader"]]
+    followers = [m for m in members if m is not leader]
+    ttl = 6
+    lid = str(json.loads(ok(raftfs_bin, "lease", "grant", leader.mountpoint, str(ttl), "-w",
+                            "json"))["id"])
+    ok(raftfs_bin, "put", os.path.join(leader.mountpoint, "held"), "--lease", lid,
+       input=b"kept alive by its holder\n")
+    eph = followers[0]
+    session = os.path.join(eph.mountpoint, ".raftfs/session")
+    assert wait_for(lambda: read(session) not in (None, b""))
+    sid = read(session).strip()
+    write(os.path.join(eph.mountpoint, "ephemeral"), b"on its member's session\n")
+    os.setxattr(os.path.join(eph.mountpoint, "ephemeral"), "user.raftfs.lease", sid)
+    names = ("held", "ephemeral")
+    for m in members:
+        for n in names:
+            assert wait_for(lambda: read(os.path.join(m.mountpoint, n)) is not None), (m.name, n)
+
+    def keep_alive_and_check(seconds):
+        """Renews the lease through each member in turn every second; both files must stay on
+        every member. Returns when the last renewal that succeeded began."""
+        last = None
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for m in members:
+                began = time.monotonic()
+                r = run(raftfs_bin, "lease", "keepalive", m.mountpoint, lid, "--once")
+                assert r.returncode == 0, (m.name, r.stderr)
+                last = began
+                for o in members:
+                    for n in names:
+                        assert read(os.path.join(o.mountpoint, n)) is not None, \
+                            f"{n} gone on {o.name} with the clocks at {clock_text()}"
+                time.sleep(0.3)
+        return last
+
+    def clock_text():
+        return ", ".join(f"{n} {open(p).read().strip()}" for n, p in sorted(clocks.items()))
+
+    def jump(m, offset):
+        write(clocks[m.name], offset.encode() + b"\n")
+
+    # the leader an hour ahead, a follower an hour behind: renewals proposed on either
+    jump(leader, "+1h")
+    jump(followers[1], "-1h")
+    keep_alive_and_check(ttl + 3)  # past the clock's re-read and past a TTL
+    # and back: the leader two hours back, the follower two ahead
+    jump(leader, "-1h")
+    jump(followers[1], "+1h")
+    last = keep_alive_and_check(4)
+    # no longer kept alive: the lease goes one TTL after its last renewal (not before, and not an
+    # hour later), while the session lease of a live member stays
+    for m in members:
+        p = os.path.join(m.mountpoint, "held")
+        assert wait_for(lambda: read(p) is None, last + ttl + 4 - time.monotonic()), \
+            f"lease {lid} not expired on {m.name} with the clocks at {clock_text()}"
+    assert time.monotonic() - last >= ttl - 0.5
+    for m in members:
+        assert read(os.path.join(m.mountpoint, "ephemeral")) == b"on its member's session\n"
+
+
 def test_compact_get_and_watch_history(cluster, raftfs_bin):
     n1, n2, n3 = cluster(3)
     p = os.path.join(n1.mountpoint, "app.conf")
