@@ -9,7 +9,10 @@ Layout of one run (RUN is unique to the run: "rff" + pid + a random suffix):
 - faults on the network are nftables rules in the members' namespaces (table ip faults: a
   partition drops what comes from the cut peers; loss drops a share at random; duplication
   copies outgoing packets with `dup`), and `tc` qdiscs on eth0: netem where the kernel has it,
-  otherwise a token bucket (tbf) with a small rate, whose queue delays the peer traffic.
+  otherwise a token bucket (tbf) with a small rate, whose queue delays the peer traffic;
+- with clocks=True every member runs under libfaketime (Debian's faketime), its wall clock offset
+  by the file RUN/nI.faketime (Member.set_clock), re-read every second; the monotonic clock is
+  left true, as an NTP step or `date -s` leaves it.
 
 Everything made here is recorded at once and removed by Cluster.close(), which is safe to call
 twice and after any failure; runner.py calls it from finally, atexit and signal handlers. Stale
@@ -34,6 +37,7 @@ import harness  # noqa: E402  (tests/e2e/harness.py: Daemon start/stop escalatio
 
 SUBNET = "10.231.0"
 PEER_PORT = 2380
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
 def sh(argv, check=True, timeout=20, input=None):
@@ -96,8 +100,33 @@ class Member:
                 "--initial-cluster", c.initial_cluster, "--initial-cluster-token", c.run,
                 "--log-level", "info", *c.extra, self.mountpoint]
 
+    def env(self):
+        """The daemon's environment: None (inherited), or with libfaketime preloaded."""
+        if not self.cluster.clocks:
+            return None
+        e = dict(os.environ, LD_PRELOAD=FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE=self.clock_file,
+                 FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_CACHE_DURATION="1")
+        # an ASan build refuses a library preloaded before its runtime unless told otherwise
+        e["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                   "verify_asan_link_order=0"]))
+        return e
+
+    @property
+    def clock_file(self):
+        return self.cluster.path(self.name + ".faketime")
+
+    def set_clock(self, offset):
+        """Steps this member's wall clock to real time + offset ("+0", "+1h", "-10m", "+1d"...:
+        libfaketime's relative form); it sees the change within a second."""
+        with open(self.clock_file + ".new", "w") as f:
+            f.write(offset + "\n")
+        os.replace(self.clock_file + ".new", self.clock_file)
+
     def start(self):
-        d = harness.Daemon(self.name, self.argv(), self.mountpoint, self.cluster.logdir)
+        if self.cluster.clocks and not os.path.exists(self.clock_file):
+            self.set_clock("+0")
+        d = harness.Daemon(self.name, self.argv(), self.mountpoint, self.cluster.logdir,
+                           self.env())
         # a stopped or killed member logs warnings and errors about its peers; those are the
         # faults, not failures: only sanitizer reports and FATAL lines count
         d.expect_error(r"\bERROR\b")
@@ -162,8 +191,9 @@ class Member:
 
 
 class Cluster:
-    def __init__(self, binary, n=3, extra=(), keep=None):
+    def __init__(self, binary, n=3, extra=(), keep=None, clocks=False):
         self.binary = os.path.abspath(binary)
+        self.clocks = clocks
         self.extra = list(extra)
         self.run = f"rff{os.getpid()}x{random.getrandbits(24):06x}"
         self.root = tempfile.mkdtemp(prefix="rff", dir="/tmp")

@@ -17,14 +17,17 @@ Families and faults:
 - pause: SIGSTOP of the leader or a follower (daemon and guard) for 1.5-6 s, longer than the
   election timeout (1 s), then SIGCONT;
 - kill: SIGKILL of one member (leader or follower), a majority, or all, restarted at the end of
-  the step on the same data dir.
+  the step on the same data dir;
+- clock: the wall clock of the leader or of a follower stepped forward or back (10 minutes, an
+  hour, a day), or every member's set apart (skew), for the step, then stepped back (libfaketime,
+  Cluster(clocks=True); the monotonic clock stays true, as after an NTP step).
 """
 
 import random
 import threading
 import time
 
-FAMILIES = ("partition", "netem", "pause", "kill")
+FAMILIES = ("partition", "netem", "pause", "kill", "clock")
 
 FAULTS = {
     "partition": ["isolate-leader", "isolate-follower", "split", "bridge", "isolate-all",
@@ -32,7 +35,9 @@ FAULTS = {
     "netem": ["loss", "dup", "delay", "mixed"],
     "pause": ["pause-leader", "pause-follower"],
     "kill": ["kill-leader", "kill-follower", "kill-majority", "kill-all"],
+    "clock": ["clock-leader", "clock-follower", "clock-skew"],
 }
+CLOCK_STEPS = ["+10m", "-10m", "+1h", "-1h", "+1d", "-1d"]
 
 
 class Step:
@@ -68,6 +73,8 @@ def schedule(seed, duration, families=FAMILIES, warmup=2.0, tail=3.0):
             dur = rng.uniform(1.5, 6.0)
         if fault == "bridge":
             params["via_leader"] = rng.random() < 0.5
+        if fam == "clock":
+            params["offsets"] = [rng.choice(CLOCK_STEPS) for _ in range(3)]
         if t + dur > duration - tail:
             break
         steps.append(Step(round(t, 2), fault, round(dur, 2), params))
@@ -195,6 +202,20 @@ class Nemesis(threading.Thread):
                 c.member(n).kill()
             self._wait(end)
             self.restart(who)
+        elif f in FAULTS["clock"]:
+            offs = st.params["offsets"]
+            if f == "clock-skew":
+                moved = list(zip(names, offs))
+            else:
+                who = self.leader_or_random(rng) if f == "clock-leader" else self.follower(rng)
+                moved = [(who, offs[0])]
+            self.note(f"{f}: wall clock of " + ", ".join(f"{n} {o}" for n, o in moved))
+            for n, o in moved:
+                c.member(n).set_clock(o)
+            self._wait(end)
+            for n, _ in moved:
+                c.member(n).set_clock("+0")
+            self.note(f"{f}: clocks stepped back")
         else:
             raise ValueError(f"unknown fault {f}")
 
@@ -222,6 +243,8 @@ class Nemesis(threading.Thread):
         for m in c.members:
             if m.paused:
                 m.resume()
+            if c.clocks:
+                m.set_clock("+0")
         dead = [m.name for m in c.members if m.daemon is not None and not m.alive]
         if dead:
             self.restart(dead)
