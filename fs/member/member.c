@@ -171,7 +171,11 @@ struct fs_member {
 	int transferring;             /* stopping waits for leadership to move, until stop_deadline */
 	uint64_t stop_deadline;
 	int closing;                  /* handles are being closed */
-	int removed;                  /* a conf change removed this member */
+	int removed;                  /* concluded (and said once): this member was removed */
+	uint64_t removed_at;          /* our removal applied at this index; not conclusive while a
+				       * later entry may add us back (removal_settle) */
+	uint64_t leader_commit;       /* the highest commit index a leader's append announced */
+	uint64_t heard_ms;            /* when a leader's append, heartbeat or snapshot came last */
 	int was_member;               /* an applied membership included this member */
 	uint64_t refused_by[FS_MAX_MEMBERS]; /* peers that no longer know this member */
 	int n_refused;
@@ -763,12 +767,17 @@ static void apply_conf_change(struct fs_member *m, const struct raft_entry *e)
 			FS_INFO("member %s (%016" PRIx64 ") added as %s at index %" PRIu64, name,
 				cc.node_id, cc.type == RAFT_CONF_ADD_NODE ? "voter" : "learner",
 				e->index);
+			if (cc.node_id == m->id && m->removed_at) {
+				FS_INFO("this member, removed at index %" PRIu64 ", was added back at "
+					"index %" PRIu64, m->removed_at, e->index);
+				m->removed_at = 0;
+			}
 			break;
 		case RAFT_CONF_REMOVE_NODE:
 			FS_INFO("member %016" PRIx64 " removed at index %" PRIu64, cc.node_id,
 				e->index);
 			if (cc.node_id == m->id) {
-				m->removed = 1;
+				m->removed_at = e->index;
 			} else {
 				peer_remove(m, cc.node_id);
 			}
@@ -923,6 +932,12 @@ static void inbox_drain(struct fs_member *m)
 			m->in_tail = NULL;
 		switch (it->kind) {
 		case IN_MESSAGE:
+			if (it->msg.type == RAFT_MSG_APP || it->msg.type == RAFT_MSG_HEARTBEAT ||
+			    it->msg.type == RAFT_MSG_SNAP) {
+				m->heard_ms = uv_now(m->loop);
+				if (it->msg.type == RAFT_MSG_APP && it->msg.commit > m->leader_commit)
+					m->leader_commit = it->msg.commit;
+			}
 			raft_step(m->raft, &it->msg);
 			raft_message_free_decoded(&it->msg);
 			free(it->snap_data);
@@ -1285,12 +1300,6 @@ static void persist_done(uv_work_t *req, int status)
 	reads_round(m);
 	maybe_snapshot(m, 0);
 	snap_pump(m);
-	if (m->removed == 1) {
-		m->removed = 2; /* said once */
-		FS_ERROR("this member (%016" PRIx64 ") was removed from the cluster", m->id);
-		if (m->opt.on_removed)
-			m->opt.on_removed(m->opt.arg);
-	}
 	if (m->closing)
 		handles_closed_maybe_done(m);
 	else
@@ -1372,6 +1381,31 @@ static void on_check(uv_check_t *h)
 	process_ready(h->data);
 }
 
+/*
+ * Whether the removal of this member that it applied (removed_at) stands. The log it applies may
+ * hold an old removal of its own id followed by an addition of it again: a member removed, then
+ * added back under the same name and address (the same id) on an empty data dir, replays the
+ * whole history from the leader. So the removal is concluded, on the loop's tick, only once this
+ * member has applied everything a leader announced as committed without being added back, or
+ * when no leader has sent it anything for two election timeouts (a leader that removed it stops
+ * sending; one that added it back goes on). A member that concludes it says so once and stops
+ * (opt.on_removed).
+ */
+static void removal_settle(struct fs_member *m, uint64_t now)
+{
+	if (!m->removed_at || m->removed)
+		return;
+	int caught_up = m->applied >= m->leader_commit;
+	int quiet = now - m->heard_ms >= 2 * (uint64_t)m->cfg.election_ms;
+	if (!caught_up && !quiet)
+		return;
+	m->removed = 1;
+	FS_ERROR("this member (%016" PRIx64 ") was removed from the cluster at index %" PRIu64,
+		 m->id, m->removed_at);
+	if (m->opt.on_removed)
+		m->opt.on_removed(m->opt.arg);
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct fs_member *m = t->data;
@@ -1395,6 +1429,7 @@ static void on_tick(uv_timer_t *t)
 		m->transferring = 0;
 		member_begin_stop(m);
 	}
+	removal_settle(m, now);
 	process_ready(m);
 }
 
@@ -1579,7 +1614,7 @@ static void on_peer_refused_unknown(void *ud, uint64_t from)
 		return;
 	FS_ERROR("%d of %d peers no longer know this member (%016" PRIx64 "): it was removed from "
 		 "the cluster", m->n_refused, others, m->id);
-	m->removed = 2; /* said */
+	m->removed = 1;
 	if (m->opt.on_removed)
 		m->opt.on_removed(m->opt.arg);
 }

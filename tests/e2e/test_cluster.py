@@ -7,6 +7,7 @@ ephemeral files that go with the member that made them.
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -413,6 +414,53 @@ def test_member_list_add_promote_remove(cluster, ws, raftfs_bin):
           "n1=127.0.0.1:1")
     fails(raftfs_bin, 2, "usage: raftfs member", "member", "add", n1.mountpoint, "n5")
     fails(raftfs_bin, 2, "unknown subcommand 'rename'", "member", "rename", n1.mountpoint, "x")
+
+
+def test_a_member_removed_and_added_back_under_its_name_joins_and_stays(cluster, ws, raftfs_bin):
+    """The same name and address give the same member id: the member added back replays the
+    leader's whole log, its own old removals included, and must not take them for its own."""
+    members = cluster(3)
+    status = os.path.join(members[0].mountpoint, ".raftfs/status")
+    assert wait_for(lambda: json.loads(read(status))["leader"] is not None)
+    leader = json.loads(read(status))["leader"]
+    gone = next(m for m in members if m.name != leader)
+    via = next(m for m in members if m is not gone)
+    for round_ in range(2):  # twice: the log then holds two removals of it and one addition
+        gone.expect_error(r"this member \(\w+\)(: it)? was removed from the cluster")
+        assert "removed" in ok(raftfs_bin, "member", "remove", via.mountpoint, gone.name)
+        assert wait_for(lambda: gone.proc.poll() is not None, 15)
+        assert gone.proc.returncode == 0
+        gone.teardown_steps.clear()
+        write(os.path.join(via.mountpoint, f"while-out-{round_}"), b"x" * (round_ + 1))
+        if round_ == 0:
+            # restarted on its data dir it learns again that it was removed, and stops cleanly
+            said = gone.stderr().count("was removed from the cluster")
+            gone.start()
+            assert wait_for(lambda: gone.proc.poll() is not None, 15)
+            assert gone.proc.returncode == 0, gone.stderr()[-2000:]
+            assert gone.stderr().count("was removed from the cluster") > said
+            gone.teardown_steps.clear()
+        shutil.rmtree(gone.argv[gone.argv.index("--data-dir") + 1])
+        out = ok(raftfs_bin, "member", "add", via.mountpoint,
+                 f"{gone.name}={gone.argv[gone.argv.index('--listen-peer') + 1]}", "--learner")
+        assert "added as a learner" in out
+        gone.argv[gone.argv.index("--initial-cluster-token"):
+                  gone.argv.index("--initial-cluster-token")] = ["--initial-cluster-state",
+                                                                 "existing"]
+        gone.start()
+        gone.wait_mounted(30)
+        assert "promoted" in ok(raftfs_bin, "member", "promote", via.mountpoint, gone.name)
+        for i in range(round_ + 1):
+            p = os.path.join(gone.mountpoint, f"while-out-{i}")
+            assert wait_for(lambda: read(p) == b"x" * (i + 1), 10), gone.name
+        time.sleep(3)  # past two election timeouts: it stays
+        assert gone.proc.poll() is None, gone.stderr()[-3000:]
+        write(os.path.join(gone.mountpoint, f"back-{round_}"), b"written on the member again")
+        for m in members:
+            assert wait_for(lambda: read(os.path.join(m.mountpoint, f"back-{round_}")) ==
+                            b"written on the member again"), m.name
+        gone.argv.remove("--initial-cluster-state")
+        gone.argv.remove("existing")
 
 
 def test_member_added_after_compaction_gets_every_file_from_one_snapshot(cluster, ws, raftfs_bin):
