@@ -436,6 +436,8 @@ static void auto_compact(struct fs_control *c, int64_t now)
 		c->compacting = 1;
 }
 
+static void move_tick(struct fs_control *c, const struct fs_member_status *st, int64_t now);
+
 static void on_tick(uv_timer_t *t)
 {
 	struct fs_control *c = t->data;
@@ -456,6 +458,7 @@ static void on_tick(uv_timer_t *t)
 		c->n_samples = 0; /* a later leader term samples afresh */
 	}
 	session_tick(c, &st, now);
+	move_tick(c, &st, now);
 }
 
 /* ---- watches ---------------------------------------------------------------------------------- */
@@ -836,6 +839,81 @@ static const struct fs_peer_config *peer_find(const struct fs_peer_config *peers
 	return NULL;
 }
 
+/*
+ * member move-leader: leadership handed to a voter (etcdctl move-leader). The answer waits until
+ * the member sees the new leader, or fails after two election timeouts (the transferee may need
+ * to catch up first; raft gives up on a transfer after one).
+ */
+static void done_move(struct fs_control_call *call, int status, const Rpc__Response *resp)
+{
+	(void)resp;
+	struct out *o = call_out(call);
+	if (!o)
+		return;
+	if (status == 0 && call->h->json)
+		call_ok(call, "{\"leader\":\"%016" PRIx64 "\"}\n", (uint64_t)call->arg);
+	else if (status == 0)
+		call_ok(call, "leadership moved to %s\n", call->text);
+	else if (status == -ETIMEDOUT)
+		out_printf(o, "error: member move-leader: leadership did not move to %s in time (the "
+			      "leader may have lost contact with it)\n", call->text);
+	else
+		call_error(call, "member move-leader", status);
+}
+
+static void move_finish(struct fs_control *c, int status)
+{
+	struct fs_control_call *call = c->moving;
+	c->moving = NULL;
+	on_call(call, 0, status, NULL, 0);
+}
+
+static void move_tick(struct fs_control *c, const struct fs_member_status *st, int64_t now)
+{
+	if (!c->moving)
+		return;
+	if (st->leader == (uint64_t)c->moving->arg)
+		move_finish(c, 0);
+	else if (now >= c->move_deadline_ms)
+		move_finish(c, -ETIMEDOUT);
+}
+
+static void move_leader(struct cmd *k, const struct fs_peer_config *p, const char *arg)
+{
+	struct fs_control *c = k->c;
+	if (!p) {
+		cmd_fail(k, "member move-leader: no member '%s' in the cluster", arg);
+		return;
+	}
+	if (c->moving) {
+		cmd_fail(k, "member move-leader: a move of leadership is in progress already");
+		return;
+	}
+	int rc = fs_member_transfer_leader(c->member, p->id);
+	if (rc == -EALREADY || rc == -ENOENT || rc == -EAGAIN) {
+		cmd_fail(k, "member move-leader: %s",
+			 rc == -EALREADY ? "it is the leader already"
+			 : rc == -ENOENT ? "it is not a voter (a learner cannot lead)"
+					 : "no leader now (an election is under way): try again");
+		return;
+	}
+	if (rc) {
+		cmd_fail(k, "member move-leader: %s", fs_strerror(rc));
+		return;
+	}
+	struct fs_control_call *call = call_new(c, k->h, done_move);
+	if (!call) {
+		fuse_reply_err(k->req, ENOMEM);
+		return;
+	}
+	call->req = k->req;
+	call->req_size = k->size;
+	call->arg = (int64_t)p->id;
+	snprintf(call->text, sizeof call->text, "%s (%016" PRIx64 ")", p->name, p->id);
+	c->moving = call;
+	c->move_deadline_ms = fs_clock_mono_ms() + 2 * (int64_t)c->cfg->election_ms + TICK_MS;
+}
+
 static void cmd_member(struct cmd *k)
 {
 	struct fs_control *c = k->c;
@@ -921,8 +999,12 @@ static void cmd_member(struct cmd *k)
 			snprintf(text, sizeof text, "member %s (%016" PRIx64 ") promoted to voter", nm,
 				 id);
 		}
+	} else if (!strcmp(sub, "move-leader")) {
+		move_leader(k, peer_find(peers, np, arg), arg);
+		return;
 	} else {
-		cmd_fail(k, "member: unknown subcommand '%s' (list, add, remove, promote)", sub);
+		cmd_fail(k, "member: unknown subcommand '%s' (list, add, remove, promote, move-leader)",
+			 sub);
 		return;
 	}
 	struct fs_control_call *call = call_new(c, k->h, done_member);
@@ -1397,6 +1479,8 @@ static void stop_finish(struct fs_control *c)
 	if (c->finished)
 		return;
 	c->finished = 1;
+	if (c->moving)
+		move_finish(c, FS_ESTOPPING);
 	/* the session goes next: answer what waits on it now, not after */
 	for (struct fs_control_call *call = c->calls; call; call = call->next)
 		if (call->req) {

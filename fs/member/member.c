@@ -1452,7 +1452,13 @@ static void on_peer_message(void *ud, uint64_t from, const uint8_t *buf, size_t 
 		return;
 	it->kind = IN_MESSAGE;
 	int rc = raft_message_decode(buf, len, &it->msg);
-	if (rc != 0 || it->msg.from != from) {
+	/*
+	 * A message names its sender, who must be the peer it came from; but a leadership transfer
+	 * that a follower forwards to its leader names the transferee there, as raft's
+	 * MsgTransferLeader does (it asks for no more than any peer may ask for itself).
+	 */
+	int forwarded = rc == 0 && it->msg.type == RAFT_MSG_TRANSFER_LEADER;
+	if (rc != 0 || (it->msg.from != from && !forwarded)) {
 		FS_WARN("peer %016" PRIx64 ": %s message of %zu bytes dropped", from,
 			rc ? "undecodable" : "misattributed", len);
 		if (rc == 0)
@@ -2131,6 +2137,27 @@ int fs_member_change(struct fs_member *m, enum fs_member_change_type type, uint6
 		return rc;
 	}
 	inbox_push(m, it);
+	return 0;
+}
+
+int fs_member_transfer_leader(struct fs_member *m, uint64_t to)
+{
+	if (m->stopping || m->removed)
+		return FS_ESTOPPING;
+	int voter = 0;
+	for (size_t i = 0; i < m->conf.n_voters; i++)
+		voter |= m->conf.voters[i] == to;
+	if (!voter)
+		return -ENOENT;
+	if (m->lead == to)
+		return -EALREADY;
+	if (m->lead == 0)
+		return -EAGAIN;
+	int rc = raft_transfer_leader(m->raft, to);
+	if (rc != 0)
+		return rc == RAFT_EPROPOSALDROPPED ? -EAGAIN : -EIO;
+	FS_INFO("asked to hand leadership from %016" PRIx64 " to %016" PRIx64, m->lead, to);
+	process_ready(m);
 	return 0;
 }
 

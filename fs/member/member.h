@@ -185,6 +185,15 @@ int fs_member_propose_encoded(struct fs_member *m, size_t len,
 			      void (*encode)(const void *src, uint8_t *buf), const void *src,
 			      fs_wait_cb cb, void *arg);
 
+/*
+ * Asks raft to hand leadership to the voter `to` (etcd's MoveLeader): on the leader at once, on
+ * a follower by forwarding the request to the leader. The move itself shows in fs_member_status
+ * (the leader becomes `to`, within an election timeout, or the request lapses). Returns 0 when
+ * asked; -ENOENT when `to` is not a voter of the cluster, -EALREADY when it leads already,
+ * -EAGAIN when no leader is known (an election is under way), FS_ESTOPPING.
+ */
+int fs_member_transfer_leader(struct fs_member *m, uint64_t to);
+
 /* Membership changes (fs_member_change). */
 enum fs_member_change_type {
 	FS_MEMBER_ADD_VOTER,   /* add a voter, or promote the learner node_id */

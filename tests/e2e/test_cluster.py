@@ -463,6 +463,37 @@ def test_a_member_removed_and_added_back_under_its_name_joins_and_stays(cluster,
         gone.argv.remove("existing")
 
 
+def test_member_move_leader_hands_leadership_over(cluster, raftfs_bin):
+    members = cluster(3)
+    status = os.path.join(members[0].mountpoint, ".raftfs/status")
+    assert wait_for(lambda: json.loads(read(status))["leader"] is not None)
+    by_name = {m.name: m for m in members}
+    leader = by_name[json.loads(read(status))["leader"]]
+    a, b = [m for m in members if m is not leader]
+    # asked on a follower (forwarded to the leader), to the other follower
+    out = ok(raftfs_bin, "member", "move-leader", a.mountpoint, b.name)
+    assert out.startswith(f"leadership moved to {b.name} (") and out.endswith(")\n"), out
+    for m in members:
+        st = os.path.join(m.mountpoint, ".raftfs/status")
+        assert wait_for(lambda: json.loads(read(st))["leader"] == b.name), m.name
+    write(os.path.join(leader.mountpoint, "after"), b"written under the new leader\n")
+    assert wait_for(lambda: read(os.path.join(b.mountpoint, "after")) ==
+                    b"written under the new leader\n")
+    # asked on the leader, back to the first one, with the id and JSON
+    lid = next(x["id"] for x in json.loads(read(status))["members"] if x["name"] == leader.name)
+    doc = json.loads(ok(raftfs_bin, "member", "move-leader", b.mountpoint, lid, "-w", "json"))
+    assert doc == {"leader": lid}
+    assert wait_for(lambda: json.loads(read(status))["leader"] == leader.name)
+    fails(raftfs_bin, 1, "it is the leader already", "member", "move-leader", a.mountpoint,
+          leader.name)
+    fails(raftfs_bin, 1, "no member 'n9' in the cluster", "member", "move-leader",
+          a.mountpoint, "n9")
+    ok(raftfs_bin, "member", "add", a.mountpoint, "n4=127.0.0.1:1", "--learner")
+    fails(raftfs_bin, 1, "it is not a voter", "member", "move-leader", a.mountpoint, "n4")
+    ok(raftfs_bin, "member", "remove", a.mountpoint, "n4")
+    fails(raftfs_bin, 2, "usage: raftfs member", "member", "move-leader", a.mountpoint)
+
+
 def test_member_added_after_compaction_gets_every_file_from_one_snapshot(cluster, ws, raftfs_bin):
     """Issue 23: the log was compacted before the add, so the new member needs a snapshot: the
     leader builds one naming it, sends it once (twice if leadership moves), and n4 serves every
