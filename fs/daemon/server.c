@@ -419,12 +419,28 @@ static int server_run(struct server *sv, const struct mount_args *a, int ready_f
 	fs_kv_state_machine(&sv->kv, &sm);
 	if ((rc = fs_member_start(&sv->member, &sv->loop, &a->cfg, &mopt, &sm)) != 0)
 		goto out_store; /* it said why */
-	/* Replay what the WAL holds before anyone can look. */
-	uint64_t deadline = uv_now(&sv->loop) + 60000;
-	while (!fs_member_replayed(sv->member) && uv_now(&sv->loop) < deadline)
+	/*
+	 * Replay what the WAL holds before anyone can look; a member joining a running cluster
+	 * also waits for the cluster's data. Given up after 60 s without progress.
+	 */
+	uint64_t deadline = uv_now(&sv->loop) + 60000, applied = 0;
+	struct fs_member_status st;
+	while (!fs_member_replayed(sv->member) && uv_now(&sv->loop) < deadline) {
 		uv_run(&sv->loop, UV_RUN_ONCE);
+		fs_member_status(sv->member, &st);
+		if (st.applied > applied) {
+			applied = st.applied;
+			deadline = uv_now(&sv->loop) + 60000;
+		}
+	}
 	if (!fs_member_replayed(sv->member)) {
-		FS_ERROR("the WAL in %s was not replayed within 60 s", a->cfg.data_dir);
+		fs_member_status(sv->member, &st);
+		if (st.joining)
+			FS_ERROR("joining: nothing more of the cluster's log arrived within 60 s "
+				 "(applied index %" PRIu64 "); is this member added and are its peers "
+				 "reachable?", applied);
+		else
+			FS_ERROR("the WAL in %s was not replayed within 60 s", a->cfg.data_dir);
 		goto out_member;
 	}
 	/* the mount's path for the replay thread and the face, made absolute without asking the

@@ -175,6 +175,9 @@ struct fs_member {
 	uint64_t removed_at;          /* our removal applied at this index; not conclusive while a
 				       * later entry may add us back (removal_settle) */
 	uint64_t leader_commit;       /* the highest commit index a leader's append announced */
+	int joining;                  /* bootstrapped to join a running cluster: not ready to serve
+				       * before it applied what the leader had committed (join_target) */
+	uint64_t join_target;         /* the first commit index a leader announced, 0: none yet */
 	uint64_t heard_ms;            /* when a leader's append, heartbeat or snapshot came last */
 	int was_member;               /* an applied membership included this member */
 	uint64_t refused_by[FS_MAX_MEMBERS]; /* peers that no longer know this member */
@@ -339,7 +342,12 @@ static void peer_remove(struct fs_member *m, uint64_t id)
 	if (!p)
 		return;
 	*p = m->peers[--m->n_peers];
-	if (id != m->id && m->tr)
+	/*
+	 * A member joining replays the cluster's whole history, old removals of members that are
+	 * back since included: it keeps talking to every peer it knows of until it has caught up
+	 * (join_settle), or it could neither hear the leader nor answer it.
+	 */
+	if (id != m->id && m->tr && !m->joining)
 		fs_transport_remove_peer(m->tr, id);
 }
 
@@ -934,9 +942,14 @@ static void inbox_drain(struct fs_member *m)
 		case IN_MESSAGE:
 			if (it->msg.type == RAFT_MSG_APP || it->msg.type == RAFT_MSG_HEARTBEAT ||
 			    it->msg.type == RAFT_MSG_SNAP) {
+				/* a leader replicates to its configuration's members only: peers
+				 * that refused us so far were behind (on_peer_refused_unknown) */
+				m->n_refused = 0;
 				m->heard_ms = uv_now(m->loop);
 				if (it->msg.type == RAFT_MSG_APP && it->msg.commit > m->leader_commit)
 					m->leader_commit = it->msg.commit;
+				if (!m->join_target && m->leader_commit)
+					m->join_target = m->leader_commit;
 			}
 			raft_step(m->raft, &it->msg);
 			raft_message_free_decoded(&it->msg);
@@ -1393,8 +1406,8 @@ static void on_check(uv_check_t *h)
  */
 static void removal_settle(struct fs_member *m, uint64_t now)
 {
-	if (!m->removed_at || m->removed)
-		return;
+	if (!m->removed_at || m->removed || m->joining)
+		return; /* a joining member replays history: its own old removals are in it */
 	int caught_up = m->applied >= m->leader_commit;
 	int quiet = now - m->heard_ms >= 2 * (uint64_t)m->cfg.election_ms;
 	if (!caught_up && !quiet)
@@ -1404,6 +1417,21 @@ static void removal_settle(struct fs_member *m, uint64_t now)
 		 m->id, m->removed_at);
 	if (m->opt.on_removed)
 		m->opt.on_removed(m->opt.arg);
+}
+
+/*
+ * A joining member that has applied what the leader had committed when it first heard from it
+ * has joined: it serves (fs_member_replayed) and drops the peers its replay removed.
+ */
+static void join_settle(struct fs_member *m)
+{
+	if (!m->joining || !m->join_target || m->applied < m->join_target)
+		return;
+	m->joining = 0;
+	FS_INFO("joined: caught up with the cluster at index %" PRIu64, m->applied);
+	for (int i = 0; i < m->cfg.n_peers; i++)
+		if (m->cfg.peers[i].id != m->id && !peer_by_id(m, m->cfg.peers[i].id))
+			fs_transport_remove_peer(m->tr, m->cfg.peers[i].id);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -1429,6 +1457,7 @@ static void on_tick(uv_timer_t *t)
 		m->transferring = 0;
 		member_begin_stop(m);
 	}
+	join_settle(m);
 	removal_settle(m, now);
 	process_ready(m);
 }
@@ -1604,11 +1633,14 @@ static void on_peer_snapshot_sent(void *ud, uint64_t to, int ok, int reason)
  * A removed member may never receive the entry that removes it: the leader stops replicating to
  * it. As etcd's peers answer a removed member "gone", ours refuse it as unknown; once a majority of
  * the other members do, and this member had been part of the cluster, it concludes it was removed.
+ * A peer that is behind (one that joins and replays the log, where this member was added later,
+ * or removed and added back) refuses it too: so refusals count only since a leader last sent this
+ * member anything, which a leader does only to the members of its configuration.
  */
 static void on_peer_refused_unknown(void *ud, uint64_t from)
 {
 	struct fs_member *m = ud;
-	if (!m->was_member || m->removed)
+	if (!m->was_member || m->removed || m->joining)
 		return;
 	for (int i = 0; i < m->n_refused; i++)
 		if (m->refused_by[i] == from)
@@ -1730,6 +1762,8 @@ static int bootstrap(struct fs_member *m)
 			return rc;
 		}
 		m->recovered_commit = hs.commit; /* applied before the member serves */
+	} else {
+		m->joining = 1;
 	}
 	FS_INFO("bootstrapped member %s (%016" PRIx64 ") of cluster %016" PRIx64 " with %d "
 		"members (%s) in %s", m->cfg.name, m->id, m->cluster_id, m->n_peers,
@@ -2195,6 +2229,7 @@ void fs_member_status(struct fs_member *m, struct fs_member_status *out)
 	out->snapshot_index = m->snap_index;
 	out->snapshots_sent = m->snapshots_sent;
 	out->snapshot_bytes_sent = m->snapshot_bytes_sent;
+	out->joining = m->joining;
 	out->n_voters = (int)m->conf.n_voters;
 	out->n_learners = (int)m->conf.n_learners;
 	memcpy(out->voters, m->conf.voters, m->conf.n_voters * sizeof m->conf.voters[0]);
@@ -2215,7 +2250,8 @@ int fs_member_peers(struct fs_member *m, struct fs_peer_config *out, int max)
 
 int fs_member_replayed(struct fs_member *m)
 {
-	return m->applied >= m->recovered_commit;
+	join_settle(m);
+	return !m->joining && m->applied >= m->recovered_commit;
 }
 
 void fs_member_block_peer(struct fs_member *m, uint64_t peer, int blocked)

@@ -226,6 +226,7 @@ struct fs_member_status {
 	uint64_t voters[FS_MAX_MEMBERS], learners[FS_MAX_MEMBERS];
 	uint64_t snapshots_sent;      /* snapshot streams this member started to followers */
 	uint64_t snapshot_bytes_sent; /* and their bytes */
+	int joining;                  /* started on an empty data dir to join a running cluster */
 };
 
 void fs_member_status(struct fs_member *m, struct fs_member_status *st);
@@ -237,8 +238,11 @@ void fs_member_status(struct fs_member *m, struct fs_member_status *st);
 int fs_member_peers(struct fs_member *m, struct fs_peer_config *out, int max);
 
 /*
- * Whether everything the data dir held as committed at start has been applied again: a mount is
- * served only after, so a restarted member never shows less than it had.
+ * Whether the member holds what it must before it serves: everything its data dir held as
+ * committed at start, applied again (so a restarted member never shows less than it had); and,
+ * for a member that joins a running cluster from an empty data dir, everything the leader had
+ * committed when it first heard from it (so a new member never shows an empty or old tree, nor
+ * one older than what a removed member of its name showed).
  */
 int fs_member_replayed(struct fs_member *m);
 
