@@ -91,6 +91,7 @@ class Member:
         self.daemon = None
         self.paused = False
         self.starts = 0
+        self.join_args = []  # after a re-add: joins the running cluster from an empty data dir
 
     def argv(self):
         c = self.cluster
@@ -98,7 +99,7 @@ class Member:
                 "--name", self.name, "--data-dir", self.data_dir,
                 "--listen-peer", f"{self.addr}:{PEER_PORT}",
                 "--initial-cluster", c.initial_cluster, "--initial-cluster-token", c.run,
-                "--log-level", "info", *c.extra, self.mountpoint]
+                "--log-level", "info", *self.join_args, *c.extra, self.mountpoint]
 
     def env(self):
         """The daemon's environment: None (inherited), or with libfaketime preloaded."""
@@ -140,7 +141,8 @@ class Member:
 
     @property
     def alive(self):
-        return self.daemon is not None and self.daemon.proc.poll() is None
+        d = self.daemon  # other threads look while the nemesis restarts it
+        return d is not None and d.proc is not None and d.proc.poll() is None
 
     def signal(self, sig):
         if self.alive:
@@ -364,6 +366,68 @@ class Cluster:
                     return sts[0]["revision"]
             time.sleep(0.3)
         raise harness.HarnessError(f"members did not converge within {timeout}s: {last}")
+
+    # --- membership ----------------------------------------------------------------------
+    def ctl(self, via, *args, timeout=20):
+        """`raftfs ARGS` run on member via's mount: (exit status, stdout + stderr)."""
+        try:
+            r = subprocess.run([self.binary, *args[:1], *args[1:2], via.mountpoint, *args[2:]],
+                               capture_output=True, text=True, timeout=timeout)
+            return r.returncode, (r.stdout + r.stderr).strip()
+        except subprocess.TimeoutExpired:
+            return -1, "timed out"
+
+    def voters(self, via):
+        """The names in the membership as via's status shows it, or None."""
+        st = via.status()
+        return None if st is None else sorted(x["name"] for x in st.get("members", []))
+
+    def remove(self, m, via, timeout=20):
+        """Removes m from the cluster through via. A removed member stops itself; one that has not
+        within timeout (it may never learn it) is killed. Returns (removed, what was said)."""
+        rc, out = self.ctl(via, "member", "remove", m.name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            names = self.voters(via)
+            if names is not None and m.name not in names:
+                break
+            time.sleep(0.3)
+        else:
+            return False, out
+        while m.alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if m.alive:
+            m.kill()
+        else:
+            m.daemon.abort_connection()  # nothing of the old mount may linger
+        return True, out
+
+    def readd(self, m, via, timeout=30):
+        """Adds m back as a learner through via, starts it on an empty data dir to join, waits
+        for its mount, then promotes it. Returns what was said; raises when it cannot."""
+        shutil.rmtree(m.data_dir, ignore_errors=True)
+        m.join_args = ["--initial-cluster-state", "existing"]  # any start from now on joins
+        said = []
+        deadline = time.monotonic() + timeout
+        while True:
+            rc, out = self.ctl(via, "member", "add", f"{m.name}={m.addr}:{PEER_PORT}",
+                               "--learner")
+            said.append(out)
+            if rc == 0 or "already exists" in out:
+                break
+            if time.monotonic() > deadline:
+                raise harness.HarnessError(f"member add {m.name}: {out}")
+            time.sleep(0.5)
+        m.start()
+        m.wait_mounted(timeout)
+        while True:
+            rc, out = self.ctl(via, "member", "promote", m.name)
+            said.append(out)
+            if rc == 0 or "a voter already" in out:
+                return said
+            if time.monotonic() > deadline + timeout:
+                raise harness.HarnessError(f"member promote {m.name}: {out}")
+            time.sleep(0.5)
 
     # --- teardown ------------------------------------------------------------------------
     def stop_members(self):

@@ -18,6 +18,10 @@ Families and faults:
   election timeout (1 s), then SIGCONT;
 - kill: SIGKILL of one member (leader or follower), a majority, or all, restarted at the end of
   the step on the same data dir;
+- member: leadership moved to a random follower (`raftfs member move-leader`, asked on a random
+  member), or a follower or the leader removed from the cluster (`raftfs member remove`; it
+  stops itself) and, at the step's end, added back as a learner on an empty data dir, joined and
+  promoted to voter;
 - clock: the wall clock of the leader or of a follower stepped forward or back (10 minutes, an
   hour, a day), or every member's set apart (skew), for the step, then stepped back (libfaketime,
   Cluster(clocks=True); the monotonic clock stays true, as after an NTP step).
@@ -27,7 +31,7 @@ import random
 import threading
 import time
 
-FAMILIES = ("partition", "netem", "pause", "kill", "clock")
+FAMILIES = ("partition", "netem", "pause", "kill", "member", "clock")
 
 FAULTS = {
     "partition": ["isolate-leader", "isolate-follower", "split", "bridge", "isolate-all",
@@ -35,6 +39,7 @@ FAULTS = {
     "netem": ["loss", "dup", "delay", "mixed"],
     "pause": ["pause-leader", "pause-follower"],
     "kill": ["kill-leader", "kill-follower", "kill-majority", "kill-all"],
+    "member": ["move-leader", "readd-follower", "readd-leader"],
     "clock": ["clock-leader", "clock-follower", "clock-skew"],
 }
 CLOCK_STEPS = ["+10m", "-10m", "+1h", "-1h", "+1d", "-1d"]
@@ -202,6 +207,29 @@ class Nemesis(threading.Thread):
                 c.member(n).kill()
             self._wait(end)
             self.restart(who)
+        elif f == "move-leader":
+            live = [m for m in c.members if m.alive and not m.paused]
+            to = self.follower(rng)
+            via = rng.choice(live)
+            rc, out = c.ctl(via, "member", "move-leader", to)
+            self.note(f"move-leader to {to} asked on {via.name}: {out}")
+            self._wait(end)
+        elif f in ("readd-follower", "readd-leader"):
+            who = c.member(self.leader_or_random(rng) if f == "readd-leader"
+                           else self.follower(rng))
+            via = rng.choice([m for m in c.members if m is not who and m.alive])
+            removed, out = c.remove(who, via)
+            self.note(f"{f}: remove {who.name} asked on {via.name}: {out}"
+                      + ("" if removed else " (still a member: nothing to add back)"))
+            self._wait(end)
+            if removed:
+                via = rng.choice([m for m in c.members if m is not who and m.alive])
+                try:
+                    said = c.readd(who, via)
+                    self.note(f"{f}: {who.name} added back through {via.name}: {said[-1]}")
+                except Exception as e:  # noqa: BLE001
+                    self.errors.append(f"member {who.name} could not be added back: {e}")
+                    raise
         elif f in FAULTS["clock"]:
             offs = st.params["offsets"]
             if f == "clock-skew":
