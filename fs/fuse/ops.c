@@ -226,6 +226,7 @@ struct pending {
 	int flags;                           /* the operation's own */
 	int attempt;
 	void *fh;                            /* flush/release: the handle */
+	uint64_t fh_gen;                     /* its gen when its content was proposed */
 	int release;                         /* free the handle after the commit */
 	fuse_ino_t ino, parent, newparent;
 	char name[FS_NAME_MAX_BYTES + 1], newname[FS_NAME_MAX_BYTES + 1];
@@ -555,6 +556,12 @@ struct fh {
 	size_t len, cap;
 	int writable;
 	int dirty;
+	/*
+	 * Counts the changes of buf (writes, truncates): a commit takes the content as it is when
+	 * proposed, and leaves the handle clean at its end only if nothing changed meanwhile (a write
+	 * of another thread of the caller, while a flush, fsync or another's chmod was in flight).
+	 */
+	uint64_t gen;
 	int failed;  /* a write failed (EFBIG): nothing of this handle is ever committed */
 	/*
 	 * Made by a create without O_EXCL and not committed yet: the file exists for this member
@@ -957,6 +964,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (end > h->len)
 		h->len = end;
 	h->dirty = 1;
+	h->gen++;
 	h->written = 1;
 	if (fuse_req_ctx(req)->uid != 0)
 		h->kill_priv = 1;
@@ -1000,7 +1008,8 @@ static void commit_done(struct pending *p, int status, const Rpc__Response *resp
 	} else {
 		if (h->created)
 			own_create(p->o, resp->revision, created_attrs_current(p->o, h));
-		h->dirty = 0;
+		if (h->gen == p->fh_gen)
+			h->dirty = 0; /* else written meanwhile: that goes with the next commit */
 		h->created = 0;
 	}
 	if (p->release)
@@ -1022,6 +1031,7 @@ static int commit_propose(struct pending *p)
 	if (!tb)
 		return -ENOMEM;
 	struct fs_txn_view v = view_of(p->o);
+	p->fh_gen = h->gen;
 	int rc = fs__txn_commit(tb, &v, h->path, h->buf, h->len, h->created ? &h->cmeta : NULL,
 				h->kill_priv, fs_clock_wall_ns());
 	if (!rc)
@@ -1049,8 +1059,12 @@ static int fh_stale_at_open(struct fs_ops *o, const struct fh *h)
 
 static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
 {
-	if (h->dirty && !h->failed && fh_path(o, h) != 0 && !fh_stale_at_open(o, h))
+	if (h->dirty && !h->failed && fh_path(o, h) != 0 && !fh_stale_at_open(o, h)) {
 		h->dirty = 0; /* deleted or replaced after it was opened: its content goes with it */
+		FS_INFO("content written to %s (%zu bytes) not committed: the file was deleted or "
+			"replaced after it was opened at revision %" PRId64, h->path, h->len,
+			h->open_rev);
+	}
 	if (h->failed || !h->dirty) {
 		int err = h->failed;
 		if (release)
@@ -1543,8 +1557,10 @@ static void setattr_done(struct pending *p, int status, const Rpc__Response *res
 	if (!err && get_kv(p->o, p->path, &kv) != 0)
 		err = ENOENT;
 	if (!err && p->fh) {
-		((struct fh *)p->fh)->dirty = 0; /* its content went with the change */
-		((struct fh *)p->fh)->created = 0;
+		struct fh *h = p->fh;
+		if (h->gen == p->fh_gen)
+			h->dirty = 0; /* its content went with the change (unless written since) */
+		h->created = 0;
 	}
 	if (err) {
 		fuse_reply_err(p->req, err);
@@ -1564,6 +1580,7 @@ static void setattr_start(struct pending *p)
 		struct fs_txn_view v = view_of(p->o);
 		struct fh *h = p->fh;
 		struct fs_txn_content buffered = {h ? h->buf : NULL, h ? h->len : 0};
+		p->fh_gen = h ? h->gen : 0;
 		rc = fs__txn_setattr(tb, &v, p->path, &p->attr, p->to_set, h ? &buffered : NULL,
 				     p->o->opt.max_value_bytes, fs_clock_wall_ns());
 		if (!rc)
@@ -1657,6 +1674,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			memset(h->buf + h->len, 0, len - h->len);
 		h->len = len;
 		h->dirty = 1;
+		h->gen++;
 		/*
 		 * ftruncate(fd): into the handle, as O_TRUNC is, and committed with what is written
 		 * next at flush, fsync or close (vim saves by open, ftruncate, write, fsync): no
