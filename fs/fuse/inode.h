@@ -78,6 +78,16 @@ void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n);
 int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int64_t rev);
 
 /*
+ * RENAME_EXCHANGE of a and b (neither under the other): every inode at or under a made by
+ * revision rev (the one before the exchange) goes to the same place under b, and those of b to
+ * a, in one step; inodes made later stand for what the exchange put there and stay. The inodes
+ * moved count as made at rev + 1: they stand for their new paths from the exchange on, so a
+ * change before it replayed late, or a detach of the names the exchange deleted and made again
+ * at rev + 1, leaves them alone. -ENOMEM (an inode keeps its path).
+ */
+int fs_itable_exchange(struct fs_itable *it, const char *a, const char *b, int64_t rev);
+
+/*
  * Detaches the inodes at or under path made by revision rev (it was deleted; rev is the last
  * revision it existed at). One made later stands for a file made there since, and stays.
  */

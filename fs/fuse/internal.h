@@ -200,6 +200,13 @@ int fs__txn_remove(struct fs_txn *tb, const struct fs_txn_view *v, const char *p
  * attributes of the source and of its tree move the same way, those of a replaced target go;
  * both parents are touched. -ENOENT, -EINVAL (into itself, other flags), -EEXIST, -ENOTDIR,
  * -EISDIR, -ENOTEMPTY, -ENAMETOOLONG (a key of the tree would be too long), -EIO.
+ *
+ * flags RENAME_EXCHANGE: from and to (files, directories, or one of each) trade places in one
+ * revision: both compared by their mod revision, each directory's tree guarded as a rename's;
+ * both keys deleted and put again with the other's value, metadata (ctime now) and lease, so each
+ * name is a new generation; the trees and the attributes trade places by STORE_OP_SWAP of their
+ * prefixes, whatever their size; both parents touched. -ENOENT (either missing), -EINVAL (one
+ * under the other, any other flag with it), -ENAMETOOLONG, -EIO.
  */
 int fs__txn_rename(struct fs_txn *tb, const struct fs_txn_view *v, const char *from,
 		   const char *to, unsigned flags, int64_t now);
