@@ -16,6 +16,7 @@ struct fs_inode {
 	int detached;                /* no longer reachable by path (deleted or replaced) */
 	int64_t stale_rev;           /* when detached: the last revision it existed at */
 	int64_t born;                /* the table's revision when it was made (fs_itable_set_rev) */
+	int replaced;                /* another object is at its path, until a replay moves it */
 	struct fs_inode *ino_next;   /* chain in by_ino */
 	struct fs_inode *path_next;  /* chain in by_path, while attached */
 };
@@ -210,6 +211,25 @@ int fs_itable_path_at(struct fs_itable *it, uint64_t ino, char *buf, size_t size
 	return rc;
 }
 
+void fs_itable_mark_replaced(struct fs_itable *it, const char *path, int64_t rev)
+{
+	pthread_mutex_lock(&it->lock);
+	for (struct fs_inode *in = it->by_path[hash_path(path, it->nbuckets)]; in;
+	     in = in->path_next)
+		if (in->born < rev && !strcmp(in->path, path))
+			in->replaced = 1;
+	pthread_mutex_unlock(&it->lock);
+}
+
+int fs_itable_replaced(struct fs_itable *it, uint64_t ino)
+{
+	pthread_mutex_lock(&it->lock);
+	struct fs_inode *in = by_ino(it, ino);
+	int replaced = in && in->replaced;
+	pthread_mutex_unlock(&it->lock);
+	return replaced;
+}
+
 void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n)
 {
 	if (ino == FS_ROOT_INO)
@@ -261,6 +281,7 @@ static void detach_locked(struct fs_itable *it, const char *path, int64_t rev)
 				continue;
 			unlink_path(it, in);
 			in->detached = 1;
+			in->replaced = 0;
 			in->stale_rev = rev;
 		}
 	}
@@ -286,6 +307,7 @@ static int repath(struct fs_itable *it, struct fs_inode *in, size_t flen, const 
 	unlink_path(it, in);
 	free(in->path);
 	in->path = p;
+	in->replaced = 0;
 	link_path(it, in);
 	return 0;
 }
@@ -316,8 +338,11 @@ int fs_itable_exchange(struct fs_itable *it, const char *a, const char *b, int64
 	int rc = 0;
 	for (size_t i = 0; i < it->nbuckets; i++) {
 		for (struct fs_inode *in = it->by_ino[i]; in; in = in->ino_next) {
-			/* the walk is by number: each inode is met once, never moved back */
-			if (!movable(in, rev))
+			/* the two names: whatever inode the kernel holds for them, made after rev
+			   too; under them, those made by rev. The walk is by number: each inode is
+			   met once. */
+			if (in->ino == FS_ROOT_INO || in->detached ||
+			    (in->born > rev && strcmp(in->path, a) && strcmp(in->path, b)))
 				continue;
 			int r = 0;
 			if (at_or_under(in->path, a, al))
@@ -328,7 +353,7 @@ int fs_itable_exchange(struct fs_itable *it, const char *a, const char *b, int64
 				continue;
 			if (r)
 				rc = r;
-			else
+			else if (in->born <= rev)
 				in->born = rev + 1;
 		}
 	}

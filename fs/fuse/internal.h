@@ -69,8 +69,9 @@ int fs__at_make(fuse_req_t req, struct fs_ops *o, const char *op, fuse_ino_t par
 		const char *name, struct fuse_file_info *fi);
 int fs__at_open(fuse_req_t req, struct fs_ops *o, struct fuse_file_info *fi);
 int fs__at_remove(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const char *name, int dir);
+/* a rename, or with flags RENAME_EXCHANGE an exchange */
 int fs__at_rename(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const char *name,
-		  fuse_ino_t newparent, const char *newname);
+		  fuse_ino_t newparent, const char *newname, unsigned flags);
 
 /* Whether a handle is one the replayer opened (at.c): write, flush, fsync and release of it
    commit nothing and answer at once. */
