@@ -18,9 +18,8 @@ import subprocess
 import threading
 import time
 
-import pytest
-
-from test_inotify import Inotify
+import test_inotify
+from test_inotify import Inotify, read, write
 
 AT_FDCWD = -100
 RENAME_NOREPLACE = 1
@@ -44,26 +43,8 @@ def exchange(a, b):
         raise OSError(rc, f"renameat2({a}, {b}, RENAME_EXCHANGE)")
 
 
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+def wait_for(cond, timeout=5.0):
+    return test_inotify.wait_for(cond, timeout)
 
 
 def revision(mount):
@@ -210,23 +191,19 @@ def test_exchange_of_two_directories_and_of_a_file_with_a_directory(cluster):
         write(os.path.join(root, "p/y/new"), "made after\n")
         assert w.wait_for(("x-object", "new", "CLOSE_WRITE"))
         # a file with a directory, both ways round (on the other members once replayed: see
-        # fs/replay/README.md on a name whose type changes before its replay)
-        exchange(os.path.join(root, "file"), os.path.join(root, "x"))
-        for m in (n1, n2, n3):
-            d = m.mountpoint
-            assert wait_for(lambda: m is n1 or revision(d) == rev + 3 and replay_idle(d)), m.name
-            assert os.path.isdir(os.path.join(d, "file")), m.name
-            assert read(os.path.join(d, "x")) == "a plain file\n"
-            assert read(os.path.join(d, "file/t/h")) == "y's h\n"
-            assert os.stat(os.path.join(d, "file")).st_nlink == 3  # itself, ., t
-            assert stat.S_ISREG(os.stat(os.path.join(d, "x")).st_mode)
-        exchange(os.path.join(root, "x"), os.path.join(root, "file"))
-        for m in (n1, n2, n3):
-            d = m.mountpoint
-            assert wait_for(lambda: m is n1 or revision(d) == rev + 4 and replay_idle(d)), m.name
-            assert os.path.isfile(os.path.join(d, "file")), m.name
-            assert read(os.path.join(d, "x/f")) == "y's f, longer\n"
-            assert os.stat(os.path.join(d, "x")).st_nlink == 3  # itself, ., t
+        # ARCHITECTURE.md on an exchange of a file with a directory before its replay)
+        for step, (a, b, d_name, f_name) in enumerate([("file", "x", "file", "x"),
+                                                       ("x", "file", "x", "file")]):
+            exchange(os.path.join(root, a), os.path.join(root, b))
+            for m in (n1, n2, n3):
+                d = m.mountpoint
+                assert wait_for(lambda: m is n1 or revision(d) == rev + 3 + step and
+                                replay_idle(d)), m.name
+                assert os.path.isdir(os.path.join(d, d_name)), m.name
+                assert os.path.isfile(os.path.join(d, f_name)), m.name
+                assert read(os.path.join(d, f_name)) == "a plain file\n"
+                assert read(os.path.join(d, d_name, "t/h")) == "y's h\n"
+                assert os.stat(os.path.join(d, d_name)).st_nlink == 3  # itself, ., t
     finally:
         w.close()
         for fd in held:

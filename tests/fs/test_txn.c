@@ -73,6 +73,18 @@ static void grant(struct env *e, int64_t id)
 	apply_req(e, &req);
 }
 
+/* Revokes lease id. */
+static void revoke_lease(struct env *e, int64_t id)
+{
+	Rpc__LeaseRevoke r = RPC__LEASE_REVOKE__INIT;
+	r.has_id = 1;
+	r.id = id;
+	Rpc__Request req = RPC__REQUEST__INIT;
+	req.op_case = RPC__REQUEST__OP_LEASE_REVOKE;
+	req.lease_revoke = &r;
+	apply_req(e, &req);
+}
+
 /* Encodes tb as a proposal would, frees it, applies it; returns whether its compares held. */
 static int apply(struct env *e, struct fs_txn *tb)
 {
@@ -165,6 +177,25 @@ static struct fs_txn *build_xattr(struct env *e, const char *path, const char *n
 	struct fs_txn *tb = txn();
 	CHECK_EQ(fs__txn_xattr(tb, &e->v, path, name, value, value ? strlen(value) : 0, flags), 0);
 	return tb;
+}
+
+/* Puts, straight into the store, a file under dir whose path is within 100 bytes of the limit. */
+static void put_deep(struct env *e, const char *dir)
+{
+	char deep[FS_PATH_MAX_BYTES + 1];
+	snprintf(deep, sizeof deep, "%s", dir);
+	while (strlen(deep) + 101 < FS_PATH_MAX_BYTES)
+		strcat(deep, "/dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
+	CHECK_EQ(store_put(e->s, &(struct store_put){.key = deep, .key_len = strlen(deep),
+						     .meta = meta(S_IFREG, 0644, 0, 0, T0)}, NULL), 0);
+}
+
+/* "/xxx...": a name of 200 bytes at the root, into buf[300]. */
+static void long_name(char *buf)
+{
+	memset(buf, 'x', 200);
+	buf[0] = '/';
+	buf[200] = '\0';
 }
 
 /* The errno a builder answers with (its txn is freed unused). */
@@ -574,12 +605,13 @@ CHECK_TEST(rename_moves_a_file_with_its_attributes)
 	store_close(e.s);
 }
 
-CHECK_TEST(rename_refuses_what_rename_2_refuses)
+CHECK_TEST(rename_and_exchange_refuse_what_renameat2_refuses)
 {
 	struct env e;
 	env_open(&e);
 	make(&e, "/d", S_IFDIR, NULL, T0);
 	make(&e, "/d/sub", S_IFDIR, NULL, T0);
+	make(&e, "/d/sub/in", S_IFDIR, NULL, T0);
 	make(&e, "/full", S_IFDIR, NULL, T0);
 	make(&e, "/full/x", S_IFREG, "x", T0);
 	make(&e, "/f", S_IFREG, "f", T0);
@@ -593,14 +625,21 @@ CHECK_TEST(rename_refuses_what_rename_2_refuses)
 		{"/f", "/g", RENAME_NOREPLACE, -EEXIST}, {"/d", "/f", 0, -ENOTDIR},
 		{"/f", "/d", 0, -EISDIR},            {"/d/sub", "/full", 0, -ENOTEMPTY},
 		{"/f", "/h", RENAME_WHITEOUT, -EINVAL},
+		/* exchange: both names must exist, neither under the other, no other flag */
+		{"/f", "/none", RENAME_EXCHANGE, -ENOENT},
+		{"/none", "/f", RENAME_EXCHANGE, -ENOENT},
+		{"/d", "/d/sub/in", RENAME_EXCHANGE, -EINVAL},
+		{"/d/sub/in", "/d", RENAME_EXCHANGE, -EINVAL},
+		{"/f", "/g", RENAME_EXCHANGE | RENAME_NOREPLACE, -EINVAL},
+		{"/f", "/g", RENAME_EXCHANGE | RENAME_WHITEOUT, -EINVAL},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct fs_txn *tb = txn();
 		int rc = fs__txn_rename(tb, &e.v, cases[i].from, cases[i].to, cases[i].flags, T0);
 		fs__txn_free(tb);
 		if (rc != cases[i].rc)
-			CHECK_FAIL("rename %s %s: %d, not %d", cases[i].from, cases[i].to, rc,
-				   cases[i].rc);
+			CHECK_FAIL("rename %s %s (flags %u): %d, not %d", cases[i].from, cases[i].to,
+				   cases[i].flags, rc, cases[i].rc);
 	}
 	store_close(e.s);
 }
@@ -926,13 +965,7 @@ CHECK_TEST(lease_attach_binds_the_file_and_its_attributes)
 	CHECK_EQ(store_get(e.s, k, kl, 0, &kv), 0);
 	CHECK_EQ(kv.lease, 9);
 	/* the revoke takes them all in one revision */
-	Rpc__LeaseRevoke r = RPC__LEASE_REVOKE__INIT;
-	r.has_id = 1;
-	r.id = 9;
-	Rpc__Request req = RPC__REQUEST__INIT;
-	req.op_case = RPC__REQUEST__OP_LEASE_REVOKE;
-	req.lease_revoke = &r;
-	apply_req(&e, &req);
+	revoke_lease(&e, 9);
 	CHECK(!exists(&e, "/svc"));
 	CHECK(!has_xattr(&e, "/svc", "user.port"));
 	CHECK(!has_xattr(&e, "/svc", "user.proto"));
@@ -1022,13 +1055,7 @@ CHECK_TEST(exchange_of_two_files_swaps_content_metadata_attributes_and_lease)
 	CHECK_EQ(kv.mod_revision, rev); /* the parent that is a key was touched */
 	CHECK_EQ(kv.meta.mtime_ns, T0 + 9);
 	/* the lease went with its file: revoking it deletes /d/b and its attributes, not /a */
-	Rpc__LeaseRevoke r = RPC__LEASE_REVOKE__INIT;
-	r.has_id = 1;
-	r.id = 7;
-	Rpc__Request req = RPC__REQUEST__INIT;
-	req.op_case = RPC__REQUEST__OP_LEASE_REVOKE;
-	req.lease_revoke = &r;
-	apply_req(&e, &req);
+	revoke_lease(&e, 7);
 	CHECK(!exists(&e, "/d/b"));
 	CHECK(!has_xattr(&e, "/d/b", "user.tag"));
 	CHECK_VALUE(&e, "/a", long_b);
@@ -1162,52 +1189,72 @@ CHECK_TEST(exchange_fails_cleanly_when_either_side_changed)
 	store_close(e.s);
 }
 
-CHECK_TEST(exchange_refuses_what_renameat2_refuses)
+CHECK_TEST(exchange_of_a_tree_too_deep_for_the_other_name_is_refused)
 {
 	struct env e;
 	env_open(&e);
 	make(&e, "/d", S_IFDIR, NULL, T0);
 	make(&e, "/d/sub", S_IFDIR, NULL, T0);
-	make(&e, "/d/sub/in", S_IFDIR, NULL, T0);
-	make(&e, "/f", S_IFREG, "f", T0);
-	make(&e, "/g", S_IFREG, "g", T0);
-	static const struct {
-		const char *a, *b;
-		unsigned flags;
-		int rc;
-	} cases[] = {
-		{"/f", "/none", RENAME_EXCHANGE, -ENOENT},
-		{"/none", "/f", RENAME_EXCHANGE, -ENOENT},
-		{"/d", "/d/sub/in", RENAME_EXCHANGE, -EINVAL},  /* with a descendant */
-		{"/d/sub/in", "/d", RENAME_EXCHANGE, -EINVAL},  /* with an ancestor */
-		{"/f", "/g", RENAME_EXCHANGE | RENAME_NOREPLACE, -EINVAL},
-		{"/f", "/g", RENAME_EXCHANGE | RENAME_WHITEOUT, -EINVAL},
-	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		struct fs_txn *tb = txn();
-		int rc = fs__txn_rename(tb, &e.v, cases[i].a, cases[i].b, cases[i].flags, T0);
-		fs__txn_free(tb);
-		if (rc != cases[i].rc)
-			CHECK_FAIL("exchange %s %s (flags %u): %d, not %d", cases[i].a, cases[i].b,
-				   cases[i].flags, rc, cases[i].rc);
-	}
-	/* a key of either tree would grow past the path limit under the other name */
-	char deep[FS_PATH_MAX_BYTES + 1] = "/d/sub";
-	while (strlen(deep) + 101 < FS_PATH_MAX_BYTES)
-		strcat(deep, "/dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
-	CHECK_EQ(store_put(e.s, &(struct store_put){.key = deep, .key_len = strlen(deep),
-						    .meta = meta(S_IFREG, 0644, 0, 0, T0)}, NULL), 0);
+	put_deep(&e, "/d/sub");
 	char longer[300];
-	memset(longer, 'x', sizeof longer);
-	longer[0] = '/';
-	longer[200] = '\0';
+	long_name(longer);
 	make(&e, longer, S_IFREG, "long name", T0);
+	/* a key of either tree would grow past the path limit under the other name */
 	struct fs_txn *tb = txn();
 	CHECK_EQ(build_error(fs__txn_rename(tb, &e.v, "/d", longer, RENAME_EXCHANGE, T0), tb),
 		 -ENAMETOOLONG);
 	tb = txn();
 	CHECK_EQ(build_error(fs__txn_rename(tb, &e.v, longer, "/d", RENAME_EXCHANGE, T0), tb),
 		 -ENAMETOOLONG);
+	store_close(e.s);
+}
+
+/* ---- size ------------------------------------------------------------------------------------ */
+
+/* A regular file put straight into the store (faster than a txn each, for big trees). */
+static void put_straight(struct env *e, const char *path, const char *value)
+{
+	struct store_put p = {.key = path, .key_len = strlen(path), .value = value,
+			      .value_len = strlen(value), .meta = meta(S_IFREG, 0644, 0, 0, T0)};
+	CHECK_EQ(store_put(e->s, &p, NULL), 0);
+}
+
+/* Encodes tb (freed), CHECKs that the request is under 1 KiB, applies it and that it held. */
+static void apply_small(struct env *e, struct fs_txn *tb)
+{
+	uint8_t *buf;
+	size_t len;
+	CHECK_EQ(fs__txn_encode(tb, T0, &buf, &len), 0);
+	fs__txn_free(tb);
+	CHECK(len < 1024);
+	CHECK(apply_bytes(e, buf, len).succeeded);
+}
+
+CHECK_TEST(a_rename_of_any_size_is_one_small_request)
+{
+	struct env e;
+	env_open(&e);
+	make(&e, "/big", S_IFDIR, NULL, T0);
+	make(&e, "/big/sub", S_IFDIR, NULL, T0);
+	char path[64], value[64];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(path, sizeof path, "/big/%sf%05d", i % 2 ? "sub/" : "", i);
+		snprintf(value, sizeof value, "content %d%.*s", i, i % 17, "................");
+		put_straight(&e, path, value);
+	}
+	int64_t before = store_rev(e.s);
+	struct fs_txn *tb = txn();
+	CHECK_EQ(fs__txn_rename(tb, &e.v, "/big", "/moved", 0, T0 + 1), 0);
+	apply_small(&e, tb); /* not the tree: a move of its prefixes */
+	CHECK_EQ(store_rev(e.s), before + 1);
+	for (int i = 0; i < 20000; i += 1999) {
+		snprintf(path, sizeof path, "/moved/%sf%05d", i % 2 ? "sub/" : "", i);
+		snprintf(value, sizeof value, "content %d%.*s", i, i % 17, "................");
+		CHECK_VALUE(&e, path, value);
+		snprintf(path, sizeof path, "/big/%sf%05d", i % 2 ? "sub/" : "", i);
+		CHECK(!exists(&e, path));
+	}
+	CHECK(!exists(&e, "/big"));
 	store_close(e.s);
 }
 
@@ -1221,20 +1268,12 @@ CHECK_TEST(an_exchange_of_any_size_is_one_small_request)
 	for (int i = 0; i < 20000; i++) {
 		snprintf(path, sizeof path, "/%s/f%05d", i % 2 ? "one" : "two", i);
 		snprintf(value, sizeof value, "content %d", i);
-		struct store_put p = {.key = path, .key_len = strlen(path), .value = value,
-				      .value_len = strlen(value),
-				      .meta = meta(S_IFREG, 0644, 0, 0, T0)};
-		CHECK_EQ(store_put(e.s, &p, NULL), 0); /* straight into the store: faster */
+		put_straight(&e, path, value);
 	}
 	int64_t before = store_rev(e.s);
 	struct fs_txn *tb = txn();
 	CHECK_EQ(fs__txn_rename(tb, &e.v, "/one", "/two", RENAME_EXCHANGE, T0 + 1), 0);
-	uint8_t *buf;
-	size_t len;
-	CHECK_EQ(fs__txn_encode(tb, T0, &buf, &len), 0);
-	fs__txn_free(tb);
-	CHECK(len < 1024); /* not the trees: a swap of their prefixes */
-	CHECK(apply_bytes(&e, buf, len).succeeded);
+	apply_small(&e, tb); /* not the trees: a swap of their prefixes */
 	CHECK_EQ(store_rev(e.s), before + 1);
 	for (int i = 0; i < 20000; i += 1999) {
 		snprintf(path, sizeof path, "/%s/f%05d", i % 2 ? "two" : "one", i);
@@ -1243,44 +1282,6 @@ CHECK_TEST(an_exchange_of_any_size_is_one_small_request)
 		snprintf(path, sizeof path, "/%s/f%05d", i % 2 ? "one" : "two", i);
 		CHECK(!exists(&e, path));
 	}
-	store_close(e.s);
-}
-
-/* ---- size ------------------------------------------------------------------------------------ */
-
-CHECK_TEST(a_rename_of_any_size_is_one_small_request)
-{
-	struct env e;
-	env_open(&e);
-	make(&e, "/big", S_IFDIR, NULL, T0);
-	make(&e, "/big/sub", S_IFDIR, NULL, T0);
-	char path[64], value[64];
-	for (int i = 0; i < 20000; i++) {
-		snprintf(path, sizeof path, "/big/%sf%05d", i % 2 ? "sub/" : "", i);
-		snprintf(value, sizeof value, "content %d%.*s", i, i % 17, "................");
-		struct store_put p = {.key = path, .key_len = strlen(path), .value = value,
-				      .value_len = strlen(value),
-				      .meta = meta(S_IFREG, 0644, 0, 0, T0)};
-		CHECK_EQ(store_put(e.s, &p, NULL), 0); /* straight into the store: faster */
-	}
-	int64_t before = store_rev(e.s);
-	struct fs_txn *tb = txn();
-	CHECK_EQ(fs__txn_rename(tb, &e.v, "/big", "/moved", 0, T0 + 1), 0);
-	uint8_t *buf;
-	size_t len;
-	CHECK_EQ(fs__txn_encode(tb, T0, &buf, &len), 0);
-	fs__txn_free(tb);
-	CHECK(len < 1024); /* not the tree: a move of its prefixes */
-	CHECK(apply_bytes(&e, buf, len).succeeded);
-	CHECK_EQ(store_rev(e.s), before + 1);
-	for (int i = 0; i < 20000; i += 1999) {
-		snprintf(path, sizeof path, "/moved/%sf%05d", i % 2 ? "sub/" : "", i);
-		snprintf(value, sizeof value, "content %d%.*s", i, i % 17, "................");
-		CHECK_VALUE(&e, path, value);
-		snprintf(path, sizeof path, "/big/%sf%05d", i % 2 ? "sub/" : "", i);
-		CHECK(!exists(&e, path));
-	}
-	CHECK(!exists(&e, "/big"));
 	store_close(e.s);
 }
 
@@ -1298,15 +1299,9 @@ CHECK_TEST(a_rename_deep_in_whose_tree_a_file_changed_fails)
 	CHECK_VALUE(&e, "/t/a/f", "second, longer");
 	CHECK(!exists(&e, "/u"));
 	/* a key of the tree would grow past the path limit: refused before anything is proposed */
-	char deep[FS_PATH_MAX_BYTES + 1] = "/t/a";
-	while (strlen(deep) + 101 < FS_PATH_MAX_BYTES)
-		strcat(deep, "/dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
-	CHECK_EQ(store_put(e.s, &(struct store_put){.key = deep, .key_len = strlen(deep),
-						    .meta = meta(S_IFREG, 0644, 0, 0, T0)}, NULL), 0);
+	put_deep(&e, "/t/a");
 	char longer[300];
-	memset(longer, 'x', sizeof longer);
-	longer[0] = '/';
-	longer[200] = '\0';
+	long_name(longer);
 	tb = txn();
 	CHECK_EQ(build_error(fs__txn_rename(tb, &e.v, "/t", longer, 0, T0), tb), -ENAMETOOLONG);
 	store_close(e.s);
@@ -1323,14 +1318,14 @@ CHECK_SUITE("fs-txn", CHECK_CASE(create_makes_the_name_and_touches_its_parent),
 	    CHECK_CASE(unlink_removes_the_file_and_its_attributes),
 	    CHECK_CASE(rmdir_fails_when_a_child_was_created_meanwhile),
 	    CHECK_CASE(rename_moves_a_file_with_its_attributes),
-	    CHECK_CASE(rename_refuses_what_rename_2_refuses),
+	    CHECK_CASE(rename_and_exchange_refuse_what_renameat2_refuses),
 	    CHECK_CASE(rename_of_a_directory_moves_everything_in_one_revision),
 	    CHECK_CASE(rename_fails_when_a_moved_key_changed_since_seen),
 	    CHECK_CASE(exchange_of_two_files_swaps_content_metadata_attributes_and_lease),
 	    CHECK_CASE(exchange_of_two_directories_swaps_their_trees_in_one_revision),
 	    CHECK_CASE(exchange_of_a_file_with_a_directory),
 	    CHECK_CASE(exchange_fails_cleanly_when_either_side_changed),
-	    CHECK_CASE(exchange_refuses_what_renameat2_refuses),
+	    CHECK_CASE(exchange_of_a_tree_too_deep_for_the_other_name_is_refused),
 	    CHECK_CASE(setattr_changes_metadata_and_size),
 	    CHECK_CASE(setattr_fails_when_the_file_changed_since_seen),
 	    CHECK_CASE(setattr_of_a_file_created_here_creates_it),
