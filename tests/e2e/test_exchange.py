@@ -82,19 +82,20 @@ def test_exchange_of_two_files_everywhere_at_one_revision(cluster, raftfs_bin):
     for m in (n2, n3):
         assert wait_for(lambda: os.path.exists(os.path.join(m.mountpoint, "b")) and
                         replay_idle(m.mountpoint))
-    watchers = {}
-    for m in (n1, n2, n3):
-        w = Inotify()
-        w.watch(m.mountpoint, "/")
-        watchers[m.name] = w
-    waiter = subprocess.Popen(["inotifywait", "-m", "-e", "moved_from,moved_to", n3.mountpoint],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
-    assert "Watches established" in waiter.stderr.readline() + waiter.stderr.readline()
-    fds = [os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)]  # hold the inodes
-    rev = revision(n1.mountpoint)
-    watch = start_watch(raftfs_bin, n2.mountpoint, rev + 1)
+    watchers, fds, procs = {}, [], []
     try:
+        for m in (n1, n2, n3):
+            watchers[m.name] = Inotify()
+            watchers[m.name].watch(m.mountpoint, "/")
+        waiter = subprocess.Popen(["inotifywait", "-m", "-e", "moved_from,moved_to",
+                                   n3.mountpoint], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+        procs.append(waiter)
+        assert "Watches established" in waiter.stderr.readline() + waiter.stderr.readline()
+        fds += [os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)]  # hold the inodes
+        rev = revision(n1.mountpoint)
+        watch = start_watch(raftfs_bin, n2.mountpoint, rev + 1)
+        procs.append(watch)
         exchange(a, b)
         # at once on this member: contents, metadata and attributes of each name are the other's
         assert read(a) == "the longer content of b, of another length\n"
@@ -142,8 +143,8 @@ def test_exchange_of_two_files_everywhere_at_one_revision(cluster, raftfs_bin):
     finally:
         for fd in fds:
             os.close(fd)
-        stop(watch)
-        stop(waiter)
+        for proc in procs:
+            stop(proc)
         for w in watchers.values():
             w.close()
 
@@ -163,11 +164,11 @@ def test_exchange_of_two_directories_and_of_a_file_with_a_directory(cluster):
     far = os.path.join(n2.mountpoint, "p/y/t/h")
     assert wait_for(lambda: os.path.exists(far) and os.path.exists(os.path.join(
         n2.mountpoint, "file")) and replay_idle(n2.mountpoint), 10.0)
-    held = [os.open(os.path.join(n2.mountpoint, d), os.O_RDONLY) for d in ("x", "p/y")]
-    x_ino, y_ino = (os.fstat(fd).st_ino for fd in held)
-    w = Inotify()
-    w.watch(os.path.join(n2.mountpoint, "x"), "x-object")  # the directory, by its inode
+    held, w = [], Inotify()
     try:
+        held += [os.open(os.path.join(n2.mountpoint, d), os.O_RDONLY) for d in ("x", "p/y")]
+        x_ino, y_ino = (os.fstat(fd).st_ino for fd in held)
+        w.watch(os.path.join(n2.mountpoint, "x"), "x-object")  # the directory, by its inode
         rev = revision(root)
         exchange(os.path.join(root, "x"), os.path.join(root, "p/y"))
         for m in (n1, n2, n3):
