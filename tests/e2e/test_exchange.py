@@ -79,9 +79,9 @@ def test_exchange_of_two_files_everywhere_at_one_revision(cluster, raftfs_bin):
     os.chmod(a, 0o600)
     os.chmod(b, 0o755)
     os.setxattr(a, "user.tag", b"from a")
-    for m in (n2, n3):
-        assert wait_for(lambda: os.path.exists(os.path.join(m.mountpoint, "b")) and
-                        replay_idle(m.mountpoint))
+    made = revision(n1.mountpoint)
+    for m in (n2, n3):  # every change above applied and replayed before anyone watches
+        assert wait_for(lambda: revision(m.mountpoint) == made and replay_idle(m.mountpoint))
     watchers, fds, procs = {}, [], []
     try:
         for m in (n1, n2, n3):
@@ -108,11 +108,15 @@ def test_exchange_of_two_files_everywhere_at_one_revision(cluster, raftfs_bin):
         assert os.pread(fds[0], 100, 0) == b"short a\n"
         assert os.getxattr(b, "user.tag") == b"from a"
         assert "user.tag" not in os.listxattr(a)
+        # on the others once applied and replayed (until the replay has the kernel exchange the
+        # names, the inodes stand for the names, not the files: ARCHITECTURE.md)
         for m in (n2, n3):
             ma, mb = os.path.join(m.mountpoint, "a"), os.path.join(m.mountpoint, "b")
-            assert wait_for(lambda: read(mb) == "short a\n"), m.name
+            assert wait_for(lambda: revision(m.mountpoint) == rev + 1 and
+                            replay_idle(m.mountpoint)), m.name
+            assert read(mb) == "short a\n"
             assert read(ma) == "the longer content of b, of another length\n"
-            assert wait_for(lambda: stat.S_IMODE(os.stat(ma).st_mode) == 0o755), m.name
+            assert stat.S_IMODE(os.stat(ma).st_mode) == 0o755
             assert stat.S_IMODE(os.stat(mb).st_mode) == 0o600
             assert os.stat(ma).st_size == 43 and os.stat(mb).st_size == 8
             assert os.getxattr(mb, "user.tag") == b"from a"
@@ -173,7 +177,8 @@ def test_exchange_of_two_directories_and_of_a_file_with_a_directory(cluster):
         exchange(os.path.join(root, "x"), os.path.join(root, "p/y"))
         for m in (n1, n2, n3):
             d = m.mountpoint
-            assert wait_for(lambda: read(os.path.join(d, "x/f")) == "y's f, longer\n"), m.name
+            assert wait_for(lambda: revision(d) == rev + 1 and replay_idle(d)), m.name
+            assert read(os.path.join(d, "x/f")) == "y's f, longer\n"
             assert read(os.path.join(d, "x/t/h")) == "y's h\n"
             assert read(os.path.join(d, "p/y/f")) == "x's f\n"
             assert read(os.path.join(d, "p/y/s/g")) == "x's g\n"
@@ -300,13 +305,15 @@ def test_exchange_racing_writes_on_another_member_loses_nothing(cluster):
     assert set(results) <= {0, errno.EBUSY}, results
     assert results.count(0) > 0
     assert set(write_errors) <= {errno.ESTALE, errno.ENOENT}, write_errors
+    # every member at the last revision any of them has, its replay done: the same two files
+    last = max(revision(m.mountpoint) for m in (n1, n2, n3))
     final = None
     for m in (n1, n2, n3):
         names = (os.path.join(m.mountpoint, "a"), os.path.join(m.mountpoint, "b"))
-        assert wait_for(lambda: replay_idle(m.mountpoint))
+        assert wait_for(lambda: revision(m.mountpoint) >= last and replay_idle(m.mountpoint))
         got = (read(names[0]), read(names[1]))
         final = final or got
-        assert wait_for(lambda: (read(names[0]), read(names[1])) == final, 5.0), (m.name, got)
+        assert got == final, (m.name, got, final)
     assert final[0] != final[1] and set(final) <= written, final
 
 
@@ -364,7 +371,10 @@ def test_exchanges_are_atomic_for_readers_on_another_member(cluster):
             t.join(timeout=30)
     assert not problems, problems[:10]
     assert len(checked) == 2 and min(checked) > 0, checked
-    # 300 exchanges: every member ends where it began
+    # 300 exchanges: every member, once it has applied and replayed them, ends where it began
+    last = revision(n1.mountpoint)
     for m in (n1, n2, n3):
-        assert wait_for(lambda: read(os.path.join(m.mountpoint, "a")) == one), m.name
-        assert read(os.path.join(m.mountpoint, "b")) == two
+        assert wait_for(lambda: revision(m.mountpoint) == last and replay_idle(m.mountpoint),
+                        10.0), m.name
+        assert read(os.path.join(m.mountpoint, "a")) == one, m.name
+        assert read(os.path.join(m.mountpoint, "b")) == two, m.name
