@@ -90,8 +90,8 @@ int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int
 /*
  * RENAME_EXCHANGE of a and b (neither under the other; rev: the revision before the exchange), in
  * one step: the inodes at a go to b and those at b to a, whenever made (the kernel exchanges the
- * two names with whatever inodes it holds for them, and one a lookup made after the exchange
- * applied, before its replay, is among them); the inodes under a made by rev go to the same
+ * two names with whatever inodes it holds for them, which can be one that a lookup made after the
+ * exchange applied, before its replay); the inodes under a made by rev go to the same
  * place under b, and those under b to a; those made later stand for what the exchange put there
  * and stay (the replay has the kernel drop the names' cached trees: fuse/at.c). The inodes moved
  * count as made at rev + 1 at the earliest: they stand for their new paths from the exchange on,
