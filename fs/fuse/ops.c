@@ -188,7 +188,8 @@ static void entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_kv
 	e->attr_timeout = attr_timeout(o, ino, kv);
 }
 
-static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
+/* The entry of path; with uncached, the kernel keeps neither it nor its attributes. */
+static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path, int uncached)
 {
 	struct store_kv kv;
 	if (get_kv(o, path, &kv) != 0)
@@ -197,7 +198,8 @@ static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
 	e.ino = fs_itable_lookup(&o->itable, path);
 	if (!e.ino)
 		return fuse_reply_err(req, ENOMEM);
-	entry_timeouts(o, e.ino, &kv, &e);
+	if (!uncached)
+		entry_timeouts(o, e.ino, &kv, &e);
 	fill_attr(o, e.ino, path, &kv, &e.attr);
 	return fuse_reply_entry(req, &e);
 }
@@ -355,6 +357,18 @@ static int deferred_read(struct fs_ops *o, fuse_req_t req, enum deferred_op op, 
 
 /* ---- lookup, attributes, directories --------------------------------------------------------- */
 
+/*
+ * Whether directory inode parent stands for an object another member's exchange has since
+ * replaced at its name, an exchange the replay has not performed yet (fs_itable_mark_replaced).
+ * What is looked up under it belongs to the object now there, and the kernel will move it along
+ * with the inode to the other name when the exchange is replayed: it caches none of it, so it
+ * asks again afterwards.
+ */
+static int parent_awaits_replay(struct fs_ops *o, fuse_ino_t parent)
+{
+	return parent != FS_ROOT_INO && fs_itable_replaced(&o->itable, parent);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
@@ -374,7 +388,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_entry_for(req, o, path);
+	reply_entry_for(req, o, path, parent_awaits_replay(o, parent));
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -1193,7 +1207,7 @@ static void create_done(struct pending *p, int status, const Rpc__Response *resp
 	if (resp->succeeded)
 		own_create(o, resp->revision, 0);
 	if (p->flags != 1) {
-		reply_entry_for(p->req, o, p->path);
+		reply_entry_for(p->req, o, p->path, 0);
 		free(p);
 		return;
 	}
@@ -1490,7 +1504,11 @@ static void rename_done(struct pending *p, int status, const Rpc__Response *resp
 		}
 		err = EBUSY;
 	}
-	if (!err)
+	/* the kernel moves its names as the reply says (both ways for an exchange): the table
+	   follows before the next request */
+	if (!err && (p->flags & RENAME_EXCHANGE))
+		fs_itable_exchange(&p->o->itable, p->path, p->path2, resp->revision - 1);
+	else if (!err)
 		fs_itable_rename(&p->o->itable, p->path, p->path2, resp->revision - 1);
 	fuse_reply_err(p->req, err);
 	free(p);
@@ -1517,7 +1535,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		      const char *newname, unsigned int flags)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
-	if (fs__at_rename(req, o, parent, name, newparent, newname))
+	if (fs__at_rename(req, o, parent, name, newparent, newname, flags))
 		return;
 	struct pending *p = pending_new(o, req, rename_done);
 	int rc = p ? child_path(o, parent, name, p->path) : -ENOMEM;
@@ -2055,6 +2073,7 @@ static int came_with_parent(struct fs_ops *o, const char *parent, int64_t rev)
 static void invalidate(struct fs_ops *o, const struct store_event *ev)
 {
 	char path[FS_PATH_MAX_BYTES + 1], parent[FS_PATH_MAX_BYTES + 1];
+	struct store_kv now;
 	if (ev->kv.key_len == 0 || ev->kv.key_len > FS_PATH_MAX_BYTES || ev->kv.key[0] != '/')
 		return;
 	const struct fs_own_create *own = NULL;
@@ -2092,6 +2111,10 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	if (!o->replayer.feed) /* else the replayer keeps the table */
 		fs_itable_detach(&o->itable, path, ev->kv.mod_revision - 1); /* a later lookup
 									      * makes a new inode */
+	else if (get_key(o, path, strlen(path), ev->kv.mod_revision, &now) == 0)
+		/* made again at once: an exchange, whose replay moves the inodes at the name
+		   (its local handler did already, and they count as made at its revision) */
+		fs_itable_mark_replaced(&o->itable, path, ev->kv.mod_revision);
 }
 
 static void after_apply(struct fs_ops *ops)
