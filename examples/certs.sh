@@ -7,6 +7,7 @@
 # and server) and DIR/NAME-key.pem (mode 0600). Start each member with
 #   --peer-cert-file DIR/NAME.pem --peer-key-file DIR/NAME-key.pem --peer-trusted-ca-file DIR/ca.pem
 # ECDSA P-256 keys; the CA is valid 10 years, member certificates 1 year (DAYS=N overrides).
+# CN=X names every certificate of this run X instead of NAME (for --peer-cert-allowed-cn X).
 set -euo pipefail
 
 usage() {
@@ -47,12 +48,12 @@ extendedKeyUsage=serverAuth,clientAuth
 subjectAltName=$san
 EOF
 	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-subj "/O=raftfs/CN=$name" -keyout "$dir/$name-key.pem" -out "$dir/$name.csr" 2>/dev/null
+		-subj "/O=raftfs/CN=${CN:-$name}" -keyout "$dir/$name-key.pem" -out "$dir/$name.csr" 2>/dev/null
 	openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
 		-CAcreateserial -sha256 -days "$days" -extfile "$ext" -out "$dir/$name.pem" 2>/dev/null
 	chmod 600 "$dir/$name-key.pem"
 	chmod 644 "$dir/$name.pem"
 	rm -f "$ext" "$dir/$name.csr"
 	trap - EXIT
-	echo "certs: $dir/$name.pem (CN=$name, $san), key $dir/$name-key.pem"
+	echo "certs: $dir/$name.pem (CN=${CN:-$name}, $san), key $dir/$name-key.pem"
 done

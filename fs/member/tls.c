@@ -428,8 +428,11 @@ static void failure_reason(struct fs_tls_conn *c, char *why, size_t cap)
 	case SSL_R_PACKET_LENGTH_TOO_LONG:
 	case SSL_R_HTTP_REQUEST:
 	case SSL_R_NO_PROTOCOLS_AVAILABLE:
-		snprintf(why, cap, "protocol mismatch: %s", detail);
-		return;
+		if (!SSL_is_init_finished(c->ssl)) { /* after it: a damaged record */
+			snprintf(why, cap, "protocol mismatch: %s", detail);
+			return;
+		}
+		/* fall through */
 	default:
 		snprintf(why, cap, "TLS error: %s", detail);
 	}
@@ -506,7 +509,7 @@ void fs_tls_conn_subject(const struct fs_tls_conn *c, char *buf, size_t cap)
 	BIO *b = BIO_new(BIO_s_mem());
 	if (!b)
 		return;
-	X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
+	X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV);
 	int n = BIO_read(b, buf, (int)(cap - 1));
 	buf[n > 0 ? n : 0] = '\0';
 	BIO_free(b);

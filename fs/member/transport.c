@@ -62,6 +62,7 @@ enum refuse_reason {
 	REFUSE_TARGET = 4,
 	REFUSE_NOSNAP = 5,
 	REFUSE_NEEDS_TLS = 6, /* a plaintext HELLO reached a member that speaks only TLS */
+	REFUSE_NO_TLS = 7,    /* a TLS ClientHello reached a member that speaks plaintext */
 };
 enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY, CONN_CLOSING };
 
@@ -559,6 +560,9 @@ static const char *refuse_reason_text(int reason)
 		return "snapshots not accepted here";
 	case REFUSE_NEEDS_TLS:
 		return "protocol mismatch: it takes TLS peers only and this member speaks plaintext";
+	case REFUSE_NO_TLS:
+		return "protocol mismatch: it speaks TLS and this member plaintext (no "
+		       "--peer-cert-file)";
 	default:
 		return "unknown reason";
 	}
@@ -657,9 +661,11 @@ static void inbound_refuse(struct conn *c, int reason, uint64_t their_cluster, u
 {
 	struct fs_transport *t = c->t;
 	char who[64], why[200];
-	if (reason == REFUSE_MAGIC || reason == REFUSE_NEEDS_TLS) {
-		inbound_log(c, NULL, reason == REFUSE_MAGIC ? refuse_reason_text(reason)
-			    : "protocol mismatch: plaintext, and this member takes TLS peers only");
+	if (reason == REFUSE_MAGIC || reason == REFUSE_NO_TLS) {
+		inbound_log(c, NULL, refuse_reason_text(reason));
+	} else if (reason == REFUSE_NEEDS_TLS) {
+		inbound_log(c, NULL, "protocol mismatch: plaintext, and this member takes TLS peers "
+				     "only");
 	} else {
 		snprintf(who, sizeof who, "member %016" PRIx64 " of cluster %016" PRIx64, their_id,
 			 their_cluster);
@@ -668,7 +674,8 @@ static void inbound_refuse(struct conn *c, int reason, uint64_t their_cluster, u
 		inbound_log(c, who, why);
 	}
 	uint8_t body[17] = {(uint8_t)reason};
-	if (reason != REFUSE_NEEDS_TLS) { /* nothing about us for a peer not authenticated */
+	if (reason != REFUSE_NEEDS_TLS && reason != REFUSE_NO_TLS) { /* nothing about us for a
+								       * peer of the other kind */
 		put_le64(body + 1, t->cfg.cluster_id);
 		put_le64(body + 9, t->cfg.self_id);
 	}
@@ -909,14 +916,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (!c->got_bytes && c->state == CONN_HANDSHAKE && nread >= 2 && buf->base[0] == 22 &&
 	    buf->base[1] == 3) {
 		c->got_bytes = 1;
-		if (c->outbound) {
+		if (c->outbound) /* a TLS member refusing us would answer in plaintext: rare */
 			conn_tls_failed(c, "protocol mismatch: it answered with TLS and this member "
 					   "speaks plaintext (no --peer-cert-file)");
-		} else {
-			inbound_log(c, NULL, "protocol mismatch: it speaks TLS and this member "
-					     "plaintext (no --peer-cert-file)");
-			conn_close(c);
-		}
+		else /* answered in plaintext, which a TLS dialer takes for a protocol mismatch */
+			inbound_refuse(c, REFUSE_NO_TLS, 0, 0);
 		return;
 	}
 	c->got_bytes = 1;
