@@ -404,3 +404,27 @@ def test_key_readable_by_others_refuses_to_start_and_sighup_rereads(ws, raftfs_b
                                       r"stay: peer key file .* is readable by group or others"))
     os.chmod(key, 0o600)
     assert serving(n1, [n2], "c", b"c\n")
+
+
+def test_auto_tls_encrypts_with_a_kept_self_signed_pair(ws, raftfs_bin):
+    members, ports, _ = start(ws, raftfs_bin, ["n1", "n2"], lambda n: ("--peer-auto-tls",))
+    n1, n2 = members
+    assert serving(n1, [n2], "a", b"a\n")
+    assert status(n1)["peer_traffic"].startswith("TLS 1.3, self-signed (--peer-auto-tls)")
+    assert wait_for(lambda: "O=raftfs,CN=n2" in ok(raftfs_bin, "status", n1.mountpoint))
+    for m in members:
+        said = lines(m, "encrypted but members are not authenticated")
+        assert len(said) == 1, said
+    key = ws.path("n1.data", "fixtures", "peer", "key.pem")
+    cert = ws.path("n1.data", "fixtures", "peer", "cert.pem")
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    with open(cert, "rb") as f:
+        first = f.read()
+    secret = b"auto-tls-secret-%d" % random.randrange(1 << 40)
+    data = capture(ports.values(), lambda: serving(n2, [n1], "s", secret))
+    assert secret not in data
+    n1.stop()
+    n1.start().wait_mounted(20)  # the pair made at first start is kept
+    with open(cert, "rb") as f:
+        assert f.read() == first
+    assert serving(n1, [n2], "b", b"b\n")
