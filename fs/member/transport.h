@@ -1,6 +1,6 @@
 /*
- * member/transport.h: the peer transport of a member: raft messages between members over TCP,
- * on the member's libuv loop.
+ * member/transport.h: the peer transport of a member: raft messages between members over TCP
+ * (in TLS when configured), on the member's libuv loop.
  *
  * Each member dials every peer once for what it sends (an outbound connection per peer) and
  * accepts the peers' connections for what it receives. A connection opens with a handshake naming
@@ -15,6 +15,13 @@
  * length and CRC-32C. The receiver writes the chunks to a temp file in its snap_dir and hands the
  * file to the member only when it is whole and fsynced; the sender learns the outcome (raft's
  * ReportSnapshot) from the receiver's answer, or a failure if the stream breaks.
+ *
+ * With cfg.tls every connection is TLS 1.3 (member/tls.c, OpenSSL on memory BIOs: nothing here
+ * blocks): the dialer is the client and presents its certificate, the acceptor requires and
+ * verifies it when client certificate auth is on, and the HELLO is sent only once the handshake
+ * is complete; the frames inside are the same. A TLS member and a plaintext one refuse each other
+ * with a log line naming the address and "protocol mismatch"; a failed handshake is one log line
+ * with the reason (no certificate, unknown CA, CN not allowed, expired, or the peer's alert).
  *
  * All functions must be called on the loop's thread.
  */

@@ -21,7 +21,8 @@
  *
  * and, unless --no-tls, a second 3-member raftfs cluster whose members speak mutual TLS on the
  * peer port (certificates made by examples/certs.sh in the data dir) takes the same write rounds,
- * after the plaintext cluster's and before etcd's, the others idle meanwhile (issue 22);
+ * before etcd's (and before the plaintext cluster's in every other round), the others idle
+ * meanwhile (issue 22);
  *
  * then stops raftfs, runs the 64 readers on fuse-floor (below) in both its read modes and the 64
  * writers on it in its write mode, alone and with each file replayed on two more fuse-floors as
@@ -1420,22 +1421,25 @@ static double write_rounds(int threads, const char *phase, long ops, struct samp
 		if (hi == lo)
 			continue;
 		int r;
-		if (fs_up) {
-			if ((r = run_round(threads, FS_WRITE, phase, hi - lo, lo, fs)) < 0) {
-				side_failed(1, r);
-			} else {
-				double c = replay_catchup_ms();
-				catchup = c < 0 || catchup < 0 ? -1 : catchup + c;
+		/* the same round on the TLS cluster, the others idle: before the plaintext one in
+		   every other round, so that neither always follows the other */
+		for (int turn = 0; turn < 2 && !interrupted; turn++) {
+			int tls = turn == k % 2;
+			if (tls && tls_up) {
+				use_cluster(1);
+				if ((r = run_round(threads, FS_WRITE, phase, hi - lo, lo, fs_tls)) < 0)
+					side_failed(2, r);
+				else
+					replay_catchup_ms();
+				use_cluster(0);
+			} else if (!tls && fs_up) {
+				if ((r = run_round(threads, FS_WRITE, phase, hi - lo, lo, fs)) < 0) {
+					side_failed(1, r);
+				} else {
+					double c = replay_catchup_ms();
+					catchup = c < 0 || catchup < 0 ? -1 : catchup + c;
+				}
 			}
-		}
-		if (tls_up && !interrupted) { /* the same round on the TLS cluster, the others idle */
-			use_cluster(1);
-			if ((r = run_round(threads, FS_WRITE, phase, hi - lo, lo, fs_tls)) < 0) {
-				side_failed(2, r);
-			} else {
-				replay_catchup_ms();
-			}
-			use_cluster(0);
 		}
 		if (etcd_up && !interrupted &&
 		    (r = run_round(threads, ETCD_PUT, phase, hi - lo, lo, etcd)) < 0)
