@@ -167,7 +167,7 @@ def impostor(ws, raftfs_bin, name, ports, initial, flags):
     return ws.add(harness.Daemon(name + "-impostor", argv, mp, ws.root)).start()
 
 
-@pytest.mark.parametrize("how", ["other-ca", "cn-not-allowed"])
+@pytest.mark.parametrize("how", ["other-ca", "cn-not-allowed", "expired"])
 def test_impostor_with_a_bad_certificate_is_refused(ws, raftfs_bin, certs, how):
     cn = ("--peer-cert-allowed-cn", "raftfs-peer")
     good = ws.path("good")
@@ -183,6 +183,18 @@ def test_impostor_with_a_bad_certificate_is_refused(ws, raftfs_bin, certs, how):
         make_certs(other, "n3", cn="raftfs-peer")
         flags = tls_flags(other, "n3", extra=cn)
         cluster_says, impostor_says = "unknown CA: ", "unknown CA: "
+    elif how == "expired":
+        # the cluster's own CA and CN, expired since yesterday
+        old = ws.path("old")
+        os.makedirs(old)
+        for f in ("ca.pem", "ca-key.pem"):
+            with open(os.path.join(good, f), "rb") as src, open(os.path.join(old, f), "wb") as dst:
+                dst.write(src.read())
+        os.chmod(os.path.join(old, "ca-key.pem"), 0o600)
+        make_certs(old, "n3", cn="raftfs-peer", days=-1)
+        flags = tls_flags(old, "n3", extra=cn)
+        cluster_says = "expired: its certificate has expired"
+        impostor_says = "expired: it says this member's certificate has expired"
     else:
         # the cluster's own CA, a CN that is not the allowed one
         make_certs(good, "bad")

@@ -22,7 +22,8 @@
  * and, unless --no-tls, a second 3-member raftfs cluster whose members speak mutual TLS on the
  * peer port (certificates made by examples/certs.sh in the data dir) takes the same write rounds,
  * before etcd's (and before the plaintext cluster's in every other round), the others idle
- * meanwhile (issue 22);
+ * meanwhile, driven through the member of the same role (leader or follower) as the plaintext
+ * cluster's (issue 22);
  *
  * then stops raftfs, runs the 64 readers on fuse-floor (below) in both its read modes and the 64
  * writers on it in its write mode, alone and with each file replayed on two more fuse-floors as
@@ -619,6 +620,11 @@ static int cluster_fs_start(int base)
 		base ? " with mutual TLS" : "", now_s() - t0, mnt_base, base ? "t" : "", data_base,
 		kind, leader_idx + 1, leader);
 	int d = opt.on_leader && leader_idx >= 0 ? leader_idx : 0;
+	static int plain_on_leader; /* the plaintext cluster's driven member leads */
+	if (!base)
+		plain_on_leader = leader_idx == d;
+	else if (leader_idx >= 0) /* the TLS cluster's driven member has the same role */
+		d = plain_on_leader ? leader_idx : (leader_idx + 1) % MEMBERS;
 	drive_of[base ? 1 : 0] = base + d;
 	fprintf(stderr, "# driving %sn%d\n", kind, d + 1);
 	printf("fs_writer_on_leader%s: %d\n", suffix, leader_idx == d);
