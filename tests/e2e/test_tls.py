@@ -136,6 +136,7 @@ def test_tls_cluster_writes_snapshot_and_member_add(ws, raftfs_bin, certs):
     files = {f"f{i:03d}": f"file {i}\n".encode() * (i + 1) for i in range(40)}
     for name, data in files.items():
         write(os.path.join(n1.mountpoint, name), data)
+    time.sleep(1.0)  # snapshots are taken in a child: the log is compacted past n3 once done
     n3.start().wait_mounted(20)
     assert wait_for(lambda: all(read(os.path.join(n3.mountpoint, n)) == d
                                 for n, d in files.items()), 20)

@@ -1477,6 +1477,14 @@ static long parse_count(const char *s, long lo, long hi)
 	return v;
 }
 
+/* NAME_per_s_N, NAME_p50_us_N and NAME_p99_us_N (each followed by SUFFIX) of r. */
+static void print_rate(const char *name, int n, const char *suffix, const struct result *r)
+{
+	printf("%s_per_s_%d%s: %.0f\n", name, n, suffix, r->per_s);
+	printf("%s_p50_us_%d%s: %" PRIu32 "\n", name, n, suffix, r->p50);
+	printf("%s_p99_us_%d%s: %" PRIu32 "\n", name, n, suffix, r->p99);
+}
+
 static void ratio(const char *name, double fs, double etcd)
 {
 	if (fs > 0 && etcd > 0)
@@ -1611,24 +1619,18 @@ int main(int argc, char **argv)
 	double catchup = write_rounds(1, "w1", opt.write1_ops, &sfs, &stls, &setcd);
 	if (fs_up) {
 		samples_result(&sfs, &w1);
-		printf("fs_write_per_s_1: %.0f\n", w1.per_s);
-		printf("fs_write_p50_us_1: %" PRIu32 "\n", w1.p50);
-		printf("fs_write_p99_us_1: %" PRIu32 "\n", w1.p99);
+		print_rate("fs_write", 1, "", &w1);
 		printf("fs_replay_catchup_ms_1: %.0f\n", catchup);
 	}
 	if (tls_up) {
 		samples_result(&stls, &t1);
-		printf("fs_write_per_s_1_tls: %.0f\n", t1.per_s);
-		printf("fs_write_p50_us_1_tls: %" PRIu32 "\n", t1.p50);
-		printf("fs_write_p99_us_1_tls: %" PRIu32 "\n", t1.p99);
+		print_rate("fs_write", 1, "_tls", &t1);
 	}
 	free(stls.lat);
 	stls = (struct samples){0};
 	if (etcd_up) {
 		samples_result(&setcd, &p1);
-		printf("etcd_put_per_s_1: %.0f\n", p1.per_s);
-		printf("etcd_put_p50_us_1: %" PRIu32 "\n", p1.p50);
-		printf("etcd_put_p99_us_1: %" PRIu32 "\n", p1.p99);
+		print_rate("etcd_put", 1, "", &p1);
 	}
 	free(sfs.lat);
 	free(setcd.lat);
@@ -1639,16 +1641,12 @@ int main(int argc, char **argv)
 	catchup = write_rounds(opt.threads, "w64", opt.write64_ops, &sfs, &stls, &setcd);
 	if (tls_up) {
 		samples_result(&stls, &t64);
-		printf("fs_write_per_s_%d_tls: %.0f\n", opt.threads, t64.per_s);
-		printf("fs_write_p50_us_%d_tls: %" PRIu32 "\n", opt.threads, t64.p50);
-		printf("fs_write_p99_us_%d_tls: %" PRIu32 "\n", opt.threads, t64.p99);
+		print_rate("fs_write", opt.threads, "_tls", &t64);
 	}
 	free(stls.lat);
 	if (fs_up) {
 		samples_result(&sfs, &w64);
-		printf("fs_write_per_s_%d: %.0f\n", opt.threads, w64.per_s);
-		printf("fs_write_p50_us_%d: %" PRIu32 "\n", opt.threads, w64.p50);
-		printf("fs_write_p99_us_%d: %" PRIu32 "\n", opt.threads, w64.p99);
+		print_rate("fs_write", opt.threads, "", &w64);
 		/* what the rounds left the replays, done before the next round */
 		printf("fs_replay_catchup_ms_%d: %.0f\n", opt.threads, catchup);
 		if (catchup >= 0 && w64.per_s > 0) { /* files a second once every member replayed them */
@@ -1659,9 +1657,7 @@ int main(int argc, char **argv)
 	}
 	if (etcd_up) {
 		samples_result(&setcd, &p64);
-		printf("etcd_put_per_s_%d: %.0f\n", opt.threads, p64.per_s);
-		printf("etcd_put_p50_us_%d: %" PRIu32 "\n", opt.threads, p64.p50);
-		printf("etcd_put_p99_us_%d: %" PRIu32 "\n", opt.threads, p64.p99);
+		print_rate("etcd_put", opt.threads, "", &p64);
 	}
 	free(sfs.lat);
 	free(setcd.lat);
