@@ -460,10 +460,26 @@ static void peer_flush(struct peer *p)
 	if (!p->head)
 		p->tail = NULL;
 	last->next = NULL;
-	if (c->tls) { /* one buffer of ciphertext for the batch */
-		int rc = 0;
-		for (struct frame *f = first; f && rc == 0; f = f->next)
-			rc = fs_tls_conn_write(c->tls, f->data, f->len);
+	if (c->tls) {
+		/*
+		 * One buffer of ciphertext for the batch, from one SSL_write of the frames put
+		 * together: a record costs OpenSSL more than copying a frame does.
+		 */
+		size_t total = 0;
+		for (unsigned i = 0; i < n; i++)
+			total += bufs[i].len;
+		uint8_t *plain = n > 1 ? malloc(total) : NULL;
+		int rc = n > 1 && !plain ? -ENOMEM : 0;
+		if (plain) {
+			size_t off = 0;
+			for (unsigned i = 0; i < n; i++) {
+				memcpy(plain + off, bufs[i].base, bufs[i].len);
+				off += bufs[i].len;
+			}
+		}
+		if (rc == 0)
+			rc = fs_tls_conn_write(c->tls, plain ? plain : (uint8_t *)bufs[0].base, total);
+		free(plain);
 		frames_free(first);
 		first = NULL;
 		size_t len = 0;
