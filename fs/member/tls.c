@@ -452,6 +452,8 @@ int fs_tls_conn_handshake(struct fs_tls_conn *c, char *why, size_t cap)
 
 ssize_t fs_tls_conn_read(struct fs_tls_conn *c, void *buf, size_t cap, char *why, size_t whycap)
 {
+	if (BIO_ctrl_pending(c->in) == 0 && SSL_pending(c->ssl) == 0)
+		return 0; /* nothing to decrypt: spares OpenSSL a pass through its record layer */
 	if (cap > INT32_MAX)
 		cap = INT32_MAX;
 	int r = SSL_read(c->ssl, buf, (int)cap);
