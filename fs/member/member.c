@@ -1911,20 +1911,8 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
 		FS_INFO("listening for peers on %s, the address the cluster knows this member by "
 			"(not %s)", listen, cfg->listen_peer);
 	/* etcd keeps its self-signed peer pair in DATA_DIR/fixtures/peer */
-	char auto_dir[4200], fixtures[4200], auto_host[FS_ADDR_MAX + 1];
-	snprintf(fixtures, sizeof fixtures, "%.4096s/fixtures", cfg->data_dir);
+	char auto_dir[4200];
 	snprintf(auto_dir, sizeof auto_dir, "%.4096s/fixtures/peer", cfg->data_dir);
-	snprintf(auto_host, sizeof auto_host, "%s", listen);
-	char *colon = strrchr(auto_host, ':');
-	if (colon)
-		*colon = '\0';
-	if (auto_host[0] == '[' && colon && colon[-1] == ']') {
-		colon[-1] = '\0';
-		memmove(auto_host, auto_host + 1, strlen(auto_host));
-	}
-	if (cfg->peer_auto_tls && !cfg->peer_cert[0] && mkdir(fixtures, 0700) != 0 &&
-	    errno != EEXIST)
-		FS_WARN("cannot make %s: %s", fixtures, strerror(errno)); /* the next step says more */
 	if (cfg->peer_auto_tls && cfg->peer_cert[0])
 		FS_INFO("--peer-auto-tls ignored: --peer-cert-file is given");
 	struct fs_transport_tls tls = {.cert_file = cfg->peer_cert,
@@ -1933,7 +1921,6 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
 				       .client_cert_auth = cfg->peer_client_cert_auth > 0,
 				       .allowed_cn = cfg->peer_allowed_cn,
 				       .auto_dir = cfg->peer_auto_tls ? auto_dir : NULL,
-				       .auto_host = auto_host,
 				       .auto_cn = cfg->name};
 	struct fs_transport_config tc = {.cluster_id = m->cluster_id,
 					 .self_id = m->id,

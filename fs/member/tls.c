@@ -153,10 +153,16 @@ out_said:
 	return rc;
 }
 
-/* The automatic pair in dir: made at first use, reused after. */
+/* The automatic pair in dir (and dir's parent): made at first use, reused after. */
 static int auto_pair(struct fs_tls *t, const struct fs_transport_tls *cfg, char *why, size_t cap)
 {
-	if (mkdir(cfg->auto_dir, 0700) != 0 && errno != EEXIST) {
+	char parent[TLS_PATH_MAX];
+	snprintf(parent, sizeof parent, "%s", cfg->auto_dir);
+	char *slash = strrchr(parent, '/');
+	if (slash && slash != parent)
+		*slash = '\0';
+	if ((slash && slash != parent && mkdir(parent, 0700) != 0 && errno != EEXIST) ||
+	    (mkdir(cfg->auto_dir, 0700) != 0 && errno != EEXIST)) {
 		snprintf(why, cap, "cannot make %s: %s", cfg->auto_dir, strerror(errno));
 		return -EINVAL;
 	}

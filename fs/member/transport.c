@@ -1323,8 +1323,11 @@ int fs_transport_start(struct fs_transport **out, uv_loop_t *loop,
 	t->ud = ud;
 	t->cfg.tls = NULL; /* not kept: t->tls holds what it says */
 	if (cfg->tls) {
-		char why[512];
-		int rc = fs_tls_new(&t->tls, cfg->tls, why, sizeof why);
+		char why[512], host[FS_ADDR_MAX_LEN];
+		struct fs_transport_tls tls = *cfg->tls;
+		if (!tls.auto_host && split_host(cfg->listen_addr, host))
+			tls.auto_host = host;
+		int rc = fs_tls_new(&t->tls, &tls, why, sizeof why);
 		if (rc != 0) {
 			FS_ERROR("peer TLS: %s", why);
 			free(t);

@@ -94,8 +94,10 @@ struct fs_transport_tls {
 	const char *ca_file;    /* --peer-trusted-ca-file, or NULL */
 	int client_cert_auth;   /* --peer-client-cert-auth: require and verify client certs */
 	const char *allowed_cn; /* --peer-cert-allowed-cn, or NULL */
-	const char *auto_dir;   /* --peer-auto-tls: where the self-signed pair is kept, or NULL */
-	const char *auto_host;  /* the host the automatic certificate names (an IP or a name) */
+	const char *auto_dir;   /* --peer-auto-tls: where the self-signed pair is kept (its parent
+				 * is made too), or NULL */
+	const char *auto_host;  /* the host the automatic certificate names (an IP or a name);
+				 * NULL: listen_addr's */
 	const char *auto_cn;    /* its CN (the member's name) */
 };
 
