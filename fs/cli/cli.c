@@ -25,7 +25,7 @@ static const struct fs_cmd fs_cmds[] = {
 	{"mount", "[member flags] [-o opts] [-f] DIR", "mount DIR as a member of a cluster",
 	 fs_server_mount},
 	{"umount", "DIR", "unmount DIR cleanly (leadership handed over first)", fs_server_umount},
-	{"status", "MOUNT", "member, leader, term, indexes, revision, members, alarms",
+	{"status", "MOUNT", "member, leader, term, indexes, revision, members, alarms, peer TLS",
 	 fs_cli_status},
 	{"member", "list|add|remove|promote|move-leader ...",
 	 "list or change the cluster's members, move leadership", fs_cli_member},

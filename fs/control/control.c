@@ -578,6 +578,7 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 	int corrupt = fs_kv_corrupt(c->store, &corrupt_by), nospace = store_alarm_nospace(c->store);
 	if (c->replay_counts)
 		c->replay_counts(c->replay_arg, &backlog, &dropped);
+	const char *security = fs_member_peer_security(c->member);
 	if (json) {
 		out_printf(o, "{\"member\":");
 		out_json_str(o, c->cfg->name, strlen(c->cfg->name));
@@ -594,10 +595,13 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 			      ",\"applied_index\":%" PRIu64 ",\"revision\":%" PRId64
 			      ",\"compact_revision\":%" PRId64 ",\"session_lease\":%" PRId64
 			      ",\"remote_inotify\":%s,\"replay_backlog\":%" PRIu64
-			      ",\"replay_dropped\":%" PRIu64 ",\"members\":[",
+			      ",\"replay_dropped\":%" PRIu64 ",\"peer_tls\":%s,\"peer_traffic\":",
 			   st.leader, st.term, st.last_index, st.commit, st.applied,
 			   store_rev(c->store), store_compact_rev(c->store), c->session,
-			   c->replay_counts ? "true" : "false", backlog, dropped);
+			   c->replay_counts ? "true" : "false", backlog, dropped,
+			   strcmp(security, "plaintext") ? "true" : "false");
+		out_json_str(o, security, strlen(security));
+		out_printf(o, ",\"members\":[");
 		for (int i = 0; i < np; i++) {
 			int learner = 0;
 			for (int j = 0; j < st.n_learners; j++)
@@ -607,9 +611,17 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 			out_json_str(o, peers[i].name, strlen(peers[i].name));
 			out_printf(o, ",\"peer\":");
 			out_json_str(o, peers[i].addr, strlen(peers[i].addr));
-			out_printf(o, ",\"role\":\"%s\",\"is_leader\":%s}",
+			out_printf(o, ",\"role\":\"%s\",\"is_leader\":%s,\"certificate\":",
 				   learner ? "learner" : "voter",
 				   peers[i].id == st.leader ? "true" : "false");
+			char subject[256];
+			if (peers[i].id != st.id &&
+			    fs_member_peer_subject(c->member, peers[i].id, subject,
+						   sizeof subject) == 0)
+				out_json_str(o, subject, strlen(subject));
+			else
+				out_printf(o, "null"); /* plaintext, not connected, or this member */
+			out_printf(o, "}");
 		}
 		out_printf(o, "],\"alarms\":[");
 		if (nospace)
@@ -641,6 +653,7 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 			   backlog, dropped);
 	else
 		out_printf(o, "inotify replay   off (-o no_remote_inotify)\n");
+	out_printf(o, "peer traffic     %s\n", security);
 	out_printf(o, "members\n  %-16s  %-16s  %-21s  %s\n", "ID", "NAME", "PEER", "ROLE");
 	for (int i = 0; i < np; i++) {
 		int learner = 0;
@@ -649,6 +662,17 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 		out_printf(o, "  %016" PRIx64 "  %-16s  %-21s  %s%s\n", peers[i].id, peers[i].name,
 			   peers[i].addr, learner ? "learner" : "voter",
 			   peers[i].id == st.leader ? " (leader)" : "");
+	}
+	if (!strcmp(security, "plaintext"))
+		return;
+	out_printf(o, "peer certificates (subjects, as connected now)\n");
+	for (int i = 0; i < np; i++) {
+		char subject[256];
+		if (peers[i].id == st.id)
+			continue;
+		int rc = fs_member_peer_subject(c->member, peers[i].id, subject, sizeof subject);
+		out_printf(o, "  %-16s  %s\n", peers[i].name,
+			   rc == 0 ? (subject[0] ? subject : "(no certificate)") : "(not connected)");
 	}
 }
 

@@ -13,7 +13,8 @@
  *
  * `.raftfs/` (hidden from listings, reachable by name; nothing can be created in it):
  *   status   JSON: member, leader, term, raft indexes, revision, compact revision, members with
- *            roles, alarms, session lease — made when opened
+ *            roles (and the subject of each one's TLS certificate), whether peer traffic is TLS,
+ *            alarms, session lease — made when opened
  *   session  the id of the mount's session lease (empty until granted)
  *   ctl      the command file: a client writes one command as NUL-separated words (the first is
  *            the output format, "table" or "json") and reads the answer from offset 0: a first

@@ -1985,14 +1985,30 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
 	if (strcmp(listen, cfg->listen_peer) != 0)
 		FS_INFO("listening for peers on %s, the address the cluster knows this member by "
 			"(not %s)", listen, cfg->listen_peer);
+	/* etcd keeps its self-signed peer pair in DATA_DIR/fixtures/peer */
+	char auto_dir[4200];
+	snprintf(auto_dir, sizeof auto_dir, "%.4096s/fixtures/peer", cfg->data_dir);
+	if (cfg->peer_auto_tls && cfg->peer_cert[0])
+		FS_INFO("--peer-auto-tls ignored: --peer-cert-file is given");
+	struct fs_transport_tls tls = {.cert_file = cfg->peer_cert,
+				       .key_file = cfg->peer_key,
+				       .ca_file = cfg->peer_ca,
+				       .client_cert_auth = cfg->peer_client_cert_auth > 0,
+				       .allowed_cn = cfg->peer_allowed_cn,
+				       .auto_dir = cfg->peer_auto_tls ? auto_dir : NULL,
+				       .auto_cn = cfg->name};
 	struct fs_transport_config tc = {.cluster_id = m->cluster_id,
 					 .self_id = m->id,
 					 .listen_addr = listen,
 					 .max_queue_frames = m->opt.max_queue_frames,
-					 .snap_dir = m->incoming_dir};
+					 .snap_dir = m->incoming_dir,
+					 .tls = cfg->peer_cert[0] || cfg->peer_auto_tls ? &tls : NULL};
 	rc = fs_transport_start(&m->tr, loop, &tc, &transport_cb, m);
 	if (rc != 0) {
-		FS_ERROR("cannot listen for peers on %s: %s", tc.listen_addr, uv_strerror(rc));
+		if (rc != -EKEYREJECTED) /* a TLS failure was logged with its reason */
+			FS_ERROR("cannot listen for peers on %s: %s", tc.listen_addr,
+				 uv_strerror(rc));
+		m->tr = NULL;
 		goto err;
 	}
 	peers_connect(m);
@@ -2252,6 +2268,21 @@ int fs_member_replayed(struct fs_member *m)
 {
 	join_settle(m);
 	return !m->joining && m->applied >= m->recovered_commit;
+}
+
+const char *fs_member_peer_security(struct fs_member *m)
+{
+	return fs_transport_security(m->tr);
+}
+
+int fs_member_peer_subject(struct fs_member *m, uint64_t id, char *buf, size_t cap)
+{
+	return fs_transport_peer_subject(m->tr, id, buf, cap);
+}
+
+int fs_member_reload_tls(struct fs_member *m)
+{
+	return fs_transport_reload_tls(m->tr);
 }
 
 void fs_member_block_peer(struct fs_member *m, uint64_t peer, int blocked)
