@@ -306,7 +306,9 @@ def test_plaintext_and_certless_peers_get_nothing_in(ws, raftfs_bin, certs):
     assert wait_for(lambda: lines(n1, "refused peer connection from 127.0.0.1:\\d+: no "
                                       "certificate: it presented none"))
     # a plaintext member in the cluster's place: refused both ways, one line each way
-    n3.stop()
+    n3.stop()  # it hands leadership over if it leads: the term to keep is the one after
+    assert wait_for(lambda: status(n1)["leader"] in ("n1", "n2"))
+    before = status(n1)
     x = impostor(ws, raftfs_bin, "n3", ports, initial, ())
     x.wait_mounted(20)
     assert wait_for(lambda: lines(x, r"refused us: protocol mismatch: it takes TLS peers only"))
