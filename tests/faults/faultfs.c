@@ -1,0 +1,1149 @@
+/*
+ * faultfs.c: the fault suite's disk (tests/faults/README.md, "faultfs"), a FUSE file system that
+ * passes everything through to a backing directory, as LazyFS does for Jepsen, except that file
+ * data written and not yet made durable stays in this process's memory:
+ *
+ *   - write(), truncate and fallocate land in a per-file cache of unsynced changes (extents of
+ *     data, a size, and how much of the backing file is still the file's); reads see them;
+ *   - fsync and fdatasync of a file write its cached changes to the backing file and fsync it there;
+ *   - directory operations (create, mkdir, rename, unlink, ...) are applied to the backing
+ *     directory at once, so a name is durable as soon as it is made (LazyFS's default);
+ *   - fsync of a directory fsyncs the backing directory.
+ *
+ * Commands, written one per write() to the file `.faultfs` at the mount root (which exists in no
+ * listing and in no backing directory; reading it tells the state):
+ *
+ *   power-off   every unsynced byte is dropped (the backing files keep only what was synced) and
+ *               every later operation fails with EIO, until the file system is unmounted;
+ *   fsync-eio   every later fsync/fdatasync (files and directories) fails with EIO and makes
+ *               nothing durable (its data stays unsynced);
+ *   enospc      every later write or fallocate that would grow a file fails with ENOSPC (writes
+ *               inside the file's size, e.g. into a preallocated WAL segment, still succeed);
+ *   heal        fsync-eio and enospc end (power-off does not: a powered-off disk is remounted).
+ *
+ * A write() of a command returns once it has taken effect: power-off waits for the operations in
+ * flight, so an fsync that returned before it is durable and one after it failed.
+ *
+ * usage: faultfs BACKING MOUNTPOINT (in the foreground until unmounted; logs one line per command on
+ * stderr). Multi-threaded: the table of cached files has one mutex, each file's cache its own.
+ */
+#define FUSE_USE_VERSION 312
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define CTL_NAME "/.faultfs"
+
+/* ======================================== state ================================================= */
+
+/* One run of unsynced bytes of a file. */
+struct ext {
+	off_t off;     /* where it starts in the file */
+	size_t len;    /* bytes held */
+	size_t cap;    /* capacity of data */
+	char *data;    /* the bytes (owned) */
+};
+
+/*
+ * A regular file of the backing directory with unsynced changes or open handles, keyed by the
+ * backing inode (dev, ino): renames keep it. Its content as the file system shows it is: bytes
+ * [0, base) of the backing file, zeros up to size, the extents on top. Fields below mu are guarded
+ * by it; refs and in_table by the table's mutex.
+ */
+struct cfile {
+	dev_t dev;             /* backing device */
+	ino_t ino;             /* backing inode */
+	int fd;                /* the backing file, read-write (owned) */
+	int refs;              /* open handles (table mutex) */
+	int in_table;          /* reachable by (dev, ino) (table mutex) */
+	struct cfile *next;    /* hash chain (table mutex) */
+	pthread_mutex_t mu;    /* guards what follows */
+	int dirty;             /* changes not yet synced */
+	off_t size;            /* the file's size */
+	off_t base;            /* bytes of the backing file still the file's (<= disk_size) */
+	off_t disk_size;       /* the backing file's size */
+	struct ext *ext;       /* unsynced extents, sorted by off, disjoint and not touching */
+	size_t n_ext;          /* how many */
+	size_t cap_ext;        /* capacity of ext */
+};
+
+#define TABLE_SIZE 1024
+
+static struct {
+	const char *backing;             /* BACKING as given */
+	int dirfd;                       /* the backing directory */
+	pthread_rwlock_t state;          /* ops hold it shared; commands exclusive */
+	atomic_int off;                  /* powered off */
+	atomic_int fsync_eio;            /* fsync/fdatasync fail with EIO */
+	atomic_int enospc;               /* writes that grow a file fail with ENOSPC */
+	pthread_mutex_t table_mu;        /* guards table and every cfile's refs, in_table, next */
+	struct cfile *table[TABLE_SIZE]; /* by (dev, ino) */
+} g = {.dirfd = -1, .table_mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* One line on stderr: "faultfs BACKING: message". */
+static void logf_(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = snprintf(line, sizeof line, "faultfs %s: ", g.backing);
+	vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	size_t len = strlen(line);
+	line[len++] = '\n';
+	(void)!write(STDERR_FILENO, line, len);
+}
+
+/* The path relative to the backing directory, for the *at calls. */
+static const char *rel(const char *path)
+{
+	while (*path == '/')
+		path++;
+	return *path ? path : ".";
+}
+
+/* Takes the state shared; fails with EIO when powered off (the lock then released). */
+static int enter(void)
+{
+	pthread_rwlock_rdlock(&g.state);
+	if (atomic_load(&g.off)) {
+		pthread_rwlock_unlock(&g.state);
+		return -EIO;
+	}
+	return 0;
+}
+
+static void leave(void)
+{
+	pthread_rwlock_unlock(&g.state);
+}
+
+/* ===================================== the cache ================================================ */
+
+static size_t slot(dev_t dev, ino_t ino)
+{
+	return (size_t)((ino * 0x9E3779B97F4A7C15ull) ^ dev) % TABLE_SIZE;
+}
+
+static void cfile_free(struct cfile *c)
+{
+	for (size_t i = 0; i < c->n_ext; i++)
+		free(c->ext[i].data);
+	free(c->ext);
+	close(c->fd);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* Takes c out of the table (table mutex held). */
+static void table_remove(struct cfile *c)
+{
+	struct cfile **p = &g.table[slot(c->dev, c->ino)];
+	while (*p && *p != c)
+		p = &(*p)->next;
+	if (*p)
+		*p = c->next;
+	c->in_table = 0;
+}
+
+static struct cfile *table_find(dev_t dev, ino_t ino)
+{
+	for (struct cfile *c = g.table[slot(dev, ino)]; c; c = c->next)
+		if (c->dev == dev && c->ino == ino)
+			return c;
+	return NULL;
+}
+
+/*
+ * The cfile of the backing file open as fd, with one more reference: the one in the table, or a
+ * new one that takes over fd. Closes fd when it is not taken. NULL on ENOMEM (fd closed).
+ */
+static struct cfile *cfile_get(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		close(fd);
+		return NULL;
+	}
+	pthread_mutex_lock(&g.table_mu);
+	struct cfile *c = table_find(st.st_dev, st.st_ino);
+	if (c) {
+		c->refs++;
+		pthread_mutex_unlock(&g.table_mu);
+		close(fd);
+		return c;
+	}
+	c = calloc(1, sizeof *c);
+	if (!c) {
+		pthread_mutex_unlock(&g.table_mu);
+		close(fd);
+		errno = ENOMEM;
+		return NULL;
+	}
+	c->dev = st.st_dev;
+	c->ino = st.st_ino;
+	c->fd = fd;
+	c->refs = 1;
+	c->size = c->base = c->disk_size = st.st_size;
+	pthread_mutex_init(&c->mu, NULL);
+	c->in_table = 1;
+	size_t s = slot(c->dev, c->ino);
+	c->next = g.table[s];
+	g.table[s] = c;
+	pthread_mutex_unlock(&g.table_mu);
+	return c;
+}
+
+/* Drops a reference; a clean file without handles, or one no name reaches, is freed. */
+static void cfile_put(struct cfile *c)
+{
+	pthread_mutex_lock(&g.table_mu);
+	pthread_mutex_lock(&c->mu);
+	int dirty = c->dirty;
+	pthread_mutex_unlock(&c->mu);
+	int free_it = --c->refs == 0 && (!dirty || !c->in_table);
+	if (free_it && c->in_table)
+		table_remove(c);
+	pthread_mutex_unlock(&g.table_mu);
+	if (free_it)
+		cfile_free(c);
+}
+
+/* The cfile of a regular file (with a reference) by its path, made when it has none. NULL with
+ * errno set, or unchanged for a file that is not regular. */
+static struct cfile *cfile_of_path(const char *path)
+{
+	struct stat st;
+	if (fstatat(g.dirfd, rel(path), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+		return NULL;
+	pthread_mutex_lock(&g.table_mu);
+	struct cfile *c = table_find(st.st_dev, st.st_ino);
+	if (c)
+		c->refs++;
+	pthread_mutex_unlock(&g.table_mu);
+	if (c)
+		return c;
+	int fd = openat(g.dirfd, rel(path), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	return fd < 0 ? NULL : cfile_get(fd);
+}
+
+/* A name of (dev, ino) went away: when it was the last, nothing reaches the cache any more. */
+static void forget_inode(dev_t dev, ino_t ino)
+{
+	pthread_mutex_lock(&g.table_mu);
+	struct cfile *c = table_find(dev, ino);
+	int free_it = 0;
+	if (c) {
+		table_remove(c);
+		free_it = c->refs == 0;
+	}
+	pthread_mutex_unlock(&g.table_mu);
+	if (free_it)
+		cfile_free(c);
+}
+
+/* Makes room for one more extent at index i. c->mu held. */
+static int ext_insert_at(struct cfile *c, size_t i)
+{
+	if (c->n_ext == c->cap_ext) {
+		size_t cap = c->cap_ext ? c->cap_ext * 2 : 8;
+		struct ext *e = realloc(c->ext, cap * sizeof *e);
+		if (!e)
+			return -ENOMEM;
+		c->ext = e;
+		c->cap_ext = cap;
+	}
+	memmove(&c->ext[i + 1], &c->ext[i], (c->n_ext - i) * sizeof *c->ext);
+	c->n_ext++;
+	return 0;
+}
+
+static int ext_reserve(struct ext *e, size_t need)
+{
+	if (need <= e->cap)
+		return 0;
+	size_t cap = e->cap ? e->cap : 4096;
+	while (cap < need)
+		cap *= 2;
+	char *d = realloc(e->data, cap);
+	if (!d)
+		return -ENOMEM;
+	e->data = d;
+	e->cap = cap;
+	return 0;
+}
+
+/*
+ * Puts buf[0..len) at off into the extents: the extents it overlaps or touches become one. An
+ * append to the last byte of an extent grows it in place. c->mu held.
+ */
+static int ext_write(struct cfile *c, const char *buf, size_t len, off_t off)
+{
+	off_t end = off + (off_t)len;
+	size_t i = 0;
+	while (i < c->n_ext && c->ext[i].off + (off_t)c->ext[i].len < off)
+		i++; /* ext[i] is the first that ends at or after off */
+	size_t j = i;
+	while (j < c->n_ext && c->ext[j].off <= end)
+		j++; /* ext[i..j) overlap or touch [off, end) */
+	if (j == i) {
+		int r = ext_insert_at(c, i);
+		if (r < 0)
+			return r;
+		c->ext[i] = (struct ext){.off = off};
+		if ((r = ext_reserve(&c->ext[i], len)) < 0) {
+			memmove(&c->ext[i], &c->ext[i + 1], (--c->n_ext - i) * sizeof *c->ext);
+			return r;
+		}
+		memcpy(c->ext[i].data, buf, len);
+		c->ext[i].len = len;
+		return 0;
+	}
+	/* merge ext[i..j) and the new bytes into ext[i] */
+	struct ext *e = &c->ext[i];
+	off_t lo = e->off < off ? e->off : off;
+	off_t last_end = c->ext[j - 1].off + (off_t)c->ext[j - 1].len;
+	off_t hi = last_end > end ? last_end : end;
+	size_t need = (size_t)(hi - lo);
+	if (lo == e->off) {
+		if (ext_reserve(e, need) < 0)
+			return -ENOMEM;
+	} else {
+		/* the new bytes begin before e: a fresh buffer with e's bytes moved up */
+		struct ext n = {.off = lo};
+		if (ext_reserve(&n, need) < 0)
+			return -ENOMEM;
+		memcpy(n.data + (e->off - lo), e->data, e->len);
+		free(e->data);
+		n.len = (size_t)(e->off - lo) + e->len;
+		*e = n;
+	}
+	for (size_t k = i + 1; k < j; k++) {
+		struct ext *x = &c->ext[k];
+		memcpy(e->data + (x->off - lo), x->data, x->len);
+		free(x->data);
+	}
+	/* bytes between merged extents that the new write does not cover cannot exist: extents
+	 * ext[i..j) all touch [off, end), so [lo, hi) is covered by them and the write */
+	memcpy(e->data + (off - lo), buf, len);
+	e->len = need;
+	memmove(&c->ext[i + 1], &c->ext[j], (c->n_ext - j) * sizeof *c->ext);
+	c->n_ext -= j - i - 1;
+	return 0;
+}
+
+/* The file is cut (or grown with zeros) to size. c->mu held. */
+static void cache_truncate(struct cfile *c, off_t size)
+{
+	if (size < c->base)
+		c->base = size;
+	while (c->n_ext && c->ext[c->n_ext - 1].off >= size)
+		free(c->ext[--c->n_ext].data);
+	if (c->n_ext) {
+		struct ext *e = &c->ext[c->n_ext - 1];
+		if (e->off + (off_t)e->len > size)
+			e->len = (size_t)(size - e->off);
+	}
+	c->size = size;
+	c->dirty = 1;
+}
+
+/* Reads [off, off+len) of the file as it is now into buf; returns the bytes read. c->mu held. */
+static ssize_t cache_read(struct cfile *c, char *buf, size_t len, off_t off)
+{
+	if (off >= c->size)
+		return 0;
+	if ((off_t)len > c->size - off)
+		len = (size_t)(c->size - off);
+	memset(buf, 0, len);
+	off_t end = off + (off_t)len;
+	if (off < c->base) {
+		size_t want = (size_t)((end < c->base ? end : c->base) - off), got = 0;
+		while (got < want) {
+			ssize_t n = pread(c->fd, buf + got, want - got, off + (off_t)got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return -errno;
+			if (n == 0)
+				break; /* the rest is zeros */
+			got += (size_t)n;
+		}
+	}
+	for (size_t i = 0; i < c->n_ext; i++) {
+		struct ext *e = &c->ext[i];
+		off_t a = e->off > off ? e->off : off;
+		off_t b = e->off + (off_t)e->len < end ? e->off + (off_t)e->len : end;
+		if (a < b)
+			memcpy(buf + (a - off), e->data + (a - e->off), (size_t)(b - a));
+	}
+	return (ssize_t)len;
+}
+
+static int pwrite_all(int fd, const char *p, size_t len, off_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+/*
+ * Makes the file's content durable in the backing file: cut to base, the extents written, the
+ * size set, then fsync (or fdatasync). c->mu held. On an error of the backing file the changes
+ * stay cached (a later sync tries again from the start).
+ */
+static int cache_sync(struct cfile *c, int datasync)
+{
+	int r;
+	if (c->dirty) {
+		if (c->base < c->disk_size && ftruncate(c->fd, c->base) != 0)
+			return -errno;
+		c->disk_size = c->base;
+		for (size_t i = 0; i < c->n_ext; i++) {
+			struct ext *e = &c->ext[i];
+			if ((r = pwrite_all(c->fd, e->data, e->len, e->off)) < 0)
+				return r;
+			if (e->off + (off_t)e->len > c->disk_size)
+				c->disk_size = e->off + (off_t)e->len;
+		}
+		if (c->size > c->disk_size && fallocate(c->fd, 0, 0, c->size) != 0 &&
+		    ftruncate(c->fd, c->size) != 0)
+			return -errno;
+		if (c->size < c->disk_size && ftruncate(c->fd, c->size) != 0)
+			return -errno;
+		c->disk_size = c->size;
+	}
+	if ((datasync ? fdatasync(c->fd) : fsync(c->fd)) != 0)
+		return -errno;
+	for (size_t i = 0; i < c->n_ext; i++)
+		free(c->ext[i].data);
+	c->n_ext = 0;
+	c->base = c->size;
+	c->dirty = 0;
+	return 0;
+}
+
+/* Bytes and files not synced, for the control file and the power-off line. */
+static void unsynced(uint64_t *bytes, unsigned *files)
+{
+	*bytes = 0;
+	*files = 0;
+	pthread_mutex_lock(&g.table_mu);
+	for (size_t s = 0; s < TABLE_SIZE; s++)
+		for (struct cfile *c = g.table[s]; c; c = c->next) {
+			pthread_mutex_lock(&c->mu);
+			if (c->dirty) {
+				(*files)++;
+				for (size_t i = 0; i < c->n_ext; i++)
+					*bytes += c->ext[i].len;
+			}
+			pthread_mutex_unlock(&c->mu);
+		}
+	pthread_mutex_unlock(&g.table_mu);
+}
+
+/* Every unsynced change dropped (power off). The state is held exclusively. */
+static void drop_all(void)
+{
+	pthread_mutex_lock(&g.table_mu);
+	for (size_t s = 0; s < TABLE_SIZE; s++)
+		for (struct cfile *c = g.table[s]; c; c = c->next) {
+			pthread_mutex_lock(&c->mu);
+			for (size_t i = 0; i < c->n_ext; i++)
+				free(c->ext[i].data);
+			c->n_ext = 0;
+			c->size = c->base = c->disk_size;
+			c->dirty = 0;
+			pthread_mutex_unlock(&c->mu);
+		}
+	pthread_mutex_unlock(&g.table_mu);
+}
+
+/* ===================================== the control file ========================================= */
+
+static int ctl_command(const char *buf, size_t len)
+{
+	char cmd[32];
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+		len--;
+	if (len == 0 || len >= sizeof cmd)
+		return -EINVAL;
+	memcpy(cmd, buf, len);
+	cmd[len] = 0;
+	uint64_t bytes;
+	unsigned files;
+	pthread_rwlock_wrlock(&g.state);
+	int r = 0;
+	if (strcmp(cmd, "power-off") == 0) {
+		unsynced(&bytes, &files);
+		drop_all();
+		atomic_store(&g.off, 1);
+		logf_("power off: %" PRIu64 " unsynced bytes of %u files dropped; every operation "
+		      "fails with EIO until unmounted", bytes, files);
+	} else if (strcmp(cmd, "fsync-eio") == 0) {
+		atomic_store(&g.fsync_eio, 1);
+		logf_("fsync-eio: every fsync and fdatasync fails with EIO from now on");
+	} else if (strcmp(cmd, "enospc") == 0) {
+		atomic_store(&g.enospc, 1);
+		logf_("enospc: every write that grows a file fails with ENOSPC from now on");
+	} else if (strcmp(cmd, "heal") == 0) {
+		atomic_store(&g.fsync_eio, 0);
+		atomic_store(&g.enospc, 0);
+		logf_("heal: fsync and space faults ended");
+	} else {
+		logf_("unknown command '%s' (power-off, fsync-eio, enospc, heal)", cmd);
+		r = -EINVAL;
+	}
+	pthread_rwlock_unlock(&g.state);
+	return r;
+}
+
+static int ctl_text(char *buf, size_t len)
+{
+	uint64_t bytes;
+	unsigned files;
+	unsynced(&bytes, &files);
+	return snprintf(buf, len, "power %s\nfsync %s\nspace %s\nunsynced %" PRIu64 " bytes in %u "
+			"files\n", atomic_load(&g.off) ? "off" : "on",
+			atomic_load(&g.fsync_eio) ? "eio" : "ok", atomic_load(&g.enospc) ? "full" : "ok",
+			bytes, files);
+}
+
+static int is_ctl(const char *path)
+{
+	return path && strcmp(path, CTL_NAME) == 0;
+}
+
+/* ===================================== FUSE operations ========================================== */
+
+/* An open file: the cache of a regular file, or a plain descriptor (anything else). */
+struct fh {
+	struct cfile *c; /* regular files */
+	int fd;          /* other files; -1 with c */
+	int ctl;         /* the control file */
+};
+
+static struct fh *fh_of(struct fuse_file_info *fi)
+{
+	return (struct fh *)(uintptr_t)fi->fh;
+}
+
+static void *ffs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	cfg->use_ino = 1;
+	cfg->hard_remove = 1;  /* no .fuse_hidden files in the backing directory */
+	cfg->nullpath_ok = 1;  /* an unlinked open file is reached by its handle */
+	cfg->entry_timeout = cfg->attr_timeout = cfg->negative_timeout = 1.0;
+	return NULL;
+}
+
+static int ffs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	if (is_ctl(path) && !fi) {
+		memset(st, 0, sizeof *st);
+		st->st_mode = S_IFREG | 0600;
+		st->st_nlink = 1;
+		st->st_size = 4096;
+		return 0;
+	}
+	int r = enter();
+	if (r < 0)
+		return r;
+	struct fh *h = fi ? fh_of(fi) : NULL;
+	if (h && h->ctl) {
+		leave();
+		return ffs_getattr(CTL_NAME, st, NULL);
+	}
+	if (h)
+		r = fstat(h->c ? h->c->fd : h->fd, st) == 0 ? 0 : -errno;
+	else
+		r = fstatat(g.dirfd, rel(path), st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+	if (r == 0 && S_ISREG(st->st_mode)) {
+		pthread_mutex_lock(&g.table_mu);
+		struct cfile *c = table_find(st->st_dev, st->st_ino);
+		if (c)
+			c->refs++;
+		pthread_mutex_unlock(&g.table_mu);
+		if (c) {
+			pthread_mutex_lock(&c->mu);
+			st->st_size = c->size;
+			st->st_blocks = (c->size + 511) / 512;
+			pthread_mutex_unlock(&c->mu);
+			cfile_put(c);
+		}
+	}
+	leave();
+	return r;
+}
+
+static int ffs_readlink(const char *path, char *buf, size_t size)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	ssize_t n = readlinkat(g.dirfd, rel(path), buf, size - 1);
+	leave();
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return 0;
+}
+
+static int ffs_mknod(const char *path, mode_t mode, dev_t rdev)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	r = mknodat(g.dirfd, rel(path), mode, rdev) == 0 ? 0 : -errno;
+	leave();
+	return r;
+}
+
+static int ffs_mkdir(const char *path, mode_t mode)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	r = mkdirat(g.dirfd, rel(path), mode) == 0 ? 0 : -errno;
+	leave();
+	return r;
+}
+
+static int ffs_unlink(const char *path)
+{
+	if (is_ctl(path))
+		return -EPERM;
+	int r = enter();
+	if (r < 0)
+		return r;
+	struct stat st;
+	int last = fstatat(g.dirfd, rel(path), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		   S_ISREG(st.st_mode) && st.st_nlink == 1;
+	r = unlinkat(g.dirfd, rel(path), 0) == 0 ? 0 : -errno;
+	if (r == 0 && last)
+		forget_inode(st.st_dev, st.st_ino);
+	leave();
+	return r;
+}
+
+static int ffs_rmdir(const char *path)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	r = unlinkat(g.dirfd, rel(path), AT_REMOVEDIR) == 0 ? 0 : -errno;
+	leave();
+	return r;
+}
+
+static int ffs_symlink(const char *target, const char *path)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	r = symlinkat(target, g.dirfd, rel(path)) == 0 ? 0 : -errno;
+	leave();
+	return r;
+}
+
+static int ffs_rename(const char *from, const char *to, unsigned int flags)
+{
+	if (is_ctl(from) || is_ctl(to))
+		return -EPERM;
+	int r = enter();
+	if (r < 0)
+		return r;
+	struct stat sf, st;
+	int have_from = fstatat(g.dirfd, rel(from), &sf, AT_SYMLINK_NOFOLLOW) == 0;
+	int replaced = !(flags & RENAME_EXCHANGE) &&
+		       fstatat(g.dirfd, rel(to), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		       S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+		       !(have_from && sf.st_dev == st.st_dev && sf.st_ino == st.st_ino);
+	r = renameat2(g.dirfd, rel(from), g.dirfd, rel(to), flags) == 0 ? 0 : -errno;
+	if (r == 0 && replaced)
+		forget_inode(st.st_dev, st.st_ino);
+	leave();
+	return r;
+}
+
+static int ffs_link(const char *from, const char *to)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	r = linkat(g.dirfd, rel(from), g.dirfd, rel(to), 0) == 0 ? 0 : -errno;
+	leave();
+	return r;
+}
+
+static int ffs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	struct fh *h = fi ? fh_of(fi) : NULL;
+	if (h && !h->ctl)
+		r = fchmod(h->c ? h->c->fd : h->fd, mode) == 0 ? 0 : -errno;
+	else
+		r = fchmodat(g.dirfd, rel(path), mode, 0) == 0 ? 0 : -errno;
+	leave();
+	return r;
+}
+
+static int ffs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	struct fh *h = fi ? fh_of(fi) : NULL;
+	if (h && !h->ctl)
+		r = fchown(h->c ? h->c->fd : h->fd, uid, gid) == 0 ? 0 : -errno;
+	else
+		r = fchownat(g.dirfd, rel(path), uid, gid, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+	leave();
+	return r;
+}
+
+static int ffs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	if (is_ctl(path) || (fi && fh_of(fi)->ctl))
+		return 0;
+	int r = enter();
+	if (r < 0)
+		return r;
+	struct fh *h = fi ? fh_of(fi) : NULL;
+	errno = EINVAL; /* not a regular file, or one open read-only */
+	struct cfile *c = h ? h->c : cfile_of_path(path);
+	if (!c) {
+		r = -errno;
+		leave();
+		return r;
+	}
+	pthread_mutex_lock(&c->mu);
+	cache_truncate(c, size);
+	pthread_mutex_unlock(&c->mu);
+	if (!h)
+		cfile_put(c);
+	leave();
+	return 0;
+}
+
+/* Opens the backing file for a handle; O_TRUNC becomes a cached truncate. */
+static int open_backing(const char *path, int flags, mode_t mode, int create,
+			struct fuse_file_info *fi)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	struct fh *h = calloc(1, sizeof *h);
+	if (!h) {
+		leave();
+		return -ENOMEM;
+	}
+	h->fd = -1;
+	int bflags = (flags & ~(O_TRUNC | O_APPEND | O_ACCMODE)) | O_CLOEXEC;
+	int fd = openat(g.dirfd, rel(path), bflags | (create ? O_CREAT : 0) | O_RDWR, mode);
+	if (fd < 0 && (errno == EISDIR || errno == EACCES || errno == EROFS || errno == ETXTBSY))
+		fd = openat(g.dirfd, rel(path), bflags | (create ? O_CREAT : 0) | (flags & O_ACCMODE),
+			    mode);
+	if (fd < 0) {
+		r = -errno;
+		free(h);
+		leave();
+		return r;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR) {
+		h->c = cfile_get(fd);
+		if (!h->c) {
+			r = -errno;
+			free(h);
+			leave();
+			return r;
+		}
+		if (flags & O_TRUNC) {
+			pthread_mutex_lock(&h->c->mu);
+			cache_truncate(h->c, 0);
+			pthread_mutex_unlock(&h->c->mu);
+		}
+	} else {
+		h->fd = fd;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = 0;
+	fi->keep_cache = 0;
+	leave();
+	return 0;
+}
+
+static int ffs_open(const char *path, struct fuse_file_info *fi)
+{
+	if (is_ctl(path)) {
+		struct fh *h = calloc(1, sizeof *h);
+		if (!h)
+			return -ENOMEM;
+		h->fd = -1;
+		h->ctl = 1;
+		fi->fh = (uint64_t)(uintptr_t)h;
+		fi->direct_io = 1;
+		return 0;
+	}
+	return open_backing(path, fi->flags, 0, 0, fi);
+}
+
+static int ffs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	if (is_ctl(path))
+		return -EEXIST;
+	return open_backing(path, fi->flags, mode, 1, fi);
+}
+
+static int ffs_read(const char *path, char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fh *h = fh_of(fi);
+	if (h->ctl) {
+		char text[256];
+		int n = ctl_text(text, sizeof text);
+		if (off >= n)
+			return 0;
+		size_t k = (size_t)(n - off) < size ? (size_t)(n - off) : size;
+		memcpy(buf, text + off, k);
+		return (int)k;
+	}
+	int r = enter();
+	if (r < 0)
+		return r;
+	ssize_t n;
+	if (h->c) {
+		pthread_mutex_lock(&h->c->mu);
+		n = cache_read(h->c, buf, size, off);
+		pthread_mutex_unlock(&h->c->mu);
+	} else {
+		n = pread(h->fd, buf, size, off);
+		if (n < 0)
+			n = -errno;
+	}
+	leave();
+	return (int)n;
+}
+
+static int ffs_write(const char *path, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fh *h = fh_of(fi);
+	if (h->ctl) {
+		int r = ctl_command(buf, size);
+		return r < 0 ? r : (int)size;
+	}
+	int r = enter();
+	if (r < 0)
+		return r;
+	if (!h->c) {
+		ssize_t n = pwrite(h->fd, buf, size, off); /* not a regular file: no cache */
+		leave();
+		return n < 0 ? -errno : (int)n;
+	}
+	struct cfile *c = h->c;
+	pthread_mutex_lock(&c->mu);
+	if (atomic_load(&g.enospc) && off + (off_t)size > c->size) {
+		r = -ENOSPC;
+	} else {
+		r = ext_write(c, buf, size, off);
+		if (r == 0) {
+			if (off + (off_t)size > c->size)
+				c->size = off + (off_t)size;
+			c->dirty = 1;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	leave();
+	return r < 0 ? r : (int)size;
+}
+
+static int ffs_statfs(const char *path, struct statvfs *sv)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	r = fstatvfs(g.dirfd, sv) == 0 ? 0 : -errno;
+	if (r == 0 && atomic_load(&g.enospc))
+		sv->f_bfree = sv->f_bavail = 0;
+	leave();
+	return r;
+}
+
+static int ffs_release(const char *path, struct fuse_file_info *fi)
+{
+	struct fh *h = fh_of(fi);
+	if (h->c)
+		cfile_put(h->c); /* its unsynced data stays: a close makes nothing durable */
+	else if (h->fd >= 0)
+		close(h->fd);
+	free(h);
+	return 0;
+}
+
+static int ffs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	struct fh *h = fh_of(fi);
+	if (h->ctl)
+		return 0;
+	int r = enter();
+	if (r < 0)
+		return r;
+	if (atomic_load(&g.fsync_eio)) {
+		leave();
+		return -EIO;
+	}
+	if (h->c) {
+		pthread_mutex_lock(&h->c->mu);
+		r = cache_sync(h->c, datasync);
+		pthread_mutex_unlock(&h->c->mu);
+	} else {
+		r = (datasync ? fdatasync(h->fd) : fsync(h->fd)) == 0 ? 0 : -errno;
+	}
+	leave();
+	return r;
+}
+
+static int ffs_fallocate(const char *path, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct fh *h = fh_of(fi);
+	if (h->ctl || !h->c)
+		return -EOPNOTSUPP;
+	int r = enter();
+	if (r < 0)
+		return r;
+	struct cfile *c = h->c;
+	if (mode == FALLOC_FL_KEEP_SIZE) {
+		/* blocks only, no content: the backing file may have them at once */
+		r = fallocate(c->fd, mode, off, len) == 0 ? 0 : -errno;
+	} else if (mode == 0) {
+		pthread_mutex_lock(&c->mu);
+		if (off + len > c->size) {
+			if (atomic_load(&g.enospc)) {
+				r = -ENOSPC;
+			} else {
+				c->size = off + len; /* zeros, durable with the next sync */
+				c->dirty = 1;
+			}
+		}
+		pthread_mutex_unlock(&c->mu);
+	} else {
+		r = -EOPNOTSUPP;
+	}
+	leave();
+	return r;
+}
+
+/* A directory handle: the backing directory, open (fi->fh). */
+static int ffs_opendir(const char *path, struct fuse_file_info *fi)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	int fd = openat(g.dirfd, rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r = fd < 0 ? -errno : 0;
+	fi->fh = (uint64_t)fd;
+	leave();
+	return r;
+}
+
+static int ffs_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	close((int)fi->fh);
+	return 0;
+}
+
+static int ffs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
+		       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	int fd = dup((int)fi->fh);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		leave();
+		return r;
+	}
+	rewinddir(d); /* the dup shares the position: each listing starts at the beginning */
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st = {.st_ino = de->d_ino, .st_mode = (mode_t)DTTOIF(de->d_type)};
+		if (fill(buf, de->d_name, &st, 0, 0))
+			break;
+	}
+	closedir(d);
+	leave();
+	return 0;
+}
+
+static int ffs_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	int r = enter();
+	if (r < 0)
+		return r;
+	if (atomic_load(&g.fsync_eio))
+		r = -EIO;
+	else
+		r = fsync((int)fi->fh) == 0 ? 0 : -errno;
+	leave();
+	return r;
+}
+
+static int ffs_access(const char *path, int mask)
+{
+	if (is_ctl(path))
+		return 0;
+	int r = enter();
+	if (r < 0)
+		return r;
+	r = faccessat(g.dirfd, rel(path), mask, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+	leave();
+	return r;
+}
+
+static int ffs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+	if (is_ctl(path))
+		return 0;
+	int r = enter();
+	if (r < 0)
+		return r;
+	struct fh *h = fi ? fh_of(fi) : NULL;
+	if (h && !h->ctl)
+		r = futimens(h->c ? h->c->fd : h->fd, tv) == 0 ? 0 : -errno;
+	else
+		r = utimensat(g.dirfd, rel(path), tv, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+	leave();
+	return r;
+}
+
+/* At unmount: every cache freed (what was not synced is lost, as at a power cut). */
+static void ffs_destroy(void *data)
+{
+	uint64_t bytes;
+	unsigned files;
+	unsynced(&bytes, &files);
+	if (bytes || files)
+		logf_("unmounted with %" PRIu64 " unsynced bytes of %u files: lost", bytes, files);
+	pthread_mutex_lock(&g.table_mu);
+	for (size_t s = 0; s < TABLE_SIZE; s++) {
+		while (g.table[s]) {
+			struct cfile *c = g.table[s];
+			g.table[s] = c->next;
+			cfile_free(c);
+		}
+	}
+	pthread_mutex_unlock(&g.table_mu);
+}
+
+static const struct fuse_operations ffs_ops = {
+	.init = ffs_init,
+	.destroy = ffs_destroy,
+	.getattr = ffs_getattr,
+	.readlink = ffs_readlink,
+	.mknod = ffs_mknod,
+	.mkdir = ffs_mkdir,
+	.unlink = ffs_unlink,
+	.rmdir = ffs_rmdir,
+	.symlink = ffs_symlink,
+	.rename = ffs_rename,
+	.link = ffs_link,
+	.chmod = ffs_chmod,
+	.chown = ffs_chown,
+	.truncate = ffs_truncate,
+	.open = ffs_open,
+	.create = ffs_create,
+	.read = ffs_read,
+	.write = ffs_write,
+	.statfs = ffs_statfs,
+	.release = ffs_release,
+	.fsync = ffs_fsync,
+	.fallocate = ffs_fallocate,
+	.opendir = ffs_opendir,
+	.readdir = ffs_readdir,
+	.releasedir = ffs_releasedir,
+	.fsyncdir = ffs_fsyncdir,
+	.access = ffs_access,
+	.utimens = ffs_utimens,
+};
+
+int main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: faultfs BACKING MOUNTPOINT\n");
+		return 2;
+	}
+	g.backing = argv[1];
+	g.dirfd = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (g.dirfd < 0) {
+		fprintf(stderr, "faultfs: cannot open backing directory %s: %s\n", argv[1],
+			strerror(errno));
+		return 1;
+	}
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	/* a command waits for the operations in flight, and new ones wait for it */
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&g.state, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	umask(0);
+	char *fargv[] = {argv[0], "-o", "fsname=faultfs,subtype=faultfs", NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
+	struct fuse *f = fuse_new(&args, &ffs_ops, sizeof ffs_ops, NULL);
+	int rc = 1;
+	if (!f)
+		goto out;
+	if (fuse_mount(f, argv[2]) != 0)
+		goto out_new;
+	if (fuse_set_signal_handlers(fuse_get_session(f)) != 0)
+		goto out_mount;
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	if (lc) {
+		fuse_loop_cfg_set_max_threads(lc, 16);
+		rc = fuse_loop_mt(f, lc) == 0 ? 0 : 1;
+		fuse_loop_cfg_destroy(lc);
+	}
+	fuse_remove_signal_handlers(fuse_get_session(f));
+out_mount:
+	fuse_unmount(f);
+out_new:
+	fuse_destroy(f);
+out:
+	fuse_opt_free_args(&args);
+	close(g.dirfd);
+	pthread_rwlock_destroy(&g.state);
+	if (rc)
+		fprintf(stderr, "faultfs: %s on %s ended with an error\n", argv[1], argv[2]);
+	return rc;
+}
