@@ -17,7 +17,10 @@ Families and faults:
 - pause: SIGSTOP of the leader or a follower (daemon and guard) for 1.5-6 s, longer than the
   election timeout (1 s), then SIGCONT;
 - kill: SIGKILL of one member (leader or follower), a majority, or all, restarted at the end of
-  the step on the same data dir.
+  the step on the same data dir;
+- power: a power cut of the leader, a follower, a majority or all: the members are stopped at one
+  instant, their faultfs layers drop every byte not fsynced (cluster.power_cut), and they are
+  restarted at the end of the step on what their disks kept. Needs the cluster's faultfs layer.
 """
 
 import random
@@ -33,6 +36,12 @@ FAULTS = {
     "pause": ["pause-leader", "pause-follower"],
     "kill": ["kill-leader", "kill-follower", "kill-majority", "kill-all"],
 }
+
+# power cuts: each member's data dir on faultfs (cluster.Cluster(faultfs=...))
+FAMILIES += ("power",)
+FAULTS["power"] = ["power-leader", "power-follower", "power-majority", "power-all"]
+# the families that need every member's data dir on faultfs
+NEEDS_FAULTFS = ("power",)
 
 
 class Step:
@@ -193,6 +202,14 @@ class Nemesis(threading.Thread):
             self.note(f"{f}: SIGKILL {' '.join(who)}")
             for n in who:
                 c.member(n).kill()
+            self._wait(end)
+            self.restart(who)
+        elif f in FAULTS["power"]:
+            who = ([self.leader_or_random(rng)] if f == "power-leader" else
+                   [self.follower(rng)] if f == "power-follower" else
+                   rng.sample(names, 2) if f == "power-majority" else list(names))
+            self.note(f"{f}: power cut of {' '.join(who)}")
+            c.power_cut(who)
             self._wait(end)
             self.restart(who)
         else:
