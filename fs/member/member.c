@@ -144,6 +144,8 @@ struct fs_member {
 
 	uint64_t applied;             /* last applied index */
 	uint64_t recovered_commit;    /* the commit index the WAL held at start */
+	uint64_t written_commit;      /* the commit index of the last hard state written */
+	uint64_t synced_commit;       /* the highest commit index known durable in the WAL */
 	uint64_t snap_index, snap_term; /* the newest snapshot */
 	uint64_t lead;                /* the leader known, or 0 */
 	int raft_state;
@@ -156,6 +158,8 @@ struct fs_member {
 	struct wal_entry *went;       /* its entries, copied for the worker */
 	uint8_t *went_data;
 	struct wal_hard_state whs;
+	int sync;                     /* that Ready is fsynced: must_sync, or it applies entries
+				       * past synced_commit */
 	int save_rc;                  /* the worker's result */
 	int sent_early;               /* the leader sent that Ready's messages before persisting */
 
@@ -1227,7 +1231,9 @@ static void persist_work(uv_work_t *req)
 		m->save_rc = snapshot_file_save(m, &m->rd.snapshot);
 	if (m->save_rc == 0 && (m->rd.has_hard_state || m->rd.n_entries))
 		m->save_rc = wal_save(m->wal, m->rd.has_hard_state ? &m->whs : NULL, m->went,
-				      m->rd.n_entries, m->rd.must_sync);
+				      m->rd.n_entries, m->sync);
+	else if (m->save_rc == 0 && m->sync)
+		m->save_rc = wal_sync(m->wal); /* a commit index written by an earlier Ready */
 }
 
 static void handles_closed_maybe_done(struct fs_member *m);
@@ -1260,8 +1266,12 @@ static void persist_done(uv_work_t *req, int status)
 		FS_INFO("restored the snapshot at index %" PRIu64 " term %" PRIu64 " from the leader",
 			m->snap_index, m->snap_term);
 	}
-	if (rd->has_hard_state)
+	if (rd->has_hard_state) {
 		raft_memory_storage_set_hard_state(m->ms, &rd->hard_state);
+		m->written_commit = rd->hard_state.commit;
+	}
+	if (m->sync)
+		m->synced_commit = m->written_commit;
 	if (rd->n_entries)
 		raft_memory_storage_append(m->ms, rd->entries, rd->n_entries);
 	for (size_t i = 0; i < rd->n_messages && m->tr && !m->sent_early; i++)
@@ -1354,10 +1364,19 @@ static void process_ready(struct fs_member *m)
 	if (m->sent_early)
 		for (size_t i = 0; i < rd->n_messages; i++)
 			send_message(m, &rd->messages[i]);
+	/*
+	 * An entry is applied (shown to readers, its proposer answered) only once its commit is
+	 * durable here: a restart replays up to the commit index on disk before it serves
+	 * (recovered_commit), and after a power cut it must not serve less than it showed.
+	 */
+	uint64_t last_committed = rd->n_committed_entries ?
+		rd->committed_entries[rd->n_committed_entries - 1].index : 0;
+	m->sync = rd->must_sync || last_committed > m->synced_commit;
 	m->persisting = 1;
 	m->work.data = m;
-	if (!rd->must_sync && !rd->has_snapshot) {
-		/* Nothing to fsync (a commit index, say): a plain write, no thread hop. */
+	if (!m->sync && !rd->has_snapshot) {
+		/* Nothing to fsync (a commit index already durable, say): a plain write, no thread
+		 * hop. */
 		persist_work(&m->work);
 		persist_done(&m->work, 0);
 		return;
@@ -1689,6 +1708,7 @@ static int bootstrap(struct fs_member *m)
 			return rc;
 		}
 		m->recovered_commit = hs.commit; /* applied before the member serves */
+		m->written_commit = m->synced_commit = hs.commit;
 	}
 	FS_INFO("bootstrapped member %s (%016" PRIx64 ") of cluster %016" PRIx64 " with %d "
 		"members (%s) in %s", m->cfg.name, m->id, m->cluster_id, m->n_peers,
@@ -1775,6 +1795,7 @@ static int recover(struct fs_member *m)
 	}
 	raft_memory_storage_set_conf_state(m->ms, &m->conf);
 	m->recovered_commit = res.has_hard ? res.hard.commit : 0;
+	m->written_commit = m->synced_commit = m->recovered_commit;
 	if (res.has_hard)
 		raft_memory_storage_set_hard_state(
 			m->ms, &(struct raft_hard_state){res.hard.term, res.hard.vote, res.hard.commit});
