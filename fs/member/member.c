@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -161,6 +162,7 @@ struct fs_member {
 	int sync;                     /* that Ready is fsynced: must_sync, or it applies entries
 				       * past synced_commit */
 	int save_rc;                  /* the worker's result */
+	char save_msg[1024];          /* and its wal_errmsg (thread-local there) */
 	int sent_early;               /* the leader sent that Ready's messages before persisting */
 
 	struct inbox_item *in_head, *in_tail; /* arrived during a persist */
@@ -190,6 +192,7 @@ struct fs_member {
 	uv_work_t snap_work;          /* after the child: WAL record, purge */
 	int snap_working;
 	int snap_rc;                  /* the worker's result */
+	char snap_msg[1024];          /* and its wal_errmsg (thread-local there) */
 	uint64_t snap_file_index;     /* the newest snapshot file when the child's was done */
 	uint64_t snap_file_bytes;     /* and its size */
 	struct snap_peer snap_peers[FS_MAX_MEMBERS]; /* snapshots for followers (leader only) */
@@ -439,6 +442,34 @@ static int snapshot_data_restore(struct fs_member *m, const uint8_t *data, size_
 }
 
 /*
+ * A failed fsync or fdatasync (wal_set_fatal): what is on disk is unknown, so nothing more may be
+ * persisted or acknowledged, and the fsync is never tried again (after a failed one the kernel
+ * may have dropped the dirty pages and report the next as a success). The member stops at once,
+ * on whichever thread met it: _exit, since exit handlers would race the other threads. Its
+ * mount's guard then aborts the FUSE connection.
+ */
+static void wal_fatal(const char *msg)
+{
+	FS_FATAL("%s", msg);
+	_exit(1);
+}
+
+/*
+ * The snapshot child's: it must not log (see maybe_snapshot), so it leaves the message in
+ * snap_child_msg, shared with the parent, and exits with SNAP_CHILD_FATAL; the parent says it and
+ * stops (snap_child_poll).
+ */
+#define SNAP_CHILD_FATAL 3
+static char *snap_child_msg; /* a shared anonymous page, made before the first fork */
+
+static void snap_child_fatal(const char *msg)
+{
+	if (snap_child_msg)
+		snprintf(snap_child_msg, 1024, "%s", msg);
+	_exit(SNAP_CHILD_FATAL);
+}
+
+/*
  * A snapshot file: u64 meta length, raftpb.SnapshotMetadata, then the snapshot data, here in n
  * pieces (1 or 2) written where they lie.
  */
@@ -635,12 +666,19 @@ static void maybe_snapshot(struct fs_member *m, int force)
 		snapshot_on_loop(m, &meta);
 		return;
 	}
+	if (!snap_child_msg) {
+		void *p = mmap(NULL, 1024, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		snap_child_msg = p == MAP_FAILED ? NULL : p;
+	}
+	if (snap_child_msg)
+		snap_child_msg[0] = 0;
 	fflush(NULL); /* nothing buffered is written twice */
 	uint64_t t0 = uv_hrtime();
 	pid_t pid = fork();
 	if (pid == 0) {
 		/* The child: no locks of the parent's threads are taken here (no logging). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		wal_set_fatal(snap_child_fatal);
 		_exit(snapshot_file_build(m, &meta) == 0 ? 0 : 1);
 	}
 	if (pid < 0) {
@@ -674,6 +712,8 @@ static void snap_finish_work(uv_work_t *req)
 										 m->snap_meta.term});
 	if (m->snap_rc == 0 && m->snap_file_index == m->snap_meta.index)
 		snapshot_purge(m, &m->snap_segs, &m->snap_snaps);
+	if (m->snap_rc != 0)
+		snprintf(m->snap_msg, sizeof m->snap_msg, "%s", wal_errmsg());
 }
 
 static void handles_closed_maybe_done(struct fs_member *m);
@@ -687,7 +727,7 @@ static void snap_finish_done(uv_work_t *req, int status)
 	double ms = (double)(uv_hrtime() - m->snap_started) / 1e6;
 	if (m->snap_rc != 0) {
 		FS_ERROR("snapshot at index %" PRIu64 " failed: %s (%s)", m->snap_meta.index,
-			 strerror(-m->snap_rc), wal_errmsg());
+			 strerror(-m->snap_rc), m->snap_msg);
 		snap_builds_failed(m);
 	} else if (m->snap_file_index != m->snap_meta.index) {
 		FS_WARN("snapshot at index %" PRIu64 " superseded by the one at index %" PRIu64,
@@ -712,6 +752,12 @@ static void snap_child_poll(struct fs_member *m)
 	m->snap_pid = 0;
 	m->snap_child_cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
 			       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == SNAP_CHILD_FATAL) {
+		FS_FATAL("snapshot at index %" PRIu64 ": %s; stopping", m->snap_meta.index,
+			 snap_child_msg && snap_child_msg[0] ? snap_child_msg :
+			 "an fsync failed in its child process");
+		exit(1);
+	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		FS_ERROR("snapshot at index %" PRIu64 " failed in its child process (status %d)",
 			 m->snap_meta.index, st);
@@ -1234,6 +1280,8 @@ static void persist_work(uv_work_t *req)
 				      m->rd.n_entries, m->sync);
 	else if (m->save_rc == 0 && m->sync)
 		m->save_rc = wal_sync(m->wal); /* a commit index written by an earlier Ready */
+	if (m->save_rc != 0)
+		snprintf(m->save_msg, sizeof m->save_msg, "%s", wal_errmsg());
 }
 
 static void handles_closed_maybe_done(struct fs_member *m);
@@ -1248,7 +1296,7 @@ static void persist_done(uv_work_t *req, int status)
 	m->went_data = NULL;
 	if (m->save_rc != 0) {
 		/* Nothing unpersisted may be acknowledged: a member that cannot write stops. */
-		FS_FATAL("WAL save failed: %s (%s); stopping", strerror(-m->save_rc), wal_errmsg());
+		FS_FATAL("WAL save failed: %s (%s); stopping", strerror(-m->save_rc), m->save_msg);
 		exit(1);
 	}
 	if (rd->has_snapshot) {
@@ -1859,6 +1907,7 @@ static int member_open_dir(struct fs_member *m, const struct fs_member_config *c
 	snprintf(m->snap_dir, sizeof m->snap_dir, "%s/member/snap", cfg->data_dir);
 	snprintf(m->incoming_dir, sizeof m->incoming_dir, "%s/member/incoming", cfg->data_dir);
 	wal_set_log(wal_log_line, m);
+	wal_set_fatal(wal_fatal);
 
 	int rc = mkdir_p(cfg->data_dir);
 	if (rc != 0) {
