@@ -336,6 +336,11 @@ class Cluster:
             m.signal(signal.SIGSTOP)  # nothing more reaches the disk from here
         for m in ms:
             m.disk_ctl("power-off")
+        # every one killed before anything is forked: a child of this process closes the fds
+        # it inherited, the clients' files on the stopped members' mounts among them, and each
+        # close waits for its member to answer a FUSE flush
+        for m in ms:
+            m.signal(signal.SIGKILL)
         for m in ms:
             m.kill()
         for m in ms:

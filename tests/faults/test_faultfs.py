@@ -17,36 +17,30 @@ import mmap
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+
+import harness  # noqa: E402  (tests/e2e/harness.py: Daemon start/stop escalation)
 BIN = os.environ.get("RAFTFS_FAULTFS_BIN",
                      os.path.join(HERE, "..", "..", "build", "tests", "faults", "faultfs"))
 SKIP = 77
 
 
-def is_mounted(path):
-    with open("/proc/self/mounts") as f:
-        return any(ln.split()[1] == path for ln in f)
-
-
 class Layer:
-    """One faultfs mount of backing at mnt; unmount() always leaves nothing mounted."""
+    """One faultfs mount of backing at mnt (a harness.Daemon: stop() always unmounts)."""
 
     def __init__(self, backing, mnt):
-        self.backing, self.mnt = backing, mnt
-        self.log = open(os.path.join(os.path.dirname(mnt), "faultfs.log"), "a")
-        self.proc = subprocess.Popen([BIN, backing, mnt], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 10
-        while not is_mounted(mnt):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.unmount()
-                raise RuntimeError(f"faultfs did not mount {mnt}")
-            time.sleep(0.02)
+        self.mnt = mnt
+        self.daemon = harness.Daemon("faultfs", [BIN, backing, mnt], mnt, os.path.dirname(mnt))
+        self.daemon.start()
+        try:
+            self.daemon.wait_mounted(10)
+        except harness.HarnessError:
+            self.daemon.stop()
+            raise
 
     def ctl(self, cmd):
         with open(os.path.join(self.mnt, ".faultfs"), "w") as f:
@@ -57,16 +51,7 @@ class Layer:
             return f.read()
 
     def unmount(self):
-        if is_mounted(self.mnt):
-            r = subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.DEVNULL)
-            if r.returncode != 0:
-                subprocess.run(["fusermount3", "-u", "-z", self.mnt], stderr=subprocess.DEVNULL)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        self.daemon.stop()
 
 
 FAILS = []
@@ -248,7 +233,7 @@ def main():
         expect_errno(errno.EIO, lambda: os.listdir(mnt), "a listing after power-off")
         expect_errno(errno.EIO, lambda: write_at(m("new"), b"x", 0), "a create after power-off")
         layer.unmount()
-        check(not is_mounted(mnt), "faultfs did not unmount")
+        check(not harness.is_mounted(mnt), "faultfs did not unmount")
 
         def survivors(root_, where):
             check(read(os.path.join(root_, "a")) == b"A" * 5000, f"{where}: a is not its synced "
@@ -279,16 +264,17 @@ def main():
         survivors(mnt, "fresh mount")
         check("power on" in layer.state() and "unsynced 0 bytes" in layer.state(),
               "fresh mount state: " + layer.state())
+    except Exception as e:  # noqa: BLE001 - reported as a failure, the mount removed
+        check(False, f"{e!r}")
     finally:
         if layer is not None:
             layer.unmount()
-        if not is_mounted(mnt):
+        if harness.is_mounted(mnt):
+            FAILS.append(f"{mnt} is still mounted")
+        elif not FAILS:
             shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"test_faultfs: {mnt} is still mounted; {root} kept", file=sys.stderr)
-            FAILS.append("mount left behind")
     if FAILS:
-        print(f"test_faultfs: {len(FAILS)} failed")
+        print(f"test_faultfs: {len(FAILS)} failed; {root} kept (faultfs's log: faultfs.stderr)")
         return 1
     print("test_faultfs: passed")
     return 0
