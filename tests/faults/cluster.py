@@ -132,6 +132,8 @@ class Member:
 
     def disk_ctl(self, command):
         """A faultfs command (power-off, fsync-eio, enospc, heal), in effect when it returns."""
+        if self.disk is None:
+            raise harness.HarnessError(f"{self.name} has no faultfs layer (Cluster(faultfs=...))")
         with open(os.path.join(self.data_dir, ".faultfs"), "w") as f:
             f.write(command + "\n")
 
