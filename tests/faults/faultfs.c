@@ -539,12 +539,54 @@ static int is_ctl(const char *path)
 
 /* ===================================== FUSE operations ========================================== */
 
-/* An open file: the cache of a regular file, or a plain descriptor (anything else). */
+/*
+ * An open file: the cache of a regular file, or a plain descriptor (anything else). Every handle
+ * is on a list (handles_mu), so that the ones whose release never came (the kernel sends it in the
+ * background, and an unmount can drop it) are freed at unmount.
+ */
 struct fh {
 	struct cfile *c; /* regular files */
 	int fd;          /* other files; -1 with c */
 	int ctl;         /* the control file */
+	struct fh *prev, *next; /* the list of open handles (handles_mu) */
 };
+
+static pthread_mutex_t handles_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct fh *handles; /* every open handle */
+
+/* A new handle on the list, or NULL (ENOMEM). */
+static struct fh *fh_new(void)
+{
+	struct fh *h = calloc(1, sizeof *h);
+	if (!h)
+		return NULL;
+	h->fd = -1;
+	pthread_mutex_lock(&handles_mu);
+	h->next = handles;
+	if (handles)
+		handles->prev = h;
+	handles = h;
+	pthread_mutex_unlock(&handles_mu);
+	return h;
+}
+
+/* Closes a handle: off the list, its cache reference dropped or its descriptor closed. */
+static void fh_free(struct fh *h)
+{
+	pthread_mutex_lock(&handles_mu);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&handles_mu);
+	if (h->c)
+		cfile_put(h->c); /* its unsynced data stays: a close makes nothing durable */
+	else if (h->fd >= 0)
+		close(h->fd);
+	free(h);
+}
 
 static struct fh *fh_of(struct fuse_file_info *fi)
 {
@@ -758,12 +800,11 @@ static int open_backing(const char *path, int flags, mode_t mode, int create,
 	int r = enter();
 	if (r < 0)
 		return r;
-	struct fh *h = calloc(1, sizeof *h);
+	struct fh *h = fh_new();
 	if (!h) {
 		leave();
 		return -ENOMEM;
 	}
-	h->fd = -1;
 	int bflags = (flags & ~(O_TRUNC | O_APPEND | O_ACCMODE)) | O_CLOEXEC;
 	int fd = openat(g.dirfd, rel(path), bflags | (create ? O_CREAT : 0) | O_RDWR, mode);
 	if (fd < 0 && (errno == EISDIR || errno == EACCES || errno == EROFS || errno == ETXTBSY))
@@ -771,7 +812,7 @@ static int open_backing(const char *path, int flags, mode_t mode, int create,
 			    mode);
 	if (fd < 0) {
 		r = -errno;
-		free(h);
+		fh_free(h);
 		leave();
 		return r;
 	}
@@ -780,7 +821,7 @@ static int open_backing(const char *path, int flags, mode_t mode, int create,
 		h->c = cfile_get(fd);
 		if (!h->c) {
 			r = -errno;
-			free(h);
+			fh_free(h);
 			leave();
 			return r;
 		}
@@ -802,10 +843,9 @@ static int open_backing(const char *path, int flags, mode_t mode, int create,
 static int ffs_open(const char *path, struct fuse_file_info *fi)
 {
 	if (is_ctl(path)) {
-		struct fh *h = calloc(1, sizeof *h);
+		struct fh *h = fh_new();
 		if (!h)
 			return -ENOMEM;
-		h->fd = -1;
 		h->ctl = 1;
 		fi->fh = (uint64_t)(uintptr_t)h;
 		fi->direct_io = 1;
@@ -898,12 +938,7 @@ static int ffs_statfs(const char *path, struct statvfs *sv)
 
 static int ffs_release(const char *path, struct fuse_file_info *fi)
 {
-	struct fh *h = fh_of(fi);
-	if (h->c)
-		cfile_put(h->c); /* its unsynced data stays: a close makes nothing durable */
-	else if (h->fd >= 0)
-		close(h->fd);
-	free(h);
+	fh_free(fh_of(fi));
 	return 0;
 }
 
@@ -1056,6 +1091,8 @@ static void ffs_destroy(void *data)
 	unsynced(&bytes, &files);
 	if (bytes || files)
 		logf_("unmounted with %" PRIu64 " unsynced bytes of %u files: lost", bytes, files);
+	while (handles)
+		fh_free(handles);
 	pthread_mutex_lock(&g.table_mu);
 	for (size_t s = 0; s < TABLE_SIZE; s++) {
 		while (g.table[s]) {

@@ -269,6 +269,9 @@ def main():
     finally:
         if layer is not None:
             layer.unmount()
+            bad = [ln for ln in layer.daemon.stderr().splitlines()
+                   if any(p.search(ln) for p in harness.SANITIZER_PATTERNS)]
+            check(not bad, f"sanitizer reports in faultfs's log: {bad[:3]}")
         if harness.is_mounted(mnt):
             FAILS.append(f"{mnt} is still mounted")
         elif not FAILS:
