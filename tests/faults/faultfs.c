@@ -133,6 +133,17 @@ static void leave(void)
 	pthread_rwlock_unlock(&g.state);
 }
 
+/* An operation passed straight through: call (0 or -1 with errno) between enter and leave. */
+#define PASS_THROUGH(call)                                  \
+	do {                                                \
+		int r_ = enter();                           \
+		if (r_ < 0)                                 \
+			return r_;                          \
+		r_ = (call) == 0 ? 0 : -errno;              \
+		leave();                                    \
+		return r_;                                  \
+	} while (0)
+
 /* ===================================== the cache ================================================ */
 
 static size_t slot(dev_t dev, ino_t ino)
@@ -656,22 +667,12 @@ static int ffs_readlink(const char *path, char *buf, size_t size)
 
 static int ffs_mknod(const char *path, mode_t mode, dev_t rdev)
 {
-	int r = enter();
-	if (r < 0)
-		return r;
-	r = mknodat(g.dirfd, rel(path), mode, rdev) == 0 ? 0 : -errno;
-	leave();
-	return r;
+	PASS_THROUGH(mknodat(g.dirfd, rel(path), mode, rdev));
 }
 
 static int ffs_mkdir(const char *path, mode_t mode)
 {
-	int r = enter();
-	if (r < 0)
-		return r;
-	r = mkdirat(g.dirfd, rel(path), mode) == 0 ? 0 : -errno;
-	leave();
-	return r;
+	PASS_THROUGH(mkdirat(g.dirfd, rel(path), mode));
 }
 
 static int ffs_unlink(const char *path)
@@ -693,22 +694,12 @@ static int ffs_unlink(const char *path)
 
 static int ffs_rmdir(const char *path)
 {
-	int r = enter();
-	if (r < 0)
-		return r;
-	r = unlinkat(g.dirfd, rel(path), AT_REMOVEDIR) == 0 ? 0 : -errno;
-	leave();
-	return r;
+	PASS_THROUGH(unlinkat(g.dirfd, rel(path), AT_REMOVEDIR));
 }
 
 static int ffs_symlink(const char *target, const char *path)
 {
-	int r = enter();
-	if (r < 0)
-		return r;
-	r = symlinkat(target, g.dirfd, rel(path)) == 0 ? 0 : -errno;
-	leave();
-	return r;
+	PASS_THROUGH(symlinkat(target, g.dirfd, rel(path)));
 }
 
 static int ffs_rename(const char *from, const char *to, unsigned int flags)
@@ -733,12 +724,7 @@ static int ffs_rename(const char *from, const char *to, unsigned int flags)
 
 static int ffs_link(const char *from, const char *to)
 {
-	int r = enter();
-	if (r < 0)
-		return r;
-	r = linkat(g.dirfd, rel(from), g.dirfd, rel(to), 0) == 0 ? 0 : -errno;
-	leave();
-	return r;
+	PASS_THROUGH(linkat(g.dirfd, rel(from), g.dirfd, rel(to), 0));
 }
 
 static int ffs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
@@ -1059,12 +1045,7 @@ static int ffs_access(const char *path, int mask)
 {
 	if (is_ctl(path))
 		return 0;
-	int r = enter();
-	if (r < 0)
-		return r;
-	r = faccessat(g.dirfd, rel(path), mask, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
-	leave();
-	return r;
+	PASS_THROUGH(faccessat(g.dirfd, rel(path), mask, AT_SYMLINK_NOFOLLOW));
 }
 
 static int ffs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
