@@ -119,9 +119,9 @@ class Member:
     def mount_disk(self):
         """Mounts a fresh faultfs layer over the backing dir at the data dir."""
         os.makedirs(self.backing, exist_ok=True)
-        d = harness.Daemon(self.name + ".disk", [self.cluster.faultfs, self.backing,
-                                                 self.data_dir], self.data_dir,
-                           self.cluster.logdir)
+        c = self.cluster
+        d = harness.Daemon(self.name + ".disk", [c.faultfs, *c.faultfs_args, self.backing,
+                                                 self.data_dir], self.data_dir, c.logdir)
         self.disk = d
         d.start()
         d.wait_mounted(10)
@@ -190,9 +190,10 @@ class Member:
 
 
 class Cluster:
-    def __init__(self, binary, n=3, extra=(), keep=None, faultfs=None):
+    def __init__(self, binary, n=3, extra=(), keep=None, faultfs=None, faultfs_args=()):
         self.binary = os.path.abspath(binary)
         self.faultfs = os.path.abspath(faultfs) if faultfs else None
+        self.faultfs_args = list(faultfs_args)  # e.g. --strict-dirs
         self.extra = list(extra)
         self.run = f"rff{os.getpid()}x{random.getrandbits(24):06x}"
         self.root = tempfile.mkdtemp(prefix="rff", dir="/tmp")

@@ -10,6 +10,12 @@
  *     directory at once, so a name is durable as soon as it is made (LazyFS's default);
  *   - fsync of a directory fsyncs the backing directory.
  *
+ * With --strict-dirs a change of a name (made, removed, renamed) is durable only once the
+ * directory holding it has been fsynced (both directories for a rename), as a file system after a
+ * crash may keep no more: power-off undoes the others, newest first. A removed or replaced file
+ * is kept meanwhile under the hidden directory .faultfs-stash of BACKING, which is emptied and
+ * removed at unmount.
+ *
  * Commands, written one per write() to the file `.faultfs` at the mount root (which exists in no
  * listing and in no backing directory; reading it tells the state):
  *
@@ -24,7 +30,7 @@
  * A write() of a command returns once it has taken effect: power-off waits for the operations in
  * flight, so an fsync that returned before it is durable and one after it failed.
  *
- * usage: faultfs BACKING MOUNTPOINT (in the foreground until unmounted; logs one line per command on
+ * usage: faultfs [--strict-dirs] BACKING MOUNTPOINT (in the foreground until unmounted; logs one line per command on
  * stderr). Multi-threaded: the table of cached files has one mutex, each file's cache its own.
  */
 #define FUSE_USE_VERSION 312
@@ -46,6 +52,7 @@
 #include <unistd.h>
 
 #define CTL_NAME "/.faultfs"
+#define STASH_NAME ".faultfs-stash" /* in BACKING, --strict-dirs only */
 
 /* ======================================== state ================================================= */
 
@@ -89,6 +96,8 @@ static struct {
 	atomic_int off;                  /* powered off */
 	atomic_int fsync_eio;            /* fsync/fdatasync fail with EIO */
 	atomic_int enospc;               /* writes that grow a file fail with ENOSPC */
+	int strict;                      /* --strict-dirs: names durable once their dir is fsynced */
+	ino_t root_ino;                  /* the backing directory's inode */
 	pthread_mutex_t table_mu;        /* guards table and every cfile's refs, in_table, next */
 	struct cfile *table[TABLE_SIZE]; /* by (dev, ino) */
 } g = {.dirfd = -1, .table_mu = PTHREAD_MUTEX_INITIALIZER};
@@ -142,6 +151,19 @@ static void leave(void)
 		r_ = (call) == 0 ? 0 : -errno;              \
 		leave();                                    \
 		return r_;                                  \
+	} while (0)
+
+/* The same for an operation that makes a name (is_dir: a directory). */
+#define MAKE_NAME(call, path, is_dir)                                           \
+	do {                                                                    \
+		int r_ = enter();                                               \
+		if (r_ < 0)                                                     \
+			return r_;                                              \
+		r_ = (call) == 0 ? 0 : -errno;                                  \
+		if (r_ == 0)                                                    \
+			names_note(N_MADE, path, NULL, NULL, is_dir, 0, 0);     \
+		leave();                                                        \
+		return r_;                                                      \
 	} while (0)
 
 /* ===================================== the cache ================================================ */
@@ -493,6 +515,180 @@ static void drop_all(void)
 	pthread_mutex_unlock(&g.table_mu);
 }
 
+/* ============================ names not yet durable (--strict-dirs) ============================= */
+
+enum nop {
+	N_MADE,    /* path made (a file, directory, symlink, node or link) */
+	N_REMOVED, /* path removed: a file kept as stash, or an empty directory of mode */
+	N_RENAMED, /* from renamed to path; a file it replaced kept as stash */
+};
+
+/* One change of a name, until the directories holding it are fsynced. */
+struct nrec {
+	enum nop op;
+	char *path;          /* the name made, removed, or renamed to (owned) */
+	char *from;          /* N_RENAMED: the old name (owned) */
+	char stash[64];      /* the file removed or replaced, under STASH_NAME; "" for none */
+	int is_dir;          /* N_MADE, N_REMOVED: a directory; N_RENAMED: it replaced one */
+	int exchange;        /* N_RENAMED: RENAME_EXCHANGE */
+	mode_t mode;         /* N_REMOVED, N_RENAMED over a directory: its mode */
+	ino_t dir[2];        /* the directories whose fsync makes it durable */
+	int n_dir;           /* 1, or 2 for a rename between two directories */
+	int synced[2];       /* dir[i] was fsynced since */
+	struct nrec *older;  /* the list, newest first */
+};
+
+static pthread_mutex_t names_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct nrec *names;        /* not yet durable, newest first (names_mu) */
+static unsigned long stash_seq;   /* names of stashed files (names_mu) */
+
+/* The backing inode of the directory holding path, or 0. */
+static ino_t parent_ino(const char *path)
+{
+	char buf[PATH_MAX];
+	snprintf(buf, sizeof buf, "%s", path);
+	char *slash = strrchr(buf, '/');
+	if (slash)
+		*slash = 0;
+	struct stat st;
+	return fstatat(g.dirfd, rel(buf), &st, 0) == 0 ? st.st_ino : 0;
+}
+
+/* A fresh stash name into buf[64] (STASH_NAME/N). */
+static void stash_name(char *buf)
+{
+	pthread_mutex_lock(&names_mu);
+	unsigned long n = ++stash_seq;
+	pthread_mutex_unlock(&names_mu);
+	snprintf(buf, 64, STASH_NAME "/%lu", n);
+}
+
+/* Records a change of a name (nothing without --strict-dirs). The state is held shared. */
+static void names_note(enum nop op, const char *path, const char *from, const char *stash,
+		       int is_dir, mode_t mode, int exchange)
+{
+	if (!g.strict)
+		return;
+	struct nrec *n = calloc(1, sizeof *n);
+	if (!n || !(n->path = strdup(path)) || (from && !(n->from = strdup(from)))) {
+		logf_("out of memory recording a change of %s: it stays durable", path);
+		if (n)
+			free(n->path);
+		free(n);
+		return;
+	}
+	n->op = op;
+	snprintf(n->stash, sizeof n->stash, "%s", stash ? stash : "");
+	n->is_dir = is_dir;
+	n->mode = mode;
+	n->exchange = exchange;
+	n->dir[0] = parent_ino(path);
+	n->n_dir = 1;
+	if (from && parent_ino(from) != n->dir[0])
+		n->dir[n->n_dir++] = parent_ino(from);
+	pthread_mutex_lock(&names_mu);
+	n->older = names;
+	names = n;
+	pthread_mutex_unlock(&names_mu);
+}
+
+static void nrec_free(struct nrec *n)
+{
+	free(n->path);
+	free(n->from);
+	free(n);
+}
+
+/* Directory dir was fsynced: the changes it completes are durable. */
+static void names_synced(ino_t dir)
+{
+	pthread_mutex_lock(&names_mu);
+	for (struct nrec **p = &names; *p;) {
+		struct nrec *n = *p;
+		int all = 1;
+		for (int i = 0; i < n->n_dir; i++) {
+			n->synced[i] |= n->dir[i] == dir;
+			all &= n->synced[i];
+		}
+		if (!all) {
+			p = &n->older;
+			continue;
+		}
+		if (n->stash[0])
+			unlinkat(g.dirfd, n->stash, 0); /* the removal is durable: the file goes */
+		*p = n->older;
+		nrec_free(n);
+	}
+	pthread_mutex_unlock(&names_mu);
+}
+
+/* Removes name under dirfd, a directory with all it holds. */
+static void rm_rf_at(int dirfd, const char *name)
+{
+	if (unlinkat(dirfd, name, 0) == 0 || (errno != EISDIR && errno != EPERM))
+		return;
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL)
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				rm_rf_at(fd, de->d_name);
+		closedir(d);
+	} else if (fd >= 0) {
+		close(fd);
+	}
+	unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
+/* Power-off: every change not yet durable undone, newest first; returns how many. */
+static unsigned names_undo(void)
+{
+	unsigned count = 0;
+	pthread_mutex_lock(&names_mu);
+	while (names) {
+		struct nrec *n = names;
+		names = n->older;
+		const char *p = rel(n->path);
+		int r = 0;
+		if (n->op == N_MADE) {
+			rm_rf_at(g.dirfd, p);
+		} else if (n->op == N_REMOVED) {
+			r = n->is_dir ? mkdirat(g.dirfd, p, n->mode) : renameat(g.dirfd, n->stash,
+										 g.dirfd, p);
+		} else {
+			r = renameat2(g.dirfd, p, g.dirfd, rel(n->from),
+				      n->exchange ? RENAME_EXCHANGE : 0);
+			if (r == 0 && n->stash[0])
+				r = renameat(g.dirfd, n->stash, g.dirfd, p);
+			else if (r == 0 && n->is_dir)
+				r = mkdirat(g.dirfd, p, n->mode);
+		}
+		if (r != 0)
+			logf_("power off: cannot undo the change of %s: %s", n->path, strerror(errno));
+		count++;
+		nrec_free(n);
+	}
+	pthread_mutex_unlock(&names_mu);
+	return count;
+}
+
+/* The stash emptied (at start, after power-off, at unmount) and, with gone, removed. */
+static void stash_clear(int gone)
+{
+	if (!g.strict)
+		return;
+	rm_rf_at(g.dirfd, STASH_NAME);
+	if (!gone && mkdirat(g.dirfd, STASH_NAME, 0700) != 0)
+		logf_("cannot make %s/%s: %s", g.backing, STASH_NAME, strerror(errno));
+}
+
+static int is_stash(const char *path)
+{
+	return g.strict && path && strncmp(path, "/" STASH_NAME, sizeof STASH_NAME) == 0 &&
+	       (path[sizeof STASH_NAME] == 0 || path[sizeof STASH_NAME] == '/');
+}
+
 /* ===================================== the control file ========================================= */
 
 static int ctl_command(const char *buf, size_t len)
@@ -511,9 +707,11 @@ static int ctl_command(const char *buf, size_t len)
 	if (strcmp(cmd, "power-off") == 0) {
 		unsynced(&bytes, &files);
 		drop_all();
+		unsigned undone = names_undo();
+		stash_clear(0);
 		atomic_store(&g.off, 1);
-		logf_("power off: %" PRIu64 " unsynced bytes of %u files dropped; every operation "
-		      "fails with EIO until unmounted", bytes, files);
+		logf_("power off: %" PRIu64 " unsynced bytes of %u files dropped, %u changes of names "
+		      "undone; every operation fails with EIO until unmounted", bytes, files, undone);
 	} else if (strcmp(cmd, "fsync-eio") == 0) {
 		atomic_store(&g.fsync_eio, 1);
 		logf_("fsync-eio: every fsync and fdatasync fails with EIO from now on");
@@ -537,10 +735,15 @@ static int ctl_text(char *buf, size_t len)
 	uint64_t bytes;
 	unsigned files;
 	unsynced(&bytes, &files);
+	unsigned n = 0;
+	pthread_mutex_lock(&names_mu);
+	for (struct nrec *r = names; r; r = r->older)
+		n++;
+	pthread_mutex_unlock(&names_mu);
 	return snprintf(buf, len, "power %s\nfsync %s\nspace %s\nunsynced %" PRIu64 " bytes in %u "
-			"files\n", atomic_load(&g.off) ? "off" : "on",
+			"files\nnames %u changes not durable\n", atomic_load(&g.off) ? "off" : "on",
 			atomic_load(&g.fsync_eio) ? "eio" : "ok", atomic_load(&g.enospc) ? "full" : "ok",
-			bytes, files);
+			bytes, files, n);
 }
 
 static int is_ctl(const char *path)
@@ -622,6 +825,8 @@ static int ffs_getattr(const char *path, struct stat *st, struct fuse_file_info 
 		st->st_size = 4096;
 		return 0;
 	}
+	if (is_stash(path) && !fi)
+		return -ENOENT;
 	int r = enter();
 	if (r < 0)
 		return r;
@@ -667,12 +872,12 @@ static int ffs_readlink(const char *path, char *buf, size_t size)
 
 static int ffs_mknod(const char *path, mode_t mode, dev_t rdev)
 {
-	PASS_THROUGH(mknodat(g.dirfd, rel(path), mode, rdev));
+	MAKE_NAME(mknodat(g.dirfd, rel(path), mode, rdev), path, 0);
 }
 
 static int ffs_mkdir(const char *path, mode_t mode)
 {
-	PASS_THROUGH(mkdirat(g.dirfd, rel(path), mode));
+	MAKE_NAME(mkdirat(g.dirfd, rel(path), mode), path, 1);
 }
 
 static int ffs_unlink(const char *path)
@@ -685,21 +890,40 @@ static int ffs_unlink(const char *path)
 	struct stat st;
 	int last = fstatat(g.dirfd, rel(path), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		   S_ISREG(st.st_mode) && st.st_nlink == 1;
+	char stash[64] = "";
+	if (g.strict) {
+		stash_name(stash);
+		if (linkat(g.dirfd, rel(path), g.dirfd, stash, 0) != 0)
+			stash[0] = 0; /* no file to keep: the unlink fails below */
+	}
 	r = unlinkat(g.dirfd, rel(path), 0) == 0 ? 0 : -errno;
 	if (r == 0 && last)
 		forget_inode(st.st_dev, st.st_ino);
+	if (r == 0 && stash[0])
+		names_note(N_REMOVED, path, NULL, stash, 0, 0, 0);
+	else if (stash[0])
+		unlinkat(g.dirfd, stash, 0);
 	leave();
 	return r;
 }
 
 static int ffs_rmdir(const char *path)
 {
-	PASS_THROUGH(unlinkat(g.dirfd, rel(path), AT_REMOVEDIR));
+	int r = enter();
+	if (r < 0)
+		return r;
+	struct stat st = {.st_mode = 0700};
+	fstatat(g.dirfd, rel(path), &st, AT_SYMLINK_NOFOLLOW);
+	r = unlinkat(g.dirfd, rel(path), AT_REMOVEDIR) == 0 ? 0 : -errno;
+	if (r == 0)
+		names_note(N_REMOVED, path, NULL, NULL, 1, st.st_mode & 07777, 0);
+	leave();
+	return r;
 }
 
 static int ffs_symlink(const char *target, const char *path)
 {
-	PASS_THROUGH(symlinkat(target, g.dirfd, rel(path)));
+	MAKE_NAME(symlinkat(target, g.dirfd, rel(path)), path, 0);
 }
 
 static int ffs_rename(const char *from, const char *to, unsigned int flags)
@@ -709,22 +933,38 @@ static int ffs_rename(const char *from, const char *to, unsigned int flags)
 	int r = enter();
 	if (r < 0)
 		return r;
-	struct stat sf, st;
+	struct stat sf = {0}, st = {0};
 	int have_from = fstatat(g.dirfd, rel(from), &sf, AT_SYMLINK_NOFOLLOW) == 0;
-	int replaced = !(flags & RENAME_EXCHANGE) &&
-		       fstatat(g.dirfd, rel(to), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		       S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-		       !(have_from && sf.st_dev == st.st_dev && sf.st_ino == st.st_ino);
+	int have_to = fstatat(g.dirfd, rel(to), &st, AT_SYMLINK_NOFOLLOW) == 0;
+	int same = have_from && have_to && sf.st_dev == st.st_dev && sf.st_ino == st.st_ino;
+	int replaced = !(flags & RENAME_EXCHANGE) && have_to && S_ISREG(st.st_mode) &&
+		       st.st_nlink == 1 && !same;
+	char stash[64] = "";
+	int over_dir = 0;
+	if (g.strict && !(flags & RENAME_EXCHANGE) && have_to && !same) {
+		if (S_ISDIR(st.st_mode)) {
+			over_dir = 1; /* an empty directory: made again if undone */
+		} else {
+			stash_name(stash);
+			if (linkat(g.dirfd, rel(to), g.dirfd, stash, 0) != 0)
+				stash[0] = 0;
+		}
+	}
 	r = renameat2(g.dirfd, rel(from), g.dirfd, rel(to), flags) == 0 ? 0 : -errno;
 	if (r == 0 && replaced)
 		forget_inode(st.st_dev, st.st_ino);
+	if (r == 0 && !same)
+		names_note(N_RENAMED, to, from, stash, over_dir, st.st_mode & 07777,
+			   !!(flags & RENAME_EXCHANGE));
+	else if (stash[0])
+		unlinkat(g.dirfd, stash, 0);
 	leave();
 	return r;
 }
 
 static int ffs_link(const char *from, const char *to)
 {
-	PASS_THROUGH(linkat(g.dirfd, rel(from), g.dirfd, rel(to), 0));
+	MAKE_NAME(linkat(g.dirfd, rel(from), g.dirfd, rel(to), 0), to, 0);
 }
 
 static int ffs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
@@ -792,6 +1032,8 @@ static int open_backing(const char *path, int flags, mode_t mode, int create,
 		return -ENOMEM;
 	}
 	int bflags = (flags & ~(O_TRUNC | O_APPEND | O_ACCMODE)) | O_CLOEXEC;
+	struct stat before;
+	int made = create && fstatat(g.dirfd, rel(path), &before, AT_SYMLINK_NOFOLLOW) != 0;
 	int fd = openat(g.dirfd, rel(path), bflags | (create ? O_CREAT : 0) | O_RDWR, mode);
 	if (fd < 0 && (errno == EISDIR || errno == EACCES || errno == EROFS || errno == ETXTBSY))
 		fd = openat(g.dirfd, rel(path), bflags | (create ? O_CREAT : 0) | (flags & O_ACCMODE),
@@ -802,6 +1044,8 @@ static int open_backing(const char *path, int flags, mode_t mode, int create,
 		leave();
 		return r;
 	}
+	if (made)
+		names_note(N_MADE, path, NULL, NULL, 0, 0, 0);
 	struct stat st;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR) {
 		h->c = cfile_get(fd);
@@ -1018,8 +1262,12 @@ static int ffs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t 
 	}
 	rewinddir(d); /* the dup shares the position: each listing starts at the beginning */
 	struct dirent *de;
+	struct stat ds;
+	int root = g.strict && fstat((int)fi->fh, &ds) == 0 && ds.st_ino == g.root_ino;
 	while ((de = readdir(d)) != NULL) {
 		struct stat st = {.st_ino = de->d_ino, .st_mode = (mode_t)DTTOIF(de->d_type)};
+		if (root && strcmp(de->d_name, STASH_NAME) == 0)
+			continue;
 		if (fill(buf, de->d_name, &st, 0, 0))
 			break;
 	}
@@ -1033,10 +1281,13 @@ static int ffs_fsyncdir(const char *path, int datasync, struct fuse_file_info *f
 	int r = enter();
 	if (r < 0)
 		return r;
+	struct stat st;
 	if (atomic_load(&g.fsync_eio))
 		r = -EIO;
 	else
 		r = fsync((int)fi->fh) == 0 ? 0 : -errno;
+	if (r == 0 && g.strict && fstat((int)fi->fh, &st) == 0)
+		names_synced(st.st_ino);
 	leave();
 	return r;
 }
@@ -1074,6 +1325,14 @@ static void ffs_destroy(void *data)
 		logf_("unmounted with %" PRIu64 " unsynced bytes of %u files: lost", bytes, files);
 	while (handles)
 		fh_free(handles);
+	pthread_mutex_lock(&names_mu);
+	while (names) {
+		struct nrec *n = names;
+		names = n->older;
+		nrec_free(n);
+	}
+	pthread_mutex_unlock(&names_mu);
+	stash_clear(1);
 	pthread_mutex_lock(&g.table_mu);
 	for (size_t s = 0; s < TABLE_SIZE; s++) {
 		while (g.table[s]) {
@@ -1118,8 +1377,13 @@ static const struct fuse_operations ffs_ops = {
 
 int main(int argc, char **argv)
 {
+	if (argc == 4 && strcmp(argv[1], "--strict-dirs") == 0) {
+		g.strict = 1;
+		argv++;
+		argc--;
+	}
 	if (argc != 3) {
-		fprintf(stderr, "usage: faultfs BACKING MOUNTPOINT\n");
+		fprintf(stderr, "usage: faultfs [--strict-dirs] BACKING MOUNTPOINT\n");
 		return 2;
 	}
 	g.backing = argv[1];
@@ -1129,6 +1393,9 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return 1;
 	}
+	struct stat rs;
+	if (fstat(g.dirfd, &rs) == 0)
+		g.root_ino = rs.st_ino;
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
 	/* a command waits for the operations in flight, and new ones wait for it */
@@ -1136,6 +1403,7 @@ int main(int argc, char **argv)
 	pthread_rwlock_init(&g.state, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	umask(0);
+	stash_clear(0);
 	char *fargv[] = {argv[0], "-o", "fsname=faultfs,subtype=faultfs", NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	struct fuse *f = fuse_new(&args, &ffs_ops, sizeof ffs_ops, NULL);

@@ -4,7 +4,8 @@
 Writes through a faultfs mount, syncs some of it, powers the layer off, unmounts, and checks that
 the backing directory and a fresh mount over it hold exactly what was synced: fsynced and
 fdatasynced data, names made (directory operations are applied at once), and nothing written
-after the last sync of a file. Also: reads see unsynced data (including a private mapping),
+after the last sync of a file; with --strict-dirs, only the changes of names whose directories
+were fsynced. Also: reads see unsynced data (including a private mapping),
 truncates and preallocation, a seeded random mix of writes, truncates and syncs against a model,
 the fsync-eio and enospc commands, and EIO for everything after power-off.
 
@@ -32,9 +33,10 @@ SKIP = 77
 class Layer:
     """One faultfs mount of backing at mnt (a harness.Daemon: stop() always unmounts)."""
 
-    def __init__(self, backing, mnt):
+    def __init__(self, backing, mnt, strict=False):
         self.mnt = mnt
-        self.daemon = harness.Daemon("faultfs", [BIN, backing, mnt], mnt, os.path.dirname(mnt))
+        argv = [BIN, *(["--strict-dirs"] if strict else []), backing, mnt]
+        self.daemon = harness.Daemon("faultfs", argv, mnt, os.path.dirname(mnt))
         self.daemon.start()
         try:
             self.daemon.wait_mounted(10)
@@ -129,6 +131,70 @@ def random_model(mnt, rng, name, rounds=300):
     finally:
         os.close(fd)
     return bytes(now), synced
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def strict_dirs(root):
+    """--strict-dirs: a change of a name survives a power-off only once its directory was fsynced
+    (both directories for a rename); the others are undone, the files they removed come back."""
+    backing, mnt = os.path.join(root, "strict-backing"), os.path.join(root, "strict-mnt")
+    os.makedirs(backing)
+    os.makedirs(mnt)
+    layer = Layer(backing, mnt, strict=True)
+    try:
+        m = lambda *p: os.path.join(mnt, *p)  # noqa: E731
+        b = lambda *p: os.path.join(backing, *p)  # noqa: E731
+        write_at(m("kept"), b"kept", 0, sync="fsync")
+        write_at(m("old"), b"old", 0, sync="fsync")
+        write_at(m("new"), b"new", 0, sync="fsync")
+        write_at(m("moved"), b"moved", 0, sync="fsync")
+        write_at(m("gone"), b"gone", 0, sync="fsync")
+        os.mkdir(m("e"))
+        fsync_dir(mnt)
+        # after the root's fsync: none of these changes of its names is durable
+        os.mkdir(m("d"))
+        write_at(m("d", "f"), b"f", 0, sync="fsync")
+        fsync_dir(m("d"))  # d/f is durable in d, but d itself is not in the root
+        write_at(m("e", "g"), b"g", 0, sync="fsync")  # e is durable; g in it once e is fsynced
+        os.rename(m("moved"), m("moved2"))
+        os.unlink(m("kept"))
+        os.rename(m("new"), m("old"))  # replaces old
+        os.rename(m("gone"), m("e", "gone"))
+        fsync_dir(m("e"))  # g is durable now; a rename between two directories needs both
+        check(".faultfs-stash" not in os.listdir(mnt), "strict: the stash is listed")
+        check(sorted(os.listdir(mnt)) == ["d", "e", "moved2", "old"],
+              f"strict: names before power-off {sorted(os.listdir(mnt))}")
+        check("names 5 changes not durable" in layer.state(), "strict: " + layer.state())
+        layer.ctl("power-off")
+        layer.unmount()
+        names = sorted(os.listdir(backing))
+        check(names == ["e", "gone", "kept", "moved", "new", "old"],
+              f"strict: names after power-off {names}")
+        check(os.listdir(b("e")) == ["g"], f"strict: e holds {os.listdir(b('e'))}")
+        for name, data in (("kept", b"kept"), ("old", b"old"), ("new", b"new"),
+                           ("moved", b"moved"), ("gone", b"gone")):
+            check(read(b(name)) == data, f"strict: {name} holds {read(b(name))!r}")
+        # made durable by the fsyncs that were missing, they survive
+        layer = Layer(backing, mnt, strict=True)
+        os.rename(m("new"), m("old"))
+        os.mkdir(m("e", "sub"))
+        fsync_dir(mnt)
+        fsync_dir(m("e"))
+        layer.ctl("power-off")
+        layer.unmount()
+        check(sorted(os.listdir(backing)) == ["e", "gone", "kept", "moved", "old"] and
+              read(b("old")) == b"new" and sorted(os.listdir(b("e"))) == ["g", "sub"],
+              f"strict: after synced changes {sorted(os.listdir(backing))}")
+    finally:
+        layer.unmount()
+    check(".faultfs-stash" not in os.listdir(backing), "strict: the stash stays after unmount")
 
 
 def main():
@@ -264,6 +330,7 @@ def main():
         survivors(mnt, "fresh mount")
         check("power on" in layer.state() and "unsynced 0 bytes" in layer.state(),
               "fresh mount state: " + layer.state())
+        strict_dirs(root)
     except Exception as e:  # noqa: BLE001 - reported as a failure, the mount removed
         check(False, f"{e!r}")
     finally:
