@@ -1662,6 +1662,29 @@ static const struct fs_transport_callbacks transport_cb = {
 
 /* ---- start -------------------------------------------------------------------------------------- */
 
+/* Makes directory buf if missing; a new one's name is made durable (its parent fsynced). */
+static int mkdir_durable(char *buf)
+{
+	if (mkdir(buf, 0700) != 0)
+		return errno == EEXIST ? 0 : -errno;
+	char *slash = strrchr(buf, '/');
+	const char *parent = slash == buf ? "/" : slash ? buf : ".";
+	if (slash && slash != buf)
+		*slash = '\0';
+	int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = fd < 0 || fsync(fd) != 0 ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	if (slash && slash != buf)
+		*slash = '/';
+	return rc;
+}
+
+/*
+ * mkdir -p, each directory it makes fsynced into its parent: a member whose data dir lost its
+ * member/ directory after a power cut would start again as a new member under the same identity,
+ * having forgotten its votes and its log.
+ */
 static int mkdir_p(const char *path)
 {
 	char buf[4200];
@@ -1670,13 +1693,12 @@ static int mkdir_p(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return -errno;
+		int rc = mkdir_durable(buf);
+		if (rc)
+			return rc;
 		*p = '/';
 	}
-	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	return mkdir_durable(buf);
 }
 
 static void wal_log_line(void *arg, const char *line)
