@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# examples/demo.sh [up|down]: a 3-member raftfs cluster on this machine's loopback.
+# examples/demo.sh [up|tls|down]: a 3-member raftfs cluster on this machine's loopback.
 #
 #   up (default)  builds raftfs if needed, mounts members n1, n2, n3 at ./demo/n1..n3 (data in
 #                 ./demo/data, logs in ./demo/data/nN/raftfs.log), shows a write on n1 read on n2
 #                 and n3, and prints what to try next
+#   tls           the same with mutual TLS on the peer port: examples/certs.sh makes a CA and a
+#                 certificate per member in ./demo/certs, and each member gets --peer-cert-file,
+#                 --peer-key-file and --peer-trusted-ca-file
 #   down          unmounts all three (each hands leadership over and exits) and removes ./demo
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,12 +34,16 @@ down() {
 }
 
 up() {
+	local tls=${1:-}
 	scripts/setup build -Dbuildtype=release
 	if mountpoint -q demo/n1 2>/dev/null; then
 		echo "demo: already running (examples/demo.sh down stops it)"
 		exit 0
 	fi
 	mkdir -p demo/data
+	if [[ $tls ]]; then
+		examples/certs.sh demo/certs n1=127.0.0.1 n2=127.0.0.1 n3=127.0.0.1
+	fi
 	local cluster=""
 	for i in "${!names[@]}"; do
 		cluster+="${cluster:+,}${names[$i]}=127.0.0.1:${ports[$i]}"
@@ -44,10 +51,16 @@ up() {
 	for i in "${!names[@]}"; do
 		local n=${names[$i]}
 		mkdir -p "demo/$n"
+		local peer_tls=()
+		if [[ $tls ]]; then
+			peer_tls=(--peer-cert-file "demo/certs/$n.pem"
+				--peer-key-file "demo/certs/$n-key.pem"
+				--peer-trusted-ca-file demo/certs/ca.pem)
+		fi
 		# returns once the mount is live; the member goes on in the background
 		"$raftfs" mount --name "$n" --data-dir "demo/data/$n" \
 			--listen-peer "127.0.0.1:${ports[$i]}" --initial-cluster "$cluster" \
-			--initial-cluster-token demo "demo/$n"
+			--initial-cluster-token demo "${peer_tls[@]}" "demo/$n"
 	done
 	echo 'worker_processes 4;' > demo/n1/nginx.conf # returns once a quorum committed it
 	for n in n2 n3; do
@@ -57,6 +70,10 @@ up() {
 		done
 		echo "demo: demo/$n/nginx.conf: $(cat "demo/$n/nginx.conf")"
 	done
+	if [[ $tls ]]; then
+		"$raftfs" status demo/n1 | sed -n '/^peer traffic/p;/^peer certificates/,$p' |
+			sed 's/^/demo: /'
+	fi
 	cat <<TXT
 
 demo: three members are mounted at demo/n1, demo/n2 and demo/n3. Try:
@@ -75,6 +92,7 @@ TXT
 
 case ${1:-up} in
 up) up ;;
+tls) up tls ;;
 down) down ;;
-*) echo "usage: examples/demo.sh [up|down]" >&2; exit 2 ;;
+*) echo "usage: examples/demo.sh [up|tls|down]" >&2; exit 2 ;;
 esac

@@ -799,23 +799,55 @@ static size_t live_with_prefix(struct store *s, const void *prefix, size_t len,
 	return n;
 }
 
-/* What a move adds to the store's size (for the quota), or an error of one of its puts. */
-static int check_move(struct store *s, const struct store_move *m, uint64_t *add)
+/* What the keys under from add to the store's size when put under to instead (for the quota),
+   or an error of one of those puts. */
+static int check_moved_keys(struct store *s, const void *from, size_t from_len, size_t to_len,
+			    uint64_t *add)
 {
-	if (!prefixes_apart(m->from, m->from_len, m->to, m->to_len))
-		return -EINVAL;
 	struct store__ki **v;
-	size_t n = live_with_prefix(s, m->from, m->from_len, &v);
+	size_t n = live_with_prefix(s, from, from_len, &v);
 	int rc = 0;
 	for (size_t i = 0; i < n && !rc; i++) {
 		const struct store__kv *kv = store__ki_latest(v[i]);
-		uint64_t klen = (uint64_t)v[i]->key_len - m->from_len + m->to_len;
+		uint64_t klen = (uint64_t)v[i]->key_len - from_len + to_len;
 		if (klen > STORE__MAX_KEY)
 			rc = -EINVAL;
 		*add += KV_OVERHEAD + klen + kv->vlen;
 	}
 	free(v);
 	return rc;
+}
+
+/* What a move (swap: both ways) adds to the store's size, or an error of one of its puts. */
+static int check_move(struct store *s, const struct store_move *m, bool swap, uint64_t *add)
+{
+	if (!prefixes_apart(m->from, m->from_len, m->to, m->to_len))
+		return -EINVAL;
+	int rc = check_moved_keys(s, m->from, m->from_len, m->to_len, add);
+	if (!rc && swap)
+		rc = check_moved_keys(s, m->to, m->to_len, m->from_len, add);
+	return rc;
+}
+
+/*
+ * Puts kv (a kvrec of the key ki, which began with from_len bytes of prefix) at to + the rest of
+ * its key, with its value, metadata and lease. *key (*cap bytes, realloc'd) is scratch.
+ */
+static void put_moved(struct store *s, const struct store__ki *ki, const struct store__kv *kv,
+		      size_t from_len, const void *to, size_t to_len, unsigned char **key,
+		      size_t *cap)
+{
+	size_t rest = ki->key_len - from_len, klen = to_len + rest;
+	if (klen > *cap) {
+		*cap = klen * 2;
+		*key = store__xrealloc(*key, *cap);
+	}
+	memcpy(*key, to, to_len);
+	memcpy(*key + to_len, (const unsigned char *)ki->key + from_len, rest);
+	/* the value stays where it is in the arena (history) while the new record copies it */
+	struct store_put p = {.key = *key, .key_len = klen, .value = store__kv_value(kv),
+			      .value_len = kv->vlen, .lease = store__kv_lease(kv), .meta = kv->meta};
+	do_put(s, &p, NULL);
 }
 
 /* Applies a validated move inside the open write. */
@@ -826,25 +858,46 @@ static void do_move(struct store *s, const struct store_move *m, int64_t *moved)
 	size_t cap = 0;
 	unsigned char *key = NULL;
 	for (size_t i = 0; i < n; i++) {
-		struct store__ki *ki = v[i];
-		const struct store__kv *kv = store__ki_latest(ki);
-		size_t rest = ki->key_len - m->from_len, klen = m->to_len + rest;
-		if (klen > cap) {
-			cap = klen * 2;
-			key = store__xrealloc(key, cap);
-		}
-		memcpy(key, m->to, m->to_len);
-		memcpy(key + m->to_len, (const unsigned char *)ki->key + m->from_len, rest);
-		/* the value stays where it is in the arena while the new record copies it */
-		struct store_put p = {.key = key, .key_len = klen, .value = store__kv_value(kv),
-				      .value_len = kv->vlen, .lease = store__kv_lease(kv),
-				      .meta = kv->meta};
-		do_put(s, &p, NULL);
-		store__delete_ki(s, ki, NULL);
+		put_moved(s, v[i], store__ki_latest(v[i]), m->from_len, m->to, m->to_len, &key, &cap);
+		store__delete_ki(s, v[i], NULL);
 	}
 	*moved = (int64_t)n;
 	free(key);
 	free(v);
+}
+
+/*
+ * Applies a validated swap inside the open write: both sides' keys are read, all are deleted,
+ * then each is put at the other side. A deleted key's kvrec stays in the arena as history, so it
+ * is still there to be copied; a put where a key of the other side was begins a new generation.
+ */
+static void do_swap(struct store *s, const struct store_move *m, int64_t *moved)
+{
+	struct store__ki **a, **b;
+	size_t na = live_with_prefix(s, m->from, m->from_len, &a);
+	size_t nb = live_with_prefix(s, m->to, m->to_len, &b);
+	struct store__kv **ka = store__xmalloc((na + 1) * sizeof *ka);
+	struct store__kv **kb = store__xmalloc((nb + 1) * sizeof *kb);
+	for (size_t i = 0; i < na; i++) {
+		ka[i] = store__ki_latest(a[i]);
+		store__delete_ki(s, a[i], NULL);
+	}
+	for (size_t i = 0; i < nb; i++) {
+		kb[i] = store__ki_latest(b[i]);
+		store__delete_ki(s, b[i], NULL);
+	}
+	size_t cap = 0;
+	unsigned char *key = NULL;
+	for (size_t i = 0; i < na; i++)
+		put_moved(s, a[i], ka[i], m->from_len, m->to, m->to_len, &key, &cap);
+	for (size_t i = 0; i < nb; i++)
+		put_moved(s, b[i], kb[i], m->to_len, m->from, m->from_len, &key, &cap);
+	*moved = (int64_t)(na + nb);
+	free(key);
+	free(ka);
+	free(kb);
+	free(a);
+	free(b);
 }
 
 int store_txn(struct store *s, const struct store_txn *t, struct store_txn_result *res)
@@ -868,8 +921,8 @@ int store_txn(struct store *s, const struct store_txn *t, struct store_txn_resul
 				return r;
 		} else if (ops[i].type == STORE_OP_DELETE && !ops[i].del.key_len) {
 			return -EINVAL;
-		} else if (ops[i].type == STORE_OP_MOVE) {
-			int r = check_move(s, &ops[i].move, &add);
+		} else if (ops[i].type == STORE_OP_MOVE || ops[i].type == STORE_OP_SWAP) {
+			int r = check_move(s, &ops[i].move, ops[i].type == STORE_OP_SWAP, &add);
 			if (r)
 				return r;
 		}
@@ -902,6 +955,9 @@ int store_txn(struct store *s, const struct store_txn *t, struct store_txn_resul
 			break;
 		case STORE_OP_MOVE:
 			do_move(s, &ops[i].move, &o->moved);
+			break;
+		case STORE_OP_SWAP:
+			do_swap(s, &ops[i].move, &o->moved);
 			break;
 		}
 	}

@@ -5,7 +5,8 @@
  * sub numbers the operations inside it. Functions return 0 or a negative errno / STORE_E* code.
  *
  * The store is pure in-memory and single-threaded: the member's event loop owns it and nothing in
- * it locks. It has no clock: lease expiry uses the `now_ms` the caller passes, and the file times
+ * it locks. It has no clock: lease expiry uses the `now_ms` the caller passes (a monotonic clock
+ * of the caller's, so that a stepped wall clock moves no expiry), and the file times
  * stored with each value (struct store_meta) come from the proposal, so every member applies the
  * same bytes. Allocation failure aborts the process (a member that cannot apply an entry must not
  * go on diverging from its peers); every other failure is a returned code.
@@ -223,7 +224,9 @@ struct store_cmp {
 	size_t value_len;
 };
 
-enum store_op_type { STORE_OP_RANGE, STORE_OP_PUT, STORE_OP_DELETE, STORE_OP_MOVE };
+enum store_op_type {
+	STORE_OP_RANGE, STORE_OP_PUT, STORE_OP_DELETE, STORE_OP_MOVE, STORE_OP_SWAP
+};
 
 /*
  * Moves every live key that begins with from to the key that begins with to instead (to, then the
@@ -239,12 +242,21 @@ struct store_move {
 	size_t to_len;
 };
 
+/*
+ * STORE_OP_SWAP, a store_move whose two prefixes trade places: every live key that begins with
+ * from and every live key that begins with to is deleted, then each is put at the other prefix
+ * (the prefix, then the rest of the key) with its value, metadata and lease, all in the txn's
+ * revision. A watch sees first the deletes of both sides, then the puts; every key put is a new
+ * generation (version 1, create revision the txn's), also where the other side had the same
+ * rest. The prefixes must be apart as a move's (-EINVAL). moved counts the keys of both sides.
+ */
+
 struct store_op {
 	enum store_op_type type;
 	struct store_range_req range; /* rev must be 0 inside a txn */
 	struct store_put put;
 	struct store_delete del;
-	struct store_move move;
+	struct store_move move; /* STORE_OP_MOVE and STORE_OP_SWAP */
 };
 
 struct store_op_result {
@@ -252,7 +264,7 @@ struct store_op_result {
 	struct store_range_result range;
 	struct store_put_result put;
 	struct store_delete_result del;
-	int64_t moved; /* STORE_OP_MOVE: keys moved */
+	int64_t moved; /* STORE_OP_MOVE, STORE_OP_SWAP: keys moved */
 };
 
 struct store_txn {

@@ -236,7 +236,8 @@ int fs_cli_status(int argc, char **argv, FILE *out, FILE *err)
 int fs_cli_member(int argc, char **argv, FILE *out, FILE *err)
 {
 	static const char *const use = "list MOUNT | add MOUNT NAME=HOST:PORT [--learner] | "
-				       "remove MOUNT NAME|ID | promote MOUNT NAME|ID [-w json]";
+				       "remove MOUNT NAME|ID | promote MOUNT NAME|ID | "
+				       "move-leader MOUNT NAME|ID [-w json]";
 	struct args a;
 	if (args_parse(argc, argv, &a, err) || a.ac < 2)
 		return usage_error(err, "member", use);
@@ -253,7 +254,8 @@ int fs_cli_member(int argc, char **argv, FILE *out, FILE *err)
 		w[n++] = a.av[2];
 		if (learner)
 			w[n++] = "learner";
-	} else if (!strcmp(sub, "remove") || !strcmp(sub, "promote")) {
+	} else if (!strcmp(sub, "remove") || !strcmp(sub, "promote") ||
+		   !strcmp(sub, "move-leader")) {
 		if (a.ac != 3)
 			return usage_error(err, "member", use);
 		w[n++] = a.av[2];

@@ -1,9 +1,11 @@
 /*
- * common/common.h: what every part of the daemon uses: one-line log records (common/log.c) and
- * the one error space (common/error.c).
+ * common/common.h: what every part of the daemon uses: one-line log records (common/log.c), the
+ * one error space (common/error.c) and the two clocks (common/clock.c).
  */
 #ifndef RAFTFS_FS_COMMON_COMMON_H
 #define RAFTFS_FS_COMMON_COMMON_H
+
+#include <stdint.h>
 
 
 /*
@@ -83,5 +85,16 @@ const char *fs_strerror(int err);
 
 /* The errno (positive) a FUSE reply carries for err, any code above (0 for 0). */
 int fs_errno(int err);
+
+/*
+ * The clocks. The wall clock (CLOCK_REALTIME, nanoseconds since the epoch) dates things: file
+ * times, request ids. The monotonic clock (CLOCK_MONOTONIC, milliseconds from an arbitrary
+ * start, the same for every process of this machine) measures intervals: lease expiry and every
+ * schedule. A wall clock stepped forward or back (NTP, an administrator) must never expire a lease
+ * early or keep one alive late, which is why no interval is measured on it (etcd's lessor uses
+ * Go's monotonic reading for the same reason).
+ */
+int64_t fs_clock_wall_ns(void);
+int64_t fs_clock_mono_ms(void);
 
 #endif

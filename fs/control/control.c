@@ -34,20 +34,6 @@ static const struct {
 };
 #define N_FILES ((int)(sizeof files / sizeof files[0]))
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---- output buffers --------------------------------------------------------------------------- */
 
 struct out {
@@ -221,7 +207,7 @@ static int call_propose(struct fs_control_call *call, Rpc__Request *req)
 {
 	struct fs_control *c = call->c;
 	req->has_time_ns = 1;
-	req->time_ns = wall_ns();
+	req->time_ns = fs_clock_wall_ns();
 	int rc = fs_kv_propose(c->member, req, on_call, call);
 	if (rc)
 		call_free(call);
@@ -333,14 +319,14 @@ static void on_session(struct fs_control_call *call, int status, const Rpc__Resp
 				resp->lease_ttl);
 		c->session = resp->lease_id;
 		ttl = resp->lease_ttl ? resp->lease_ttl : ttl;
-		c->session_renew_ms = wall_ms() + ttl * 1000 / 3;
+		c->session_renew_ms = fs_clock_mono_ms() + ttl * 1000 / 3;
 	} else if (!granting && status == STORE_ELEASENOTFOUND) {
 		FS_WARN("session lease %" PRId64 " expired while this member was cut off: its ephemeral "
 			"files are gone; granting a new one", c->session);
 		c->session = 0;
 	} else {
 		/* no quorum for now: try again on a later tick, without a line each time */
-		c->session_renew_ms = wall_ms() + 1000;
+		c->session_renew_ms = fs_clock_mono_ms() + 1000;
 		FS_DEBUG("session lease %s failed: %s", granting ? "grant" : "keep-alive",
 			 fs_strerror(status));
 	}
@@ -450,6 +436,8 @@ static void auto_compact(struct fs_control *c, int64_t now)
 		c->compacting = 1;
 }
 
+static void move_tick(struct fs_control *c, const struct fs_member_status *st, int64_t now);
+
 static void on_tick(uv_timer_t *t)
 {
 	struct fs_control *c = t->data;
@@ -457,7 +445,7 @@ static void on_tick(uv_timer_t *t)
 		return;
 	struct fs_member_status st;
 	fs_member_status(c->member, &st);
-	int64_t now = wall_ms();
+	int64_t now = fs_clock_mono_ms();
 	if (st.is_leader) {
 		if (c->promoted_term != st.term) {
 			/* the old leader's view of expiries died with it: every lease gets its TTL anew */
@@ -470,6 +458,7 @@ static void on_tick(uv_timer_t *t)
 		c->n_samples = 0; /* a later leader term samples afresh */
 	}
 	session_tick(c, &st, now);
+	move_tick(c, &st, now);
 }
 
 /* ---- watches ---------------------------------------------------------------------------------- */
@@ -589,6 +578,7 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 	int corrupt = fs_kv_corrupt(c->store, &corrupt_by), nospace = store_alarm_nospace(c->store);
 	if (c->replay_counts)
 		c->replay_counts(c->replay_arg, &backlog, &dropped);
+	const char *security = fs_member_peer_security(c->member);
 	if (json) {
 		out_printf(o, "{\"member\":");
 		out_json_str(o, c->cfg->name, strlen(c->cfg->name));
@@ -605,10 +595,13 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 			      ",\"applied_index\":%" PRIu64 ",\"revision\":%" PRId64
 			      ",\"compact_revision\":%" PRId64 ",\"session_lease\":%" PRId64
 			      ",\"remote_inotify\":%s,\"replay_backlog\":%" PRIu64
-			      ",\"replay_dropped\":%" PRIu64 ",\"members\":[",
+			      ",\"replay_dropped\":%" PRIu64 ",\"peer_tls\":%s,\"peer_traffic\":",
 			   st.leader, st.term, st.last_index, st.commit, st.applied,
 			   store_rev(c->store), store_compact_rev(c->store), c->session,
-			   c->replay_counts ? "true" : "false", backlog, dropped);
+			   c->replay_counts ? "true" : "false", backlog, dropped,
+			   strcmp(security, "plaintext") ? "true" : "false");
+		out_json_str(o, security, strlen(security));
+		out_printf(o, ",\"members\":[");
 		for (int i = 0; i < np; i++) {
 			int learner = 0;
 			for (int j = 0; j < st.n_learners; j++)
@@ -618,9 +611,17 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 			out_json_str(o, peers[i].name, strlen(peers[i].name));
 			out_printf(o, ",\"peer\":");
 			out_json_str(o, peers[i].addr, strlen(peers[i].addr));
-			out_printf(o, ",\"role\":\"%s\",\"is_leader\":%s}",
+			out_printf(o, ",\"role\":\"%s\",\"is_leader\":%s,\"certificate\":",
 				   learner ? "learner" : "voter",
 				   peers[i].id == st.leader ? "true" : "false");
+			char subject[256];
+			if (peers[i].id != st.id &&
+			    fs_member_peer_subject(c->member, peers[i].id, subject,
+						   sizeof subject) == 0)
+				out_json_str(o, subject, strlen(subject));
+			else
+				out_printf(o, "null"); /* plaintext, not connected, or this member */
+			out_printf(o, "}");
 		}
 		out_printf(o, "],\"alarms\":[");
 		if (nospace)
@@ -652,6 +653,7 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 			   backlog, dropped);
 	else
 		out_printf(o, "inotify replay   off (-o no_remote_inotify)\n");
+	out_printf(o, "peer traffic     %s\n", security);
 	out_printf(o, "members\n  %-16s  %-16s  %-21s  %s\n", "ID", "NAME", "PEER", "ROLE");
 	for (int i = 0; i < np; i++) {
 		int learner = 0;
@@ -660,6 +662,17 @@ static void status_render(struct fs_control *c, struct out *o, int json)
 		out_printf(o, "  %016" PRIx64 "  %-16s  %-21s  %s%s\n", peers[i].id, peers[i].name,
 			   peers[i].addr, learner ? "learner" : "voter",
 			   peers[i].id == st.leader ? " (leader)" : "");
+	}
+	if (!strcmp(security, "plaintext"))
+		return;
+	out_printf(o, "peer certificates (subjects, as connected now)\n");
+	for (int i = 0; i < np; i++) {
+		char subject[256];
+		if (peers[i].id == st.id)
+			continue;
+		int rc = fs_member_peer_subject(c->member, peers[i].id, subject, sizeof subject);
+		out_printf(o, "  %-16s  %s\n", peers[i].name,
+			   rc == 0 ? (subject[0] ? subject : "(no certificate)") : "(not connected)");
 	}
 }
 
@@ -780,7 +793,7 @@ static void cmd_lease(struct cmd *k)
 		cmd_propose(k, &req, done_lease, v, sub);
 	} else if (!strcmp(sub, "ttl")) {
 		struct store_lease_info info;
-		if (store_lease_time_to_live(c->store, v, wall_ms(), &info) != 0) {
+		if (store_lease_time_to_live(c->store, v, fs_clock_mono_ms(), &info) != 0) {
 			cmd_fail(k, "lease %" PRId64 " not found", v);
 			return;
 		}
@@ -806,7 +819,7 @@ static void cmd_lease(struct cmd *k)
 		out_printf(&k->h->out, "ok\n%s", k->h->json ? "{\"leases\":[" : "");
 		for (size_t i = 0; i < n; i++) {
 			struct store_lease_info info = {0};
-			store_lease_time_to_live(c->store, ids[i], wall_ms(), &info);
+			store_lease_time_to_live(c->store, ids[i], fs_clock_mono_ms(), &info);
 			int64_t rem = info.remaining_ms == INT64_MAX ? info.ttl_s
 								     : (info.remaining_ms + 999) / 1000;
 			if (k->h->json)
@@ -848,6 +861,81 @@ static const struct fs_peer_config *peer_find(const struct fs_peer_config *peers
 		if (!strcmp(peers[i].name, what) || (*what && !*end && peers[i].id == id))
 			return &peers[i];
 	return NULL;
+}
+
+/*
+ * member move-leader: leadership handed to a voter (etcdctl move-leader). The answer waits until
+ * the member sees the new leader, or fails after two election timeouts (the transferee may need
+ * to catch up first; raft gives up on a transfer after one).
+ */
+static void done_move(struct fs_control_call *call, int status, const Rpc__Response *resp)
+{
+	(void)resp;
+	struct out *o = call_out(call);
+	if (!o)
+		return;
+	if (status == 0 && call->h->json)
+		call_ok(call, "{\"leader\":\"%016" PRIx64 "\"}\n", (uint64_t)call->arg);
+	else if (status == 0)
+		call_ok(call, "leadership moved to %s\n", call->text);
+	else if (status == -ETIMEDOUT)
+		out_printf(o, "error: member move-leader: leadership did not move to %s in time (the "
+			      "leader may have lost contact with it)\n", call->text);
+	else
+		call_error(call, "member move-leader", status);
+}
+
+static void move_finish(struct fs_control *c, int status)
+{
+	struct fs_control_call *call = c->moving;
+	c->moving = NULL;
+	on_call(call, 0, status, NULL, 0);
+}
+
+static void move_tick(struct fs_control *c, const struct fs_member_status *st, int64_t now)
+{
+	if (!c->moving)
+		return;
+	if (st->leader == (uint64_t)c->moving->arg)
+		move_finish(c, 0);
+	else if (now >= c->move_deadline_ms)
+		move_finish(c, -ETIMEDOUT);
+}
+
+static void move_leader(struct cmd *k, const struct fs_peer_config *p, const char *arg)
+{
+	struct fs_control *c = k->c;
+	if (!p) {
+		cmd_fail(k, "member move-leader: no member '%s' in the cluster", arg);
+		return;
+	}
+	if (c->moving) {
+		cmd_fail(k, "member move-leader: a move of leadership is in progress already");
+		return;
+	}
+	int rc = fs_member_transfer_leader(c->member, p->id);
+	if (rc == -EALREADY || rc == -ENOENT || rc == -EAGAIN) {
+		cmd_fail(k, "member move-leader: %s",
+			 rc == -EALREADY ? "it is the leader already"
+			 : rc == -ENOENT ? "it is not a voter (a learner cannot lead)"
+					 : "no leader now (an election is under way): try again");
+		return;
+	}
+	if (rc) {
+		cmd_fail(k, "member move-leader: %s", fs_strerror(rc));
+		return;
+	}
+	struct fs_control_call *call = call_new(c, k->h, done_move);
+	if (!call) {
+		fuse_reply_err(k->req, ENOMEM);
+		return;
+	}
+	call->req = k->req;
+	call->req_size = k->size;
+	call->arg = (int64_t)p->id;
+	snprintf(call->text, sizeof call->text, "%s (%016" PRIx64 ")", p->name, p->id);
+	c->moving = call;
+	c->move_deadline_ms = fs_clock_mono_ms() + 2 * (int64_t)c->cfg->election_ms + TICK_MS;
 }
 
 static void cmd_member(struct cmd *k)
@@ -935,8 +1023,12 @@ static void cmd_member(struct cmd *k)
 			snprintf(text, sizeof text, "member %s (%016" PRIx64 ") promoted to voter", nm,
 				 id);
 		}
+	} else if (!strcmp(sub, "move-leader")) {
+		move_leader(k, peer_find(peers, np, arg), arg);
+		return;
 	} else {
-		cmd_fail(k, "member: unknown subcommand '%s' (list, add, remove, promote)", sub);
+		cmd_fail(k, "member: unknown subcommand '%s' (list, add, remove, promote, move-leader)",
+			 sub);
 		return;
 	}
 	struct fs_control_call *call = call_new(c, k->h, done_member);
@@ -1411,6 +1503,8 @@ static void stop_finish(struct fs_control *c)
 	if (c->finished)
 		return;
 	c->finished = 1;
+	if (c->moving)
+		move_finish(c, FS_ESTOPPING);
 	/* the session goes next: answer what waits on it now, not after */
 	for (struct fs_control_call *call = c->calls; call; call = call->next)
 		if (call->req) {

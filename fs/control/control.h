@@ -13,7 +13,8 @@
  *
  * `.raftfs/` (hidden from listings, reachable by name; nothing can be created in it):
  *   status   JSON: member, leader, term, raft indexes, revision, compact revision, members with
- *            roles, alarms, session lease — made when opened
+ *            roles (and the subject of each one's TLS certificate), whether peer traffic is TLS,
+ *            alarms, session lease — made when opened
  *   session  the id of the mount's session lease (empty until granted)
  *   ctl      the command file: a client writes one command as NUL-separated words (the first is
  *            the output format, "table" or "json") and reads the answer from offset 0: a first
@@ -73,13 +74,15 @@ struct fs_control {
 	int session_busy;                /* a grant or keep-alive of it is in flight */
 	unsigned session_gen;            /* answers to older attempts are ignored */
 	int64_t session_sent_ms;
-	int64_t session_renew_ms;        /* when to keep it alive next (wall clock) */
+	int64_t session_renew_ms;        /* when to keep it alive next (monotonic clock) */
 	int compacting;                  /* an automatic compaction is in flight */
 	int64_t compact_checked_ms;
 	struct { int64_t ms, rev; } samples[64]; /* periodic mode: the revision over time */
 	int n_samples;
 	struct fs_control_handle *handles; /* open files of the namespace */
 	struct fs_control_call *calls;   /* proposals in flight for handles (their owners may go) */
+	struct fs_control_call *moving;  /* a `member move-leader` waiting for the move, or NULL */
+	int64_t move_deadline_ms;        /* when it gives up (monotonic clock) */
 	int stopping;
 	int finished;                    /* the timers are closing */
 	void (*stopped)(void *arg);

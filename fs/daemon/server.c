@@ -39,6 +39,7 @@ struct server {
 	struct fs_replay *replay;  /* remote changes raise inotify events; NULL: no_remote_inotify */
 	struct fs_mount mount;
 	uv_signal_t sigterm, sigint;
+	uv_signal_t sighup; /* re-reads the peer TLS files */
 	int stopping;
 	int serving;  /* ops are initialized and the mount is live */
 	int exit_code;
@@ -51,6 +52,7 @@ static void server_on_member_stopped(void *arg)
 	uv_close((uv_handle_t *)&sv->hash_timer, NULL);
 	uv_close((uv_handle_t *)&sv->sigterm, NULL);
 	uv_close((uv_handle_t *)&sv->sigint, NULL);
+	uv_close((uv_handle_t *)&sv->sighup, NULL);
 }
 
 static void server_on_mount_closed(void *arg)
@@ -149,6 +151,16 @@ static void server_on_signal(uv_signal_t *h, int signum)
 	server_stop(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+static void server_on_sighup(uv_signal_t *h, int signum)
+{
+	struct server *sv = h->data;
+	(void)signum;
+	if (!sv->member)
+		return;
+	if (fs_member_reload_tls(sv->member) == -ENOTSUP)
+		FS_INFO("SIGHUP: no peer TLS files to re-read");
+}
+
 static void server_on_gone(struct fs_mount *m, void *arg)
 {
 	(void)m;
@@ -203,6 +215,9 @@ static int usage(FILE *err)
 		     "         [--request-timeout MS] [--corrupt-check-interval MS]\n"
 		     "         [--session-ttl S] [--auto-compaction-mode periodic|revision]\n"
 		     "         [--auto-compaction-retention R]\n"
+		     "         [--peer-cert-file F --peer-key-file F [--peer-trusted-ca-file F]\n"
+		     "          [--peer-client-cert-auth[=false]] [--peer-cert-allowed-cn CN]]\n"
+		     "         [--peer-auto-tls]\n"
 		     "         [-o linearizable,no_remote_inotify] [-f] DIR\n");
 	return FS_EXIT_USAGE;
 }
@@ -320,11 +335,22 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a, FILE *o
 			a->dir = f;
 			continue;
 		}
-		if (i + 1 >= argc) {
+		/* --flag=value, and etcd's boolean flags alone (true) */
+		char flag[64];
+		const char *v, *eq = strchr(f, '=');
+		if (eq && f[1] == '-' && (size_t)(eq - f) < sizeof flag) {
+			memcpy(flag, f, (size_t)(eq - f));
+			flag[eq - f] = '\0';
+			f = flag;
+			v = eq + 1;
+		} else if (fs_config_flag_is_bool(f)) {
+			v = "true";
+		} else if (i + 1 >= argc) {
 			fprintf(err, "raftfs mount: %s needs a value\n", f);
 			return usage(err);
+		} else {
+			v = argv[++i];
 		}
-		const char *v = argv[++i];
 		int rc = 0;
 		if (!strcmp(f, "-o")) {
 			if (parse_o(a, v) != 0)
@@ -419,12 +445,28 @@ static int server_run(struct server *sv, const struct mount_args *a, int ready_f
 	fs_kv_state_machine(&sv->kv, &sm);
 	if ((rc = fs_member_start(&sv->member, &sv->loop, &a->cfg, &mopt, &sm)) != 0)
 		goto out_store; /* it said why */
-	/* Replay what the WAL holds before anyone can look. */
-	uint64_t deadline = uv_now(&sv->loop) + 60000;
-	while (!fs_member_replayed(sv->member) && uv_now(&sv->loop) < deadline)
+	/*
+	 * Replay what the WAL holds before anyone can look; a member joining a running cluster
+	 * also waits for the cluster's data. Given up after 60 s without progress.
+	 */
+	uint64_t deadline = uv_now(&sv->loop) + 60000, applied = 0;
+	struct fs_member_status st;
+	while (!fs_member_replayed(sv->member) && uv_now(&sv->loop) < deadline) {
 		uv_run(&sv->loop, UV_RUN_ONCE);
+		fs_member_status(sv->member, &st);
+		if (st.applied > applied) {
+			applied = st.applied;
+			deadline = uv_now(&sv->loop) + 60000;
+		}
+	}
 	if (!fs_member_replayed(sv->member)) {
-		FS_ERROR("the WAL in %s was not replayed within 60 s", a->cfg.data_dir);
+		fs_member_status(sv->member, &st);
+		if (st.joining)
+			FS_ERROR("joining: nothing more of the cluster's log arrived within 60 s "
+				 "(applied index %" PRIu64 "); is this member added and are its peers "
+				 "reachable?", applied);
+		else
+			FS_ERROR("the WAL in %s was not replayed within 60 s", a->cfg.data_dir);
 		goto out_member;
 	}
 	/* the mount's path for the replay thread and the face, made absolute without asking the
@@ -479,6 +521,9 @@ static int server_run(struct server *sv, const struct mount_args *a, int ready_f
 	sv->sigterm.data = sv->sigint.data = sv;
 	uv_signal_start(&sv->sigterm, server_on_signal, SIGTERM);
 	uv_signal_start(&sv->sigint, server_on_signal, SIGINT);
+	uv_signal_init(&sv->loop, &sv->sighup);
+	sv->sighup.data = sv;
+	uv_signal_start(&sv->sighup, server_on_sighup, SIGHUP);
 	FS_INFO("member %s serving %s (data dir %s)", a->cfg.name, dir, a->cfg.data_dir);
 	char log_path[4200];
 	snprintf(log_path, sizeof log_path, "%s/raftfs.log", a->cfg.data_dir);

@@ -8,6 +8,7 @@
 #include "fuse/internal.h"
 
 #include <errno.h>
+#include <stdio.h> /* RENAME_EXCHANGE */
 #include <string.h>
 #include <sys/stat.h>
 
@@ -75,6 +76,19 @@ static int entry_of(struct fs_ops *o, const char *path, int64_t rev, struct fuse
 	return 0;
 }
 
+/* Has the kernel drop its entry of path (and what it caches under it); the root: nothing. */
+static void drop_entry(struct fs_ops *o, const char *path)
+{
+	char parent[FS_PATH_MAX_BYTES + 1];
+	if (!strcmp(path, "/"))
+		return;
+	fs__ops_parent_of(path, parent);
+	uint64_t pino = strcmp(parent, "/") ? fs_itable_find(&o->itable, parent) : FS_ROOT_INO;
+	const char *name = strrchr(path, '/') + 1;
+	if (pino)
+		fs_notify_entry(&o->notifier, pino, name, strlen(name));
+}
+
 /*
  * After a replayed change of path at rev: when path changed again since (a local change raced the
  * replay), the kernel's entry and attributes, made from rev, are invalidated once more.
@@ -90,12 +104,7 @@ static void settle(struct fs_ops *o, const char *path, int64_t rev)
 	int has_then = fs__ops_kv_at(o, path, rev, &then) == 0;
 	if (has_now == has_then && (!has_now || now_mod == then.mod_revision))
 		return;
-	char parent[FS_PATH_MAX_BYTES + 1];
-	fs__ops_parent_of(path, parent);
-	uint64_t pino = strcmp(parent, "/") ? fs_itable_find(&o->itable, parent) : FS_ROOT_INO;
-	const char *name = strrchr(path, '/') + 1;
-	if (pino)
-		fs_notify_entry(&o->notifier, pino, name, strlen(name));
+	drop_entry(o, path);
 	uint64_t ino = fs_itable_find(&o->itable, path);
 	if (ino)
 		fs_notify_inode(&o->notifier, ino);
@@ -256,7 +265,7 @@ int fs__at_remove(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const cha
 }
 
 int fs__at_rename(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const char *name,
-		  fuse_ino_t newparent, const char *newname)
+		  fuse_ino_t newparent, const char *newname, unsigned flags)
 {
 	struct fs_ops_at at;
 	char path[FS_PATH_MAX_BYTES + 1], path2[FS_PATH_MAX_BYTES + 1];
@@ -270,9 +279,25 @@ int fs__at_rename(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const cha
 		return 1;
 	}
 	/* inodes move with the names (a watched directory keeps its watch), as the store did;
-	   one made for a file made at the old name since stays (fs_itable_rename) */
-	fs_itable_rename(&o->itable, path, path2, at.first - 1);
+	   one made for a file made at the old name since stays (fs_itable_rename); an exchange
+	   moves both names' inodes, each to the other name */
+	int exchange = (flags & RENAME_EXCHANGE) != 0;
+	if (exchange)
+		fs_itable_exchange(&o->itable, path, path2, at.first - 1);
+	else
+		fs_itable_rename(&o->itable, path, path2, at.first - 1);
 	fuse_reply_err(req, 0);
+	if (exchange) {
+		/*
+		 * Both names held, until this replay, the inodes of the objects that were there
+		 * before the exchange; whatever was looked up under them since the exchange applied
+		 * belongs to the objects it put there, and the kernel has just moved it along to the
+		 * other name. Its entries go: the kernel takes each parent's lock for that, which it
+		 * holds until it has exchanged the names, so they go after.
+		 */
+		drop_entry(o, path);
+		drop_entry(o, path2);
+	}
 	settle(o, path, at.rev);
 	settle(o, path2, at.rev);
 	return 1;

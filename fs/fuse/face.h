@@ -120,7 +120,10 @@ void fs_mount_close(struct fs_mount *m, void (*closed)(void *arg), void *arg);
  *     meanwhile anywhere makes it fail with ENOTEMPTY instead of orphaning the child;
  *   - rename moves a file, or a directory and everything under it, in one revision: a tree by
  *     one move of its prefix that each member's store applies (a small request whatever its
- *     size), guarded by one compare that no key of it changed since it was seen.
+ *     size), guarded by one compare that no key of it changed since it was seen;
+ *   - renameat2(RENAME_EXCHANGE) swaps two names (files, directories, one of each) in one
+ *     revision: both names deleted and put again with each other's object, their trees and
+ *     attributes swapped by one swap of their prefixes, each side compared as a rename's source.
  *
  * Everything here runs on the member's loop thread (fs/fuse/mount.c serves FUSE there).
  */
@@ -180,14 +183,14 @@ static inline int fs_ops_ns_ino(uint64_t ino)
  *   - every other name as the change left it (rev), or, when unchanged since, through the
  *     ordinary handler as everyone sees it now (cached: the directories on the way);
  *   - files it opens get a handle of their own: their writes are dropped, nothing is committed;
- *   - a replayed unlink or rename detaches or moves the inodes as the store did then.
+ *   - a replayed unlink, rename or exchange detaches or moves the inodes as the store did then.
  * A name that changed again since is invalidated once more after its replayed request.
  */
 struct fs_ops_at {
 	int64_t rev;   /* the revision the change leaves; 0 between changes: as it is now */
 	int64_t first; /* the revision it starts from: rev, but for a write merged into a create */
 	char path[FS_PATH_MAX_BYTES + 1];  /* the name the change makes, removes or moves, or "" */
-	char path2[FS_PATH_MAX_BYTES + 1]; /* a rename's target, or "" */
+	char path2[FS_PATH_MAX_BYTES + 1]; /* a rename's target, an exchange's other name, or "" */
 };
 
 /* What fs_ops_replayer.serve_at says of a request. */

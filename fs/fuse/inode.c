@@ -16,6 +16,7 @@ struct fs_inode {
 	int detached;                /* no longer reachable by path (deleted or replaced) */
 	int64_t stale_rev;           /* when detached: the last revision it existed at */
 	int64_t born;                /* the table's revision when it was made (fs_itable_set_rev) */
+	int replaced;                /* another object is at its path, until a replay moves it */
 	struct fs_inode *ino_next;   /* chain in by_ino */
 	struct fs_inode *path_next;  /* chain in by_path, while attached */
 };
@@ -210,6 +211,25 @@ int fs_itable_path_at(struct fs_itable *it, uint64_t ino, char *buf, size_t size
 	return rc;
 }
 
+void fs_itable_mark_replaced(struct fs_itable *it, const char *path, int64_t rev)
+{
+	pthread_mutex_lock(&it->lock);
+	for (struct fs_inode *in = it->by_path[hash_path(path, it->nbuckets)]; in;
+	     in = in->path_next)
+		if (in->born < rev && !strcmp(in->path, path))
+			in->replaced = 1;
+	pthread_mutex_unlock(&it->lock);
+}
+
+int fs_itable_replaced(struct fs_itable *it, uint64_t ino)
+{
+	pthread_mutex_lock(&it->lock);
+	struct fs_inode *in = by_ino(it, ino);
+	int replaced = in && in->replaced;
+	pthread_mutex_unlock(&it->lock);
+	return replaced;
+}
+
 void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n)
 {
 	if (ino == FS_ROOT_INO)
@@ -233,6 +253,12 @@ void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n)
 	pthread_mutex_unlock(&it->lock);
 }
 
+/* Whether in stood for its path at rev: attached, made by then, not the root. */
+static int movable(const struct fs_inode *in, int64_t rev)
+{
+	return in->ino != FS_ROOT_INO && !in->detached && in->born <= rev;
+}
+
 /* Whether path is prefix itself or lies under it. */
 static int at_or_under(const char *path, const char *prefix, size_t plen)
 {
@@ -251,11 +277,11 @@ static void detach_locked(struct fs_itable *it, const char *path, int64_t rev)
 	size_t plen = strlen(path);
 	for (size_t i = 0; i < it->nbuckets; i++) {
 		for (struct fs_inode *in = it->by_ino[i]; in; in = in->ino_next) {
-			if (in->ino == FS_ROOT_INO || in->detached || in->born > rev ||
-			    !at_or_under(in->path, path, plen))
+			if (!movable(in, rev) || !at_or_under(in->path, path, plen))
 				continue;
 			unlink_path(it, in);
 			in->detached = 1;
+			in->replaced = 0;
 			in->stale_rev = rev;
 		}
 	}
@@ -268,6 +294,24 @@ void fs_itable_detach(struct fs_itable *it, const char *path, int64_t rev)
 	pthread_mutex_unlock(&it->lock);
 }
 
+/* Moves in, at or under from (flen bytes), to the same place under to; -ENOMEM keeps it. */
+static int repath(struct fs_itable *it, struct fs_inode *in, size_t flen, const char *to,
+		  size_t tlen)
+{
+	size_t rest = strlen(in->path) - flen;
+	char *p = malloc(tlen + rest + 1);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, to, tlen);
+	memcpy(p + tlen, in->path + flen, rest + 1);
+	unlink_path(it, in);
+	free(in->path);
+	in->path = p;
+	in->replaced = 0;
+	link_path(it, in);
+	return 0;
+}
+
 int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int64_t rev)
 {
 	size_t flen = strlen(from), tlen = strlen(to);
@@ -276,23 +320,41 @@ int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int
 	pthread_mutex_lock(&it->lock);
 	detach_locked(it, to, rev);
 	int rc = 0;
+	for (size_t i = 0; i < it->nbuckets; i++)
+		for (struct fs_inode *in = it->by_ino[i]; in; in = in->ino_next)
+			if (movable(in, rev) && at_or_under(in->path, from, flen) &&
+			    repath(it, in, flen, to, tlen) != 0)
+				rc = -ENOMEM; /* this inode keeps its old path */
+	pthread_mutex_unlock(&it->lock);
+	return rc;
+}
+
+int fs_itable_exchange(struct fs_itable *it, const char *a, const char *b, int64_t rev)
+{
+	size_t al = strlen(a), bl = strlen(b);
+	if (strcmp(a, b) == 0)
+		return 0;
+	pthread_mutex_lock(&it->lock);
+	int rc = 0;
 	for (size_t i = 0; i < it->nbuckets; i++) {
 		for (struct fs_inode *in = it->by_ino[i]; in; in = in->ino_next) {
-			if (in->ino == FS_ROOT_INO || in->detached || in->born > rev ||
-			    !at_or_under(in->path, from, flen))
+			/* the two names: whatever inode the kernel holds for them, made after rev
+			   too; under them, those made by rev. The walk is by number: each inode is
+			   met once. */
+			if (in->ino == FS_ROOT_INO || in->detached ||
+			    (in->born > rev && strcmp(in->path, a) && strcmp(in->path, b)))
 				continue;
-			size_t rest = strlen(in->path) - flen;
-			char *p = malloc(tlen + rest + 1);
-			if (!p) {
-				rc = -ENOMEM; /* this inode keeps its old path */
+			int r = 0;
+			if (at_or_under(in->path, a, al))
+				r = repath(it, in, al, b, bl);
+			else if (at_or_under(in->path, b, bl))
+				r = repath(it, in, bl, a, al);
+			else
 				continue;
-			}
-			memcpy(p, to, tlen);
-			memcpy(p + tlen, in->path + flen, rest + 1);
-			unlink_path(it, in);
-			free(in->path);
-			in->path = p;
-			link_path(it, in);
+			if (r)
+				rc = r;
+			else if (in->born <= rev)
+				in->born = rev + 1;
 		}
 	}
 	pthread_mutex_unlock(&it->lock);

@@ -66,6 +66,16 @@ uint64_t fs_itable_find(struct fs_itable *it, const char *path);
  */
 int fs_itable_path(struct fs_itable *it, uint64_t ino, char *buf, size_t size);
 
+/*
+ * Marks the inodes at path made before revision rev as replaced: another member's change at rev
+ * put another object at path (an exchange), and the replay, which moves them, has not performed
+ * it yet. A move by fs_itable_rename or fs_itable_exchange, or a detach, clears the mark.
+ */
+void fs_itable_mark_replaced(struct fs_itable *it, const char *path, int64_t rev);
+
+/* Whether ino is marked replaced (fs_itable_mark_replaced). */
+int fs_itable_replaced(struct fs_itable *it, uint64_t ino);
+
 /* The kernel forgot n lookups of ino; frees it at zero (never root). */
 void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n);
 
@@ -76,6 +86,19 @@ void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n);
  * stands for what the rename put there (or a later file) and stays.
  */
 int fs_itable_rename(struct fs_itable *it, const char *from, const char *to, int64_t rev);
+
+/*
+ * RENAME_EXCHANGE of a and b (neither under the other; rev: the revision before the exchange), in
+ * one step: the inodes at a go to b and those at b to a, whenever made (the kernel exchanges the
+ * two names with whatever inodes it holds for them, which can be one that a lookup made after the
+ * exchange applied, before its replay); the inodes under a made by rev go to the same
+ * place under b, and those under b to a; those made later stand for what the exchange put there
+ * and stay (the replay has the kernel drop the names' cached trees: fuse/at.c). The inodes moved
+ * count as made at rev + 1 at the earliest: they stand for their new paths from the exchange on,
+ * so a detach of the names the exchange deleted and made again (at rev + 1) leaves them alone.
+ * -ENOMEM (an inode keeps its path).
+ */
+int fs_itable_exchange(struct fs_itable *it, const char *a, const char *b, int64_t rev);
 
 /*
  * Detaches the inodes at or under path made by revision rev (it was deleted; rev is the last

@@ -69,8 +69,9 @@ int fs__at_make(fuse_req_t req, struct fs_ops *o, const char *op, fuse_ino_t par
 		const char *name, struct fuse_file_info *fi);
 int fs__at_open(fuse_req_t req, struct fs_ops *o, struct fuse_file_info *fi);
 int fs__at_remove(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const char *name, int dir);
+/* a rename, or with flags RENAME_EXCHANGE an exchange */
 int fs__at_rename(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const char *name,
-		  fuse_ino_t newparent, const char *newname);
+		  fuse_ino_t newparent, const char *newname, unsigned flags);
 
 /* Whether a handle is one the replayer opened (at.c): write, flush, fsync and release of it
    commit nothing and answer at once. */
@@ -200,6 +201,13 @@ int fs__txn_remove(struct fs_txn *tb, const struct fs_txn_view *v, const char *p
  * attributes of the source and of its tree move the same way, those of a replaced target go;
  * both parents are touched. -ENOENT, -EINVAL (into itself, other flags), -EEXIST, -ENOTDIR,
  * -EISDIR, -ENOTEMPTY, -ENAMETOOLONG (a key of the tree would be too long), -EIO.
+ *
+ * flags RENAME_EXCHANGE: from and to (files, directories, or one of each) trade places in one
+ * revision: both compared by their mod revision, each directory's tree guarded as a rename's;
+ * both keys deleted and put again with the other's value, metadata (ctime now) and lease, so each
+ * name is a new generation; the trees and the attributes trade places by STORE_OP_SWAP of their
+ * prefixes, whatever their size; both parents touched. -ENOENT (either missing), -EINVAL (one
+ * under the other, any other flag with it), -ENAMETOOLONG, -EIO.
  */
 int fs__txn_rename(struct fs_txn *tb, const struct fs_txn_view *v, const char *from,
 		   const char *to, unsigned flags, int64_t now);

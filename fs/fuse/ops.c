@@ -33,13 +33,6 @@
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /*
  * Looks a key up at revision rev (0: current); 0 with *kv (pointing into the store until its next
  * change), -ENOENT when it does not exist then (or that revision was compacted).
@@ -195,7 +188,8 @@ static void entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_kv
 	e->attr_timeout = attr_timeout(o, ino, kv);
 }
 
-static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
+/* The entry of path; with uncached, the kernel keeps neither it nor its attributes. */
+static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path, int uncached)
 {
 	struct store_kv kv;
 	if (get_kv(o, path, &kv) != 0)
@@ -204,7 +198,8 @@ static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path)
 	e.ino = fs_itable_lookup(&o->itable, path);
 	if (!e.ino)
 		return fuse_reply_err(req, ENOMEM);
-	entry_timeouts(o, e.ino, &kv, &e);
+	if (!uncached)
+		entry_timeouts(o, e.ino, &kv, &e);
 	fill_attr(o, e.ino, path, &kv, &e.attr);
 	return fuse_reply_entry(req, &e);
 }
@@ -233,6 +228,7 @@ struct pending {
 	int flags;                           /* the operation's own */
 	int attempt;
 	void *fh;                            /* flush/release: the handle */
+	uint64_t fh_gen;                     /* its gen when its content was proposed */
 	int release;                         /* free the handle after the commit */
 	fuse_ino_t ino, parent, newparent;
 	char name[FS_NAME_MAX_BYTES + 1], newname[FS_NAME_MAX_BYTES + 1];
@@ -269,7 +265,7 @@ static void on_proposed(void *arg, uint64_t id, int status, const void *result, 
 /* Proposes the transaction; p->done runs with the outcome. Returns 0 or a negative errno. */
 static int propose_txn(struct pending *p, struct fs_txn *tb)
 {
-	return fs__txn_propose(tb, p->o->member, now_ns(), on_proposed, p);
+	return fs__txn_propose(tb, p->o->member, fs_clock_wall_ns(), on_proposed, p);
 }
 
 /* ---- linearizable reads ----------------------------------------------------------------------- */
@@ -361,6 +357,18 @@ static int deferred_read(struct fs_ops *o, fuse_req_t req, enum deferred_op op, 
 
 /* ---- lookup, attributes, directories --------------------------------------------------------- */
 
+/*
+ * Whether directory inode parent stands for an object another member's exchange has since
+ * replaced at its name, an exchange the replay has not performed yet (fs_itable_mark_replaced).
+ * What is looked up under it belongs to the object now there, and the kernel will move it along
+ * with the inode to the other name when the exchange is replayed: it caches none of it, so it
+ * asks again afterwards.
+ */
+static int parent_awaits_replay(struct fs_ops *o, fuse_ino_t parent)
+{
+	return parent != FS_ROOT_INO && fs_itable_replaced(&o->itable, parent);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
@@ -380,7 +388,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_entry_for(req, o, path);
+	reply_entry_for(req, o, path, parent_awaits_replay(o, parent));
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -562,6 +570,12 @@ struct fh {
 	size_t len, cap;
 	int writable;
 	int dirty;
+	/*
+	 * Counts the changes of buf (writes, truncates): a commit takes the content as it is when
+	 * proposed, and leaves the handle clean at its end only if nothing changed meanwhile (a write
+	 * of another thread of the caller, while a flush, fsync or another's chmod was in flight).
+	 */
+	uint64_t gen;
 	int failed;  /* a write (EFBIG) or a commit failed: nothing of this handle is committed
 		      * from then on */
 	/*
@@ -965,6 +979,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (end > h->len)
 		h->len = end;
 	h->dirty = 1;
+	h->gen++;
 	h->written = 1;
 	if (fuse_req_ctx(req)->uid != 0)
 		h->kill_priv = 1;
@@ -1013,7 +1028,8 @@ static void commit_done(struct pending *p, int status, const Rpc__Response *resp
 	} else {
 		if (h->created)
 			own_create(p->o, resp->revision, created_attrs_current(p->o, h));
-		h->dirty = 0;
+		if (h->gen == p->fh_gen)
+			h->dirty = 0; /* else written meanwhile: that goes with the next commit */
 		h->created = 0;
 	}
 	if (p->release)
@@ -1035,8 +1051,9 @@ static int commit_propose(struct pending *p)
 	if (!tb)
 		return -ENOMEM;
 	struct fs_txn_view v = view_of(p->o);
+	p->fh_gen = h->gen;
 	int rc = fs__txn_commit(tb, &v, h->path, h->buf, h->len, h->created ? &h->cmeta : NULL,
-				h->kill_priv, now_ns());
+				h->kill_priv, fs_clock_wall_ns());
 	if (!rc)
 		rc = propose_txn(p, tb);
 	fs__txn_free(tb);
@@ -1062,8 +1079,12 @@ static int fh_stale_at_open(struct fs_ops *o, const struct fh *h)
 
 static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
 {
-	if (h->dirty && !h->failed && fh_path(o, h) != 0 && !fh_stale_at_open(o, h))
+	if (h->dirty && !h->failed && fh_path(o, h) != 0 && !fh_stale_at_open(o, h)) {
 		h->dirty = 0; /* deleted or replaced after it was opened: its content goes with it */
+		FS_INFO("content written to %s (%zu bytes) not committed: the file was deleted or "
+			"replaced after it was opened at revision %" PRId64, h->path, h->len,
+			h->open_rev);
+	}
 	if (h->failed || !h->dirty) {
 		int err = h->failed;
 		if (release)
@@ -1192,7 +1213,7 @@ static void create_done(struct pending *p, int status, const Rpc__Response *resp
 	if (resp->succeeded)
 		own_create(o, resp->revision, 0);
 	if (p->flags != 1) {
-		reply_entry_for(p->req, o, p->path);
+		reply_entry_for(p->req, o, p->path, 0);
 		free(p);
 		return;
 	}
@@ -1233,7 +1254,7 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		rc = -EPERM;
 	if (!rc) {
 		const struct fuse_ctx *ctx = fuse_req_ctx(req);
-		int64_t now = now_ns();
+		int64_t now = fs_clock_wall_ns();
 		struct store_meta m = {.type = type, .mode = (uint32_t)mode & 07777, .uid = ctx->uid,
 				       .gid = ctx->gid, .atime_ns = now, .mtime_ns = now,
 				       .ctime_ns = now};
@@ -1299,7 +1320,7 @@ static void create_open(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	}
 	if (!h->ino) {
 		const struct fuse_ctx *ctx = fuse_req_ctx(req);
-		int64_t now = now_ns();
+		int64_t now = fs_clock_wall_ns();
 		strcpy(h->path, path);
 		h->ino = e.ino;
 		h->writable = h->dirty = h->created = 1;
@@ -1439,7 +1460,7 @@ static int remove_start(struct pending *p)
 	if (!tb)
 		return -ENOMEM;
 	struct fs_txn_view v = view_of(p->o);
-	int rc = fs__txn_remove(tb, &v, p->path, p->dir, now_ns());
+	int rc = fs__txn_remove(tb, &v, p->path, p->dir, fs_clock_wall_ns());
 	if (!rc)
 		rc = propose_txn(p, tb);
 	fs__txn_free(tb);
@@ -1489,7 +1510,11 @@ static void rename_done(struct pending *p, int status, const Rpc__Response *resp
 		}
 		err = EBUSY;
 	}
-	if (!err)
+	/* the kernel moves its names as the reply says (both ways for an exchange): the table
+	   follows before the next request */
+	if (!err && (p->flags & RENAME_EXCHANGE))
+		fs_itable_exchange(&p->o->itable, p->path, p->path2, resp->revision - 1);
+	else if (!err)
 		fs_itable_rename(&p->o->itable, p->path, p->path2, resp->revision - 1);
 	fuse_reply_err(p->req, err);
 	free(p);
@@ -1501,7 +1526,7 @@ static void rename_start(struct pending *p)
 	int rc = -ENOMEM;
 	if (tb) {
 		struct fs_txn_view v = view_of(p->o);
-		rc = fs__txn_rename(tb, &v, p->path, p->path2, (unsigned)p->flags, now_ns());
+		rc = fs__txn_rename(tb, &v, p->path, p->path2, (unsigned)p->flags, fs_clock_wall_ns());
 		if (!rc)
 			rc = propose_txn(p, tb);
 	}
@@ -1516,7 +1541,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		      const char *newname, unsigned int flags)
 {
 	struct fs_ops *o = fuse_req_userdata(req);
-	if (fs__at_rename(req, o, parent, name, newparent, newname))
+	if (fs__at_rename(req, o, parent, name, newparent, newname, flags))
 		return;
 	struct pending *p = pending_new(o, req, rename_done);
 	int rc = p ? child_path(o, parent, name, p->path) : -ENOMEM;
@@ -1556,8 +1581,10 @@ static void setattr_done(struct pending *p, int status, const Rpc__Response *res
 	if (!err && get_kv(p->o, p->path, &kv) != 0)
 		err = ENOENT;
 	if (!err && p->fh) {
-		((struct fh *)p->fh)->dirty = 0; /* its content went with the change */
-		((struct fh *)p->fh)->created = 0;
+		struct fh *h = p->fh;
+		if (h->gen == p->fh_gen)
+			h->dirty = 0; /* its content went with the change (unless written since) */
+		h->created = 0;
 	}
 	if (err) {
 		fuse_reply_err(p->req, err);
@@ -1577,8 +1604,9 @@ static void setattr_start(struct pending *p)
 		struct fs_txn_view v = view_of(p->o);
 		struct fh *h = p->fh;
 		struct fs_txn_content buffered = {h ? h->buf : NULL, h ? h->len : 0};
+		p->fh_gen = h ? h->gen : 0;
 		rc = fs__txn_setattr(tb, &v, p->path, &p->attr, p->to_set, h ? &buffered : NULL,
-				     p->o->opt.max_value_bytes, now_ns());
+				     p->o->opt.max_value_bytes, fs_clock_wall_ns());
 		if (!rc)
 			rc = propose_txn(p, tb);
 	}
@@ -1670,6 +1698,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			memset(h->buf + h->len, 0, len - h->len);
 		h->len = len;
 		h->dirty = 1;
+		h->gen++;
 		/*
 		 * ftruncate(fd): into the handle, as O_TRUNC is, and committed with what is written
 		 * next at flush, fsync or close (vim saves by open, ftruncate, write, fsync): no
@@ -2050,6 +2079,7 @@ static int came_with_parent(struct fs_ops *o, const char *parent, int64_t rev)
 static void invalidate(struct fs_ops *o, const struct store_event *ev)
 {
 	char path[FS_PATH_MAX_BYTES + 1], parent[FS_PATH_MAX_BYTES + 1];
+	struct store_kv now;
 	if (ev->kv.key_len == 0 || ev->kv.key_len > FS_PATH_MAX_BYTES || ev->kv.key[0] != '/')
 		return;
 	const struct fs_own_create *own = NULL;
@@ -2087,6 +2117,10 @@ static void invalidate(struct fs_ops *o, const struct store_event *ev)
 	if (!o->replayer.feed) /* else the replayer keeps the table */
 		fs_itable_detach(&o->itable, path, ev->kv.mod_revision - 1); /* a later lookup
 									      * makes a new inode */
+	else if (get_key(o, path, strlen(path), ev->kv.mod_revision, &now) == 0)
+		/* made again at once: an exchange, whose replay moves the inodes at the name
+		   (its local handler did already, and they count as made at its revision) */
+		fs_itable_mark_replaced(&o->itable, path, ev->kv.mod_revision);
 }
 
 static void after_apply(struct fs_ops *ops)

@@ -423,8 +423,10 @@ struct rename_keys {
 	unsigned char xe[FS_XKEY_MAX];           /* a range end */
 };
 
-/* A move of every live key beginning with from[fl] to to[tl] + the rest (STORE_OP_MOVE). */
-static void tb_move_n(struct fs_txn *tb, const void *from, size_t fl, const void *to, size_t tl)
+/* A move of every live key beginning with from[fl] to to[tl] + the rest (STORE_OP_MOVE), or with
+   swap, the keys beginning with from[fl] and those with to[tl] trading places (STORE_OP_SWAP). */
+static void tb_move_n(struct fs_txn *tb, const void *from, size_t fl, const void *to, size_t tl,
+		      int swap)
 {
 	if (tb->n_op == FS_TXN_MAX) {
 		tb->overflow = 1;
@@ -436,8 +438,13 @@ static void tb_move_n(struct fs_txn *tb, const void *from, size_t fl, const void
 	bytes_of(&m->from, &m->has_from, from, fl);
 	bytes_of(&m->to, &m->has_to, to, tl);
 	rpc__op__init(&tb->op[i]);
-	tb->op[i].op_case = RPC__OP__OP_MOVE;
-	tb->op[i].move = m;
+	if (swap) {
+		tb->op[i].op_case = RPC__OP__OP_SWAP;
+		tb->op[i].swap = m;
+	} else {
+		tb->op[i].op_case = RPC__OP__OP_MOVE;
+		tb->op[i].move = m;
+	}
 	tb->opp[i] = &tb->op[i];
 	tb->n_op++;
 }
@@ -459,14 +466,20 @@ static long longest_under(struct store *s, const char *prefix, size_t pl, unsign
 	return (long)longest;
 }
 
+/* Whether a lies under b (b a strict ancestor of a). */
+static int under(const char *a, const char *b)
+{
+	size_t bl = strlen(b);
+	return !strncmp(a, b, bl) && a[bl] == '/';
+}
+
 /* The checks of a rename of from (src) onto to (dst when has_dst): 0 or a negative errno. */
 static int rename_check(const struct fs_txn_view *v, const char *from, const char *to,
 			unsigned flags, const struct store_kv *src, int has_dst,
 			const struct store_kv *dst)
 {
 	int src_dir = (src->meta.type & S_IFMT) == S_IFDIR;
-	size_t sl = strlen(from);
-	if (!strncmp(to, from, sl) && to[sl] == '/')
+	if (under(to, from))
 		return -EINVAL; /* into itself */
 	if (has_dst) {
 		int dst_dir = (dst->meta.type & S_IFMT) == S_IFDIR;
@@ -480,13 +493,103 @@ static int rename_check(const struct fs_txn_view *v, const char *from, const cha
 			return -ENOTEMPTY;
 	}
 	if (flags & ~RENAME_NOREPLACE)
-		return -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+		return -EINVAL; /* RENAME_WHITEOUT */
 	return 0;
+}
+
+/*
+ * Guards the tree under directory path (its prefix "PATH/", pl bytes, in prefix) against any
+ * change after now, one compare over the range (end: room for its range end), and checks that
+ * its keys still fit under a name of nl bytes: 0, -ENAMETOOLONG, -EIO.
+ */
+static int tb_guard_tree(struct fs_txn *tb, const struct fs_txn_view *v, const char *prefix,
+			 size_t pl, unsigned char *end, size_t nl)
+{
+	long longest = nl + 1 > pl ? longest_under(v->store, prefix, pl, end) : 0;
+	if (longest < 0)
+		return (int)longest;
+	if (longest > 0 && (size_t)longest - pl + nl + 1 > FS_PATH_MAX_BYTES)
+		return -ENAMETOOLONG;
+	size_t el = store_prefix_end(prefix, pl, end);
+	Rpc__Compare *c = tb_cmp_n(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__LESS,
+				   prefix, pl, store_rev(v->store) + 1);
+	if (c)
+		bytes_of(&c->range_end, &c->has_range_end, end, el);
+	return 0;
+}
+
+/* What an exchange's txn points at besides the store and its inputs. */
+struct exchange_keys {
+	char a[FS_PATH_MAX_BYTES + 2], b[FS_PATH_MAX_BYTES + 2]; /* "A/", "B/" */
+	unsigned char ea[FS_PATH_MAX_BYTES + 2], eb[FS_PATH_MAX_BYTES + 2]; /* their range ends */
+	char xa[FS_XKEY_MAX], xb[FS_XKEY_MAX];   /* attribute prefixes of A and B */
+	char xad[FS_XKEY_MAX], xbd[FS_XKEY_MAX]; /* ... of what is under them */
+};
+
+/*
+ * RENAME_EXCHANGE of a and b (fs__txn_rename): both names are deleted and put again, each with
+ * the other's object, so each becomes a new generation (a compare on its create revision, as a
+ * directory's touch makes, sees that it is no longer the object seen); their trees and attributes
+ * trade places by STORE_OP_SWAP.
+ */
+static int exchange(struct fs_txn *tb, const struct fs_txn_view *v, const char *a,
+		    const char *b, unsigned flags, int64_t now)
+{
+	if (flags != RENAME_EXCHANGE)
+		return -EINVAL; /* with RENAME_NOREPLACE or RENAME_WHITEOUT, as the kernel says */
+	struct store_kv ka, kb;
+	if (view_kv(v, a, &ka) != 0 || view_kv(v, b, &kb) != 0)
+		return -ENOENT;
+	if (under(a, b) || under(b, a))
+		return -EINVAL; /* a directory with its own ancestor */
+	struct exchange_keys *k = tb_alloc(tb, sizeof *k);
+	if (!k)
+		return -ENOMEM;
+	int a_dir = (ka.meta.type & S_IFMT) == S_IFDIR, b_dir = (kb.meta.type & S_IFMT) == S_IFDIR;
+	size_t al = strlen(a), bl = strlen(b);
+	snprintf(k->a, sizeof k->a, "%s/", a);
+	snprintf(k->b, sizeof k->b, "%s/", b);
+	int rc = 0;
+	if (a_dir)
+		rc = tb_guard_tree(tb, v, k->a, al + 1, k->ea, bl);
+	if (!rc && b_dir)
+		rc = tb_guard_tree(tb, v, k->b, bl + 1, k->eb, al);
+	if (rc)
+		return rc;
+	/* both unchanged since seen; each name then holds the other's object, ctime now */
+	tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, a, ka.mod_revision);
+	tb_cmp(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__EQUAL, b, kb.mod_revision);
+	tb_delete(tb, a, NULL, 0);
+	tb_delete(tb, b, NULL, 0);
+	struct store_meta ma = ka.meta, mb = kb.meta;
+	ma.ctime_ns = mb.ctime_ns = now;
+	tb_put(tb, b, ka.value, ka.value_len, &ma, ka.lease);
+	tb_put(tb, a, kb.value, kb.value_len, &mb, kb.lease);
+	if (a_dir || b_dir)
+		tb_move_n(tb, k->a, al + 1, k->b, bl + 1, 1);
+	/* extended attributes: "\x01x" NAME "\0" ... of each, and "\x01x" NAME "/" ... of a tree */
+	size_t xal = fs__txn_xkey(a, NULL, k->xa), xbl = fs__txn_xkey(b, NULL, k->xb);
+	tb_move_n(tb, k->xa, xal, k->xb, xbl, 1);
+	if (a_dir || b_dir) {
+		memcpy(k->xad, k->xa, xal);
+		memcpy(k->xbd, k->xb, xbl);
+		k->xad[xal - 1] = k->xbd[xbl - 1] = '/';
+		tb_move_n(tb, k->xad, xal, k->xbd, xbl, 1);
+	}
+	char pa[FS_PATH_MAX_BYTES + 1], pb[FS_PATH_MAX_BYTES + 1];
+	fs__ops_parent_of(a, pa);
+	fs__ops_parent_of(b, pb);
+	rc = tb_touch_dir(tb, v, pa, now);
+	if (!rc && strcmp(pa, pb) != 0)
+		rc = tb_touch_dir(tb, v, pb, now);
+	return rc;
 }
 
 int fs__txn_rename(struct fs_txn *tb, const struct fs_txn_view *v, const char *from,
 		   const char *to, unsigned flags, int64_t now)
 {
+	if (flags & RENAME_EXCHANGE)
+		return exchange(tb, v, from, to, flags, now);
 	struct store_kv src = {0}, dst = {0};
 	struct rename_keys *k = tb_alloc(tb, sizeof *k);
 	if (!k)
@@ -519,29 +622,22 @@ int fs__txn_rename(struct fs_txn *tb, const struct fs_txn_view *v, const char *f
 		   keys as they are when it applies, none changed since now (one compare) */
 		snprintf(k->from, sizeof k->from, "%s/", from);
 		snprintf(k->to, sizeof k->to, "%s/", to);
-		long longest = tl > sl ? longest_under(v->store, k->from, sl + 1, k->end) : 0;
-		if (longest < 0)
-			return (int)longest;
-		if (longest > 0 && (size_t)longest - sl + tl > FS_PATH_MAX_BYTES)
-			return -ENAMETOOLONG;
-		size_t el = store_prefix_end(k->from, sl + 1, k->end);
-		Rpc__Compare *c = tb_cmp_n(tb, RPC__COMPARE__TARGET__MOD, RPC__COMPARE__RESULT__LESS,
-					   k->from, sl + 1, store_rev(v->store) + 1);
-		if (c)
-			bytes_of(&c->range_end, &c->has_range_end, k->end, el);
-		tb_move_n(tb, k->from, sl + 1, k->to, tl + 1);
+		rc = tb_guard_tree(tb, v, k->from, sl + 1, k->end, tl);
+		if (rc)
+			return rc;
+		tb_move_n(tb, k->from, sl + 1, k->to, tl + 1, 0);
 	}
 	/* extended attributes: the target's go, the source's (and its tree's) move */
 	size_t fl = fs__txn_xkey(from, NULL, k->xf), xtl = fs__txn_xkey(to, NULL, k->xt);
 	if (has_dst)
 		tb_delete_n(tb, k->xt, xtl, k->xe, store_prefix_end(k->xt, xtl, k->xe));
-	tb_move_n(tb, k->xf, fl, k->xt, xtl);
+	tb_move_n(tb, k->xf, fl, k->xt, xtl, 0);
 	if (src_dir) {
 		/* "\x01x" SRC "/" ...: the tree's attributes, SRC's NUL turned into '/' */
 		memcpy(k->xfd, k->xf, fl);
 		memcpy(k->xtd, k->xt, xtl);
 		k->xfd[fl - 1] = k->xtd[xtl - 1] = '/';
-		tb_move_n(tb, k->xfd, fl, k->xtd, xtl);
+		tb_move_n(tb, k->xfd, fl, k->xtd, xtl, 0);
 	}
 	if (!rc)
 		rc = tb_touch_dir(tb, v, sp, now);

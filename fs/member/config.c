@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static uint64_t mix64(uint64_t h)
 {
@@ -75,6 +77,22 @@ void fs_config_defaults(struct fs_member_config *cfg)
 	cfg->election_ms = 1000;
 	cfg->snapshot_count = 10000;
 	cfg->snapshot_catchup_entries = 5000;
+	cfg->peer_client_cert_auth = -1;
+}
+
+int fs_config_flag_is_bool(const char *flag)
+{
+	return !strcmp(flag, "--peer-auto-tls") || !strcmp(flag, "--peer-client-cert-auth");
+}
+
+static int set_bool(int *dst, const char *flag, const char *value, FILE *err)
+{
+	if (strcmp(value, "true") && strcmp(value, "false")) {
+		fprintf(err, "raftfs: %s: '%s' is neither true nor false\n", flag, value);
+		return -EINVAL;
+	}
+	*dst = !strcmp(value, "true");
+	return 1;
 }
 
 /* Copies value into dst[cap] or says why not. */
@@ -206,6 +224,18 @@ int fs_config_flag(struct fs_member_config *cfg, const char *flag, const char *v
 		return set_uint(&cfg->snapshot_count, 1, UINT64_MAX / 2, flag, value, err);
 	if (!strcmp(flag, "--snapshot-catchup-entries"))
 		return set_uint(&cfg->snapshot_catchup_entries, 1, UINT64_MAX / 2, flag, value, err);
+	if (!strcmp(flag, "--peer-cert-file"))
+		return set_str(cfg->peer_cert, sizeof cfg->peer_cert, flag, value, err);
+	if (!strcmp(flag, "--peer-key-file"))
+		return set_str(cfg->peer_key, sizeof cfg->peer_key, flag, value, err);
+	if (!strcmp(flag, "--peer-trusted-ca-file"))
+		return set_str(cfg->peer_ca, sizeof cfg->peer_ca, flag, value, err);
+	if (!strcmp(flag, "--peer-cert-allowed-cn"))
+		return set_str(cfg->peer_allowed_cn, sizeof cfg->peer_allowed_cn, flag, value, err);
+	if (!strcmp(flag, "--peer-client-cert-auth"))
+		return set_bool(&cfg->peer_client_cert_auth, flag, value, err);
+	if (!strcmp(flag, "--peer-auto-tls"))
+		return set_bool(&cfg->peer_auto_tls, flag, value, err);
 	if (!strcmp(flag, "--log-level")) {
 		if (strcmp(value, "debug") && strcmp(value, "info") && strcmp(value, "warn") &&
 		    strcmp(value, "error")) {
@@ -219,8 +249,60 @@ int fs_config_flag(struct fs_member_config *cfg, const char *flag, const char *v
 	return 0;
 }
 
+/* A file the member will read: it exists and can be read; says why not. */
+static int check_file(const char *path, const char *flag, FILE *err)
+{
+	if (access(path, R_OK) != 0) {
+		fprintf(err, "raftfs: %s: %s: %s\n", flag, path, strerror(errno));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The peer TLS flags together: files in pairs and readable, the key its owner's only. */
+static int check_tls(struct fs_member_config *cfg, FILE *err)
+{
+	if (!cfg->peer_cert[0] != !cfg->peer_key[0]) {
+		fprintf(err, "raftfs: --peer-cert-file and --peer-key-file go together\n");
+		return -EINVAL;
+	}
+	if (!cfg->peer_cert[0] && (cfg->peer_ca[0] || cfg->peer_allowed_cn[0] ||
+				   cfg->peer_client_cert_auth == 1)) {
+		fprintf(err, "raftfs: --peer-trusted-ca-file, --peer-client-cert-auth and "
+			     "--peer-cert-allowed-cn need --peer-cert-file and --peer-key-file\n");
+		return -EINVAL;
+	}
+	if (cfg->peer_client_cert_auth == 1 && !cfg->peer_ca[0]) {
+		fprintf(err, "raftfs: --peer-client-cert-auth needs --peer-trusted-ca-file to verify "
+			     "client certificates with\n");
+		return -EINVAL;
+	}
+	if (cfg->peer_allowed_cn[0] && !cfg->peer_ca[0]) {
+		fprintf(err, "raftfs: --peer-cert-allowed-cn needs --peer-trusted-ca-file (an "
+			     "unverified certificate can claim any CN)\n");
+		return -EINVAL;
+	}
+	if (cfg->peer_client_cert_auth < 0)
+		cfg->peer_client_cert_auth = cfg->peer_ca[0] != 0;
+	if (!cfg->peer_cert[0])
+		return 0;
+	if (check_file(cfg->peer_cert, "--peer-cert-file", err) ||
+	    check_file(cfg->peer_key, "--peer-key-file", err) ||
+	    (cfg->peer_ca[0] && check_file(cfg->peer_ca, "--peer-trusted-ca-file", err)))
+		return -EINVAL;
+	struct stat st;
+	if (stat(cfg->peer_key, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH))) {
+		fprintf(err, "raftfs: --peer-key-file: %s is readable by group or others (mode %04o):"
+			     " chmod 600 it\n", cfg->peer_key, (unsigned)(st.st_mode & 07777));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int fs_config_finish(struct fs_member_config *cfg, FILE *err)
 {
+	if (check_tls(cfg, err) != 0)
+		return -EINVAL;
 	if (cfg->election_ms < 2 * cfg->heartbeat_ms) {
 		fprintf(err, "raftfs: --election-timeout (%u ms) must be at least twice "
 			     "--heartbeat-interval (%u ms)\n", cfg->election_ms, cfg->heartbeat_ms);

@@ -89,7 +89,7 @@ static const enum store_cmp_result cmp_results[] = {
 	[RPC__COMPARE__RESULT__NOT_EQUAL] = STORE_CMP_NE,
 };
 
-/* Converts n ops; -EINVAL for an op that is none of put, delete and move. */
+/* Converts n ops; -EINVAL for an op that is none of put, delete, move and swap. */
 static int ops_from(Rpc__Op *const *ops, size_t n, struct store_op *out)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -104,11 +104,14 @@ static int ops_from(Rpc__Op *const *ops, size_t n, struct store_op *out)
 			delete_from(ops[i]->delete_range, &out[i].del);
 			break;
 		case RPC__OP__OP_MOVE:
-			out[i].type = STORE_OP_MOVE;
-			out[i].move = (struct store_move){
-				.from = ops[i]->move->from.data, .from_len = ops[i]->move->from.len,
-				.to = ops[i]->move->to.data, .to_len = ops[i]->move->to.len};
+		case RPC__OP__OP_SWAP: {
+			const Rpc__Move *m = ops[i]->op_case == RPC__OP__OP_MOVE ? ops[i]->move
+										 : ops[i]->swap;
+			out[i].type = ops[i]->op_case == RPC__OP__OP_MOVE ? STORE_OP_MOVE : STORE_OP_SWAP;
+			out[i].move = (struct store_move){.from = m->from.data, .from_len = m->from.len,
+							  .to = m->to.data, .to_len = m->to.len};
 			break;
+		}
 		default:
 			return -EINVAL;
 		}
@@ -247,7 +250,12 @@ static int apply_request(struct fs_kv *kv, uint64_t index, const Rpc__Request *r
 			 Rpc__Response *out)
 {
 	struct store *s = kv->store;
-	int64_t now_ms = r->time_ns / 1000000;
+	/*
+	 * A lease's expiry is this member's own (only its leader acts on it, and a new leader gives
+	 * every lease its TTL anew): measured on the monotonic clock from when the grant or renewal
+	 * applies here, never on the proposer's wall clock, which may be far from the leader's.
+	 */
+	int64_t now_ms = fs_clock_mono_ms();
 	int rc;
 	switch (r->op_case) {
 	case RPC__REQUEST__OP_ALARM:

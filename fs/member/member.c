@@ -177,7 +177,14 @@ struct fs_member {
 	int transferring;             /* stopping waits for leadership to move, until stop_deadline */
 	uint64_t stop_deadline;
 	int closing;                  /* handles are being closed */
-	int removed;                  /* a conf change removed this member */
+	int removed;                  /* concluded (and said once): this member was removed */
+	uint64_t removed_at;          /* our removal applied at this index; not conclusive while a
+				       * later entry may add us back (removal_settle) */
+	uint64_t leader_commit;       /* the highest commit index a leader's append announced */
+	int joining;                  /* bootstrapped to join a running cluster: not ready to serve
+				       * before it applied what the leader had committed (join_target) */
+	uint64_t join_target;         /* the first commit index a leader announced, 0: none yet */
+	uint64_t heard_ms;            /* when a leader's append, heartbeat or snapshot came last */
 	int was_member;               /* an applied membership included this member */
 	uint64_t refused_by[FS_MAX_MEMBERS]; /* peers that no longer know this member */
 	int n_refused;
@@ -342,7 +349,12 @@ static void peer_remove(struct fs_member *m, uint64_t id)
 	if (!p)
 		return;
 	*p = m->peers[--m->n_peers];
-	if (id != m->id && m->tr)
+	/*
+	 * A member joining replays the cluster's whole history, old removals of members that are
+	 * back since included: it keeps talking to every peer it knows of until it has caught up
+	 * (join_settle), or it could neither hear the leader nor answer it.
+	 */
+	if (id != m->id && m->tr && !m->joining)
 		fs_transport_remove_peer(m->tr, id);
 }
 
@@ -813,12 +825,17 @@ static void apply_conf_change(struct fs_member *m, const struct raft_entry *e)
 			FS_INFO("member %s (%016" PRIx64 ") added as %s at index %" PRIu64, name,
 				cc.node_id, cc.type == RAFT_CONF_ADD_NODE ? "voter" : "learner",
 				e->index);
+			if (cc.node_id == m->id && m->removed_at) {
+				FS_INFO("this member, removed at index %" PRIu64 ", was added back at "
+					"index %" PRIu64, m->removed_at, e->index);
+				m->removed_at = 0;
+			}
 			break;
 		case RAFT_CONF_REMOVE_NODE:
 			FS_INFO("member %016" PRIx64 " removed at index %" PRIu64, cc.node_id,
 				e->index);
 			if (cc.node_id == m->id) {
-				m->removed = 1;
+				m->removed_at = e->index;
 			} else {
 				peer_remove(m, cc.node_id);
 			}
@@ -973,6 +990,17 @@ static void inbox_drain(struct fs_member *m)
 			m->in_tail = NULL;
 		switch (it->kind) {
 		case IN_MESSAGE:
+			if (it->msg.type == RAFT_MSG_APP || it->msg.type == RAFT_MSG_HEARTBEAT ||
+			    it->msg.type == RAFT_MSG_SNAP) {
+				/* a leader replicates to its configuration's members only: peers
+				 * that refused us so far were behind (on_peer_refused_unknown) */
+				m->n_refused = 0;
+				m->heard_ms = uv_now(m->loop);
+				if (it->msg.type == RAFT_MSG_APP && it->msg.commit > m->leader_commit)
+					m->leader_commit = it->msg.commit;
+				if (!m->join_target && m->leader_commit)
+					m->join_target = m->leader_commit;
+			}
 			raft_step(m->raft, &it->msg);
 			raft_message_free_decoded(&it->msg);
 			free(it->snap_data);
@@ -1343,12 +1371,6 @@ static void persist_done(uv_work_t *req, int status)
 	reads_round(m);
 	maybe_snapshot(m, 0);
 	snap_pump(m);
-	if (m->removed == 1) {
-		m->removed = 2; /* said once */
-		FS_ERROR("this member (%016" PRIx64 ") was removed from the cluster", m->id);
-		if (m->opt.on_removed)
-			m->opt.on_removed(m->opt.arg);
-	}
 	if (m->closing)
 		handles_closed_maybe_done(m);
 	else
@@ -1439,6 +1461,46 @@ static void on_check(uv_check_t *h)
 	process_ready(h->data);
 }
 
+/*
+ * Whether the removal of this member that it applied (removed_at) stands. The log it applies may
+ * hold an old removal of its own id followed by an addition of it again: a member removed, then
+ * added back under the same name and address (the same id) on an empty data dir, replays the
+ * whole history from the leader. So the removal is concluded, on the loop's tick, only once this
+ * member has applied everything a leader announced as committed without being added back, or
+ * when no leader has sent it anything for two election timeouts (a leader that removed it stops
+ * sending; one that added it back goes on). A member that concludes it says so once and stops
+ * (opt.on_removed).
+ */
+static void removal_settle(struct fs_member *m, uint64_t now)
+{
+	if (!m->removed_at || m->removed || m->joining)
+		return; /* a joining member replays history: its own old removals are in it */
+	int caught_up = m->applied >= m->leader_commit;
+	int quiet = now - m->heard_ms >= 2 * (uint64_t)m->cfg.election_ms;
+	if (!caught_up && !quiet)
+		return;
+	m->removed = 1;
+	FS_ERROR("this member (%016" PRIx64 ") was removed from the cluster at index %" PRIu64,
+		 m->id, m->removed_at);
+	if (m->opt.on_removed)
+		m->opt.on_removed(m->opt.arg);
+}
+
+/*
+ * A joining member that has applied what the leader had committed when it first heard from it
+ * has joined: it serves (fs_member_replayed) and drops the peers its replay removed.
+ */
+static void join_settle(struct fs_member *m)
+{
+	if (!m->joining || !m->join_target || m->applied < m->join_target)
+		return;
+	m->joining = 0;
+	FS_INFO("joined: caught up with the cluster at index %" PRIu64, m->applied);
+	for (int i = 0; i < m->cfg.n_peers; i++)
+		if (m->cfg.peers[i].id != m->id && !peer_by_id(m, m->cfg.peers[i].id))
+			fs_transport_remove_peer(m->tr, m->cfg.peers[i].id);
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct fs_member *m = t->data;
@@ -1462,6 +1524,8 @@ static void on_tick(uv_timer_t *t)
 		m->transferring = 0;
 		member_begin_stop(m);
 	}
+	join_settle(m);
+	removal_settle(m, now);
 	process_ready(m);
 }
 
@@ -1484,7 +1548,13 @@ static void on_peer_message(void *ud, uint64_t from, const uint8_t *buf, size_t 
 		return;
 	it->kind = IN_MESSAGE;
 	int rc = raft_message_decode(buf, len, &it->msg);
-	if (rc != 0 || it->msg.from != from) {
+	/*
+	 * A message names its sender, who must be the peer it came from; but a leadership transfer
+	 * that a follower forwards to its leader names the transferee there, as raft's
+	 * MsgTransferLeader does (it asks for no more than any peer may ask for itself).
+	 */
+	int forwarded = rc == 0 && it->msg.type == RAFT_MSG_TRANSFER_LEADER;
+	if (rc != 0 || (it->msg.from != from && !forwarded)) {
 		FS_WARN("peer %016" PRIx64 ": %s message of %zu bytes dropped", from,
 			rc ? "undecodable" : "misattributed", len);
 		if (rc == 0)
@@ -1630,11 +1700,14 @@ static void on_peer_snapshot_sent(void *ud, uint64_t to, int ok, int reason)
  * A removed member may never receive the entry that removes it: the leader stops replicating to
  * it. As etcd's peers answer a removed member "gone", ours refuse it as unknown; once a majority of
  * the other members do, and this member had been part of the cluster, it concludes it was removed.
+ * A peer that is behind (one that joins and replays the log, where this member was added later,
+ * or removed and added back) refuses it too: so refusals count only since a leader last sent this
+ * member anything, which a leader does only to the members of its configuration.
  */
 static void on_peer_refused_unknown(void *ud, uint64_t from)
 {
 	struct fs_member *m = ud;
-	if (!m->was_member || m->removed)
+	if (!m->was_member || m->removed || m->joining)
 		return;
 	for (int i = 0; i < m->n_refused; i++)
 		if (m->refused_by[i] == from)
@@ -1646,7 +1719,7 @@ static void on_peer_refused_unknown(void *ud, uint64_t from)
 		return;
 	FS_ERROR("%d of %d peers no longer know this member (%016" PRIx64 "): it was removed from "
 		 "the cluster", m->n_refused, others, m->id);
-	m->removed = 2; /* said */
+	m->removed = 1;
 	if (m->opt.on_removed)
 		m->opt.on_removed(m->opt.arg);
 }
@@ -1779,6 +1852,8 @@ static int bootstrap(struct fs_member *m)
 		}
 		m->recovered_commit = hs.commit; /* applied before the member serves */
 		m->written_commit = m->synced_commit = hs.commit;
+	} else {
+		m->joining = 1;
 	}
 	FS_INFO("bootstrapped member %s (%016" PRIx64 ") of cluster %016" PRIx64 " with %d "
 		"members (%s) in %s", m->cfg.name, m->id, m->cluster_id, m->n_peers,
@@ -2002,14 +2077,30 @@ int fs_member_start(struct fs_member **out, uv_loop_t *loop, const struct fs_mem
 	if (strcmp(listen, cfg->listen_peer) != 0)
 		FS_INFO("listening for peers on %s, the address the cluster knows this member by "
 			"(not %s)", listen, cfg->listen_peer);
+	/* etcd keeps its self-signed peer pair in DATA_DIR/fixtures/peer */
+	char auto_dir[4200];
+	snprintf(auto_dir, sizeof auto_dir, "%.4096s/fixtures/peer", cfg->data_dir);
+	if (cfg->peer_auto_tls && cfg->peer_cert[0])
+		FS_INFO("--peer-auto-tls ignored: --peer-cert-file is given");
+	struct fs_transport_tls tls = {.cert_file = cfg->peer_cert,
+				       .key_file = cfg->peer_key,
+				       .ca_file = cfg->peer_ca,
+				       .client_cert_auth = cfg->peer_client_cert_auth > 0,
+				       .allowed_cn = cfg->peer_allowed_cn,
+				       .auto_dir = cfg->peer_auto_tls ? auto_dir : NULL,
+				       .auto_cn = cfg->name};
 	struct fs_transport_config tc = {.cluster_id = m->cluster_id,
 					 .self_id = m->id,
 					 .listen_addr = listen,
 					 .max_queue_frames = m->opt.max_queue_frames,
-					 .snap_dir = m->incoming_dir};
+					 .snap_dir = m->incoming_dir,
+					 .tls = cfg->peer_cert[0] || cfg->peer_auto_tls ? &tls : NULL};
 	rc = fs_transport_start(&m->tr, loop, &tc, &transport_cb, m);
 	if (rc != 0) {
-		FS_ERROR("cannot listen for peers on %s: %s", tc.listen_addr, uv_strerror(rc));
+		if (rc != -EKEYREJECTED) /* a TLS failure was logged with its reason */
+			FS_ERROR("cannot listen for peers on %s: %s", tc.listen_addr,
+				 uv_strerror(rc));
+		m->tr = NULL;
 		goto err;
 	}
 	peers_connect(m);
@@ -2191,6 +2282,27 @@ int fs_member_change(struct fs_member *m, enum fs_member_change_type type, uint6
 	return 0;
 }
 
+int fs_member_transfer_leader(struct fs_member *m, uint64_t to)
+{
+	if (m->stopping || m->removed)
+		return FS_ESTOPPING;
+	int voter = 0;
+	for (size_t i = 0; i < m->conf.n_voters; i++)
+		voter |= m->conf.voters[i] == to;
+	if (!voter)
+		return -ENOENT;
+	if (m->lead == to)
+		return -EALREADY;
+	if (m->lead == 0)
+		return -EAGAIN;
+	int rc = raft_transfer_leader(m->raft, to);
+	if (rc != 0)
+		return rc == RAFT_EPROPOSALDROPPED ? -EAGAIN : -EIO;
+	FS_INFO("asked to hand leadership from %016" PRIx64 " to %016" PRIx64, m->lead, to);
+	process_ready(m);
+	return 0;
+}
+
 int fs_member_read_barrier(struct fs_member *m, fs_wait_cb cb, void *arg)
 {
 	if (m->stopping) {
@@ -2225,6 +2337,7 @@ void fs_member_status(struct fs_member *m, struct fs_member_status *out)
 	out->snapshot_index = m->snap_index;
 	out->snapshots_sent = m->snapshots_sent;
 	out->snapshot_bytes_sent = m->snapshot_bytes_sent;
+	out->joining = m->joining;
 	out->n_voters = (int)m->conf.n_voters;
 	out->n_learners = (int)m->conf.n_learners;
 	memcpy(out->voters, m->conf.voters, m->conf.n_voters * sizeof m->conf.voters[0]);
@@ -2245,7 +2358,23 @@ int fs_member_peers(struct fs_member *m, struct fs_peer_config *out, int max)
 
 int fs_member_replayed(struct fs_member *m)
 {
-	return m->applied >= m->recovered_commit;
+	join_settle(m);
+	return !m->joining && m->applied >= m->recovered_commit;
+}
+
+const char *fs_member_peer_security(struct fs_member *m)
+{
+	return fs_transport_security(m->tr);
+}
+
+int fs_member_peer_subject(struct fs_member *m, uint64_t id, char *buf, size_t cap)
+{
+	return fs_transport_peer_subject(m->tr, id, buf, cap);
+}
+
+int fs_member_reload_tls(struct fs_member *m)
+{
+	return fs_transport_reload_tls(m->tr);
 }
 
 void fs_member_block_peer(struct fs_member *m, uint64_t peer, int blocked)

@@ -19,7 +19,8 @@
 /*
  * A member's configuration, from the bootstrap flags in etcd's words
  * (--name, --data-dir, --listen-peer, --initial-cluster, --initial-cluster-state,
- * --initial-cluster-token, timings), and the deterministic member and cluster ids derived from them.
+ * --initial-cluster-token, timings, peer TLS), and the deterministic member and cluster ids
+ * derived from them.
  */
 
 #define FS_MAX_MEMBERS 64
@@ -48,6 +49,13 @@ struct fs_member_config {
 	uint64_t snapshot_catchup_entries; /* --snapshot-catchup-entries (5000): log entries kept
 					    * behind a snapshot for slow followers */
 	char log_level[16];             /* --log-level (info) */
+	/* peer TLS (member/transport.h says what each does); "" when not given */
+	char peer_cert[4096];           /* --peer-cert-file */
+	char peer_key[4096];            /* --peer-key-file */
+	char peer_ca[4096];             /* --peer-trusted-ca-file */
+	char peer_allowed_cn[256];      /* --peer-cert-allowed-cn */
+	int peer_client_cert_auth;      /* --peer-client-cert-auth: -1 unset (on with a CA), 0, 1 */
+	int peer_auto_tls;              /* --peer-auto-tls: a self-signed pair in DATA_DIR/fixtures/peer */
 	uint64_t self_id;               /* this member's id, derived */
 	uint64_t cluster_id;            /* the cluster's id, derived */
 };
@@ -56,16 +64,21 @@ struct fs_member_config {
 void fs_config_defaults(struct fs_member_config *cfg);
 
 /*
- * Applies one flag (with its value) to cfg. Returns 1 when the flag was a member flag and consumed
+ * Applies one flag (with its value) to cfg. The boolean flags (--peer-auto-tls,
+ * --peer-client-cert-auth) take "true" or "false"; fs_config_flag_is_bool names them. Returns 1 when the flag was a member flag and consumed
  * its value, 0 when it is not a member flag, -EINVAL with a one-line message on err for a bad
  * value. Call fs_config_finish after the last flag.
  */
 int fs_config_flag(struct fs_member_config *cfg, const char *flag, const char *value, FILE *err);
 
+/* Whether flag is a boolean member flag, which may be given without a value (meaning true). */
+int fs_config_flag_is_bool(const char *flag);
+
 /*
  * Checks the flags together and derives ids: this member must be in --initial-cluster (a
  * one-member cluster of NAME at --listen-peer, default 127.0.0.1:2380, when the flag is absent);
- * names and addresses unique. -EINVAL with a message on err otherwise.
+ * names and addresses unique; peer TLS files given in pairs, the key readable by its owner only.
+ * -EINVAL with a message on err otherwise.
  */
 int fs_config_finish(struct fs_member_config *cfg, FILE *err);
 
@@ -185,6 +198,15 @@ int fs_member_propose_encoded(struct fs_member *m, size_t len,
 			      void (*encode)(const void *src, uint8_t *buf), const void *src,
 			      fs_wait_cb cb, void *arg);
 
+/*
+ * Asks raft to hand leadership to the voter `to` (etcd's MoveLeader): on the leader at once, on
+ * a follower by forwarding the request to the leader. The move itself shows in fs_member_status
+ * (the leader becomes `to`, within an election timeout, or the request lapses). Returns 0 when
+ * asked; -ENOENT when `to` is not a voter of the cluster, -EALREADY when it leads already,
+ * -EAGAIN when no leader is known (an election is under way), FS_ESTOPPING.
+ */
+int fs_member_transfer_leader(struct fs_member *m, uint64_t to);
+
 /* Membership changes (fs_member_change). */
 enum fs_member_change_type {
 	FS_MEMBER_ADD_VOTER,   /* add a voter, or promote the learner node_id */
@@ -217,6 +239,7 @@ struct fs_member_status {
 	uint64_t voters[FS_MAX_MEMBERS], learners[FS_MAX_MEMBERS];
 	uint64_t snapshots_sent;      /* snapshot streams this member started to followers */
 	uint64_t snapshot_bytes_sent; /* and their bytes */
+	int joining;                  /* started on an empty data dir to join a running cluster */
 };
 
 void fs_member_status(struct fs_member *m, struct fs_member_status *st);
@@ -228,10 +251,28 @@ void fs_member_status(struct fs_member *m, struct fs_member_status *st);
 int fs_member_peers(struct fs_member *m, struct fs_peer_config *out, int max);
 
 /*
- * Whether everything the data dir held as committed at start has been applied again: a mount is
- * served only after, so a restarted member never shows less than it had.
+ * Whether the member holds what it must before it serves: everything its data dir held as
+ * committed at start, applied again (so a restarted member never shows less than it had); and,
+ * for a member that joins a running cluster from an empty data dir, everything the leader had
+ * committed when it first heard from it (so a new member never shows an empty or old tree, nor
+ * one older than what a removed member of its name showed).
  */
 int fs_member_replayed(struct fs_member *m);
+
+/* What peer traffic is ("plaintext", "TLS 1.3, ..."): a static string. */
+const char *fs_member_peer_security(struct fs_member *m);
+
+/*
+ * The subject of the TLS certificate peer `id` presented on an open connection, into
+ * buf[0..cap): 0, -ENOTCONN when no connection with it is open, -ENOTSUP without TLS.
+ */
+int fs_member_peer_subject(struct fs_member *m, uint64_t id, char *buf, size_t cap);
+
+/*
+ * Re-reads the peer TLS certificate, key and CA files (on SIGHUP): new connections use them.
+ * 0, -EINVAL (logged; the old ones stay), -ENOTSUP without TLS.
+ */
+int fs_member_reload_tls(struct fs_member *m);
 
 /* Test hook: drop all traffic with peer (a partition), or heal it. */
 void fs_member_block_peer(struct fs_member *m, uint64_t peer, int blocked);

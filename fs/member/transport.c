@@ -23,6 +23,7 @@
 #include "member/transport.h"
 
 #include "common/common.h"
+#include "member/tls.h"
 #include "wal.h"
 
 #include <errno.h>
@@ -40,6 +41,8 @@
 #define WRITE_BATCH 64 /* frames per uv_write */
 
 #define SNAP_CHUNK (1u << 20)
+#define TLS_READ 65536 /* ciphertext read from the socket at a time */
+#define REFUSAL_QUIET_MS 60000 /* an inbound refusal repeated within this is logged at debug */
 
 enum frame_kind {
 	KIND_HELLO = 1,
@@ -58,6 +61,8 @@ enum refuse_reason {
 	REFUSE_UNKNOWN = 3,
 	REFUSE_TARGET = 4,
 	REFUSE_NOSNAP = 5,
+	REFUSE_NEEDS_TLS = 6, /* a plaintext HELLO reached a member that speaks only TLS */
+	REFUSE_NO_TLS = 7,    /* a TLS ClientHello reached a member that speaks plaintext */
 };
 enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY, CONN_CLOSING };
 
@@ -108,6 +113,12 @@ struct conn {
 	int refused;            /* inbound: refused, closing once the REFUSE is written */
 	struct snap_out *so;    /* a snapshot stream we send, or NULL */
 	struct snap_in *si;     /* a snapshot stream we receive, or NULL */
+	struct fs_tls_conn *tls; /* with TLS: the session the socket's bytes pass through */
+	int tls_up;             /* its handshake is complete */
+	int got_bytes;          /* something was read from the socket */
+	uint8_t *nbuf;          /* with TLS: where the socket's ciphertext is read, TLS_READ bytes */
+	uint8_t *wcipher;       /* with TLS: the ciphertext of the MSG batch in flight */
+	char addr[FS_ADDR_MAX_LEN]; /* the remote address, for logs */
 	struct conn *next;      /* in t->conns */
 };
 
@@ -137,6 +148,9 @@ struct fs_transport {
 	uv_tcp_t listener;
 	struct peer *peers;
 	struct conn *conns;
+	struct fs_tls *tls; /* peer TLS, or NULL: plaintext */
+	char refusal[384];  /* the last inbound refusal logged: host and reason */
+	uint64_t refusal_ms; /* when (uv_now) */
 	int closing;      /* fs_transport_close was called */
 	int open_handles; /* handles not yet closed, while closing */
 	void (*done)(void *arg);
@@ -191,24 +205,33 @@ static void frames_free(struct frame *f)
 	}
 }
 
+/* The host of host:port into host[FS_ADDR_MAX_LEN] ([::1]:7001 gives ::1); the port, or NULL. */
+static const char *split_host(const char *addr, char *host)
+{
+	const char *colon = strrchr(addr, ':');
+	if (!colon || colon == addr || (size_t)(colon - addr) >= FS_ADDR_MAX_LEN)
+		return NULL;
+	size_t n = (size_t)(colon - addr);
+	if (addr[0] == '[' && addr[n - 1] == ']' && n >= 2) {
+		memcpy(host, addr + 1, n - 2);
+		host[n - 2] = '\0';
+	} else {
+		memcpy(host, addr, n);
+		host[n] = '\0';
+	}
+	return colon + 1;
+}
+
 /* Resolves host:port (numeric or a name) into sa. */
 static int resolve(const char *addr, struct sockaddr_storage *sa)
 {
-	char host[FS_ADDR_MAX_LEN];
-	const char *colon = strrchr(addr, ':');
-	if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host)
+	char h[FS_ADDR_MAX_LEN];
+	const char *port = split_host(addr, h);
+	if (!port)
 		return -EINVAL;
-	memcpy(host, addr, (size_t)(colon - addr));
-	host[colon - addr] = '\0';
-	/* [::1]:7001 */
-	char *h = host;
-	if (h[0] == '[' && h[strlen(h) - 1] == ']') {
-		h[strlen(h) - 1] = '\0';
-		h++;
-	}
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res;
-	if (getaddrinfo(h, colon + 1, &hints, &res) != 0 || !res)
+	if (getaddrinfo(h, port, &hints, &res) != 0 || !res)
 		return -EINVAL;
 	memcpy(sa, res->ai_addr, res->ai_addrlen);
 	freeaddrinfo(res);
@@ -248,6 +271,9 @@ static void on_conn_closed(uv_handle_t *h)
 	}
 	frames_free(c->inflight);
 	free(c->rbuf);
+	free(c->nbuf);
+	free(c->wcipher);
+	fs_tls_conn_free(c->tls);
 	free(c);
 	if (t->closing) {
 		t->open_handles--;
@@ -306,7 +332,7 @@ enum raw_then {
 struct raw_write {
 	uv_write_t req;
 	enum raw_then then;
-	struct frame *f;
+	void *buf; /* what is written, freed once written */
 };
 
 static void snapout_pump(struct conn *c);
@@ -319,28 +345,71 @@ static void on_raw_written(uv_write_t *req, int status)
 		conn_close(c);
 	else if (w->then == RAW_PUMP && c->state != CONN_CLOSING && c->so)
 		snapout_pump(c);
-	free(w->f);
+	free(w->buf);
 	free(w);
 }
 
-/* Writes a frame outside the MSG queue, in order with other writes; takes ownership of f. */
-static void conn_write_raw(struct conn *c, struct frame *f, enum raw_then then)
+/*
+ * Writes data[0..len) in order with other writes and frees owner (which holds data) once it is
+ * out; owner NULL (nothing to write) with RAW_CLOSE_AFTER closes at once.
+ */
+static void conn_write_bytes(struct conn *c, void *owner, const void *data, size_t len,
+			     enum raw_then then)
 {
+	if (!owner) {
+		if (then == RAW_CLOSE_AFTER)
+			conn_close(c);
+		return;
+	}
 	struct raw_write *w = malloc(sizeof *w);
-	if (!w || !f) {
-		free(w);
-		free(f);
+	if (!w) {
+		free(owner);
 		conn_close(c);
 		return;
 	}
 	w->then = then;
-	w->f = f;
-	uv_buf_t b = uv_buf_init((char *)f->data, (unsigned)f->len);
+	w->buf = owner;
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
 	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_raw_written) != 0) {
-		free(f);
+		free(owner);
 		free(w);
 		conn_close(c);
 	}
+}
+
+/* With TLS: writes the ciphertext the session has ready (handshake records, alerts), if any. */
+static void tls_flush(struct conn *c, enum raw_then then)
+{
+	size_t n = 0;
+	uint8_t *cipher = c->tls ? fs_tls_conn_take(c->tls, &n) : NULL;
+	if (!cipher && n) {
+		conn_close(c); /* out of memory */
+		return;
+	}
+	conn_write_bytes(c, cipher, cipher, n, then);
+}
+
+/*
+ * Writes a frame outside the MSG queue, in order with other writes (encrypted with TLS); takes
+ * ownership of f.
+ */
+static void conn_write_raw(struct conn *c, struct frame *f, enum raw_then then)
+{
+	if (!f) {
+		conn_close(c);
+		return;
+	}
+	if (!c->tls) {
+		conn_write_bytes(c, f, f->data, f->len, then);
+		return;
+	}
+	int rc = fs_tls_conn_write(c->tls, f->data, f->len);
+	free(f);
+	if (rc != 0) {
+		conn_close(c);
+		return;
+	}
+	tls_flush(c, then);
 }
 
 static void peer_drop_queue(struct peer *p)
@@ -357,6 +426,8 @@ static void on_batch_written(uv_write_t *req, int status)
 	struct conn *c = req->handle->data;
 	frames_free(c->inflight);
 	c->inflight = NULL;
+	free(c->wcipher);
+	c->wcipher = NULL;
 	c->writing = 0;
 	if (status < 0) {
 		struct peer *p = c->peer;
@@ -389,6 +460,37 @@ static void peer_flush(struct peer *p)
 	if (!p->head)
 		p->tail = NULL;
 	last->next = NULL;
+	if (c->tls) {
+		/*
+		 * One buffer of ciphertext for the batch, from one SSL_write of the frames put
+		 * together: a record costs OpenSSL more than copying a frame does.
+		 */
+		size_t total = 0;
+		for (unsigned i = 0; i < n; i++)
+			total += bufs[i].len;
+		uint8_t *plain = n > 1 ? malloc(total) : NULL;
+		int rc = n > 1 && !plain ? -ENOMEM : 0;
+		if (plain) {
+			size_t off = 0;
+			for (unsigned i = 0; i < n; i++) {
+				memcpy(plain + off, bufs[i].base, bufs[i].len);
+				off += bufs[i].len;
+			}
+		}
+		if (rc == 0)
+			rc = fs_tls_conn_write(c->tls, plain ? plain : (uint8_t *)bufs[0].base, total);
+		free(plain);
+		frames_free(first);
+		first = NULL;
+		size_t len = 0;
+		c->wcipher = rc == 0 ? fs_tls_conn_take(c->tls, &len) : NULL;
+		if (!c->wcipher) {
+			conn_close(c);
+			return;
+		}
+		bufs[0] = uv_buf_init((char *)c->wcipher, (unsigned)len);
+		n = 1;
+	}
 	c->inflight = first;
 	c->writing = 1;
 	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_batch_written) != 0) {
@@ -400,6 +502,7 @@ static void peer_flush(struct peer *p)
 /* ---- outbound connections ------------------------------------------------------------------ */
 
 static void peer_dial(struct peer *p);
+static void conn_open(struct conn *c);
 
 static void on_redial(uv_timer_t *timer)
 {
@@ -423,20 +526,35 @@ static void peer_failed(struct peer *p, unsigned delay_ms)
 		t->cb.on_unreachable(t->ud, p->id);
 }
 
+/* Room for at least 64 KiB more in c->rbuf; -ENOMEM. */
+static int rbuf_reserve(struct conn *c)
+{
+	if (c->rcap - c->rlen >= 65536)
+		return 0;
+	size_t cap = c->rcap ? c->rcap * 2 : 131072;
+	while (cap - c->rlen < 65536)
+		cap *= 2;
+	uint8_t *nb = realloc(c->rbuf, cap);
+	if (!nb)
+		return -ENOMEM;
+	c->rbuf = nb;
+	c->rcap = cap;
+	return 0;
+}
+
+/* Plaintext goes straight into rbuf; with TLS the ciphertext into nbuf, decrypted from there. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct conn *c = h->data;
-	if (c->rcap - c->rlen < 65536) {
-		size_t cap = c->rcap ? c->rcap * 2 : 131072;
-		while (cap - c->rlen < 65536)
-			cap *= 2;
-		uint8_t *nb = realloc(c->rbuf, cap);
-		if (!nb) {
-			*buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to the read callback */
-			return;
-		}
-		c->rbuf = nb;
-		c->rcap = cap;
+	if (c->tls) {
+		if (!c->nbuf)
+			c->nbuf = malloc(TLS_READ);
+		*buf = uv_buf_init((char *)c->nbuf, c->nbuf ? TLS_READ : 0);
+		return;
+	}
+	if (rbuf_reserve(c) != 0) {
+		*buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to the read callback */
+		return;
 	}
 	*buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
 }
@@ -456,6 +574,11 @@ static const char *refuse_reason_text(int reason)
 		return "handshake addressed to another member";
 	case REFUSE_NOSNAP:
 		return "snapshots not accepted here";
+	case REFUSE_NEEDS_TLS:
+		return "protocol mismatch: it takes TLS peers only and this member speaks plaintext";
+	case REFUSE_NO_TLS:
+		return "protocol mismatch: it speaks TLS and this member plaintext (no "
+		       "--peer-cert-file)";
 	default:
 		return "unknown reason";
 	}
@@ -480,6 +603,15 @@ static void outbound_frame(struct conn *c, int kind, const uint8_t *body, uint32
 		p->refusal_logged = 0;
 		FS_DEBUG("peer %016" PRIx64 " at %s: connected", p->id, p->addr);
 		peer_flush(p);
+		return;
+	}
+	if (c->state == CONN_HANDSHAKE && kind == KIND_REFUSE && len >= 17 &&
+	    body[0] == REFUSE_NEEDS_TLS) {
+		if (!p->refusal_logged)
+			FS_WARN("peer %016" PRIx64 " at %s refused us: %s", p->id, p->addr,
+				refuse_reason_text(body[0]));
+		p->refusal_logged = 1;
+		peer_failed(p, t->cfg.backoff_max_ms);
 		return;
 	}
 	if (c->state == CONN_HANDSHAKE && kind == KIND_REFUSE && len >= 17) {
@@ -515,17 +647,54 @@ static void transport_adopt_cluster(struct fs_transport *t, uint64_t cluster)
 
 static void snapin_frame(struct conn *c, int kind, const uint8_t *body, uint32_t len);
 
+/*
+ * Logs the refusal of an inbound connection: one line naming who (its address when nothing more
+ * is known) and why. The same line from the same host again within REFUSAL_QUIET_MS (a peer
+ * redialing) is logged at debug.
+ */
+static void inbound_log(struct conn *c, const char *who, const char *why)
+{
+	struct fs_transport *t = c->t;
+	char host[FS_ADDR_MAX_LEN], key[sizeof t->refusal];
+	if (!split_host(c->addr, host))
+		strcpy(host, c->addr);
+	snprintf(key, sizeof key, "%s %s %s", host, who ? who : "", why);
+	uint64_t now = uv_now(t->loop);
+	int quiet = !strcmp(key, t->refusal) && now - t->refusal_ms < REFUSAL_QUIET_MS;
+	if (!quiet) {
+		strcpy(t->refusal, key);
+		t->refusal_ms = now;
+	}
+	if (who)
+		FS_LOG(quiet ? FS_LOG_DEBUG : FS_LOG_WARN, "refused peer connection from %s: %s, "
+		       "dialed from %s", who, why, c->addr);
+	else
+		FS_LOG(quiet ? FS_LOG_DEBUG : FS_LOG_WARN, "refused peer connection from %s: %s",
+		       c->addr, why);
+}
+
 static void inbound_refuse(struct conn *c, int reason, uint64_t their_cluster, uint64_t their_id)
 {
 	struct fs_transport *t = c->t;
-	FS_WARN("refused peer connection from member %016" PRIx64 " of cluster %016" PRIx64
-		": %s (this is member %016" PRIx64 " of cluster %016" PRIx64 ")",
-		their_id, their_cluster, refuse_reason_text(reason), t->cfg.self_id,
-		t->cfg.cluster_id);
-	uint8_t body[17];
-	body[0] = (uint8_t)reason;
-	put_le64(body + 1, t->cfg.cluster_id);
-	put_le64(body + 9, t->cfg.self_id);
+	char who[64], why[200];
+	if (reason == REFUSE_MAGIC || reason == REFUSE_NO_TLS) {
+		inbound_log(c, NULL, refuse_reason_text(reason));
+	} else if (reason == REFUSE_NEEDS_TLS) {
+		inbound_log(c, NULL, "protocol mismatch: plaintext, and this member takes TLS peers "
+				     "only");
+	} else {
+		snprintf(who, sizeof who, "member %016" PRIx64 " of cluster %016" PRIx64, their_id,
+			 their_cluster);
+		snprintf(why, sizeof why, "%s (this is member %016" PRIx64 " of cluster %016" PRIx64
+			 ")", refuse_reason_text(reason), t->cfg.self_id, t->cfg.cluster_id);
+		inbound_log(c, who, why);
+	}
+	uint8_t body[17] = {(uint8_t)reason};
+	if (reason != REFUSE_NEEDS_TLS && reason != REFUSE_NO_TLS) { /* nothing about us for a
+								       * peer of the other kind */
+		put_le64(body + 1, t->cfg.cluster_id);
+		put_le64(body + 9, t->cfg.self_id);
+	}
 	c->refused = 1; /* no more frames are read from it */
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	conn_write_raw(c, frame_new(KIND_REFUSE, body, sizeof body), RAW_CLOSE_AFTER);
@@ -588,21 +757,10 @@ static void inbound_frame(struct conn *c, int kind, const uint8_t *body, uint32_
 
 static void snapout_frame(struct conn *c, int kind, const uint8_t *body, uint32_t len);
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Hands every whole frame in c->rbuf to its handler; keeps the rest. */
+static void conn_parse(struct conn *c)
 {
-	struct conn *c = s->data;
 	struct fs_transport *t = c->t;
-	if (nread < 0) {
-		if (c->outbound && c->peer) {
-			FS_DEBUG("peer %016" PRIx64 " at %s: connection lost: %s", c->peer->id,
-				 c->peer->addr, uv_strerror((int)nread));
-			peer_failed(c->peer, 0);
-		} else {
-			conn_close(c);
-		}
-		return;
-	}
-	c->rlen += (size_t)nread;
 	size_t off = 0;
 	while (c->state != CONN_CLOSING && !c->refused && c->rlen - off >= FRAME_HEADER) {
 		uint32_t len = get_le32(c->rbuf + off);
@@ -638,6 +796,154 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	c->rlen -= off;
 }
 
+/* The connection ends: an outbound one is redialed later, others are closed. */
+static void conn_lost(struct conn *c)
+{
+	if (c->outbound && c->peer)
+		peer_failed(c->peer, 0);
+	else
+		conn_close(c);
+}
+
+/*
+ * TLS failed on c (handshake refused either way, a bad record, a protocol mismatch): one log line
+ * naming the peer and why, the ciphertext still waiting (the alert telling the peer) written, then
+ * the connection closed. An outbound peer logs it once until a connection succeeds again.
+ */
+static void conn_tls_failed(struct conn *c, const char *why)
+{
+	struct peer *p = c->peer;
+	if (c->so) {
+		FS_WARN("snapshot to %016" PRIx64 " at %s: TLS: %s", c->so->to, c->addr, why);
+	} else if (c->outbound && p) {
+		if (!p->refusal_logged)
+			FS_WARN("peer %016" PRIx64 " at %s: TLS: %s", p->id, p->addr, why);
+		else
+			FS_DEBUG("peer %016" PRIx64 " at %s: TLS: %s", p->id, p->addr, why);
+		p->refusal_logged = 1;
+	} else if (c->outbound) {
+		FS_DEBUG("peer at %s: TLS: %s", c->addr, why);
+	} else if (c->tls_up && c->state == CONN_READY) {
+		FS_WARN("peer %016" PRIx64 " dialed from %s: TLS: %s, closing", c->remote_id, c->addr,
+			why);
+	} else {
+		inbound_log(c, NULL, why);
+	}
+	/* detached first: the peer redials on a new connection while this one says goodbye */
+	if (p && p->conn == c)
+		p->conn = NULL;
+	c->peer = NULL;
+	c->refused = 1;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	tls_flush(c, RAW_CLOSE_AFTER);
+	if (p)
+		peer_failed(p, c->t->cfg.backoff_max_ms);
+}
+
+static void conn_hello(struct conn *c);
+
+/*
+ * Ciphertext from the socket: a first byte that cannot open a TLS record is a plaintext peer;
+ * then the handshake (the dialer sends its HELLO once it is complete), then the plaintext, which
+ * goes into rbuf for conn_parse. Returns 0 when there may be frames to parse, -1 when not (the
+ * handshake goes on, or the connection is closing).
+ */
+static int tls_in(struct conn *c, const uint8_t *data, size_t len)
+{
+	char why[320];
+	if (!c->got_bytes) {
+		c->got_bytes = 1;
+		/* 22 opens a handshake record; 21 an alert (a server refusing us) */
+		if (!c->outbound && data[0] != 22) {
+			/* a plaintext member's HELLO: refused in plaintext, which it reads */
+			fs_tls_conn_free(c->tls);
+			c->tls = NULL;
+			inbound_refuse(c, REFUSE_NEEDS_TLS, 0, 0);
+			return -1;
+		}
+		if (c->outbound && data[0] != 22 && data[0] != 21) {
+			conn_tls_failed(c, "protocol mismatch: it answered in plaintext, not TLS (a "
+					   "member without TLS?)");
+			return -1;
+		}
+	}
+	if (fs_tls_conn_feed(c->tls, data, len) != 0) {
+		conn_lost(c);
+		return -1;
+	}
+	if (!c->tls_up) {
+		int r = fs_tls_conn_handshake(c->tls, why, sizeof why);
+		if (r < 0) {
+			conn_tls_failed(c, why);
+			return -1;
+		}
+		tls_flush(c, RAW_KEEP);
+		if (r == 0 || c->state == CONN_CLOSING)
+			return -1;
+		c->tls_up = 1;
+		if (c->outbound)
+			conn_hello(c);
+	}
+	for (;;) {
+		if (rbuf_reserve(c) != 0) {
+			conn_lost(c);
+			return -1;
+		}
+		ssize_t n = fs_tls_conn_read(c->tls, c->rbuf + c->rlen, c->rcap - c->rlen, why,
+					     sizeof why);
+		if (n > 0) {
+			c->rlen += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			break;
+		/* what came before the bad record or the close is still handled */
+		conn_parse(c);
+		if (c->state == CONN_CLOSING)
+			return -1;
+		if (n == -EPIPE)
+			conn_lost(c);
+		else
+			conn_tls_failed(c, why);
+		return -1;
+	}
+	tls_flush(c, RAW_KEEP); /* what reading produced (none in TLS 1.3 without key updates) */
+	return c->state == CONN_CLOSING ? -1 : 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+	if (nread < 0) {
+		if (c->outbound && c->peer)
+			FS_DEBUG("peer %016" PRIx64 " at %s: connection lost: %s", c->peer->id,
+				 c->peer->addr, uv_strerror((int)nread));
+		conn_lost(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	if (c->tls) {
+		if (tls_in(c, (const uint8_t *)buf->base, (size_t)nread) == 0)
+			conn_parse(c);
+		return;
+	}
+	/* 22, 3: a TLS record opening a handshake, from a member that speaks TLS */
+	if (!c->got_bytes && c->state == CONN_HANDSHAKE && nread >= 2 && buf->base[0] == 22 &&
+	    buf->base[1] == 3) {
+		c->got_bytes = 1;
+		if (c->outbound) /* a TLS member refusing us would answer in plaintext: rare */
+			conn_tls_failed(c, "protocol mismatch: it answered with TLS and this member "
+					   "speaks plaintext (no --peer-cert-file)");
+		else /* answered in plaintext, which a TLS dialer takes for a protocol mismatch */
+			inbound_refuse(c, REFUSE_NO_TLS, 0, 0);
+		return;
+	}
+	c->got_bytes = 1;
+	c->rlen += (size_t)nread;
+	conn_parse(c);
+}
+
 static void on_connected(uv_connect_t *req, int status)
 {
 	struct conn *c = req->handle->data;
@@ -654,18 +960,51 @@ static void on_connected(uv_connect_t *req, int status)
 		peer_failed(p, 0);
 		return;
 	}
-	struct fs_transport *t = c->t;
-	uint8_t hello[HELLO_BYTES];
-	memcpy(hello, HELLO_MAGIC, 8);
-	put_le64(hello + 8, t->cfg.cluster_id);
-	put_le64(hello + 16, t->cfg.self_id);
-	put_le64(hello + 24, p->id);
 	c->state = CONN_HANDSHAKE;
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
 		peer_failed(p, 0);
 		return;
 	}
-	conn_write_raw(c, frame_new(KIND_HELLO, hello, sizeof hello), RAW_KEEP);
+	conn_open(c);
+}
+
+/* Sends the HELLO (or SNAPHELLO) that opens a dialed connection, once TLS is up if it is used. */
+static void conn_hello(struct conn *c)
+{
+	struct fs_transport *t = c->t;
+	uint8_t hello[HELLO_BYTES];
+	memcpy(hello, HELLO_MAGIC, 8);
+	put_le64(hello + 8, t->cfg.cluster_id);
+	put_le64(hello + 16, t->cfg.self_id);
+	put_le64(hello + 24, c->so ? c->so->to : c->peer ? c->peer->id : 0);
+	conn_write_raw(c, frame_new(c->so ? KIND_SNAPHELLO : KIND_HELLO, hello, sizeof hello),
+		       RAW_KEEP);
+}
+
+/* A connection is up: with TLS its session starts (the dialer's ClientHello), else the HELLO. */
+static void conn_open(struct conn *c)
+{
+	struct fs_transport *t = c->t;
+	if (!t->tls) {
+		if (c->outbound)
+			conn_hello(c);
+		return;
+	}
+	char host[FS_ADDR_MAX_LEN];
+	if (!split_host(c->addr, host))
+		host[0] = '\0';
+	c->tls = fs_tls_conn_new(t->tls, c->outbound, c->outbound ? host : NULL);
+	if (!c->tls) {
+		conn_lost(c);
+		return;
+	}
+	if (c->outbound) {
+		char why[320];
+		if (fs_tls_conn_handshake(c->tls, why, sizeof why) < 0)
+			conn_tls_failed(c, why);
+		else
+			tls_flush(c, RAW_KEEP);
+	}
 }
 
 static void peer_dial(struct peer *p)
@@ -680,6 +1019,7 @@ static void peer_dial(struct peer *p)
 	}
 	c->peer = p;
 	p->conn = c;
+	strcpy(c->addr, p->addr);
 	int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&p->sa, on_connected);
 	if (rc != 0) {
 		FS_WARN("peer %016" PRIx64 " at %s: cannot dial: %s", p->id, p->addr, uv_strerror(rc));
@@ -770,20 +1110,14 @@ static void snapout_frame(struct conn *c, int kind, const uint8_t *body, uint32_
 static void on_snap_connected(uv_connect_t *req, int status)
 {
 	struct conn *c = req->handle->data;
-	struct fs_transport *t = c->t;
 	if (c->state == CONN_CLOSING)
 		return;
 	if (status < 0 || uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
 		conn_close(c);
 		return;
 	}
-	uint8_t hello[HELLO_BYTES];
-	memcpy(hello, HELLO_MAGIC, 8);
-	put_le64(hello + 8, t->cfg.cluster_id);
-	put_le64(hello + 16, t->cfg.self_id);
-	put_le64(hello + 24, c->so->to);
 	c->state = CONN_HANDSHAKE;
-	conn_write_raw(c, frame_new(KIND_SNAPHELLO, hello, sizeof hello), RAW_KEEP);
+	conn_open(c);
 }
 
 static void snapin_discard(struct snap_in *si)
@@ -901,7 +1235,27 @@ static void on_accept(uv_stream_t *server, int status)
 	struct conn *c = conn_new(t, 0);
 	if (!c)
 		return;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+		conn_close(c);
+		return;
+	}
+	struct sockaddr_storage sa = {.ss_family = AF_INET};
+	int salen = sizeof sa;
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
+		if (sa.ss_family == AF_INET6) {
+			uv_ip6_name((struct sockaddr_in6 *)&sa, host, sizeof host);
+			port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+		} else {
+			uv_ip4_name((struct sockaddr_in *)&sa, host, sizeof host);
+			port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+		}
+	}
+	snprintf(c->addr, sizeof c->addr, sa.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host,
+		 port);
+	conn_open(c);
+	if (c->state != CONN_CLOSING &&
 	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
 		conn_close(c);
 }
@@ -914,6 +1268,7 @@ static void transport_maybe_done(struct fs_transport *t)
 		return;
 	void (*done)(void *) = t->done;
 	void *arg = t->done_arg;
+	fs_tls_free(t->tls);
 	free(t);
 	if (done)
 		done(arg);
@@ -966,8 +1321,27 @@ int fs_transport_start(struct fs_transport **out, uv_loop_t *loop,
 		t->cfg.backoff_max_ms = 1000;
 	t->cb = *cb;
 	t->ud = ud;
+	t->cfg.tls = NULL; /* not kept: t->tls holds what it says */
+	if (cfg->tls) {
+		char why[512], host[FS_ADDR_MAX_LEN];
+		struct fs_transport_tls tls = *cfg->tls;
+		if (!tls.auto_host && split_host(cfg->listen_addr, host))
+			tls.auto_host = host;
+		int rc = fs_tls_new(&t->tls, &tls, why, sizeof why);
+		if (rc != 0) {
+			FS_ERROR("peer TLS: %s", why);
+			free(t);
+			return -EKEYREJECTED;
+		}
+		FS_INFO("peer traffic: %s", fs_tls_mode(t->tls));
+		if (cfg->tls->auto_dir && !(cfg->tls->cert_file && cfg->tls->cert_file[0]))
+			FS_WARN("peer TLS with a self-signed certificate (--peer-auto-tls, in %s): "
+				"peer traffic is encrypted but members are not authenticated",
+				cfg->tls->auto_dir);
+	}
 	int rc = uv_tcp_init(loop, &t->listener);
 	if (rc != 0) {
+		fs_tls_free(t->tls);
 		free(t);
 		return rc;
 	}
@@ -1109,6 +1483,7 @@ int fs_transport_send_snapshot(struct fs_transport *t, uint64_t to, const void *
 	*so = (struct snap_out){.to = to, .msg = m, .msglen = msglen, .data = data, .len = len,
 				.release = release, .arg = arg};
 	c->so = so;
+	strcpy(c->addr, p->addr);
 	int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&p->sa,
 				on_snap_connected);
 	if (rc != 0) {
@@ -1116,6 +1491,39 @@ int fs_transport_send_snapshot(struct fs_transport *t, uint64_t to, const void *
 		conn_close(c);
 		return rc;
 	}
+	return 0;
+}
+
+int fs_transport_reload_tls(struct fs_transport *t)
+{
+	if (!t->tls)
+		return -ENOTSUP;
+	char why[512];
+	int rc = fs_tls_reload(t->tls, why, sizeof why);
+	if (rc != 0)
+		FS_ERROR("peer TLS: reload refused, the previous certificates stay: %s", why);
+	else
+		FS_INFO("peer TLS: certificates and keys re-read; new connections use them");
+	return rc;
+}
+
+const char *fs_transport_security(const struct fs_transport *t)
+{
+	return t->tls ? fs_tls_mode(t->tls) : "plaintext";
+}
+
+int fs_transport_peer_subject(const struct fs_transport *t, uint64_t id, char *buf, size_t cap)
+{
+	if (!t->tls)
+		return -ENOTSUP;
+	const struct peer *p = peer_find(t, id);
+	const struct conn *c = p && p->conn && p->conn->tls_up ? p->conn : NULL;
+	for (const struct conn *i = t->conns; !c && i; i = i->next)
+		if (!i->outbound && i->tls_up && i->state == CONN_READY && i->remote_id == id)
+			c = i;
+	if (!c)
+		return -ENOTCONN;
+	fs_tls_conn_subject(c->tls, buf, cap);
 	return 0;
 }
 

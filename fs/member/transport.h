@@ -1,6 +1,6 @@
 /*
- * member/transport.h: the peer transport of a member: raft messages between members over TCP,
- * on the member's libuv loop.
+ * member/transport.h: the peer transport of a member: raft messages between members over TCP
+ * (in TLS when configured), on the member's libuv loop.
  *
  * Each member dials every peer once for what it sends (an outbound connection per peer) and
  * accepts the peers' connections for what it receives. A connection opens with a handshake naming
@@ -15,6 +15,13 @@
  * length and CRC-32C. The receiver writes the chunks to a temp file in its snap_dir and hands the
  * file to the member only when it is whole and fsynced; the sender learns the outcome (raft's
  * ReportSnapshot) from the receiver's answer, or a failure if the stream breaks.
+ *
+ * With cfg.tls every connection is TLS 1.3 (member/tls.c, OpenSSL on memory BIOs: nothing here
+ * blocks): the dialer is the client and presents its certificate, the acceptor requires and
+ * verifies it when client certificate auth is on, and the HELLO is sent only once the handshake
+ * is complete; the frames inside are the same. A TLS member and a plaintext one refuse each other
+ * with a log line naming the address and "protocol mismatch"; a failed handshake is one log line
+ * with the reason (no certificate, unknown CA, CN not allowed, expired, or the peer's alert).
  *
  * All functions must be called on the loop's thread.
  */
@@ -73,6 +80,27 @@ struct fs_transport_callbacks {
 	void (*on_refused_unknown)(void *ud, uint64_t from);
 };
 
+/*
+ * Peer TLS, in etcd's flags. Every connection, message and snapshot stream alike, is TLS 1.3:
+ * the dialer is the client and presents its certificate, the acceptor the server. With ca_file
+ * both sides verify the other's certificate against it (the dialer also checks that it names
+ * the address dialed); with client_cert_auth the acceptor refuses a dialer without a valid
+ * certificate; with allowed_cn both refuse a certificate whose CN differs. Without ca_file (or
+ * with auto_dir) traffic is encrypted but nobody is authenticated.
+ */
+struct fs_transport_tls {
+	const char *cert_file;  /* --peer-cert-file: PEM certificate (chain) */
+	const char *key_file;   /* --peer-key-file: PEM key, readable by its owner only */
+	const char *ca_file;    /* --peer-trusted-ca-file, or NULL */
+	int client_cert_auth;   /* --peer-client-cert-auth: require and verify client certs */
+	const char *allowed_cn; /* --peer-cert-allowed-cn, or NULL */
+	const char *auto_dir;   /* --peer-auto-tls: where the self-signed pair is kept (its parent
+				 * is made too), or NULL */
+	const char *auto_host;  /* the host the automatic certificate names (an IP or a name);
+				 * NULL: listen_addr's */
+	const char *auto_cn;    /* its CN (the member's name) */
+};
+
 struct fs_transport_config {
 	uint64_t cluster_id;      /* sent and checked in every handshake; 0 while joining a
 				   * cluster whose id is learned from the first peer that accepts */
@@ -84,10 +112,12 @@ struct fs_transport_config {
 	unsigned backoff_min_ms;  /* first redial delay; 0: 25 */
 	unsigned backoff_max_ms;  /* longest redial delay; 0: 1000 */
 	const char *snap_dir;     /* where incoming snapshots are written; NULL: refuse them */
+	const struct fs_transport_tls *tls; /* NULL: plaintext; copied at start */
 };
 
 /*
  * Starts listening. On success *out is a transport owned by the caller until fs_transport_close.
+ * With cfg->tls, first loads the certificates (a failure is logged, -EKEYREJECTED).
  * Ignores SIGPIPE process-wide when it still has its default action (writes to a reset peer then
  * fail with EPIPE instead of killing the process).
  * cfg is copied (listen_addr too); cb and ud must stay valid until the close callback.
@@ -123,6 +153,21 @@ int fs_transport_send_snapshot(struct fs_transport *t, uint64_t to, const void *
 
 /* Whether the outbound connection to `to` is up and past its handshake. */
 int fs_transport_connected(const struct fs_transport *t, uint64_t to);
+
+/*
+ * Re-reads the TLS certificate, key and CA files (SIGHUP): new connections use them, open ones
+ * keep theirs. 0, -EINVAL (logged; the old ones stay), or -ENOTSUP without TLS.
+ */
+int fs_transport_reload_tls(struct fs_transport *t);
+
+/* What peer traffic is ("plaintext", "TLS 1.3, ..."): a static string. */
+const char *fs_transport_security(const struct fs_transport *t);
+
+/*
+ * The subject of the certificate of peer `id` on an open connection (the one dialed first, else
+ * one it dialed to us) into buf[0..cap): 0, -ENOTCONN when none is open, -ENOTSUP without TLS.
+ */
+int fs_transport_peer_subject(const struct fs_transport *t, uint64_t id, char *buf, size_t cap);
 
 /*
  * Test-only fault hook: while `blocked` is set, messages to and from `peer` are silently dropped

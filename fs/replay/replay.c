@@ -50,13 +50,15 @@ enum replay_kind {
 	R_UNLINK,
 	R_RMDIR,
 	R_RENAME,  /* path to path2 */
+	R_EXCHANGE, /* path and path2 trade places (renameat2 RENAME_EXCHANGE) */
 	R_CHMOD,
 	R_CHOWN,
 	R_UTIMES,
 };
 
 static const char *const kind_names[] = {"create", "mkdir", "symlink", "mknod", "write",
-					 "unlink", "rmdir", "rename", "chmod", "chown", "utimes"};
+					 "unlink", "rmdir", "rename", "exchange", "chmod", "chown",
+					 "utimes"};
 
 /* One change to replay: what the replay thread needs, copied off the store. */
 struct item {
@@ -369,11 +371,42 @@ out:
 }
 
 /*
+ * An exchange's two names: the only two deletes not under another deleted path (covered), each
+ * put again in the same revision. Their event indices in *a and *b (a deleted first); 0, or -1
+ * when the revision is not an exchange.
+ */
+static int exchange_pair(const struct gev *g, size_t n, const char *covered, size_t *a, size_t *b)
+{
+	size_t top[2], k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!g[i].del || covered[i])
+			continue;
+		if (k == 2)
+			return -1;
+		top[k++] = i;
+	}
+	if (k != 2)
+		return -1;
+	int put[2] = {0, 0};
+	for (size_t i = 0; i < n; i++)
+		for (size_t t = 0; t < 2; t++)
+			if (!g[i].del && i > top[t] && !strcmp(g[i].path, g[top[t]].path))
+				put[t] = 1;
+	if (!put[0] || !put[1])
+		return -1;
+	*a = top[0];
+	*b = top[1];
+	return 0;
+}
+
+/*
  * The operations that made revision rev out of its events, appended to *out. The fs's requests
  * leave these shapes (ops.c): a create, mkdir or symlink puts a new key (version 1) and touches
  * its parent directory; a commit puts a file's new content; a remove deletes one key and touches
  * the parent; a rename deletes the source (and its tree) and puts the target (and its tree), then
- * touches both parents; a setattr puts a key with changed metadata; a lease revoke deletes keys.
+ * touches both parents; an exchange deletes both names (and their trees) and puts both again,
+ * each with the other's object, then touches both parents; a setattr puts a key with changed
+ * metadata; a lease revoke deletes keys.
  */
 static int classify(struct fs_replay *r, int64_t rev, struct item **out)
 {
@@ -386,6 +419,11 @@ static int classify(struct fs_replay *r, int64_t rev, struct item **out)
 	if (n_del) {
 		char *covered = calloc(n, 1);
 		rc = covered ? mark_covered(g, n, covered, &n_top, &top) : -ENOMEM;
+		size_t xa, xb;
+		if (!rc && n_top == 2 && exchange_pair(g, n, covered, &xa, &xb) == 0) {
+			free(covered);
+			return add(&tail, item_new(R_EXCHANGE, rev, &g[xa], g[xa].path, g[xb].path));
+		}
 		if (!rc && n_top == 1) {
 			/* a rename: the target is the put whose tree mirrors the source's */
 			char sp[FS_PATH_MAX_BYTES + 1];
@@ -630,6 +668,9 @@ static int perform(const struct item *it, int dir, const char *name, int dir2, c
 	case R_RENAME:
 		rc = renameat(dir, name, dir2, name2);
 		break;
+	case R_EXCHANGE: /* the kernel raises both pairs of moves, as for a local exchange */
+		rc = renameat2(dir, name, dir2, name2, RENAME_EXCHANGE);
+		break;
 	case R_CHMOD:
 		rc = fchmodat(dir, name, mode, AT_SYMLINK_NOFOLLOW);
 		break;
@@ -683,8 +724,8 @@ static void replay_one(struct fs_replay *r, int root, const struct item *it)
 	r->cur_rev = it->rev;
 	r->cur_rev_end = it->rev_end;
 	snprintf(r->cur_path, sizeof r->cur_path, "%s", it->path);
-	snprintf(r->cur_path2, sizeof r->cur_path2, "%s",
-		 it->kind == R_RENAME ? it->path2 : "");
+	int two = it->kind == R_RENAME || it->kind == R_EXCHANGE; /* names: path and path2 */
+	snprintf(r->cur_path2, sizeof r->cur_path2, "%s", two ? it->path2 : "");
 	pthread_mutex_unlock(&r->cur_lock);
 	/*
 	 * A name the kernel holds from a later state (a lookup that raced the replay) is asked
@@ -699,8 +740,7 @@ static void replay_one(struct fs_replay *r, int root, const struct item *it)
 		rc = -errno;
 	if (!rc && (dir = parent_of_key(base, it->path, buf, sizeof buf, &name)) < 0)
 		rc = dir;
-	if (!rc && it->kind == R_RENAME &&
-	    (dir2 = parent_of_key(base, it->path2, buf, sizeof buf, &name2)) < 0)
+	if (!rc && two && (dir2 = parent_of_key(base, it->path2, buf, sizeof buf, &name2)) < 0)
 		rc = dir2;
 	if (!rc)
 		rc = perform(it, dir, name, dir2, name2);

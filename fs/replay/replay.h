@@ -5,9 +5,10 @@
  * reaches this one as an applied raft entry, which the kernel never sees. So a dedicated thread of
  * the daemon (the replay thread) performs each applied remote change again through the mount:
  * open/write/close for a write, open(O_CREAT)/mkdir/symlink for a create, unlink/rmdir, rename,
- * chmod/lchown/utimensat. The kernel raises genuine events for them (IN_CREATE, IN_MODIFY,
- * IN_CLOSE_WRITE, IN_DELETE, IN_MOVED_FROM/TO with one cookie, IN_ATTRIB, with IN_ISDIR), to every
- * watcher, in revision order, as if the change had been made here.
+ * renameat2(RENAME_EXCHANGE) for an exchange, chmod/lchown/utimensat. The kernel raises genuine
+ * events for them (IN_CREATE, IN_MODIFY, IN_CLOSE_WRITE, IN_DELETE, IN_MOVED_FROM/TO with one
+ * cookie, two such pairs for an exchange, IN_ATTRIB, with IN_ISDIR), to every watcher, in
+ * revision order, as if the change had been made here.
  *
  * The requests of that thread come back to this daemon, and the FUSE face serves them from the
  * already-applied store at the revision being replayed, proposing nothing (fuse/face.h, "Serving a
@@ -65,8 +66,9 @@
  * Not replayed (their caches are invalidated all the same): a snapshot received from the leader
  * (its changes come without history), changes of extended attributes (their keys are outside the
  * path space), and what was compacted before this member applied it. A revision of any size is
- * told apart in O(n log n) on the loop: a renamed directory is one rename whatever its tree, a
- * lease revoking more files than the queue holds is dropped at the bound above.
+ * told apart in O(n log n) on the loop: a renamed directory is one rename whatever its tree, two
+ * exchanged directories one exchange, a lease revoking more files than the queue holds is
+ * dropped at the bound above.
  */
 #define FS_REPLAY_QUEUE_MAX 16384
 #ifndef RAFTFS_FS_REPLAY_REPLAY_H
@@ -85,10 +87,10 @@ struct fs_replay;
  * (the caller's, freed by fs_replay_close) and ops->replayer is set: the face then serves the
  * thread's requests at their revision, and feeds it every applied change. Applied events come in
  * revision order; whole revisions are queued for the thread once everything applied was fed or a
- * later revision starts. The replay keeps the inode table for deletes and renames: the face detaches
- * or moves the inodes when the change is replayed, so a watched directory keeps its inode (and
- * its watch) across a remote rename; a change that is not replayed (made here, or dropped) is
- * detached at once (fs_ops_detach), as the face does without a replayer.
+ * later revision starts. The replay keeps the inode table for deletes, renames and exchanges: the
+ * face detaches or moves the inodes when the change is replayed, so a watched directory keeps its
+ * inode (and its watch) across a remote rename or exchange; a change that is not replayed (made
+ * here, or dropped) is detached at once (fs_ops_detach), as the face does without a replayer.
  * -EINVAL for a relative or too long path, -ENOMEM, -EAGAIN.
  */
 int fs_replay_start(struct fs_replay **out, struct fs_ops *ops, const char *mountpoint);

@@ -151,6 +151,6 @@ def ws():
 
 @pytest.fixture
 def cluster(ws, raftfs_bin):
-    def start(n=1, extra=(), binary=None, wait=True, timeout=20.0):
-        return harness.start_cluster(ws, n, binary or raftfs_bin, extra, wait, timeout)
+    def start(n=1, extra=(), binary=None, wait=True, timeout=20.0, env=None):
+        return harness.start_cluster(ws, n, binary or raftfs_bin, extra, wait, timeout, env)
     return start

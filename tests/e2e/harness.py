@@ -293,8 +293,9 @@ def member_argv(binary, name, data_dir, port, initial_cluster, mountpoint, extra
             "--initial-cluster-token", "e2e", *extra, mountpoint]
 
 
-def start_cluster(ws, n, binary, extra=(), wait=True, timeout=20.0):
-    """Starts n members named n1..nN on loopback, each with its own dir, port and mountpoint."""
+def start_cluster(ws, n, binary, extra=(), wait=True, timeout=20.0, env=None):
+    """Starts n members named n1..nN on loopback, each with its own dir, port and mountpoint;
+    env(name), if given, is the environment of that member's daemon."""
     names = [f"n{i + 1}" for i in range(n)]
     ports = [free_port() for _ in names]
     initial = ",".join(f"{nm}=127.0.0.1:{p}" for nm, p in zip(names, ports))
@@ -302,7 +303,7 @@ def start_cluster(ws, n, binary, extra=(), wait=True, timeout=20.0):
     for nm, port in zip(names, ports):
         mp = ws.path(nm)
         argv = member_argv(binary, nm, ws.path(nm + ".data"), port, initial, mp, extra)
-        members.append(ws.add(Daemon(nm, argv, mp, ws.root)).start())
+        members.append(ws.add(Daemon(nm, argv, mp, ws.root, env(nm) if env else None)).start())
     if wait:
         for m in members:
             m.wait_mounted(timeout)

@@ -7,6 +7,7 @@ ephemeral files that go with the member that made them.
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -209,6 +210,91 @@ def test_ephemeral_file_goes_with_its_member(cluster, raftfs_bin):
     assert wait_for(lambda: read(os.path.join(n1.mountpoint, "services/n3")) is None, 3)
 
 
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def test_a_jumped_clock_expires_no_lease_early_and_none_late(cluster, ws, raftfs_bin):
+    """Members' wall clocks jumped forward and back (libfaketime, as an NTP step does; the
+    monotonic clock stays true): a lease kept alive is kept on any leader, and one no longer kept
+    alive goes after its TTL, whichever member's clock proposed its renewals."""
+    if not os.path.exists(FAKETIME_LIB):
+        pytest.skip("libfaketime is not installed (apt-get install faketime)")
+    clocks = {}
+
+    def env(name):
+        clocks[name] = ws.path(name + ".faketime")
+        write(clocks[name], b"+0\n")
+        e = dict(os.environ, LD_PRELOAD=FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE=clocks[name],
+                 FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_CACHE_DURATION="1")
+        e["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                   "verify_asan_link_order=0"]))
+        return e
+
+    members = cluster(3, extra=("--session-ttl", "5"), env=env)
+    by_name = {m.name: m for m in members}
+    status = os.path.join(members[0].mountpoint, ".raftfs/status")
+    assert wait_for(lambda: json.loads(read(status))["leader"] is not None)
+    leader = by_name[json.loads(read(status))["leader"]]
+    followers = [m for m in members if m is not leader]
+    ttl = 6
+    lid = str(json.loads(ok(raftfs_bin, "lease", "grant", leader.mountpoint, str(ttl), "-w",
+                            "json"))["id"])
+    ok(raftfs_bin, "put", os.path.join(leader.mountpoint, "held"), "--lease", lid,
+       input=b"kept alive by its holder\n")
+    eph = followers[0]
+    session = os.path.join(eph.mountpoint, ".raftfs/session")
+    assert wait_for(lambda: read(session) not in (None, b""))
+    sid = read(session).strip()
+    write(os.path.join(eph.mountpoint, "ephemeral"), b"on its member's session\n")
+    os.setxattr(os.path.join(eph.mountpoint, "ephemeral"), "user.raftfs.lease", sid)
+    names = ("held", "ephemeral")
+    for m in members:
+        for n in names:
+            assert wait_for(lambda: read(os.path.join(m.mountpoint, n)) is not None), (m.name, n)
+
+    def keep_alive_and_check(seconds):
+        """Renews the lease through each member in turn every second; both files must stay on
+        every member. Returns when the last renewal that succeeded began."""
+        last = None
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for m in members:
+                began = time.monotonic()
+                r = run(raftfs_bin, "lease", "keepalive", m.mountpoint, lid, "--once")
+                assert r.returncode == 0, (m.name, r.stderr)
+                last = began
+                for o in members:
+                    for n in names:
+                        assert read(os.path.join(o.mountpoint, n)) is not None, \
+                            f"{n} gone on {o.name} with the clocks at {clock_text()}"
+                time.sleep(0.3)
+        return last
+
+    def clock_text():
+        return ", ".join(f"{n} {open(p).read().strip()}" for n, p in sorted(clocks.items()))
+
+    def jump(m, offset):
+        write(clocks[m.name], offset.encode() + b"\n")
+
+    # the leader an hour ahead, a follower an hour behind: renewals proposed on either
+    jump(leader, "+1h")
+    jump(followers[1], "-1h")
+    keep_alive_and_check(ttl + 3)  # past the clock's re-read and past a TTL
+    # and back: the leader two hours back, the follower two ahead
+    jump(leader, "-1h")
+    jump(followers[1], "+1h")
+    last = keep_alive_and_check(4)
+    # no longer kept alive: the lease goes one TTL after its last renewal (not before, and not an
+    # hour later), while the session lease of a live member stays
+    for m in members:
+        p = os.path.join(m.mountpoint, "held")
+        assert wait_for(lambda: read(p) is None, last + ttl + 4 - time.monotonic()), \
+            f"lease {lid} not expired on {m.name} with the clocks at {clock_text()}"
+    assert time.monotonic() - last >= ttl - 0.5
+    for m in members:
+        assert read(os.path.join(m.mountpoint, "ephemeral")) == b"on its member's session\n"
+
+
 def test_compact_get_and_watch_history(cluster, raftfs_bin):
     n1, n2, n3 = cluster(3)
     p = os.path.join(n1.mountpoint, "app.conf")
@@ -313,7 +399,7 @@ def test_member_list_add_promote_remove(cluster, ws, raftfs_bin):
     leader = json.loads(read(os.path.join(n1.mountpoint, ".raftfs/status")))["leader"]
     gone = next(m for m in (n3, n2) if m.name != leader)
     stay = n2 if gone is n3 else n3
-    gone.expect_error(r"this member \(\w+\) was removed from the cluster")
+    gone.expect_error(r"this member \(\w+\)(: it)? was removed from the cluster")
     assert "removed" in ok(raftfs_bin, "member", "remove", n1.mountpoint, gone.name)
     assert wait_for(lambda: gone.proc.poll() is not None, 15)  # a removed member stops itself
     assert gone.proc.returncode == 0
@@ -328,6 +414,84 @@ def test_member_list_add_promote_remove(cluster, ws, raftfs_bin):
           "n1=127.0.0.1:1")
     fails(raftfs_bin, 2, "usage: raftfs member", "member", "add", n1.mountpoint, "n5")
     fails(raftfs_bin, 2, "unknown subcommand 'rename'", "member", "rename", n1.mountpoint, "x")
+
+
+def test_a_member_removed_and_added_back_under_its_name_joins_and_stays(cluster, ws, raftfs_bin):
+    """The same name and address give the same member id: the member added back replays the
+    leader's whole log, its own old removals included, and must not take them for its own."""
+    members = cluster(3)
+    status = os.path.join(members[0].mountpoint, ".raftfs/status")
+    assert wait_for(lambda: json.loads(read(status))["leader"] is not None)
+    leader = json.loads(read(status))["leader"]
+    gone = next(m for m in members if m.name != leader)
+    via = next(m for m in members if m is not gone)
+    for round_ in range(2):  # twice: the log then holds two removals of it and one addition
+        gone.expect_error(r"this member \(\w+\)(: it)? was removed from the cluster")
+        assert "removed" in ok(raftfs_bin, "member", "remove", via.mountpoint, gone.name)
+        assert wait_for(lambda: gone.proc.poll() is not None, 15)
+        assert gone.proc.returncode == 0
+        gone.teardown_steps.clear()
+        write(os.path.join(via.mountpoint, f"while-out-{round_}"), b"x" * (round_ + 1))
+        if round_ == 0:
+            # restarted on its data dir it learns again that it was removed, and stops cleanly
+            said = gone.stderr().count("was removed from the cluster")
+            gone.start()
+            assert wait_for(lambda: gone.proc.poll() is not None, 15)
+            assert gone.proc.returncode == 0, gone.stderr()[-2000:]
+            assert gone.stderr().count("was removed from the cluster") > said
+            gone.teardown_steps.clear()
+        shutil.rmtree(gone.argv[gone.argv.index("--data-dir") + 1])
+        out = ok(raftfs_bin, "member", "add", via.mountpoint,
+                 f"{gone.name}={gone.argv[gone.argv.index('--listen-peer') + 1]}", "--learner")
+        assert "added as a learner" in out
+        gone.argv[gone.argv.index("--initial-cluster-token"):
+                  gone.argv.index("--initial-cluster-token")] = ["--initial-cluster-state",
+                                                                 "existing"]
+        gone.start()
+        gone.wait_mounted(30)
+        assert "promoted" in ok(raftfs_bin, "member", "promote", via.mountpoint, gone.name)
+        for i in range(round_ + 1):
+            p = os.path.join(gone.mountpoint, f"while-out-{i}")
+            assert wait_for(lambda: read(p) == b"x" * (i + 1), 10), gone.name
+        time.sleep(3)  # past two election timeouts: it stays
+        assert gone.proc.poll() is None, gone.stderr()[-3000:]
+        write(os.path.join(gone.mountpoint, f"back-{round_}"), b"written on the member again")
+        for m in members:
+            assert wait_for(lambda: read(os.path.join(m.mountpoint, f"back-{round_}")) ==
+                            b"written on the member again"), m.name
+        gone.argv.remove("--initial-cluster-state")
+        gone.argv.remove("existing")
+
+
+def test_member_move_leader_hands_leadership_over(cluster, raftfs_bin):
+    members = cluster(3)
+    status = os.path.join(members[0].mountpoint, ".raftfs/status")
+    assert wait_for(lambda: json.loads(read(status))["leader"] is not None)
+    by_name = {m.name: m for m in members}
+    leader = by_name[json.loads(read(status))["leader"]]
+    a, b = [m for m in members if m is not leader]
+    # asked on a follower (forwarded to the leader), to the other follower
+    out = ok(raftfs_bin, "member", "move-leader", a.mountpoint, b.name)
+    assert out.startswith(f"leadership moved to {b.name} (") and out.endswith(")\n"), out
+    for m in members:
+        st = os.path.join(m.mountpoint, ".raftfs/status")
+        assert wait_for(lambda: json.loads(read(st))["leader"] == b.name), m.name
+    write(os.path.join(leader.mountpoint, "after"), b"written under the new leader\n")
+    assert wait_for(lambda: read(os.path.join(b.mountpoint, "after")) ==
+                    b"written under the new leader\n")
+    # asked on the leader, back to the first one, with the id and JSON
+    lid = next(x["id"] for x in json.loads(read(status))["members"] if x["name"] == leader.name)
+    doc = json.loads(ok(raftfs_bin, "member", "move-leader", b.mountpoint, lid, "-w", "json"))
+    assert doc == {"leader": lid}
+    assert wait_for(lambda: json.loads(read(status))["leader"] == leader.name)
+    fails(raftfs_bin, 1, "it is the leader already", "member", "move-leader", a.mountpoint,
+          leader.name)
+    fails(raftfs_bin, 1, "no member 'n9' in the cluster", "member", "move-leader",
+          a.mountpoint, "n9")
+    ok(raftfs_bin, "member", "add", a.mountpoint, "n4=127.0.0.1:1", "--learner")
+    fails(raftfs_bin, 1, "it is not a voter", "member", "move-leader", a.mountpoint, "n4")
+    ok(raftfs_bin, "member", "remove", a.mountpoint, "n4")
+    fails(raftfs_bin, 2, "usage: raftfs member", "member", "move-leader", a.mountpoint)
 
 
 def test_member_added_after_compaction_gets_every_file_from_one_snapshot(cluster, ws, raftfs_bin):

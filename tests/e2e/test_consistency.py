@@ -271,3 +271,49 @@ def test_a_write_right_after_a_remote_rename_over_the_file_is_kept(cluster, extr
         if got != rewritten:
             lost.append((i, got[:30] if got else got))
     assert lost == [], f"{len(lost)} of 300 writes after a rename were lost: {lost[:5]}"
+
+
+def test_writes_during_a_commit_of_their_descriptor_are_kept(cluster):
+    """A commit (the close of a duplicate of the descriptor, an fsync, a chmod by path) takes a
+    descriptor's content as it is when proposed; what another thread writes while it is in flight
+    must stay to be committed at close, not be taken as committed with it. (The kernel holds the
+    inode's lock across a write, an fsync and a chmod, but not across a flush.)"""
+    import threading
+    n1, n2 = cluster(2)
+    path = os.path.join(n1.mountpoint, "busy")
+    other = os.path.join(n2.mountpoint, "busy")
+    with open(path, "wb") as f:
+        f.write(b"start")
+    lost = []
+    for rnd in range(60):
+        chunks = [b"%d.%d:" % (rnd, i) + b"y" * (i * 7 % 50) for i in range(40)]
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        done = threading.Event()
+
+        def committer():
+            while not done.is_set():
+                if rnd % 3 == 0:
+                    os.fsync(fd)
+                elif rnd % 3 == 1:
+                    os.chmod(path, 0o600 if rnd % 2 else 0o644)
+                else:
+                    os.close(os.dup(fd))
+
+        t = threading.Thread(target=committer)
+        t.start()
+        try:
+            for c in chunks:
+                os.write(fd, c)
+        finally:
+            done.set()
+            t.join()
+            os.close(fd)
+        want = b"".join(chunks)
+        got = open(path, "rb").read()
+        if got != want:
+            lost.append((rnd, len(want), len(got)))
+        deadline = time.monotonic() + 5
+        while open(other, "rb").read() != want and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert open(other, "rb").read() == got, rnd
+    assert lost == [], f"rounds whose last writes were lost (round, wanted, got): {lost}"

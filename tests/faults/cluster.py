@@ -9,7 +9,10 @@ Layout of one run (RUN is unique to the run: "rff" + pid + a random suffix):
 - faults on the network are nftables rules in the members' namespaces (table ip faults: a
   partition drops what comes from the cut peers; loss drops a share at random; duplication
   copies outgoing packets with `dup`), and `tc` qdiscs on eth0: netem where the kernel has it,
-  otherwise a token bucket (tbf) with a small rate, whose queue delays the peer traffic.
+  otherwise a token bucket (tbf) with a small rate, whose queue delays the peer traffic;
+- with clocks=True every member runs under libfaketime (Debian's faketime), its wall clock offset
+  by the file RUN/nI.faketime (Member.set_clock), re-read every second; the monotonic clock is
+  left true, as an NTP step or `date -s` leaves it.
 
 With a faultfs binary (Cluster(faultfs=...)), each member's data dir is a faultfs mount
 (faultfs.c) over a backing directory nI.disk, mounted before the member starts and unmounted
@@ -38,6 +41,7 @@ import harness  # noqa: E402  (tests/e2e/harness.py: Daemon start/stop escalatio
 
 SUBNET = "10.231.0"
 PEER_PORT = 2380
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
 def sh(argv, check=True, timeout=20, input=None):
@@ -91,6 +95,7 @@ class Member:
         self.daemon = None
         self.paused = False
         self.starts = 0
+        self.join_args = []  # after a re-add: joins the running cluster from an empty data dir
         self.backing = cluster.path(self.name + ".disk")  # under the faultfs layer
         self.disk = None  # the faultfs layer (a harness.Daemon), when the cluster has one
 
@@ -100,10 +105,35 @@ class Member:
                 "--name", self.name, "--data-dir", self.data_dir,
                 "--listen-peer", f"{self.addr}:{PEER_PORT}",
                 "--initial-cluster", c.initial_cluster, "--initial-cluster-token", c.run,
-                "--log-level", "info", *c.extra, self.mountpoint]
+                "--log-level", "info", *self.join_args, *c.extra, self.mountpoint]
+
+    def env(self):
+        """The daemon's environment: None (inherited), or with libfaketime preloaded."""
+        if not self.cluster.clocks:
+            return None
+        e = dict(os.environ, LD_PRELOAD=FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE=self.clock_file,
+                 FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_CACHE_DURATION="1")
+        # an ASan build refuses a library preloaded before its runtime unless told otherwise
+        e["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                   "verify_asan_link_order=0"]))
+        return e
+
+    @property
+    def clock_file(self):
+        return self.cluster.path(self.name + ".faketime")
+
+    def set_clock(self, offset):
+        """Steps this member's wall clock to real time + offset ("+0", "+1h", "-10m", "+1d"...:
+        libfaketime's relative form); it sees the change within a second."""
+        with open(self.clock_file + ".new", "w") as f:
+            f.write(offset + "\n")
+        os.replace(self.clock_file + ".new", self.clock_file)
 
     def start(self):
-        d = harness.Daemon(self.name, self.argv(), self.mountpoint, self.cluster.logdir)
+        if self.cluster.clocks and not os.path.exists(self.clock_file):
+            self.set_clock("+0")
+        d = harness.Daemon(self.name, self.argv(), self.mountpoint, self.cluster.logdir,
+                           self.env())
         # a stopped or killed member logs warnings and errors about its peers; those are the
         # faults, not failures: only sanitizer reports and FATAL lines count
         d.expect_error(r"\bERROR\b")
@@ -139,7 +169,8 @@ class Member:
 
     @property
     def alive(self):
-        return self.daemon is not None and self.daemon.proc.poll() is None
+        d = self.daemon  # other threads look while the nemesis restarts it
+        return d is not None and d.proc is not None and d.proc.poll() is None
 
     def signal(self, sig):
         if self.alive:
@@ -190,8 +221,10 @@ class Member:
 
 
 class Cluster:
-    def __init__(self, binary, n=3, extra=(), keep=None, faultfs=None, faultfs_args=()):
+    def __init__(self, binary, n=3, extra=(), keep=None, clocks=False, faultfs=None,
+                 faultfs_args=()):
         self.binary = os.path.abspath(binary)
+        self.clocks = clocks
         self.faultfs = os.path.abspath(faultfs) if faultfs else None
         self.faultfs_args = list(faultfs_args)  # e.g. --strict-dirs
         self.extra = list(extra)
@@ -389,6 +422,68 @@ class Cluster:
                     return sts[0]["revision"]
             time.sleep(0.3)
         raise harness.HarnessError(f"members did not converge within {timeout}s: {last}")
+
+    # --- membership ----------------------------------------------------------------------
+    def ctl(self, via, *args, timeout=20):
+        """`raftfs ARGS` run on member via's mount: (exit status, stdout + stderr)."""
+        try:
+            r = subprocess.run([self.binary, *args[:1], *args[1:2], via.mountpoint, *args[2:]],
+                               capture_output=True, text=True, timeout=timeout)
+            return r.returncode, (r.stdout + r.stderr).strip()
+        except subprocess.TimeoutExpired:
+            return -1, "timed out"
+
+    def voters(self, via):
+        """The names in the membership as via's status shows it, or None."""
+        st = via.status()
+        return None if st is None else sorted(x["name"] for x in st.get("members", []))
+
+    def remove(self, m, via, timeout=20):
+        """Removes m from the cluster through via. A removed member stops itself; one that has not
+        within timeout (it may never learn it) is killed. Returns (removed, what was said)."""
+        rc, out = self.ctl(via, "member", "remove", m.name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            names = self.voters(via)
+            if names is not None and m.name not in names:
+                break
+            time.sleep(0.3)
+        else:
+            return False, out
+        while m.alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if m.alive:
+            m.kill()
+        else:
+            m.daemon.abort_connection()  # nothing of the old mount may linger
+        return True, out
+
+    def readd(self, m, via, timeout=30):
+        """Adds m back as a learner through via, starts it on an empty data dir to join, waits
+        for its mount, then promotes it. Returns what was said; raises when it cannot."""
+        shutil.rmtree(m.data_dir, ignore_errors=True)
+        m.join_args = ["--initial-cluster-state", "existing"]  # any start from now on joins
+        said = []
+        deadline = time.monotonic() + timeout
+        while True:
+            rc, out = self.ctl(via, "member", "add", f"{m.name}={m.addr}:{PEER_PORT}",
+                               "--learner")
+            said.append(out)
+            if rc == 0 or "already exists" in out:
+                break
+            if time.monotonic() > deadline:
+                raise harness.HarnessError(f"member add {m.name}: {out}")
+            time.sleep(0.5)
+        m.start()
+        m.wait_mounted(timeout)
+        while True:
+            rc, out = self.ctl(via, "member", "promote", m.name)
+            said.append(out)
+            if rc == 0 or "a voter already" in out:
+                return said
+            if time.monotonic() > deadline + timeout:
+                raise harness.HarnessError(f"member promote {m.name}: {out}")
+            time.sleep(0.5)
 
     # --- teardown ------------------------------------------------------------------------
     def stop_members(self):

@@ -18,6 +18,13 @@ Families and faults:
   election timeout (1 s), then SIGCONT;
 - kill: SIGKILL of one member (leader or follower), a majority, or all, restarted at the end of
   the step on the same data dir;
+- member: leadership moved to a random follower (`raftfs member move-leader`, asked on a random
+  member), or a follower or the leader removed from the cluster (`raftfs member remove`; it
+  stops itself) and, at the step's end, added back as a learner on an empty data dir, joined and
+  promoted to voter;
+- clock: the wall clock of the leader or of a follower stepped forward or back (10 minutes, an
+  hour, a day), or every member's set apart (skew), for the step, then stepped back (libfaketime,
+  Cluster(clocks=True); the monotonic clock stays true, as after an NTP step);
 - power: a power cut of the leader, a follower, a majority or all: the members are stopped at one
   instant, their faultfs layers drop every byte not fsynced (cluster.power_cut), and they are
   restarted at the end of the step on what their disks kept. Needs the cluster's faultfs layer.
@@ -27,7 +34,7 @@ import random
 import threading
 import time
 
-FAMILIES = ("partition", "netem", "pause", "kill")
+FAMILIES = ("partition", "netem", "pause", "kill", "member", "clock")
 
 FAULTS = {
     "partition": ["isolate-leader", "isolate-follower", "split", "bridge", "isolate-all",
@@ -35,7 +42,10 @@ FAULTS = {
     "netem": ["loss", "dup", "delay", "mixed"],
     "pause": ["pause-leader", "pause-follower"],
     "kill": ["kill-leader", "kill-follower", "kill-majority", "kill-all"],
+    "member": ["move-leader", "readd-follower", "readd-leader"],
+    "clock": ["clock-leader", "clock-follower", "clock-skew"],
 }
+CLOCK_STEPS = ["+10m", "-10m", "+1h", "-1h", "+1d", "-1d"]
 
 # power cuts: each member's data dir on faultfs (cluster.Cluster(faultfs=...))
 FAMILIES += ("power",)
@@ -77,6 +87,8 @@ def schedule(seed, duration, families=FAMILIES, warmup=2.0, tail=3.0):
             dur = rng.uniform(1.5, 6.0)
         if fault == "bridge":
             params["via_leader"] = rng.random() < 0.5
+        if fam == "clock":
+            params["offsets"] = [rng.choice(CLOCK_STEPS) for _ in range(3)]
         if t + dur > duration - tail:
             break
         steps.append(Step(round(t, 2), fault, round(dur, 2), params))
@@ -212,6 +224,43 @@ class Nemesis(threading.Thread):
             c.power_cut(who)
             self._wait(end)
             self.restart(who)
+        elif f == "move-leader":
+            live = [m for m in c.members if m.alive and not m.paused]
+            to = self.follower(rng)
+            via = rng.choice(live)
+            rc, out = c.ctl(via, "member", "move-leader", to)
+            self.note(f"move-leader to {to} asked on {via.name}: {out}")
+            self._wait(end)
+        elif f in ("readd-follower", "readd-leader"):
+            who = c.member(self.leader_or_random(rng) if f == "readd-leader"
+                           else self.follower(rng))
+            via = rng.choice([m for m in c.members if m is not who and m.alive])
+            removed, out = c.remove(who, via)
+            self.note(f"{f}: remove {who.name} asked on {via.name}: {out}"
+                      + ("" if removed else " (still a member: nothing to add back)"))
+            self._wait(end)
+            if removed:
+                via = rng.choice([m for m in c.members if m is not who and m.alive])
+                try:
+                    said = c.readd(who, via)
+                    self.note(f"{f}: {who.name} added back through {via.name}: {said[-1]}")
+                except Exception as e:  # noqa: BLE001
+                    self.errors.append(f"member {who.name} could not be added back: {e}")
+                    raise
+        elif f in FAULTS["clock"]:
+            offs = st.params["offsets"]
+            if f == "clock-skew":
+                moved = list(zip(names, offs))
+            else:
+                who = self.leader_or_random(rng) if f == "clock-leader" else self.follower(rng)
+                moved = [(who, offs[0])]
+            self.note(f"{f}: wall clock of " + ", ".join(f"{n} {o}" for n, o in moved))
+            for n, o in moved:
+                c.member(n).set_clock(o)
+            self._wait(end)
+            for n, _ in moved:
+                c.member(n).set_clock("+0")
+            self.note(f"{f}: clocks stepped back")
         else:
             raise ValueError(f"unknown fault {f}")
 
@@ -239,6 +288,8 @@ class Nemesis(threading.Thread):
         for m in c.members:
             if m.paused:
                 m.resume()
+            if c.clocks:
+                m.set_clock("+0")
         dead = [m.name for m in c.members if m.daemon is not None and not m.alive]
         if dead:
             self.restart(dead)

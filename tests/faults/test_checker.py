@@ -9,6 +9,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import checker  # noqa: E402
+import leases  # noqa: E402
 from checker import Op, linearizable, minimal_failing  # noqa: E402
 
 _ids = iter(range(1, 1 << 30))
@@ -205,6 +206,48 @@ class Sequential(unittest.TestCase):
         # ...unless the writer's member had shown that rename's value before the open
         h.append(r(1, 1.5, "b", p=9, m="n1"))
         self.assertEqual(len(checker.lost_acks(h, self.revs, stale_ns=10)), 1)
+
+
+def lk(kind, member, call_s, ret_s, what):
+    x = leases.Look(kind, member, int(call_s * 1e9))
+    x.ret, x.what = int(ret_s * 1e9), what
+    return x
+
+
+def epoch(*looks, ttl=5):
+    ep = leases.Epoch(1)
+    ep.id, ep.ttl = 7, ttl
+    ep.looks = list(looks)
+    return ep
+
+
+class Leases(unittest.TestCase):
+    def test_expiry_after_the_ttl_of_the_last_renewal_passes(self):
+        ep = epoch(lk("grant", "n1", 0, 0.1, "ok"), lk("look", "n2", 0.2, 0.3, "present"),
+                   lk("renew", "n3", 1.0, 1.1, "ok"), lk("look", "n2", 6.05, 6.1, "absent"))
+        self.assertEqual(leases.lease_anomalies([ep], 0), [])
+
+    def test_absent_before_the_ttl_of_a_renewal_fails(self):
+        ep = epoch(lk("grant", "n1", 0, 0.1, "ok"), lk("look", "n2", 0.2, 0.3, "present"),
+                   lk("renew", "n3", 1.0, 1.1, "ok"), lk("look", "n2", 5.5, 5.9, "absent"))
+        out = leases.lease_anomalies([ep], 0)
+        self.assertEqual(len(out), 1)
+        self.assertTrue(out[0].startswith("ANOMALY lease-early: lease 7"), out[0])
+
+    def test_a_renewal_answered_not_found_too_soon_fails(self):
+        ep = epoch(lk("grant", "n1", 0, 0.1, "ok"), lk("renew", "n2", 2.0, 2.1, "gone"))
+        self.assertEqual(len(leases.lease_anomalies([ep], 0)), 1)
+
+    def test_absent_on_a_member_that_never_showed_it_is_no_proof(self):
+        # a lagging member need not have applied the put yet
+        ep = epoch(lk("grant", "n1", 0, 0.1, "ok"), lk("look", "n3", 0.5, 0.6, "absent"),
+                   lk("look", "n2", 0.5, 0.6, "present"), lk("look", "n3", 0.7, 0.8, "absent"))
+        self.assertEqual(leases.lease_anomalies([ep], 0), [])
+
+    def test_a_failed_renewal_holds_nothing(self):
+        ep = epoch(lk("grant", "n1", 0, 0.1, "ok"), lk("look", "n2", 0.2, 0.3, "present"),
+                   lk("renew", "n3", 3.0, 9.0, "error"), lk("look", "n2", 5.2, 5.3, "absent"))
+        self.assertEqual(leases.lease_anomalies([ep], 0), [])
 
 
 class Watches(unittest.TestCase):

@@ -69,6 +69,7 @@ def errname(e):
 
 # the ops a client picks from, with their weights (--ops chooses a subset)
 WEIGHTS = {"read": 45, "inplace": 20, "rename": 20, "create": 8, "mkdir": 7}
+ALL_OPS = tuple(WEIGHTS) + ("lease",)  # lease: the Lessee of leases.py, not a client op
 OPS = {"read": "read", "inplace": "write_inplace", "rename": "write_rename", "create": "create",
        "mkdir": "mkdir"}
 
@@ -400,14 +401,15 @@ def full_history(binary, member, upto, timeout=60):
 
 class Workload:
     def __init__(self, cluster, seed, keys=3, clients_per_member=2, pause_s=0.02, ops=None):
-        ops = list(ops or WEIGHTS)
+        ops = [o for o in (ops or WEIGHTS) if o in WEIGHTS]
         total = sum(WEIGHTS[o] for o in ops)
         acc = 0.0
         self.mix = []
         for o in ops:
             acc += WEIGHTS[o] / total
             self.mix.append((o, acc))
-        self.mix[-1] = (self.mix[-1][0], 1.01)
+        if self.mix:
+            self.mix[-1] = (self.mix[-1][0], 1.01)
         self.cluster = cluster
         self.seed = seed
         self.keys = keys
@@ -418,7 +420,7 @@ class Workload:
         self.inits = {}
         self.clients = []
         cid = 1
-        for m in cluster.members:
+        for m in cluster.members if self.mix else []:
             for _ in range(clients_per_member):
                 self.clients.append(Client(self, cid, m))
                 cid += 1

@@ -145,7 +145,63 @@ CHECK_TEST(a_rename_replayed_late_spares_inodes_made_after_it)
 	fs_itable_close(&it);
 }
 
+CHECK_TEST(exchange_swaps_the_names_and_their_trees)
+{
+	struct fs_itable it;
+	CHECK_EQ(fs_itable_init(&it), 0);
+	fs_itable_set_rev(&it, 10);
+	uint64_t a = fs_itable_lookup(&it, "/a");
+	uint64_t ax = fs_itable_lookup(&it, "/a/x");
+	uint64_t ay = fs_itable_lookup(&it, "/a/sub/y");
+	uint64_t b = fs_itable_lookup(&it, "/d/b");
+	uint64_t bx = fs_itable_lookup(&it, "/d/b/x");
+	uint64_t ab = fs_itable_lookup(&it, "/ab"); /* shares a prefix, not a parent */
+	fs_itable_set_rev(&it, 12);
+	/* made after the exchange applied, before its replay: under a name it stays (it stands for
+	   what the exchange put there), at a name it goes (the kernel exchanges what it holds) */
+	uint64_t later = fs_itable_lookup(&it, "/a/z");
+	fs_itable_forget(&it, b, 1);
+	uint64_t b2 = fs_itable_lookup(&it, "/d/b");
+	CHECK_EQ(fs_itable_exchange(&it, "/a", "/d/b", 11), 0);
+	CHECK_STR_EQ(path_of(&it, a), "/d/b");
+	CHECK_STR_EQ(path_of(&it, ax), "/d/b/x");
+	CHECK_STR_EQ(path_of(&it, ay), "/d/b/sub/y");
+	CHECK_STR_EQ(path_of(&it, b), "(none)"); /* forgotten */
+	CHECK_STR_EQ(path_of(&it, b2), "/a");
+	CHECK_STR_EQ(path_of(&it, bx), "/a/x");
+	CHECK_STR_EQ(path_of(&it, ab), "/ab");
+	CHECK_STR_EQ(path_of(&it, later), "/a/z");
+	CHECK_EQ(fs_itable_find(&it, "/a"), b2);
+	CHECK_EQ(fs_itable_find(&it, "/a/x"), bx);
+	CHECK_EQ(fs_itable_find(&it, "/d/b/x"), ax);
+	/* the exchange deleted and made both names again: their detach at the revision before it
+	   leaves the inodes it moved */
+	fs_itable_detach(&it, "/a", 11);
+	fs_itable_detach(&it, "/d/b", 11);
+	CHECK_STR_EQ(path_of(&it, b2), "/a");
+	CHECK_STR_EQ(path_of(&it, ax), "/d/b/x");
+	/* a later change does detach them */
+	fs_itable_detach(&it, "/a", 12);
+	CHECK_STR_EQ(path_of(&it, b2), "(stale)");
+	CHECK_STR_EQ(path_of(&it, bx), "(stale)");
+	CHECK_STR_EQ(path_of(&it, later), "(stale)");
+	CHECK_STR_EQ(path_of(&it, a), "/d/b");
+	CHECK_EQ(fs_itable_exchange(&it, "/q", "/q", 20), 0); /* with itself: nothing */
+	/* marked replaced by a remote exchange until its replay moves them */
+	fs_itable_set_rev(&it, 20);
+	uint64_t p = fs_itable_lookup(&it, "/p"), q = fs_itable_lookup(&it, "/q");
+	fs_itable_mark_replaced(&it, "/p", 21);
+	fs_itable_mark_replaced(&it, "/q", 20); /* made at 20: stands for what 20 put there */
+	CHECK(fs_itable_replaced(&it, p));
+	CHECK(!fs_itable_replaced(&it, q));
+	CHECK_EQ(fs_itable_exchange(&it, "/p", "/q", 20), 0);
+	CHECK(!fs_itable_replaced(&it, p));
+	CHECK_STR_EQ(path_of(&it, p), "/q");
+	fs_itable_close(&it);
+}
+
 CHECK_SUITE("fs-inode", CHECK_CASE(lookup_counts_and_forget),
 	    CHECK_CASE(rename_moves_a_tree_and_detaches_the_target), CHECK_CASE(detach_on_delete),
 	    CHECK_CASE(many_inodes_grow_the_table),
-	    CHECK_CASE(a_rename_replayed_late_spares_inodes_made_after_it))
+	    CHECK_CASE(a_rename_replayed_late_spares_inodes_made_after_it),
+	    CHECK_CASE(exchange_swaps_the_names_and_their_trees))

@@ -73,6 +73,18 @@ static void grant(struct env *e, int64_t id)
 	apply_req(e, &req);
 }
 
+/* Revokes lease id. */
+static void revoke_lease(struct env *e, int64_t id)
+{
+	Rpc__LeaseRevoke r = RPC__LEASE_REVOKE__INIT;
+	r.has_id = 1;
+	r.id = id;
+	Rpc__Request req = RPC__REQUEST__INIT;
+	req.op_case = RPC__REQUEST__OP_LEASE_REVOKE;
+	req.lease_revoke = &r;
+	apply_req(e, &req);
+}
+
 /* Encodes tb as a proposal would, frees it, applies it; returns whether its compares held. */
 static int apply(struct env *e, struct fs_txn *tb)
 {
@@ -165,6 +177,25 @@ static struct fs_txn *build_xattr(struct env *e, const char *path, const char *n
 	struct fs_txn *tb = txn();
 	CHECK_EQ(fs__txn_xattr(tb, &e->v, path, name, value, value ? strlen(value) : 0, flags), 0);
 	return tb;
+}
+
+/* Puts, straight into the store, a file under dir whose path is within 100 bytes of the limit. */
+static void put_deep(struct env *e, const char *dir)
+{
+	char deep[FS_PATH_MAX_BYTES + 1];
+	snprintf(deep, sizeof deep, "%s", dir);
+	while (strlen(deep) + 101 < FS_PATH_MAX_BYTES)
+		strcat(deep, "/dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
+	CHECK_EQ(store_put(e->s, &(struct store_put){.key = deep, .key_len = strlen(deep),
+						     .meta = meta(S_IFREG, 0644, 0, 0, T0)}, NULL), 0);
+}
+
+/* "/xxx...": a name of 200 bytes at the root, into buf[300]. */
+static void long_name(char *buf)
+{
+	memset(buf, 'x', 200);
+	buf[0] = '/';
+	buf[200] = '\0';
 }
 
 /* The errno a builder answers with (its txn is freed unused). */
@@ -574,12 +605,13 @@ CHECK_TEST(rename_moves_a_file_with_its_attributes)
 	store_close(e.s);
 }
 
-CHECK_TEST(rename_refuses_what_rename_2_refuses)
+CHECK_TEST(rename_and_exchange_refuse_what_renameat2_refuses)
 {
 	struct env e;
 	env_open(&e);
 	make(&e, "/d", S_IFDIR, NULL, T0);
 	make(&e, "/d/sub", S_IFDIR, NULL, T0);
+	make(&e, "/d/sub/in", S_IFDIR, NULL, T0);
 	make(&e, "/full", S_IFDIR, NULL, T0);
 	make(&e, "/full/x", S_IFREG, "x", T0);
 	make(&e, "/f", S_IFREG, "f", T0);
@@ -592,15 +624,22 @@ CHECK_TEST(rename_refuses_what_rename_2_refuses)
 		{"/none", "/x", 0, -ENOENT},         {"/d", "/d/sub/in", 0, -EINVAL},
 		{"/f", "/g", RENAME_NOREPLACE, -EEXIST}, {"/d", "/f", 0, -ENOTDIR},
 		{"/f", "/d", 0, -EISDIR},            {"/d/sub", "/full", 0, -ENOTEMPTY},
-		{"/f", "/h", RENAME_EXCHANGE, -EINVAL},
+		{"/f", "/h", RENAME_WHITEOUT, -EINVAL},
+		/* exchange: both names must exist, neither under the other, no other flag */
+		{"/f", "/none", RENAME_EXCHANGE, -ENOENT},
+		{"/none", "/f", RENAME_EXCHANGE, -ENOENT},
+		{"/d", "/d/sub/in", RENAME_EXCHANGE, -EINVAL},
+		{"/d/sub/in", "/d", RENAME_EXCHANGE, -EINVAL},
+		{"/f", "/g", RENAME_EXCHANGE | RENAME_NOREPLACE, -EINVAL},
+		{"/f", "/g", RENAME_EXCHANGE | RENAME_WHITEOUT, -EINVAL},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct fs_txn *tb = txn();
 		int rc = fs__txn_rename(tb, &e.v, cases[i].from, cases[i].to, cases[i].flags, T0);
 		fs__txn_free(tb);
 		if (rc != cases[i].rc)
-			CHECK_FAIL("rename %s %s: %d, not %d", cases[i].from, cases[i].to, rc,
-				   cases[i].rc);
+			CHECK_FAIL("rename %s %s (flags %u): %d, not %d", cases[i].from, cases[i].to,
+				   cases[i].flags, rc, cases[i].rc);
 	}
 	store_close(e.s);
 }
@@ -926,13 +965,7 @@ CHECK_TEST(lease_attach_binds_the_file_and_its_attributes)
 	CHECK_EQ(store_get(e.s, k, kl, 0, &kv), 0);
 	CHECK_EQ(kv.lease, 9);
 	/* the revoke takes them all in one revision */
-	Rpc__LeaseRevoke r = RPC__LEASE_REVOKE__INIT;
-	r.has_id = 1;
-	r.id = 9;
-	Rpc__Request req = RPC__REQUEST__INIT;
-	req.op_case = RPC__REQUEST__OP_LEASE_REVOKE;
-	req.lease_revoke = &r;
-	apply_req(&e, &req);
+	revoke_lease(&e, 9);
 	CHECK(!exists(&e, "/svc"));
 	CHECK(!has_xattr(&e, "/svc", "user.port"));
 	CHECK(!has_xattr(&e, "/svc", "user.proto"));
@@ -948,7 +981,254 @@ CHECK_TEST(lease_attach_binds_the_file_and_its_attributes)
 	store_close(e.s);
 }
 
+/* ---- exchange (renameat2 RENAME_EXCHANGE) ----------------------------------------------------- */
+
+static struct fs_txn *build_exchange(struct env *e, const char *a, const char *b, int64_t now)
+{
+	struct fs_txn *tb = txn();
+	CHECK_EQ(fs__txn_rename(tb, &e->v, a, b, RENAME_EXCHANGE, now), 0);
+	return tb;
+}
+
+/* key is a new generation made at rev (version 1). */
+static void check_made_at(struct env *e, const char *key, int64_t rev)
+{
+	struct store_kv kv;
+	KV(e, key, &kv);
+	if (kv.mod_revision != rev || kv.create_revision != rev || kv.version != 1)
+		CHECK_FAIL("%s: mod %lld, create %lld, version %lld; not made at %lld", key,
+			   (long long)kv.mod_revision, (long long)kv.create_revision,
+			   (long long)kv.version, (long long)rev);
+}
+
+CHECK_TEST(exchange_of_two_files_swaps_content_metadata_attributes_and_lease)
+{
+	struct env e;
+	env_open(&e);
+	make(&e, "/d", S_IFDIR, NULL, T0);
+	struct fs_txn *tb = txn();
+	struct store_meta ma = meta(S_IFREG, 0600, 1001, 101, T0 + 1);
+	CHECK_EQ(fs__txn_create(tb, &e.v, "/a", &ma, "short", 5, T0 + 1), 0);
+	CHECK(apply(&e, tb));
+	tb = txn();
+	struct store_meta mb = meta(S_IFREG, 0755, 1002, 102, T0 + 2);
+	const char *long_b = "a much longer content, of another length";
+	CHECK_EQ(fs__txn_create(tb, &e.v, "/d/b", &mb, long_b, strlen(long_b), T0 + 2), 0);
+	CHECK(apply(&e, tb));
+	CHECK(apply(&e, build_xattr(&e, "/a", "user.tag", "from a", 0)));
+	CHECK(apply(&e, build_xattr(&e, "/d/b", "user.tag", "from b", 0)));
+	CHECK(apply(&e, build_xattr(&e, "/d/b", "user.only_b", "b alone", 0)));
+	grant(&e, 7);
+	tb = txn();
+	CHECK_EQ(fs__txn_lease(tb, &e.v, "/a", 7), 0);
+	CHECK(apply(&e, tb));
+	int64_t before = store_rev(e.s);
+
+	tb = build_exchange(&e, "/a", "/d/b", T0 + 9);
+	CHECK_EQ(tb->n_cmp, 3); /* both names; /d's touch (the root is nobody's key) */
+	CHECK(apply(&e, tb));
+	int64_t rev = store_rev(e.s);
+	CHECK_EQ(rev, before + 1);
+	CHECK_VALUE(&e, "/a", long_b);
+	CHECK_VALUE(&e, "/d/b", "short");
+	struct store_kv kv;
+	KV(&e, "/a", &kv);
+	CHECK_EQ(kv.meta.mode, 0755);
+	CHECK_EQ(kv.meta.uid, 1002);
+	CHECK_EQ(kv.meta.gid, 102);
+	CHECK_EQ(kv.meta.mtime_ns, T0 + 2);
+	CHECK_EQ(kv.meta.ctime_ns, T0 + 9); /* each object's ctime is the exchange's */
+	CHECK_EQ(kv.lease, 0);
+	KV(&e, "/d/b", &kv);
+	CHECK_EQ(kv.meta.mode, 0600);
+	CHECK_EQ(kv.meta.uid, 1001);
+	CHECK_EQ(kv.meta.mtime_ns, T0 + 1);
+	CHECK_EQ(kv.meta.ctime_ns, T0 + 9);
+	CHECK_EQ(kv.lease, 7);
+	check_made_at(&e, "/a", rev);
+	check_made_at(&e, "/d/b", rev);
+	check_xattr(&e, "/a", "user.tag", "from b");
+	check_xattr(&e, "/a", "user.only_b", "b alone");
+	check_xattr(&e, "/d/b", "user.tag", "from a");
+	CHECK(!has_xattr(&e, "/d/b", "user.only_b"));
+	KV(&e, "/d", &kv);
+	CHECK_EQ(kv.mod_revision, rev); /* the parent that is a key was touched */
+	CHECK_EQ(kv.meta.mtime_ns, T0 + 9);
+	/* the lease went with its file: revoking it deletes /d/b and its attributes, not /a */
+	revoke_lease(&e, 7);
+	CHECK(!exists(&e, "/d/b"));
+	CHECK(!has_xattr(&e, "/d/b", "user.tag"));
+	CHECK_VALUE(&e, "/a", long_b);
+	check_xattr(&e, "/a", "user.tag", "from b");
+	store_close(e.s);
+}
+
+CHECK_TEST(exchange_of_two_directories_swaps_their_trees_in_one_revision)
+{
+	struct env e;
+	env_open(&e);
+	static const char *const dirs[] = {"/x", "/x/s", "/p", "/p/y", "/p/y/t"};
+	for (size_t i = 0; i < 5; i++)
+		make(&e, dirs[i], S_IFDIR, NULL, T0);
+	make(&e, "/x/f", S_IFREG, "x's f", T0);
+	make(&e, "/x/s/g", S_IFREG, "x's g", T0);
+	make(&e, "/p/y/f", S_IFREG, "y's f, longer", T0);
+	make(&e, "/p/y/t/h", S_IFREG, "y's h", T0);
+	make(&e, "/xy", S_IFREG, "a neighbour", T0);
+	CHECK(apply(&e, build_xattr(&e, "/x", "user.k", "x itself", 0)));
+	CHECK(apply(&e, build_xattr(&e, "/x/s/g", "user.k", "x's g", 0)));
+	CHECK(apply(&e, build_xattr(&e, "/p/y/t", "user.k", "y's t", 0)));
+	int64_t before = store_rev(e.s);
+	CHECK(apply(&e, build_exchange(&e, "/x", "/p/y", T0 + 9)));
+	int64_t rev = store_rev(e.s);
+	CHECK_EQ(rev, before + 1);
+	/* every name of each tree is under the other name now, made at the exchange */
+	static const char *const now[] = {"/x", "/x/f", "/x/t", "/x/t/h", "/p/y", "/p/y/f",
+					  "/p/y/s", "/p/y/s/g"};
+	for (size_t i = 0; i < 8; i++)
+		check_made_at(&e, now[i], rev);
+	CHECK_VALUE(&e, "/x/f", "y's f, longer");
+	CHECK_VALUE(&e, "/x/t/h", "y's h");
+	CHECK_VALUE(&e, "/p/y/f", "x's f");
+	CHECK_VALUE(&e, "/p/y/s/g", "x's g");
+	CHECK(!exists(&e, "/x/s"));
+	CHECK(!exists(&e, "/x/s/g"));
+	CHECK(!exists(&e, "/p/y/t"));
+	CHECK(!exists(&e, "/p/y/t/h"));
+	struct store_kv kv;
+	KV(&e, "/x/t", &kv);
+	CHECK_EQ(kv.meta.type, S_IFDIR);
+	KV(&e, "/x/f", &kv);
+	CHECK_EQ(kv.meta.ctime_ns, T0); /* what is under them is not changed */
+	check_xattr(&e, "/p/y", "user.k", "x itself");
+	CHECK(!has_xattr(&e, "/x", "user.k"));
+	check_xattr(&e, "/p/y/s/g", "user.k", "x's g");
+	check_xattr(&e, "/x/t", "user.k", "y's t");
+	CHECK(!has_xattr(&e, "/x/s/g", "user.k"));
+	CHECK_VALUE(&e, "/xy", "a neighbour");
+	KV(&e, "/xy", &kv);
+	CHECK_LT(kv.mod_revision, rev);
+	KV(&e, "/p", &kv);
+	CHECK_EQ(kv.mod_revision, rev);
+	/* and back: the same tree as before, one revision later */
+	CHECK(apply(&e, build_exchange(&e, "/p/y", "/x", T0 + 10)));
+	CHECK_VALUE(&e, "/x/f", "x's f");
+	CHECK_VALUE(&e, "/x/s/g", "x's g");
+	CHECK_VALUE(&e, "/p/y/t/h", "y's h");
+	check_xattr(&e, "/x", "user.k", "x itself");
+	store_close(e.s);
+}
+
+CHECK_TEST(exchange_of_a_file_with_a_directory)
+{
+	struct env e;
+	env_open(&e);
+	make(&e, "/dir", S_IFDIR, NULL, T0);
+	make(&e, "/dir/in", S_IFREG, "inside", T0);
+	make(&e, "/dir/sub", S_IFDIR, NULL, T0);
+	make(&e, "/file", S_IFREG, "a file", T0);
+	CHECK(apply(&e, build_exchange(&e, "/file", "/dir", T0 + 3)));
+	struct store_kv kv;
+	KV(&e, "/file", &kv);
+	CHECK_EQ(kv.meta.type, S_IFDIR);
+	KV(&e, "/dir", &kv);
+	CHECK_EQ(kv.meta.type, S_IFREG);
+	CHECK_VALUE(&e, "/dir", "a file");
+	CHECK_VALUE(&e, "/file/in", "inside");
+	KV(&e, "/file/sub", &kv);
+	CHECK_EQ(kv.meta.type, S_IFDIR);
+	CHECK(!exists(&e, "/dir/in"));
+	CHECK(!exists(&e, "/dir/sub"));
+	store_close(e.s);
+}
+
+CHECK_TEST(exchange_fails_cleanly_when_either_side_changed)
+{
+	struct env e;
+	env_open(&e);
+	make(&e, "/a", S_IFREG, "a1", T0);
+	make(&e, "/b", S_IFREG, "b1", T0);
+	make(&e, "/d", S_IFDIR, NULL, T0);
+	make(&e, "/d/sub", S_IFDIR, NULL, T0);
+	make(&e, "/d/sub/deep", S_IFREG, "deep", T0);
+	/* a write to either file between building and applying */
+	struct fs_txn *tb = build_exchange(&e, "/a", "/b", T0 + 1);
+	CHECK(apply(&e, build_write(&e, "/b", "b2, written meanwhile", T0 + 2)));
+	int64_t rev = store_rev(e.s);
+	CHECK(!apply(&e, tb));
+	CHECK_EQ(store_rev(e.s), rev);
+	CHECK_VALUE(&e, "/a", "a1");
+	CHECK_VALUE(&e, "/b", "b2, written meanwhile");
+	tb = build_exchange(&e, "/a", "/b", T0 + 3);
+	CHECK(apply(&e, build_write(&e, "/a", "a2", T0 + 4)));
+	CHECK(!apply(&e, tb));
+	CHECK_VALUE(&e, "/a", "a2");
+	/* a write deep in a directory's tree */
+	tb = build_exchange(&e, "/a", "/d", T0 + 5);
+	CHECK(apply(&e, build_write(&e, "/d/sub/deep", "deeper", T0 + 6)));
+	CHECK(!apply(&e, tb));
+	CHECK_VALUE(&e, "/a", "a2");
+	CHECK_VALUE(&e, "/d/sub/deep", "deeper");
+	/* the other side renamed away meanwhile */
+	tb = build_exchange(&e, "/a", "/b", T0 + 7);
+	CHECK(apply(&e, build_rename(&e, "/b", "/c", T0 + 8)));
+	CHECK(!apply(&e, tb));
+	CHECK(!exists(&e, "/b"));
+	CHECK_VALUE(&e, "/c", "b2, written meanwhile");
+	CHECK_VALUE(&e, "/a", "a2");
+	/* a create built before an exchange of its directory applies after it: the directory's
+	   name is a new generation, so the create's touch of it fails and changes nothing */
+	make(&e, "/e", S_IFDIR, NULL, T0);
+	struct fs_txn *create = build_create(&e, "/d/new", S_IFREG, "n", 1000, T0 + 9);
+	CHECK(apply(&e, build_exchange(&e, "/d", "/e", T0 + 10)));
+	rev = store_rev(e.s);
+	CHECK(!apply(&e, create));
+	CHECK_EQ(store_rev(e.s), rev);
+	CHECK(!exists(&e, "/d/new"));
+	CHECK(exists(&e, "/e/sub/deep"));
+	store_close(e.s);
+}
+
+CHECK_TEST(exchange_of_a_tree_too_deep_for_the_other_name_is_refused)
+{
+	struct env e;
+	env_open(&e);
+	make(&e, "/d", S_IFDIR, NULL, T0);
+	make(&e, "/d/sub", S_IFDIR, NULL, T0);
+	put_deep(&e, "/d/sub");
+	char longer[300];
+	long_name(longer);
+	make(&e, longer, S_IFREG, "long name", T0);
+	/* a key of either tree would grow past the path limit under the other name */
+	struct fs_txn *tb = txn();
+	CHECK_EQ(build_error(fs__txn_rename(tb, &e.v, "/d", longer, RENAME_EXCHANGE, T0), tb),
+		 -ENAMETOOLONG);
+	tb = txn();
+	CHECK_EQ(build_error(fs__txn_rename(tb, &e.v, longer, "/d", RENAME_EXCHANGE, T0), tb),
+		 -ENAMETOOLONG);
+	store_close(e.s);
+}
+
 /* ---- size ------------------------------------------------------------------------------------ */
+
+/* A regular file put straight into the store (faster than a txn each, for big trees). */
+static void put_straight(struct env *e, const char *path, const char *value)
+{
+	struct store_put p = {.key = path, .key_len = strlen(path), .value = value,
+			      .value_len = strlen(value), .meta = meta(S_IFREG, 0644, 0, 0, T0)};
+	CHECK_EQ(store_put(e->s, &p, NULL), 0);
+}
+
+/* Encodes tb (freed), CHECKs that the request is under 1 KiB, applies it and that it held. */
+static void apply_small(struct env *e, struct fs_txn *tb)
+{
+	uint8_t *buf;
+	size_t len;
+	CHECK_EQ(fs__txn_encode(tb, T0, &buf, &len), 0);
+	fs__txn_free(tb);
+	CHECK(len < 1024);
+	CHECK(apply_bytes(e, buf, len).succeeded);
+}
 
 CHECK_TEST(a_rename_of_any_size_is_one_small_request)
 {
@@ -960,20 +1240,12 @@ CHECK_TEST(a_rename_of_any_size_is_one_small_request)
 	for (int i = 0; i < 20000; i++) {
 		snprintf(path, sizeof path, "/big/%sf%05d", i % 2 ? "sub/" : "", i);
 		snprintf(value, sizeof value, "content %d%.*s", i, i % 17, "................");
-		struct store_put p = {.key = path, .key_len = strlen(path), .value = value,
-				      .value_len = strlen(value),
-				      .meta = meta(S_IFREG, 0644, 0, 0, T0)};
-		CHECK_EQ(store_put(e.s, &p, NULL), 0); /* straight into the store: faster */
+		put_straight(&e, path, value);
 	}
 	int64_t before = store_rev(e.s);
 	struct fs_txn *tb = txn();
 	CHECK_EQ(fs__txn_rename(tb, &e.v, "/big", "/moved", 0, T0 + 1), 0);
-	uint8_t *buf;
-	size_t len;
-	CHECK_EQ(fs__txn_encode(tb, T0, &buf, &len), 0);
-	fs__txn_free(tb);
-	CHECK(len < 1024); /* not the tree: a move of its prefixes */
-	CHECK(apply_bytes(&e, buf, len).succeeded);
+	apply_small(&e, tb); /* not the tree: a move of its prefixes */
 	CHECK_EQ(store_rev(e.s), before + 1);
 	for (int i = 0; i < 20000; i += 1999) {
 		snprintf(path, sizeof path, "/moved/%sf%05d", i % 2 ? "sub/" : "", i);
@@ -983,6 +1255,33 @@ CHECK_TEST(a_rename_of_any_size_is_one_small_request)
 		CHECK(!exists(&e, path));
 	}
 	CHECK(!exists(&e, "/big"));
+	store_close(e.s);
+}
+
+CHECK_TEST(an_exchange_of_any_size_is_one_small_request)
+{
+	struct env e;
+	env_open(&e);
+	make(&e, "/one", S_IFDIR, NULL, T0);
+	make(&e, "/two", S_IFDIR, NULL, T0);
+	char path[64], value[64];
+	for (int i = 0; i < 20000; i++) {
+		snprintf(path, sizeof path, "/%s/f%05d", i % 2 ? "one" : "two", i);
+		snprintf(value, sizeof value, "content %d", i);
+		put_straight(&e, path, value);
+	}
+	int64_t before = store_rev(e.s);
+	struct fs_txn *tb = txn();
+	CHECK_EQ(fs__txn_rename(tb, &e.v, "/one", "/two", RENAME_EXCHANGE, T0 + 1), 0);
+	apply_small(&e, tb); /* not the trees: a swap of their prefixes */
+	CHECK_EQ(store_rev(e.s), before + 1);
+	for (int i = 0; i < 20000; i += 1999) {
+		snprintf(path, sizeof path, "/%s/f%05d", i % 2 ? "two" : "one", i);
+		snprintf(value, sizeof value, "content %d", i);
+		CHECK_VALUE(&e, path, value);
+		snprintf(path, sizeof path, "/%s/f%05d", i % 2 ? "one" : "two", i);
+		CHECK(!exists(&e, path));
+	}
 	store_close(e.s);
 }
 
@@ -1000,15 +1299,9 @@ CHECK_TEST(a_rename_deep_in_whose_tree_a_file_changed_fails)
 	CHECK_VALUE(&e, "/t/a/f", "second, longer");
 	CHECK(!exists(&e, "/u"));
 	/* a key of the tree would grow past the path limit: refused before anything is proposed */
-	char deep[FS_PATH_MAX_BYTES + 1] = "/t/a";
-	while (strlen(deep) + 101 < FS_PATH_MAX_BYTES)
-		strcat(deep, "/dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
-	CHECK_EQ(store_put(e.s, &(struct store_put){.key = deep, .key_len = strlen(deep),
-						    .meta = meta(S_IFREG, 0644, 0, 0, T0)}, NULL), 0);
+	put_deep(&e, "/t/a");
 	char longer[300];
-	memset(longer, 'x', sizeof longer);
-	longer[0] = '/';
-	longer[200] = '\0';
+	long_name(longer);
 	tb = txn();
 	CHECK_EQ(build_error(fs__txn_rename(tb, &e.v, "/t", longer, 0, T0), tb), -ENAMETOOLONG);
 	store_close(e.s);
@@ -1025,9 +1318,14 @@ CHECK_SUITE("fs-txn", CHECK_CASE(create_makes_the_name_and_touches_its_parent),
 	    CHECK_CASE(unlink_removes_the_file_and_its_attributes),
 	    CHECK_CASE(rmdir_fails_when_a_child_was_created_meanwhile),
 	    CHECK_CASE(rename_moves_a_file_with_its_attributes),
-	    CHECK_CASE(rename_refuses_what_rename_2_refuses),
+	    CHECK_CASE(rename_and_exchange_refuse_what_renameat2_refuses),
 	    CHECK_CASE(rename_of_a_directory_moves_everything_in_one_revision),
 	    CHECK_CASE(rename_fails_when_a_moved_key_changed_since_seen),
+	    CHECK_CASE(exchange_of_two_files_swaps_content_metadata_attributes_and_lease),
+	    CHECK_CASE(exchange_of_two_directories_swaps_their_trees_in_one_revision),
+	    CHECK_CASE(exchange_of_a_file_with_a_directory),
+	    CHECK_CASE(exchange_fails_cleanly_when_either_side_changed),
+	    CHECK_CASE(exchange_of_a_tree_too_deep_for_the_other_name_is_refused),
 	    CHECK_CASE(setattr_changes_metadata_and_size),
 	    CHECK_CASE(setattr_fails_when_the_file_changed_since_seen),
 	    CHECK_CASE(setattr_of_a_file_created_here_creates_it),
@@ -1035,4 +1333,5 @@ CHECK_SUITE("fs-txn", CHECK_CASE(create_makes_the_name_and_touches_its_parent),
 	    CHECK_CASE(xattr_create_replace_and_remove_guards),
 	    CHECK_CASE(lease_attach_binds_the_file_and_its_attributes),
 	    CHECK_CASE(a_rename_of_any_size_is_one_small_request),
+	    CHECK_CASE(an_exchange_of_any_size_is_one_small_request),
 	    CHECK_CASE(a_rename_deep_in_whose_tree_a_file_changed_fails))

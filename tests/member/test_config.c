@@ -3,6 +3,11 @@
 #include "member/member.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int apply(struct fs_member_config *cfg, const char *const *flags, char *err, size_t errsz)
 {
@@ -116,6 +121,89 @@ CHECK_TEST(inconsistent_flags_are_refused)
 	CHECK_EQ(fs_config_flag(&c, "--mystery", "1", stderr), 0); /* not ours: left to the caller */
 }
 
+/* A file of mode `mode` in a fresh temp dir; its path into path[64]. */
+static void tmp_file(char *path, const char *name, mode_t mode)
+{
+	static char dir[64];
+	if (!dir[0]) {
+		strcpy(dir, "/tmp/rfs-config-XXXXXX");
+		CHECK(mkdtemp(dir) != NULL);
+	}
+	snprintf(path, 64, "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL);
+	fclose(f);
+	CHECK_EQ(chmod(path, mode), 0);
+}
+
+CHECK_TEST(peer_tls_flags_are_checked_together)
+{
+	char cert[64], key[64], ca[64], open_key[64], err[512];
+	tmp_file(cert, "n1.pem", 0644);
+	tmp_file(key, "n1-key.pem", 0600);
+	tmp_file(ca, "ca.pem", 0644);
+	tmp_file(open_key, "open-key.pem", 0644);
+	struct fs_member_config c;
+	static const struct {
+		const char *flags[9];
+		const char *message; /* NULL: accepted */
+	} cases[] = {
+		{{"--peer-cert-file", "C", NULL}, "--peer-cert-file and --peer-key-file go together"},
+		{{"--peer-trusted-ca-file", "A", NULL}, "need --peer-cert-file and --peer-key-file"},
+		{{"--peer-cert-file", "C", "--peer-key-file", "K", "--peer-client-cert-auth", "true",
+		  NULL}, "--peer-client-cert-auth needs --peer-trusted-ca-file"},
+		{{"--peer-cert-file", "C", "--peer-key-file", "K", "--peer-cert-allowed-cn", "x",
+		  NULL}, "--peer-cert-allowed-cn needs --peer-trusted-ca-file"},
+		{{"--peer-cert-file", "C", "--peer-key-file", "O", NULL},
+		 "is readable by group or others (mode 0644): chmod 600 it"},
+		{{"--peer-cert-file", "C", "--peer-key-file", "/nonexistent/k.pem", NULL},
+		 "--peer-key-file: /nonexistent/k.pem: No such file or directory"},
+		{{"--peer-auto-tls", "maybe", NULL}, "'maybe' is neither true nor false"},
+		{{"--peer-cert-file", "C", "--peer-key-file", "K", "--peer-trusted-ca-file", "A",
+		  NULL}, NULL},
+		{{"--peer-cert-file", "C", "--peer-key-file", "K", "--peer-trusted-ca-file", "A",
+		  "--peer-client-cert-auth", "false", NULL}, NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *flags[11];
+		int n = 0;
+		for (; cases[i].flags[n]; n++) {
+			const char *f = cases[i].flags[n];
+			flags[n] = !strcmp(f, "C") ? cert : !strcmp(f, "K") ? key : !strcmp(f, "A") ? ca
+				 : !strcmp(f, "O") ? open_key : f;
+		}
+		flags[n] = NULL;
+		fs_config_defaults(&c);
+		memset(err, 0, sizeof err);
+		int rc = apply(&c, flags, err, sizeof err);
+		if (!cases[i].message) {
+			CHECK_EQ(rc, 0);
+			continue;
+		}
+		CHECK_EQ(rc, -EINVAL);
+		if (!strstr(err, cases[i].message))
+			CHECK_FAIL("case %zu: \"%s\" lacks \"%s\"", i, err, cases[i].message);
+	}
+	/* client certificates are verified by default once a CA is given, unless turned off */
+	fs_config_defaults(&c);
+	const char *with_ca[] = {"--peer-cert-file", cert, "--peer-key-file", key,
+				 "--peer-trusted-ca-file", ca, NULL};
+	CHECK_EQ(apply(&c, with_ca, err, sizeof err), 0);
+	CHECK_EQ(c.peer_client_cert_auth, 1);
+	fs_config_defaults(&c);
+	const char *no_ca[] = {"--peer-cert-file", cert, "--peer-key-file", key, NULL};
+	CHECK_EQ(apply(&c, no_ca, err, sizeof err), 0);
+	CHECK_EQ(c.peer_client_cert_auth, 0);
+	CHECK(fs_config_flag_is_bool("--peer-auto-tls") && !fs_config_flag_is_bool("--name"));
+	unlink(cert);
+	unlink(key);
+	unlink(ca);
+	unlink(open_key);
+	*strrchr(cert, '/') = '\0';
+	rmdir(cert);
+}
+
 CHECK_SUITE("member-config", CHECK_CASE(three_members_derive_the_same_ids),
 	    CHECK_CASE(one_member_default), CHECK_CASE(bad_flags_get_a_clear_error),
-	    CHECK_CASE(inconsistent_flags_are_refused))
+	    CHECK_CASE(inconsistent_flags_are_refused),
+	    CHECK_CASE(peer_tls_flags_are_checked_together))

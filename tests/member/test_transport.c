@@ -99,6 +99,9 @@ static const struct fs_transport_callbacks callbacks = {on_message, on_unreachab
 							on_snapshot_sent, on_cluster_id,
 							on_refused_unknown};
 
+/* The TLS every node_start gives its node, or NULL for plaintext. */
+static const struct fs_transport_tls *node_tls;
+
 static void node_start(uv_loop_t *loop, struct node *n, uint64_t cluster, uint64_t id, int port,
 		       size_t max_frames)
 {
@@ -117,7 +120,8 @@ static void node_start(uv_loop_t *loop, struct node *n, uint64_t cluster, uint64
 					  .max_frame_bytes = 1 << 20,
 					  .backoff_min_ms = 5,
 					  .backoff_max_ms = 50,
-					  .snap_dir = n->snap_dir[0] ? n->snap_dir : NULL};
+					  .snap_dir = n->snap_dir[0] ? n->snap_dir : NULL,
+					  .tls = node_tls};
 	CHECK_EQ(fs_transport_start(&n->t, loop, &cfg, &callbacks, n), 0);
 	n->port = fs_transport_port(n->t);
 	CHECK_GT(n->port, 0);
@@ -535,6 +539,87 @@ CHECK_TEST(broken_snapshot_stream_leaves_no_file)
 	rmdir(b.snap_dir);
 }
 
+/*
+ * TLS with an automatic self-signed pair (made in a temp dir): messages in order both ways, a
+ * snapshot of several 1 MiB chunks, the peer's subject; then a plaintext member is refused by
+ * the TLS one and the other way round, each side saying "protocol mismatch", nothing delivered.
+ */
+CHECK_TEST(tls_carries_messages_and_snapshots_and_refuses_plaintext)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char dir[] = "/tmp/rfs-tls-XXXXXX", auto_dir[64];
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(auto_dir, sizeof auto_dir, "%s/peer", dir);
+	struct fs_transport_tls tls = {.auto_dir = auto_dir, .auto_host = "127.0.0.1",
+				       .auto_cn = "unit"};
+	int old, logfd = capture_log(&old);
+	struct node a = {0}, b = {0};
+	strcpy(b.snap_dir, "/tmp/rfs-snap-XXXXXX");
+	CHECK(mkdtemp(b.snap_dir) != NULL);
+	node_tls = &tls;
+	start_pair(&loop, &a, &b);
+	node_tls = NULL;
+	CHECK(strstr(fs_transport_security(a.t), "TLS 1.3") != NULL);
+	send_seq(&a, 2, 0, 1000);
+	CHECK(run_until(&loop, &b.received, 1000, 5000));
+	CHECK(b.in_order);
+	send_seq(&b, 1, 0, 10);
+	CHECK(run_until(&loop, &a.received, 10, 5000));
+	char subject[128];
+	CHECK_EQ(fs_transport_peer_subject(a.t, 2, subject, sizeof subject), 0);
+	CHECK_STR_EQ(subject, "O=raftfs,CN=unit");
+	size_t len = (7u << 20) / 2; /* 3.5 MiB: three whole chunks and a part */
+	uint8_t *data = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (uint8_t)(i * 2654435761u >> 11);
+	b.expect = data;
+	b.expect_len = len;
+	CHECK_EQ(fs_transport_send_snapshot(a.t, 2, "SNAP", 4, data, len, NULL, NULL), 0);
+	CHECK(run_until(&loop, &a.snaps_sent_ok, 1, 10000));
+	CHECK_EQ(b.snaps_received, 1);
+
+	/* member 3 speaks plaintext: neither side lets the other in */
+	struct node c = {0};
+	node_start(&loop, &c, CLUSTER, 3, 0, 0);
+	add_peer(&c, &a);
+	add_peer(&a, &c);
+	send_seq(&c, 1, 0, 5);
+	send_seq(&a, 3, 0, 5);
+	int never = 0;
+	run_until(&loop, &never, 1, 300);
+	CHECK_EQ(a.received, 10);
+	CHECK_EQ(c.received, 0);
+	CHECK(!fs_transport_connected(a.t, 3) && !fs_transport_connected(c.t, 1));
+	CHECK_EQ(fs_transport_peer_subject(c.t, 1, subject, sizeof subject), -ENOTSUP);
+	fs_log_set_fd(old);
+	char *log = read_log(logfd);
+	close(logfd);
+	const char *want[] = {
+		"protocol mismatch: plaintext, and this member takes TLS peers only",
+		"refused us: protocol mismatch: it takes TLS peers only",
+		"protocol mismatch: it speaks TLS and this member plaintext",
+		"TLS: protocol mismatch: it answered in plaintext",
+		"peer traffic is encrypted but members are not authenticated",
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		if (!strstr(log, want[i]))
+			CHECK_FAIL("log lacks \"%s\":\n%s", want[i], log);
+	node_stop(&loop, &a);
+	node_stop(&loop, &b);
+	node_stop(&loop, &c);
+	CHECK_EQ(uv_loop_close(&loop), 0);
+	free(data);
+	rmdir(b.snap_dir);
+	char path[96];
+	snprintf(path, sizeof path, "%s/cert.pem", auto_dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/key.pem", auto_dir);
+	unlink(path);
+	rmdir(auto_dir);
+	rmdir(dir);
+}
+
 CHECK_SUITE("member-transport", CHECK_CASE(handshake_and_ordered_delivery),
 	    CHECK_CASE(member_of_another_cluster_is_refused), CHECK_CASE(unknown_member_is_refused),
 	    CHECK_CASE(joining_member_learns_the_cluster_id),
@@ -542,4 +627,5 @@ CHECK_SUITE("member-transport", CHECK_CASE(handshake_and_ordered_delivery),
 	    CHECK_CASE(redials_a_restarted_peer), CHECK_CASE(hostile_input_is_refused_not_crashed),
 	    CHECK_CASE(partition_hook_drops_both_ways),
 	    CHECK_CASE(snapshot_streams_whole_or_not_at_all),
-	    CHECK_CASE(broken_snapshot_stream_leaves_no_file))
+	    CHECK_CASE(broken_snapshot_stream_leaves_no_file),
+	    CHECK_CASE(tls_carries_messages_and_snapshots_and_refuses_plaintext))

@@ -508,6 +508,158 @@ CHECK_TEST(move_of_many_keys_and_its_quota)
 	store_close(s);
 }
 
+/* The names of the events of one watch batch, in order: "-key" for a delete, "+key=value". */
+static void event_list(const struct store_watch_batch *b, int64_t rev, char *out, size_t cap)
+{
+	size_t n = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < b->n && n < cap; i++) {
+		const struct store_event *e = &b->events[i];
+		CHECK_EQ(e->kv.mod_revision, rev);
+		if (e->type == STORE_EVENT_DELETE)
+			n += (size_t)snprintf(out + n, cap - n, "%s-%.*s", n ? " " : "",
+					      (int)e->kv.key_len, (const char *)e->kv.key);
+		else
+			n += (size_t)snprintf(out + n, cap - n, "%s+%.*s=%.*s", n ? " " : "",
+					      (int)e->kv.key_len, (const char *)e->kv.key,
+					      (int)e->kv.value_len, (const char *)e->kv.value);
+	}
+}
+
+CHECK_TEST(swap_trades_two_trees_in_one_revision)
+{
+	struct store *s = open_store(0);
+	CHECK_EQ(store_lease_grant(s, 7, 60, 0), 0);
+	CHECK(put(s, "/a", "the key /a itself: not under /a/") > 0);
+	CHECK(put_lease(s, "/a/x", "a's x", 7) > 0);
+	CHECK(put(s, "/a/sub/y", "a's y") > 0);
+	CHECK(put(s, "/a/only", "only in a") > 0);
+	CHECK(put(s, "/b/x", "b's x") > 0);
+	CHECK(put(s, "/b/x", "b's x, second version") > 0);
+	CHECK(put(s, "/b/other", "only in b") > 0);
+	CHECK(put(s, "/ab", "a neighbour") > 0);
+	struct store_meta meta = {.mode = 0600, .uid = 5, .gid = 6, .atime_ns = 1, .mtime_ns = 2,
+				  .ctime_ns = 3};
+	struct store_put pm = {.key = "/a/only", .key_len = 7, .value = "only in a", .value_len = 9,
+			       .meta = meta};
+	CHECK_EQ(store_put(s, &pm, NULL), 0);
+	int64_t before = store_rev(s);
+	struct store_watch *w;
+	CHECK_EQ(store_watch_create(s, "/", 1, "0", 1, 0, STORE_WATCH_PREV_KV, &w, NULL), 0);
+	struct store_op op = {.type = STORE_OP_SWAP,
+			      .move = {.from = "/a/", .from_len = 3, .to = "/b/", .to_len = 3}};
+	struct store_txn t = {NULL, 0, &op, 1, NULL, 0};
+	struct store_txn_result tr;
+	CHECK_EQ(store_txn(s, &t, &tr), 0);
+	CHECK_EQ(tr.rev, before + 1);
+	CHECK_EQ(tr.results[0].moved, 5);
+	store_txn_result_free(&tr);
+	char buf[128];
+	struct store_kv kv;
+	/* a name on both sides trades values, each a new generation */
+	CHECK_STR_EQ(value_now(s, "/a/x", buf, sizeof buf, &kv), "b's x, second version");
+	CHECK_EQ(kv.version, 1);
+	CHECK_EQ(kv.create_revision, before + 1);
+	CHECK_EQ(kv.lease, 0);
+	CHECK_STR_EQ(value_now(s, "/b/x", buf, sizeof buf, &kv), "a's x");
+	CHECK_EQ(kv.version, 1);
+	CHECK_EQ(kv.lease, 7);
+	/* a name on one side goes to the other */
+	CHECK_STR_EQ(value_now(s, "/b/sub/y", buf, sizeof buf, NULL), "a's y");
+	CHECK_STR_EQ(value_now(s, "/b/only", buf, sizeof buf, &kv), "only in a");
+	CHECK_EQ(kv.meta.mode, 0600);
+	CHECK_EQ(kv.meta.uid, 5);
+	CHECK_EQ(kv.meta.gid, 6);
+	CHECK_EQ(kv.meta.atime_ns, 1);
+	CHECK_EQ(kv.meta.mtime_ns, 2);
+	CHECK_EQ(kv.meta.ctime_ns, 3);
+	CHECK_STR_EQ(value_now(s, "/a/other", buf, sizeof buf, NULL), "only in b");
+	CHECK(value_now(s, "/a/sub/y", buf, sizeof buf, NULL) == NULL);
+	CHECK(value_now(s, "/a/only", buf, sizeof buf, NULL) == NULL);
+	CHECK(value_now(s, "/b/other", buf, sizeof buf, NULL) == NULL);
+	/* outside both prefixes: untouched */
+	CHECK_STR_EQ(value_now(s, "/a", buf, sizeof buf, &kv), "the key /a itself: not under /a/");
+	CHECK(kv.mod_revision < before + 1);
+	CHECK_STR_EQ(value_now(s, "/ab", buf, sizeof buf, &kv), "a neighbour");
+	CHECK(kv.mod_revision < before + 1);
+	/* the revision before is history, as it was */
+	CHECK_EQ(get(s, "/a/x", before, buf, sizeof buf), 0);
+	CHECK_STR_EQ(buf, "a's x");
+	CHECK_EQ(get(s, "/b/x", before, buf, sizeof buf), 0);
+	CHECK_STR_EQ(buf, "b's x, second version");
+	CHECK_EQ(get(s, "/a/other", before, buf, sizeof buf), 0);
+	CHECK_STR_EQ(buf, "");
+	/* the watch: one revision, the deletes of both sides, then the puts */
+	struct store_watch_batch b;
+	char events[512];
+	CHECK_EQ(store_watch_next(w, 100, &b), 0);
+	event_list(&b, before + 1, events, sizeof events);
+	CHECK_STR_EQ(events, "-/a/only -/a/sub/y -/a/x -/b/other -/b/x "
+			     "+/b/only=only in a +/b/sub/y=a's y +/b/x=a's x "
+			     "+/a/other=only in b +/a/x=b's x, second version");
+	for (size_t i = 0; i < b.n; i++) /* a put is a new generation: nothing before it */
+		CHECK_EQ(b.events[i].has_prev, b.events[i].type == STORE_EVENT_DELETE);
+	store_watch_batch_free(&b);
+	/* the lease holds the key its file went to: revoking it deletes /b/x */
+	CHECK_EQ(store_lease_revoke(s, 7), 0);
+	CHECK(value_now(s, "/b/x", buf, sizeof buf, NULL) == NULL);
+	CHECK_STR_EQ(value_now(s, "/a/x", buf, sizeof buf, NULL), "b's x, second version");
+	/* swapping with an empty side is a move; overlapping or empty prefixes are refused */
+	int64_t now = store_rev(s);
+	op.move = (struct store_move){.from = "/b/", .from_len = 3, .to = "/c/", .to_len = 3};
+	CHECK_EQ(store_txn(s, &t, &tr), 0);
+	CHECK_EQ(tr.results[0].moved, 2);
+	store_txn_result_free(&tr);
+	CHECK_STR_EQ(value_now(s, "/c/sub/y", buf, sizeof buf, NULL), "a's y");
+	CHECK(value_now(s, "/b/only", buf, sizeof buf, NULL) == NULL);
+	CHECK_EQ(store_rev(s), now + 1);
+	now = store_rev(s);
+	const struct store_move bad[3] = {{.from = "/a/", .from_len = 3, .to = "/a/x/", .to_len = 5},
+					  {.from = "/a/x/", .from_len = 5, .to = "/a/", .to_len = 3},
+					  {.from = "/a/", .from_len = 3, .to = "", .to_len = 0}};
+	for (int i = 0; i < 3; i++) {
+		op.move = bad[i];
+		CHECK_EQ(store_txn(s, &t, &tr), -EINVAL);
+	}
+	CHECK_EQ(store_rev(s), now);
+	/* compaction at the swap's revision and a snapshot keep the same key space */
+	struct store *r = restored(s, NULL);
+	check_same_hash(s, r);
+	store_close(r);
+	CHECK_EQ(store_compact(s, before + 1), 0);
+	CHECK_STR_EQ(value_now(s, "/a/x", buf, sizeof buf, NULL), "b's x, second version");
+	CHECK_STR_EQ(value_now(s, "/a/other", buf, sizeof buf, NULL), "only in b");
+	r = restored(s, NULL);
+	check_same_hash(s, r);
+	store_close(r);
+	store_watch_cancel(w);
+	store_close(s);
+}
+
+CHECK_TEST(swap_over_the_quota_changes_nothing)
+{
+	struct store *s = open_store(64 * 1024);
+	char key[64], buf[64];
+	for (int i = 0; i < 200; i++) { /* ~22 KB on each side of the 64: both copies do not fit */
+		snprintf(key, sizeof key, "/q/%03d", i);
+		CHECK(put(s, key, "0123456789012345678901234567890123456789") > 0);
+		snprintf(key, sizeof key, "/r/%03d", i);
+		CHECK(put(s, key, "abcdefghijabcdefghijabcdefghijabcdefghij") > 0);
+	}
+	int64_t before = store_rev(s);
+	struct store_op op = {.type = STORE_OP_SWAP,
+			      .move = {.from = "/q/", .from_len = 3, .to = "/r/", .to_len = 3}};
+	struct store_txn t = {NULL, 0, &op, 1, NULL, 0};
+	struct store_txn_result tr;
+	CHECK_EQ(store_txn(s, &t, &tr), STORE_ENOSPACE);
+	CHECK_EQ(store_rev(s), before);
+	CHECK_STR_EQ(value_now(s, "/q/000", buf, sizeof buf, NULL),
+		     "0123456789012345678901234567890123456789");
+	CHECK_STR_EQ(value_now(s, "/r/000", buf, sizeof buf, NULL),
+		     "abcdefghijabcdefghijabcdefghijabcdefghij");
+	store_close(s);
+}
+
 CHECK_TEST(range_compare_holds_for_every_key_of_the_range)
 {
 	struct store *s = open_store(0);
@@ -1339,6 +1491,8 @@ CHECK_SUITE("store-kv", CHECK_CASE(keyindex_seed000_walkthrough), CHECK_CASE(key
 	    CHECK_CASE(txn_is_one_revision),
 	    CHECK_CASE(move_is_one_revision_and_keeps_everything_but_the_key),
 	    CHECK_CASE(move_of_many_keys_and_its_quota),
+	    CHECK_CASE(swap_trades_two_trees_in_one_revision),
+	    CHECK_CASE(swap_over_the_quota_changes_nothing),
 	    CHECK_CASE(range_compare_holds_for_every_key_of_the_range),
 	    CHECK_CASE(watch_history_progress_and_compaction),
 	    CHECK_CASE(lease_expiry_with_injected_clock), CHECK_CASE(quota_alarm),

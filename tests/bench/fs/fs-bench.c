@@ -19,6 +19,12 @@
  *                              serves files with direct I/O), each read checked against what
  *                              was written
  *
+ * and, unless --no-tls, a second 3-member raftfs cluster whose members speak mutual TLS on the
+ * peer port (certificates made by examples/certs.sh in the data dir) takes the same write rounds,
+ * before etcd's (and before the plaintext cluster's in every other round), the others idle
+ * meanwhile, driven through the member of the same role (leader or follower) as the plaintext
+ * cluster's (issue 22);
+ *
  * then stops raftfs, runs the 64 readers on fuse-floor (below) in both its read modes and the 64
  * writers on it in its write mode, alone and with each file replayed on two more fuse-floors as
  * raftfs's other members replay it, runs etcd's serializable ranges of existing keys at 64
@@ -55,6 +61,9 @@
  *                                                               FUSE costs a 3-member raftfs per
  *                                                               file, against
  *                                                               fs_write_and_replay_per_s_64
+ *   fs_write_per_s_1_tls fs_write_p50_us_1_tls ..._p99_us_1_tls (and _64) the TLS cluster's writes
+ *   fs_tls_write_p50_ratio_1, fs_tls_write_per_s_ratio_64       TLS over plaintext, and issue 22's
+ *   fs_target_tls_write_p50_1_met, ..._per_s_64_met             targets: p50 <= 1.1x, per_s >= 0.9x
  *   fs_writer_on_leader, etcd_writer_on_leader                  whether the driven mount / the
  *                                                               single client's member leads: the
  *                                                               figures depend on it
@@ -70,13 +79,13 @@
  *
  * Usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]
  *                 [--read-seconds S] [--threads N] [--rounds N] [--max-seconds S] [--no-etcd]
- *                 [--keep] [--on-leader] [--member-flag ARG]...
+ *                 [--no-tls] [--keep] [--on-leader] [--member-flag ARG]...
  * --member-flag passes ARG on to every `raftfs mount` (once per word: --member-flag
  * --snapshot-count --member-flag 100000).
  * --on-leader drives the leader's mount and puts the single etcd client on etcd's leader, instead
  * of n1 and member 1 (which are the leader or a follower as the elections fall).
  * Every phase is a fixed number of operations (or seconds) under a time cap, and a watchdog ends
- * the whole run after --max-seconds (180). Whatever happens (failure, SIGINT/SIGTERM/SIGHUP, exit)
+ * the whole run after --max-seconds (300). Whatever happens (failure, SIGINT/SIGTERM/SIGHUP, exit)
  * it unmounts and stops every member it started (raftfs umount, then SIGTERM, SIGKILL and
  * `fusermount3 -u -z` as last resorts); members also get SIGTERM should the bench itself be killed
  * (PR_SET_PDEATHSIG), and the etcd script stops its cluster when the bench's pipe closes. Data dirs
@@ -119,12 +128,16 @@
 #ifndef RAFTFS_BIN
 #define RAFTFS_BIN "build/fs/raftfs"
 #endif
+#ifndef CERTS_SCRIPT
+#define CERTS_SCRIPT "examples/certs.sh"
+#endif
 #ifndef ETCD_CLUSTER_SCRIPT
 #define ETCD_CLUSTER_SCRIPT "tests/bench/etcd/etcd_cluster.sh"
 #endif
 
 #define VALUE_SIZE BENCH_VALUE_SIZE
 #define MEMBERS 3
+#define SLOTS (2 * MEMBERS) /* the plain cluster's members, then the TLS cluster's */
 #define MAX_THREADS 256
 #define MAX_ENDPOINTS 8
 #define REQUEST_TIMEOUT_MS 10000
@@ -132,7 +145,8 @@
 #define WARMUP_OPS 50
 
 static struct {
-	const char *raftfs, *script, *fuse_floor;
+	const char *raftfs, *script, *fuse_floor, *certs_script;
+	int no_tls; /* --no-tls: no second cluster with mutual TLS */
 	char *member_flags[32]; /* --member-flag: extra `raftfs mount` arguments */
 	int n_member_flags;
 	long write1_ops, write64_ops;
@@ -147,7 +161,7 @@ static struct {
 	.read_seconds = 3.0,
 	.threads = 64,
 	.rounds = 3,
-	.max_seconds = 180,
+	.max_seconds = 300,
 };
 
 #define now_s bench_now_s
@@ -164,15 +178,20 @@ static void sleep_ms(int ms)
 
 static char data_base[192];  /* /var/tmp/fs-bench.XXXXXX: data dirs n1..n3 */
 static char mnt_base[64];         /* /tmp/fsb.XXXXXX: mount points n1..n3 */
-static char data_dir[MEMBERS][224];
-static char mnt[MEMBERS][96];
-static volatile pid_t member_pid[MEMBERS] = {-1, -1, -1};
+static char data_dir[SLOTS][224];
+static char mnt[SLOTS][96];
+static volatile pid_t member_pid[SLOTS] = {-1, -1, -1, -1, -1, -1};
+static char certs_dir[256];       /* the TLS cluster's certificates (examples/certs.sh) */
+static int fs_base;               /* the first slot of the cluster measured: 0, or MEMBERS (TLS) */
+static int drive_of[2];           /* the slot driven in each cluster */
+static int tls_up;                /* the TLS cluster started and has not failed */
 static volatile sig_atomic_t interrupted;
 static atomic_int stop_all;       /* workers stop at their next op */
 static atomic_int cleaning;       /* main is in cleanup (the watchdog leaves it alone) */
 static atomic_int cleaned;
 static double run_started;
-static int drive;                 /* the mount driven: n1, or the leader with --on-leader */
+static int drive;                 /* the mount driven: n1, or the leader with --on-leader (a slot
+				   * of the cluster measured) */
 static int etcd_drive;            /* the endpoint of the single etcd client: 1, or the leader */
 static int failed;                /* keep the data dirs */
 static int fs_up, etcd_up;        /* the side started and has not failed */
@@ -266,7 +285,7 @@ static int member_reaped(int i)
 static int members_alive(void)
 {
 	int n = 0;
-	for (int i = 0; i < MEMBERS; i++)
+	for (int i = 0; i < SLOTS; i++)
 		n += !member_reaped(i);
 	return n;
 }
@@ -285,8 +304,8 @@ static void wait_members(double timeout_s)
 static void stop_members(void)
 {
 	double t0 = now_s();
-	int order[MEMBERS] = {1, 2, 0};
-	for (int k = 0; k < MEMBERS; k++) {
+	int order[SLOTS] = {1, 2, 0, 4, 5, 3};
+	for (int k = 0; k < SLOTS; k++) {
 		int i = order[k];
 		if (mnt[i][0] && is_mounted(mnt[i], 1)) {
 			char *argv[] = {(char *)opt.raftfs, "umount", mnt[i], NULL};
@@ -296,7 +315,7 @@ static void stop_members(void)
 	}
 	wait_members(20);
 	if (members_alive()) {
-		for (int i = 0; i < MEMBERS; i++)
+		for (int i = 0; i < SLOTS; i++)
 			if (member_pid[i] > 0) {
 				fprintf(stderr, "# member n%d (pid %d) still running 20 s after its "
 						"unmount: SIGTERM\n",
@@ -305,7 +324,7 @@ static void stop_members(void)
 			}
 		wait_members(10);
 	}
-	for (int i = 0; i < MEMBERS; i++)
+	for (int i = 0; i < SLOTS; i++)
 		if (member_pid[i] > 0) {
 			fprintf(stderr, "# member n%d (pid %d) ignored SIGTERM: SIGKILL\n", i + 1,
 				(int)member_pid[i]);
@@ -313,7 +332,7 @@ static void stop_members(void)
 			failed = 1;
 		}
 	wait_members(5);
-	for (int i = 0; i < MEMBERS; i++)
+	for (int i = 0; i < SLOTS; i++)
 		if (mnt[i][0] && is_mounted(mnt[i], 0)) {
 			fprintf(stderr, "# %s still mounted: fusermount3 -u -z\n", mnt[i]);
 			char *argv[] = {"fusermount3", "-u", "-z", mnt[i], NULL};
@@ -357,7 +376,7 @@ static void cleanup_all(void)
 	stop_members();
 	stop_floor();
 	bench_cluster_stop(&etcd_proc);
-	for (int i = 0; i < MEMBERS; i++)
+	for (int i = 0; i < SLOTS; i++)
 		if (mnt[i][0] && !is_mounted(mnt[i], 0))
 			rmdir(mnt[i]);
 	if (mnt_base[0])
@@ -393,7 +412,7 @@ static void *watchdog_main(void *arg)
 			if (t > hard_cleanup) {
 				fprintf(stderr, "fs-bench: cleanup hangs: killing members, lazy "
 						"unmounts, exiting\n");
-				for (int i = 0; i < MEMBERS; i++) {
+				for (int i = 0; i < SLOTS; i++) {
 					if (member_pid[i] > 0)
 						kill(member_pid[i], SIGKILL);
 					if (mnt[i][0]) {
@@ -419,14 +438,14 @@ static void *watchdog_main(void *arg)
 		/* Workers stuck in a FUSE request for 10 s: end the members, which fails it. */
 		if (soft > 0 && stage == 0 && t > soft + 10) {
 			fprintf(stderr, "fs-bench: requests still hang: SIGTERM to the members\n");
-			for (int i = 0; i < MEMBERS; i++)
+			for (int i = 0; i < SLOTS; i++)
 				if (member_pid[i] > 0)
 					kill(member_pid[i], SIGTERM);
 			stage = 1;
 		}
 		if (stage == 1 && t > soft + 20) {
 			fprintf(stderr, "fs-bench: requests still hang: SIGKILL to the members\n");
-			for (int i = 0; i < MEMBERS; i++)
+			for (int i = 0; i < SLOTS; i++)
 				if (member_pid[i] > 0)
 					kill(member_pid[i], SIGKILL);
 			stage = 2;
@@ -470,8 +489,9 @@ static int free_ports(int n, int *ports)
 static int start_member(int i, const char *cluster, const int *ports, const char *token)
 {
 	char name[16], listen[64];
-	snprintf(name, sizeof name, "n%d", i + 1);
-	snprintf(listen, sizeof listen, "127.0.0.1:%d", ports[i]);
+	static char tls_files[SLOTS][3][320];
+	snprintf(name, sizeof name, "n%d", i % MEMBERS + 1);
+	snprintf(listen, sizeof listen, "127.0.0.1:%d", ports[i % MEMBERS]);
 	if (mkdir(data_dir[i], 0700) < 0 || mkdir(mnt[i], 0755) < 0)
 		return -errno;
 	char log[256];
@@ -483,6 +503,17 @@ static int start_member(int i, const char *cluster, const int *ports, const char
 	int n = 12;
 	for (int k = 0; k < opt.n_member_flags; k++)
 		args[n++] = opt.member_flags[k];
+	if (i >= MEMBERS) { /* mutual TLS with the certificates of examples/certs.sh */
+		snprintf(tls_files[i][0], sizeof tls_files[i][0], "%s/%s.pem", certs_dir, name);
+		snprintf(tls_files[i][1], sizeof tls_files[i][1], "%s/%s-key.pem", certs_dir, name);
+		snprintf(tls_files[i][2], sizeof tls_files[i][2], "%s/ca.pem", certs_dir);
+		args[n++] = "--peer-cert-file";
+		args[n++] = tls_files[i][0];
+		args[n++] = "--peer-key-file";
+		args[n++] = tls_files[i][1];
+		args[n++] = "--peer-trusted-ca-file";
+		args[n++] = tls_files[i][2];
+	}
 	args[n++] = "-f";
 	args[n++] = mnt[i];
 	args[n] = NULL;
@@ -520,32 +551,37 @@ static int read_xattr(const char *path, const char *name, char *out, size_t cap)
 	return 0;
 }
 
-/* Starts three members and waits until every mount is live and n1 knows a leader. */
-static int cluster_fs_start(void)
+/*
+ * Starts three members in slots base.. (0: plaintext, MEMBERS: TLS) and waits until every mount
+ * is live and n1 knows a leader; sets drive_of for the cluster.
+ */
+static int cluster_fs_start(int base)
 {
 	int ports[MEMBERS];
 	int r = free_ports(MEMBERS, ports);
 	if (r < 0)
 		return r;
+	const char *kind = base ? "tls-" : "", *suffix = base ? "_tls" : "";
 	char cluster[256] = "", token[64];
 	for (int i = 0; i < MEMBERS; i++) {
 		size_t l = strlen(cluster);
 		snprintf(cluster + l, sizeof cluster - l, "%sn%d=127.0.0.1:%d", i ? "," : "", i + 1,
 			 ports[i]);
-		snprintf(data_dir[i], sizeof data_dir[i], "%s/n%d", data_base, i + 1);
-		snprintf(mnt[i], sizeof mnt[i], "%s/n%d", mnt_base, i + 1);
+		snprintf(data_dir[base + i], sizeof data_dir[0], "%s/%sn%d", data_base, kind, i + 1);
+		snprintf(mnt[base + i], sizeof mnt[0], "%s/%sn%d", mnt_base, base ? "t" : "", i + 1);
 	}
-	snprintf(token, sizeof token, "fs-bench-%d", (int)getpid());
-	for (int i = 0; i < MEMBERS; i++)
+	snprintf(token, sizeof token, "fs-bench-%d%s", (int)getpid(), suffix);
+	for (int i = base; i < base + MEMBERS; i++)
 		if ((r = start_member(i, cluster, ports, token)) < 0) {
-			fprintf(stderr, "fs-bench: starting n%d: %s\n", i + 1, strerror(-r));
+			fprintf(stderr, "fs-bench: starting %sn%d: %s\n", kind, i - base + 1,
+				strerror(-r));
 			return r;
 		}
 	double t0 = now_s(), deadline = t0 + 30;
 	int live = 0;
 	while (live < MEMBERS && now_s() < deadline && !interrupted) {
 		live = 0;
-		for (int i = 0; i < MEMBERS; i++) {
+		for (int i = base; i < base + MEMBERS; i++) {
 			if (member_reaped(i)) {
 				fprintf(stderr, "fs-bench: member n%d exited before its mount was live\n",
 					i + 1);
@@ -562,9 +598,9 @@ static int cluster_fs_start(void)
 		return -ETIMEDOUT;
 	}
 	/* A leader, as n1 sees it. */
-	char leader[64] = "", self[MEMBERS][64];
+	char leader[64] = "", self[SLOTS][64];
 	while (now_s() < deadline && !interrupted) {
-		if (read_xattr(mnt[0], "user.raftfs.leader", leader, sizeof leader) == 0 &&
+		if (read_xattr(mnt[base], "user.raftfs.leader", leader, sizeof leader) == 0 &&
 		    strspn(leader, "0") != strlen(leader))
 			break;
 		leader[0] = '\0';
@@ -575,18 +611,31 @@ static int cluster_fs_start(void)
 		return -ETIMEDOUT;
 	}
 	int leader_idx = -1;
-	for (int i = 0; i < MEMBERS; i++)
+	for (int i = base; i < base + MEMBERS; i++)
 		if (read_xattr(mnt[i], "user.raftfs.member", self[i], sizeof self[i]) == 0 &&
 		    !strcmp(self[i], leader))
-			leader_idx = i;
-	fprintf(stderr, "# raftfs: 3 members live in %.1f s, mounts %s/n1..n3, data %s; leader n%d "
-			"(%s)\n",
-		now_s() - t0, mnt_base, data_base, leader_idx + 1, leader);
-	if (opt.on_leader && leader_idx >= 0)
-		drive = leader_idx;
-	fprintf(stderr, "# driving n%d\n", drive + 1);
-	printf("fs_writer_on_leader: %d\n", leader_idx == drive);
+			leader_idx = i - base;
+	fprintf(stderr, "# raftfs%s: 3 members live in %.1f s, mounts %s/%sn1..n3, data %s/%sn1..; "
+			"leader n%d (%s)\n",
+		base ? " with mutual TLS" : "", now_s() - t0, mnt_base, base ? "t" : "", data_base,
+		kind, leader_idx + 1, leader);
+	int d = opt.on_leader && leader_idx >= 0 ? leader_idx : 0;
+	static int plain_on_leader; /* the plaintext cluster's driven member leads */
+	if (!base)
+		plain_on_leader = leader_idx == d;
+	else if (leader_idx >= 0) /* the TLS cluster's driven member has the same role */
+		d = plain_on_leader ? leader_idx : (leader_idx + 1) % MEMBERS;
+	drive_of[base ? 1 : 0] = base + d;
+	fprintf(stderr, "# driving %sn%d\n", kind, d + 1);
+	printf("fs_writer_on_leader%s: %d\n", suffix, leader_idx == d);
 	return 0;
+}
+
+/* Measures the plaintext cluster (0) or the TLS one (1) from now on. */
+static void use_cluster(int tls)
+{
+	fs_base = tls ? MEMBERS : 0;
+	drive = drive_of[tls];
 }
 
 /* ---- workers -------------------------------------------------------------------------------- */
@@ -991,7 +1040,7 @@ static double replay_catchup_ms(void)
 	double t0 = now_s();
 	while (now_s() - t0 < 60 && !interrupted) {
 		long most = 0;
-		for (int m = 0; m < MEMBERS && most >= 0; m++) {
+		for (int m = fs_base; m < fs_base + MEMBERS && most >= 0; m++) {
 			long b = replay_backlog(m);
 			most = b < 0 ? -1 : b > most ? b : most;
 		}
@@ -1032,12 +1081,26 @@ static int check_file_on(int m, const char *phase, int thread, long i)
 	return -EPROTO;
 }
 
-/* Starts the raftfs cluster, makes the phases' directories and warms the write path up. */
-static int fs_start(void)
+/*
+ * Starts a raftfs cluster (TLS: in slots MEMBERS.., with certificates made by examples/certs.sh),
+ * makes the phases' directories and warms the write path up; measures that cluster afterwards.
+ */
+static int fs_start(int tls)
 {
-	int r = cluster_fs_start();
-	if (r < 0)
+	int r;
+	if (tls) {
+		snprintf(certs_dir, sizeof certs_dir, "%s/certs", data_base);
+		char *argv[] = {(char *)opt.certs_script, certs_dir, "n1=127.0.0.1", "n2=127.0.0.1",
+				"n3=127.0.0.1", NULL};
+		if (run_cmd(argv, 60) != 0) {
+			fprintf(stderr, "fs-bench: %s could not make the certificates\n",
+				opt.certs_script);
+			return -EIO;
+		}
+	}
+	if ((r = cluster_fs_start(tls ? MEMBERS : 0)) < 0)
 		return r;
+	use_cluster(tls);
 	if ((r = mkdir_phase("warm", 1)) < 0 || (r = mkdir_phase("w1", 1)) < 0 ||
 	    (r = mkdir_phase("w1x", 1)) < 0 || (r = mkdir_phase("w64", opt.threads)) < 0)
 		return r;
@@ -1328,14 +1391,16 @@ static void resume_workers(void)
 }
 
 /* A side (raftfs when fs, else etcd) failed: it is left out of what follows. */
+/* Side fs = 0: etcd, 1: raftfs, 2: raftfs with TLS (the one measured now) failed. */
 static void side_failed(int fs, int r)
 {
-	*(fs ? &fs_up : &etcd_up) = 0;
+	*(fs == 2 ? &tls_up : fs ? &fs_up : &etcd_up) = 0;
 	if (interrupted)
 		return;
 	failed = 1;
-	fprintf(stderr, "fs-bench: the %s side FAILED: %s\n", fs ? "raftfs" : "etcd", strerror(-r));
-	for (int i = 0; fs && i < MEMBERS; i++)
+	fprintf(stderr, "fs-bench: the %s side FAILED: %s\n",
+		fs == 2 ? "raftfs with TLS" : fs ? "raftfs" : "etcd", strerror(-r));
+	for (int i = fs_base; fs && i < fs_base + MEMBERS; i++)
 		if (data_dir[i][0])
 			print_log_tail(i);
 	resume_workers();
@@ -1354,7 +1419,7 @@ static void side_failed(int fs, int r)
  * rounds after it.
  */
 static double write_rounds(int threads, const char *phase, long ops, struct samples *fs,
-			   struct samples *etcd)
+			   struct samples *fs_tls, struct samples *etcd)
 {
 	double catchup = 0;
 	for (int k = 0; k < opt.rounds && (fs_up || etcd_up) && !interrupted; k++) {
@@ -1362,12 +1427,24 @@ static double write_rounds(int threads, const char *phase, long ops, struct samp
 		if (hi == lo)
 			continue;
 		int r;
-		if (fs_up) {
-			if ((r = run_round(threads, FS_WRITE, phase, hi - lo, lo, fs)) < 0) {
-				side_failed(1, r);
-			} else {
-				double c = replay_catchup_ms();
-				catchup = c < 0 || catchup < 0 ? -1 : catchup + c;
+		/* the same round on the TLS cluster, the others idle: before the plaintext one in
+		   every other round, so that neither always follows the other */
+		for (int turn = 0; turn < 2 && !interrupted; turn++) {
+			int tls = turn == k % 2;
+			if (tls && tls_up) {
+				use_cluster(1);
+				if ((r = run_round(threads, FS_WRITE, phase, hi - lo, lo, fs_tls)) < 0)
+					side_failed(2, r);
+				else
+					replay_catchup_ms();
+				use_cluster(0);
+			} else if (!tls && fs_up) {
+				if ((r = run_round(threads, FS_WRITE, phase, hi - lo, lo, fs)) < 0) {
+					side_failed(1, r);
+				} else {
+					double c = replay_catchup_ms();
+					catchup = c < 0 || catchup < 0 ? -1 : catchup + c;
+				}
 			}
 		}
 		if (etcd_up && !interrupted &&
@@ -1384,7 +1461,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: fs-bench [--raftfs PATH] [--script PATH] [--write1-ops N] [--write64-ops N]\n"
 		"                [--read-seconds S] [--threads N] [--rounds N] [--max-seconds S]\n"
-		"                [--no-etcd] [--keep] [--on-leader] [--member-flag ARG]...\n"
+		"                [--no-etcd] [--no-tls] [--keep] [--on-leader] [--member-flag ARG]...\n"
 		"Starts a 3-member raftfs cluster with PATH (default %s) and a 3-member etcd with\n"
 		"the script (default %s); --write64-ops is per thread.\n",
 		RAFTFS_BIN, ETCD_CLUSTER_SCRIPT);
@@ -1398,6 +1475,14 @@ static long parse_count(const char *s, long lo, long hi)
 	if (!*s || *end || v < lo || v > hi)
 		usage();
 	return v;
+}
+
+/* NAME_per_s_N, NAME_p50_us_N and NAME_p99_us_N (each followed by SUFFIX) of r. */
+static void print_rate(const char *name, int n, const char *suffix, const struct result *r)
+{
+	printf("%s_per_s_%d%s: %.0f\n", name, n, suffix, r->per_s);
+	printf("%s_p50_us_%d%s: %" PRIu32 "\n", name, n, suffix, r->p50);
+	printf("%s_p99_us_%d%s: %" PRIu32 "\n", name, n, suffix, r->p99);
 }
 
 static void ratio(const char *name, double fs, double etcd)
@@ -1421,6 +1506,7 @@ int main(int argc, char **argv)
 	opt.fuse_floor = getenv("FUSE_FLOOR_BIN") ? getenv("FUSE_FLOOR_BIN") : FUSE_FLOOR_BIN;
 	opt.script = getenv("ETCD_CLUSTER_SCRIPT") ? getenv("ETCD_CLUSTER_SCRIPT")
 						   : ETCD_CLUSTER_SCRIPT;
+	opt.certs_script = getenv("CERTS_SCRIPT") ? getenv("CERTS_SCRIPT") : CERTS_SCRIPT;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--no-etcd") == 0) {
@@ -1433,6 +1519,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--on-leader") == 0) {
 			opt.on_leader = 1;
+			continue;
+		}
+		if (strcmp(a, "--no-tls") == 0) {
+			opt.no_tls = 1;
 			continue;
 		}
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1506,10 +1596,17 @@ int main(int argc, char **argv)
 
 	struct result w1 = {0}, w64 = {0}, rd = {0}, prd = {0}, p1 = {0}, p64 = {0}, rg = {0};
 	double fs_replayed_per_s = 0;
-	int r = fs_start();
+	int r = fs_start(0);
 	fs_up = r == 0;
 	if (r < 0)
 		side_failed(1, r);
+	if (fs_up && !opt.no_tls && !interrupted) {
+		r = fs_start(1);
+		tls_up = r == 0;
+		use_cluster(0);
+		if (r < 0)
+			side_failed(2, r);
+	}
 	if (!opt.no_etcd && !interrupted) {
 		r = etcd_start();
 		etcd_up = r == 0;
@@ -1517,20 +1614,23 @@ int main(int argc, char **argv)
 			side_failed(0, r);
 	}
 	/* One writer, in rounds. */
-	struct samples sfs = {0}, setcd = {0};
-	double catchup = write_rounds(1, "w1", opt.write1_ops, &sfs, &setcd);
+	struct samples sfs = {0}, stls = {0}, setcd = {0};
+	struct result t1 = {0}, t64 = {0};
+	double catchup = write_rounds(1, "w1", opt.write1_ops, &sfs, &stls, &setcd);
 	if (fs_up) {
 		samples_result(&sfs, &w1);
-		printf("fs_write_per_s_1: %.0f\n", w1.per_s);
-		printf("fs_write_p50_us_1: %" PRIu32 "\n", w1.p50);
-		printf("fs_write_p99_us_1: %" PRIu32 "\n", w1.p99);
+		print_rate("fs_write", 1, "", &w1);
 		printf("fs_replay_catchup_ms_1: %.0f\n", catchup);
 	}
+	if (tls_up) {
+		samples_result(&stls, &t1);
+		print_rate("fs_write", 1, "_tls", &t1);
+	}
+	free(stls.lat);
+	stls = (struct samples){0};
 	if (etcd_up) {
 		samples_result(&setcd, &p1);
-		printf("etcd_put_per_s_1: %.0f\n", p1.per_s);
-		printf("etcd_put_p50_us_1: %" PRIu32 "\n", p1.p50);
-		printf("etcd_put_p99_us_1: %" PRIu32 "\n", p1.p99);
+		print_rate("etcd_put", 1, "", &p1);
 	}
 	free(sfs.lat);
 	free(setcd.lat);
@@ -1538,12 +1638,15 @@ int main(int argc, char **argv)
 	if (fs_up && !interrupted && (r = fs_excl()) < 0)
 		side_failed(1, r);
 	/* 64 writers, in rounds. */
-	catchup = write_rounds(opt.threads, "w64", opt.write64_ops, &sfs, &setcd);
+	catchup = write_rounds(opt.threads, "w64", opt.write64_ops, &sfs, &stls, &setcd);
+	if (tls_up) {
+		samples_result(&stls, &t64);
+		print_rate("fs_write", opt.threads, "_tls", &t64);
+	}
+	free(stls.lat);
 	if (fs_up) {
 		samples_result(&sfs, &w64);
-		printf("fs_write_per_s_%d: %.0f\n", opt.threads, w64.per_s);
-		printf("fs_write_p50_us_%d: %" PRIu32 "\n", opt.threads, w64.p50);
-		printf("fs_write_p99_us_%d: %" PRIu32 "\n", opt.threads, w64.p99);
+		print_rate("fs_write", opt.threads, "", &w64);
 		/* what the rounds left the replays, done before the next round */
 		printf("fs_replay_catchup_ms_%d: %.0f\n", opt.threads, catchup);
 		if (catchup >= 0 && w64.per_s > 0) { /* files a second once every member replayed them */
@@ -1554,9 +1657,7 @@ int main(int argc, char **argv)
 	}
 	if (etcd_up) {
 		samples_result(&setcd, &p64);
-		printf("etcd_put_per_s_%d: %.0f\n", opt.threads, p64.per_s);
-		printf("etcd_put_p50_us_%d: %" PRIu32 "\n", opt.threads, p64.p50);
-		printf("etcd_put_p99_us_%d: %" PRIu32 "\n", opt.threads, p64.p99);
+		print_rate("etcd_put", opt.threads, "", &p64);
 	}
 	free(sfs.lat);
 	free(setcd.lat);
@@ -1591,6 +1692,15 @@ int main(int argc, char **argv)
 	char n64[32];
 	snprintf(n64, sizeof n64, "%d", opt.threads);
 	char name[96];
+	if (w1.ok && t1.ok) { /* issue 22's targets: TLS costs little */
+		ratio("fs_tls_write_p50_ratio_1", t1.p50, w1.p50);
+		printf("fs_target_tls_write_p50_1_met: %d\n", t1.p50 <= 1.1 * w1.p50);
+	}
+	if (w64.ok && t64.ok) {
+		snprintf(name, sizeof name, "fs_tls_write_per_s_ratio_%s", n64);
+		ratio(name, t64.per_s, w64.per_s);
+		printf("fs_target_tls_write_per_s_%s_met: %d\n", n64, t64.per_s >= 0.9 * w64.per_s);
+	}
 	if (w1.ok && p1.ok) {
 		ratio("fs_write_p50_ratio_1", w1.p50, p1.p50);
 		ratio("fs_write_p99_ratio_1", w1.p99, p1.p99);
