@@ -807,6 +807,13 @@ static struct fh *fh_of(struct fuse_file_info *fi)
 	return (struct fh *)(uintptr_t)fi->fh;
 }
 
+/* The backing descriptor of an open file (not the control file), or -1: reach it by path. */
+static int fd_of(struct fuse_file_info *fi)
+{
+	struct fh *h = fi ? fh_of(fi) : NULL;
+	return h && !h->ctl ? (h->c ? h->c->fd : h->fd) : -1;
+}
+
 static void *ffs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	cfg->use_ino = 1;
@@ -969,30 +976,15 @@ static int ffs_link(const char *from, const char *to)
 
 static int ffs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	int r = enter();
-	if (r < 0)
-		return r;
-	struct fh *h = fi ? fh_of(fi) : NULL;
-	if (h && !h->ctl)
-		r = fchmod(h->c ? h->c->fd : h->fd, mode) == 0 ? 0 : -errno;
-	else
-		r = fchmodat(g.dirfd, rel(path), mode, 0) == 0 ? 0 : -errno;
-	leave();
-	return r;
+	int fd = fd_of(fi);
+	PASS_THROUGH(fd >= 0 ? fchmod(fd, mode) : fchmodat(g.dirfd, rel(path), mode, 0));
 }
 
 static int ffs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
-	int r = enter();
-	if (r < 0)
-		return r;
-	struct fh *h = fi ? fh_of(fi) : NULL;
-	if (h && !h->ctl)
-		r = fchown(h->c ? h->c->fd : h->fd, uid, gid) == 0 ? 0 : -errno;
-	else
-		r = fchownat(g.dirfd, rel(path), uid, gid, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
-	leave();
-	return r;
+	int fd = fd_of(fi);
+	PASS_THROUGH(fd >= 0 ? fchown(fd, uid, gid)
+			     : fchownat(g.dirfd, rel(path), uid, gid, AT_SYMLINK_NOFOLLOW));
 }
 
 static int ffs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
@@ -1303,16 +1295,9 @@ static int ffs_utimens(const char *path, const struct timespec tv[2], struct fus
 {
 	if (is_ctl(path))
 		return 0;
-	int r = enter();
-	if (r < 0)
-		return r;
-	struct fh *h = fi ? fh_of(fi) : NULL;
-	if (h && !h->ctl)
-		r = futimens(h->c ? h->c->fd : h->fd, tv) == 0 ? 0 : -errno;
-	else
-		r = utimensat(g.dirfd, rel(path), tv, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
-	leave();
-	return r;
+	int fd = fd_of(fi);
+	PASS_THROUGH(fd >= 0 ? futimens(fd, tv)
+			     : utimensat(g.dirfd, rel(path), tv, AT_SYMLINK_NOFOLLOW));
 }
 
 /* At unmount: every cache freed (what was not synced is lost, as at a power cut). */
