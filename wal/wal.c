@@ -768,9 +768,8 @@ static int append(struct wal *w, size_t len, uint32_t crc)
 		 * preallocation back (the disk may still be full: that is fine). */
 		if (ftruncate(w->fd, (off_t)w->off) == 0 && w->off < w->seg_size)
 			(void)wal__fallocate(w->fd, (off_t)w->seg_size);
-		return wal__err(r, "wal: %s: cannot append %zu bytes at offset %" PRIu64
-				" of segment %016" PRIx64 ": %s",
-				w->dir, len, w->off, w->seq, strerror(-r));
+		return wal__err(r, "wal: cannot append %zu bytes at offset %" PRIu64 " of %s/%s: %s",
+				len, w->off, w->dir, w->seg_name, strerror(-r));
 	}
 	w->off += len;
 	w->crc = crc;

@@ -576,7 +576,8 @@ struct fh {
 	 * of another thread of the caller, while a flush, fsync or another's chmod was in flight).
 	 */
 	uint64_t gen;
-	int failed;  /* a write failed (EFBIG): nothing of this handle is ever committed */
+	int failed;  /* a write (EFBIG) or a commit failed: nothing of this handle is committed
+		      * from then on */
 	/*
 	 * Made by a create without O_EXCL and not committed yet: the file exists for this member
 	 * only (pending_kv), with cmeta, until its first commit puts it and its content in one
@@ -1032,8 +1033,13 @@ static void commit_done(struct pending *p, int status, const Rpc__Response *resp
 	}
 	if (err) {
 		FS_WARN("commit of %s failed: %s", h->path, strerror(err));
-		if (h->created)
-			h->failed = err; /* nothing was created: the file is gone here too */
+		/*
+		 * A proposal that timed out may still commit. Proposed again (by the release after a
+		 * failed flush), it could commit twice, the second time after the writer's next
+		 * write: nothing of this handle is proposed again, and its later commits say the
+		 * error. A file created here is gone here too.
+		 */
+		h->failed = err;
 	} else {
 		if (h->created)
 			own_create(p->o, resp->revision, created_attrs_current(p->o, h));

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -144,6 +145,8 @@ struct fs_member {
 
 	uint64_t applied;             /* last applied index */
 	uint64_t recovered_commit;    /* the commit index the WAL held at start */
+	uint64_t written_commit;      /* the commit index of the last hard state written */
+	uint64_t synced_commit;       /* the highest commit index known durable in the WAL */
 	uint64_t snap_index, snap_term; /* the newest snapshot */
 	uint64_t lead;                /* the leader known, or 0 */
 	int raft_state;
@@ -156,7 +159,10 @@ struct fs_member {
 	struct wal_entry *went;       /* its entries, copied for the worker */
 	uint8_t *went_data;
 	struct wal_hard_state whs;
+	int sync;                     /* that Ready is fsynced: must_sync, or it applies entries
+				       * past synced_commit */
 	int save_rc;                  /* the worker's result */
+	char save_msg[1024];          /* and its wal_errmsg (thread-local there) */
 	int sent_early;               /* the leader sent that Ready's messages before persisting */
 
 	struct inbox_item *in_head, *in_tail; /* arrived during a persist */
@@ -193,6 +199,7 @@ struct fs_member {
 	uv_work_t snap_work;          /* after the child: WAL record, purge */
 	int snap_working;
 	int snap_rc;                  /* the worker's result */
+	char snap_msg[1024];          /* and its wal_errmsg (thread-local there) */
 	uint64_t snap_file_index;     /* the newest snapshot file when the child's was done */
 	uint64_t snap_file_bytes;     /* and its size */
 	struct snap_peer snap_peers[FS_MAX_MEMBERS]; /* snapshots for followers (leader only) */
@@ -447,6 +454,34 @@ static int snapshot_data_restore(struct fs_member *m, const uint8_t *data, size_
 }
 
 /*
+ * A failed fsync or fdatasync (wal_set_fatal): what is on disk is unknown, so nothing more may be
+ * persisted or acknowledged, and the fsync is never tried again (after a failed one the kernel
+ * may have dropped the dirty pages and report the next as a success). The member stops at once,
+ * on whichever thread met it: _exit, since exit handlers would race the other threads. Its
+ * mount's guard then aborts the FUSE connection.
+ */
+static void wal_fatal(const char *msg)
+{
+	FS_FATAL("%s", msg);
+	_exit(1);
+}
+
+/*
+ * The snapshot child's: it must not log (see maybe_snapshot), so it leaves the message in
+ * snap_child_msg, shared with the parent, and exits with SNAP_CHILD_FATAL; the parent says it and
+ * stops (snap_child_poll).
+ */
+#define SNAP_CHILD_FATAL 3
+static char *snap_child_msg; /* a shared anonymous page, made before the first fork */
+
+static void snap_child_fatal(const char *msg)
+{
+	if (snap_child_msg)
+		snprintf(snap_child_msg, 1024, "%s", msg);
+	_exit(SNAP_CHILD_FATAL);
+}
+
+/*
  * A snapshot file: u64 meta length, raftpb.SnapshotMetadata, then the snapshot data, here in n
  * pieces (1 or 2) written where they lie.
  */
@@ -643,12 +678,19 @@ static void maybe_snapshot(struct fs_member *m, int force)
 		snapshot_on_loop(m, &meta);
 		return;
 	}
+	if (!snap_child_msg) {
+		void *p = mmap(NULL, 1024, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		snap_child_msg = p == MAP_FAILED ? NULL : p;
+	}
+	if (snap_child_msg)
+		snap_child_msg[0] = 0;
 	fflush(NULL); /* nothing buffered is written twice */
 	uint64_t t0 = uv_hrtime();
 	pid_t pid = fork();
 	if (pid == 0) {
 		/* The child: no locks of the parent's threads are taken here (no logging). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		wal_set_fatal(snap_child_fatal);
 		_exit(snapshot_file_build(m, &meta) == 0 ? 0 : 1);
 	}
 	if (pid < 0) {
@@ -682,6 +724,8 @@ static void snap_finish_work(uv_work_t *req)
 										 m->snap_meta.term});
 	if (m->snap_rc == 0 && m->snap_file_index == m->snap_meta.index)
 		snapshot_purge(m, &m->snap_segs, &m->snap_snaps);
+	if (m->snap_rc != 0)
+		snprintf(m->snap_msg, sizeof m->snap_msg, "%s", wal_errmsg());
 }
 
 static void handles_closed_maybe_done(struct fs_member *m);
@@ -695,7 +739,7 @@ static void snap_finish_done(uv_work_t *req, int status)
 	double ms = (double)(uv_hrtime() - m->snap_started) / 1e6;
 	if (m->snap_rc != 0) {
 		FS_ERROR("snapshot at index %" PRIu64 " failed: %s (%s)", m->snap_meta.index,
-			 strerror(-m->snap_rc), wal_errmsg());
+			 strerror(-m->snap_rc), m->snap_msg);
 		snap_builds_failed(m);
 	} else if (m->snap_file_index != m->snap_meta.index) {
 		FS_WARN("snapshot at index %" PRIu64 " superseded by the one at index %" PRIu64,
@@ -720,6 +764,12 @@ static void snap_child_poll(struct fs_member *m)
 	m->snap_pid = 0;
 	m->snap_child_cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
 			       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == SNAP_CHILD_FATAL) {
+		FS_FATAL("snapshot at index %" PRIu64 ": %s; stopping", m->snap_meta.index,
+			 snap_child_msg && snap_child_msg[0] ? snap_child_msg :
+			 "an fsync failed in its child process");
+		exit(1);
+	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		FS_ERROR("snapshot at index %" PRIu64 " failed in its child process (status %d)",
 			 m->snap_meta.index, st);
@@ -1255,7 +1305,11 @@ static void persist_work(uv_work_t *req)
 		m->save_rc = snapshot_file_save(m, &m->rd.snapshot);
 	if (m->save_rc == 0 && (m->rd.has_hard_state || m->rd.n_entries))
 		m->save_rc = wal_save(m->wal, m->rd.has_hard_state ? &m->whs : NULL, m->went,
-				      m->rd.n_entries, m->rd.must_sync);
+				      m->rd.n_entries, m->sync);
+	else if (m->save_rc == 0 && m->sync)
+		m->save_rc = wal_sync(m->wal); /* a commit index written by an earlier Ready */
+	if (m->save_rc != 0)
+		snprintf(m->save_msg, sizeof m->save_msg, "%s", wal_errmsg());
 }
 
 static void handles_closed_maybe_done(struct fs_member *m);
@@ -1270,7 +1324,7 @@ static void persist_done(uv_work_t *req, int status)
 	m->went_data = NULL;
 	if (m->save_rc != 0) {
 		/* Nothing unpersisted may be acknowledged: a member that cannot write stops. */
-		FS_FATAL("WAL save failed: %s (%s); stopping", strerror(-m->save_rc), wal_errmsg());
+		FS_FATAL("WAL save failed: %s (%s); stopping", strerror(-m->save_rc), m->save_msg);
 		exit(1);
 	}
 	if (rd->has_snapshot) {
@@ -1288,8 +1342,12 @@ static void persist_done(uv_work_t *req, int status)
 		FS_INFO("restored the snapshot at index %" PRIu64 " term %" PRIu64 " from the leader",
 			m->snap_index, m->snap_term);
 	}
-	if (rd->has_hard_state)
+	if (rd->has_hard_state) {
 		raft_memory_storage_set_hard_state(m->ms, &rd->hard_state);
+		m->written_commit = rd->hard_state.commit;
+	}
+	if (m->sync)
+		m->synced_commit = m->written_commit;
 	if (rd->n_entries)
 		raft_memory_storage_append(m->ms, rd->entries, rd->n_entries);
 	for (size_t i = 0; i < rd->n_messages && m->tr && !m->sent_early; i++)
@@ -1376,10 +1434,19 @@ static void process_ready(struct fs_member *m)
 	if (m->sent_early)
 		for (size_t i = 0; i < rd->n_messages; i++)
 			send_message(m, &rd->messages[i]);
+	/*
+	 * An entry is applied (shown to readers, its proposer answered) only once its commit is
+	 * durable here: a restart replays up to the commit index on disk before it serves
+	 * (recovered_commit), and after a power cut it must not serve less than it showed.
+	 */
+	uint64_t last_committed = rd->n_committed_entries ?
+		rd->committed_entries[rd->n_committed_entries - 1].index : 0;
+	m->sync = rd->must_sync || last_committed > m->synced_commit;
 	m->persisting = 1;
 	m->work.data = m;
-	if (!rd->must_sync && !rd->has_snapshot) {
-		/* Nothing to fsync (a commit index, say): a plain write, no thread hop. */
+	if (!m->sync && !rd->has_snapshot) {
+		/* Nothing to fsync (a commit index already durable, say): a plain write, no thread
+		 * hop. */
 		persist_work(&m->work);
 		persist_done(&m->work, 0);
 		return;
@@ -1668,6 +1735,29 @@ static const struct fs_transport_callbacks transport_cb = {
 
 /* ---- start -------------------------------------------------------------------------------------- */
 
+/* Makes directory buf if missing; a new one's name is made durable (its parent fsynced). */
+static int mkdir_durable(char *buf)
+{
+	if (mkdir(buf, 0700) != 0)
+		return errno == EEXIST ? 0 : -errno;
+	char *slash = strrchr(buf, '/');
+	const char *parent = slash == buf ? "/" : slash ? buf : ".";
+	if (slash && slash != buf)
+		*slash = '\0';
+	int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = fd < 0 || fsync(fd) != 0 ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	if (slash && slash != buf)
+		*slash = '/';
+	return rc;
+}
+
+/*
+ * mkdir -p, each directory it makes fsynced into its parent: a member whose data dir lost its
+ * member/ directory after a power cut would start again as a new member under the same identity,
+ * having forgotten its votes and its log.
+ */
 static int mkdir_p(const char *path)
 {
 	char buf[4200];
@@ -1676,13 +1766,12 @@ static int mkdir_p(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return -errno;
+		int rc = mkdir_durable(buf);
+		if (rc)
+			return rc;
 		*p = '/';
 	}
-	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	return mkdir_durable(buf);
 }
 
 static void wal_log_line(void *arg, const char *line)
@@ -1762,6 +1851,7 @@ static int bootstrap(struct fs_member *m)
 			return rc;
 		}
 		m->recovered_commit = hs.commit; /* applied before the member serves */
+		m->written_commit = m->synced_commit = hs.commit;
 	} else {
 		m->joining = 1;
 	}
@@ -1850,6 +1940,7 @@ static int recover(struct fs_member *m)
 	}
 	raft_memory_storage_set_conf_state(m->ms, &m->conf);
 	m->recovered_commit = res.has_hard ? res.hard.commit : 0;
+	m->written_commit = m->synced_commit = m->recovered_commit;
 	if (res.has_hard)
 		raft_memory_storage_set_hard_state(
 			m->ms, &(struct raft_hard_state){res.hard.term, res.hard.vote, res.hard.commit});
@@ -1913,6 +2004,7 @@ static int member_open_dir(struct fs_member *m, const struct fs_member_config *c
 	snprintf(m->snap_dir, sizeof m->snap_dir, "%s/member/snap", cfg->data_dir);
 	snprintf(m->incoming_dir, sizeof m->incoming_dir, "%s/member/incoming", cfg->data_dir);
 	wal_set_log(wal_log_line, m);
+	wal_set_fatal(wal_fatal);
 
 	int rc = mkdir_p(cfg->data_dir);
 	if (rc != 0) {

@@ -417,6 +417,40 @@ def test_quorum_lost_writes_fail_with_eio_reads_work(cluster):
     assert wait_for(lambda: read(os.path.join(n2.mountpoint, "app.conf")) == "healed\n", 5)
 
 
+def test_a_close_that_failed_is_not_committed_again_by_the_release(cluster):
+    # close() sends a flush, whose commit timed out here (EIO): that proposal may still commit.
+    # The release that follows proposed the same content again, and both could commit once a
+    # quorum was back, the second after the writer's next write (tests/faults, seed 4 of the
+    # power family: a value put, another over it, then the first again). Nothing of a handle
+    # whose commit failed is proposed again.
+    n1, n2, n3 = cluster(3, extra=("--request-timeout", "2000"))
+    p = os.path.join(n1.mountpoint, "app.conf")
+    with open(p, "w") as f:
+        f.write("before\n")
+    assert wait_for(lambda: all(read(os.path.join(m.mountpoint, "app.conf")) == "before\n"
+                                for m in (n2, n3)), 5)
+    version = int(os.getxattr(p, "user.raftfs.version"))
+    for m in (n2, n3):
+        m.kill(signal.SIGSTOP)
+    try:
+        with pytest.raises(OSError) as e:
+            with open(p, "w") as f:
+                f.write("after\n")
+        assert e.value.errno == errno.EIO
+        time.sleep(3.0)  # a second proposal, by the release, would have timed out by now
+    finally:
+        for m in (n2, n3):
+            m.kill(signal.SIGCONT)
+    failed = [ln for ln in n1.stderr().splitlines() if "commit of /app.conf failed" in ln]
+    assert len(failed) == 1, failed
+    assert wait_for(lambda: _write(os.path.join(n2.mountpoint, "marker"), "m\n"), 20)
+    assert wait_for(lambda: all(read(os.path.join(m.mountpoint, "marker")) == "m\n"
+                                for m in (n1, n2, n3)), 5)
+    # the failed write committed at most once, whatever the leader did with its proposal
+    assert read(p) in ("before\n", "after\n")
+    assert int(os.getxattr(p, "user.raftfs.version")) - version <= 1
+
+
 def _write(path, text):
     try:
         with open(path, "w") as f:

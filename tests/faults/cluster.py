@@ -14,6 +14,10 @@ Layout of one run (RUN is unique to the run: "rff" + pid + a random suffix):
   by the file RUN/nI.faketime (Member.set_clock), re-read every second; the monotonic clock is
   left true, as an NTP step or `date -s` leaves it.
 
+With a faultfs binary (Cluster(faultfs=...)), each member's data dir is a faultfs mount
+(faultfs.c) over a backing directory nI.disk, mounted before the member starts and unmounted
+after it stops: power_cut() drops what a member had not synced, as a power failure does.
+
 Everything made here is recorded at once and removed by Cluster.close(), which is safe to call
 twice and after any failure; runner.py calls it from finally, atexit and signal handlers. Stale
 namespaces of runs whose process is gone are removed at start (sweep_stale).
@@ -92,6 +96,8 @@ class Member:
         self.paused = False
         self.starts = 0
         self.join_args = []  # after a re-add: joins the running cluster from an empty data dir
+        self.backing = cluster.path(self.name + ".disk")  # under the faultfs layer
+        self.disk = None  # the faultfs layer (a harness.Daemon), when the cluster has one
 
     def argv(self):
         c = self.cluster
@@ -138,6 +144,28 @@ class Member:
 
     def wait_mounted(self, timeout=20):
         self.daemon.wait_mounted(timeout)
+
+    # --- the faultfs layer under the data dir ------------------------------------------------
+    def mount_disk(self):
+        """Mounts a fresh faultfs layer over the backing dir at the data dir."""
+        os.makedirs(self.backing, exist_ok=True)
+        c = self.cluster
+        d = harness.Daemon(self.name + ".disk", [c.faultfs, *c.faultfs_args, self.backing,
+                                                 self.data_dir], self.data_dir, c.logdir)
+        self.disk = d
+        d.start()
+        d.wait_mounted(10)
+
+    def unmount_disk(self):
+        if self.disk is not None:
+            self.disk.stop()
+
+    def disk_ctl(self, command):
+        """A faultfs command (power-off, fsync-eio, enospc, heal), in effect when it returns."""
+        if self.disk is None:
+            raise harness.HarnessError(f"{self.name} has no faultfs layer (Cluster(faultfs=...))")
+        with open(os.path.join(self.data_dir, ".faultfs"), "w") as f:
+            f.write(command + "\n")
 
     @property
     def alive(self):
@@ -193,9 +221,12 @@ class Member:
 
 
 class Cluster:
-    def __init__(self, binary, n=3, extra=(), keep=None, clocks=False):
+    def __init__(self, binary, n=3, extra=(), keep=None, clocks=False, faultfs=None,
+                 faultfs_args=()):
         self.binary = os.path.abspath(binary)
         self.clocks = clocks
+        self.faultfs = os.path.abspath(faultfs) if faultfs else None
+        self.faultfs_args = list(faultfs_args)  # e.g. --strict-dirs
         self.extra = list(extra)
         self.run = f"rff{os.getpid()}x{random.getrandbits(24):06x}"
         self.root = tempfile.mkdtemp(prefix="rff", dir="/tmp")
@@ -208,6 +239,7 @@ class Cluster:
         self.closed = False
         self.netem = None
         self.rules = {}  # member name -> (drop from set, loss %, dup %)
+        self.allowed_log = {}  # member name -> log lines an injected fault made (log_problems)
 
     def path(self, *parts):
         return os.path.join(self.root, *parts)
@@ -323,10 +355,34 @@ class Cluster:
         harness.ensure_fusectl()
         for m in self.members:
             os.makedirs(m.mountpoint, exist_ok=True)
+            if self.faultfs:
+                m.mount_disk()
             m.start()
         for m in self.members:
             m.wait_mounted(timeout)
         self.wait_leader(timeout)
+
+    def power_cut(self, names):
+        """A power failure of the members named, at one instant as near as can be: all are
+        stopped (SIGSTOP), then every layer powered off (their unsynced data dropped), then the
+        members SIGKILLed and their mounts aborted, and each layer remounted fresh over what it
+        had synced. The members are left down, ready to be started."""
+        ms = [self.member(n) for n in names]
+        for m in ms:
+            m.signal(signal.SIGSTOP)  # nothing more reaches the disk from here
+        for m in ms:
+            m.disk_ctl("power-off")
+        # every one killed before anything is forked: a child of this process closes the fds
+        # it inherited, the clients' files on the stopped members' mounts among them, and each
+        # close waits for its member to answer a FUSE flush
+        for m in ms:
+            m.signal(signal.SIGKILL)
+        for m in ms:
+            m.kill()
+        for m in ms:
+            m.paused = False
+            m.unmount_disk()
+            m.mount_disk()
 
     def leader(self):
         """The member most members name leader at the highest term they report, or None."""
@@ -439,14 +495,20 @@ class Cluster:
                 m.kill()
 
     def log_problems(self):
-        """Sanitizer reports and FATAL lines in the members' logs."""
+        """Sanitizer reports and FATAL lines in the members' logs (but the lines an injected
+        fault made, which the fault's check put in allowed_log), and sanitizer reports of their
+        faultfs layers."""
         out = {}
         for m in self.members:
             if m.daemon is None:
                 continue
+            allowed = self.allowed_log.get(m.name, ())
             bad = [ln for ln in m.daemon.stderr().splitlines()
-                   if any(p.search(ln) for p in harness.SANITIZER_PATTERNS)
-                   or re.search(r"^(?:\S+ )?FATAL\b", ln)]
+                   if (any(p.search(ln) for p in harness.SANITIZER_PATTERNS)
+                       or re.search(r"^(?:\S+ )?FATAL\b", ln)) and ln not in allowed]
+            if m.disk is not None:
+                bad += [ln for ln in m.disk.stderr().splitlines()
+                        if any(p.search(ln) for p in harness.SANITIZER_PATTERNS)]
             if bad:
                 out[m.name] = bad
         return out
@@ -460,6 +522,11 @@ class Cluster:
         try:
             self.stop_members()
         finally:
+            for m in self.members:
+                try:
+                    m.unmount_disk()
+                except Exception as e:  # noqa: BLE001 - teardown goes on with the others
+                    print(f"faults: unmounting {m.name}'s disk: {e}", file=sys.stderr)
             for ns in reversed(self.namespaces):
                 sh(["ip", "netns", "del", ns], check=False)
             self.namespaces = []
@@ -467,7 +534,8 @@ class Cluster:
                 os.makedirs(keep_logs_in, exist_ok=True)
                 for f in os.listdir(self.logdir):
                     shutil.copy(os.path.join(self.logdir, f), keep_logs_in)
-            if not any(harness.is_mounted(m.mountpoint) for m in self.members):
+            if not any(harness.is_mounted(m.mountpoint) or harness.is_mounted(m.data_dir)
+                       for m in self.members):
                 shutil.rmtree(self.root, ignore_errors=True)
             else:
                 print(f"faults: {self.root} kept: a mount is still there", file=sys.stderr)

@@ -24,7 +24,10 @@ Families and faults:
   promoted to voter;
 - clock: the wall clock of the leader or of a follower stepped forward or back (10 minutes, an
   hour, a day), or every member's set apart (skew), for the step, then stepped back (libfaketime,
-  Cluster(clocks=True); the monotonic clock stays true, as after an NTP step).
+  Cluster(clocks=True); the monotonic clock stays true, as after an NTP step);
+- power: a power cut of the leader, a follower, a majority or all: the members are stopped at one
+  instant, their faultfs layers drop every byte not fsynced (cluster.power_cut), and they are
+  restarted at the end of the step on what their disks kept. Needs the cluster's faultfs layer.
 """
 
 import random
@@ -43,6 +46,12 @@ FAULTS = {
     "clock": ["clock-leader", "clock-follower", "clock-skew"],
 }
 CLOCK_STEPS = ["+10m", "-10m", "+1h", "-1h", "+1d", "-1d"]
+
+# power cuts: each member's data dir on faultfs (cluster.Cluster(faultfs=...))
+FAMILIES += ("power",)
+FAULTS["power"] = ["power-leader", "power-follower", "power-majority", "power-all"]
+# the families that need every member's data dir on faultfs
+NEEDS_FAULTFS = ("power",)
 
 
 class Step:
@@ -205,6 +214,14 @@ class Nemesis(threading.Thread):
             self.note(f"{f}: SIGKILL {' '.join(who)}")
             for n in who:
                 c.member(n).kill()
+            self._wait(end)
+            self.restart(who)
+        elif f in FAULTS["power"]:
+            who = ([self.leader_or_random(rng)] if f == "power-leader" else
+                   [self.follower(rng)] if f == "power-follower" else
+                   rng.sample(names, 2) if f == "power-majority" else list(names))
+            self.note(f"{f}: power cut of {' '.join(who)}")
+            c.power_cut(who)
             self._wait(end)
             self.restart(who)
         elif f == "move-leader":
