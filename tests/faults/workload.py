@@ -99,20 +99,9 @@ class Client(threading.Thread):
         self.ops_done = 0
 
     def root(self):
-        """A descriptor of the mount's root, or None when the member's mount is not there: after a
-        kill the mountpoint is a plain directory, and an op there would not be an op of raftfs
-        at all. FUSE's root is inode 1; what the op opens is relative to this descriptor."""
-        try:
-            fd = os.open(self.member.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return None
-        try:
-            if os.fstat(fd).st_ino == 1:
-                return fd
-        except OSError:
-            pass
-        os.close(fd)
-        return None
+        """A descriptor of the mount's root, or None when the member's mount is not there (what
+        the op opens is relative to it)."""
+        return self.member.root_fd()
 
     def run(self):
         wl = self.wl
@@ -193,10 +182,12 @@ class Client(threading.Thread):
         except OSError as e:
             h.complete(op, "info", error=errname(e))
 
-    def write_rename(self, key):
-        h = self.wl.history
+    def temp_write(self, key, how):
+        """A new value written to a temporary name, closed; then the op of writing it into key by
+        `how` (rename, swap) is invoked and returned with the temporary name, or None when the
+        temporary file could not be written (it is not the register: nothing to record)."""
         v = self.value()
-        tmp = f".{key}.tmp.{self.cid}.{self.seq}"
+        tmp = f".{key}.{'tmp' if how == 'rename' else 'swp'}.{self.cid}.{self.seq}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=self.dfd)
             try:
@@ -204,9 +195,15 @@ class Client(threading.Thread):
             finally:
                 os.close(fd)
         except OSError:
-            return  # the temporary file is not the register: nothing to record
-        op = h.invoke(self.cid, self.member.name, key, "write", checker.canon(v), how="rename",
-                      tmp="/" + tmp)
+            return None, tmp
+        return self.wl.history.invoke(self.cid, self.member.name, key, "write", checker.canon(v),
+                                      how=how, tmp="/" + tmp), tmp
+
+    def write_rename(self, key):
+        h = self.wl.history
+        op, tmp = self.temp_write(key, "rename")
+        if op is None:
+            return
         try:
             os.rename(tmp, key, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
             h.complete(op, "ok")
@@ -215,18 +212,9 @@ class Client(threading.Thread):
 
     def write_swap(self, key):
         h = self.wl.history
-        v = self.value()
-        tmp = f".{key}.swp.{self.cid}.{self.seq}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=self.dfd)
-            try:
-                os.write(fd, v.encode("latin-1"))
-            finally:
-                os.close(fd)
-        except OSError:
-            return  # the temporary file is not the register: nothing to record
-        op = h.invoke(self.cid, self.member.name, key, "write", checker.canon(v), how="swap",
-                      tmp="/" + tmp)
+        op, tmp = self.temp_write(key, "swap")
+        if op is None:
+            return
         if LIBC.renameat2(self.dfd, tmp.encode(), self.dfd, key.encode(),
                           RENAME_EXCHANGE) == 0:
             h.complete(op, "ok")
