@@ -216,6 +216,13 @@ def run(cl, wl, seed, note, final_values):
         with open(snap, "r+b") as f:
             f.seek(pos)
             f.write(orig)
+            f.flush()
+            os.fsync(f.fileno())  # on faultfs an unsynced write is gone at the next power cut
+        dfd = os.open(snapdir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)  # and so is the rename back (faultfs --strict-dirs)
+        finally:
+            os.close(dfd)
         m.start()
         how, rc = _outcome(m)
         if how != "mounted":
