@@ -589,6 +589,12 @@ struct fh {
 	int written;       /* a write came through it since it was opened (created: the kernel
 			    * dropped its times and size) */
 	int64_t open_rev;  /* writable: the store's revision when it was opened (commit) */
+	/*
+	 * Writable, opened on an inode marked replaced (another member's exchange applied here, its
+	 * replay not yet performed): it holds what its name held at the open, and its commits go to
+	 * that name (path), wherever the replay then moves the inode.
+	 */
+	int by_name;
 	int kill_priv;     /* written by a process other than root (no CAP_FSETID): the commit
 			    * clears set-user-ID and set-group-ID bits, as the kernel does locally */
 };
@@ -824,6 +830,7 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int flags
 	h->ino = ino;
 	h->writable = (flags & O_ACCMODE) != O_RDONLY;
 	h->open_rev = store_rev(o->store);
+	h->by_name = h->writable && fs_itable_replaced(&o->itable, ino);
 	if (!h->writable)
 		fh_pin(o, h, path, &kv);
 	if (h->writable) {
@@ -891,6 +898,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -ESTALE;
 	if (rc >= 0)
 		rc = fh_open(o, ino, path, fi->flags, &h);
+	/*
+	 * Nothing at the inode's path: the replay moved it there, or deletes it, while the kernel
+	 * still gives it for the name looked up (an exchange's replay swaps the table when it is
+	 * answered, the kernel its names a moment later). ESTALE has the kernel look the name up
+	 * again, which answers what the name holds, or ENOENT.
+	 */
+	if (rc == -ENOENT)
+		rc = -ESTALE;
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -1079,7 +1094,8 @@ static int fh_stale_at_open(struct fs_ops *o, const struct fh *h)
 
 static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
 {
-	if (h->dirty && !h->failed && fh_path(o, h) != 0 && !fh_stale_at_open(o, h)) {
+	if (h->dirty && !h->failed && !h->by_name && fh_path(o, h) != 0 &&
+	    !fh_stale_at_open(o, h)) {
 		h->dirty = 0; /* deleted or replaced after it was opened: its content goes with it */
 		FS_INFO("content written to %s (%zu bytes) not committed: the file was deleted or "
 			"replaced after it was opened at revision %" PRId64, h->path, h->len,

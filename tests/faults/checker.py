@@ -365,8 +365,8 @@ def value_anomalies(ops, revs, inits):
 def lost_acks(ops, revs, stale_ns=0):
     """Writes whose close()/rename() returned 0 but whose value no revision holds.
 
-    An in-place write is dropped, as on a local file system, when a rename replaced the file while
-    it was open (its descriptor wrote to the file replaced; fs/ops.c, commit(): "deleted or
+    An in-place write is dropped, as on a local file system, when a rename (or an exchange) replaced
+    the file while it was open (its descriptor wrote to the file replaced; fs/ops.c, commit(): "deleted or
     replaced meanwhile"): allowed when a rename of the key, which did commit, overlapped the
     write from its open (the truncate op before it) to its close. On default mounts the writer's
     member may not have applied a rename that returned on another member (bounded staleness), so
@@ -386,7 +386,7 @@ def lost_acks(ops, revs, stale_ns=0):
     for op in sorted(ops, key=lambda o: o.call):
         prev[op.id] = last.get(op.process)
         last[op.process] = op
-        if op.f == "write" and op.how == "rename" and (op.key, op.value) in revs:
+        if op.f == "write" and op.how in ("rename", "swap") and (op.key, op.value) in revs:
             renames.setdefault(op.key, []).append(op)
     by_key = {}
     for op in ops:

@@ -172,6 +172,25 @@ class Member:
         d = self.daemon  # other threads look while the nemesis restarts it
         return d is not None and d.proc is not None and d.proc.poll() is None
 
+    def root_fd(self, live_only=False):
+        """A descriptor of the mount's root, or None when the mount is not there (killed: the
+        mountpoint is then a plain directory, and an op there would not be an op of raftfs at
+        all), or with live_only when it is down or paused (an op would wait for the SIGCONT).
+        FUSE's root is inode 1."""
+        if live_only and (not self.alive or self.paused):
+            return None
+        try:
+            fd = os.open(self.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_ino == 1:
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
+
     def signal(self, sig):
         if self.alive:
             self.daemon._signal(sig)  # the process group: the daemon and its guard

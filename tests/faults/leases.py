@@ -64,23 +64,6 @@ class Epoch:
         self.looks = []  # grant, put, renewals and looks in the order they were made
 
 
-def mount_root(member):
-    """A descriptor of member's mount root (FUSE inode 1), or None while it is down."""
-    if not member.alive or member.paused:
-        return None
-    try:
-        fd = os.open(member.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return None
-    try:
-        if os.fstat(fd).st_ino == 1:
-            return fd
-    except OSError:
-        pass
-    os.close(fd)
-    return None
-
-
 class Lessee(threading.Thread):
     TTL = 5  # the store's minimum
 
@@ -109,7 +92,7 @@ class Lessee(threading.Thread):
         return look.done("gone" if "not found" in err else "error", err[:120]), ""
 
     def look(self, ep, member):
-        fd = mount_root(member)
+        fd = member.root_fd(live_only=True)
         if fd is None:
             return None
         lk = Look("look", member.name, NS())

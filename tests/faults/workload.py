@@ -9,6 +9,11 @@ Registers: files reg0..regK-1 at the mounts' root, each read and written whole b
   and is dropped with it if a rename replaces that file meanwhile, as on a local file system);
 - write-temp-then-rename: the value written to a temporary name and closed, then rename() over
   the file (op 'write' how 'rename', the rename's call to its return);
+- write-temp-then-exchange: the value written to a temporary name and closed, then
+  renameat2(RENAME_EXCHANGE) of it with the file (op 'write' how 'swap'): the file gets the new
+  value, the temporary name the old one, in one revision; then the temporary name is removed.
+  (Exchanging two registers would bring old values back, and every check relies on each value
+  being written once);
 - compare-and-create: open O_CREAT|O_EXCL of cas<slot>, or mkdir dir<slot>, where the slot is the
   current half second, so the clients of all members race for the same names: exactly one may
   win each, the others must get EEXIST.
@@ -23,6 +28,7 @@ against the members' full history (checker.watch_anomalies).
 
 import base64
 import binascii
+import ctypes
 import errno
 import json
 import os
@@ -36,6 +42,11 @@ import time
 
 import checker
 from checker import Op
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint]
+RENAME_EXCHANGE = 2
 
 NS = time.monotonic_ns
 
@@ -68,10 +79,13 @@ def errname(e):
 
 
 # the ops a client picks from, with their weights (--ops chooses a subset)
-WEIGHTS = {"read": 45, "inplace": 20, "rename": 20, "create": 8, "mkdir": 7}
+WEIGHTS = {"read": 45, "inplace": 20, "rename": 20, "swap": 5, "create": 8, "mkdir": 7}
+# swap is not run unless asked for (--ops): a write opened on another member while it replays an
+# exchange can still go to the other name (ARCHITECTURE.md, "Not done" of the exchange)
+DEFAULT_OPS = ("read", "inplace", "rename", "create", "mkdir")
 ALL_OPS = tuple(WEIGHTS) + ("lease",)  # lease: the Lessee of leases.py, not a client op
-OPS = {"read": "read", "inplace": "write_inplace", "rename": "write_rename", "create": "create",
-       "mkdir": "mkdir"}
+OPS = {"read": "read", "inplace": "write_inplace", "rename": "write_rename", "swap": "write_swap",
+       "create": "create", "mkdir": "mkdir"}
 
 
 class Client(threading.Thread):
@@ -85,20 +99,9 @@ class Client(threading.Thread):
         self.ops_done = 0
 
     def root(self):
-        """A descriptor of the mount's root, or None when the member's mount is not there: after a
-        kill the mountpoint is a plain directory, and an op there would not be an op of raftfs
-        at all. FUSE's root is inode 1; what the op opens is relative to this descriptor."""
-        try:
-            fd = os.open(self.member.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return None
-        try:
-            if os.fstat(fd).st_ino == 1:
-                return fd
-        except OSError:
-            pass
-        os.close(fd)
-        return None
+        """A descriptor of the mount's root, or None when the member's mount is not there (what
+        the op opens is relative to it)."""
+        return self.member.root_fd()
 
     def run(self):
         wl = self.wl
@@ -113,7 +116,8 @@ class Client(threading.Thread):
                 for name, upto in wl.mix:
                     if x < upto:
                         getattr(self, OPS[name])(*([key] if name in ("read", "inplace",
-                                                                       "rename") else []))
+                                                                       "rename", "swap")
+                                                   else []))
                         break
             except Exception as e:  # noqa: BLE001 - a client bug must not end the run silently
                 wl.errors.append(f"client {self.cid}: {e!r}")
@@ -178,10 +182,12 @@ class Client(threading.Thread):
         except OSError as e:
             h.complete(op, "info", error=errname(e))
 
-    def write_rename(self, key):
-        h = self.wl.history
+    def temp_write(self, key, how):
+        """A new value written to a temporary name, closed; then the op of writing it into key by
+        `how` (rename, swap) is invoked and returned with the temporary name, or None when the
+        temporary file could not be written (it is not the register: nothing to record)."""
         v = self.value()
-        tmp = f".{key}.tmp.{self.cid}.{self.seq}"
+        tmp = f".{key}.{'tmp' if how == 'rename' else 'swp'}.{self.cid}.{self.seq}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=self.dfd)
             try:
@@ -189,14 +195,38 @@ class Client(threading.Thread):
             finally:
                 os.close(fd)
         except OSError:
-            return  # the temporary file is not the register: nothing to record
-        op = h.invoke(self.cid, self.member.name, key, "write", checker.canon(v), how="rename",
-                      tmp="/" + tmp)
+            return None, tmp
+        return self.wl.history.invoke(self.cid, self.member.name, key, "write", checker.canon(v),
+                                      how=how, tmp="/" + tmp), tmp
+
+    def write_rename(self, key):
+        h = self.wl.history
+        op, tmp = self.temp_write(key, "rename")
+        if op is None:
+            return
         try:
             os.rename(tmp, key, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
             h.complete(op, "ok")
         except OSError as e:
             h.complete(op, "info", error=errname(e))
+
+    def write_swap(self, key):
+        h = self.wl.history
+        op, tmp = self.temp_write(key, "swap")
+        if op is None:
+            return
+        if LIBC.renameat2(self.dfd, tmp.encode(), self.dfd, key.encode(),
+                          RENAME_EXCHANGE) == 0:
+            h.complete(op, "ok")
+        else:
+            e = ctypes.get_errno()
+            # EBUSY: a concurrent change of either name won every attempt, nothing was exchanged
+            h.complete(op, "fail" if e == errno.EBUSY else "info",
+                       error=errno.errorcode.get(e, str(e)))
+        try:
+            os.unlink(tmp, dir_fd=self.dfd)
+        except OSError:
+            pass
 
     def _cas(self, prefix, fn, how):
         h = self.wl.history
@@ -401,7 +431,7 @@ def full_history(binary, member, upto, timeout=60):
 
 class Workload:
     def __init__(self, cluster, seed, keys=3, clients_per_member=2, pause_s=0.02, ops=None):
-        ops = [o for o in (ops or WEIGHTS) if o in WEIGHTS]
+        ops = [o for o in (ops or DEFAULT_OPS) if o in WEIGHTS]
         total = sum(WEIGHTS[o] for o in ops)
         acc = 0.0
         self.mix = []
