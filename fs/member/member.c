@@ -768,7 +768,7 @@ static void snap_child_poll(struct fs_member *m)
 		FS_FATAL("snapshot at index %" PRIu64 ": %s; stopping", m->snap_meta.index,
 			 snap_child_msg && snap_child_msg[0] ? snap_child_msg :
 			 "an fsync failed in its child process");
-		exit(1);
+		_exit(1);
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		FS_ERROR("snapshot at index %" PRIu64 " failed in its child process (status %d)",
@@ -1323,16 +1323,20 @@ static void persist_done(uv_work_t *req, int status)
 	m->went = NULL;
 	m->went_data = NULL;
 	if (m->save_rc != 0) {
-		/* Nothing unpersisted may be acknowledged: a member that cannot write stops. */
+		/*
+		 * Nothing unpersisted may be acknowledged: a member that cannot write stops, at once
+		 * (_exit: exit handlers can wait on threads that wait on this loop, and did, for
+		 * minutes).
+		 */
 		FS_FATAL("WAL save failed: %s (%s); stopping", strerror(-m->save_rc), m->save_msg);
-		exit(1);
+		_exit(1);
 	}
 	if (rd->has_snapshot) {
 		raft_memory_storage_apply_snapshot(m->ms, &rd->snapshot);
 		if (snapshot_data_restore(m, rd->snapshot.data, rd->snapshot.len) != 0) {
 			FS_FATAL("snapshot at index %" PRIu64 " from the leader cannot be restored; "
 				 "stopping", rd->snapshot.meta.index);
-			exit(1);
+			_exit(1);
 		}
 		m->applied = rd->snapshot.meta.index;
 		m->snap_index = rd->snapshot.meta.index;
@@ -1412,7 +1416,7 @@ static void process_ready(struct fs_member *m)
 	m->went_data = malloc(bytes ? bytes : 1);
 	if (!m->went || !m->went_data) {
 		FS_FATAL("out of memory persisting %zu entries; stopping", rd->n_entries);
-		exit(1);
+		_exit(1);
 	}
 	size_t off = 0;
 	for (size_t i = 0; i < rd->n_entries; i++) {

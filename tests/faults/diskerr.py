@@ -31,6 +31,7 @@ MIB = 1 << 20
 FATAL = re.compile(r"^(?:\S+ )?FATAL\b")
 # what the FATAL line must say, per fault
 EXPECT = {"fsync-eio": (re.compile(r"f(data)?sync"), "Input/output error"),
+          "fullsync-eio": (re.compile(r"fsync of \S+\.snap"), "Input/output error"),
           "enospc": (re.compile(r"write|append|preallocate|fallocate"), "No space left on device")}
 
 
@@ -52,24 +53,24 @@ def _write(path, data):
         return False
 
 
-def _value(kind, i):
+def _value(kind, i, size):
     head = f"<{kind}:{i}:".encode()
-    return head + bytes([ord("a") + i % 26]) * (MIB - len(head) - 1) + b">"
+    return head + bytes([ord("a") + i % 26]) * (size - len(head) - 1) + b">"
 
 
-def one_fault(cl, victim, other, kind, note, timeout):
-    """One fault on victim's disk, writes through other until it stops. Returns (problems,
-    acknowledged {path under a mount root: content})."""
+def one_fault(cl, victim, other, kind, note, timeout, size=MIB):
+    """One fault on victim's disk, writes of size bytes through other until it stops. Returns
+    (problems, acknowledged {path under a mount root: content})."""
     problems = []
     acked = {}
     before = len(victim.daemon.stderr())
     victim.disk_ctl(kind)
-    note(f"diskerr: {victim.name}: {kind}; writing 1 MiB files through {other.name}")
+    note(f"diskerr: {victim.name}: {kind}; writing files of {size} bytes through {other.name}")
     t0 = time.monotonic()
     i = 0
     while victim.alive and time.monotonic() < t0 + timeout:
         name = f"diskerr-{kind}-{i}"
-        data = _value(kind, i)
+        data = _value(kind, i, size)
         if _write(os.path.join(other.mountpoint, name), data):
             acked[name] = data
         i += 1

@@ -23,9 +23,11 @@
  *               every later operation fails with EIO, until the file system is unmounted;
  *   fsync-eio   every later fsync/fdatasync (files and directories) fails with EIO and makes
  *               nothing durable (its data stays unsynced);
+ *   fullsync-eio  the same for fsync of files and directories only (fdatasync still works);
  *   enospc      every later write or fallocate that would grow a file fails with ENOSPC (writes
  *               inside the file's size, e.g. into a preallocated WAL segment, still succeed);
- *   heal        fsync-eio and enospc end (power-off does not: a powered-off disk is remounted).
+ *   heal        fsync-eio, fullsync-eio and enospc end (power-off does not: a powered-off disk
+ *               is remounted).
  *
  * A write() of a command returns once it has taken effect: power-off waits for the operations in
  * flight, so an fsync that returned before it is durable and one after it failed.
@@ -94,7 +96,7 @@ static struct {
 	int dirfd;                       /* the backing directory */
 	pthread_rwlock_t state;          /* ops hold it shared; commands exclusive */
 	atomic_int off;                  /* powered off */
-	atomic_int fsync_eio;            /* fsync/fdatasync fail with EIO */
+	atomic_int fsync_eio;            /* 1: fsync and fdatasync fail with EIO; 2: fsync only */
 	atomic_int enospc;               /* writes that grow a file fail with ENOSPC */
 	int strict;                      /* --strict-dirs: names durable once their dir is fsynced */
 	ino_t root_ino;                  /* the backing directory's inode */
@@ -715,6 +717,9 @@ static int ctl_command(const char *buf, size_t len)
 	} else if (strcmp(cmd, "fsync-eio") == 0) {
 		atomic_store(&g.fsync_eio, 1);
 		logf_("fsync-eio: every fsync and fdatasync fails with EIO from now on");
+	} else if (strcmp(cmd, "fullsync-eio") == 0) {
+		atomic_store(&g.fsync_eio, 2);
+		logf_("fullsync-eio: every fsync (not fdatasync) fails with EIO from now on");
 	} else if (strcmp(cmd, "enospc") == 0) {
 		atomic_store(&g.enospc, 1);
 		logf_("enospc: every write that grows a file fails with ENOSPC from now on");
@@ -723,7 +728,7 @@ static int ctl_command(const char *buf, size_t len)
 		atomic_store(&g.enospc, 0);
 		logf_("heal: fsync and space faults ended");
 	} else {
-		logf_("unknown command '%s' (power-off, fsync-eio, enospc, heal)", cmd);
+		logf_("unknown command '%s' (power-off, fsync-eio, fullsync-eio, enospc, heal)", cmd);
 		r = -EINVAL;
 	}
 	pthread_rwlock_unlock(&g.state);
@@ -742,7 +747,8 @@ static int ctl_text(char *buf, size_t len)
 	pthread_mutex_unlock(&names_mu);
 	return snprintf(buf, len, "power %s\nfsync %s\nspace %s\nunsynced %" PRIu64 " bytes in %u "
 			"files\nnames %u changes not durable\n", atomic_load(&g.off) ? "off" : "on",
-			atomic_load(&g.fsync_eio) ? "eio" : "ok", atomic_load(&g.enospc) ? "full" : "ok",
+			(const char *[]){"ok", "eio", "eio-full"}[atomic_load(&g.fsync_eio)],
+			atomic_load(&g.enospc) ? "full" : "ok",
 			bytes, files, n);
 }
 
@@ -1172,7 +1178,8 @@ static int ffs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 	int r = enter();
 	if (r < 0)
 		return r;
-	if (atomic_load(&g.fsync_eio)) {
+	int eio = atomic_load(&g.fsync_eio);
+	if (eio == 1 || (eio == 2 && !datasync)) {
 		leave();
 		return -EIO;
 	}

@@ -280,6 +280,16 @@ def main():
         expect_errno(errno.EIO, lambda: os.fsync(dfd), "directory fsync under fsync-eio")
         os.close(dfd)
         layer.ctl("heal")
+        layer.ctl("fullsync-eio")  # fsync of files and directories only
+        fd = os.open(m("i2"), os.O_RDWR | os.O_CREAT, 0o600)
+        os.pwrite(fd, b"datasynced", 0)
+        os.fdatasync(fd)
+        expect_errno(errno.EIO, lambda: os.fsync(fd), "fsync under fullsync-eio")
+        os.close(fd)
+        dfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+        expect_errno(errno.EIO, lambda: os.fsync(dfd), "directory fsync under fullsync-eio")
+        os.close(dfd)
+        layer.ctl("heal")
         layer.ctl("enospc")
         fd = os.open(m("e"), os.O_RDWR)
         os.pwrite(fd, b"inside", 100)  # inside the preallocated size: no new space needed
@@ -317,12 +327,14 @@ def main():
             check(read(os.path.join(root_, "h")) == b"", f"{where}: h is not the (unsynced, "
                   f"so empty) file renamed over it")
             check(read(os.path.join(root_, "i")) == b"", f"{where}: i has data whose fsync failed")
+            check(read(os.path.join(root_, "i2")) == b"datasynced", f"{where}: i2 lost data "
+                  f"fdatasynced under fullsync-eio")
             for name, (now, synced) in models.items():
                 got = read(os.path.join(root_, name))
                 check(got == synced, f"{where}: {name} holds {len(got)} bytes, its last sync "
                       f"{len(synced)} (now {len(now)})")
             names = sorted(os.listdir(root_))
-            check(names == ["a", "b", "c", "d", "e", "f", "h", "i", "r0", "r1", "r2", "sub"],
+            check(names == ["a", "b", "c", "d", "e", "f", "h", "i", "i2", "r0", "r1", "r2", "sub"],
                   f"{where}: names {names}")
 
         survivors(backing, "backing after power-off")

@@ -10,7 +10,10 @@ change of a name survives a power cut only once its directory was fsynced):
 2. fsync returning EIO on one member (diskerr.py): it stops with a FATAL line naming the file and
    the operation, the two others serve, and restarted on a healthy disk it serves every
    acknowledged write;
-3. the same with ENOSPC for writes that grow a file.
+3. the same with ENOSPC for writes that grow a file;
+4. fsync (not fdatasync) returning EIO on one member of a cluster that snapshots every 50
+   entries: the snapshot's child process meets it first, and the member must stop with a FATAL
+   line naming the snapshot file.
 
 Needs root, /dev/fuse, iproute2 and nftables; exits 77 (skipped) without them. RAFTFS_BIN and
 RAFTFS_FAULTFS_BIN name the binaries.
@@ -64,6 +67,32 @@ def power_all_keeps_what_was_shown(cl, problems, rounds=3):
         cl.wait_leader(30)
 
 
+def snapshot_fsync_fails(binary, faultfs, problems):
+    """Part 4, on a cluster of its own."""
+    cl = clustermod.Cluster(binary, extra=["--snapshot-count", "50"], faultfs=faultfs)
+    notes = []
+    try:
+        cl.setup_network()
+        cl.start()
+        victim, other = cl.members[2], cl.members[0]
+        p, acked = diskerr.one_fault(cl, victim, other, "fullsync-eio", notes.append, 60,
+                                     size=4096)
+        problems += p
+        diskerr.replace_disk(cl, victim, notes.append)
+        cl.wait_converged(timeout=60)
+        lost = [n for n, data in acked.items() if read(victim, n) != data]
+        if lost:
+            problems.append(f"fullsync-eio: {victim.name} lost acknowledged files {lost[:5]}")
+        for n, lines in cl.log_problems().items():
+            problems.append(f"log of {n}: " + "\n    ".join(lines[:10]))
+    finally:
+        for n in notes:
+            print("  " + n)
+        keep = f"/tmp/raftfs-test-power-snap-{time.strftime('%Y%m%dT%H%M%S')}" \
+            if problems else None
+        cl.close(keep_logs_in=keep)
+
+
 def main():
     binary = os.environ.get("RAFTFS_BIN", os.path.join(REPO, "build", "fs", "raftfs"))
     faultfs = os.environ.get("RAFTFS_FAULTFS_BIN",
@@ -100,6 +129,8 @@ def main():
             print("  " + n)
         for n, lines in cl.log_problems().items():
             problems.append(f"log of {n}: " + "\n    ".join(lines[:10]))
+        cl.close()
+        snapshot_fsync_fails(binary, faultfs, problems)
         failed = bool(problems)
     except Exception as e:  # noqa: BLE001 - reported as a failure
         problems.append(f"ERROR {e!r}")
