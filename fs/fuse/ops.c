@@ -268,6 +268,26 @@ static int propose_txn(struct pending *p, struct fs_txn *tb)
 	return fs__txn_propose(tb, p->o->member, fs_clock_wall_ns(), on_proposed, p);
 }
 
+/*
+ * Builds p's transaction with build (over the store as it is now) and proposes it: the shared
+ * part of every operation that is retried (commit, remove, rename, setattr). Returns 0 (p->done
+ * runs) or build's or the proposal's negative errno (p is the caller's to answer and free).
+ */
+static int build_and_propose(struct pending *p,
+			     int (*build)(struct pending *p, struct fs_txn *tb,
+					  const struct fs_txn_view *v))
+{
+	struct fs_txn *tb = fs__txn_new();
+	if (!tb)
+		return -ENOMEM;
+	struct fs_txn_view v = view_of(p->o);
+	int rc = build(p, tb, &v);
+	if (!rc)
+		rc = propose_txn(p, tb);
+	fs__txn_free(tb);
+	return rc;
+}
+
 /* ---- linearizable reads ----------------------------------------------------------------------- */
 
 /*
@@ -1059,20 +1079,17 @@ static void commit_done(struct pending *p, int status, const Rpc__Response *resp
  * O_CREAT without O_EXCL does), never a directory, and touching its directory as every create
  * does. Returns 0 (commit_done runs) or a negative errno.
  */
-static int commit_propose(struct pending *p)
+static int commit_build(struct pending *p, struct fs_txn *tb, const struct fs_txn_view *v)
 {
 	struct fh *h = p->fh;
-	struct fs_txn *tb = fs__txn_new();
-	if (!tb)
-		return -ENOMEM;
-	struct fs_txn_view v = view_of(p->o);
 	p->fh_gen = h->gen;
-	int rc = fs__txn_commit(tb, &v, h->path, h->buf, h->len, h->created ? &h->cmeta : NULL,
-				h->kill_priv, fs_clock_wall_ns());
-	if (!rc)
-		rc = propose_txn(p, tb);
-	fs__txn_free(tb);
-	return rc;
+	return fs__txn_commit(tb, v, h->path, h->buf, h->len, h->created ? &h->cmeta : NULL,
+			      h->kill_priv, fs_clock_wall_ns());
+}
+
+static int commit_propose(struct pending *p)
+{
+	return build_and_propose(p, commit_build);
 }
 
 /* Commits a dirty handle's content as one proposal, then replies (flush, fsync, release). */
@@ -1470,17 +1487,14 @@ static void remove_done(struct pending *p, int status, const Rpc__Response *resp
  * unlink removes a name whatever was written to the file meanwhile. Returns 0 (remove_done runs)
  * or a negative errno (ENOENT, ENOTDIR, EISDIR, ENOTEMPTY).
  */
+static int remove_build(struct pending *p, struct fs_txn *tb, const struct fs_txn_view *v)
+{
+	return fs__txn_remove(tb, v, p->path, p->dir, fs_clock_wall_ns());
+}
+
 static int remove_start(struct pending *p)
 {
-	struct fs_txn *tb = fs__txn_new();
-	if (!tb)
-		return -ENOMEM;
-	struct fs_txn_view v = view_of(p->o);
-	int rc = fs__txn_remove(tb, &v, p->path, p->dir, fs_clock_wall_ns());
-	if (!rc)
-		rc = propose_txn(p, tb);
-	fs__txn_free(tb);
-	return rc;
+	return build_and_propose(p, remove_build);
 }
 
 static void remove_node(fuse_req_t req, fuse_ino_t parent, const char *name, int dir)
@@ -1536,17 +1550,14 @@ static void rename_done(struct pending *p, int status, const Rpc__Response *resp
 	free(p);
 }
 
+static int rename_build(struct pending *p, struct fs_txn *tb, const struct fs_txn_view *v)
+{
+	return fs__txn_rename(tb, v, p->path, p->path2, (unsigned)p->flags, fs_clock_wall_ns());
+}
+
 static void rename_start(struct pending *p)
 {
-	struct fs_txn *tb = fs__txn_new();
-	int rc = -ENOMEM;
-	if (tb) {
-		struct fs_txn_view v = view_of(p->o);
-		rc = fs__txn_rename(tb, &v, p->path, p->path2, (unsigned)p->flags, fs_clock_wall_ns());
-		if (!rc)
-			rc = propose_txn(p, tb);
-	}
-	fs__txn_free(tb);
+	int rc = build_and_propose(p, rename_build);
 	if (rc) {
 		fuse_reply_err(p->req, rc == -E2BIG ? EXDEV : -rc);
 		free(p);
@@ -1612,21 +1623,19 @@ static void setattr_done(struct pending *p, int status, const Rpc__Response *res
 	free(p);
 }
 
+/* Through an open file (p->fh), its buffered content is committed with the change. */
+static int setattr_build(struct pending *p, struct fs_txn *tb, const struct fs_txn_view *v)
+{
+	struct fh *h = p->fh;
+	struct fs_txn_content buffered = {h ? h->buf : NULL, h ? h->len : 0};
+	p->fh_gen = h ? h->gen : 0;
+	return fs__txn_setattr(tb, v, p->path, &p->attr, p->to_set, h ? &buffered : NULL,
+			       p->o->opt.max_value_bytes, fs_clock_wall_ns());
+}
+
 static void setattr_start(struct pending *p)
 {
-	struct fs_txn *tb = fs__txn_new();
-	int rc = -ENOMEM;
-	if (tb) {
-		struct fs_txn_view v = view_of(p->o);
-		struct fh *h = p->fh;
-		struct fs_txn_content buffered = {h ? h->buf : NULL, h ? h->len : 0};
-		p->fh_gen = h ? h->gen : 0;
-		rc = fs__txn_setattr(tb, &v, p->path, &p->attr, p->to_set, h ? &buffered : NULL,
-				     p->o->opt.max_value_bytes, fs_clock_wall_ns());
-		if (!rc)
-			rc = propose_txn(p, tb);
-	}
-	fs__txn_free(tb);
+	int rc = build_and_propose(p, setattr_build);
 	if (rc) {
 		fuse_reply_err(p->req, -rc);
 		free(p);
