@@ -250,12 +250,6 @@ static int apply_request(struct fs_kv *kv, uint64_t index, const Rpc__Request *r
 			 Rpc__Response *out)
 {
 	struct store *s = kv->store;
-	/*
-	 * A lease's expiry is this member's own (only its leader acts on it, and a new leader gives
-	 * every lease its TTL anew): measured on the monotonic clock from when the grant or renewal
-	 * applies here, never on the proposer's wall clock, which may be far from the leader's.
-	 */
-	int64_t now_ms = fs_clock_mono_ms();
 	int rc;
 	switch (r->op_case) {
 	case RPC__REQUEST__OP_ALARM:
@@ -282,6 +276,13 @@ static int apply_request(struct fs_kv *kv, uint64_t index, const Rpc__Request *r
 		return rc;
 	case RPC__REQUEST__OP_LEASE_GRANT: {
 		int64_t id = r->lease_grant->id ? r->lease_grant->id : lease_id_for(s, index);
+		/*
+		 * A lease's expiry is this member's own (only its leader acts on it, and a new
+		 * leader gives every lease its TTL anew): measured on the monotonic clock from when
+		 * the grant or renewal applies here, never on the proposer's wall clock, which may be
+		 * far from the leader's.
+		 */
+		int64_t now_ms = fs_clock_mono_ms();
 		rc = store_lease_grant(s, id, r->lease_grant->ttl, now_ms);
 		struct store_lease_info info;
 		if (rc == 0 && store_lease_time_to_live(s, id, now_ms, &info) == 0) {
@@ -298,7 +299,7 @@ static int apply_request(struct fs_kv *kv, uint64_t index, const Rpc__Request *r
 		return rc;
 	case RPC__REQUEST__OP_LEASE_KEEP_ALIVE: {
 		int64_t ttl = 0;
-		rc = store_lease_renew(s, r->lease_keep_alive->id, now_ms, &ttl);
+		rc = store_lease_renew(s, r->lease_keep_alive->id, fs_clock_mono_ms(), &ttl);
 		if (rc == 0) {
 			out->has_lease_id = out->has_lease_ttl = 1;
 			out->lease_id = r->lease_keep_alive->id;
