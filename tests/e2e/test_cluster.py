@@ -350,7 +350,11 @@ def test_watch_prints_changes_as_they_happen(cluster, raftfs_bin):
     n1, n2 = cluster(2)
     os.mkdir(os.path.join(n1.mountpoint, "etc"))
     write(os.path.join(n1.mountpoint, "etc/a"), b"1")
-    w = subprocess.Popen([raftfs_bin, "watch", n2.mountpoint, "/etc/", "--prefix"],
+    # from the revision after that write: n2 may not have applied it yet when the watch starts
+    # (a member applies an entry once its commit is durable there, the proposer's own first)
+    after = rev(n1.mountpoint) + 1
+    w = subprocess.Popen([raftfs_bin, "watch", n2.mountpoint, "/etc/", "--prefix", "--rev",
+                          str(after)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.5)
