@@ -282,9 +282,10 @@ int fs__at_rename(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const cha
 	   one made for a file made at the old name since stays (fs_itable_rename); an exchange
 	   moves both names' inodes, each to the other name */
 	int exchange = (flags & RENAME_EXCHANGE) != 0;
-	if (exchange)
+	if (exchange) {
 		fs_itable_exchange(&o->itable, path, path2, at.first - 1);
-	else
+		fs__ops_exchanged(o, path, path2);
+	} else
 		fs_itable_rename(&o->itable, path, path2, at.first - 1);
 	fuse_reply_err(req, 0);
 	if (exchange) {

@@ -188,6 +188,53 @@ static void entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_kv
 	e->attr_timeout = attr_timeout(o, ino, kv);
 }
 
+/* ---- the replayer's exchanges ---------------------------------------------------------------- */
+
+/*
+ * Whether a request for ino by path (open, stat, chmod, truncate: no handle) must be looked up
+ * again, and if so, answers it ESTALE and returns 1. ino is one of the two inodes a replayed
+ * exchange moved (fs_ops.moved) that no lookup has given the kernel since: the kernel may have
+ * found it under the name it left (looked up before the replay, or in the moment before the
+ * kernel swaps the names after the replay's RENAME is answered), while the table holds it at the
+ * other name, where the store may even have deleted it since. ESTALE has the kernel walk the path
+ * again, revalidating each name (a LOOKUP, which confirms the inode it gives), and ask for what
+ * the name holds then. Each inode answers so once: a second request for it comes from that new
+ * walk, or from a path that does not name it (a /proc/PID/fd link), and is served.
+ */
+static int moved_by_exchange(struct fs_ops *o, fuse_req_t req, fuse_ino_t ino)
+{
+	for (size_t i = 0; i < o->n_moved; i++)
+		if (o->moved[i] == ino) {
+			o->moved[i] = o->moved[--o->n_moved];
+			fuse_reply_err(req, ESTALE);
+			return 1;
+		}
+	return 0;
+}
+
+/* A lookup gave the kernel ino for its name: the kernel holds it where the table does. */
+static void moved_confirmed(struct fs_ops *o, fuse_ino_t ino)
+{
+	for (size_t i = 0; i < o->n_moved; i++)
+		if (o->moved[i] == ino)
+			o->moved[i] = o->moved[--o->n_moved];
+}
+
+void fs__ops_exchanged(struct fs_ops *o, const char *path, const char *path2)
+{
+	const char *paths[2] = {path, path2};
+	for (int k = 0; k < 2; k++) {
+		uint64_t ino = fs_itable_find(&o->itable, paths[k]);
+		if (!ino)
+			continue; /* the kernel holds nothing of the name */
+		moved_confirmed(o, ino); /* listed once */
+		size_t cap = sizeof o->moved / sizeof o->moved[0];
+		if (o->n_moved == cap) /* the oldest goes: its name was most likely looked up since */
+			memmove(o->moved, o->moved + 1, --o->n_moved * sizeof o->moved[0]);
+		o->moved[o->n_moved++] = ino;
+	}
+}
+
 /* The entry of path; with uncached, the kernel keeps neither it nor its attributes. */
 static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path, int uncached)
 {
@@ -201,6 +248,7 @@ static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path, i
 	if (!uncached)
 		entry_timeouts(o, e.ino, &kv, &e);
 	fill_attr(o, e.ino, path, &kv, &e.attr);
+	moved_confirmed(o, e.ino);
 	return fuse_reply_entry(req, &e);
 }
 
@@ -440,7 +488,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		o->ns.getattr(o->ns.arg, req, ino);
 		return;
 	}
-	if (deferred_read(o, req, D_GETATTR, ino, NULL, 0, 0, NULL))
+	if ((!fi && moved_by_exchange(o, req, ino)) ||
+	    deferred_read(o, req, D_GETATTR, ino, NULL, 0, 0, NULL))
 		return;
 	int64_t rev = 0; /* a deleted or replaced file still open: as it was */
 	int rc = fs_itable_path_at(&o->itable, ino, path, sizeof path, &rev);
@@ -903,7 +952,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		o->ns.open(o->ns.arg, req, ino, fi);
 		return;
 	}
-	if (deferred_read(o, req, D_OPEN, ino, NULL, 0, 0, fi))
+	if (moved_by_exchange(o, req, ino) || deferred_read(o, req, D_OPEN, ino, NULL, 0, 0, fi))
 		return;
 	/*
 	 * An inode whose name was deleted or replaced since the kernel looked it up (its entry is
@@ -1702,6 +1751,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			o->ns.getattr(o->ns.arg, req, ino);
 		return;
 	}
+	if (!fi && moved_by_exchange(o, req, ino))
+		return;
 	/* the replayer's handles (at.c) are no struct fh: they have no content to commit */
 	struct fh *through = fi && !fs__at_fh(fi) ? fh_of(fi, ino) : NULL;
 	if (through && !through->writable)

@@ -241,14 +241,15 @@ def test_linearizable_reads_elsewhere_see_every_completed_write(cluster):
 
 
 @pytest.mark.parametrize("extra", [(), ("-o", "linearizable")], ids=["default", "linearizable"])
-@pytest.mark.parametrize("how", ["rename"])  # "exchange": open, ARCHITECTURE.md "Not done"
+@pytest.mark.parametrize("how", ["rename", "exchange"])
 def test_a_write_right_after_a_remote_rename_over_the_file_is_kept(cluster, extra, how):
     # n1 replaces f by write-temp-then-rename (or -exchange, then removes the temporary name);
     # once that returned, n2 rewrites f in place. n2's replay of the rename lags, and an open there
     # can meet an inode of f made after the rename was applied, or (exchange) the old inode of f,
     # which the replay then moves to the temporary name: its write must still land in f (it was
     # lost when the late replay detached that inode, or went to the temporary name with the
-    # inode, and close() returned 0 for a write in no revision of f). 300 rounds, checked on n1.
+    # inode, and close() returned 0 for a write in no revision of f; or the open failed ENOENT,
+    # the temporary name being deleted by then). 300 rounds, checked on n1.
     n1, n2 = cluster(2, extra=extra)
     f1, f2 = os.path.join(n1.mountpoint, "f"), os.path.join(n2.mountpoint, "f")
     with open(f1, "wb") as f:
