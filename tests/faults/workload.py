@@ -80,9 +80,7 @@ def errname(e):
 
 # the ops a client picks from, with their weights (--ops chooses a subset)
 WEIGHTS = {"read": 45, "inplace": 20, "rename": 20, "swap": 5, "create": 8, "mkdir": 7}
-# swap is not run unless asked for (--ops): a write opened on another member while it replays an
-# exchange can still go to the other name (ARCHITECTURE.md, "Not done" of the exchange)
-DEFAULT_OPS = ("read", "inplace", "rename", "create", "mkdir")
+DEFAULT_OPS = ("read", "inplace", "rename", "swap", "create", "mkdir")
 ALL_OPS = tuple(WEIGHTS) + ("lease",)  # lease: the Lessee of leases.py, not a client op
 OPS = {"read": "read", "inplace": "write_inplace", "rename": "write_rename", "swap": "write_swap",
        "create": "create", "mkdir": "mkdir"}
