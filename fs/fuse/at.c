@@ -284,7 +284,7 @@ int fs__at_rename(fuse_req_t req, struct fs_ops *o, fuse_ino_t parent, const cha
 	int exchange = (flags & RENAME_EXCHANGE) != 0;
 	if (exchange) {
 		fs_itable_exchange(&o->itable, path, path2, at.first - 1);
-		fs__ops_exchanged(o, path, path2);
+		fs__ops_exchanged(o, path, path2, at.rev);
 	} else
 		fs_itable_rename(&o->itable, path, path2, at.first - 1);
 	fuse_reply_err(req, 0);

@@ -220,21 +220,6 @@ static void moved_confirmed(struct fs_ops *o, fuse_ino_t ino)
 			o->moved[i] = o->moved[--o->n_moved];
 }
 
-void fs__ops_exchanged(struct fs_ops *o, const char *path, const char *path2)
-{
-	const char *paths[2] = {path, path2};
-	for (int k = 0; k < 2; k++) {
-		uint64_t ino = fs_itable_find(&o->itable, paths[k]);
-		if (!ino)
-			continue; /* the kernel holds nothing of the name */
-		moved_confirmed(o, ino); /* listed once */
-		size_t cap = sizeof o->moved / sizeof o->moved[0];
-		if (o->n_moved == cap) /* the oldest goes: its name was most likely looked up since */
-			memmove(o->moved, o->moved + 1, --o->n_moved * sizeof o->moved[0]);
-		o->moved[o->n_moved++] = ino;
-	}
-}
-
 /* The entry of path; with uncached, the kernel keeps neither it nor its attributes. */
 static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path, int uncached)
 {
@@ -660,8 +645,9 @@ struct fh {
 	int64_t open_rev;  /* writable: the store's revision when it was opened (commit) */
 	/*
 	 * Writable, opened on an inode marked replaced (another member's exchange applied here, its
-	 * replay not yet performed): it holds what its name held at the open, and its commits go to
-	 * that name (path), wherever the replay then moves the inode.
+	 * replay not yet performed), or opened after an exchange applied on an inode its lagging
+	 * replay then moved (fs__ops_exchanged): it holds what its name held at the open, and its
+	 * commits go to that name (path), wherever the replay moves the inode.
 	 */
 	int by_name;
 	int kill_priv;     /* written by a process other than root (no CAP_FSETID): the commit
@@ -920,6 +906,29 @@ static int fh_open(struct fs_ops *o, fuse_ino_t ino, const char *path, int flags
 	}
 	*out = h;
 	return 0;
+}
+
+void fs__ops_exchanged(struct fs_ops *o, const char *path, const char *path2, int64_t rev)
+{
+	const char *paths[2] = {path, path2};
+	for (int k = 0; k < 2; k++) {
+		uint64_t ino = fs_itable_find(&o->itable, paths[k]);
+		if (!ino)
+			continue; /* the kernel holds nothing of the name */
+		moved_confirmed(o, ino); /* listed once */
+		size_t cap = sizeof o->moved / sizeof o->moved[0];
+		if (o->n_moved == cap) /* the oldest goes: its name was most likely looked up since */
+			memmove(o->moved, o->moved + 1, --o->n_moved * sizeof o->moved[0]);
+		o->moved[o->n_moved++] = ino;
+		/*
+		 * A descriptor opened for writing on it once the exchange had applied here (a replay
+		 * lags) holds what its name held then, not the object the exchange moved away: it
+		 * commits to that name (h->path, as opened) wherever the inode goes now.
+		 */
+		for (struct fh *h = o->open_files; h; h = h->next)
+			if (h->ino == ino && h->open_rev >= rev)
+				h->by_name = 1;
+	}
 }
 
 /*

@@ -378,3 +378,43 @@ def test_exchanges_are_atomic_for_readers_on_another_member(cluster):
                         10.0), m.name
         assert read(os.path.join(m.mountpoint, "a")) == one, m.name
         assert read(os.path.join(m.mountpoint, "b")) == two, m.name
+
+
+def replay_backlog(mount):
+    with open(os.path.join(mount, ".raftfs/status")) as f:
+        return json.load(f)["replay_backlog"]
+
+
+def test_a_write_opened_after_an_exchange_goes_to_its_name_when_its_late_replay_moves_it(
+        cluster, monkeypatch):
+    # n2 replays every change late (a test hook delays each by 700 ms). n1 exchanges a new file
+    # into f and removes the temporary name. Once n2 shows the new f, a writer there opens f: a
+    # new inode, made after the exchange applied. The exchange's replay then moves that inode to
+    # the temporary name, as the kernel moves whatever it holds at the two names; the writer
+    # closes before the temporary name's removal is replayed. Its content must go to f, the name
+    # it opened once the exchange had applied, and the temporary name must stay gone. (It went to
+    # the temporary name, bringing it back, and f kept the exchanged value.) 5 rounds.
+    monkeypatch.setenv("RAFTFS_TEST_REPLAY_DELAY_MS", "700")
+    n1, n2 = cluster(2)
+    f1, f2 = (os.path.join(m.mountpoint, "f") for m in (n1, n2))
+    t1, t2 = (os.path.join(m.mountpoint, ".f.tmp") for m in (n1, n2))
+    write(f1, "start")
+    assert wait_for(lambda: read(f2) == "start" and replay_idle(n2.mountpoint), 10.0)
+    for i in range(5):
+        exchanged, written = f"exchanged {i}" + "." * i, f"written on n2 in round {i}" + "!" * i
+        write(t1, exchanged)
+        exchange(t1, f1)
+        os.unlink(t1)
+        assert wait_for(lambda: read(f2) == exchanged, 5.0)
+        fd = os.open(f2, os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(fd, written.encode())
+            # the exchange replayed, the removal not yet: 2 changes queued behind the create,
+            # 1 behind the exchange
+            assert wait_for(lambda: replay_backlog(n2.mountpoint) <= 1, 10.0)
+        finally:
+            os.close(fd)
+        assert wait_for(lambda: read(f1) == written, 5.0), read(f1)
+        assert wait_for(lambda: replay_idle(n2.mountpoint), 10.0)
+        assert not os.path.exists(t1) and not os.path.exists(t2)
+        assert read(f2) == written
