@@ -933,7 +933,8 @@ static void move_leader(struct cmd *k, const struct fs_peer_config *p, const cha
 	call->req = k->req;
 	call->req_size = k->size;
 	call->arg = (int64_t)p->id;
-	snprintf(call->text, sizeof call->text, "%s (%016" PRIx64 ")", p->name, p->id);
+	snprintf(call->text, sizeof call->text, "%.*s (%016" PRIx64 ")", FS_NAME_MAX, p->name,
+		 p->id);
 	c->moving = call;
 	c->move_deadline_ms = fs_clock_mono_ms() + 2 * (int64_t)c->cfg->election_ms + TICK_MS;
 }
