@@ -243,14 +243,6 @@ struct fs_ops {
 	 */
 	struct fs_own_create own_creates[256];
 	size_t n_own_creates;
-	/*
-	 * Inodes a replayed exchange moved to the other name (fuse/at.c) that no lookup has given
-	 * the kernel since: it may still hold them under the names they left. The first request
-	 * for one by path is answered ESTALE, so that the kernel looks the name up again (ops.c,
-	 * moved_by_exchange). The oldest goes when it is full.
-	 */
-	uint64_t moved[64];
-	size_t n_moved;
 };
 
 /* The lowlevel operations table; userdata must be a struct fs_ops. */

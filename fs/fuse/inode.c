@@ -17,6 +17,7 @@ struct fs_inode {
 	int64_t stale_rev;           /* when detached: the last revision it existed at */
 	int64_t born;                /* the table's revision when it was made (fs_itable_set_rev) */
 	int replaced;                /* another object is at its path, until a replay moves it */
+	int moved;                   /* a replayed exchange moved it; no lookup reply since */
 	struct fs_inode *ino_next;   /* chain in by_ino */
 	struct fs_inode *path_next;  /* chain in by_path, while attached */
 };
@@ -219,6 +220,35 @@ void fs_itable_mark_replaced(struct fs_itable *it, const char *path, int64_t rev
 		if (in->born < rev && !strcmp(in->path, path))
 			in->replaced = 1;
 	pthread_mutex_unlock(&it->lock);
+}
+
+void fs_itable_mark_moved(struct fs_itable *it, uint64_t ino)
+{
+	pthread_mutex_lock(&it->lock);
+	struct fs_inode *in = by_ino(it, ino);
+	if (in)
+		in->moved = 1;
+	pthread_mutex_unlock(&it->lock);
+}
+
+void fs_itable_confirm(struct fs_itable *it, uint64_t ino)
+{
+	pthread_mutex_lock(&it->lock);
+	struct fs_inode *in = by_ino(it, ino);
+	if (in)
+		in->moved = 0;
+	pthread_mutex_unlock(&it->lock);
+}
+
+int fs_itable_take_moved(struct fs_itable *it, uint64_t ino)
+{
+	pthread_mutex_lock(&it->lock);
+	struct fs_inode *in = by_ino(it, ino);
+	int moved = in && in->moved;
+	if (moved)
+		in->moved = 0;
+	pthread_mutex_unlock(&it->lock);
+	return moved;
 }
 
 int fs_itable_replaced(struct fs_itable *it, uint64_t ino)

@@ -76,6 +76,19 @@ void fs_itable_mark_replaced(struct fs_itable *it, const char *path, int64_t rev
 /* Whether ino is marked replaced (fs_itable_mark_replaced). */
 int fs_itable_replaced(struct fs_itable *it, uint64_t ino);
 
+/*
+ * Marks ino as moved by a replayed exchange: the kernel may still give it for the name it left.
+ * The mark stays until a lookup reply gives the kernel ino under its path (fs_itable_confirm) or
+ * it is taken (fs_itable_take_moved).
+ */
+void fs_itable_mark_moved(struct fs_itable *it, uint64_t ino);
+
+/* A lookup reply gave the kernel ino under its path: its moved mark goes. */
+void fs_itable_confirm(struct fs_itable *it, uint64_t ino);
+
+/* Whether ino was marked moved; the mark goes (a moved inode answers so once). */
+int fs_itable_take_moved(struct fs_itable *it, uint64_t ino);
+
 /* The kernel forgot n lookups of ino; frees it at zero (never root). */
 void fs_itable_forget(struct fs_itable *it, uint64_t ino, uint64_t n);
 

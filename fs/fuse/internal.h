@@ -39,8 +39,9 @@ void fs__ops_parent_of(const char *path, char *buf);
 dev_t fs__ops_rdev_of(const void *value, size_t len);
 
 /* The replayer's exchange of path and path2, of revision rev, moved their inodes in the table
-   (each to the other name): the kernel is asked to look them up again (fs_ops.moved), and what
-   was opened for writing on them after rev applied goes on committing to its name. */
+   (each to the other name): they are marked moved (fs_itable_mark_moved), so the kernel looks
+   them up again, and what was opened for writing on them after rev applied goes on committing
+   to its name. */
 void fs__ops_exchanged(struct fs_ops *o, const char *path, const char *path2, int64_t rev);
 
 /* ---- ops.c, for txn.c ---- */

@@ -193,7 +193,7 @@ static void entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_kv
 /*
  * Whether a request for ino by path (open, stat, chmod, truncate: no handle) must be looked up
  * again, and if so, answers it ESTALE and returns 1. ino is one of the two inodes a replayed
- * exchange moved (fs_ops.moved) that no lookup has given the kernel since: the kernel may have
+ * exchange moved (fs_itable_mark_moved) that no lookup has given the kernel since: it may have
  * found it under the name it left (looked up before the replay, or in the moment before the
  * kernel swaps the names after the replay's RENAME is answered), while the table holds it at the
  * other name, where the store may even have deleted it since. ESTALE has the kernel walk the path
@@ -203,21 +203,10 @@ static void entry_timeouts(struct fs_ops *o, uint64_t ino, const struct store_kv
  */
 static int moved_by_exchange(struct fs_ops *o, fuse_req_t req, fuse_ino_t ino)
 {
-	for (size_t i = 0; i < o->n_moved; i++)
-		if (o->moved[i] == ino) {
-			o->moved[i] = o->moved[--o->n_moved];
-			fuse_reply_err(req, ESTALE);
-			return 1;
-		}
-	return 0;
-}
-
-/* A lookup gave the kernel ino for its name: the kernel holds it where the table does. */
-static void moved_confirmed(struct fs_ops *o, fuse_ino_t ino)
-{
-	for (size_t i = 0; i < o->n_moved; i++)
-		if (o->moved[i] == ino)
-			o->moved[i] = o->moved[--o->n_moved];
+	if (!fs_itable_take_moved(&o->itable, ino))
+		return 0;
+	fuse_reply_err(req, ESTALE);
+	return 1;
 }
 
 /* The entry of path; with uncached, the kernel keeps neither it nor its attributes. */
@@ -233,7 +222,7 @@ static int reply_entry_for(fuse_req_t req, struct fs_ops *o, const char *path, i
 	if (!uncached)
 		entry_timeouts(o, e.ino, &kv, &e);
 	fill_attr(o, e.ino, path, &kv, &e.attr);
-	moved_confirmed(o, e.ino);
+	fs_itable_confirm(&o->itable, e.ino);
 	return fuse_reply_entry(req, &e);
 }
 
@@ -915,11 +904,7 @@ void fs__ops_exchanged(struct fs_ops *o, const char *path, const char *path2, in
 		uint64_t ino = fs_itable_find(&o->itable, paths[k]);
 		if (!ino)
 			continue; /* the kernel holds nothing of the name */
-		moved_confirmed(o, ino); /* listed once */
-		size_t cap = sizeof o->moved / sizeof o->moved[0];
-		if (o->n_moved == cap) /* the oldest goes: its name was most likely looked up since */
-			memmove(o->moved, o->moved + 1, --o->n_moved * sizeof o->moved[0]);
-		o->moved[o->n_moved++] = ino;
+		fs_itable_mark_moved(&o->itable, ino);
 		/*
 		 * A descriptor opened for writing on it once the exchange had applied here (a replay
 		 * lags) holds what its name held then, not the object the exchange moved away: it

@@ -200,8 +200,26 @@ CHECK_TEST(exchange_swaps_the_names_and_their_trees)
 	fs_itable_close(&it);
 }
 
+/* An inode a replayed exchange moved answers one request by path ESTALE, unless a lookup came. */
+CHECK_TEST(a_moved_mark_is_taken_once_or_cleared_by_a_lookup)
+{
+	struct fs_itable it;
+	CHECK_EQ(fs_itable_init(&it), 0);
+	uint64_t a = fs_itable_lookup(&it, "/a"), b = fs_itable_lookup(&it, "/b");
+	CHECK(!fs_itable_take_moved(&it, a));
+	fs_itable_mark_moved(&it, a);
+	fs_itable_mark_moved(&it, b);
+	CHECK(fs_itable_take_moved(&it, a));
+	CHECK(!fs_itable_take_moved(&it, a)); /* once */
+	fs_itable_confirm(&it, b);            /* a lookup reply gave it to the kernel */
+	CHECK(!fs_itable_take_moved(&it, b));
+	CHECK(!fs_itable_take_moved(&it, 12345)); /* unknown: nothing */
+	fs_itable_close(&it);
+}
+
 CHECK_SUITE("fs-inode", CHECK_CASE(lookup_counts_and_forget),
 	    CHECK_CASE(rename_moves_a_tree_and_detaches_the_target), CHECK_CASE(detach_on_delete),
 	    CHECK_CASE(many_inodes_grow_the_table),
 	    CHECK_CASE(a_rename_replayed_late_spares_inodes_made_after_it),
-	    CHECK_CASE(exchange_swaps_the_names_and_their_trees))
+	    CHECK_CASE(exchange_swaps_the_names_and_their_trees),
+	    CHECK_CASE(a_moved_mark_is_taken_once_or_cleared_by_a_lookup))
