@@ -639,8 +639,23 @@ struct fh {
 	 * commits go to that name (path), wherever the replay moves the inode.
 	 */
 	int by_name;
+	/*
+	 * A commit of it (flush, fsync, release) is in flight; the next ones wait in waiters, in
+	 * order, and go after it with what was written meanwhile: a forked child's close and the
+	 * writer's own, concurrent, each proposed the same content, which applied twice around
+	 * another member's write.
+	 */
+	int committing;
+	struct fh_waiter *waiters;
 	int kill_priv;     /* written by a process other than root (no CAP_FSETID): the commit
 			    * clears set-user-ID and set-group-ID bits, as the kernel does locally */
+};
+
+/* A flush, fsync or release waiting for the commit of its handle in flight (fh.committing). */
+struct fh_waiter {
+	struct fh_waiter *next;
+	fuse_req_t req;
+	int release;
 };
 
 #define FH_LIVE 0x6668a11eu  /* struct fh.magic of a handle in use */
@@ -1083,6 +1098,8 @@ static int created_attrs_current(struct fs_ops *o, struct fh *h)
 	return (is_root(parent) ? FS_ROOT_INO : fs_itable_find(&o->itable, parent)) == h->parent;
 }
 
+static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release);
+
 static void commit_done(struct pending *p, int status, const Rpc__Response *resp)
 {
 	struct fh *h = p->fh;
@@ -1110,10 +1127,35 @@ static void commit_done(struct pending *p, int status, const Rpc__Response *resp
 			h->dirty = 0; /* else written meanwhile: that goes with the next commit */
 		h->created = 0;
 	}
-	if (p->release)
+	struct fh_waiter *w = h->waiters;
+	h->waiters = NULL;
+	h->committing = 0;
+	if (p->release) { /* the last request of a handle: none should wait behind it */
+		for (struct fh_waiter *next; w; w = next) {
+			next = w->next;
+			fuse_reply_err(w->req, err);
+			free(w);
+		}
 		fh_free(p->o, h);
+	}
 	fuse_reply_err(p->req, err);
+	struct fs_ops *o = p->o;
 	free(p);
+	/* in order, a release last (it frees h); one that proposes again has the rest wait */
+	struct fh_waiter *last = NULL;
+	for (struct fh_waiter *next; w; w = next) {
+		next = w->next;
+		if (w->release && next) {
+			last = w;
+			continue;
+		}
+		commit(w->req, o, h, w->release);
+		free(w);
+	}
+	if (last) {
+		commit(last->req, o, h, 1);
+		free(last);
+	}
 }
 
 /*
@@ -1154,6 +1196,18 @@ static int fh_stale_at_open(struct fs_ops *o, const struct fh *h)
 
 static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
 {
+	if (h->committing) {
+		struct fh_waiter *w = calloc(1, sizeof *w), **tail = &h->waiters;
+		if (!w) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		*w = (struct fh_waiter){.req = req, .release = release};
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = w;
+		return;
+	}
 	if (h->dirty && !h->failed && !h->by_name && fh_path(o, h) != 0 &&
 	    !fh_stale_at_open(o, h)) {
 		h->dirty = 0; /* deleted or replaced after it was opened: its content goes with it */
@@ -1174,6 +1228,7 @@ static void commit(fuse_req_t req, struct fs_ops *o, struct fh *h, int release)
 		p->fh = h;
 		p->release = release;
 		rc = commit_propose(p);
+		h->committing = rc == 0;
 	}
 	if (rc) {
 		FS_WARN("commit of %s failed: %s", h->path, fs_strerror(rc));
